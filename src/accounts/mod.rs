@@ -1,0 +1,354 @@
+//! Users, roles, passwords, access and refresh tokens.
+//!
+//! A login opens a *session*: the family of refresh tokens that descend from it. Each refresh
+//! spends the presented token and hands out the next one in the same family; presenting a spent
+//! token again means it was stolen or replayed, so the whole family is revoked. Access tokens
+//! name their session (`sid`), and the auth extractor refuses those of revoked sessions, so
+//! logout and a password change take effect at once rather than when tokens expire.
+
+pub mod db;
+pub mod password;
+pub mod ratelimit;
+pub mod routes;
+pub mod tokens;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use self::db::UserRow;
+use self::tokens::{hash_refresh_token, new_refresh_token, new_session_id, AccessTokens};
+use crate::db::{is_unique_violation, now, rfc3339, Db};
+use crate::error::ApiError;
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Student,
+    Instructor,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Student => "student",
+            Role::Instructor => "instructor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "student" => Ok(Role::Student),
+            "instructor" => Ok(Role::Instructor),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("unknown role {other:?}: expected student, instructor or admin")),
+        }
+    }
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub headline: String,
+    pub bio: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        User {
+            id: r.id,
+            email: r.email,
+            name: r.name,
+            role: r.role.parse().unwrap_or(Role::Student),
+            headline: r.headline,
+            bio: r.bio,
+            created_at: rfc3339(r.created_at),
+        }
+    }
+}
+
+/// What a successful login or refresh returns.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+/// Failures of the account operations.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// 422: a field is missing its shape (email, password length, name).
+    #[error("{1}")]
+    Invalid(&'static str, String),
+    /// 409: the email belongs to an account already.
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// 401: email and password do not match an account.
+    #[error("email or password is wrong")]
+    BadCredentials,
+    /// 403: the current password given for a change is wrong.
+    #[error("the current password is wrong")]
+    WrongPassword,
+    /// 401: the refresh token is unknown, expired, spent or revoked.
+    #[error("{0}")]
+    BadRefreshToken(&'static str),
+    /// 429: too many login attempts.
+    #[error("too many login attempts")]
+    RateLimited(u64),
+    /// 404.
+    #[error("no such user")]
+    NoSuchUser,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for AccountError {
+    fn from(e: sqlx::Error) -> Self {
+        AccountError::Internal(anyhow::Error::new(e).context("accounts database"))
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Invalid(code, msg) => ApiError::unprocessable(code, msg),
+            AccountError::EmailTaken => ApiError::conflict("email_taken", e.to_string()),
+            AccountError::BadCredentials => ApiError::unauthorized("invalid_credentials", e.to_string()),
+            AccountError::WrongPassword => ApiError::forbidden("wrong_password", e.to_string()),
+            AccountError::BadRefreshToken(msg) => ApiError::unauthorized("invalid_refresh_token", msg),
+            AccountError::RateLimited(secs) => ApiError::TooManyRequests { retry_after_secs: secs },
+            AccountError::NoSuchUser => ApiError::not_found("user"),
+            AccountError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+/// Trim and lower-case an email, and check its shape.
+pub fn normalize_email(raw: &str) -> Result<String, AccountError> {
+    let email = raw.trim().to_lowercase();
+    let bad = || AccountError::Invalid("invalid_email", "email must look like name@example.com".into());
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
+    if local.is_empty() || domain.contains('@') || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+        return Err(bad());
+    }
+    Ok(email)
+}
+
+fn check_password(pw: &str) -> Result<(), AccountError> {
+    let n = pw.chars().count();
+    if !(8..=256).contains(&n) {
+        return Err(AccountError::Invalid("invalid_password", "password must be 8 to 256 characters".into()));
+    }
+    Ok(())
+}
+
+/// Check a text field: trimmed, within `min..=max` characters.
+pub fn check_text(code: &'static str, field: &str, value: &str, min: usize, max: usize) -> Result<String, AccountError> {
+    let v = value.trim();
+    let n = v.chars().count();
+    if n < min || n > max || v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(AccountError::Invalid(code, format!("{field} must be {min} to {max} characters")));
+    }
+    Ok(v.to_string())
+}
+
+/// The account operations, with what they need.
+#[derive(Clone)]
+pub struct Accounts {
+    db: Db,
+    tokens: Arc<AccessTokens>,
+    refresh_ttl_secs: i64,
+    limiter: Arc<ratelimit::LoginLimiter>,
+}
+
+/// A verified caller: who they are, their role as of their token, and their session.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: i64,
+    pub role: Role,
+    pub session_id: String,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+impl Accounts {
+    pub fn new(db: Db, tokens: Arc<AccessTokens>, refresh_ttl_secs: u64, login_attempts_per_minute: u32) -> Self {
+        Accounts {
+            db,
+            tokens,
+            refresh_ttl_secs: refresh_ttl_secs as i64,
+            limiter: Arc::new(ratelimit::LoginLimiter::new(login_attempts_per_minute)),
+        }
+    }
+
+    /// Create an account with `role` (sign-up always passes `Student`; the admin CLI may pass any).
+    pub async fn create_user(&self, email: &str, password: &str, name: &str, role: Role) -> Result<User, AccountError> {
+        let email = normalize_email(email)?;
+        check_password(password)?;
+        let name = check_text("invalid_name", "name", name, 1, 100)?;
+        let hash = password::hash(password.to_string()).await?;
+        match db::insert_user(&self.db, &email, &name, &hash, role.as_str(), now()).await {
+            Ok(row) => Ok(row.into()),
+            Err(e) if is_unique_violation(&e) => Err(AccountError::EmailTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Check the password and open a new session. `client` keys the per-address rate limit.
+    pub async fn login(&self, email: &str, password: &str, client: &str) -> Result<TokenPair, AccountError> {
+        let email = normalize_email(email).map_err(|_| AccountError::BadCredentials)?;
+        self.limiter.check(&email, client).map_err(AccountError::RateLimited)?;
+        let user = db::user_by_email(&self.db, &email).await?;
+        let ok = password::verify(password.to_string(), user.as_ref().map(|u| u.password_hash.clone())).await?;
+        let user = match (ok, user) {
+            (true, Some(user)) => user,
+            _ => return Err(AccountError::BadCredentials),
+        };
+        let sid = new_session_id();
+        let t = now();
+        db::create_session(&self.db, &sid, user.id, t).await?;
+        self.issue_pair(&user, &sid, t).await
+    }
+
+    async fn issue_pair(&self, user: &UserRow, sid: &str, t: i64) -> Result<TokenPair, AccountError> {
+        let (refresh, hash) = new_refresh_token();
+        db::insert_refresh_token(&self.db, sid, &hash, t, t + self.refresh_ttl_secs).await?;
+        let role = user.role.parse().unwrap_or(Role::Student);
+        Ok(TokenPair {
+            access_token: self.tokens.issue(user.id, role, sid, t),
+            refresh_token: refresh,
+            token_type: "Bearer",
+            expires_in: self.tokens.ttl_secs(),
+        })
+    }
+
+    /// Spend `refresh_token` for a new pair in the same session. A token spent before revokes
+    /// its whole session. The new access token carries the user's current role.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, AccountError> {
+        let t = now();
+        let row = db::find_refresh_token(&self.db, &hash_refresh_token(refresh_token))
+            .await?
+            .ok_or(AccountError::BadRefreshToken("unknown refresh token"))?;
+        if row.session_revoked_at.is_some() {
+            return Err(AccountError::BadRefreshToken("this session has been revoked"));
+        }
+        if row.spent_at.is_some() || !db::spend_refresh_token(&self.db, row.id, t).await? {
+            tracing::warn!(session = %row.session_id, user = row.user_id, "spent refresh token reused; revoking its session");
+            db::revoke_session(&self.db, &row.session_id, "refresh token reuse", t).await?;
+            return Err(AccountError::BadRefreshToken("refresh token already used; the session has been revoked"));
+        }
+        if row.expires_at <= t {
+            return Err(AccountError::BadRefreshToken("refresh token expired"));
+        }
+        let user = db::user_by_id(&self.db, row.user_id).await?.ok_or(AccountError::NoSuchUser)?;
+        self.issue_pair(&user, &row.session_id, t).await
+    }
+
+    /// Revoke the session `refresh_token` belongs to, if it is `caller`'s. Unknown tokens are
+    /// ignored so that logout is idempotent.
+    pub async fn logout(&self, caller: &Caller, refresh_token: &str) -> Result<(), AccountError> {
+        if let Some(row) = db::find_refresh_token(&self.db, &hash_refresh_token(refresh_token)).await? {
+            if row.user_id == caller.user_id {
+                db::revoke_session(&self.db, &row.session_id, "logout", now()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Verify a bearer access token and that its session is still live.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Caller, ApiError> {
+        let claims = self.tokens.verify(bearer).map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
+        let user_id = claims
+            .sub
+            .parse()
+            .map_err(|_| ApiError::unauthorized("invalid_token", "the access token is invalid"))?;
+        if !db::session_is_active(&self.db, &claims.sid).await? {
+            return Err(ApiError::unauthorized("session_revoked", "this session has been signed out"));
+        }
+        Ok(Caller { user_id, role: claims.role, session_id: claims.sid })
+    }
+
+    pub async fn get(&self, user_id: i64) -> Result<User, AccountError> {
+        Ok(db::user_by_id(&self.db, user_id).await?.ok_or(AccountError::NoSuchUser)?.into())
+    }
+
+    /// Change the caller's own profile text.
+    pub async fn update_profile(&self, user_id: i64, changes: ProfileChanges) -> Result<User, AccountError> {
+        let name = changes.name.as_deref().map(|n| check_text("invalid_name", "name", n, 1, 100)).transpose()?;
+        let headline =
+            changes.headline.as_deref().map(|h| check_text("invalid_headline", "headline", h, 0, 200)).transpose()?;
+        let bio = changes.bio.as_deref().map(|b| check_text("invalid_bio", "bio", b, 0, 5000)).transpose()?;
+        let row = db::update_profile(&self.db, user_id, name.as_deref(), headline.as_deref(), bio.as_deref(), now())
+            .await?
+            .ok_or(AccountError::NoSuchUser)?;
+        Ok(row.into())
+    }
+
+    /// Change the password after checking the old one; every other session of the user is
+    /// revoked, the caller's own stays.
+    pub async fn change_password(&self, caller: &Caller, old: &str, new: &str) -> Result<(), AccountError> {
+        let user = db::user_by_id(&self.db, caller.user_id).await?.ok_or(AccountError::NoSuchUser)?;
+        if !password::verify(old.to_string(), Some(user.password_hash)).await? {
+            return Err(AccountError::WrongPassword);
+        }
+        check_password(new)?;
+        let hash = password::hash(new.to_string()).await?;
+        let t = now();
+        db::set_password_hash(&self.db, caller.user_id, &hash, t).await?;
+        db::revoke_other_sessions(&self.db, caller.user_id, &caller.session_id, "password changed", t).await?;
+        Ok(())
+    }
+
+    /// Self-service promotion to instructor, with a headline and bio. Admins stay admins.
+    pub async fn become_instructor(&self, user_id: i64, headline: &str, bio: &str) -> Result<User, AccountError> {
+        let headline = check_text("invalid_headline", "headline", headline, 0, 200)?;
+        let bio = check_text("invalid_bio", "bio", bio, 0, 5000)?;
+        let user = db::user_by_id(&self.db, user_id).await?.ok_or(AccountError::NoSuchUser)?;
+        if user.role == Role::Student.as_str() {
+            db::set_role(&self.db, user_id, Role::Instructor.as_str(), now()).await?;
+        }
+        self.update_profile(user_id, ProfileChanges { name: None, headline: Some(headline), bio: Some(bio) })
+            .await
+    }
+}
+
+/// Profile fields a user may change about themselves.
+#[derive(Debug, Default)]
+pub struct ProfileChanges {
+    pub name: Option<String>,
+    pub headline: Option<String>,
+    pub bio: Option<String>,
+}

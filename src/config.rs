@@ -1,0 +1,241 @@
+//! One typed configuration, loaded once and passed down.
+//!
+//! Precedence, lowest first: built-in defaults → TOML file (`--config FILE`) → `LECTERN_*`
+//! environment variables → command-line flags. Keys are the same everywhere: the TOML key
+//! `s3_bucket` is the variable `LECTERN_S3_BUCKET`. Nothing below this module reads the
+//! environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// A value that must never be printed: `Debug` and `Display` show `***`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("\"***\"")
+        }
+    }
+}
+
+/// Which object store keeps sources, renditions and thumbnails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// Files under `<data_dir>/objects`.
+    Fs,
+    /// An S3-compatible bucket (AWS, MinIO, NCP Object Storage, R2).
+    S3,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything Lectern can be told. Field names are the TOML keys; upper-cased with a
+/// `LECTERN_` prefix they are the environment variables.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP server (API and streaming).
+    pub listen: SocketAddr,
+    /// Where the embedded defaults keep the SQLite file, stored objects and scratch space.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; empty means a SQLite file in `data_dir`.
+    pub database_url: Secret,
+    /// Maximum database connections per process.
+    pub database_max_connections: u32,
+    pub storage: StorageKind,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    pub s3_bucket: Option<String>,
+    pub s3_access_key: Option<String>,
+    pub s3_secret_key: Secret,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by MinIO and most self-hosted stores.
+    pub s3_path_style: bool,
+    /// Transcoding workers `lectern serve` runs itself; 0 means none.
+    pub workers: Option<usize>,
+    /// Base URL written into playback URLs (e.g. the CDN's); empty means derived from the request.
+    pub public_url: Option<String>,
+    /// HMAC key for access tokens. Empty: a random key is made once and kept in `data_dir`.
+    /// Set it explicitly when several API servers share one database.
+    pub jwt_secret: Secret,
+    /// Lifetime of an access token, in seconds.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token, in seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// Failed-or-not login attempts allowed per email address per minute (429 past that).
+    pub login_attempts_per_minute: u32,
+    /// Origins allowed by CORS: `*` or a comma-separated list of origins.
+    pub cors_origins: String,
+    /// Largest JSON request body accepted, in bytes (413 past that).
+    pub max_json_body_bytes: usize,
+    pub log_format: LogFormat,
+    /// `tracing` filter directives, e.g. `info,lectern=debug`.
+    pub log_filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            data_dir: PathBuf::from("./data"),
+            database_url: Secret::default(),
+            database_max_connections: 16,
+            storage: StorageKind::Fs,
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            s3_bucket: None,
+            s3_access_key: None,
+            s3_secret_key: Secret::default(),
+            s3_path_style: false,
+            workers: None,
+            public_url: None,
+            jwt_secret: Secret::default(),
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            login_attempts_per_minute: 10,
+            cors_origins: "*".into(),
+            max_json_body_bytes: 1024 * 1024,
+            log_format: LogFormat::Text,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults → `file` (if any) → `LECTERN_*` variables from `env` → `overrides` (flags).
+    ///
+    /// `env` is passed in (rather than read here) so tests and callers control it.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: impl Serialize,
+    ) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", file.display())));
+            }
+            fig = fig.merge(Toml::file(file));
+        }
+        // Variables that name no setting (say `LECTERN_TEST_POSTGRES_URL`) belong to someone else.
+        let known = serde_json::to_value(Config::default()).expect("config serializes");
+        let vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix("LECTERN_").map(|k| (k.to_ascii_lowercase(), v)))
+            .filter(|(k, _)| known.get(k).is_some())
+            .collect();
+        for (k, v) in vars {
+            let value = env_value(&k, &v)?;
+            fig = fig.merge(Serialized::default(&k, value));
+        }
+        fig = fig.merge(Serialized::defaults(overrides));
+        let cfg: Config = fig.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.storage == StorageKind::S3 && self.s3_bucket.as_deref().unwrap_or("").is_empty() {
+            return Err(ConfigError::Invalid("LECTERN_STORAGE=s3 needs LECTERN_S3_BUCKET".into()));
+        }
+        let url = self.database_url.expose();
+        if !url.is_empty() && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::Invalid("LECTERN_DATABASE_URL must start with sqlite: or postgres://".into()));
+        }
+        if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
+            return Err(ConfigError::Invalid("token lifetimes must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one, or the SQLite file in the data dir.
+    pub fn effective_database_url(&self) -> Secret {
+        if self.database_url.is_empty() {
+            Secret::new(format!("sqlite://{}?mode=rwc", self.data_dir.join("lectern.db").display()))
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    /// Number of local transcoding workers: configured, or one per CPU.
+    pub fn effective_workers(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    }
+
+    /// Allowed CORS origins; `None` means any origin.
+    pub fn cors_origin_list(&self) -> Option<Vec<String>> {
+        let s = self.cors_origins.trim();
+        if s == "*" || s.is_empty() {
+            None
+        } else {
+            Some(s.split(',').map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect())
+        }
+    }
+}
+
+/// Environment values are strings; numeric and boolean settings are parsed here so that
+/// `LECTERN_WORKERS=0` fills a number, while a secret such as `LECTERN_S3_SECRET_KEY=1234`
+/// stays a string.
+fn env_value(key: &str, v: &str) -> Result<figment::value::Value, ConfigError> {
+    use figment::value::Value;
+    const NUMBERS: &[&str] = &[
+        "database_max_connections",
+        "workers",
+        "access_token_ttl_secs",
+        "refresh_token_ttl_secs",
+        "login_attempts_per_minute",
+        "max_json_body_bytes",
+    ];
+    const BOOLS: &[&str] = &["s3_path_style"];
+    let bad = || ConfigError::Invalid(format!("LECTERN_{} = {v:?} is not valid", key.to_ascii_uppercase()));
+    if NUMBERS.contains(&key) {
+        v.trim().parse::<u64>().map(Value::from).map_err(|_| bad())
+    } else if BOOLS.contains(&key) {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Value::from(true)),
+            "0" | "false" | "no" | "off" => Ok(Value::from(false)),
+            _ => Err(bad()),
+        }
+    } else {
+        Ok(Value::from(v.to_string()))
+    }
+}

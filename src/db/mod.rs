@@ -1,0 +1,116 @@
+//! Database pools for SQLite and PostgreSQL, migrations, and the few dialect-specific helpers.
+//!
+//! Queries are written once, in the portable subset both backends share, and run through
+//! sqlx's `Any` driver: `$1` placeholders (SQLite accepts them too), `RETURNING`, integer
+//! columns for flags and times (Unix seconds), `CAST(... AS BIGINT)` around aggregates.
+//! Where the dialects really differ (search, job claiming) the code asks [`Db::backend`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+use crate::config::Secret;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which SQL engine is behind the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool and the backend it talks to. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connect to `url` (`sqlite://…` or `postgres://…`). SQLite gets WAL, foreign keys and a
+    /// busy timeout on every connection.
+    pub async fn connect(url: &Secret, max_connections: u32) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        let url = url.expose();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let opts = AnyConnectOptions::from_str(url).context("parsing the database URL")?;
+        let mut pool_opts = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            pool_opts = pool_opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                         PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool_opts
+            .connect_with(opts)
+            .await
+            .with_context(|| format!("connecting to the {backend:?} database"))?;
+        Ok(Db { pool, backend })
+    }
+
+    /// Bring the schema up to date.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await.context("running database migrations")?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A trivial round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// True when `err` is a unique-constraint violation: the one place that knows how both
+/// backends report it, so callers can answer 409 instead of 500.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation)
+                // SQLite's extended codes 2067 (UNIQUE) and 1555 (PRIMARY KEY).
+                || matches!(db.code().as_deref(), Some("23505") | Some("2067") | Some("1555"))
+        }
+        _ => false,
+    }
+}
+
+/// Current time as Unix seconds, the unit every timestamp column uses.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Unix seconds as RFC 3339 UTC, as the API prints times.
+pub fn rfc3339(ts: i64) -> String {
+    chrono::DateTime::from_timestamp(ts, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

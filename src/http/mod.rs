@@ -1,0 +1,175 @@
+//! Router assembly and the middleware every request passes through: request ids, a `tracing`
+//! span and access-log line per request (paths only, sensitive query values redacted), metrics,
+//! CORS, body limits, JSON 404/405, and graceful shutdown.
+
+pub mod extract;
+pub mod openapi;
+pub mod ops;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tracing::Instrument;
+
+use crate::accounts::Accounts;
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::storage::Storage;
+
+/// Everything a handler may need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub db: Db,
+    pub storage: Storage,
+    pub accounts: Accounts,
+    pub metrics: PrometheusHandle,
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(crate::accounts::routes::router())
+        .layer(DefaultBodyLimit::max(state.cfg.max_json_body_bytes));
+
+    Router::new()
+        .merge(ops::router())
+        .merge(api)
+        .merge(openapi::router())
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state.clone())
+        .layer(middleware::from_fn(access_log))
+        .layer(cors(&state.cfg))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+fn cors(cfg: &Config) -> CorsLayer {
+    let origin = match cfg.cors_origin_list() {
+        None => AllowOrigin::any(),
+        Some(list) => AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok())),
+    };
+    let names = |names: &[&'static str]| names.iter().map(|n| HeaderName::from_static(n)).collect::<Vec<_>>();
+    CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers(names(&[
+            "authorization",
+            "content-type",
+            "range",
+            "if-range",
+            "if-none-match",
+            "if-modified-since",
+            "idempotency-key",
+            "x-request-id",
+            "tus-resumable",
+            "upload-length",
+            "upload-offset",
+            "upload-metadata",
+            "upload-defer-length",
+            "upload-concat",
+            "x-http-method-override",
+        ]))
+        .expose_headers(names(&[
+            "content-range",
+            "content-length",
+            "accept-ranges",
+            "etag",
+            "last-modified",
+            "location",
+            "retry-after",
+            "x-request-id",
+            "tus-resumable",
+            "tus-version",
+            "tus-extension",
+            "tus-max-size",
+            "upload-offset",
+            "upload-length",
+            "upload-expires",
+            "lectern-video-id",
+        ]))
+        .max_age(Duration::from_secs(24 * 3600))
+}
+
+/// Query parameters whose values must never be logged.
+const SENSITIVE_PARAMS: &[&str] = &["token", "access_token", "refresh_token", "signature", "sig", "key", "password"];
+
+/// The query string with the values of [`SENSITIVE_PARAMS`] replaced.
+pub fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if SENSITIVE_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s)) => format!("{k}=REDACTED"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// One span and one access-log line per request, plus request metrics.
+async fn access_log(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(redact_query).unwrap_or_default();
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let span = tracing::info_span!("request", id = %request_id, method = %method, path = %path);
+    let resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    span.in_scope(|| {
+        tracing::info!(
+            target: "lectern::access",
+            status,
+            ms = elapsed.as_secs_f64() * 1000.0,
+            query = %query,
+            client = %client,
+            bytes = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            "{method} {path}"
+        )
+    });
+    let route = route.unwrap_or_else(|| if status == 404 { "unmatched".into() } else { path_family(&path) });
+    let labels = [("method", method.to_string()), ("route", route), ("status", status.to_string())];
+    metrics::counter!("lectern_http_requests_total", &labels).increment(1);
+    metrics::histogram!("lectern_http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    resp
+}
+
+/// A low-cardinality label for paths no route matched by pattern.
+fn path_family(path: &str) -> String {
+    path.split('/').take(3).collect::<Vec<_>>().join("/")
+}
+
+/// Serve `state` on `listener` until `shutdown` resolves, then finish in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,122 @@
+//! Lectern: the video back end of an online course site.
+//!
+//! # Layout
+//!
+//! - [`config`]   — one typed [`config::Config`]: defaults → TOML → `LECTERN_*` env → flags.
+//! - [`error`]    — the error policy and the one JSON error shape.
+//! - [`http`]     — router assembly, middleware (request ids, access log, CORS, limits),
+//!   extractors, operations endpoints, the OpenAPI document.
+//! - [`db`]       — SQLite and PostgreSQL pools, migrations, the few dialect-specific helpers.
+//! - [`storage`]  — the object-store interface and its filesystem and S3 backends.
+//! - [`accounts`] — users, roles, passwords, access and refresh tokens, login throttling.
+//! - [`telemetry`] — `tracing` subscriber set-up.
+//!
+//! The transcoding engine is the separate crate `lectern-workers` (`workers/`), which this crate
+//! uses and which never uses this one.
+//!
+//! [`App::start`] turns a configuration into a ready [`http::AppState`] (data dir, database,
+//! migrations, storage); [`http::serve`] serves it.
+
+pub mod accounts;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod storage;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::accounts::tokens::AccessTokens;
+use crate::accounts::Accounts;
+use crate::config::{Config, Secret, StorageKind};
+use crate::db::{Backend, Db};
+use crate::http::AppState;
+
+/// A started Lectern: configuration, database and storage, ready to serve.
+pub struct App {
+    pub state: AppState,
+}
+
+impl App {
+    /// Prepare the data dir, connect to and migrate the database, open the object store.
+    pub async fn start(cfg: Config) -> anyhow::Result<App> {
+        tokio::fs::create_dir_all(&cfg.data_dir)
+            .await
+            .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
+        let db = Db::connect(&cfg.effective_database_url(), cfg.database_max_connections).await?;
+        db.migrate().await?;
+        let storage = crate::storage::open(&cfg).await.context("opening object storage")?;
+        let jwt_secret = jwt_secret(&cfg, db.backend()).await?;
+        let tokens = Arc::new(AccessTokens::new(&jwt_secret, cfg.access_token_ttl_secs));
+        let accounts = Accounts::new(db.clone(), tokens, cfg.refresh_token_ttl_secs, cfg.login_attempts_per_minute);
+        let state = AppState {
+            cfg: Arc::new(cfg),
+            db,
+            storage,
+            accounts,
+            metrics: crate::http::ops::metrics_handle(),
+        };
+        Ok(App { state })
+    }
+
+    /// A human summary of where things are kept, printed at start-up.
+    pub fn describe(&self) -> String {
+        let cfg = &self.state.cfg;
+        let db = match self.state.db.backend() {
+            Backend::Sqlite if cfg.database_url.is_empty() => {
+                format!("SQLite at {}", cfg.data_dir.join("lectern.db").display())
+            }
+            Backend::Sqlite => "SQLite (LECTERN_DATABASE_URL)".to_string(),
+            Backend::Postgres => "PostgreSQL (LECTERN_DATABASE_URL)".to_string(),
+        };
+        let objects = match cfg.storage {
+            StorageKind::Fs => format!("files under {}", cfg.data_dir.join("objects").display()),
+            StorageKind::S3 => format!(
+                "S3 bucket {} at {}",
+                cfg.s3_bucket.as_deref().unwrap_or("?"),
+                cfg.s3_endpoint.as_deref().unwrap_or("the AWS default endpoint")
+            ),
+        };
+        format!(
+            "data dir: {}\ndatabase: {db}\nobjects:  {objects}\ncreate an admin with: lectern user create --email you@example.com --password '…' --role admin",
+            cfg.data_dir.display()
+        )
+    }
+}
+
+/// The configured access-token key, or one made once and kept in the data dir.
+async fn jwt_secret(cfg: &Config, backend: Backend) -> anyhow::Result<Secret> {
+    if !cfg.jwt_secret.is_empty() {
+        return Ok(cfg.jwt_secret.clone());
+    }
+    if backend == Backend::Postgres {
+        tracing::warn!("LECTERN_JWT_SECRET is not set: tokens are signed with a key kept in this machine's data dir; set it when several servers share the database");
+    }
+    let path = cfg.data_dir.join("jwt-secret");
+    match tokio::fs::read_to_string(&path).await {
+        Ok(s) if s.trim().len() >= 32 => Ok(Secret::new(s.trim())),
+        _ => {
+            use rand::RngCore;
+            let mut raw = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut raw);
+            let secret = hex::encode(raw);
+            write_private(&path, &secret).await.with_context(|| format!("writing {}", path.display()))?;
+            Ok(Secret::new(secret))
+        }
+    }
+}
+
+async fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = path.to_path_buf();
+    let contents = contents.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path)?;
+        f.write_all(contents.as_bytes())
+    })
+    .await?
+}
