@@ -239,3 +239,62 @@ fn env_value(key: &str, v: &str) -> Result<figment::value::Value, ConfigError> {
         Ok(Value::from(v.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn environment_fills_typed_settings_and_ignores_foreign_variables() {
+        let cfg = Config::load(
+            None,
+            env(&[
+                ("LECTERN_WORKERS", "0"),
+                ("LECTERN_S3_PATH_STYLE", "true"),
+                ("LECTERN_S3_SECRET_KEY", "12345"),
+                ("LECTERN_LISTEN", "0.0.0.0:9000"),
+                ("LECTERN_TEST_POSTGRES_URL", "postgres://elsewhere"),
+                ("PATH", "/bin"),
+            ]),
+            serde_json::json!({}),
+        )
+        .unwrap();
+        assert_eq!(cfg.workers, Some(0));
+        assert!(cfg.s3_path_style);
+        assert_eq!(cfg.s3_secret_key.expose(), "12345");
+        assert_eq!(cfg.listen.port(), 9000);
+    }
+
+    #[test]
+    fn flags_override_environment() {
+        let cfg = Config::load(None, env(&[("LECTERN_DATA_DIR", "/env")]), serde_json::json!({"data_dir": "/flag"})).unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("/flag"));
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let cfg = Config {
+            database_url: Secret::new("postgres://user:hunter2@db/lectern"),
+            s3_secret_key: Secret::new("AKIASECRET"),
+            jwt_secret: Secret::new("jwt-signing-key"),
+            ..Config::default()
+        };
+        let shown = format!("{cfg:?}");
+        for secret in ["hunter2", "AKIASECRET", "jwt-signing-key"] {
+            assert!(!shown.contains(secret), "{secret} printed: {shown}");
+        }
+    }
+
+    #[test]
+    fn inconsistent_settings_are_refused() {
+        let s3_without_bucket = Config::load(None, env(&[("LECTERN_STORAGE", "s3")]), serde_json::json!({}));
+        assert!(s3_without_bucket.unwrap_err().to_string().contains("LECTERN_S3_BUCKET"));
+        let mysql = Config::load(None, env(&[("LECTERN_DATABASE_URL", "mysql://x")]), serde_json::json!({}));
+        assert!(mysql.is_err());
+        assert!(Config::load(None, env(&[("LECTERN_STORAGE", "ftp")]), serde_json::json!({})).is_err());
+    }
+}

@@ -1,0 +1,182 @@
+//! The `lectern` binary itself: first start, migrate, creating users, configuration layers,
+//! access logs without tokens, graceful shutdown on SIGTERM.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lectern");
+
+fn lectern(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).env_remove("RUST_LOG").kill_on_drop(true);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LECTERN_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Start `lectern serve` and return it with the base URL it printed.
+async fn serve(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("Lectern listening on ") {
+                return rest.trim().to_string();
+            }
+        }
+        panic!("lectern exited before listening");
+    })
+    .await
+    .expect("lectern did not start in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
+
+async fn sigterm_and_wait(mut child: Child) -> (std::process::ExitStatus, String) {
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("stops on SIGTERM").unwrap();
+    (status, stderr)
+}
+
+#[tokio::test]
+async fn first_start_creates_the_data_dir_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base) = serve(lectern(dir.path())).await;
+    assert!(dir.path().join("data/lectern.db").is_file(), "SQLite file in ./data");
+    assert!(dir.path().join("data/objects").is_dir(), "object root in ./data");
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    // A token in a query string must never reach the access log.
+    let resp = http.get(format!("{base}/healthz?token=SUPERSECRETTOKEN&page=3")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (status, stderr) = sigterm_and_wait(child).await;
+    assert!(status.success(), "exit status {status:?}; stderr:\n{stderr}");
+    assert!(stderr.contains("/healthz"), "access log missing:\n{stderr}");
+    assert!(stderr.contains("token=REDACTED"), "{stderr}");
+    assert!(!stderr.contains("SUPERSECRETTOKEN"), "token leaked into the log:\n{stderr}");
+}
+
+#[tokio::test]
+async fn admin_made_on_the_command_line_can_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lectern(dir.path()).arg("migrate").output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = lectern(dir.path())
+        .args(["user", "create", "--email", "Boss@Example.com", "--password", "correct-horse", "--role", "admin"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("admin boss@example.com"));
+    // The same email again is refused with a readable message and a failing exit code.
+    let out = lectern(dir.path())
+        .args(["user", "create", "--email", "boss@example.com", "--password", "correct-horse", "--role", "student"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+
+    let (child, base) = serve(lectern(dir.path())).await;
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": "boss@example.com", "password": "correct-horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let token = resp.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+    let me: serde_json::Value =
+        http.get(format!("{base}/api/v1/me")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["role"], "admin");
+    sigterm_and_wait(child).await;
+}
+
+#[tokio::test]
+async fn configuration_layers_file_then_env_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lectern.toml"), "data_dir = \"from-file\"\nlog_format = \"json\"\n").unwrap();
+    // The file moves the data dir; the environment overrides it; a flag overrides both.
+    let (child, _) = serve({
+        let mut c = lectern(dir.path());
+        c.args(["--config", "lectern.toml"]);
+        c
+    })
+    .await;
+    assert!(dir.path().join("from-file/lectern.db").is_file());
+    let (_, stderr) = sigterm_and_wait(child).await;
+    assert!(stderr.lines().any(|l| l.starts_with('{')), "log_format = json from the file:\n{stderr}");
+
+    let (child, _) = serve({
+        let mut c = lectern(dir.path());
+        c.args(["--config", "lectern.toml"]).env("LECTERN_DATA_DIR", "from-env");
+        c
+    })
+    .await;
+    assert!(dir.path().join("from-env/lectern.db").is_file());
+    sigterm_and_wait(child).await;
+
+    let (child, _) = serve({
+        let mut c = lectern(dir.path());
+        c.args(["--config", "lectern.toml", "--data-dir", "from-flag"]).env("LECTERN_DATA_DIR", "from-env");
+        c
+    })
+    .await;
+    assert!(dir.path().join("from-flag/lectern.db").is_file());
+    sigterm_and_wait(child).await;
+
+    // Bad configuration is a clear message, not a panic.
+    let out = lectern(dir.path()).arg("migrate").env("LECTERN_WORKERS", "lots").output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LECTERN_WORKERS"));
+    let out = lectern(dir.path()).args(["--config", "missing.toml", "migrate"]).output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+#[tokio::test]
+async fn postgres_is_used_when_the_url_says_so() {
+    let db = common::TempPgDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = lectern(dir.path()).arg("migrate").env("LECTERN_DATABASE_URL", &db.url).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PostgreSQL"));
+    assert!(!dir.path().join("data/lectern.db").exists(), "made a SQLite file anyway");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM users").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn help_explains_every_command() {
+    let out = Command::new(BIN).arg("--help").output().await.unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in ["serve", "migrate", "user", "--config", "LECTERN_"] {
+        assert!(help.contains(word), "--help lacks {word}:\n{help}");
+    }
+    let out = Command::new(BIN).args(["user", "create", "--help"]).output().await.unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in ["--email", "--password", "--role", "admin"] {
+        assert!(help.contains(word), "user create --help lacks {word}:\n{help}");
+    }
+}
