@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Lectern's two everyday commands, for a Debian machine (fresh or not):
+#
+#   deploy/dev.sh serve [ARGS…]   build and run `lectern serve` (embedded defaults: ./data)
+#   deploy/dev.sh test  [ARGS…]   run the whole test suite (SQLite, PostgreSQL, fs, S3, FFmpeg)
+#
+# Each installs what it needs when it is missing: FFmpeg's libraries and clang for the build,
+# and for the tests PostgreSQL, the S3 test server (s3s-fs) and the ffmpeg CLI. Packages come
+# from Debian (apt-get, as root or through sudo) and crates.io.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+BUILD_PACKAGES=(pkg-config clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+    libswresample-dev libavfilter-dev libavdevice-dev)
+TEST_PACKAGES=(ffmpeg postgresql procps)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_ensure() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing Debian packages: ${missing[*]}"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+need_cargo() {
+    if ! command -v cargo >/dev/null; then
+        echo "Rust is not installed: get it from https://rustup.rs (stable, 1.85 or newer), then run this again." >&2
+        exit 1
+    fi
+}
+
+ensure_s3s_fs() {
+    if ! command -v s3s-fs >/dev/null; then
+        log "installing the S3 test server (s3s-fs)"
+        cargo install s3s-fs@0.14.1 --features binary --locked --quiet
+    fi
+}
+
+# Start PostgreSQL if it is installed but down, and find a URL the tests can create databases
+# with: trust auth as `postgres` on 127.0.0.1 (CI) or a password we set for it.
+ensure_postgres() {
+    if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+        log "starting PostgreSQL"
+        local version
+        version=$(ls /etc/postgresql | sort -V | tail -1)
+        $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null \
+            || $SUDO pg_ctlcluster "$version" main start
+        for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+    fi
+    if [ -z "${LECTERN_TEST_POSTGRES_URL:-}" ]; then
+        if psql -w -h 127.0.0.1 -U postgres -d postgres -c 'select 1' >/dev/null 2>&1; then
+            export LECTERN_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432"
+        else
+            log "giving the postgres role a password for the tests"
+            $SUDO -u postgres psql -q -c "ALTER USER postgres PASSWORD 'lectern-test'" >/dev/null
+            export LECTERN_TEST_POSTGRES_URL="postgres://postgres:lectern-test@127.0.0.1:5432"
+        fi
+    fi
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+    serve)
+        apt_ensure "${BUILD_PACKAGES[@]}"
+        need_cargo
+        cargo build --release --bin lectern
+        exec ./target/release/lectern serve "$@"
+        ;;
+    test)
+        apt_ensure "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+        need_cargo
+        ensure_s3s_fs
+        ensure_postgres
+        if cargo nextest --version >/dev/null 2>&1; then
+            exec cargo nextest run --workspace --no-fail-fast "$@"
+        else
+            exec cargo test --workspace --no-fail-fast "$@"
+        fi
+        ;;
+    *)
+        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+        exit 2
+        ;;
+esac
