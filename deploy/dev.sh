@@ -17,7 +17,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 BUILD_PACKAGES=(pkg-config clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
     libswresample-dev libavfilter-dev libavdevice-dev)
-TEST_PACKAGES=(ffmpeg postgresql procps)
+TEST_PACKAGES=(ffmpeg postgresql procps python3 python3-pip chromium nginx-light)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -44,6 +44,23 @@ ensure_s3s_fs() {
     if ! command -v s3s-fs >/dev/null; then
         log "installing the S3 test server (s3s-fs)"
         cargo install s3s-fs@0.14.1 --features binary --locked --quiet
+    fi
+}
+
+# Real clients the tests drive: tuspy (the tus project's Python client), and from npm hls.js,
+# react-player and tus-js-client with playwright-core driving Debian's Chromium.
+ensure_test_clients() {
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        apt_ensure nodejs npm
+    fi
+    if [ ! -d tests/browser/node_modules ]; then
+        log "installing the browser test clients (npm)"
+        npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+    fi
+    if ! python3 -c 'import tusclient' 2>/dev/null; then
+        log "installing tuspy"
+        python3 -m pip install --quiet tuspy 2>/dev/null \
+            || python3 -m pip install --quiet --break-system-packages tuspy
     fi
 }
 
@@ -82,6 +99,7 @@ case "$cmd" in
         apt_ensure "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
         need_cargo
         ensure_s3s_fs
+        ensure_test_clients
         ensure_postgres
         if cargo nextest --version >/dev/null 2>&1; then
             exec cargo nextest run --workspace --no-fail-fast "$@"

@@ -82,6 +82,30 @@ pub struct Config {
     pub s3_path_style: bool,
     /// Transcoding workers `lectern serve` runs itself; 0 means none.
     pub workers: Option<usize>,
+    /// Largest video upload accepted, in bytes (413 past that).
+    pub max_upload_bytes: u64,
+    /// How long an unfinished tus upload is kept after its last activity, in seconds.
+    pub upload_expiry_secs: u64,
+    /// libx264 preset of the transcoder.
+    pub x264_preset: String,
+    /// HLS segment length in seconds.
+    pub segment_seconds: f64,
+    /// How long a worker's claim on a job lasts without a heartbeat, in seconds.
+    pub job_lease_secs: u64,
+    /// Attempts per transcode job before it fails for good.
+    pub job_max_attempts: u32,
+    /// How often an idle worker looks for work, in milliseconds.
+    pub worker_poll_ms: u64,
+    /// How long a stopping worker may spend finishing its job before releasing it, in seconds.
+    pub worker_grace_secs: u64,
+    /// Playback-token keys, `kid:secret[,kid:secret…]`: the first signs, all verify (rotation).
+    /// Empty: one key is made once and kept in `data_dir`.
+    pub playback_keys: Secret,
+    /// Lifetime of a playback token, in seconds.
+    pub playback_token_ttl_secs: u64,
+    /// Encrypt HLS segments with a per-video AES-128 key (CDN-safe: segments cacheable publicly,
+    /// playlists and key token-gated). Off: segments are token-gated instead.
+    pub hls_encryption: bool,
     /// Base URL written into playback URLs (e.g. the CDN's); empty means derived from the request.
     pub public_url: Option<String>,
     /// HMAC key for access tokens. Empty: a random key is made once and kept in `data_dir`.
@@ -118,6 +142,17 @@ impl Default for Config {
             s3_path_style: false,
             workers: None,
             public_url: None,
+            playback_keys: Secret::default(),
+            playback_token_ttl_secs: 2 * 3600,
+            hls_encryption: true,
+            max_upload_bytes: 20 * 1024 * 1024 * 1024,
+            upload_expiry_secs: 24 * 3600,
+            x264_preset: "veryfast".into(),
+            segment_seconds: 4.0,
+            job_lease_secs: 60,
+            job_max_attempts: 3,
+            worker_poll_ms: 1000,
+            worker_grace_secs: 30,
             jwt_secret: Secret::default(),
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
@@ -180,6 +215,17 @@ impl Config {
         if !url.is_empty() && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(ConfigError::Invalid("LECTERN_DATABASE_URL must start with sqlite: or postgres://".into()));
         }
+        if !(1.0..=30.0).contains(&self.segment_seconds) {
+            return Err(ConfigError::Invalid("segment_seconds must be between 1 and 30".into()));
+        }
+        const PRESETS: &[&str] =
+            &["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"];
+        if !PRESETS.contains(&self.x264_preset.as_str()) {
+            return Err(ConfigError::Invalid(format!("x264_preset must be one of {}", PRESETS.join(", "))));
+        }
+        if self.job_lease_secs < 3 || self.job_max_attempts == 0 {
+            return Err(ConfigError::Invalid("job_lease_secs must be at least 3 and job_max_attempts at least 1".into()));
+        }
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
             return Err(ConfigError::Invalid("token lifetimes must be positive".into()));
         }
@@ -224,11 +270,21 @@ fn env_value(key: &str, v: &str) -> Result<figment::value::Value, ConfigError> {
         "refresh_token_ttl_secs",
         "login_attempts_per_minute",
         "max_json_body_bytes",
+        "max_upload_bytes",
+        "upload_expiry_secs",
+        "job_lease_secs",
+        "job_max_attempts",
+        "worker_poll_ms",
+        "worker_grace_secs",
+        "playback_token_ttl_secs",
     ];
-    const BOOLS: &[&str] = &["s3_path_style"];
+    const FLOATS: &[&str] = &["segment_seconds"];
+    const BOOLS: &[&str] = &["s3_path_style", "hls_encryption"];
     let bad = || ConfigError::Invalid(format!("LECTERN_{} = {v:?} is not valid", key.to_ascii_uppercase()));
     if NUMBERS.contains(&key) {
         v.trim().parse::<u64>().map(Value::from).map_err(|_| bad())
+    } else if FLOATS.contains(&key) {
+        v.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::from).ok_or_else(bad)
     } else if BOOLS.contains(&key) {
         match v.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(Value::from(true)),

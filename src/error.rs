@@ -48,9 +48,15 @@ pub enum ApiError {
     /// 404: no such thing, or a thing the caller may not know exists.
     #[error("{what} not found")]
     NotFound { what: &'static str },
+    /// 410: it existed but is gone for good (an expired upload).
+    #[error("{what} is gone")]
+    Gone { what: &'static str },
     /// 405: the path exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 423: someone else is writing this resource right now; retry shortly.
+    #[error("{message}")]
+    Locked { code: &'static str, message: String },
     /// 409: conflicts with the current state (duplicate, wrong state).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -103,8 +109,10 @@ impl ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Locked { .. } => StatusCode::LOCKED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -121,9 +129,11 @@ impl ApiError {
             | ApiError::Unauthorized { code, .. }
             | ApiError::Forbidden { code, .. }
             | ApiError::Conflict { code, .. }
+            | ApiError::Locked { code, .. }
             | ApiError::UnsupportedMediaType { code, .. }
             | ApiError::Unprocessable { code, .. } => code,
             ApiError::NotFound { .. } => "not_found",
+            ApiError::Gone { .. } => "gone",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::TooManyRequests { .. } => "rate_limited",

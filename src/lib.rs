@@ -9,6 +9,10 @@
 //! - [`db`]       — SQLite and PostgreSQL pools, migrations, the few dialect-specific helpers.
 //! - [`storage`]  — the object-store interface and its filesystem and S3 backends.
 //! - [`accounts`] — users, roles, passwords, access and refresh tokens, login throttling.
+//! - [`catalog`]  — courses, ordered sections and lectures, visibility and ownership rules.
+//! - [`learning`] — enrollments and entitlement (may this person watch this lecture?).
+//! - [`playback`] — playback tokens, playlist rewriting, the segment/range server.
+//! - [`media`]    — videos, streamed and tus uploads, the job queue, workers and their pool.
 //! - [`telemetry`] — `tracing` subscriber set-up.
 //!
 //! The transcoding engine is the separate crate `lectern-workers` (`workers/`), which this crate
@@ -18,10 +22,14 @@
 //! migrations, storage); [`http::serve`] serves it.
 
 pub mod accounts;
+pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod learning;
+pub mod media;
+pub mod playback;
 pub mod storage;
 pub mod telemetry;
 
@@ -52,14 +60,29 @@ impl App {
         let jwt_secret = jwt_secret(&cfg, db.backend()).await?;
         let tokens = Arc::new(AccessTokens::new(&jwt_secret, cfg.access_token_ttl_secs));
         let accounts = Accounts::new(db.clone(), tokens, cfg.refresh_token_ttl_secs, cfg.login_attempts_per_minute);
+        let keys = if cfg.playback_keys.is_empty() {
+            format!("local:{}", local_secret(&cfg, "playback-secret").await?.expose())
+        } else {
+            cfg.playback_keys.expose().to_string()
+        };
+        let keys = crate::playback::tokens::PlaybackKeys::parse(&keys, cfg.playback_token_ttl_secs)?;
+        let playback = Arc::new(crate::playback::Playback::new(keys));
         let state = AppState {
             cfg: Arc::new(cfg),
             db,
             storage,
             accounts,
+            playback,
             metrics: crate::http::ops::metrics_handle(),
         };
         Ok(App { state })
+    }
+
+    /// What a worker process needs, without migrating (the serving process does that).
+    pub async fn worker_context(cfg: Config) -> anyhow::Result<crate::media::worker::WorkerCtx> {
+        let db = Db::connect(&cfg.effective_database_url(), 4).await?;
+        let storage = crate::storage::open(&cfg).await.context("opening object storage")?;
+        Ok(crate::media::worker::WorkerCtx { cfg: Arc::new(cfg), db, storage })
     }
 
     /// A human summary of where things are kept, printed at start-up.
@@ -95,7 +118,12 @@ async fn jwt_secret(cfg: &Config, backend: Backend) -> anyhow::Result<Secret> {
     if backend == Backend::Postgres {
         tracing::warn!("LECTERN_JWT_SECRET is not set: tokens are signed with a key kept in this machine's data dir; set it when several servers share the database");
     }
-    let path = cfg.data_dir.join("jwt-secret");
+    local_secret(cfg, "jwt-secret").await
+}
+
+/// A random secret made once and kept in the data dir under `name`.
+async fn local_secret(cfg: &Config, name: &str) -> anyhow::Result<Secret> {
+    let path = cfg.data_dir.join(name);
     match tokio::fs::read_to_string(&path).await {
         Ok(s) if s.trim().len() >= 32 => Ok(Secret::new(s.trim())),
         _ => {

@@ -3,11 +3,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use lectern::accounts::Role;
 use lectern::config::Config;
+use lectern::media::supervisor::{supervise, CHILD_CONFIG_ENV};
 use lectern::App;
+use tokio::sync::watch;
 use serde::Serialize;
 
 /// Lectern: a self-hostable lecture-video back end.
@@ -38,11 +42,37 @@ struct Cli {
 enum Command {
     /// Run the HTTP server (API and streaming). Creates and migrates the data dir on first start.
     Serve(ServeArgs),
+    /// Run transcoding workers against the configured database and storage (for machines
+    /// other than the API's). Supervises one child process per worker.
+    Worker(WorkerArgs),
+    /// Transcode a file to an HLS ladder in a directory, offline, with the same engine the
+    /// workers use; prints a summary (renditions, sizes, speed).
+    Transcode {
+        /// The source video.
+        input: PathBuf,
+        /// Where to write master.m3u8, the renditions and the thumbnails.
+        out: PathBuf,
+        /// libx264 preset [default: the configured one, veryfast].
+        #[arg(long)]
+        preset: Option<String>,
+        /// Segment length in seconds [default: the configured one, 4].
+        #[arg(long)]
+        segment_seconds: Option<f64>,
+    },
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Enroll a user in a course without an order (comps, support, tests).
+    Enroll {
+        /// The user's email.
+        #[arg(long)]
+        user: String,
+        /// The course id.
+        #[arg(long)]
+        course: i64,
+    },
 }
 
 #[derive(Args)]
@@ -53,6 +83,16 @@ struct ServeArgs {
     /// Transcoding workers to run in this process's pool; 0 for none [default: one per CPU].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    /// Worker processes to run [default: LECTERN_WORKERS, or one per CPU].
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    /// Internal: be one worker (started by a supervising `serve` or `worker`).
+    #[arg(long, hide = true)]
+    child: bool,
 }
 
 #[derive(Subcommand)]
@@ -101,15 +141,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         overrides.listen = args.listen;
         overrides.workers = args.workers;
     }
-    let cfg = Config::load(cli.config.as_deref(), std::env::vars(), overrides)?;
+    // A worker child takes its parent's configuration whole.
+    let inherited = match &cli.command {
+        Command::Worker(WorkerArgs { child: true, .. }) => std::env::var(CHILD_CONFIG_ENV).ok(),
+        _ => None,
+    };
+    let cfg = match inherited {
+        Some(json) => serde_json::from_str(&json).context("reading the parent's configuration")?,
+        None => Config::load(cli.config.as_deref(), std::env::vars(), overrides)?,
+    };
     lectern::telemetry::init(cfg.log_format, &cfg.log_filter);
     tracing::debug!(config = ?cfg, "configuration");
 
     match cli.command {
         Command::Serve(_) => serve(cfg).await,
+        Command::Worker(args) if args.child => worker_child(cfg).await,
+        Command::Worker(args) => {
+            let n = args.concurrency.unwrap_or_else(|| cfg.effective_workers()).max(1);
+            App::start(cfg.clone()).await?; // make sure the schema is there
+            let (tx, rx) = watch::channel(false);
+            let shutdown = shutdown_signal();
+            println!("Lectern worker pool: {n} worker process(es)");
+            let pool = tokio::spawn(async move { supervise(&cfg, n, rx).await });
+            shutdown.await;
+            let _ = tx.send(true);
+            pool.await?;
+            Ok(())
+        }
+        Command::Transcode { input, out, preset, segment_seconds } => {
+            let opts = lectern_workers::TranscodeOptions {
+                x264_preset: preset.unwrap_or(cfg.x264_preset),
+                segment_seconds: segment_seconds.unwrap_or(cfg.segment_seconds),
+                encryption: None,
+                threads: 0,
+            };
+            let summary = tokio::task::spawn_blocking(move || offline_transcode(&input, &out, &opts)).await??;
+            print!("{summary}");
+            Ok(())
+        }
         Command::Migrate => {
             let app = App::start(cfg).await?;
             println!("database is up to date\n{}", app.describe());
+            Ok(())
+        }
+        Command::Enroll { user, course } => {
+            let app = App::start(cfg).await?;
+            let db = &app.state.db;
+            let email = lectern::accounts::normalize_email(&user).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let user = lectern::accounts::db::user_by_email(db, &email).await?.context("no user with that email")?;
+            lectern::catalog::db::course(db, course).await?.context("no such course")?;
+            lectern::learning::enroll(db, user.id, course, "admin").await?;
+            println!("enrolled {} in course {course}", user.email);
             Ok(())
         }
         Command::User(UserCommand::Create { email, password, role, name }) => {
@@ -136,30 +218,83 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listen = cfg.listen;
-    let app = App::start(cfg).await?;
+    let workers = cfg.effective_workers();
+    let app = App::start(cfg.clone()).await?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
-    println!("Lectern listening on http://{addr}\n{}\nAPI docs: http://{addr}/api/docs", app.describe());
-    lectern::http::serve(listener, app.state.clone(), shutdown_signal()).await?;
+    let (tx, rx) = watch::channel(false);
+    let housekeeping = tokio::spawn(lectern::media::maintenance(app.state.clone(), Duration::from_secs(30), rx.clone()));
+    let pool = tokio::spawn(async move { supervise(&cfg, workers, rx).await });
+    let shutdown = shutdown_signal();
+    println!(
+        "Lectern listening on http://{addr}\n{}\ntranscoding workers: {workers}\nAPI docs: http://{addr}/api/docs",
+        app.describe()
+    );
+    lectern::http::serve(listener, app.state.clone(), shutdown).await?;
+    let _ = tx.send(true);
+    let _ = pool.await;
+    let _ = housekeeping.await;
     app.state.db.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// One worker in this process, until SIGTERM.
+async fn worker_child(cfg: Config) -> anyhow::Result<()> {
+    let ctx = App::worker_context(cfg).await?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let id = format!("{}-{}", host.trim(), std::process::id());
+    let (tx, rx) = watch::channel(false);
+    let shutdown = shutdown_signal();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    lectern::media::worker::run(ctx.clone(), id, rx).await;
+    ctx.db.close().await;
+    Ok(())
+}
+
+/// Run the engine with a progress bar; returns the summary to print.
+fn offline_transcode(input: &std::path::Path, out: &std::path::Path, opts: &lectern_workers::TranscodeOptions) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let bar = indicatif::ProgressBar::new(1000);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% eta {eta}")
+            .expect("valid template"),
+    );
+    let s = lectern_workers::transcode(input, out, opts, &mut |p| bar.set_position((p * 1000.0) as u64))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    bar.finish_and_clear();
+    let mut text = String::new();
+    let speed = s.duration_seconds / s.elapsed_seconds.max(1e-6);
+    writeln!(text, "{} → {}", input.display(), out.join("master.m3u8").display())?;
+    writeln!(text, "duration {:.3} s, transcoded in {:.1} s ({speed:.2}× realtime), {} bytes written", s.duration_seconds, s.elapsed_seconds, s.output_bytes)?;
+    for r in &s.renditions {
+        writeln!(
+            text,
+            "  {:>6}  {:>4}×{:<4}  {:>6.0} kb/s peak  {:>6.0} kb/s avg  {:>4} segments  {:>10} bytes",
+            r.name, r.width, r.height, r.bandwidth as f64 / 1000.0, r.average_bandwidth as f64 / 1000.0, r.segments, r.bytes
+        )?;
+    }
+    Ok(text)
+}
+
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called (not when
+/// first polled), so a signal that arrives right after start-up is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             }
-            Err(_) => std::future::pending::<()>().await,
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: finishing in-flight requests");
+        tracing::info!("shutting down: finishing in-flight requests");
+    }
 }

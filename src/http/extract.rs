@@ -66,3 +66,54 @@ impl OptionalFromRequestParts<AppState> for Auth {
         }
     }
 }
+
+/// `axum::extract::Query`, with its rejection in the one error shape (400).
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rej: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", rej.body_text())
+    }
+}
+
+/// `axum::extract::Path`, with its rejection in the one error shape: a malformed id is a 404,
+/// since no such thing can exist.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(_: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::not_found("resource")
+    }
+}
+
+/// `?page=&per_page=` of list endpoints: pages from 1, 20 per page by default, at most 100.
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::IntoParams)]
+pub struct PageParams {
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+}
+
+impl PageParams {
+    /// `(page, per_page)`, checked.
+    pub fn resolve(&self) -> Result<(i64, i64), ApiError> {
+        let page = self.page.unwrap_or(1);
+        let per_page = self.per_page.unwrap_or(20);
+        if page < 1 || !(1..=100).contains(&per_page) || page > 1_000_000 {
+            return Err(ApiError::bad_request("invalid_page", "page starts at 1 and per_page is 1 to 100"));
+        }
+        Ok((page, per_page))
+    }
+}
+
+/// One page of a list, as every list endpoint answers.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub page: i64,
+    pub per_page: i64,
+}

@@ -18,6 +18,7 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::accounts::Accounts;
@@ -33,6 +34,7 @@ pub struct AppState {
     pub db: Db,
     pub storage: Storage,
     pub accounts: Accounts,
+    pub playback: Arc<crate::playback::Playback>,
     pub metrics: PrometheusHandle,
 }
 
@@ -42,17 +44,31 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(crate::accounts::routes::router())
+        .merge(crate::catalog::routes::router())
+        .merge(crate::media::routes::router())
+        .merge(crate::playback::routes::router())
         .layer(DefaultBodyLimit::max(state.cfg.max_json_body_bytes));
 
-    Router::new()
+    let app = Router::new()
         .merge(ops::router())
         .merge(api)
         .merge(openapi::router())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state.clone())
-        .layer(middleware::from_fn(access_log))
-        .layer(cors(&state.cfg))
+        .layer(middleware::from_fn(access_log));
+
+    // CORS answers every OPTIONS request as a preflight; a plain OPTIONS (no
+    // Access-Control-Request-Method, e.g. tus discovery) must reach its route instead.
+    let plain = app.clone();
+    let with_cors = app.layer(cors(&state.cfg));
+    let dispatch = tower::service_fn(move |req: Request| {
+        let preflight_or_normal = req.method() != Method::OPTIONS || req.headers().contains_key("access-control-request-method");
+        let svc = if preflight_or_normal { with_cors.clone() } else { plain.clone() };
+        svc.oneshot(req)
+    });
+    Router::new()
+        .fallback_service(dispatch)
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
 }
@@ -102,6 +118,22 @@ fn cors(cfg: &Config) -> CorsLayer {
             "lectern-video-id",
         ]))
         .max_age(Duration::from_secs(24 * 3600))
+}
+
+/// The base URL clients reach us at: `LECTERN_PUBLIC_URL` when set, else the request's
+/// `X-Forwarded-Proto`/`X-Forwarded-Host`/`Host`.
+pub fn base_url(cfg: &Config, headers: &axum::http::HeaderMap) -> String {
+    if let Some(url) = cfg.public_url.as_deref().filter(|u| !u.is_empty()) {
+        return url.trim_end_matches('/').to_string();
+    }
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or("").trim());
+    let proto = get("x-forwarded-proto").filter(|p| *p == "https" || *p == "http").unwrap_or("http");
+    let host = get("x-forwarded-host")
+        .or(get("host"))
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)))
+        .map(str::to_string)
+        .unwrap_or_else(|| cfg.listen.to_string());
+    format!("{proto}://{host}")
 }
 
 /// Query parameters whose values must never be logged.

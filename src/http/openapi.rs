@@ -8,6 +8,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::AppState;
 use crate::accounts::routes as accounts;
+use crate::catalog::routes as catalog;
+use crate::media::routes as media;
+use crate::playback::routes as playback;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,12 +19,21 @@ use crate::accounts::routes as accounts;
         super::ops::healthz, super::ops::readyz, super::ops::metrics_text,
         accounts::signup, accounts::login, accounts::refresh, accounts::logout,
         accounts::me, accounts::update_me, accounts::change_password, accounts::become_instructor,
+        catalog::list_courses, catalog::create_course, catalog::get_course, catalog::update_course, catalog::delete_course,
+        catalog::publish_course, catalog::create_section, catalog::update_section, catalog::delete_section,
+        catalog::create_lecture, catalog::update_lecture, catalog::delete_lecture,
+        media::put_video, media::get_video, media::tus_options, media::tus_create, media::tus_head, media::tus_patch,
+        media::tus_delete,
+        playback::start_playback,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Sign-up, login, token refresh and logout"),
         (name = "users", description = "The caller's own account"),
+        (name = "catalog", description = "Courses, sections and lectures"),
+        (name = "videos", description = "Uploads (streamed and tus 1.0.0) and transcoding status"),
+        (name = "playback", description = "Playback sessions; the segment server itself lives under /hls/"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]

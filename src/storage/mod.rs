@@ -86,6 +86,42 @@ fn is_valid_key(key: &str) -> bool {
         })
 }
 
+/// The object keys Lectern uses, made in one place.
+pub mod keys {
+    use super::ObjectKey;
+
+    fn key(s: String) -> ObjectKey {
+        ObjectKey::new(s).expect("keys built from ids are valid")
+    }
+
+    /// Everything stored for a video.
+    pub fn video(video_id: i64) -> ObjectKey {
+        key(format!("videos/{video_id}"))
+    }
+
+    /// The uploaded original.
+    pub fn source(video_id: i64) -> ObjectKey {
+        key(format!("videos/{video_id}/source"))
+    }
+
+    /// Where one transcode attempt writes its HLS output; it becomes the published prefix
+    /// only when the attempt completes.
+    pub fn hls_output(video_id: i64, job_id: i64, attempt: i64) -> ObjectKey {
+        key(format!("videos/{video_id}/hls-{job_id}-{attempt}"))
+    }
+
+    /// Scratch objects of a tus upload in progress.
+    pub fn upload(upload_id: &str) -> ObjectKey {
+        key(format!("uploads/{upload_id}"))
+    }
+
+    /// Bytes of a tus upload received past its last full multipart part. Each write gets a
+    /// new `nonce`, so a stale writer can never overwrite the tail the upload row points at.
+    pub fn upload_tail(upload_id: &str, nonce: &str) -> ObjectKey {
+        key(format!("uploads/{upload_id}/tail-{nonce}"))
+    }
+}
+
 /// What the store knows about an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectMeta {

@@ -34,6 +34,21 @@ macro_rules! on_both_databases {
     )+};
 }
 
+/// Run each `async fn(Backend, StorageKind)` on SQLite + filesystem storage and on
+/// PostgreSQL + S3, as `name::sqlite_fs` and `name::postgres_s3`.
+#[macro_export]
+macro_rules! on_both_setups {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            use lectern::config::StorageKind;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_fs() { super::$name($crate::common::Backend::Sqlite, StorageKind::Fs).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_s3() { super::$name($crate::common::Backend::Postgres, StorageKind::S3).await }
+        }
+    )+};
+}
+
 /// Base URL of the PostgreSQL server tests create their databases on.
 pub fn postgres_admin_url() -> String {
     std::env::var("LECTERN_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
@@ -84,6 +99,25 @@ pub fn test_config(dir: &Path) -> Config {
     }
 }
 
+/// Start Lectern on 127.0.0.1:0: its base URL, state, a shutdown trigger and the serving task.
+async fn serve(
+    cfg: &Config,
+) -> (String, lectern::http::AppState, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let app = lectern::App::start(cfg.clone()).await.expect("server starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let state = app.state.clone();
+    let task = tokio::spawn(async move {
+        lectern::http::serve(listener, state, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (base, app.state, tx, task)
+}
+
 /// A running server and what it stands on.
 pub struct TestServer {
     pub base: String,
@@ -123,23 +157,12 @@ impl TestServer {
             }
         };
         tweak(&mut cfg);
-        let app = lectern::App::start(cfg.clone()).await.expect("server starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = app.state.clone();
-        let task = tokio::spawn(async move {
-            lectern::http::serve(listener, state, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
+        let (base, app_state, tx, task) = serve(&cfg).await;
         TestServer {
             base,
             http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
             cfg,
-            app_state: app.state,
+            app_state,
             shutdown: Some(tx),
             task: Some(task),
             _pg: pg,
@@ -206,6 +229,24 @@ impl TestServer {
         self.login(email, "password123").await
     }
 
+    /// Stop this server and start a new one (on a new port) over the same data dir, database
+    /// and storage, as after a crash or a deploy.
+    pub async fn restart(mut self) -> TestServer {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        self.app_state.db.close().await;
+        let (base, app_state, tx, task) = serve(&self.cfg).await;
+        self.base = base;
+        self.app_state = app_state;
+        self.shutdown = Some(tx);
+        self.task = Some(task);
+        self
+    }
+
     /// Stop accepting, finish in-flight requests, and wait for the server to end.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -230,4 +271,146 @@ impl Drop for TestServer {
 pub fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "unexpected error body: {body}");
     assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "error without message: {body}");
+}
+
+impl TestServer {
+    /// A new user who has become an instructor; returns an access token that says so.
+    pub async fn instructor(&self, email: &str) -> String {
+        let (access, refresh) = self.new_user(email).await;
+        let (status, body) = self.post("/api/v1/me/instructor", Some(&access), json!({"headline": "Teacher", "bio": ""})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, pair) = self.post("/api/v1/auth/refresh", None, json!({"refresh_token": refresh})).await;
+        assert_eq!(status, StatusCode::OK, "{pair}");
+        pair["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// A draft course with one section and one lecture: `(course_id, section_id, lecture_id)`.
+    pub async fn course_with_lecture(&self, token: &str, title: &str) -> (i64, i64, i64) {
+        let (status, course) = self.post("/api/v1/courses", Some(token), json!({"title": title, "price": 55000, "currency": "KRW"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{course}");
+        let course_id = course["id"].as_i64().unwrap();
+        let (status, section) =
+            self.post(&format!("/api/v1/courses/{course_id}/sections"), Some(token), json!({"title": "Basics"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{section}");
+        let section_id = section["id"].as_i64().unwrap();
+        let (status, lecture) =
+            self.post(&format!("/api/v1/sections/{section_id}/lectures"), Some(token), json!({"title": "Intro"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{lecture}");
+        (course_id, section_id, lecture["id"].as_i64().unwrap())
+    }
+}
+
+/// Make a media file with the ffmpeg CLI: `args` go between `-y` and the output path.
+pub fn ffmpeg(args: &str, out: &Path) {
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args.split_whitespace())
+        .arg(out)
+        .status()
+        .expect("the ffmpeg CLI must be installed");
+    assert!(status.success(), "ffmpeg {args} failed");
+}
+
+/// A 16:9 clip with a test pattern and a tone, `secs` long, at `w`×`h`.
+pub fn clip(dir: &Path, name: &str, w: u32, h: u32, secs: f64, audio: bool) -> std::path::PathBuf {
+    let out = dir.join(name);
+    let audio_in = if audio { format!("-f lavfi -i sine=frequency=440:sample_rate=48000:duration={secs}") } else { String::new() };
+    let audio_codec = if audio { "-c:a aac -b:a 96k" } else { "" };
+    ffmpeg(
+        &format!(
+            "-f lavfi -i testsrc2=size={w}x{h}:rate=30:duration={secs} {audio_in} -c:v libx264 -preset ultrafast -pix_fmt yuv420p {audio_codec} -shortest"
+        ),
+        &out,
+    );
+    out
+}
+
+impl TestServer {
+    /// Start a `lectern worker --child` process on this server's database and storage.
+    pub fn spawn_worker(&self) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_lectern"))
+            .args(["worker", "--child"])
+            .env(lectern::media::supervisor::CHILD_CONFIG_ENV, serde_json::to_string(&self.cfg).unwrap())
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start a worker")
+    }
+
+    /// Upload `file` as the lecture's video with a streamed PUT; returns the video id.
+    pub async fn put_video(&self, token: &str, lecture_id: i64, file: &Path) -> i64 {
+        let f = tokio::fs::File::open(file).await.unwrap();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
+        let resp = self
+            .http
+            .put(self.url(&format!("/api/v1/lectures/{lecture_id}/video")))
+            .bearer_auth(token)
+            .header("content-type", "video/mp4")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["status"], "queued");
+        body["video_id"].as_i64().unwrap()
+    }
+
+    /// Poll the video until it is `ready` or `failed` (or `limit` passes); returns its last state.
+    pub async fn wait_video(&self, token: &str, video_id: i64, limit: Duration) -> Value {
+        let started = std::time::Instant::now();
+        let mut last_progress = 0.0;
+        loop {
+            let (status, v) = self.get(&format!("/api/v1/videos/{video_id}"), Some(token)).await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            let p = v["progress"].as_f64().unwrap();
+            assert!(p + 1e-9 >= last_progress, "progress went back from {last_progress} to {p}");
+            last_progress = p;
+            if v["status"] == "ready" || v["status"] == "failed" {
+                return v;
+            }
+            assert!(started.elapsed() < limit, "video {video_id} not done after {limit:?}: {v}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Copy a video's published HLS output out of storage into a temp dir (works for S3 too).
+    pub async fn fetch_outputs(&self, video_id: i64) -> tempfile::TempDir {
+        use futures::StreamExt;
+        let (prefix, key): (Option<String>, Option<String>) = sqlx::query_as("SELECT output_prefix, hls_key FROM videos WHERE id = $1")
+            .bind(video_id)
+            .fetch_one(self.app_state.db.pool())
+            .await
+            .unwrap();
+        let prefix = lectern::storage::ObjectKey::new(prefix.expect("published")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for obj in self.app_state.storage.list(&prefix).await.unwrap() {
+            let rel = obj.key.as_str().strip_prefix(&format!("{}/", prefix.as_str())).unwrap().to_string();
+            let dest = dir.path().join(&rel);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            let mut body = self.app_state.storage.get(&obj.key, None).await.unwrap().body;
+            let mut bytes = Vec::new();
+            while let Some(chunk) = body.next().await {
+                bytes.extend_from_slice(&chunk.unwrap());
+            }
+            std::fs::write(dest, bytes).unwrap();
+        }
+        // Encrypted segments name their key `../key` (served by /hls/{video}/key); put it there.
+        if let Some(key) = key {
+            std::fs::write(dir.path().join("key"), hex::decode(key).unwrap()).unwrap();
+        }
+        dir
+    }
+}
+
+/// Decode every stream of an HLS master playlist with the ffmpeg CLI; panics on any error.
+pub fn assert_decodes(master: &Path) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-allowed_extensions", "ALL", "-i"])
+        .arg(master)
+        .args(["-map", "0", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "decoding {master:?}: {}", String::from_utf8_lossy(&out.stderr));
 }

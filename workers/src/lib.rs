@@ -1,8 +1,180 @@
-//! Lectern's transcoding engine. Pure media work: no database, no HTTP.
+//! Lectern's transcoding engine: pure media work — no database, no HTTP, no async.
+//!
+//! Everything here is blocking and CPU-bound; callers run it on a blocking thread
+//! (`tokio::task::spawn_blocking`) or in a worker process. The entry points are:
+//!
+//! * [`probe`] — open a file with libavformat and describe it ([`ProbeInfo`]), rejecting
+//!   anything that is not usable lecture video with [`MediaError::Invalid`] and a message
+//!   meant for the instructor who uploaded it.
+//! * [`plan_ladder`] — choose the renditions (1080p/720p/480p/360p by the *short* side, never
+//!   upscaling) for a probed source.
+//! * [`transcode`] — produce a complete HLS package in an output directory:
+//!
+//!   ```text
+//!   out_dir/master.m3u8            variants, highest first
+//!   out_dir/<name>/index.m3u8      one media playlist per rendition ("720p", …)
+//!   out_dir/<name>/seg_00000.ts …  MPEG-TS segments (optionally AES-128 encrypted)
+//!   out_dir/poster.jpg             a still at min(3 s, duration/3)
+//!   out_dir/sprite.jpg             10-column grid of 160-px-wide thumbnails
+//!   out_dir/thumbnails.vtt         WebVTT cues "sprite.jpg#xywh=…" for scrubbing previews
+//!   ```
+//!
+//! # Design: decode once, fan out
+//!
+//! The source is demuxed and decoded exactly once. Decoded video goes through a single
+//! libavfilter graph:
+//!
+//! ```text
+//! buffer → [yadif] → [transpose/hflip,vflip for rotated phone video] → fps=<cfr> → split=N+1
+//!            ├─ scale=W₁:H₁ → buffersink → libx264 → hls muxer (rendition 1)   ← poster frame
+//!            ├─ …
+//!            └─ select(every k s) → scale=160:h → buffersink → sprite compositor
+//! ```
+//!
+//! The `fps` filter turns variable-frame-rate sources (screen recorders, phones) into a constant
+//! rate, so every rendition gets the *same* frames with the same timestamps. Keyframes are forced
+//! at every segment boundary (computed from the frame's time) and x264's own keyframe placement is
+//! pinned (`keyint`, `scenecut=0`), so segment `k` of every rendition starts at the same instant
+//! and a player can switch renditions at any boundary. If the picture size or format changes
+//! mid-stream (resized screen recordings, spliced files) the graph is flushed up to that point and
+//! rebuilt, continuing the same timeline.
+//!
+//! Audio is decoded, resampled and encoded to AAC-LC **once**; the very same packets are written
+//! into every rendition's muxer. Its filter chain has an input stage that is rebuilt whenever the
+//! source's audio format changes and an output stage (`aresample=async=1:first_pts=0`, fixed
+//! frame size) that keeps the encoder's input constant and in sync with the video timeline.
+//!
+//! Packaging uses libavformat's `hls` muxer (one per rendition) for segmenting; afterwards every
+//! media playlist is rewritten with `m3u8-rs` (clean, relative, VOD), segments are encrypted when
+//! asked (AES-128-CBC in-process with libavutil, so the key is never written to disk — FFmpeg
+//! 5.1's `hls_enc_key`/`hls_enc_iv` are used as raw bytes of the string rather than hex-decoded,
+//! and the muxer writes the key to a file named by `hls_enc_key_url`), and `master.m3u8` is
+//! written with measured bandwidths and the `avc1` codec string read from the encoder's actual SPS.
+//!
+//! All the CPU work runs on the calling thread (plus the codecs' own worker threads), memory is
+//! bounded by codec/filter look-ahead rather than by the file's length, and nothing ever holds the
+//! whole input or all frames.
+//!
+//! # Why MPEG-TS segments
+//!
+//! HLS can carry either MPEG-TS or fragmented MP4 (CMAF) segments. Lectern uses MPEG-TS because:
+//!
+//! * **Reach.** TS is the one segment format every HLS client has played since HLS version 1:
+//!   old iOS/Safari, smart TVs, set-top boxes and hls.js alike. fMP4 needs protocol version 7
+//!   and has patchier support on older devices, which students do use.
+//! * **Whole-segment AES-128 is simple and universal.** Each `.ts` file is self-contained
+//!   (PAT/PMT, SPS/PPS and an IDR frame at its start), so encrypting the whole file with
+//!   `METHOD=AES-128` works on every player, needs no initialization segment (`EXT-X-MAP`) and no
+//!   CENC/SAMPLE-AES machinery, and each segment can be fetched, decrypted and decoded alone.
+//! * **Robustness.** A TS segment is independently decodable, which keeps seeking, CDN caching
+//!   and debugging (`ffmpeg -i seg_00003.ts`) trivial.
+//!
+//! The cost — a few percent of container overhead compared with fMP4 — is acceptable for
+//! lecture content.
+//!
+//! # Logging
+//!
+//! FFmpeg's own log output is routed into [`tracing`] (target `ffmpeg`) instead of stderr, and the
+//! last error message FFmpeg logs on the calling thread is used to make error messages specific.
+
+#![warn(missing_docs)]
+
+mod audio;
+mod ffutil;
+mod graph;
+mod hls;
+mod ladder;
+mod probe;
+mod thumbs;
+mod transcode;
+
+use std::fmt;
+
+pub use ladder::{plan_ladder, Rendition};
+pub use probe::{probe, ProbeInfo};
+pub use transcode::{transcode, RenditionSummary, TranscodeSummary};
 
 /// Initialise FFmpeg's libraries once per process and report their version.
 pub fn ffmpeg_version() -> Result<String, ffmpeg_next::Error> {
-    ffmpeg_next::init()?;
+    ffutil::init();
     let v = ffmpeg_next::util::version();
     Ok(format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff))
+}
+
+/// Options for [`transcode`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TranscodeOptions {
+    /// x264 preset (`ultrafast` … `veryslow`); default `"veryfast"`.
+    pub x264_preset: String,
+    /// Target HLS segment length in seconds; default 4.0. Allowed range 1–30.
+    pub segment_seconds: f64,
+    /// Encrypt every segment with AES-128 (whole-segment, `METHOD=AES-128`); default off.
+    pub encryption: Option<HlsEncryption>,
+    /// Thread-count hint for the decoder and each encoder; 0 lets FFmpeg/x264 decide.
+    pub threads: usize,
+}
+
+impl Default for TranscodeOptions {
+    fn default() -> Self {
+        TranscodeOptions {
+            x264_preset: "veryfast".to_owned(),
+            segment_seconds: 4.0,
+            encryption: None,
+            threads: 0,
+        }
+    }
+}
+
+/// AES-128 whole-segment encryption settings (HLS `EXT-X-KEY:METHOD=AES-128`).
+///
+/// The key never touches the disk: segments are encrypted in-process (AES-128-CBC with PKCS#7
+/// padding, exactly what HLS clients expect) and only `key_uri` and the IV appear in the
+/// playlists. Serving the key at `key_uri` (to entitled viewers only) is the caller's job.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HlsEncryption {
+    /// The 16-byte content key.
+    pub key: [u8; 16],
+    /// The 16-byte initialization vector, used for every segment and written as `IV=0x…`.
+    pub iv: [u8; 16],
+    /// Where players fetch the key (absolute, or relative to the media playlist).
+    pub key_uri: String,
+}
+
+impl fmt::Debug for HlsEncryption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key.
+        f.debug_struct("HlsEncryption")
+            .field("key", &"<redacted>")
+            .field("iv", &hls::hex(&self.iv))
+            .field("key_uri", &self.key_uri)
+            .finish()
+    }
+}
+
+/// Why probing or transcoding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The input is not usable media (no video stream, undecodable, absurd size, audio-only,
+    /// truncated, …). Permanent: retrying will not help. The message is meant to be shown to the
+    /// person who uploaded the file.
+    #[error("{0}")]
+    Invalid(String),
+    /// Reading the input or writing the outputs failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// An unexpected failure inside FFmpeg, with context. Possibly transient.
+    #[error("FFmpeg error: {0}")]
+    Ffmpeg(String),
+    /// The [`TranscodeOptions`] themselves are unusable (e.g. an unknown x264 preset). Retrying
+    /// the same job with the same options will not help, but the media itself may be fine.
+    #[error("invalid transcode options: {0}")]
+    InvalidOptions(String),
+}
+
+impl MediaError {
+    /// True for failures that retrying cannot fix ([`MediaError::Invalid`],
+    /// [`MediaError::InvalidOptions`]).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, MediaError::Invalid(_) | MediaError::InvalidOptions(_))
+    }
 }

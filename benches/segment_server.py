@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Token-gated HLS segment GETs: Lectern's segment server vs nginx `secure_link`.
+
+Both serve the same segment files (a transcoded lecture) from local disk; every request carries
+a token the server checks (Lectern: a playback JWT; nginx: secure_link's MD5 + expiry). wrk
+drives each with the same connection count and URL list. Prints req/s, MB/s, p50/p99 latency and
+Lectern/nginx ratios. Targets: req/s ratio >= 1.0 with p99 no worse.
+
+    python3 benches/segment_server.py [--connections 64] [--seconds 20] [--threads 2]
+
+Needs: ffmpeg, nginx (nginx-light), wrk; builds Lectern in release mode.
+"""
+import argparse
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http(method, url, body=None, token=None, headers=None):
+    data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+    req = urllib.request.Request(url, data=data, method=method)
+    if isinstance(body, (dict, list)):
+        req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    with urllib.request.urlopen(req) as r:
+        raw = r.read()
+        return json.loads(raw) if raw and r.headers.get("content-type", "").startswith("application/json") else raw
+
+
+def wait_http(url, seconds=60):
+    for _ in range(seconds * 10):
+        try:
+            urllib.request.urlopen(url)
+            return
+        except Exception:
+            time.sleep(0.1)
+    sys.exit(f"{url} did not come up")
+
+
+def wrk(urls_file, base, connections, seconds, threads):
+    lua = os.path.join(os.path.dirname(urls_file), "paths.lua")
+    with open(lua, "w") as f:
+        f.write(
+            f"""
+local paths = {{}}
+for line in io.lines("{urls_file}") do paths[#paths + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i % #paths) + 1])
+end
+"""
+        )
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", lua, base],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    def unit(v, u):
+        return float(v) * {"us": 1e-3, "ms": 1, "s": 1000}[u]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    tr = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    mbs = float(tr.group(1)) * {"B": 1 / 2**20, "KB": 1 / 1024, "MB": 1, "GB": 1024}[tr.group(2)]
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        sys.exit(f"wrk saw {non2xx.group(1)} failed responses against {base}:\n{out}")
+    return {"rps": rps, "mbs": mbs, "p50": unit(*p50.groups()), "p99": unit(*p99.groups())}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    subprocess.run(["cargo", "build", "--release", "--bin", "lectern", "-q"], cwd=ROOT, check=True)
+    lectern = os.path.join(ROOT, "target", "release", "lectern")
+    work = tempfile.mkdtemp(prefix="lectern-bench-")
+    data = os.path.join(work, "data")
+    port = free_port()
+    env = dict(os.environ, LECTERN_DATA_DIR=data, LECTERN_LISTEN=f"127.0.0.1:{port}", LECTERN_WORKERS="1",
+               LECTERN_HLS_ENCRYPTION="false", LECTERN_LOG_FILTER="warn", LECTERN_X264_PRESET="ultrafast")
+    procs = []
+    try:
+        subprocess.run([lectern, "user", "create", "--email", "bench@example.com", "--password", "bench-password",
+                        "--role", "instructor"], env=env, check=True, capture_output=True)
+        procs.append(subprocess.Popen([lectern, "serve"], env=env, stdout=subprocess.DEVNULL))
+        api = f"http://127.0.0.1:{port}"
+        wait_http(f"{api}/healthz")
+        tok = http("POST", f"{api}/api/v1/auth/login", {"email": "bench@example.com", "password": "bench-password"})["access_token"]
+        course = http("POST", f"{api}/api/v1/courses", {"title": "Bench", "price": 0}, tok)
+        section = http("POST", f"{api}/api/v1/courses/{course['id']}/sections", {"title": "S"}, tok)
+        lecture = http("POST", f"{api}/api/v1/sections/{section['id']}/lectures", {"title": "L"}, tok)
+        src = os.path.join(work, "src.mp4")
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=60",
+                        "-f", "lavfi", "-i", "sine=duration=60", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+                        "-shortest", src], check=True)
+        with open(src, "rb") as f:
+            video_id = http("PUT", f"{api}/api/v1/lectures/{lecture['id']}/video", f.read(), tok)["video_id"]
+        for _ in range(600):
+            v = http("GET", f"{api}/api/v1/videos/{video_id}", token=tok)
+            if v["status"] in ("ready", "failed"):
+                break
+            time.sleep(0.5)
+        assert v["status"] == "ready", v
+        session = http("POST", f"{api}/api/v1/lectures/{lecture['id']}/playback", {}, tok)
+        token = session["token"]
+
+        # The same segment files for nginx: Lectern's stored output directory.
+        videos = os.path.join(data, "objects", "videos", str(video_id))
+        out_dir = os.path.join(videos, next(d for d in os.listdir(videos) if d.startswith("hls-")))
+        segments = sorted(
+            f"{r}/{s}" for r in os.listdir(out_dir) if os.path.isdir(os.path.join(out_dir, r))
+            for s in os.listdir(os.path.join(out_dir, r)) if s.endswith(".ts")
+        )
+        secret, expires = "bench-secret", int(time.time()) + 3600
+        lectern_paths = [f"/hls/{video_id}/{s}?token={token}" for s in segments]
+        nginx_paths = []
+        for s in segments:
+            uri = f"/hls/{video_id}/{s}"
+            md5 = base64.urlsafe_b64encode(hashlib.md5(f"{expires}{uri} {secret}".encode()).digest()).decode().rstrip("=")
+            nginx_paths.append(f"{uri}?md5={md5}&expires={expires}")
+        for name, paths in (("lectern", lectern_paths), ("nginx", nginx_paths)):
+            with open(os.path.join(work, f"{name}.txt"), "w") as f:
+                f.write("\n".join(paths) + "\n")
+
+        nport = free_port()
+        conf = os.path.join(work, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""worker_processes 2; daemon off; pid {work}/nginx.pid; error_log {work}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off; sendfile on; tcp_nopush on; keepalive_requests 100000;
+  client_body_temp_path {work}/t1; proxy_temp_path {work}/t2; fastcgi_temp_path {work}/t3; uwsgi_temp_path {work}/t4; scgi_temp_path {work}/t5;
+  types {{ video/mp2t ts; }}
+  server {{
+    listen 127.0.0.1:{nport};
+    location ~ ^/hls/{video_id}/(?<rest>.+)$ {{
+      secure_link $arg_md5,$arg_expires;
+      secure_link_md5 "$secure_link_expires$uri {secret}";
+      if ($secure_link = "") {{ return 403; }}
+      if ($secure_link = "0") {{ return 410; }}
+      alias {out_dir}/$rest;
+    }}
+  }}
+}}
+""")
+        procs.append(subprocess.Popen(["nginx", "-e", f"{work}/nginx-error.log", "-c", conf]))
+        nginx_base = f"http://127.0.0.1:{nport}"
+        time.sleep(0.5)
+        for base, paths in ((api, lectern_paths), (nginx_base, nginx_paths)):
+            assert urllib.request.urlopen(base + paths[0]).status == 200, base
+
+        print(f"{len(segments)} segments, {args.connections} connections, {args.seconds} s, wrk -t{args.threads}")
+        results = {}
+        for name, base in (("lectern", api), ("nginx", nginx_base)):
+            wrk(os.path.join(work, f"{name}.txt"), base, args.connections, 3, args.threads)  # warm-up
+            results[name] = wrk(os.path.join(work, f"{name}.txt"), base, args.connections, args.seconds, args.threads)
+        print(f"{'':8} {'req/s':>10} {'MB/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
+        for name, r in results.items():
+            print(f"{name:8} {r['rps']:>10.0f} {r['mbs']:>10.1f} {r['p50']:>9.2f} {r['p99']:>9.2f}")
+        l, n = results["lectern"], results["nginx"]
+        print(f"{'ratio':8} {l['rps'] / n['rps']:>10.2f} {l['mbs'] / n['mbs']:>10.2f} {l['p50'] / n['p50']:>9.2f} {l['p99'] / n['p99']:>9.2f}")
+        print("(ratio = lectern / nginx; target: req/s >= 1.0, p99 <= 1.0)")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,376 @@
+//! SQL for courses, sections and lectures.
+
+use sqlx::FromRow;
+
+use crate::db::Db;
+
+/// A course as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct CourseRow {
+    pub id: i64,
+    pub instructor_id: i64,
+    pub instructor_name: String,
+    pub category_id: Option<i64>,
+    pub title: String,
+    pub description: String,
+    pub price: i64,
+    pub currency: String,
+    pub level: String,
+    pub status: String,
+    pub duration_seconds: f64,
+    pub created_at: i64,
+    pub published_at: Option<i64>,
+}
+
+const COURSE_SELECT: &str = "SELECT c.id, c.instructor_id, u.name AS instructor_name, c.category_id, c.title, \
+     c.description, c.price, c.currency, c.level, c.status, c.duration_seconds, c.created_at, c.published_at \
+     FROM courses c JOIN users u ON u.id = c.instructor_id";
+
+pub async fn course(db: &Db, id: i64) -> Result<Option<CourseRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{COURSE_SELECT} WHERE c.id = $1")).bind(id).fetch_optional(db.pool()).await
+}
+
+/// Fields of a new course.
+pub struct NewCourse<'a> {
+    pub instructor_id: i64,
+    pub category_id: Option<i64>,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub price: i64,
+    pub currency: &'a str,
+    pub level: &'a str,
+}
+
+pub async fn insert_course(db: &Db, c: &NewCourse<'_>, now: i64) -> Result<i64, sqlx::Error> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO courses (instructor_id, category_id, title, description, price, currency, level, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
+    )
+    .bind(c.instructor_id)
+    .bind(c.category_id)
+    .bind(c.title)
+    .bind(c.description)
+    .bind(c.price)
+    .bind(c.currency)
+    .bind(c.level)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(id)
+}
+
+/// Changes to a course; `None` leaves a field alone. `category_id: Some(None)` clears it.
+#[derive(Default)]
+pub struct CourseChanges {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<i64>,
+    pub currency: Option<String>,
+    pub level: Option<String>,
+    pub category_id: Option<Option<i64>>,
+}
+
+pub async fn update_course(db: &Db, id: i64, ch: &CourseChanges, now: i64) -> Result<(), sqlx::Error> {
+    let (set_cat, cat) = match ch.category_id {
+        Some(c) => (1i64, c),
+        None => (0, None),
+    };
+    sqlx::query(
+        "UPDATE courses SET title = COALESCE($2, title), description = COALESCE($3, description), \
+         price = COALESCE($4, price), currency = COALESCE($5, currency), level = COALESCE($6, level), \
+         category_id = CASE WHEN $7 = 1 THEN $8 ELSE category_id END, updated_at = $9 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(ch.title.as_deref())
+    .bind(ch.description.as_deref())
+    .bind(ch.price)
+    .bind(ch.currency.as_deref())
+    .bind(ch.level.as_deref())
+    .bind(set_cat)
+    .bind(cat)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn publish_course(db: &Db, id: i64, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE courses SET status = 'published', published_at = COALESCE(published_at, $2), updated_at = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_course(db: &Db, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM courses WHERE id = $1").bind(id).execute(db.pool()).await?;
+    Ok(())
+}
+
+pub async fn category_exists(db: &Db, id: i64) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_as::<_, (i64,)>("SELECT id FROM categories WHERE id = $1").bind(id).fetch_optional(db.pool()).await?.is_some())
+}
+
+pub async fn active_enrollments(db: &Db, course_id: i64) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM enrollments WHERE course_id = $1 AND revoked_at IS NULL")
+        .bind(course_id)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(n)
+}
+
+pub async fn is_enrolled(db: &Db, user_id: i64, course_id: i64) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_as::<_, (i64,)>(
+        "SELECT id FROM enrollments WHERE user_id = $1 AND course_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(course_id)
+    .fetch_optional(db.pool())
+    .await?
+    .is_some())
+}
+
+/// `(average rating, number of reviews)`.
+pub async fn rating(db: &Db, course_id: i64) -> Result<(Option<f64>, i64), sqlx::Error> {
+    sqlx::query_as("SELECT CAST(AVG(rating) AS DOUBLE PRECISION), COUNT(*) FROM reviews WHERE course_id = $1")
+        .bind(course_id)
+        .fetch_one(db.pool())
+        .await
+}
+
+/// Published courses, newest first, one page.
+pub async fn list_published(db: &Db, limit: i64, offset: i64, sort: &str, category: Option<i64>) -> Result<(Vec<CourseRow>, i64), sqlx::Error> {
+    let order = match sort {
+        "price_asc" => "c.price ASC, c.id DESC",
+        "price_desc" => "c.price DESC, c.id DESC",
+        "popular" => "(SELECT COUNT(*) FROM enrollments e WHERE e.course_id = c.id AND e.revoked_at IS NULL) DESC, c.id DESC",
+        "rating" => "(SELECT COALESCE(AVG(r.rating), 0) FROM reviews r WHERE r.course_id = c.id) DESC, c.id DESC",
+        _ => "c.published_at DESC, c.id DESC",
+    };
+    let filter = "c.status = 'published' AND ($1 = 0 OR c.category_id = $2 OR c.category_id IN (SELECT id FROM categories WHERE parent_id = $2))";
+    let (has_cat, cat) = (category.is_some() as i64, category.unwrap_or(0));
+    let rows = sqlx::query_as(&format!("{COURSE_SELECT} WHERE {filter} ORDER BY {order} LIMIT $3 OFFSET $4"))
+        .bind(has_cat)
+        .bind(cat)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db.pool())
+        .await?;
+    let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM courses c WHERE {filter}"))
+        .bind(has_cat)
+        .bind(cat)
+        .fetch_one(db.pool())
+        .await?;
+    Ok((rows, total))
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SectionRow {
+    pub id: i64,
+    pub course_id: i64,
+    pub title: String,
+    pub position: i64,
+}
+
+pub async fn sections_of(db: &Db, course_id: i64) -> Result<Vec<SectionRow>, sqlx::Error> {
+    sqlx::query_as("SELECT id, course_id, title, position FROM sections WHERE course_id = $1 ORDER BY position, id")
+        .bind(course_id)
+        .fetch_all(db.pool())
+        .await
+}
+
+pub async fn section(db: &Db, id: i64) -> Result<Option<SectionRow>, sqlx::Error> {
+    sqlx::query_as("SELECT id, course_id, title, position FROM sections WHERE id = $1").bind(id).fetch_optional(db.pool()).await
+}
+
+/// A lecture with the state of its newest video.
+#[derive(Debug, Clone, FromRow)]
+pub struct LectureRow {
+    pub id: i64,
+    pub section_id: i64,
+    pub course_id: i64,
+    pub title: String,
+    pub description: String,
+    pub position: i64,
+    pub is_preview: i64,
+    pub video_id: Option<i64>,
+    pub duration_seconds: Option<f64>,
+    pub newest_video_id: Option<i64>,
+    pub newest_video_status: Option<String>,
+}
+
+const LECTURE_SELECT: &str = "SELECT l.id, l.section_id, l.course_id, l.title, l.description, l.position, l.is_preview, \
+     l.video_id, l.duration_seconds, v.id AS newest_video_id, v.status AS newest_video_status FROM lectures l \
+     LEFT JOIN videos v ON v.id = (SELECT MAX(v2.id) FROM videos v2 WHERE v2.lecture_id = l.id)";
+
+pub async fn lectures_of_course(db: &Db, course_id: i64) -> Result<Vec<LectureRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{LECTURE_SELECT} WHERE l.course_id = $1 ORDER BY l.position, l.id"))
+        .bind(course_id)
+        .fetch_all(db.pool())
+        .await
+}
+
+pub async fn lecture(db: &Db, id: i64) -> Result<Option<LectureRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{LECTURE_SELECT} WHERE l.id = $1")).bind(id).fetch_optional(db.pool()).await
+}
+
+pub async fn lecture_count(db: &Db, course_id: i64) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM lectures WHERE course_id = $1").bind(course_id).fetch_one(db.pool()).await?;
+    Ok(n)
+}
+
+/// An ordered child table: sections within a course, lectures within a section.
+#[derive(Clone, Copy)]
+pub enum Ordered {
+    Section,
+    Lecture,
+}
+
+impl Ordered {
+    fn table(self) -> &'static str {
+        match self {
+            Ordered::Section => "sections",
+            Ordered::Lecture => "lectures",
+        }
+    }
+    fn parent(self) -> &'static str {
+        match self {
+            Ordered::Section => "course_id",
+            Ordered::Lecture => "section_id",
+        }
+    }
+}
+
+/// Number of rows under `parent`.
+pub async fn child_count(db: &Db, kind: Ordered, parent: i64) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {} WHERE {} = $1", kind.table(), kind.parent()))
+        .bind(parent)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(n)
+}
+
+/// Make room at `position` (1-based) under `parent` by shifting later rows down.
+pub async fn open_gap(db: &Db, kind: Ordered, parent: i64, position: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "UPDATE {t} SET position = position + 1 WHERE {p} = $1 AND position >= $2",
+        t = kind.table(),
+        p = kind.parent()
+    ))
+    .bind(parent)
+    .bind(position)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Close the hole left at `position` under `parent`.
+pub async fn close_gap(db: &Db, kind: Ordered, parent: i64, position: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "UPDATE {t} SET position = position - 1 WHERE {p} = $1 AND position > $2",
+        t = kind.table(),
+        p = kind.parent()
+    ))
+    .bind(parent)
+    .bind(position)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Move row `id` to (`parent`, `position`); the caller has closed and opened the gaps.
+pub async fn place(db: &Db, kind: Ordered, id: i64, parent: i64, position: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("UPDATE {t} SET {p} = $2, position = $3 WHERE id = $1", t = kind.table(), p = kind.parent()))
+        .bind(id)
+        .bind(parent)
+        .bind(position)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+pub async fn insert_section(db: &Db, course_id: i64, title: &str, position: i64, now: i64) -> Result<i64, sqlx::Error> {
+    let (id,): (i64,) =
+        sqlx::query_as("INSERT INTO sections (course_id, title, position, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
+            .bind(course_id)
+            .bind(title)
+            .bind(position)
+            .bind(now)
+            .fetch_one(db.pool())
+            .await?;
+    Ok(id)
+}
+
+pub async fn rename_section(db: &Db, id: i64, title: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sections SET title = $2 WHERE id = $1").bind(id).bind(title).execute(db.pool()).await?;
+    Ok(())
+}
+
+pub async fn delete_row(db: &Db, kind: Ordered, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("DELETE FROM {} WHERE id = $1", kind.table())).bind(id).execute(db.pool()).await?;
+    Ok(())
+}
+
+pub struct NewLecture<'a> {
+    pub section_id: i64,
+    pub course_id: i64,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub position: i64,
+    pub is_preview: bool,
+}
+
+pub async fn insert_lecture(db: &Db, l: &NewLecture<'_>, now: i64) -> Result<i64, sqlx::Error> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO lectures (section_id, course_id, title, description, position, is_preview, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+    )
+    .bind(l.section_id)
+    .bind(l.course_id)
+    .bind(l.title)
+    .bind(l.description)
+    .bind(l.position)
+    .bind(l.is_preview as i64)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(id)
+}
+
+pub async fn update_lecture_text(
+    db: &Db,
+    id: i64,
+    title: Option<&str>,
+    description: Option<&str>,
+    is_preview: Option<bool>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE lectures SET title = COALESCE($2, title), description = COALESCE($3, description), \
+         is_preview = COALESCE($4, is_preview), updated_at = $5 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(title)
+    .bind(description)
+    .bind(is_preview.map(|b| b as i64))
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Recompute a course's total duration from its lectures' measured durations.
+pub async fn refresh_course_duration(db: &Db, course_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE courses SET duration_seconds = \
+         (SELECT CAST(COALESCE(SUM(duration_seconds), 0) AS DOUBLE PRECISION) FROM lectures WHERE course_id = $1) WHERE id = $1",
+    )
+    .bind(course_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,457 @@
+//! Courses, their ordered sections and lectures, and the public catalog.
+//!
+//! Visibility: a draft course (and everything in it) exists only for its instructor and for
+//! admins; anyone else gets 404, as if it were not there. Changes are for the owner or an admin
+//! (403 for others who can see the course).
+
+pub mod db;
+pub mod routes;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use self::db::{CourseChanges, CourseRow, LectureRow, NewCourse, NewLecture, Ordered, SectionRow};
+use crate::accounts::{Caller, Role};
+use crate::db::{now, rfc3339, Db};
+use crate::error::{ApiError, ApiResult};
+
+/// The instructor of a course, as shown on it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstructorRef {
+    pub id: i64,
+    pub name: String,
+}
+
+/// A lecture in a course's curriculum.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Lecture {
+    pub id: i64,
+    pub section_id: i64,
+    pub course_id: i64,
+    pub title: String,
+    pub description: String,
+    pub position: i64,
+    pub is_preview: bool,
+    /// Measured duration of the video being played; null until one is ready.
+    pub duration_seconds: Option<f64>,
+    /// Status of the newest uploaded video (`uploading`, `queued`, `processing`, `ready`, `failed`), or null.
+    pub video_status: Option<String>,
+    /// The newest video's id; shown to the course owner and admins only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_id: Option<i64>,
+}
+
+impl Lecture {
+    fn from_row(r: LectureRow, privileged: bool) -> Lecture {
+        Lecture {
+            id: r.id,
+            section_id: r.section_id,
+            course_id: r.course_id,
+            title: r.title,
+            description: r.description,
+            position: r.position,
+            is_preview: r.is_preview != 0,
+            duration_seconds: r.duration_seconds,
+            video_status: r.newest_video_status,
+            video_id: if privileged { r.newest_video_id } else { None },
+        }
+    }
+}
+
+/// A section with its lectures.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Section {
+    pub id: i64,
+    pub course_id: i64,
+    pub title: String,
+    pub position: i64,
+    pub lectures: Vec<Lecture>,
+}
+
+/// A course as a list shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CourseSummary {
+    pub id: i64,
+    pub title: String,
+    pub description: String,
+    pub price: i64,
+    pub currency: String,
+    pub level: String,
+    pub status: String,
+    pub category_id: Option<i64>,
+    pub instructor: InstructorRef,
+    pub duration_seconds: f64,
+    pub created_at: String,
+    pub published_at: Option<String>,
+}
+
+impl From<CourseRow> for CourseSummary {
+    fn from(c: CourseRow) -> Self {
+        CourseSummary {
+            id: c.id,
+            title: c.title,
+            description: c.description,
+            price: c.price,
+            currency: c.currency,
+            level: c.level,
+            status: c.status,
+            category_id: c.category_id,
+            instructor: InstructorRef { id: c.instructor_id, name: c.instructor_name },
+            duration_seconds: c.duration_seconds,
+            created_at: rfc3339(c.created_at),
+            published_at: c.published_at.map(rfc3339),
+        }
+    }
+}
+
+/// A course page: the summary plus curriculum and figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CourseDetail {
+    #[serde(flatten)]
+    pub course: CourseSummary,
+    pub sections: Vec<Section>,
+    pub rating_avg: Option<f64>,
+    pub rating_count: i64,
+    pub enrollment_count: i64,
+    /// Whether the caller is enrolled (false when anonymous).
+    pub is_enrolled: bool,
+}
+
+/// May `caller` change `course`?
+pub fn can_edit(caller: &Caller, course: &CourseRow) -> bool {
+    caller.role == Role::Admin || caller.user_id == course.instructor_id
+}
+
+/// The course if `caller` may see it: published, or theirs, or they are an admin. 404 otherwise.
+pub async fn visible_course(db: &Db, caller: Option<&Caller>, id: i64) -> ApiResult<CourseRow> {
+    let course = db::course(db, id).await?.ok_or(ApiError::not_found("course"))?;
+    if course.status == "published" || caller.is_some_and(|c| can_edit(c, &course)) {
+        Ok(course)
+    } else {
+        Err(ApiError::not_found("course"))
+    }
+}
+
+/// The course if `caller` may change it: 404 when they cannot see it, 403 when they can but
+/// it is not theirs.
+pub async fn editable_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<CourseRow> {
+    let course = visible_course(db, Some(caller), id).await?;
+    if !can_edit(caller, &course) {
+        return Err(ApiError::forbidden("not_course_owner", "only the course's instructor or an admin may change it"));
+    }
+    Ok(course)
+}
+
+/// The lecture and its course, if `caller` may change them.
+pub async fn editable_lecture(db: &Db, caller: &Caller, lecture_id: i64) -> ApiResult<(LectureRow, CourseRow)> {
+    let lecture = db::lecture(db, lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;
+    let course = editable_course(db, caller, lecture.course_id).await.map_err(|e| match e {
+        ApiError::NotFound { .. } => ApiError::not_found("lecture"),
+        other => other,
+    })?;
+    Ok((lecture, course))
+}
+
+/// Check a text field: trimmed, `min..=max` characters, no control characters but newlines and tabs.
+pub fn text(field: &'static str, value: &str, min: usize, max: usize) -> ApiResult<String> {
+    let v = value.trim();
+    let n = v.chars().count();
+    if n < min || n > max {
+        return Err(ApiError::unprocessable("invalid_field", format!("{field} must be {min} to {max} characters")));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+        return Err(ApiError::unprocessable("invalid_field", format!("{field} contains control characters")));
+    }
+    Ok(v.to_string())
+}
+
+fn currency(c: &str) -> ApiResult<String> {
+    let c = c.trim().to_ascii_uppercase();
+    if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(c)
+    } else {
+        Err(ApiError::unprocessable("invalid_currency", "currency must be a three-letter ISO 4217 code such as KRW or USD"))
+    }
+}
+
+fn price(p: i64) -> ApiResult<i64> {
+    if (0..=1_000_000_000_000).contains(&p) {
+        Ok(p)
+    } else {
+        Err(ApiError::unprocessable("invalid_price", "price must be a non-negative integer in minor units"))
+    }
+}
+
+const LEVELS: &[&str] = &["all", "beginner", "intermediate", "advanced"];
+
+fn level(l: &str) -> ApiResult<String> {
+    if LEVELS.contains(&l) {
+        Ok(l.to_string())
+    } else {
+        Err(ApiError::unprocessable("invalid_level", format!("level must be one of {}", LEVELS.join(", "))))
+    }
+}
+
+async fn category(db: &Db, id: Option<i64>) -> ApiResult<Option<i64>> {
+    match id {
+        Some(id) if !db::category_exists(db, id).await? => {
+            Err(ApiError::unprocessable("unknown_category", format!("there is no category {id}")))
+        }
+        other => Ok(other),
+    }
+}
+
+/// A new course from an instructor (or admin); it starts as a draft.
+pub struct CourseInput {
+    pub title: String,
+    pub description: Option<String>,
+    pub price: i64,
+    pub currency: Option<String>,
+    pub category_id: Option<i64>,
+    pub level: Option<String>,
+}
+
+pub async fn create_course(db: &Db, caller: &Caller, input: CourseInput) -> ApiResult<CourseDetail> {
+    if caller.role == Role::Student {
+        return Err(ApiError::forbidden(
+            "instructors_only",
+            "only instructors create courses; become one with POST /api/v1/me/instructor",
+        ));
+    }
+    let title = text("title", &input.title, 1, 200)?;
+    let description = text("description", input.description.as_deref().unwrap_or(""), 0, 20_000)?;
+    let currency = currency(input.currency.as_deref().unwrap_or("KRW"))?;
+    let level = level(input.level.as_deref().unwrap_or("all"))?;
+    let category_id = category(db, input.category_id).await?;
+    let new = NewCourse {
+        instructor_id: caller.user_id,
+        category_id,
+        title: &title,
+        description: &description,
+        price: price(input.price)?,
+        currency: &currency,
+        level: &level,
+    };
+    let id = db::insert_course(db, &new, now()).await?;
+    course_detail(db, Some(caller), id).await
+}
+
+/// The course page as `caller` may see it.
+pub async fn course_detail(db: &Db, caller: Option<&Caller>, id: i64) -> ApiResult<CourseDetail> {
+    let course = visible_course(db, caller, id).await?;
+    let privileged = caller.is_some_and(|c| can_edit(c, &course));
+    let lectures = db::lectures_of_course(db, id).await?;
+    let sections = db::sections_of(db, id)
+        .await?
+        .into_iter()
+        .map(|s: SectionRow| {
+            let mine: Vec<Lecture> = lectures
+                .iter()
+                .filter(|l| l.section_id == s.id)
+                .cloned()
+                .map(|l| Lecture::from_row(l, privileged))
+                .collect();
+            Section { id: s.id, course_id: s.course_id, title: s.title, position: s.position, lectures: mine }
+        })
+        .collect();
+    let (rating_avg, rating_count) = db::rating(db, id).await?;
+    let enrollment_count = db::active_enrollments(db, id).await?;
+    let is_enrolled = match caller {
+        Some(c) => db::is_enrolled(db, c.user_id, id).await?,
+        None => false,
+    };
+    Ok(CourseDetail {
+        course: course.into(),
+        sections,
+        rating_avg: rating_avg.map(|r| (r * 100.0).round() / 100.0),
+        rating_count,
+        enrollment_count,
+        is_enrolled,
+    })
+}
+
+/// Changes to a course from its owner.
+#[derive(Default)]
+pub struct CoursePatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<i64>,
+    pub currency: Option<String>,
+    pub level: Option<String>,
+    pub category_id: Option<Option<i64>>,
+}
+
+pub async fn update_course(db: &Db, caller: &Caller, id: i64, p: CoursePatch) -> ApiResult<CourseDetail> {
+    editable_course(db, caller, id).await?;
+    let changes = CourseChanges {
+        title: p.title.as_deref().map(|t| text("title", t, 1, 200)).transpose()?,
+        description: p.description.as_deref().map(|d| text("description", d, 0, 20_000)).transpose()?,
+        price: p.price.map(price).transpose()?,
+        currency: p.currency.as_deref().map(currency).transpose()?,
+        level: p.level.as_deref().map(level).transpose()?,
+        category_id: match p.category_id {
+            Some(c) => Some(category(db, c).await?),
+            None => None,
+        },
+    };
+    db::update_course(db, id, &changes, now()).await?;
+    course_detail(db, Some(caller), id).await
+}
+
+/// Publish: needs at least one lecture.
+pub async fn publish_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<CourseDetail> {
+    editable_course(db, caller, id).await?;
+    if db::lecture_count(db, id).await? == 0 {
+        return Err(ApiError::conflict("course_empty", "a course needs at least one lecture before it is published"));
+    }
+    db::publish_course(db, id, now()).await?;
+    course_detail(db, Some(caller), id).await
+}
+
+/// Delete a course. One that students are enrolled in cannot be deleted (409). Returns the ids
+/// of its videos, whose stored objects the caller removes.
+pub async fn delete_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<i64>> {
+    editable_course(db, caller, id).await?;
+    if db::active_enrollments(db, id).await? > 0 {
+        return Err(ApiError::conflict("course_has_students", "students are enrolled in this course; it cannot be deleted"));
+    }
+    let videos = crate::media::db::video_ids_of_course(db, id).await?;
+    db::delete_course(db, id).await?;
+    Ok(videos)
+}
+
+/// A position given by a client, clamped into `1..=count+1` (append when absent).
+fn slot(requested: Option<i64>, count: i64) -> ApiResult<i64> {
+    match requested {
+        None => Ok(count + 1),
+        Some(p) if p < 1 => Err(ApiError::unprocessable("invalid_position", "position starts at 1")),
+        Some(p) => Ok(p.min(count + 1)),
+    }
+}
+
+pub async fn create_section(db: &Db, caller: &Caller, course_id: i64, title: &str, position: Option<i64>) -> ApiResult<Section> {
+    editable_course(db, caller, course_id).await?;
+    let title = text("title", title, 1, 200)?;
+    let pos = slot(position, db::child_count(db, Ordered::Section, course_id).await?)?;
+    db::open_gap(db, Ordered::Section, course_id, pos).await?;
+    let id = db::insert_section(db, course_id, &title, pos, now()).await?;
+    Ok(Section { id, course_id, title, position: pos, lectures: vec![] })
+}
+
+async fn editable_section(db: &Db, caller: &Caller, id: i64) -> ApiResult<SectionRow> {
+    let section = db::section(db, id).await?.ok_or(ApiError::not_found("section"))?;
+    editable_course(db, caller, section.course_id).await.map_err(|e| match e {
+        ApiError::NotFound { .. } => ApiError::not_found("section"),
+        other => other,
+    })?;
+    Ok(section)
+}
+
+/// Rename and/or move a section within its course.
+pub async fn update_section(db: &Db, caller: &Caller, id: i64, title: Option<&str>, position: Option<i64>) -> ApiResult<Section> {
+    let s = editable_section(db, caller, id).await?;
+    if let Some(t) = title {
+        db::rename_section(db, id, &text("title", t, 1, 200)?).await?;
+    }
+    if let Some(p) = position {
+        let count = db::child_count(db, Ordered::Section, s.course_id).await?;
+        let p = slot(Some(p), count - 1)?;
+        db::close_gap(db, Ordered::Section, s.course_id, s.position).await?;
+        db::open_gap(db, Ordered::Section, s.course_id, p).await?;
+        db::place(db, Ordered::Section, id, s.course_id, p).await?;
+    }
+    let s = db::section(db, id).await?.ok_or(ApiError::not_found("section"))?;
+    let privileged = true;
+    let lectures = db::lectures_of_course(db, s.course_id)
+        .await?
+        .into_iter()
+        .filter(|l| l.section_id == id)
+        .map(|l| Lecture::from_row(l, privileged))
+        .collect();
+    Ok(Section { id, course_id: s.course_id, title: s.title, position: s.position, lectures })
+}
+
+pub async fn delete_section(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<i64>> {
+    let s = editable_section(db, caller, id).await?;
+    let videos = crate::media::db::video_ids_of_section(db, id).await?;
+    db::delete_row(db, Ordered::Section, id).await?;
+    db::close_gap(db, Ordered::Section, s.course_id, s.position).await?;
+    db::refresh_course_duration(db, s.course_id).await?;
+    Ok(videos)
+}
+
+/// A new lecture in a section.
+pub struct LectureInput {
+    pub title: String,
+    pub description: Option<String>,
+    pub is_preview: bool,
+    pub position: Option<i64>,
+}
+
+pub async fn create_lecture(db: &Db, caller: &Caller, section_id: i64, input: LectureInput) -> ApiResult<Lecture> {
+    let s = editable_section(db, caller, section_id).await?;
+    let title = text("title", &input.title, 1, 200)?;
+    let description = text("description", input.description.as_deref().unwrap_or(""), 0, 20_000)?;
+    let pos = slot(input.position, db::child_count(db, Ordered::Lecture, section_id).await?)?;
+    db::open_gap(db, Ordered::Lecture, section_id, pos).await?;
+    let new = NewLecture {
+        section_id,
+        course_id: s.course_id,
+        title: &title,
+        description: &description,
+        position: pos,
+        is_preview: input.is_preview,
+    };
+    let id = db::insert_lecture(db, &new, now()).await?;
+    let row = db::lecture(db, id).await?.ok_or(ApiError::not_found("lecture"))?;
+    Ok(Lecture::from_row(row, true))
+}
+
+/// Changes to a lecture; `section_id` moves it to another section of the same course.
+#[derive(Default)]
+pub struct LecturePatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub is_preview: Option<bool>,
+    pub position: Option<i64>,
+    pub section_id: Option<i64>,
+}
+
+pub async fn update_lecture(db: &Db, caller: &Caller, id: i64, p: LecturePatch) -> ApiResult<Lecture> {
+    let (lecture, course) = editable_lecture(db, caller, id).await?;
+    let title = p.title.as_deref().map(|t| text("title", t, 1, 200)).transpose()?;
+    let description = p.description.as_deref().map(|d| text("description", d, 0, 20_000)).transpose()?;
+    if p.position.is_some() || p.section_id.is_some_and(|s| s != lecture.section_id) {
+        let target = p.section_id.unwrap_or(lecture.section_id);
+        let section = db::section(db, target).await?.filter(|s| s.course_id == course.id).ok_or_else(|| {
+            ApiError::unprocessable("invalid_section", "section_id must name a section of the same course")
+        })?;
+        let mut count = db::child_count(db, Ordered::Lecture, section.id).await?;
+        if section.id == lecture.section_id {
+            count -= 1;
+        }
+        let pos = slot(p.position, count)?;
+        db::close_gap(db, Ordered::Lecture, lecture.section_id, lecture.position).await?;
+        db::open_gap(db, Ordered::Lecture, section.id, pos).await?;
+        db::place(db, Ordered::Lecture, id, section.id, pos).await?;
+    }
+    db::update_lecture_text(db, id, title.as_deref(), description.as_deref(), p.is_preview, now()).await?;
+    let row = db::lecture(db, id).await?.ok_or(ApiError::not_found("lecture"))?;
+    Ok(Lecture::from_row(row, true))
+}
+
+/// Delete a lecture; returns the ids of its videos, whose stored objects the caller removes.
+pub async fn delete_lecture(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<i64>> {
+    let (lecture, course) = editable_lecture(db, caller, id).await?;
+    let videos = crate::media::db::video_ids_of_lecture(db, id).await?;
+    db::delete_row(db, Ordered::Lecture, id).await?;
+    db::close_gap(db, Ordered::Lecture, lecture.section_id, lecture.position).await?;
+    db::refresh_course_duration(db, course.id).await?;
+    Ok(videos)
+}
+
+/// One page of published courses.
+pub async fn list_courses(db: &Db, page: i64, per_page: i64, sort: &str, category: Option<i64>) -> ApiResult<(Vec<CourseSummary>, i64)> {
+    let (rows, total) = db::list_published(db, per_page, (page - 1) * per_page, sort, category).await?;
+    Ok((rows.into_iter().map(Into::into).collect(), total))
+}

@@ -1,0 +1,253 @@
+//! HTTP handlers for courses, sections and lectures.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, patch, post};
+use axum::Router;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{CourseDetail, CourseInput, CoursePatch, CourseSummary, Lecture, LectureInput, LecturePatch, Section};
+use crate::error::{ApiResult, ErrorBody};
+use crate::http::extract::{Auth, Json, PageParams, Paged, Path, Query};
+use crate::http::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/courses", get(list_courses).post(create_course))
+        .route("/api/v1/courses/{course_id}", get(get_course).patch(update_course).delete(delete_course))
+        .route("/api/v1/courses/{course_id}/publish", post(publish_course))
+        .route("/api/v1/courses/{course_id}/sections", post(create_section))
+        .route("/api/v1/sections/{section_id}", patch(update_section).delete(delete_section))
+        .route("/api/v1/sections/{section_id}/lectures", post(create_lecture))
+        .route("/api/v1/lectures/{lecture_id}", patch(update_lecture).delete(delete_lecture))
+}
+
+/// Filters of the course list.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Category id; a top-level category includes its children.
+    pub category: Option<i64>,
+    /// `newest` (default), `popular`, `rating`, `price_asc`, `price_desc`.
+    pub sort: Option<String>,
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+}
+
+/// Published courses.
+#[utoipa::path(get, path = "/api/v1/courses", tag = "catalog", params(ListParams),
+    responses((status = 200, body = Paged<CourseSummary>), (status = 400, body = ErrorBody)))]
+pub async fn list_courses(State(st): State<AppState>, Query(q): Query<ListParams>) -> ApiResult<axum::Json<Paged<CourseSummary>>> {
+    let (page, per_page) = PageParams { page: q.page, per_page: q.per_page }.resolve()?;
+    let sort = q.sort.as_deref().unwrap_or("newest");
+    if !["newest", "popular", "rating", "price_asc", "price_desc"].contains(&sort) {
+        return Err(crate::error::ApiError::bad_request(
+            "invalid_sort",
+            "sort is one of newest, popular, rating, price_asc, price_desc",
+        ));
+    }
+    let (items, total) = super::list_courses(&st.db, page, per_page, sort, q.category).await?;
+    Ok(axum::Json(Paged { items, total, page, per_page }))
+}
+
+/// A new course.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateCourse {
+    pub title: String,
+    pub description: Option<String>,
+    /// Minor units (KRW: won).
+    pub price: i64,
+    /// ISO 4217; default KRW.
+    pub currency: Option<String>,
+    pub category_id: Option<i64>,
+    /// `all` (default), `beginner`, `intermediate`, `advanced`.
+    pub level: Option<String>,
+}
+
+/// Create a draft course (instructors and admins).
+#[utoipa::path(post, path = "/api/v1/courses", tag = "catalog", request_body = CreateCourse, security(("bearer" = [])),
+    responses((status = 201, body = CourseDetail), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_course(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Json(req): Json<CreateCourse>,
+) -> ApiResult<(StatusCode, axum::Json<CourseDetail>)> {
+    let input = CourseInput {
+        title: req.title,
+        description: req.description,
+        price: req.price,
+        currency: req.currency,
+        category_id: req.category_id,
+        level: req.level,
+    };
+    Ok((StatusCode::CREATED, axum::Json(super::create_course(&st.db, &caller, input).await?)))
+}
+
+/// A course page with its curriculum. Drafts: owner and admins only (404 for others).
+#[utoipa::path(get, path = "/api/v1/courses/{course_id}", tag = "catalog", params(("course_id" = i64, Path)),
+    responses((status = 200, body = CourseDetail), (status = 404, body = ErrorBody)))]
+pub async fn get_course(
+    State(st): State<AppState>,
+    caller: Option<Auth>,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<CourseDetail>> {
+    Ok(axum::Json(super::course_detail(&st.db, caller.as_ref().map(|a| &a.0), id).await?))
+}
+
+/// Changes to a course; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateCourse {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<i64>,
+    pub currency: Option<String>,
+    pub level: Option<String>,
+    /// A category id, or null to clear it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub category_id: Option<Option<i64>>,
+}
+
+/// Distinguish an absent field (`None`) from an explicit null (`Some(None)`).
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+#[utoipa::path(patch, path = "/api/v1/courses/{course_id}", tag = "catalog", request_body = UpdateCourse,
+    params(("course_id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = CourseDetail), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_course(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+    Json(req): Json<UpdateCourse>,
+) -> ApiResult<axum::Json<CourseDetail>> {
+    let patch = CoursePatch {
+        title: req.title,
+        description: req.description,
+        price: req.price,
+        currency: req.currency,
+        level: req.level,
+        category_id: req.category_id,
+    };
+    Ok(axum::Json(super::update_course(&st.db, &caller, id, patch).await?))
+}
+
+/// Delete a course and its stored videos (not possible once students are enrolled: 409).
+#[utoipa::path(delete, path = "/api/v1/courses/{course_id}", tag = "catalog", params(("course_id" = i64, Path)),
+    security(("bearer" = [])), responses((status = 204), (status = 409, body = ErrorBody)))]
+pub async fn delete_course(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    let videos = super::delete_course(&st.db, &caller, id).await?;
+    crate::media::forget_video_objects(&st, videos);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Publish a course (it needs at least one lecture).
+#[utoipa::path(post, path = "/api/v1/courses/{course_id}/publish", tag = "catalog", params(("course_id" = i64, Path)),
+    security(("bearer" = [])), responses((status = 200, body = CourseDetail), (status = 409, body = ErrorBody)))]
+pub async fn publish_course(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<axum::Json<CourseDetail>> {
+    Ok(axum::Json(super::publish_course(&st.db, &caller, id).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateSection {
+    pub title: String,
+    /// 1-based; default: last.
+    pub position: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/courses/{course_id}/sections", tag = "catalog", request_body = CreateSection,
+    params(("course_id" = i64, Path)), security(("bearer" = [])), responses((status = 201, body = Section)))]
+pub async fn create_section(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(course_id): Path<i64>,
+    Json(req): Json<CreateSection>,
+) -> ApiResult<(StatusCode, axum::Json<Section>)> {
+    let s = super::create_section(&st.db, &caller, course_id, &req.title, req.position).await?;
+    Ok((StatusCode::CREATED, axum::Json(s)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateSection {
+    pub title: Option<String>,
+    /// Move to this 1-based position.
+    pub position: Option<i64>,
+}
+
+#[utoipa::path(patch, path = "/api/v1/sections/{section_id}", tag = "catalog", request_body = UpdateSection,
+    params(("section_id" = i64, Path)), security(("bearer" = [])), responses((status = 200, body = Section)))]
+pub async fn update_section(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+    Json(req): Json<UpdateSection>,
+) -> ApiResult<axum::Json<Section>> {
+    Ok(axum::Json(super::update_section(&st.db, &caller, id, req.title.as_deref(), req.position).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/sections/{section_id}", tag = "catalog", params(("section_id" = i64, Path)),
+    security(("bearer" = [])), responses((status = 204)))]
+pub async fn delete_section(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    let videos = super::delete_section(&st.db, &caller, id).await?;
+    crate::media::forget_video_objects(&st, videos);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateLecture {
+    pub title: String,
+    pub description: Option<String>,
+    /// Free preview: playable by anyone once the course is published.
+    #[serde(default)]
+    pub is_preview: bool,
+    pub position: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/sections/{section_id}/lectures", tag = "catalog", request_body = CreateLecture,
+    params(("section_id" = i64, Path)), security(("bearer" = [])), responses((status = 201, body = Lecture)))]
+pub async fn create_lecture(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(section_id): Path<i64>,
+    Json(req): Json<CreateLecture>,
+) -> ApiResult<(StatusCode, axum::Json<Lecture>)> {
+    let input = LectureInput { title: req.title, description: req.description, is_preview: req.is_preview, position: req.position };
+    Ok((StatusCode::CREATED, axum::Json(super::create_lecture(&st.db, &caller, section_id, input).await?)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateLecture {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub is_preview: Option<bool>,
+    pub position: Option<i64>,
+    /// Move to another section of the same course.
+    pub section_id: Option<i64>,
+}
+
+#[utoipa::path(patch, path = "/api/v1/lectures/{lecture_id}", tag = "catalog", request_body = UpdateLecture,
+    params(("lecture_id" = i64, Path)), security(("bearer" = [])), responses((status = 200, body = Lecture)))]
+pub async fn update_lecture(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+    Json(req): Json<UpdateLecture>,
+) -> ApiResult<axum::Json<Lecture>> {
+    let patch = LecturePatch {
+        title: req.title,
+        description: req.description,
+        is_preview: req.is_preview,
+        position: req.position,
+        section_id: req.section_id,
+    };
+    Ok(axum::Json(super::update_lecture(&st.db, &caller, id, patch).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/lectures/{lecture_id}", tag = "catalog", params(("lecture_id" = i64, Path)),
+    security(("bearer" = [])), responses((status = 204)))]
+pub async fn delete_lecture(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    let videos = super::delete_lecture(&st.db, &caller, id).await?;
+    crate::media::forget_video_objects(&st, videos);
+    Ok(StatusCode::NO_CONTENT)
+}

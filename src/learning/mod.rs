@@ -1,0 +1,76 @@
+//! Enrollments and entitlement: who may watch what.
+//!
+//! [`may_watch`] is the one answer to "may this person watch this lecture?": yes when they are
+//! enrolled in its course, when the lecture is a free preview of a published course (anyone,
+//! signed in or not), when they own the course, or when they are an admin.
+
+use crate::accounts::{Caller, Role};
+use crate::catalog::db::{CourseRow, LectureRow};
+use crate::db::{is_unique_violation, now, Db};
+
+/// Why a caller may watch a lecture, or that they may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entitlement {
+    Enrolled,
+    Preview,
+    Owner,
+    Admin,
+    /// Not signed in, and the lecture is not a preview.
+    SignInRequired,
+    /// Signed in, but not enrolled.
+    NotEntitled,
+}
+
+impl Entitlement {
+    pub fn allowed(self) -> bool {
+        matches!(self, Entitlement::Enrolled | Entitlement::Preview | Entitlement::Owner | Entitlement::Admin)
+    }
+}
+
+/// May `caller` watch `lecture` of `course`?
+pub async fn may_watch(db: &Db, caller: Option<&Caller>, course: &CourseRow, lecture: &LectureRow) -> Result<Entitlement, sqlx::Error> {
+    if let Some(c) = caller {
+        if c.role == Role::Admin {
+            return Ok(Entitlement::Admin);
+        }
+        if c.user_id == course.instructor_id {
+            return Ok(Entitlement::Owner);
+        }
+    }
+    if lecture.is_preview != 0 && course.status == "published" {
+        return Ok(Entitlement::Preview);
+    }
+    match caller {
+        None => Ok(Entitlement::SignInRequired),
+        Some(c) if crate::catalog::db::is_enrolled(db, c.user_id, course.id).await? => Ok(Entitlement::Enrolled),
+        Some(_) => Ok(Entitlement::NotEntitled),
+    }
+}
+
+/// Enroll `user_id` in `course_id` (idempotent: an existing active enrollment is kept).
+/// `source` says how: `order`, `free`, `admin`.
+pub async fn enroll(db: &Db, user_id: i64, course_id: i64, source: &str) -> Result<(), sqlx::Error> {
+    let res = sqlx::query("INSERT INTO enrollments (user_id, course_id, source, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(user_id)
+        .bind(course_id)
+        .bind(source)
+        .bind(now())
+        .execute(db.pool())
+        .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// End `user_id`'s enrollment in `course_id` (refunds); watching stops being allowed at once.
+pub async fn revoke(db: &Db, user_id: i64, course_id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE enrollments SET revoked_at = $3 WHERE user_id = $1 AND course_id = $2 AND revoked_at IS NULL")
+        .bind(user_id)
+        .bind(course_id)
+        .bind(now())
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -1,0 +1,287 @@
+//! The transcode job queue, kept in the database.
+//!
+//! A job is `queued` until a worker claims it, which makes it `running` under a lease: the
+//! worker's id and an expiry it pushes forward with heartbeats. A worker that dies stops
+//! heartbeating; once its lease expires the job is claimable again and the next claim takes it
+//! over (counting an attempt). Failures are retried with exponential backoff until
+//! `max_attempts`, then the job and its video are `failed` with the reason. Input that can never
+//! work (not a video) fails at once. A partial unique index keeps one active job per video.
+//!
+//! Claiming is the one dialect-specific statement: PostgreSQL uses `FOR UPDATE SKIP LOCKED` so
+//! concurrent workers never queue behind each other; SQLite has a single writer, so the same
+//! `UPDATE … WHERE id = (SELECT …)` is atomic there as it stands.
+//!
+//! Only the lease holder can finish a job ([`publish`], [`fail`], [`release`] all check the
+//! owner), so a worker that lost its lease can never publish a second output set.
+
+use sqlx::FromRow;
+
+use crate::db::{now, Backend, Db};
+
+/// A claimed job.
+#[derive(Debug, Clone, FromRow)]
+pub struct Job {
+    pub id: i64,
+    pub video_id: i64,
+    pub attempts: i64,
+    pub max_attempts: i64,
+}
+
+/// Put a transcode job for `video_id` on the queue and mark the video `queued`.
+pub async fn enqueue(db: &Db, video_id: i64, max_attempts: i64) -> Result<i64, sqlx::Error> {
+    let t = now();
+    let mut tx = db.pool().begin().await?;
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO jobs (video_id, status, max_attempts, run_after, created_at, updated_at) \
+         VALUES ($1, 'queued', $2, $3, $3, $3) RETURNING id",
+    )
+    .bind(video_id)
+    .bind(max_attempts.max(1))
+    .bind(t)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE videos SET status = 'queued', progress = 0, error = NULL, updated_at = $2 WHERE id = $1")
+        .bind(video_id)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Claim the next runnable job (queued and due, or running with an expired lease) for
+/// `worker`, leased for `lease_secs`.
+pub async fn claim(db: &Db, worker: &str, lease_secs: i64) -> Result<Option<Job>, sqlx::Error> {
+    let t = now();
+    let lock = match db.backend() {
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, \
+         updated_at = $3 WHERE id = (SELECT id FROM jobs WHERE attempts < max_attempts AND \
+         ((status = 'queued' AND run_after <= $3) OR (status = 'running' AND lease_expires_at < $3)) \
+         ORDER BY run_after, id LIMIT 1 {lock}) RETURNING id, video_id, attempts, max_attempts"
+    );
+    let job: Option<Job> =
+        sqlx::query_as(&sql).bind(worker).bind(t + lease_secs).bind(t).fetch_optional(db.pool()).await?;
+    if let Some(job) = &job {
+        sqlx::query("UPDATE videos SET status = 'processing', updated_at = $2 WHERE id = $1 AND status <> 'ready'")
+            .bind(job.video_id)
+            .bind(t)
+            .execute(db.pool())
+            .await?;
+    }
+    Ok(job)
+}
+
+/// Extend the lease. False when `worker` no longer holds it (it expired and was taken over).
+pub async fn heartbeat(db: &Db, job: i64, worker: &str, lease_secs: i64) -> Result<bool, sqlx::Error> {
+    let t = now();
+    let done = sqlx::query(
+        "UPDATE jobs SET lease_expires_at = $3, updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+    )
+    .bind(job)
+    .bind(worker)
+    .bind(t + lease_secs)
+    .bind(t)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What a finished transcode publishes.
+pub struct Published<'a> {
+    pub output_prefix: &'a str,
+    pub duration_seconds: f64,
+    pub renditions_json: &'a str,
+    /// The AES-128 key (hex) the segments were encrypted with, if they were.
+    pub hls_key: Option<&'a str>,
+}
+
+/// Atomically: mark the job done (if `worker` still holds it), the video ready with its
+/// outputs, the lecture pointed at the new video with its duration, and the course total
+/// recomputed. [`PublishOutcome::LeaseLost`] when another worker holds the job now.
+pub async fn publish(db: &Db, job: &Job, worker: &str, out: &Published<'_>) -> Result<PublishOutcome, sqlx::Error> {
+    let t = now();
+    let mut tx = db.pool().begin().await?;
+    let done = sqlx::query(
+        "UPDATE jobs SET status = 'done', finished_at = $3, updated_at = $3, lease_owner = NULL, lease_expires_at = NULL \
+         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+    )
+    .bind(job.id)
+    .bind(worker)
+    .bind(t)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        tx.rollback().await?;
+        return Ok(PublishOutcome::LeaseLost);
+    }
+    sqlx::query(
+        "UPDATE videos SET status = 'ready', progress = 1, output_prefix = $2, duration_seconds = $3, renditions = $4, \
+         error = NULL, ready_at = $5, updated_at = $5, hls_key = $6 WHERE id = $1",
+    )
+    .bind(job.video_id)
+    .bind(out.output_prefix)
+    .bind(out.duration_seconds)
+    .bind(out.renditions_json)
+    .bind(t)
+    .bind(out.hls_key)
+    .execute(&mut *tx)
+    .await?;
+    // The lecture plays the newest ready video; an older upload finishing late does not win.
+    let lecture: Option<(i64, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT l.id, l.course_id, l.video_id FROM lectures l JOIN videos v ON v.lecture_id = l.id WHERE v.id = $1",
+    )
+    .bind(job.video_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let mut replaced = None;
+    if let Some((lecture_id, course_id, current)) = lecture {
+        if current.is_none_or(|c| c < job.video_id) {
+            sqlx::query("UPDATE lectures SET video_id = $2, duration_seconds = $3, updated_at = $4 WHERE id = $1")
+                .bind(lecture_id)
+                .bind(job.video_id)
+                .bind(out.duration_seconds)
+                .bind(t)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE courses SET duration_seconds = (SELECT CAST(COALESCE(SUM(duration_seconds), 0) AS DOUBLE PRECISION) \
+                 FROM lectures WHERE course_id = $1) WHERE id = $1",
+            )
+            .bind(course_id)
+            .execute(&mut *tx)
+            .await?;
+            replaced = current;
+        } else {
+            replaced = Some(job.video_id);
+        }
+    }
+    tx.commit().await?;
+    Ok(PublishOutcome::Published { replaced })
+}
+
+/// The result of [`publish`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Published; `replaced` is a video whose outputs are no longer needed.
+    Published { replaced: Option<i64> },
+    /// Another worker holds the job now; nothing was changed.
+    LeaseLost,
+}
+
+/// Record a failure. `permanent` failures (bad input) and those on the last attempt fail the
+/// job and its video with `reason`; others go back on the queue after a backoff.
+/// Returns true when the job is now `failed`.
+pub async fn fail(db: &Db, job: &Job, worker: &str, reason: &str, permanent: bool) -> Result<bool, sqlx::Error> {
+    let t = now();
+    let final_failure = permanent || job.attempts >= job.max_attempts;
+    let mut tx = db.pool().begin().await?;
+    let done = if final_failure {
+        sqlx::query(
+            "UPDATE jobs SET status = 'failed', last_error = $3, finished_at = $4, updated_at = $4, lease_owner = NULL, \
+             lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        )
+        .bind(job.id)
+        .bind(worker)
+        .bind(reason)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?
+    } else {
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', last_error = $3, run_after = $4, updated_at = $5, lease_owner = NULL, \
+             lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        )
+        .bind(job.id)
+        .bind(worker)
+        .bind(reason)
+        .bind(t + backoff_secs(job.attempts))
+        .bind(t)
+        .execute(&mut *tx)
+        .await?
+    };
+    if done.rows_affected() == 1 {
+        let (status, error) = if final_failure { ("failed", Some(reason)) } else { ("queued", None) };
+        sqlx::query("UPDATE videos SET status = $2, error = $3, updated_at = $4 WHERE id = $1 AND status <> 'ready'")
+            .bind(job.video_id)
+            .bind(status)
+            .bind(error)
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(final_failure && done.rows_affected() == 1)
+}
+
+/// Seconds to wait before retry number `attempts + 1`: 5 s, 20 s, 80 s, … capped at 10 min.
+pub fn backoff_secs(attempts: i64) -> i64 {
+    (5i64 * 4i64.saturating_pow(attempts.saturating_sub(1).clamp(0, 10) as u32)).min(600)
+}
+
+/// Give a job back without counting the attempt (graceful worker shutdown).
+pub async fn release(db: &Db, job: &Job, worker: &str) -> Result<(), sqlx::Error> {
+    let t = now();
+    let done = sqlx::query(
+        "UPDATE jobs SET status = 'queued', attempts = attempts - 1, run_after = $3, updated_at = $3, lease_owner = NULL, \
+         lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+    )
+    .bind(job.id)
+    .bind(worker)
+    .bind(t)
+    .execute(db.pool())
+    .await?;
+    if done.rows_affected() == 1 {
+        sqlx::query("UPDATE videos SET status = 'queued', updated_at = $2 WHERE id = $1 AND status = 'processing'")
+            .bind(job.video_id)
+            .bind(t)
+            .execute(db.pool())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Fail jobs whose workers vanished on their last attempt (lease expired, no attempts left).
+pub async fn reap_abandoned(db: &Db) -> Result<u64, sqlx::Error> {
+    let t = now();
+    let abandoned: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, video_id FROM jobs WHERE status = 'running' AND lease_expires_at < $1 AND attempts >= max_attempts",
+    )
+    .bind(t)
+    .fetch_all(db.pool())
+    .await?;
+    let reason = "the transcoding worker stopped responding on every attempt";
+    for (id, video_id) in &abandoned {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'failed', last_error = $2, finished_at = $3, updated_at = $3, lease_owner = NULL \
+             WHERE id = $1 AND status = 'running' AND lease_expires_at < $3",
+        )
+        .bind(id)
+        .bind(reason)
+        .bind(t)
+        .execute(db.pool())
+        .await?;
+        if done.rows_affected() == 1 {
+            sqlx::query("UPDATE videos SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1 AND status <> 'ready'")
+                .bind(video_id)
+                .bind(reason)
+                .bind(t)
+                .execute(db.pool())
+                .await?;
+        }
+    }
+    Ok(abandoned.len() as u64)
+}
+
+/// Jobs waiting or running, for the queue-depth metric.
+pub async fn depth(db: &Db) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END), 0) AS BIGINT) FROM jobs",
+    )
+    .fetch_one(db.pool())
+    .await
+}

@@ -1,0 +1,280 @@
+//! HTTP handlers for video uploads (streamed `PUT` and tus) and video status.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use futures::TryStreamExt;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::tus::{self, TusError, TUS_EXTENSIONS, TUS_VERSION};
+use super::Video;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::extract::{Auth, Path};
+use crate::http::{base_url, AppState};
+use crate::storage::ByteStream;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/lectures/{lecture_id}/video", put(put_video))
+        .route("/api/v1/videos/{video_id}", get(get_video))
+        .route("/api/v1/uploads", axum::routing::options(tus_options).post(tus_create))
+        .route("/api/v1/uploads/{upload_id}", axum::routing::head(tus_head).patch(tus_patch).delete(tus_delete).post(tus_post_override))
+}
+
+/// The answer to an accepted upload.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadAccepted {
+    pub video_id: i64,
+    /// `queued` once the source is stored.
+    pub status: String,
+}
+
+fn body_stream(body: Body) -> ByteStream {
+    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Upload a lecture's video in one streamed request body (any size up to the limit). The
+/// lecture switches to it once it is transcoded.
+#[utoipa::path(put, path = "/api/v1/lectures/{lecture_id}/video", tag = "videos", params(("lecture_id" = i64, Path)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"), security(("bearer" = [])),
+    responses((status = 202, body = UploadAccepted), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn put_video(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(lecture_id): Path<i64>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, axum::Json<UploadAccepted>)> {
+    let declared = header_str(&headers, "content-length").and_then(|v| v.parse().ok());
+    let filename = header_str(&headers, "content-disposition")
+        .and_then(|d| d.split("filename=").nth(1))
+        .map(|f| f.trim_matches(['"', ' ', ';']).chars().take(255).collect::<String>())
+        .unwrap_or_default();
+    let video = super::upload_streamed(&st, &caller, lecture_id, &filename, declared, body_stream(body)).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(UploadAccepted { video_id: video.id, status: video.status })))
+}
+
+/// A video's state, renditions and duration (lecture owner and admins).
+#[utoipa::path(get, path = "/api/v1/videos/{video_id}", tag = "videos", params(("video_id" = i64, Path)),
+    security(("bearer" = [])), responses((status = 200, body = Video), (status = 404, body = ErrorBody)))]
+pub async fn get_video(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<axum::Json<Video>> {
+    Ok(axum::Json(super::get_video(&st.db, &caller, id).await?))
+}
+
+static TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
+
+/// Add `Tus-Resumable` to any response.
+fn tus(resp: impl IntoResponse) -> Response {
+    let mut resp = resp.into_response();
+    resp.headers_mut().insert(TUS_RESUMABLE.clone(), HeaderValue::from_static(TUS_VERSION));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn tus_error(e: TusError) -> Response {
+    tus(match e {
+        TusError::OffsetMismatch { .. } => ApiError::conflict("offset_mismatch", e.to_string()),
+        TusError::Expired => ApiError::Gone { what: "upload" },
+        TusError::Locked => ApiError::Locked { code: "upload_locked", message: e.to_string() },
+        TusError::Api(api) => api,
+    })
+}
+
+/// Refuse requests without `Tus-Resumable: 1.0.0` (412, as the protocol says).
+fn check_version(headers: &HeaderMap) -> Result<(), Response> {
+    if header_str(headers, "tus-resumable") == Some(TUS_VERSION) {
+        return Ok(());
+    }
+    let body = crate::error::ErrorBody {
+        error: crate::error::ErrorDetail {
+            code: "tus_version".into(),
+            message: format!("send Tus-Resumable: {TUS_VERSION}"),
+        },
+    };
+    let mut resp = tus((StatusCode::PRECONDITION_FAILED, axum::Json(body)));
+    resp.headers_mut().insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+    Err(resp)
+}
+
+fn int_header(headers: &HeaderMap, name: &str) -> Result<Option<i64>, Response> {
+    match header_str(headers, name) {
+        None => Ok(None),
+        Some(v) => v.trim().parse::<i64>().ok().filter(|n| *n >= 0).map(Some).ok_or_else(|| {
+            tus(ApiError::bad_request("invalid_header", format!("{name} must be a non-negative integer")))
+        }),
+    }
+}
+
+fn http_date(ts: i64) -> String {
+    chrono::DateTime::from_timestamp(ts, 0).unwrap_or_default().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// tus discovery: version, extensions, maximum size.
+#[utoipa::path(options, path = "/api/v1/uploads", tag = "videos", responses((status = 204)))]
+pub async fn tus_options(State(st): State<AppState>) -> Response {
+    let mut resp = tus(StatusCode::NO_CONTENT);
+    let h = resp.headers_mut();
+    h.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+    h.insert("tus-extension", HeaderValue::from_static(TUS_EXTENSIONS));
+    h.insert("tus-max-size", HeaderValue::from(st.cfg.max_upload_bytes));
+    resp
+}
+
+/// tus creation: `Upload-Length` (or `Upload-Defer-Length: 1`) and `Upload-Metadata` with
+/// `lecture_id` (and `filename`). A body with `Content-Type: application/offset+octet-stream`
+/// is the upload's first bytes.
+#[utoipa::path(post, path = "/api/v1/uploads", tag = "videos", security(("bearer" = [])),
+    params(("Upload-Length" = Option<i64>, Header), ("Upload-Metadata" = String, Header), ("Tus-Resumable" = String, Header)),
+    responses((status = 201, description = "created; Location names the upload"), (status = 412), (status = 413, body = ErrorBody)))]
+pub async fn tus_create(State(st): State<AppState>, Auth(caller): Auth, headers: HeaderMap, body: Body) -> Response {
+    if let Err(r) = check_version(&headers) {
+        return r;
+    }
+    let length = match int_header(&headers, "upload-length") {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let deferred = header_str(&headers, "upload-defer-length") == Some("1");
+    if length.is_none() && !deferred {
+        return tus(ApiError::bad_request("missing_length", "send Upload-Length or Upload-Defer-Length: 1"));
+    }
+    let metadata = header_str(&headers, "upload-metadata").unwrap_or("");
+    let (id, _video) = match tus::create(&st, &caller, length, metadata).await {
+        Ok(x) => x,
+        Err(e) => return tus(e),
+    };
+    let location = format!("{}/api/v1/uploads/{id}", base_url(&st.cfg, &headers));
+    let with_body = header_str(&headers, "content-type") == Some("application/offset+octet-stream");
+    let mut resp = tus(StatusCode::CREATED);
+    if with_body {
+        match tus::append(&st, &caller, &id, 0, None, body_stream(body)).await {
+            Ok(p) => patched_headers(&mut resp, &p),
+            Err(e) => return tus_error(e),
+        }
+    }
+    resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("valid location"));
+    if let Ok(info) = tus::info(&st, &caller, &id).await {
+        resp.headers_mut().insert("upload-expires", HeaderValue::from_str(&http_date(info.expires_at)).expect("date"));
+    }
+    resp
+}
+
+fn patched_headers(resp: &mut Response, p: &tus::Patched) {
+    let h = resp.headers_mut();
+    h.insert("upload-offset", HeaderValue::from(p.offset));
+    h.insert("upload-expires", HeaderValue::from_str(&http_date(p.expires_at)).expect("date"));
+    if let Some(v) = p.completed_video {
+        h.insert("lectern-video-id", HeaderValue::from(v));
+    }
+}
+
+/// tus offset query.
+#[utoipa::path(head, path = "/api/v1/uploads/{upload_id}", tag = "videos", params(("upload_id" = String, Path)),
+    security(("bearer" = [])), responses((status = 200, description = "Upload-Offset and Upload-Length headers"), (status = 404), (status = 410)))]
+pub async fn tus_head(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_version(&headers) {
+        return r;
+    }
+    match tus::info(&st, &caller, &id).await {
+        Ok(info) => {
+            let mut resp = tus(StatusCode::OK);
+            let h = resp.headers_mut();
+            h.insert("upload-offset", HeaderValue::from(info.offset));
+            match info.length {
+                Some(len) => h.insert("upload-length", HeaderValue::from(len)),
+                None => h.insert("upload-defer-length", HeaderValue::from_static("1")),
+            };
+            h.insert("upload-expires", HeaderValue::from_str(&http_date(info.expires_at)).expect("date"));
+            if let Some(v) = info.video_id {
+                h.insert("lectern-video-id", HeaderValue::from(v));
+            }
+            resp
+        }
+        Err(e) => {
+            // HEAD answers carry no body.
+            let mut resp = tus_error(e);
+            *resp.body_mut() = Body::empty();
+            resp
+        }
+    }
+}
+
+/// tus append: `Upload-Offset` must equal the upload's offset; the body is
+/// `application/offset+octet-stream`. The request that completes the upload answers with
+/// `Lectern-Video-Id`.
+#[utoipa::path(patch, path = "/api/v1/uploads/{upload_id}", tag = "videos", params(("upload_id" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"), security(("bearer" = [])),
+    responses((status = 204, description = "Upload-Offset is the new offset"), (status = 409, body = ErrorBody),
+              (status = 415, body = ErrorBody), (status = 423, body = ErrorBody)))]
+pub async fn tus_patch(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(r) = check_version(&headers) {
+        return r;
+    }
+    if header_str(&headers, "content-type") != Some("application/offset+octet-stream") {
+        return tus(ApiError::UnsupportedMediaType {
+            code: "expected_offset_octet_stream",
+            message: "PATCH bodies are Content-Type: application/offset+octet-stream".into(),
+        });
+    }
+    let offset = match int_header(&headers, "upload-offset") {
+        Ok(Some(o)) => o,
+        Ok(None) => return tus(ApiError::bad_request("missing_offset", "send Upload-Offset")),
+        Err(r) => return r,
+    };
+    let length = match int_header(&headers, "upload-length") {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    match tus::append(&st, &caller, &id, offset, length, body_stream(body)).await {
+        Ok(p) => {
+            let mut resp = tus(StatusCode::NO_CONTENT);
+            patched_headers(&mut resp, &p);
+            resp
+        }
+        Err(e) => tus_error(e),
+    }
+}
+
+/// `POST` with `X-HTTP-Method-Override: PATCH` or `DELETE`, for clients behind proxies that
+/// only pass GET and POST.
+pub async fn tus_post_override(
+    st: State<AppState>,
+    auth: Auth,
+    id: Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match header_str(&headers, "x-http-method-override").map(str::to_ascii_uppercase).as_deref() {
+        Some("PATCH") => tus_patch(st, auth, id, headers, body).await,
+        Some("DELETE") => tus_delete(st, auth, id, headers).await,
+        _ => tus(ApiError::MethodNotAllowed),
+    }
+}
+
+/// tus termination: drop the upload and what it received.
+#[utoipa::path(delete, path = "/api/v1/uploads/{upload_id}", tag = "videos", params(("upload_id" = String, Path)),
+    security(("bearer" = [])), responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn tus_delete(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_version(&headers) {
+        return r;
+    }
+    match tus::terminate(&st, &caller, &id).await {
+        Ok(()) => tus(StatusCode::NO_CONTENT),
+        Err(e) => tus_error(e),
+    }
+}

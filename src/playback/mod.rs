@@ -1,0 +1,129 @@
+//! Playback: purchase-checked sessions, signed tokens, playlist rewriting, and the
+//! segment/range server under `/hls/`.
+//!
+//! `POST /lectures/{id}/playback` checks entitlement ([`crate::learning::may_watch`]) and hands
+//! out a token for the lecture's video. Everything under `/hls/{video}/` then needs only that
+//! token, verified without the database. Where segments are AES-128 encrypted (the default)
+//! they are served to anyone with `Cache-Control: public, immutable`, so a CDN can cache one
+//! copy for all viewers; the playlists and the key, which make them playable, stay
+//! token-gated and `private, no-store`. Unencrypted videos gate their segments by token too.
+
+pub mod playlist;
+pub mod range;
+pub mod routes;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use self::tokens::PlaybackKeys;
+use crate::accounts::Caller;
+use crate::db::{now, rfc3339, Db};
+use crate::error::{ApiError, ApiResult};
+use crate::learning::Entitlement;
+use crate::storage::ObjectKey;
+
+/// What the segment server needs to know about a ready video. Immutable once ready (a new
+/// upload is a new video), so it is cached for the life of the process.
+#[derive(Debug, Clone)]
+pub struct ReadyVideo {
+    pub prefix: ObjectKey,
+    /// The AES-128 key, when the segments are encrypted.
+    pub key: Option<[u8; 16]>,
+}
+
+/// Playback keys and the ready-video cache.
+pub struct Playback {
+    pub keys: PlaybackKeys,
+    cache: Mutex<HashMap<i64, Arc<ReadyVideo>>>,
+}
+
+const CACHE_LIMIT: usize = 100_000;
+
+impl Playback {
+    pub fn new(keys: PlaybackKeys) -> Self {
+        Playback { keys, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// The ready video `id`, from the cache or (once) the database. `None` if it is not ready.
+    pub async fn ready_video(&self, db: &Db, id: i64) -> Result<Option<Arc<ReadyVideo>>, sqlx::Error> {
+        if let Some(v) = self.cache.lock().expect("cache lock").get(&id) {
+            return Ok(Some(v.clone()));
+        }
+        let row: Option<(String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT status, output_prefix, hls_key FROM videos WHERE id = $1")
+                .bind(id)
+                .fetch_optional(db.pool())
+                .await?;
+        let Some((status, Some(prefix), key)) = row else { return Ok(None) };
+        if status != "ready" {
+            return Ok(None);
+        }
+        let Ok(prefix) = ObjectKey::new(prefix) else { return Ok(None) };
+        let key = key.and_then(|k| hex::decode(k).ok()).and_then(|k| <[u8; 16]>::try_from(k).ok());
+        let video = Arc::new(ReadyVideo { prefix, key });
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(id, video.clone());
+        Ok(Some(video))
+    }
+}
+
+/// A playback session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlaybackSession {
+    pub video_id: i64,
+    /// The master playlist, token in its query.
+    pub url: String,
+    pub token: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    pub poster_url: String,
+    /// The WebVTT track of scrubbing thumbnails.
+    pub thumbnails_url: String,
+}
+
+/// Open a playback session for `lecture_id`: entitlement, then a token for its video.
+pub async fn start_session(
+    db: &Db,
+    pb: &Playback,
+    caller: Option<&Caller>,
+    lecture_id: i64,
+    base_url: &str,
+) -> ApiResult<PlaybackSession> {
+    let lecture = crate::catalog::db::lecture(db, lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;
+    let course = crate::catalog::visible_course(db, caller, lecture.course_id)
+        .await
+        .map_err(|_| ApiError::not_found("lecture"))?;
+    match crate::learning::may_watch(db, caller, &course, &lecture).await? {
+        Entitlement::SignInRequired => {
+            return Err(ApiError::unauthorized("sign_in_required", "sign in and enroll to watch this lecture"))
+        }
+        Entitlement::NotEntitled => {
+            return Err(ApiError::forbidden("not_enrolled", "enroll in this course to watch this lecture"))
+        }
+        _ => {}
+    }
+    let video_id = lecture.video_id.ok_or_else(|| {
+        ApiError::conflict("video_not_ready", "this lecture's video is not ready yet")
+    })?;
+    if pb.ready_video(db, video_id).await?.is_none() {
+        return Err(ApiError::conflict("video_not_ready", "this lecture's video is not ready yet"));
+    }
+    let sub = caller.map_or_else(|| "anonymous".to_string(), |c| c.user_id.to_string());
+    let (token, exp) = pb.keys.issue(&sub, video_id, now());
+    let base = format!("{base_url}/hls/{video_id}");
+    Ok(PlaybackSession {
+        video_id,
+        url: format!("{base}/master.m3u8?token={token}"),
+        poster_url: format!("{base}/poster.jpg?token={token}"),
+        thumbnails_url: format!("{base}/thumbnails.vtt?token={token}"),
+        token,
+        expires_at: rfc3339(exp),
+    })
+}

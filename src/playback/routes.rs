@@ -1,0 +1,291 @@
+//! The playback session endpoint and the segment/range server under `/hls/`.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::range::{decide, http_date, Answer, Validators};
+use super::tokens::PlaybackTokenError;
+use super::{playlist, PlaybackSession, ReadyVideo};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::extract::{Auth, Path, Query};
+use crate::http::{base_url, AppState};
+use crate::storage::{ObjectMeta, StorageError};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/lectures/{lecture_id}/playback", post(start_playback))
+        .route("/hls/{video_id}/{*rest}", get(serve_hls))
+}
+
+/// Start watching a lecture: checks that the caller may (enrolled, free preview, owner or
+/// admin) and returns a signed, short-lived token and the master playlist URL carrying it.
+#[utoipa::path(post, path = "/api/v1/lectures/{lecture_id}/playback", tag = "playback",
+    params(("lecture_id" = i64, Path)), security((), ("bearer" = [])),
+    responses((status = 200, body = PlaybackSession), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "video not ready")))]
+pub async fn start_playback(
+    State(st): State<AppState>,
+    caller: Option<Auth>,
+    Path(lecture_id): Path<i64>,
+    headers: HeaderMap,
+) -> ApiResult<axum::Json<PlaybackSession>> {
+    let base = base_url(&st.cfg, &headers);
+    let session = super::start_session(&st.db, &st.playback, caller.as_ref().map(|a| &a.0), lecture_id, &base).await?;
+    Ok(axum::Json(session))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    pub token: Option<String>,
+}
+
+/// What a request under `/hls/{video}/` asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum HlsObject<'a> {
+    Master,
+    Media { rendition: &'a str },
+    Segment { rendition: &'a str, name: &'a str },
+    Key,
+    /// Poster, sprite, thumbnail track.
+    Asset(&'a str),
+}
+
+fn plain(seg: &str, max: usize) -> bool {
+    !seg.is_empty() && seg.len() <= max && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Map the path below `/hls/{video}/` to an object, refusing anything else.
+fn classify(rest: &str) -> Option<HlsObject<'_>> {
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        ["master.m3u8"] => Some(HlsObject::Master),
+        ["key"] => Some(HlsObject::Key),
+        [asset @ ("poster.jpg" | "sprite.jpg" | "thumbnails.vtt")] => Some(HlsObject::Asset(asset)),
+        [rendition, "index.m3u8"] if plain(rendition, 16) => Some(HlsObject::Media { rendition }),
+        [rendition, name] if plain(rendition, 16) => {
+            let (stem, ext) = name.rsplit_once('.')?;
+            (plain(stem, 64) && matches!(ext, "ts" | "m4s" | "mp4")).then_some(HlsObject::Segment { rendition, name })
+        }
+        _ => None,
+    }
+}
+
+fn token_error(e: PlaybackTokenError) -> ApiError {
+    match e {
+        PlaybackTokenError::Missing => ApiError::unauthorized("missing_token", e.to_string()),
+        PlaybackTokenError::Expired | PlaybackTokenError::Invalid => ApiError::unauthorized("invalid_token", e.to_string()),
+        PlaybackTokenError::WrongVideo => ApiError::forbidden("wrong_video", e.to_string()),
+    }
+}
+
+const NO_STORE: &str = "private, no-store";
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const PRIVATE_CACHE: &str = "private, max-age=3600";
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit_once('.').map(|(_, e)| e) {
+        Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("ts") => "video/mp2t",
+        Some("m4s") | Some("mp4") => "video/mp4",
+        Some("jpg") => "image/jpeg",
+        Some("vtt") => "text/vtt; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `GET`/`HEAD /hls/{video}/…`: playlists (rewritten), segments, key, thumbnails.
+pub async fn serve_hls(
+    State(st): State<AppState>,
+    Path((video, rest)): Path<(String, String)>,
+    Query(q): Query<TokenQuery>,
+    req: Request,
+) -> Response {
+    match serve(&st, &video, &rest, q.token.as_deref(), req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn serve(st: &AppState, video: &str, rest: &str, token: Option<&str>, req: Request) -> ApiResult<Response> {
+    // Encoded separators or dots never name an object; refuse before anything else.
+    let raw = req.uri().path().to_ascii_lowercase();
+    if raw.contains("%2f") || raw.contains("%5c") || raw.contains("%2e") || raw.contains('\\') || rest.split('/').any(|s| s == ".." || s == ".") {
+        return Err(ApiError::bad_request("invalid_path", "the path is not valid"));
+    }
+    let video_id: i64 = video.parse().ok().filter(|v| *v > 0).ok_or(ApiError::not_found("video"))?;
+    let object = classify(rest).ok_or(ApiError::not_found("object"))?;
+    let head = req.method() == Method::HEAD;
+    let headers = req.headers();
+
+    // Public encrypted segments need no token; everything else does, checked before the
+    // video is even looked up.
+    let needs_token = !matches!(object, HlsObject::Segment { .. });
+    if needs_token {
+        st.playback.keys.verify(token, video_id).map_err(token_error)?;
+    }
+    let ready = st.playback.ready_video(&st.db, video_id).await?.ok_or(ApiError::not_found("video"))?;
+    let encrypted = ready.key.is_some();
+    if !needs_token && !encrypted {
+        st.playback.keys.verify(token, video_id).map_err(token_error)?;
+    }
+
+    match object {
+        HlsObject::Key => {
+            let key = ready.key.ok_or(ApiError::not_found("key"))?;
+            let meta = ObjectMeta { size: 16, last_modified: 0, etag: hex::encode(Sha256::digest(key))[..32].to_string() };
+            Ok(respond_bytes(headers, head, Bytes::copy_from_slice(&key), &meta, "application/octet-stream", NO_STORE))
+        }
+        HlsObject::Master => {
+            let token = token.expect("verified");
+            rewritten(st, &ready, "master.m3u8", token, encrypted, headers, head).await
+        }
+        HlsObject::Media { rendition } => {
+            let token = token.expect("verified");
+            rewritten(st, &ready, &format!("{rendition}/index.m3u8"), token, encrypted, headers, head).await
+        }
+        HlsObject::Asset(name) if name.ends_with(".vtt") => {
+            let token = token.expect("verified");
+            let (raw, meta) = read_small(st, &ready, name).await?;
+            let text = String::from_utf8_lossy(&raw).replace("sprite.jpg#", &format!("sprite.jpg?token={token}#"));
+            let body = Bytes::from(text);
+            let meta = ObjectMeta { size: body.len() as u64, etag: digest_etag(&body), ..meta };
+            Ok(respond_bytes(headers, head, body, &meta, content_type(name), NO_STORE))
+        }
+        HlsObject::Asset(name) => stream_object(st, &ready, name, headers, head, PRIVATE_CACHE).await,
+        HlsObject::Segment { rendition, name } => {
+            let cache = if encrypted { IMMUTABLE } else { PRIVATE_CACHE };
+            stream_object(st, &ready, &format!("{rendition}/{name}"), headers, head, cache).await
+        }
+    }
+}
+
+fn digest_etag(b: &[u8]) -> String {
+    hex::encode(&Sha256::digest(b)[..16])
+}
+
+fn storage_error(e: StorageError) -> ApiError {
+    match e {
+        StorageError::NotFound(_) | StorageError::InvalidKey(_) => ApiError::not_found("object"),
+        other => ApiError::internal(anyhow::Error::new(other).context("reading a stored object")),
+    }
+}
+
+/// Read a small stored object (a playlist, a track) whole.
+async fn read_small(st: &AppState, v: &ReadyVideo, rel: &str) -> ApiResult<(Vec<u8>, ObjectMeta)> {
+    use futures::StreamExt;
+    let key = v.prefix.join(rel).map_err(|_| ApiError::not_found("object"))?;
+    let got = st.storage.get(&key, None).await.map_err(storage_error)?;
+    if got.meta.size > 4 * 1024 * 1024 {
+        return Err(ApiError::internal(anyhow::anyhow!("playlist {key} is implausibly large")));
+    }
+    let mut body = got.body;
+    let mut out = Vec::with_capacity(got.meta.size as usize);
+    while let Some(chunk) = body.next().await {
+        out.extend_from_slice(&chunk.map_err(|e| ApiError::internal(anyhow::Error::new(e)))?);
+    }
+    Ok((out, got.meta))
+}
+
+async fn rewritten(
+    st: &AppState,
+    v: &ReadyVideo,
+    rel: &str,
+    token: &str,
+    public_segments: bool,
+    headers: &HeaderMap,
+    head: bool,
+) -> ApiResult<Response> {
+    let (raw, meta) = read_small(st, v, rel).await?;
+    let body = playlist::rewrite(&raw, playlist::Rewrite { token, public_segments })
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("stored playlist {rel} does not parse")))?;
+    let body = Bytes::from(body);
+    let meta = ObjectMeta { size: body.len() as u64, etag: digest_etag(&body), last_modified: meta.last_modified };
+    Ok(respond_bytes(headers, head, body, &meta, "application/vnd.apple.mpegurl", NO_STORE))
+}
+
+fn base_headers(resp: &mut Response, meta: &ObjectMeta, ctype: &str, cache: &str) {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ctype).expect("content type"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_str(cache).expect("cache control"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{}\"", meta.etag)).expect("etag"));
+    h.insert(header::LAST_MODIFIED, HeaderValue::from_str(&http_date(meta.last_modified)).expect("date"));
+}
+
+/// A response for `answer`, with the body (or the range of it) from `body_for`.
+fn shaped(answer: &Answer, meta: &ObjectMeta, ctype: &str, cache: &str, head: bool, body: Option<Body>) -> Response {
+    let (status, len, range) = match answer {
+        Answer::NotModified => (StatusCode::NOT_MODIFIED, None, None),
+        Answer::Full => (StatusCode::OK, Some(meta.size), None),
+        Answer::Partial(r) => (StatusCode::PARTIAL_CONTENT, Some(r.end - r.start), Some(r.clone())),
+        Answer::Unsatisfiable => (StatusCode::RANGE_NOT_SATISFIABLE, Some(0), None),
+    };
+    let mut resp = Response::new(if head { Body::empty() } else { body.unwrap_or_else(Body::empty) });
+    *resp.status_mut() = status;
+    base_headers(&mut resp, meta, ctype, cache);
+    let h = resp.headers_mut();
+    if let Some(len) = len {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    if let Some(r) = range {
+        h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end - 1, meta.size)).expect("range"));
+    }
+    if *answer == Answer::Unsatisfiable {
+        h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{}", meta.size)).expect("range"));
+        h.remove(header::CACHE_CONTROL);
+    }
+    resp
+}
+
+fn respond_bytes(headers: &HeaderMap, head: bool, body: Bytes, meta: &ObjectMeta, ctype: &str, cache: &str) -> Response {
+    let answer = decide(headers, &Validators { len: meta.size, etag: &meta.etag, last_modified: meta.last_modified });
+    let part = match &answer {
+        Answer::Full => Some(Body::from(body)),
+        Answer::Partial(r) => Some(Body::from(body.slice(r.start as usize..r.end as usize))),
+        _ => None,
+    };
+    shaped(&answer, meta, ctype, cache, head, part)
+}
+
+/// Stream a stored object (or the requested range of it) without holding it in memory.
+async fn stream_object(st: &AppState, v: &ReadyVideo, rel: &str, headers: &HeaderMap, head: bool, cache: &str) -> ApiResult<Response> {
+    let key = v.prefix.join(rel).map_err(|_| ApiError::not_found("object"))?;
+    let meta = st.storage.head(&key).await.map_err(storage_error)?;
+    let answer = decide(headers, &Validators { len: meta.size, etag: &meta.etag, last_modified: meta.last_modified });
+    let range = match (&answer, head) {
+        (_, true) | (Answer::NotModified, _) | (Answer::Unsatisfiable, _) => None,
+        (Answer::Full, false) => Some(0..meta.size),
+        (Answer::Partial(r), false) => Some(r.clone()),
+    };
+    let body = match range {
+        Some(r) => {
+            let got = st.storage.get(&key, Some(r)).await.map_err(storage_error)?;
+            metrics::counter!("lectern_hls_bytes_total").increment(got.range.end - got.range.start);
+            Some(Body::from_stream(got.body))
+        }
+        None => None,
+    };
+    Ok(shaped(&answer, &meta, content_type(rel), cache, head, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{classify, HlsObject};
+
+    #[test]
+    fn only_known_objects_are_served() {
+        assert_eq!(classify("master.m3u8"), Some(HlsObject::Master));
+        assert_eq!(classify("720p/index.m3u8"), Some(HlsObject::Media { rendition: "720p" }));
+        assert_eq!(classify("720p/seg_00001.ts"), Some(HlsObject::Segment { rendition: "720p", name: "seg_00001.ts" }));
+        for bad in ["../source", "720p/../../source", "source", "720p/seg.exe", "a/b/c.ts", "", "720p/", "/etc/passwd", "720p/.ts"] {
+            assert_eq!(classify(bad), None, "{bad}");
+        }
+    }
+}

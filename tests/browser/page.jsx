@@ -1,0 +1,76 @@
+// A student's page: plays a Lectern master playlist with hls.js directly (mode=hlsjs) or
+// through react-player (mode=reactplayer), the way the course site does, and reports what
+// happened on window.__result for the test driver.
+import Hls from "hls.js";
+import React from "react";
+import { createRoot } from "react-dom/client";
+import ReactPlayer from "react-player";
+
+const params = new URLSearchParams(location.search);
+const src = params.get("src");
+const mode = params.get("mode");
+const target = Number(params.get("seconds") || "4");
+const events = [];
+
+function report(result) {
+  if (!window.__result) window.__result = { ...result, events };
+}
+
+function watch(video) {
+  const started = performance.now();
+  video.addEventListener("timeupdate", () => {
+    if (video.currentTime >= target) {
+      report({ ok: true, currentTime: video.currentTime, width: video.videoWidth, height: video.videoHeight, ms: performance.now() - started });
+    }
+  });
+  video.addEventListener("error", () => report({ ok: false, error: `media error ${video.error && video.error.code}` }));
+}
+
+if (mode === "hlsjs") {
+  const video = document.createElement("video");
+  video.muted = true;
+  video.autoplay = true;
+  document.body.appendChild(video);
+  watch(video);
+  if (!Hls.isSupported()) report({ ok: false, error: "hls.js: MSE not supported" });
+  const hls = new Hls();
+  hls.on(Hls.Events.ERROR, (_e, data) => {
+    events.push(`${data.type}:${data.details}${data.fatal ? ":fatal" : ""}`);
+    if (data.fatal) report({ ok: false, error: `hls.js fatal ${data.type} ${data.details}` });
+  });
+  hls.on(Hls.Events.MANIFEST_PARSED, (_e, data) => {
+    events.push(`levels:${data.levels.length}`);
+    video.play().catch((e) => events.push(`play:${e}`));
+  });
+  hls.loadSource(src);
+  hls.attachMedia(video);
+} else {
+  function App() {
+    return React.createElement(ReactPlayer, {
+      src,
+      playing: true,
+      muted: true,
+      controls: true,
+      width: 640,
+      height: 360,
+      onError: (e) => {
+        events.push(`error:${e && e.message}`);
+      },
+      onReady: () => {
+        events.push("ready");
+        // react-player renders a media element (a custom element wrapping <video>).
+        const el = document.querySelector("hls-video, video");
+        if (el) watch(el);
+      },
+    });
+  }
+  createRoot(document.getElementById("root")).render(React.createElement(App));
+  // Also watch whatever element appears, in case onReady fires before we look.
+  const timer = setInterval(() => {
+    const el = document.querySelector("hls-video, video");
+    if (el && el.currentTime >= target) {
+      clearInterval(timer);
+      report({ ok: true, currentTime: el.currentTime, width: el.videoWidth, height: el.videoHeight });
+    }
+  }, 200);
+}

@@ -1,0 +1,69 @@
+// Drive headless Chromium (Debian's, through playwright-core) to play a Lectern stream.
+//
+//   node play.mjs MODE MASTER_URL [SECONDS]
+//
+// MODE is `hlsjs` or `reactplayer`. Serves the page from its own origin (so CORS is
+// exercised), waits until playback passes SECONDS or fails, prints one JSON line.
+import http from "node:http";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as esbuild from "esbuild";
+import { chromium } from "playwright-core";
+
+const [mode, src, seconds = "4"] = process.argv.slice(2);
+const here = dirname(fileURLToPath(import.meta.url));
+
+const bundle = await esbuild.build({
+  entryPoints: [join(here, "page.jsx")],
+  bundle: true,
+  write: false,
+  format: "esm",
+  define: { "process.env.NODE_ENV": '"production"' },
+  logLevel: "error",
+});
+const js = bundle.outputFiles[0].text;
+const html = `<!doctype html><html><body><div id="root"></div><script type="module" src="/page.js"></script></body></html>`;
+const server = http.createServer((req, res) => {
+  if (req.url.startsWith("/page.js")) {
+    res.writeHead(200, { "content-type": "text/javascript" });
+    res.end(js);
+  } else {
+    res.writeHead(200, { "content-type": "text/html" });
+    res.end(html);
+  }
+});
+await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const pageUrl = `http://127.0.0.1:${server.address().port}/?mode=${mode}&seconds=${seconds}&src=${encodeURIComponent(src)}`;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+  ],
+});
+let result;
+try {
+  const page = await browser.newPage();
+  const console_ = [];
+  page.on("console", (m) => console_.push(m.text()));
+  page.on("pageerror", (e) => console_.push(`pageerror: ${e.message}`));
+  await page.goto(pageUrl);
+  try {
+    await page.waitForFunction(() => window.__result, null, { timeout: 90_000 });
+    result = await page.evaluate(() => window.__result);
+  } catch (e) {
+    const state = await page.evaluate(() => {
+      const v = document.querySelector("hls-video, video");
+      return v ? { currentTime: v.currentTime, readyState: v.readyState, paused: v.paused } : null;
+    });
+    result = { ok: false, error: `timed out: ${e.message}`, state };
+  }
+  result.console = console_.slice(-20);
+} finally {
+  await browser.close();
+  server.close();
+}
+console.log(JSON.stringify(result));

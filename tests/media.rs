@@ -1,0 +1,332 @@
+//! The media pipeline end to end: uploads over HTTP, the job queue, worker processes and the
+//! ffmpeg-next engine, on SQLite with filesystem storage and on PostgreSQL with S3 (s3s-fs).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{assert_decodes, assert_error, clip, ffmpeg, Backend, TestServer};
+use lectern::config::StorageKind;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(240);
+
+async fn server(b: Backend, s: StorageKind) -> TestServer {
+    TestServer::start_with(b, s, |c| {
+        c.segment_seconds = 2.0;
+        c.x264_preset = "ultrafast".into();
+        c.worker_poll_ms = 200;
+    })
+    .await
+}
+
+/// A course with `n` lectures in one section; returns the instructor token, course and lecture ids.
+async fn course(srv: &TestServer, n: usize) -> (String, i64, Vec<i64>) {
+    let t = srv.instructor("teacher@example.com").await;
+    let (course_id, section_id, first) = srv.course_with_lecture(&t, "Media").await;
+    let mut lectures = vec![first];
+    for i in 1..n {
+        let (_, l) = srv.post(&format!("/api/v1/sections/{section_id}/lectures"), Some(&t), json!({"title": format!("L{i}")})).await;
+        lectures.push(l["id"].as_i64().unwrap());
+    }
+    (t, course_id, lectures)
+}
+
+fn ffprobe_size(path: &Path) -> (u32, u32) {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-allowed_extensions", "ALL", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "ffprobe {path:?}: {}", String::from_utf8_lossy(&out.stderr));
+    // HLS input lists the stream once per program too; the first line is enough.
+    let first = s.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let mut it = first.trim().split(',').map(|n| n.parse::<u32>().unwrap());
+    (it.next().unwrap(), it.next().unwrap())
+}
+
+/// What a ready video must look like: renditions as expected, playlists in storage, every
+/// rendition decodable, the duration right.
+async fn check_ready(srv: &TestServer, v: &Value, want_duration: f64, want_top: (u32, u32)) {
+    assert_eq!(v["status"], "ready", "{v}");
+    assert_eq!(v["progress"].as_f64(), Some(1.0));
+    let d = v["duration_seconds"].as_f64().unwrap();
+    assert!((d - want_duration).abs() < 0.15, "duration {d}, expected {want_duration}");
+    let top = &v["renditions"][0];
+    assert_eq!((top["width"].as_u64().unwrap() as u32, top["height"].as_u64().unwrap() as u32), want_top, "{v}");
+    for r in v["renditions"].as_array().unwrap() {
+        assert!(r["bandwidth"].as_u64().unwrap() > 0);
+        assert!(r["width"].as_u64().unwrap() % 2 == 0 && r["height"].as_u64().unwrap() % 2 == 0, "odd size: {r}");
+    }
+    let out = srv.fetch_outputs(v["id"].as_i64().unwrap()).await;
+    let master = std::fs::read_to_string(out.path().join("master.m3u8")).unwrap();
+    assert!(master.contains("#EXT-X-STREAM-INF") && master.contains("CODECS=\"avc1."), "{master}");
+    assert!(out.path().join("poster.jpg").is_file() && out.path().join("thumbnails.vtt").is_file());
+    assert_decodes(&out.path().join("master.m3u8"));
+    let name = top["name"].as_str().unwrap();
+    assert_eq!(ffprobe_size(&out.path().join(name).join("index.m3u8")), want_top);
+}
+
+async fn every_kind_of_source_becomes_a_playable_ladder(b: Backend, s: StorageKind) {
+    let srv = server(b, s).await;
+    let (t, course_id, lectures) = course(&srv, 7).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rotated_src = clip(d, "landscape.mp4", 640, 360, 3.0, true);
+    ffmpeg(&format!("-i {} -c copy -metadata:s:v:0 rotate=90", rotated_src.display()), &d.join("rotated.mp4"));
+    ffmpeg(
+        "-f lavfi -i testsrc2=size=640x360:rate=30:duration=3 -vf setpts='PTS+0.02*sin(N)/TB' -fps_mode vfr -c:v libx264 -preset ultrafast -pix_fmt yuv420p",
+        &d.join("vfr.mp4"),
+    );
+    // (file, expected duration, expected top rendition size)
+    let cases: Vec<(std::path::PathBuf, f64, (u32, u32))> = vec![
+        (clip(d, "wide.mp4", 1280, 720, 3.0, true), 3.0, (1280, 720)),
+        (clip(d, "silent.mp4", 640, 360, 3.0, false), 3.0, (640, 360)),
+        (clip(d, "portrait.mp4", 720, 1280, 2.0, true), 2.0, (720, 1280)),
+        (d.join("rotated.mp4"), 3.0, (360, 640)),
+        (clip(d, "odd.mp4", 1281, 721, 2.0, true), 2.0, (1280, 720)),
+        (d.join("vfr.mp4"), 3.0, (640, 360)),
+        (clip(d, "tiny.mp4", 320, 240, 4.0, true), 4.0, (320, 240)),
+    ];
+    let mut videos = Vec::new();
+    for ((file, _, _), lecture) in cases.iter().zip(&lectures) {
+        videos.push(srv.put_video(&t, *lecture, file).await);
+    }
+    let mut workers = [srv.spawn_worker(), srv.spawn_worker()];
+    let mut total = 0.0;
+    for ((file, want_duration, want_top), video) in cases.iter().zip(&videos) {
+        let v = srv.wait_video(&t, *video, WAIT).await;
+        assert_eq!(v["status"], "ready", "{}: {v}", file.display());
+        check_ready(&srv, &v, *want_duration, *want_top).await;
+        total += v["duration_seconds"].as_f64().unwrap();
+    }
+    // Durations roll up into the lectures and the course.
+    let (_, page) = srv.get(&format!("/api/v1/courses/{course_id}"), Some(&t)).await;
+    let lectures_json = page["sections"][0]["lectures"].as_array().unwrap();
+    for (l, v) in lectures_json.iter().zip(&videos) {
+        assert_eq!(l["video_status"], "ready");
+        assert_eq!(l["video_id"].as_i64(), Some(*v));
+        assert!(l["duration_seconds"].as_f64().unwrap() > 1.9);
+    }
+    assert!((page["duration_seconds"].as_f64().unwrap() - total).abs() < 1e-6, "{page}");
+    for w in &mut workers {
+        w.kill().await.unwrap();
+    }
+}
+
+async fn bad_sources_fail_with_a_reason_and_the_api_stays_up(b: Backend, s: StorageKind) {
+    let srv = server(b, s).await;
+    let (t, _, lectures) = course(&srv, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let random = dir.path().join("random.bin");
+    let mut x: u32 = 12345;
+    let noise: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect();
+    std::fs::write(&random, &noise).unwrap();
+    let whole = clip(dir.path(), "whole.mp4", 640, 360, 3.0, true);
+    let bytes = std::fs::read(&whole).unwrap();
+    let truncated = dir.path().join("truncated.mp4");
+    std::fs::write(&truncated, &bytes[..bytes.len() * 3 / 10]).unwrap();
+    let audio_only = dir.path().join("audio.m4a");
+    ffmpeg("-f lavfi -i sine=frequency=440:duration=2 -c:a aac", &audio_only);
+
+    let mut videos = Vec::new();
+    for (file, lecture) in [&random, &truncated, &audio_only].into_iter().zip(&lectures) {
+        videos.push(srv.put_video(&t, *lecture, file).await);
+    }
+    let mut worker = srv.spawn_worker();
+    for v in videos {
+        let v = srv.wait_video(&t, v, WAIT).await;
+        assert_eq!(v["status"], "failed", "{v}");
+        let reason = v["error"].as_str().unwrap();
+        assert!(reason.len() > 10 && !reason.contains("panicked"), "unreadable reason: {reason}");
+    }
+    let (status, _) = srv.get("/readyz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    worker.kill().await.unwrap();
+}
+
+async fn uploads_that_are_not_video_or_too_big_are_refused_up_front(b: Backend, s: StorageKind) {
+    let srv = TestServer::start_with(b, s, |c| c.max_upload_bytes = 3 * 1024 * 1024).await;
+    let (t, _, lectures) = course(&srv, 1).await;
+    let lecture = lectures[0];
+    let put = |body: Vec<u8>, token: String| {
+        let srv = &srv;
+        async move {
+            let resp = srv
+                .http
+                .put(srv.url(&format!("/api/v1/lectures/{lecture}/video")))
+                .bearer_auth(token)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x06\x00\x00\x00\x1f\xf3\xffa".repeat(4);
+    let (status, body) = put(png, t.clone()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_error(&body, "not_a_video");
+    let (status, body) = put(b"<html><body>not a video at all, sorry</body></html>".to_vec(), t.clone()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    // Too large, declared: refused before the body is read.
+    let path = format!("/api/v1/lectures/{lecture}/video");
+    let (status, body) = raw_put(&srv, &path, &t, Some(4 * 1024 * 1024), 0).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("payload_too_large"), "{body}");
+    // Too large, streamed without a length: refused once the limit is passed.
+    let (status, body) = raw_put(&srv, &path, &t, None, 4 * 1024 * 1024).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("payload_too_large"), "{body}");
+    let (status, _) = put(Vec::new(), t.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Someone else's lecture.
+    let other = srv.instructor("other@example.com").await;
+    let (status, _) = put(b"\x00\x00\x00\x20ftypisom".repeat(10), other).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Nothing was kept: no video rows, nothing in storage.
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM videos").fetch_one(srv.app_state.db.pool()).await.unwrap();
+    assert_eq!(n, 0);
+    let videos_prefix = lectern::storage::ObjectKey::new("videos").unwrap();
+    assert!(srv.app_state.storage.list(&videos_prefix).await.unwrap().is_empty());
+}
+
+/// A PUT over a raw connection: the client keeps writing while it reads, as a real client
+/// with a large body would, so an early answer from the server can be seen (a client library
+/// gives up on a broken pipe instead). `declared` sends a Content-Length and no body;
+/// otherwise `streamed` bytes go chunked.
+async fn raw_put(srv: &TestServer, path: &str, token: &str, declared: Option<u64>, streamed: usize) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = srv.base.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let length = match declared {
+        Some(n) => format!("content-length: {n}\r\n"),
+        None => "transfer-encoding: chunked\r\n".into(),
+    };
+    let head = format!("PUT {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n{length}connection: close\r\n\r\n");
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        let mut chunk = b"\x00\x00\x00\x20ftypisom".to_vec();
+        chunk.resize(64 * 1024, 7);
+        let mut sent = 0;
+        while sent < streamed {
+            let frame = [format!("{:x}\r\n", chunk.len()).into_bytes(), chunk.clone(), b"\r\n".to_vec()].concat();
+            if wr.write_all(&frame).await.is_err() {
+                return;
+            }
+            sent += chunk.len();
+        }
+        let _ = wr.write_all(b"0\r\n\r\n").await;
+    });
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), rd.read_to_end(&mut response)).await;
+    writer.abort();
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+async fn a_killed_worker_is_taken_over_and_one_output_set_is_published(b: Backend, s: StorageKind) {
+    let srv = TestServer::start_with(b, s, |c| {
+        c.segment_seconds = 2.0;
+        c.x264_preset = "medium".into(); // slow enough to kill mid-job
+        c.job_lease_secs = 3;
+        c.worker_poll_ms = 200;
+    })
+    .await;
+    let (t, _, lectures) = course(&srv, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = clip(dir.path(), "long.mp4", 1280, 720, 12.0, true);
+    let video = srv.put_video(&t, lectures[0], &file).await;
+    let mut first = srv.spawn_worker();
+    let started = std::time::Instant::now();
+    loop {
+        let (_, v) = srv.get(&format!("/api/v1/videos/{video}"), Some(&t)).await;
+        if v["status"] == "processing" && v["progress"].as_f64().unwrap() > 0.06 {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT && v["status"] != "ready" && v["status"] != "failed",
+            "never caught it mid-job: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.start_kill().unwrap(); // SIGKILL
+    first.wait().await.unwrap();
+    let mut second = srv.spawn_worker();
+    let v = srv.wait_video(&t, video, WAIT).await;
+    assert_eq!(v["status"], "ready", "{v}");
+    let (attempts,): (i64,) = sqlx::query_as("SELECT attempts FROM jobs WHERE video_id = $1")
+        .bind(video)
+        .fetch_one(srv.app_state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(attempts, 2, "the second worker took the job over");
+    // Exactly one output set besides the source.
+    let objects = srv.app_state.storage.list(&lectern::storage::keys::video(video)).await.unwrap();
+    let mut prefixes: Vec<String> = objects
+        .iter()
+        .map(|o| o.key.as_str().split('/').nth(2).unwrap().to_string())
+        .collect();
+    prefixes.dedup();
+    assert_eq!(prefixes.len(), 2, "{prefixes:?}");
+    assert!(prefixes.contains(&"source".to_string()));
+    check_ready(&srv, &v, 12.0, (1280, 720)).await;
+    second.kill().await.unwrap();
+}
+
+async fn a_new_upload_replaces_the_old_video_when_ready(b: Backend, s: StorageKind) {
+    let srv = server(b, s).await;
+    let (t, _, lectures) = course(&srv, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut worker = srv.spawn_worker();
+    let first = srv.put_video(&t, lectures[0], &clip(dir.path(), "a.mp4", 320, 240, 2.0, true)).await;
+    assert_eq!(srv.wait_video(&t, first, WAIT).await["status"], "ready");
+    let second = srv.put_video(&t, lectures[0], &clip(dir.path(), "b.mp4", 640, 360, 3.0, true)).await;
+    let v = srv.wait_video(&t, second, WAIT).await;
+    check_ready(&srv, &v, 3.0, (640, 360)).await;
+    // The old video and its objects are gone.
+    let started = std::time::Instant::now();
+    loop {
+        let (status, _) = srv.get(&format!("/api/v1/videos/{first}"), Some(&t)).await;
+        let left = srv.app_state.storage.list(&lectern::storage::keys::video(first)).await.unwrap();
+        if status == StatusCode::NOT_FOUND && left.is_empty() {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "old video still there");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    worker.kill().await.unwrap();
+}
+
+on_both_setups!(
+    every_kind_of_source_becomes_a_playable_ladder,
+    bad_sources_fail_with_a_reason_and_the_api_stays_up,
+    uploads_that_are_not_video_or_too_big_are_refused_up_front,
+    a_killed_worker_is_taken_over_and_one_output_set_is_published,
+    a_new_upload_replaces_the_old_video_when_ready,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn videos_are_private_to_their_owner() {
+    let srv = server(Backend::Sqlite, StorageKind::Fs).await;
+    let (t, _, lectures) = course(&srv, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let video = srv.put_video(&t, lectures[0], &clip(dir.path(), "a.mp4", 320, 240, 1.0, false)).await;
+    let (student, _) = srv.new_user("student@example.com").await;
+    let (status, _) = srv.get(&format!("/api/v1/videos/{video}"), Some(&student)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = srv.get(&format!("/api/v1/videos/{video}"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, v) = srv.get(&format!("/api/v1/videos/{video}"), Some(&t)).await;
+    assert_eq!((status, v["status"].as_str()), (StatusCode::OK, Some("queued")));
+}

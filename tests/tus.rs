@@ -1,0 +1,355 @@
+//! tus 1.0.0 resumable uploads: with tuspy (the tus project's Python client, unchanged),
+//! interrupted and resumed, across a server restart, and protocol details; on SQLite +
+//! filesystem and PostgreSQL + S3.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use common::{assert_error, ffmpeg, Backend, TestServer};
+use futures::StreamExt;
+use lectern::config::StorageKind;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const MIB: usize = 1024 * 1024;
+
+/// A real video larger than one multipart part (lossless noise makes big files quickly).
+fn big_video(dir: &Path) -> PathBuf {
+    let out = dir.join("big.mp4");
+    ffmpeg(
+        "-f lavfi -i testsrc2=size=640x360:rate=30:duration=1 -f lavfi -i anoisesrc=duration=1 -vf noise=alls=60:allf=t \
+         -c:v libx264 -preset ultrafast -qp 0 -pix_fmt yuv420p -c:a aac -shortest",
+        &out,
+    );
+    assert!(std::fs::metadata(&out).unwrap().len() > 10 * MIB as u64, "test video too small to span parts");
+    out
+}
+
+fn tuspy(args: &[&str]) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/tus_upload.py");
+    let out = std::process::Command::new("python3").arg(script).args(args).output().expect("python3 with tuspy");
+    assert!(out.status.success(), "tuspy failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(out.stdout.trim_ascii()).unwrap()
+}
+
+async fn stored_source_sha(srv: &TestServer, video_id: i64) -> String {
+    let mut body = srv.app_state.storage.get(&lectern::storage::keys::source(video_id), None).await.unwrap().body;
+    let mut h = Sha256::new();
+    while let Some(c) = body.next().await {
+        h.update(c.unwrap());
+    }
+    hex::encode(h.finalize())
+}
+
+fn file_sha(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+async fn head(srv: &TestServer, url: &str, token: &str) -> reqwest::Response {
+    srv.http.head(url).bearer_auth(token).header("tus-resumable", "1.0.0").send().await.unwrap()
+}
+
+async fn setup(b: Backend, s: StorageKind) -> (TestServer, String, i64) {
+    let srv = TestServer::start_with(b, s, |c| {
+        c.segment_seconds = 2.0;
+        c.x264_preset = "ultrafast".into();
+        c.worker_poll_ms = 200;
+    })
+    .await;
+    let t = srv.instructor("uploader@example.com").await;
+    let (_, _, lecture) = srv.course_with_lecture(&t, "Uploads").await;
+    (srv, t, lecture)
+}
+
+async fn tuspy_resumes_an_interrupted_upload_and_the_video_gets_transcoded(b: Backend, s: StorageKind) {
+    let (srv, t, lecture) = setup(b, s).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = big_video(dir.path());
+    let size = std::fs::metadata(&file).unwrap().len() as i64;
+    let endpoint = srv.url("/api/v1/uploads");
+    let (path, lecture_s, chunk) = (file.to_str().unwrap(), lecture.to_string(), (3 * MIB).to_string());
+
+    // Two 3 MiB chunks, then the client "dies".
+    let first = tuspy(&[&endpoint, &t, path, &lecture_s, &chunk, "--stop-after", "2"]);
+    assert_eq!(first["offset"].as_i64(), Some(6 * MIB as i64));
+    let url = first["url"].as_str().unwrap().to_string();
+    let resp = head(&srv, &url, &t).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["upload-offset"], (6 * MIB).to_string().as_str());
+    assert_eq!(resp.headers()["upload-length"], size.to_string().as_str());
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+
+    // A new client process picks it up where the server says it stopped.
+    let done = tuspy(&[&endpoint, &t, path, &lecture_s, &chunk, "--url", &url]);
+    assert_eq!(done["offset"].as_i64(), Some(size));
+    let resp = head(&srv, &url, &t).await;
+    let video_id: i64 = resp.headers()["lectern-video-id"].to_str().unwrap().parse().unwrap();
+    if let Some(v) = done["video_id"].as_i64() {
+        assert_eq!(v, video_id);
+    }
+    assert_eq!(stored_source_sha(&srv, video_id).await, file_sha(&file), "stored source differs from the file");
+    // No scratch objects left behind.
+    let leftovers = srv.app_state.storage.list(&lectern::storage::ObjectKey::new("uploads").unwrap()).await.unwrap();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let mut worker = srv.spawn_worker();
+    let v = srv.wait_video(&t, video_id, Duration::from_secs(240)).await;
+    assert_eq!(v["status"], "ready", "{v}");
+    assert!((v["duration_seconds"].as_f64().unwrap() - 1.0).abs() < 0.15, "{v}");
+    worker.kill().await.unwrap();
+}
+
+async fn an_upload_survives_a_server_restart(b: Backend, s: StorageKind) {
+    let (srv, t, lecture) = setup(b, s).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = big_video(dir.path());
+    let size = std::fs::metadata(&file).unwrap().len() as i64;
+    let (path, lecture_s, chunk) = (file.to_str().unwrap(), lecture.to_string(), (5 * MIB).to_string());
+    let first = tuspy(&[&srv.url("/api/v1/uploads"), &t, path, &lecture_s, &chunk, "--stop-after", "2"]);
+    let old_url = first["url"].as_str().unwrap().to_string();
+    let id = old_url.rsplit('/').next().unwrap().to_string();
+
+    let srv = srv.restart().await;
+    let url = srv.url(&format!("/api/v1/uploads/{id}"));
+    let resp = head(&srv, &url, &t).await;
+    assert_eq!(resp.headers()["upload-offset"], (10 * MIB).to_string().as_str());
+    let done = tuspy(&[&srv.url("/api/v1/uploads"), &t, path, &lecture_s, &chunk, "--url", &url]);
+    assert_eq!(done["offset"].as_i64(), Some(size));
+    let resp = head(&srv, &url, &t).await;
+    let video_id: i64 = resp.headers()["lectern-video-id"].to_str().unwrap().parse().unwrap();
+    assert_eq!(stored_source_sha(&srv, video_id).await, file_sha(&file));
+    let (_, v) = srv.get(&format!("/api/v1/videos/{video_id}"), Some(&t)).await;
+    assert_eq!(v["status"], "queued");
+    assert_eq!(v["source_size"].as_i64(), Some(size));
+}
+
+async fn a_patch_cut_off_mid_body_keeps_what_arrived(b: Backend, s: StorageKind) {
+    let (srv, t, lecture) = setup(b, s).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = big_video(dir.path());
+    let bytes = std::fs::read(&file).unwrap();
+    let meta = format!("lecture_id {},filename {}", b64(&lecture.to_string()), b64("cut.mp4"));
+    let resp = srv
+        .http
+        .post(srv.url("/api/v1/uploads"))
+        .bearer_auth(&t)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", bytes.len().to_string())
+        .header("upload-metadata", meta)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let url = resp.headers()["location"].to_str().unwrap().to_string();
+
+    // 9.5 MiB arrive, then the connection breaks.
+    let sent = 9 * MIB + MIB / 2;
+    let chunks: Vec<Result<Bytes, std::io::Error>> = bytes[..sent]
+        .chunks(256 * 1024)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .chain(std::iter::once(Err(std::io::Error::other("cable pulled"))))
+        .collect();
+    let result = srv
+        .http
+        .patch(&url)
+        .bearer_auth(&t)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await;
+    assert!(result.is_err(), "the request should have failed on the client side");
+
+    // The server kept everything that reached it (allow a moment for it to notice the break).
+    let mut offset = 0usize;
+    for _ in 0..50 {
+        let resp = head(&srv, &url, &t).await;
+        offset = resp.headers()["upload-offset"].to_str().unwrap().parse().unwrap();
+        if offset > 0 && resp.status() == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(offset >= 8 * MIB && offset <= sent, "kept {offset} of {sent} bytes");
+
+    let resp = srv
+        .http
+        .patch(&url)
+        .bearer_auth(&t)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", offset.to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .body(bytes[offset..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(resp.headers()["upload-offset"], bytes.len().to_string().as_str());
+    let video_id: i64 = resp.headers()["lectern-video-id"].to_str().unwrap().parse().unwrap();
+    assert_eq!(stored_source_sha(&srv, video_id).await, file_sha(&file));
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+async fn the_protocol_is_followed_and_bad_requests_are_refused(b: Backend, s: StorageKind) {
+    let (srv, t, lecture) = setup(b, s).await;
+    let endpoint = srv.url("/api/v1/uploads");
+    let resp = srv.http.request(Method::OPTIONS, &endpoint).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(resp.headers()["tus-version"], "1.0.0");
+    assert_eq!(resp.headers()["tus-resumable"], "1.0.0");
+    let ext = resp.headers()["tus-extension"].to_str().unwrap();
+    for e in ["creation", "termination", "expiration"] {
+        assert!(ext.contains(e), "{ext}");
+    }
+    assert!(resp.headers()["tus-max-size"].to_str().unwrap().parse::<u64>().unwrap() > 0);
+
+    let create = |headers: Vec<(&'static str, String)>| {
+        let mut req = srv.http.post(&endpoint).bearer_auth(&t);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let meta = format!("lecture_id {}", b64(&lecture.to_string()));
+    // No Tus-Resumable: 412 with the supported version.
+    let resp = create(vec![("upload-length", "100".into()), ("upload-metadata", meta.clone())]).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(resp.headers()["tus-version"], "1.0.0");
+    let tus = |mut h: Vec<(&'static str, String)>| {
+        h.push(("tus-resumable", "1.0.0".into()));
+        h
+    };
+    let resp = create(tus(vec![("upload-length", "100".into())])).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "no lecture_id");
+    let resp = create(tus(vec![("upload-length", (1u64 << 50).to_string()), ("upload-metadata", meta.clone())])).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let resp = create(tus(vec![("upload-length", "-5".into()), ("upload-metadata", meta.clone())])).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = create(tus(vec![("upload-metadata", meta.clone())])).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "neither length nor deferral");
+    let stranger = srv.instructor("stranger@example.com").await;
+    let resp = srv
+        .http
+        .post(&endpoint)
+        .bearer_auth(&stranger)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "100")
+        .header("upload-metadata", meta.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "someone else's lecture");
+
+    // Deferred length; wrong offset; wrong content type; someone else's upload.
+    let resp = create(tus(vec![("upload-defer-length", "1".into()), ("upload-metadata", meta.clone())])).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let url = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = head(&srv, &url, &t).await;
+    assert_eq!(resp.headers()["upload-defer-length"], "1");
+    let patch = |offset: &str, ct: &str, body: Vec<u8>, extra: Option<(&'static str, String)>| {
+        let mut req = srv
+            .http
+            .patch(&url)
+            .bearer_auth(&t)
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", offset)
+            .header("content-type", ct)
+            .body(body);
+        if let Some((k, v)) = extra {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let mp4_head = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41".repeat(4);
+    let resp = patch("5", "application/offset+octet-stream", mp4_head.clone(), None).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert_error(&resp.json().await.unwrap(), "offset_mismatch");
+    let resp = patch("0", "application/json", mp4_head.clone(), None).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let resp = patch("0", "application/offset+octet-stream", mp4_head.clone(), None).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(resp.headers()["upload-offset"], mp4_head.len().to_string().as_str());
+    assert!(resp.headers().contains_key("upload-expires"));
+    let resp = srv.http.head(&url).bearer_auth(&stranger).header("tus-resumable", "1.0.0").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // The length arrives with the last PATCH.
+    let total = mp4_head.len() * 2;
+    let resp = patch(&mp4_head.len().to_string(), "application/offset+octet-stream", mp4_head.clone(), Some(("upload-length", total.to_string())))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert!(resp.headers().contains_key("lectern-video-id"));
+
+    // Termination.
+    let resp = create(tus(vec![("upload-length", "1000".into()), ("upload-metadata", meta.clone())])).await.unwrap();
+    let url2 = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = srv.http.delete(&url2).bearer_auth(&t).header("tus-resumable", "1.0.0").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(head(&srv, &url2, &t).await.status(), StatusCode::NOT_FOUND);
+
+    // Not a video: refused at the first bytes, and the upload is gone.
+    let resp = create(tus(vec![("upload-length", "1000".into()), ("upload-metadata", meta.clone())])).await.unwrap();
+    let url3 = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = srv
+        .http
+        .patch(&url3)
+        .bearer_auth(&t)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(b"%PDF-1.7\n".repeat(100))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(head(&srv, &url3, &t).await.status(), StatusCode::NOT_FOUND);
+    for bad in ["nothex", "../../etc/passwd", "0123456789abcdef0123456789abcdeF"] {
+        let resp = head(&srv, &srv.url(&format!("/api/v1/uploads/{bad}")), &t).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{bad}");
+    }
+}
+
+async fn unfinished_uploads_expire(b: Backend, s: StorageKind) {
+    let srv = TestServer::start_with(b, s, |c| c.upload_expiry_secs = 1).await;
+    let t = srv.instructor("slow@example.com").await;
+    let (_, _, lecture) = srv.course_with_lecture(&t, "Slow").await;
+    let resp = srv
+        .http
+        .post(srv.url("/api/v1/uploads"))
+        .bearer_auth(&t)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "100000")
+        .header("upload-metadata", format!("lecture_id {}", b64(&lecture.to_string())))
+        .header("content-type", "application/offset+octet-stream")
+        .body(b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41".repeat(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(resp.headers()["upload-offset"], "320", "creation-with-upload stored the first bytes");
+    let url = resp.headers()["location"].to_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(head(&srv, &url, &t).await.status(), StatusCode::GONE);
+    let removed = lectern::media::tus::expire(&srv.app_state).await.unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(head(&srv, &url, &t).await.status(), StatusCode::NOT_FOUND);
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM videos").fetch_one(srv.app_state.db.pool()).await.unwrap();
+    assert_eq!(n, 0);
+}
+
+on_both_setups!(
+    tuspy_resumes_an_interrupted_upload_and_the_video_gets_transcoded,
+    an_upload_survives_a_server_restart,
+    a_patch_cut_off_mid_body_keeps_what_arrived,
+    the_protocol_is_followed_and_bad_requests_are_refused,
+    unfinished_uploads_expire,
+);

@@ -1,0 +1,135 @@
+//! Small FFmpeg helpers: one-time initialisation, log routing, error mapping.
+
+use std::cell::RefCell;
+use std::sync::Once;
+
+use ffmpeg_next as ffmpeg;
+use ffmpeg_next::ffi;
+
+use crate::MediaError;
+
+static INIT: Once = Once::new();
+
+/// Initialise FFmpeg once per process and route its log output into `tracing`.
+pub(crate) fn init() {
+    INIT.call_once(|| {
+        // In FFmpeg ≥ 4 this only registers devices; it cannot meaningfully fail.
+        let _ = ffmpeg::init();
+        unsafe {
+            // Messages above WARNING (x264's statistics, muxer chatter…) are not even formatted.
+            ffi::av_log_set_level(ffi::AV_LOG_WARNING);
+            install_log_callback();
+        }
+    });
+}
+
+thread_local! {
+    /// The last ERROR-level message FFmpeg logged on this thread (without the "[ctx @ 0x…]" prefix).
+    static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Forget any FFmpeg error message captured on this thread.
+pub(crate) fn clear_last_error() {
+    let _ = LAST_ERROR.try_with(|l| l.borrow_mut().take());
+}
+
+/// The last FFmpeg error message logged on this thread, if any (consumed).
+pub(crate) fn take_last_error() -> Option<String> {
+    LAST_ERROR.try_with(|l| l.borrow_mut().take()).ok().flatten()
+}
+
+// The va_list ABI differs between targets; the bindgen type used here is the x86-64 one. On
+// other targets FFmpeg's default logger is kept (quiet apart from warnings and errors).
+#[cfg(target_arch = "x86_64")]
+unsafe fn install_log_callback() {
+    unsafe { ffi::av_log_set_callback(Some(log_callback)) };
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn install_log_callback() {}
+
+#[cfg(target_arch = "x86_64")]
+unsafe extern "C" fn log_callback(
+    avcl: *mut std::ffi::c_void,
+    level: std::ffi::c_int,
+    fmt: *const std::ffi::c_char,
+    vl: *mut ffi::__va_list_tag,
+) {
+    use std::ffi::{c_char, c_int, CStr};
+    if level > ffi::AV_LOG_WARNING || fmt.is_null() {
+        return;
+    }
+    let mut buf = [0 as c_char; 1024];
+    // Format without the "[name @ 0x…]" prefix: that part is for humans reading stderr, and the
+    // bare message is what ends up (readably) in error messages.
+    let mut prefix: c_int = 0;
+    unsafe {
+        ffi::av_log_format_line2(avcl, level, fmt, vl, buf.as_mut_ptr(), buf.len() as c_int, &mut prefix);
+    }
+    let msg = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
+    let msg = msg.trim();
+    if msg.is_empty() {
+        return;
+    }
+    let component = unsafe { class_name(avcl) };
+    if level <= ffi::AV_LOG_ERROR {
+        tracing::debug!(target: "ffmpeg", component, "{msg}");
+        let owned = msg.to_owned();
+        let _ = LAST_ERROR.try_with(|l| *l.borrow_mut() = Some(owned));
+    } else {
+        tracing::trace!(target: "ffmpeg", component, "{msg}");
+    }
+}
+
+/// The `item_name` of the AVClass-carrying struct `avcl` points at ("mov,mp4,…", "libx264", …).
+#[cfg(target_arch = "x86_64")]
+unsafe fn class_name(avcl: *mut std::ffi::c_void) -> &'static str {
+    unsafe {
+        if avcl.is_null() {
+            return "";
+        }
+        let class = *(avcl as *const *const ffi::AVClass);
+        if class.is_null() {
+            return "";
+        }
+        match (*class).item_name {
+            Some(item_name) => {
+                let p = item_name(avcl);
+                if p.is_null() {
+                    ""
+                } else {
+                    // Item names are static strings (codec/format/filter names) in FFmpeg.
+                    std::ffi::CStr::from_ptr(p).to_str().unwrap_or("")
+                }
+            }
+            None => "",
+        }
+    }
+}
+
+/// An unexpected library failure, with context and FFmpeg's own last words.
+pub(crate) fn ff_err(context: &str, e: ffmpeg::Error) -> MediaError {
+    match take_last_error() {
+        Some(detail) => MediaError::Ffmpeg(format!("{context}: {e} ({detail})")),
+        None => MediaError::Ffmpeg(format!("{context}: {e}")),
+    }
+}
+
+/// A new reference to `src`'s data (no pixel copy).
+pub(crate) fn frame_ref(src: &ffmpeg::frame::Video) -> Result<ffmpeg::frame::Video, MediaError> {
+    let mut dst = ffmpeg::frame::Video::empty();
+    let r = unsafe { ffi::av_frame_ref(dst.as_mut_ptr(), src.as_ptr()) };
+    if r < 0 {
+        return Err(ff_err("referencing a frame", ffmpeg::Error::from(r)));
+    }
+    Ok(dst)
+}
+
+/// `r` as f64, or None when it is not a usable positive rate.
+pub(crate) fn positive_rate(r: ffmpeg::Rational) -> Option<f64> {
+    if r.numerator() > 0 && r.denominator() > 0 {
+        Some(r.numerator() as f64 / r.denominator() as f64)
+    } else {
+        None
+    }
+}

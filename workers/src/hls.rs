@@ -1,0 +1,307 @@
+//! HLS packaging after muxing: rewrite media playlists, encrypt segments, write the master.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use ffmpeg_next::ffi;
+use m3u8_rs::{Key, KeyMethod, MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, Resolution, VariantStream};
+
+use crate::{HlsEncryption, MediaError};
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One finished segment of a rendition.
+#[derive(Clone, Debug)]
+pub(crate) struct Segment {
+    pub file_name: String,
+    pub duration: f64,
+    pub bytes: u64,
+}
+
+/// Per-rendition facts the playlists are built from.
+#[derive(Clone, Debug)]
+pub(crate) struct Packaged {
+    pub segments: Vec<Segment>,
+}
+
+impl Packaged {
+    pub fn total_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+    pub fn total_duration(&self) -> f64 {
+        self.segments.iter().map(|s| s.duration).sum()
+    }
+    /// Peak segment bitrate (bits/s).
+    pub fn peak_bandwidth(&self) -> u64 {
+        self.segments
+            .iter()
+            .filter(|s| s.duration > 0.0)
+            .map(|s| (s.bytes as f64 * 8.0 / s.duration).ceil() as u64)
+            .max()
+            .unwrap_or(0)
+    }
+    /// Average bitrate over the whole rendition (bits/s).
+    pub fn average_bandwidth(&self) -> u64 {
+        let d = self.total_duration();
+        if d > 0.0 {
+            (self.total_bytes() as f64 * 8.0 / d).ceil() as u64
+        } else {
+            0
+        }
+    }
+}
+
+fn invalid_playlist(path: &Path, why: impl std::fmt::Display) -> MediaError {
+    MediaError::Ffmpeg(format!("the HLS muxer wrote an unusable playlist {}: {why}", path.display()))
+}
+
+/// Replace FFmpeg's media playlist in `dir` (`index.m3u8`) by a clean one, encrypting the
+/// segments first when asked. Returns the segment list.
+pub(crate) fn package_rendition(dir: &Path, encryption: Option<&HlsEncryption>) -> Result<Packaged, MediaError> {
+    let path = dir.join("index.m3u8");
+    let raw = fs::read(&path)?;
+    let parsed = m3u8_rs::parse_media_playlist_res(&raw).map_err(|e| invalid_playlist(&path, e))?;
+    if parsed.segments.is_empty() {
+        return Err(invalid_playlist(&path, "no segments"));
+    }
+    let mut segments = Vec::with_capacity(parsed.segments.len());
+    for seg in &parsed.segments {
+        let file_name = seg
+            .uri
+            .rsplit(['/', '\\'])
+            .next()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| invalid_playlist(&path, "a segment without a URI"))?
+            .to_owned();
+        let seg_path = dir.join(&file_name);
+        if let Some(enc) = encryption {
+            encrypt_file_in_place(&seg_path, &enc.key, &enc.iv)?;
+        }
+        let bytes = fs::metadata(&seg_path)?.len();
+        segments.push(Segment { file_name, duration: seg.duration as f64, bytes });
+    }
+
+    let max = segments.iter().map(|s| s.duration).fold(0.0, f64::max);
+    // ceil(), ignoring float noise in the muxer's six-decimal EXTINF values.
+    let target_duration = ((max - 1e-3).ceil() as u64).max(1);
+    let key = encryption.map(|enc| Key {
+        method: KeyMethod::AES128,
+        uri: Some(enc.key_uri.clone()),
+        iv: Some(format!("0x{}", hex(&enc.iv))),
+        keyformat: None,
+        keyformatversions: None,
+    });
+    let playlist = MediaPlaylist {
+        version: Some(3),
+        target_duration,
+        media_sequence: 0,
+        segments: segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| MediaSegment {
+                uri: s.file_name.clone(),
+                duration: s.duration as f32,
+                key: if i == 0 { key.clone() } else { None },
+                ..MediaSegment::default()
+            })
+            .collect(),
+        end_list: true,
+        playlist_type: Some(MediaPlaylistType::Vod),
+        independent_segments: true,
+        ..MediaPlaylist::default()
+    };
+    let mut out = Vec::new();
+    playlist.write_to(&mut out)?;
+    write_atomically(&path, &out)?;
+    Ok(Packaged { segments })
+}
+
+/// A variant for the master playlist.
+pub(crate) struct Variant {
+    pub uri: String,
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    pub codecs: String,
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: f64,
+}
+
+/// Write `out_dir/master.m3u8` (variants in the given order).
+pub(crate) fn write_master(out_dir: &Path, variants: &[Variant]) -> Result<(), MediaError> {
+    let master = MasterPlaylist {
+        version: Some(3),
+        independent_segments: true,
+        variants: variants
+            .iter()
+            .map(|v| VariantStream {
+                uri: v.uri.clone(),
+                bandwidth: v.bandwidth,
+                average_bandwidth: Some(v.average_bandwidth),
+                codecs: Some(v.codecs.clone()),
+                resolution: Some(Resolution { width: v.width as u64, height: v.height as u64 }),
+                // HLS wants FRAME-RATE rounded to three decimals.
+                frame_rate: Some((v.frame_rate * 1000.0).round() / 1000.0),
+                ..VariantStream::default()
+            })
+            .collect(),
+        ..MasterPlaylist::default()
+    };
+    let mut out = Vec::new();
+    master.write_to(&mut out)?;
+    write_atomically(&out_dir.join("master.m3u8"), &out)
+}
+
+/// Write `data` to `path` via a temporary file and a rename.
+pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<(), MediaError> {
+    let tmp = tmp_path(path);
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// The RFC 6381 `avc1.PPCCLL` string from H.264 extradata (Annex B or avcC).
+pub(crate) fn avc1_codecs(extradata: &[u8]) -> Option<String> {
+    // avcC: version 1, then profile, constraints, level.
+    if extradata.len() >= 4 && extradata[0] == 1 {
+        return Some(format!("avc1.{:02x}{:02x}{:02x}", extradata[1], extradata[2], extradata[3]));
+    }
+    // Annex B: find the SPS NAL unit (type 7).
+    let mut i = 0;
+    while i + 3 < extradata.len() {
+        let start = if extradata[i..].starts_with(&[0, 0, 1]) {
+            Some(i + 3)
+        } else if extradata[i..].starts_with(&[0, 0, 0, 1]) {
+            Some(i + 4)
+        } else {
+            None
+        };
+        if let Some(s) = start {
+            if s < extradata.len() && extradata[s] & 0x1f == 7 {
+                // Strip emulation-prevention bytes from the few bytes we need.
+                let mut rbsp = Vec::with_capacity(3);
+                let mut zeros = 0;
+                for &b in &extradata[s + 1..] {
+                    if zeros >= 2 && b == 3 {
+                        zeros = 0;
+                        continue;
+                    }
+                    zeros = if b == 0 { zeros + 1 } else { 0 };
+                    rbsp.push(b);
+                    if rbsp.len() == 3 {
+                        return Some(format!("avc1.{:02x}{:02x}{:02x}", rbsp[0], rbsp[1], rbsp[2]));
+                    }
+                }
+                return None;
+            }
+            i = s;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// AES-128-CBC with PKCS#7 padding, as HLS `METHOD=AES-128` expects; libavutil's AES, streamed.
+fn encrypt_file_in_place(path: &Path, key: &[u8; 16], iv: &[u8; 16]) -> Result<(), MediaError> {
+    struct Aes(*mut ffi::AVAES);
+    impl Drop for Aes {
+        fn drop(&mut self) {
+            unsafe { ffi::av_free(self.0 as *mut _) };
+        }
+    }
+    let aes = Aes(unsafe { ffi::av_aes_alloc() });
+    if aes.0.is_null() {
+        return Err(MediaError::Ffmpeg("allocating an AES context failed".into()));
+    }
+    if unsafe { ffi::av_aes_init(aes.0, key.as_ptr(), 128, 0) } < 0 {
+        return Err(MediaError::Ffmpeg("initialising AES-128 failed".into()));
+    }
+    let mut chain = *iv;
+    let tmp = tmp_path(path);
+    let mut input = File::open(path)?;
+    let mut output = File::create(&tmp)?;
+    const CHUNK: usize = 64 * 1024; // a multiple of the 16-byte block
+    let mut buf = vec![0u8; CHUNK + 16];
+    let mut filled = 0usize;
+    loop {
+        let n = input.read(&mut buf[filled..CHUNK])?;
+        filled += n;
+        if n > 0 && filled < CHUNK {
+            continue;
+        }
+        let eof = n == 0;
+        let whole = if eof {
+            // Final block(s): PKCS#7 — always pad, 1..=16 bytes.
+            let pad = 16 - filled % 16;
+            buf[filled..filled + pad].fill(pad as u8);
+            filled + pad
+        } else {
+            filled
+        };
+        unsafe {
+            ffi::av_aes_crypt(aes.0, buf.as_mut_ptr(), buf.as_ptr(), (whole / 16) as i32, chain.as_mut_ptr(), 0);
+        }
+        output.write_all(&buf[..whole])?;
+        filled = 0;
+        if eof {
+            break;
+        }
+    }
+    output.sync_all()?;
+    drop(output);
+    fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codecs_from_annexb_sps() {
+        let ed = [0, 0, 0, 1, 0x67, 0x64, 0x00, 0x1f, 0xac, 0, 0, 0, 1, 0x68, 0xeb];
+        assert_eq!(avc1_codecs(&ed).as_deref(), Some("avc1.64001f"));
+        let ed = [0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0xac];
+        assert_eq!(avc1_codecs(&ed).as_deref(), Some("avc1.42c01e"));
+        assert_eq!(avc1_codecs(&[0, 0, 1, 0x68, 1, 2, 3]), None);
+    }
+
+    #[test]
+    fn aes_matches_known_vector() {
+        // NIST SP 800-38A F.2.1 (CBC-AES128), first block, then one block of PKCS#7 padding.
+        let key: [u8; 16] = [
+            0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6, 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c,
+        ];
+        let iv: [u8; 16] = core::array::from_fn(|i| i as u8);
+        let plain: [u8; 16] = [
+            0x6b, 0xc1, 0xbe, 0xe2, 0x2e, 0x40, 0x9f, 0x96, 0xe9, 0x3d, 0x7e, 0x11, 0x73, 0x93, 0x17, 0x2a,
+        ];
+        let dir = std::env::temp_dir().join(format!("lectern-aes-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("x.ts");
+        fs::write(&p, plain).unwrap();
+        encrypt_file_in_place(&p, &key, &iv).unwrap();
+        let out = fs::read(&p).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(out.len(), 32);
+        assert_eq!(
+            &out[..16],
+            &[0x76, 0x49, 0xab, 0xac, 0x81, 0x19, 0xb2, 0x46, 0xce, 0xe9, 0x8e, 0x9b, 0x12, 0xe9, 0x19, 0x7d]
+        );
+    }
+}
