@@ -106,6 +106,18 @@ pub struct Config {
     /// Encrypt HLS segments with a per-video AES-128 key (CDN-safe: segments cacheable publicly,
     /// playlists and key token-gated). Off: segments are token-gated instead.
     pub hls_encryption: bool,
+    /// Payment provider: `dev` (approves any key except `fail_…`) or `toss` (Toss Payments).
+    pub payment_provider: String,
+    /// Toss Payments secret key (`test_sk_…` / `live_sk_…`).
+    pub toss_secret_key: Secret,
+    /// Base URL of the Toss Payments API (tests point it at a local fake).
+    pub toss_api_base: String,
+    /// Seconds to wait for the payment provider before leaving an order pending.
+    pub payment_timeout_secs: u64,
+    /// Refunds are allowed this many days after payment…
+    pub refund_window_days: u64,
+    /// …and while less than this fraction of the course has been watched.
+    pub refund_max_watched_fraction: f64,
     /// Base URL written into playback URLs (e.g. the CDN's); empty means derived from the request.
     pub public_url: Option<String>,
     /// HMAC key for access tokens. Empty: a random key is made once and kept in `data_dir`.
@@ -142,6 +154,12 @@ impl Default for Config {
             s3_path_style: false,
             workers: None,
             public_url: None,
+            payment_provider: "dev".into(),
+            toss_secret_key: Secret::default(),
+            toss_api_base: "https://api.tosspayments.com".into(),
+            payment_timeout_secs: 10,
+            refund_window_days: 7,
+            refund_max_watched_fraction: 1.0 / 3.0,
             playback_keys: Secret::default(),
             playback_token_ttl_secs: 2 * 3600,
             hls_encryption: true,
@@ -215,6 +233,15 @@ impl Config {
         if !url.is_empty() && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(ConfigError::Invalid("LECTERN_DATABASE_URL must start with sqlite: or postgres://".into()));
         }
+        if !["dev", "toss"].contains(&self.payment_provider.as_str()) {
+            return Err(ConfigError::Invalid("payment_provider must be dev or toss".into()));
+        }
+        if self.payment_provider == "toss" && self.toss_secret_key.is_empty() {
+            return Err(ConfigError::Invalid("payment_provider = toss needs LECTERN_TOSS_SECRET_KEY".into()));
+        }
+        if !(0.0..=1.0).contains(&self.refund_max_watched_fraction) {
+            return Err(ConfigError::Invalid("refund_max_watched_fraction must be between 0 and 1".into()));
+        }
         if !(1.0..=30.0).contains(&self.segment_seconds) {
             return Err(ConfigError::Invalid("segment_seconds must be between 1 and 30".into()));
         }
@@ -277,8 +304,10 @@ fn env_value(key: &str, v: &str) -> Result<figment::value::Value, ConfigError> {
         "worker_poll_ms",
         "worker_grace_secs",
         "playback_token_ttl_secs",
+        "payment_timeout_secs",
+        "refund_window_days",
     ];
-    const FLOATS: &[&str] = &["segment_seconds"];
+    const FLOATS: &[&str] = &["segment_seconds", "refund_max_watched_fraction"];
     const BOOLS: &[&str] = &["s3_path_style", "hls_encryption"];
     let bad = || ConfigError::Invalid(format!("LECTERN_{} = {v:?} is not valid", key.to_ascii_uppercase()));
     if NUMBERS.contains(&key) {

@@ -10,6 +10,8 @@
 //! - [`storage`]  — the object-store interface and its filesystem and S3 backends.
 //! - [`accounts`] — users, roles, passwords, access and refresh tokens, login throttling.
 //! - [`catalog`]  — courses, ordered sections and lectures, visibility and ownership rules.
+//! - [`commerce`] — cart, orders, payments (dev and Toss Payments), refunds, dashboard figures.
+//! - [`community`] — reviews and threaded comments.
 //! - [`learning`] — enrollments and entitlement (may this person watch this lecture?).
 //! - [`playback`] — playback tokens, playlist rewriting, the segment/range server.
 //! - [`media`]    — videos, streamed and tus uploads, the job queue, workers and their pool.
@@ -23,6 +25,8 @@
 
 pub mod accounts;
 pub mod catalog;
+pub mod commerce;
+pub mod community;
 pub mod config;
 pub mod db;
 pub mod error;

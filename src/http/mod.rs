@@ -47,6 +47,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::catalog::routes::router())
         .merge(crate::media::routes::router())
         .merge(crate::playback::routes::router())
+        .merge(crate::learning::routes::router())
+        .merge(crate::commerce::routes::router())
+        .merge(crate::community::routes::router())
         .layer(DefaultBodyLimit::max(state.cfg.max_json_body_bytes));
 
     let app = Router::new()

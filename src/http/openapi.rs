@@ -51,6 +51,14 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The whole document: the paths listed above plus each feature module's own part.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::commerce::routes::CommerceApi::openapi());
+    doc.merge(crate::community::routes::CommunityApi::openapi());
+    doc
+}
+
 pub fn router() -> Router<AppState> {
-    Router::new().merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()))
+    Router::new().merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", document()))
 }

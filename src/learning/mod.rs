@@ -4,6 +4,9 @@
 //! enrolled in its course, when the lecture is a free preview of a published course (anyone,
 //! signed in or not), when they own the course, or when they are an admin.
 
+pub mod progress;
+pub mod routes;
+
 use crate::accounts::{Caller, Role};
 use crate::catalog::db::{CourseRow, LectureRow};
 use crate::db::{is_unique_violation, now, Db};

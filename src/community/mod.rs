@@ -1,0 +1,3 @@
+//! Reviews (one per enrolled student, 1–5) and threaded comments.
+
+pub mod routes;
