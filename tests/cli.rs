@@ -24,10 +24,14 @@ fn lectern(dir: &Path) -> Command {
     cmd
 }
 
-/// Start `lectern serve` and return it with the base URL it printed.
-async fn serve(mut cmd: Command) -> (Child, String) {
+/// Start `lectern serve` without workers and return it with the base URL it printed.
+async fn serve(cmd: Command) -> (Child, String) {
+    serve_with_workers(cmd, 0).await
+}
+
+async fn serve_with_workers(mut cmd: Command, workers: usize) -> (Child, String) {
     let mut child = cmd
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", &workers.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -179,4 +183,122 @@ async fn help_explains_every_command() {
     for word in ["--email", "--password", "--role", "admin"] {
         assert!(help.contains(word), "user create --help lacks {word}:\n{help}");
     }
+}
+
+/// Child processes of `pid` (each thread lists the children it started).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let mut out: Vec<u32> = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect();
+    out.sort();
+    out
+}
+
+/// An instructor (made on the command line), a lecture, and an uploaded clip; returns the
+/// token and video id.
+async fn upload_a_clip(dir: &Path, base: &str) -> (String, i64) {
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": "teach@example.com", "password": "teach-password"}))
+        .send()
+        .await
+        .unwrap();
+    let token = resp.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+    let post = |path: String, body: serde_json::Value| {
+        let (http, token) = (http.clone(), token.clone());
+        async move { http.post(path).bearer_auth(token).json(&body).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let course = post(format!("{base}/api/v1/courses"), json!({"title": "CLI", "price": 0})).await;
+    let section = post(format!("{base}/api/v1/courses/{}/sections", course["id"]), json!({"title": "S"})).await;
+    let lecture = post(format!("{base}/api/v1/sections/{}/lectures", section["id"]), json!({"title": "L"})).await;
+    let clip = common::clip(dir, "clip.mp4", 320, 240, 2.0, true);
+    let resp = http
+        .put(format!("{base}/api/v1/lectures/{}/video", lecture["id"]))
+        .bearer_auth(&token)
+        .body(std::fs::read(clip).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let video = resp.json::<serde_json::Value>().await.unwrap()["video_id"].as_i64().unwrap();
+    (token, video)
+}
+
+async fn wait_ready(base: &str, token: &str, video: i64) {
+    let http = reqwest::Client::new();
+    for _ in 0..600 {
+        let v: serde_json::Value =
+            http.get(format!("{base}/api/v1/videos/{video}")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+        match v["status"].as_str() {
+            Some("ready") => return,
+            Some("failed") => panic!("transcode failed: {v}"),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    panic!("video {video} never became ready");
+}
+
+async fn make_instructor(dir: &Path) {
+    let out = lectern(dir)
+        .args(["user", "create", "--email", "teach@example.com", "--password", "teach-password", "--role", "instructor"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn serve_supervises_its_worker_processes_and_restarts_crashed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    make_instructor(dir.path()).await;
+    let (server, base) = serve_with_workers(lectern(dir.path()), 1).await;
+    let pid = server.id().unwrap();
+    let mut first = Vec::new();
+    for _ in 0..100 {
+        first = children(pid);
+        if !first.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(first.len(), 1, "one worker process");
+    // A decoder crash, as far as the pool can tell: the child dies by SIGKILL.
+    assert!(std::process::Command::new("kill").args(["-KILL", &first[0].to_string()]).status().unwrap().success());
+    let mut replaced = false;
+    for _ in 0..100 {
+        let now = children(pid);
+        if now.len() == 1 && now[0] != first[0] {
+            replaced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(replaced, "the pool did not restart its worker");
+    assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status(), 200, "the API lives on");
+    let (token, video) = upload_a_clip(dir.path(), &base).await;
+    wait_ready(&base, &token, video).await;
+    let (status, stderr) = sigterm_and_wait(server).await;
+    assert!(status.success(), "{stderr}");
+    assert!(children(pid).is_empty());
+}
+
+#[tokio::test]
+async fn lectern_worker_runs_jobs_from_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    make_instructor(dir.path()).await;
+    let (server, base) = serve(lectern(dir.path())).await;
+    let (token, video) = upload_a_clip(dir.path(), &base).await;
+    let workers = lectern(dir.path())
+        .args(["worker", "--concurrency", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(&base, &token, video).await;
+    let (status, stderr) = sigterm_and_wait(workers).await;
+    assert!(status.success(), "{stderr}");
+    sigterm_and_wait(server).await;
 }

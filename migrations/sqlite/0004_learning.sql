@@ -1,5 +1,6 @@
 -- Watch progress per user and lecture: resume position, furthest point reached, watched time,
 -- completion. Updates from several devices merge monotonically (see learning::progress).
+-- updated_at is in milliseconds (it orders quick successive reports); other times are seconds.
 CREATE TABLE lecture_progress (
     user_id          INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     lecture_id       INTEGER NOT NULL REFERENCES lectures(id) ON DELETE CASCADE,

@@ -22,7 +22,7 @@ pub struct CourseRow {
     pub published_at: Option<i64>,
 }
 
-const COURSE_SELECT: &str = "SELECT c.id, c.instructor_id, u.name AS instructor_name, c.category_id, c.title, \
+pub(crate) const COURSE_SELECT: &str = "SELECT c.id, c.instructor_id, u.name AS instructor_name, c.category_id, c.title, \
      c.description, c.price, c.currency, c.level, c.status, c.duration_seconds, c.created_at, c.published_at \
      FROM courses c JOIN users u ON u.id = c.instructor_id";
 

@@ -33,6 +33,7 @@ use crate::playback::routes as playback;
         (name = "users", description = "The caller's own account"),
         (name = "catalog", description = "Courses, sections and lectures"),
         (name = "videos", description = "Uploads (streamed and tus 1.0.0) and transcoding status"),
+        (name = "learning", description = "Watch progress and enrolled courses"),
         (name = "playback", description = "Playback sessions; the segment server itself lives under /hls/"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
@@ -54,6 +55,7 @@ impl Modify for BearerAuth {
 /// The whole document: the paths listed above plus each feature module's own part.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
+    doc.merge(crate::learning::routes::LearningApi::openapi());
     doc.merge(crate::commerce::routes::CommerceApi::openapi());
     doc.merge(crate::community::routes::CommunityApi::openapi());
     doc

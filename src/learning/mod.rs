@@ -77,3 +77,34 @@ pub async fn revoke(db: &Db, user_id: i64, course_id: i64) -> Result<bool, sqlx:
         .await?;
     Ok(done.rows_affected() > 0)
 }
+
+/// One page of the courses `user_id` is actively enrolled in, newest enrollment first, with
+/// the enrollment time; and how many there are.
+pub async fn enrolled_courses(
+    db: &Db,
+    user_id: i64,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<(CourseRow, i64)>, i64), sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query(&format!(
+        "{} JOIN enrollments e ON e.course_id = c.id WHERE e.user_id = $1 AND e.revoked_at IS NULL \
+         ORDER BY e.created_at DESC, e.id DESC LIMIT $2 OFFSET $3",
+        crate::catalog::db::COURSE_SELECT.replacen(" FROM courses c", ", e.created_at AS enrolled_at FROM courses c", 1)
+    ))
+    .bind(user_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        out.push((<CourseRow as sqlx::FromRow<_>>::from_row(row)?, row.try_get::<i64, _>("enrolled_at")?));
+    }
+    let (total,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM enrollments WHERE user_id = $1 AND revoked_at IS NULL")
+            .bind(user_id)
+            .fetch_one(db.pool())
+            .await?;
+    Ok((out, total))
+}

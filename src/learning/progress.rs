@@ -59,6 +59,8 @@ pub async fn record(
     let auto_complete = duration.is_some_and(|d| d > 0.0 && position >= d * COMPLETE_AT);
     let done = (completed || auto_complete) as i64;
     let t = now();
+    // Milliseconds, so that "the lecture reported last" is well defined between quick reports.
+    let t_ms = chrono::Utc::now().timestamp_millis();
     let completed_at = if done == 1 { Some(t) } else { None };
     let insert = sqlx::query(
         "INSERT INTO lecture_progress (user_id, lecture_id, course_id, position_seconds, furthest_seconds, completed, completed_at, updated_at) \
@@ -77,7 +79,7 @@ pub async fn record(
     .bind(position)
     .bind(done)
     .bind(completed_at)
-    .bind(t)
+    .bind(t_ms)
     .execute(db.pool())
     .await;
     insert?;
@@ -133,7 +135,7 @@ pub async fn course_progress(db: &Db, user_id: i64, course_id: i64) -> Result<Co
         percent,
         watched_fraction: watched_fraction(db, user_id, course_id).await?,
         last_lecture_id: last.map(|l| l.0),
-        updated_at: last.map(|l| rfc3339(l.1)),
+        updated_at: last.map(|l| rfc3339(l.1 / 1000)),
         lectures,
     })
 }
