@@ -15,6 +15,7 @@
 //! - [`learning`] — enrollments and entitlement (may this person watch this lecture?).
 //! - [`playback`] — playback tokens, playlist rewriting, the segment/range server.
 //! - [`media`]    — videos, streamed and tus uploads, the job queue, workers and their pool.
+//! - [`demo`]     — `lectern demo`: sample accounts, courses and transcoded videos.
 //! - [`telemetry`] — `tracing` subscriber set-up.
 //!
 //! The transcoding engine is the separate crate `lectern-workers` (`workers/`), which this crate
@@ -29,6 +30,7 @@ pub mod commerce;
 pub mod community;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod learning;

@@ -64,6 +64,9 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Fill an empty instance with demo accounts and courses with real (generated, transcoded)
+    /// videos, and print how to log in and play one.
+    Demo,
     /// Enroll a user in a course without an order (comps, support, tests).
     Enroll {
         /// The user's email.
@@ -182,6 +185,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let app = App::start(cfg).await?;
             println!("database is up to date\n{}", app.describe());
+            Ok(())
+        }
+        Command::Demo => {
+            let listen = cfg.listen;
+            let app = App::start(cfg).await?;
+            let summary = lectern::demo::fill(&app.state, &mut |line| eprintln!("demo: {line}")).await?;
+            let base = format!("http://{listen}");
+            println!("Demo ready: {} courses, {} transcoded videos.\n", summary.courses.len(), summary.videos);
+            for (id, title) in &summary.courses {
+                println!("  course {id}: {title}");
+            }
+            println!(
+                "\n  instructor: {} / {pw}\n  student:    {} / {pw}  (enrolled in the first course)\n",
+                lectern::demo::DEMO_INSTRUCTOR,
+                lectern::demo::DEMO_STUDENT,
+                pw = lectern::demo::DEMO_PASSWORD
+            );
+            println!("Start the server:  lectern serve   (same --data-dir / configuration)");
+            println!("Watch the free preview, no sign-in needed:");
+            println!("  curl -s -X POST {base}/api/v1/lectures/{}/playback", summary.preview_lecture);
+            println!("  then open the \"url\" it returns in Safari, or: ffplay \"<url>\"");
+            println!("Sign in as the student and play any lecture of the first course:");
+            println!("  curl -s {base}/api/v1/auth/login -H 'content-type: application/json' \\");
+            println!("       -d '{{\"email\":\"{}\",\"password\":\"{}\"}}'", lectern::demo::DEMO_STUDENT, lectern::demo::DEMO_PASSWORD);
+            println!("API docs: {base}/api/docs");
             Ok(())
         }
         Command::Enroll { user, course } => {

@@ -302,3 +302,44 @@ async fn lectern_worker_runs_jobs_from_another_process() {
     assert!(status.success(), "{stderr}");
     sigterm_and_wait(server).await;
 }
+
+#[tokio::test]
+async fn demo_fills_an_empty_instance_with_playable_courses() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lectern(dir.path()).arg("demo").env("LECTERN_X264_PRESET", "ultrafast").output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("student@demo.lectern.dev") && stdout.contains("lectern-demo"), "{stdout}");
+    let preview: i64 = stdout
+        .split("/api/v1/lectures/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no playback hint in:\n{stdout}"));
+    // Only an empty instance.
+    let again = lectern(dir.path()).arg("demo").output().await.unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already has users"));
+
+    let (server, base) = serve(lectern(dir.path())).await;
+    let http = reqwest::Client::new();
+    let courses: serde_json::Value = http.get(format!("{base}/api/v1/courses")).send().await.unwrap().json().await.unwrap();
+    assert!(courses["total"].as_i64().unwrap() >= 2, "{courses}");
+    assert!(courses["items"][0]["duration_seconds"].as_f64().unwrap() > 0.0, "{courses}");
+    let session: serde_json::Value = http
+        .post(format!("{base}/api/v1/lectures/{preview}/playback"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = session["url"].as_str().unwrap_or_else(|| panic!("{session}"));
+    let decoded = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-i", url, "-t", "2", "-f", "null", "-"])
+        .output()
+        .await
+        .unwrap();
+    assert!(decoded.status.success(), "{}", String::from_utf8_lossy(&decoded.stderr));
+    sigterm_and_wait(server).await;
+}

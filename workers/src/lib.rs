@@ -85,6 +85,7 @@ mod graph;
 mod hls;
 mod ladder;
 mod probe;
+mod sample;
 mod thumbs;
 mod transcode;
 
@@ -92,6 +93,7 @@ use std::fmt;
 
 pub use ladder::{plan_ladder, Rendition};
 pub use probe::{probe, ProbeInfo};
+pub use sample::write_sample_clip;
 pub use transcode::{transcode, RenditionSummary, TranscodeSummary};
 
 /// Initialise FFmpeg's libraries once per process and report their version.
