@@ -8,7 +8,7 @@ Lectern/nginx ratios. Targets: req/s ratio >= 1.0 with p99 no worse.
 
     python3 benches/segment_server.py [--connections 64] [--seconds 20] [--threads 2]
 
-Needs: ffmpeg, nginx (nginx-light), wrk; builds Lectern in release mode.
+Needs: ffmpeg, nginx (nginx-light), wrk; builds Lectern in release mode (or set LECTERN_BIN).
 """
 import argparse
 import base64
@@ -97,8 +97,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "--bin", "lectern", "-q"], cwd=ROOT, check=True)
-    lectern = os.path.join(ROOT, "target", "release", "lectern")
+    lectern = os.environ.get("LECTERN_BIN")  # an already-built binary, e.g. target/debug/lectern
+    if not lectern:
+        subprocess.run(["cargo", "build", "--release", "--bin", "lectern", "-q"], cwd=ROOT, check=True)
+        lectern = os.path.join(ROOT, "target", "release", "lectern")
     work = tempfile.mkdtemp(prefix="lectern-bench-")
     data = os.path.join(work, "data")
     port = free_port()

@@ -66,8 +66,10 @@ def main():
     seg, fps = 4, 30
     gop = seg * fps
 
-    subprocess.run(["cargo", "build", "--release", "--bin", "lectern", "-q"], cwd=ROOT, check=True)
-    lectern = os.path.join(ROOT, "target", "release", "lectern")
+    lectern = os.environ.get("LECTERN_BIN")  # an already-built binary, e.g. target/debug/lectern
+    if not lectern:
+        subprocess.run(["cargo", "build", "--release", "--bin", "lectern", "-q"], cwd=ROOT, check=True)
+        lectern = os.path.join(ROOT, "target", "release", "lectern")
     work = tempfile.mkdtemp(prefix="lectern-transcode-bench-")
     try:
         src = os.path.join(work, "source.mp4")

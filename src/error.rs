@@ -42,6 +42,9 @@ pub enum ApiError {
     /// 401: no credentials, or credentials that are invalid or expired.
     #[error("{message}")]
     Unauthorized { code: &'static str, message: String },
+    /// 402: the payment provider declined the payment; the order stays payable.
+    #[error("{message}")]
+    PaymentRequired { code: &'static str, message: String },
     /// 403: the caller is known but not allowed to do this.
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
@@ -87,6 +90,9 @@ impl ApiError {
     pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::Unauthorized { code, message: message.into() }
     }
+    pub fn payment_required(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::PaymentRequired { code, message: message.into() }
+    }
     pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::Forbidden { code, message: message.into() }
     }
@@ -107,6 +113,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Gone { .. } => StatusCode::GONE,
@@ -127,6 +134,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. }
             | ApiError::Unauthorized { code, .. }
+            | ApiError::PaymentRequired { code, .. }
             | ApiError::Forbidden { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Locked { code, .. }

@@ -9,7 +9,8 @@
 //! - [`db`]       — SQLite and PostgreSQL pools, migrations, the few dialect-specific helpers.
 //! - [`storage`]  — the object-store interface and its filesystem and S3 backends.
 //! - [`accounts`] — users, roles, passwords, access and refresh tokens, login throttling.
-//! - [`catalog`]  — courses, ordered sections and lectures, visibility and ownership rules.
+//! - [`catalog`]  — categories, courses, ordered sections and lectures, search (Korean and
+//!   English), visibility and ownership rules.
 //! - [`commerce`] — cart, orders, payments (dev and Toss Payments), refunds, dashboard figures.
 //! - [`community`] — reviews and threaded comments.
 //! - [`learning`] — enrollments and entitlement (may this person watch this lecture?).

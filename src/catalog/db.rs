@@ -2,6 +2,7 @@
 
 use sqlx::FromRow;
 
+use super::search::{SearchQuery, SearchSql};
 use crate::db::Db;
 
 /// A course as stored.
@@ -22,9 +23,16 @@ pub struct CourseRow {
     pub published_at: Option<i64>,
 }
 
-pub(crate) const COURSE_SELECT: &str = "SELECT c.id, c.instructor_id, u.name AS instructor_name, c.category_id, c.title, \
-     c.description, c.price, c.currency, c.level, c.status, c.duration_seconds, c.created_at, c.published_at \
-     FROM courses c JOIN users u ON u.id = c.instructor_id";
+/// The columns of a [`CourseRow`], over `courses c` joined with `users u`.
+macro_rules! course_columns {
+    () => {
+        "c.id, c.instructor_id, u.name AS instructor_name, c.category_id, c.title, c.description, c.price, \
+         c.currency, c.level, c.status, c.duration_seconds, c.created_at, c.published_at"
+    };
+}
+
+pub(crate) const COURSE_SELECT: &str =
+    concat!("SELECT ", course_columns!(), " FROM courses c JOIN users u ON u.id = c.instructor_id");
 
 pub async fn course(db: &Db, id: i64) -> Result<Option<CourseRow>, sqlx::Error> {
     sqlx::query_as(&format!("{COURSE_SELECT} WHERE c.id = $1")).bind(id).fetch_optional(db.pool()).await
@@ -110,6 +118,98 @@ pub async fn delete_course(db: &Db, id: i64) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// A category as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct CategoryRow {
+    pub id: i64,
+    pub parent_id: Option<i64>,
+    pub name: String,
+    pub name_en: String,
+    pub slug: String,
+    pub position: i64,
+}
+
+const CATEGORY_SELECT: &str = "SELECT id, parent_id, name, name_en, slug, position FROM categories";
+
+/// Every category, each level in position order.
+pub async fn categories(db: &Db) -> Result<Vec<CategoryRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{CATEGORY_SELECT} ORDER BY position, id")).fetch_all(db.pool()).await
+}
+
+pub async fn category(db: &Db, id: i64) -> Result<Option<CategoryRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{CATEGORY_SELECT} WHERE id = $1")).bind(id).fetch_optional(db.pool()).await
+}
+
+/// The children of category `id`, in position order.
+pub async fn child_categories(db: &Db, id: i64) -> Result<Vec<CategoryRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{CATEGORY_SELECT} WHERE parent_id = $1 ORDER BY position, id"))
+        .bind(id)
+        .fetch_all(db.pool())
+        .await
+}
+
+/// The position after the last sibling under `parent_id` (top level when `None`).
+pub async fn next_category_position(db: &Db, parent_id: Option<i64>) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT CAST(COALESCE(MAX(position), 0) + 1 AS BIGINT) FROM categories WHERE COALESCE(parent_id, 0) = $1")
+            .bind(parent_id.unwrap_or(0))
+            .fetch_one(db.pool())
+            .await?;
+    Ok(n)
+}
+
+/// Insert `c` (its `id` is ignored) and return the new id.
+pub async fn insert_category(db: &Db, c: &CategoryRow) -> Result<i64, sqlx::Error> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO categories (parent_id, name, name_en, slug, position) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(c.parent_id)
+    .bind(&c.name)
+    .bind(&c.name_en)
+    .bind(&c.slug)
+    .bind(c.position)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(id)
+}
+
+/// Changes to a category; `None` leaves a field alone. `parent_id: Some(None)` makes it top-level.
+#[derive(Default)]
+pub struct CategoryChanges {
+    pub name: Option<String>,
+    pub name_en: Option<String>,
+    pub slug: Option<String>,
+    pub parent_id: Option<Option<i64>>,
+    pub position: Option<i64>,
+}
+
+pub async fn update_category(db: &Db, id: i64, ch: &CategoryChanges) -> Result<(), sqlx::Error> {
+    let (set_parent, parent) = match ch.parent_id {
+        Some(p) => (1i64, p),
+        None => (0, None),
+    };
+    sqlx::query(
+        "UPDATE categories SET name = COALESCE($2, name), name_en = COALESCE($3, name_en), slug = COALESCE($4, slug), \
+         parent_id = CASE WHEN $5 = 1 THEN $6 ELSE parent_id END, position = COALESCE($7, position) WHERE id = $1",
+    )
+    .bind(id)
+    .bind(ch.name.as_deref())
+    .bind(ch.name_en.as_deref())
+    .bind(ch.slug.as_deref())
+    .bind(set_parent)
+    .bind(parent)
+    .bind(ch.position)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Delete a category; its courses' `category_id` becomes null.
+pub async fn delete_category(db: &Db, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM categories WHERE id = $1").bind(id).execute(db.pool()).await?;
+    Ok(())
+}
+
 pub async fn category_exists(db: &Db, id: i64) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query_as::<_, (i64,)>("SELECT id FROM categories WHERE id = $1").bind(id).fetch_optional(db.pool()).await?.is_some())
 }
@@ -141,29 +241,94 @@ pub async fn rating(db: &Db, course_id: i64) -> Result<(Option<f64>, i64), sqlx:
         .await
 }
 
-/// Published courses, newest first, one page.
-pub async fn list_published(db: &Db, limit: i64, offset: i64, sort: &str, category: Option<i64>) -> Result<(Vec<CourseRow>, i64), sqlx::Error> {
-    let order = match sort {
-        "price_asc" => "c.price ASC, c.id DESC",
-        "price_desc" => "c.price DESC, c.id DESC",
-        "popular" => "(SELECT COUNT(*) FROM enrollments e WHERE e.course_id = c.id AND e.revoked_at IS NULL) DESC, c.id DESC",
-        "rating" => "(SELECT COALESCE(AVG(r.rating), 0) FROM reviews r WHERE r.course_id = c.id) DESC, c.id DESC",
-        _ => "c.published_at DESC, c.id DESC",
+/// How a list of courses is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CourseSort {
+    /// Most recently published first.
+    Newest,
+    /// Most active enrollments first.
+    Popular,
+    /// Highest average rating first.
+    Rating,
+    PriceAsc,
+    PriceDesc,
+    /// Best search match first (see [`super::search`]); without a search, the same as `Newest`.
+    Relevance,
+}
+
+impl CourseSort {
+    /// The `?sort=` names, in the order the API documents them.
+    pub const NAMES: &'static [&'static str] = &["newest", "popular", "rating", "price_asc", "price_desc", "relevance"];
+
+    /// The sort named `name`, if any.
+    pub fn parse(name: &str) -> Option<CourseSort> {
+        Some(match name {
+            "newest" => CourseSort::Newest,
+            "popular" => CourseSort::Popular,
+            "rating" => CourseSort::Rating,
+            "price_asc" => CourseSort::PriceAsc,
+            "price_desc" => CourseSort::PriceDesc,
+            "relevance" => CourseSort::Relevance,
+            _ => return None,
+        })
+    }
+}
+
+/// Which published courses to list.
+pub struct CourseFilter<'a> {
+    /// A category; a top-level one includes its children.
+    pub category: Option<i64>,
+    pub search: Option<&'a SearchQuery>,
+    pub sort: CourseSort,
+}
+
+/// One page of published courses and how many match in all.
+pub async fn list_published(db: &Db, limit: i64, offset: i64, f: &CourseFilter<'_>) -> Result<(Vec<CourseRow>, i64), sqlx::Error> {
+    const NEWEST: &str = "c.published_at DESC, c.id DESC";
+    let mut from = "courses c JOIN users u ON u.id = c.instructor_id".to_string();
+    let mut filter = "c.status = 'published' AND ($1 = 0 OR c.category_id = $2 OR c.category_id IN \
+                      (SELECT id FROM categories WHERE parent_id = $2))"
+        .to_string();
+    let (mut filter_args, mut order_args, mut relevance) = (Vec::new(), Vec::new(), NEWEST.to_string());
+    if let Some(q) = f.search {
+        let sql = SearchSql::build(db.backend(), q, 3);
+        from = sql.from;
+        filter.push_str(&sql.condition);
+        (filter_args, order_args, relevance) = (sql.filter_args, sql.order_args, sql.relevance);
+    }
+    let order = match f.sort {
+        CourseSort::Newest => NEWEST,
+        CourseSort::PriceAsc => "c.price ASC, c.id DESC",
+        CourseSort::PriceDesc => "c.price DESC, c.id DESC",
+        CourseSort::Popular => {
+            "(SELECT COUNT(*) FROM enrollments e WHERE e.course_id = c.id AND e.revoked_at IS NULL) DESC, c.id DESC"
+        }
+        CourseSort::Rating => "(SELECT COALESCE(AVG(r.rating), 0) FROM reviews r WHERE r.course_id = c.id) DESC, c.id DESC",
+        CourseSort::Relevance => &relevance,
     };
-    let filter = "c.status = 'published' AND ($1 = 0 OR c.category_id = $2 OR c.category_id IN (SELECT id FROM categories WHERE parent_id = $2))";
-    let (has_cat, cat) = (category.is_some() as i64, category.unwrap_or(0));
-    let rows = sqlx::query_as(&format!("{COURSE_SELECT} WHERE {filter} ORDER BY {order} LIMIT $3 OFFSET $4"))
-        .bind(has_cat)
-        .bind(cat)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(db.pool())
-        .await?;
-    let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM courses c WHERE {filter}"))
-        .bind(has_cat)
-        .bind(cat)
-        .fetch_one(db.pool())
-        .await?;
+    // Placeholders: $1, $2 (category), the search filter's, the relevance order's, then the page.
+    let (has_cat, cat) = (f.category.is_some() as i64, f.category.unwrap_or(0));
+    let order_args = if f.sort == CourseSort::Relevance { order_args } else { Vec::new() };
+    let page_at = 3 + filter_args.len() + order_args.len();
+    let sql = format!(
+        concat!("SELECT ", course_columns!(), " FROM {} WHERE {} ORDER BY {} LIMIT ${} OFFSET ${}"),
+        from,
+        filter,
+        order,
+        page_at,
+        page_at + 1
+    );
+    let mut rows = sqlx::query_as(&sql).bind(has_cat).bind(cat);
+    for arg in filter_args.iter().chain(&order_args) {
+        rows = rows.bind(arg.as_str());
+    }
+    let rows = rows.bind(limit).bind(offset).fetch_all(db.pool()).await?;
+    let count_sql = format!("SELECT COUNT(*) FROM {from} WHERE {filter}");
+    let mut count = sqlx::query_as(&count_sql).bind(has_cat).bind(cat);
+    for arg in &filter_args {
+        count = count.bind(arg.as_str());
+    }
+    let (total,): (i64,) = count.fetch_one(db.pool()).await?;
     Ok((rows, total))
 }
 

@@ -1,16 +1,20 @@
-//! Courses, their ordered sections and lectures, and the public catalog.
+//! Courses, their ordered sections and lectures, and the public catalog: its two-level
+//! [`categories`] and course [`search`].
 //!
 //! Visibility: a draft course (and everything in it) exists only for its instructor and for
 //! admins; anyone else gets 404, as if it were not there. Changes are for the owner or an admin
 //! (403 for others who can see the course).
 
+pub mod categories;
 pub mod db;
 pub mod routes;
+pub mod search;
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use self::db::{CourseChanges, CourseRow, LectureRow, NewCourse, NewLecture, Ordered, SectionRow};
+use self::db::{CourseChanges, CourseFilter, CourseRow, CourseSort, LectureRow, NewCourse, NewLecture, Ordered, SectionRow};
+use self::search::SearchQuery;
 use crate::accounts::{Caller, Role};
 use crate::db::{now, rfc3339, Db};
 use crate::error::{ApiError, ApiResult};
@@ -450,8 +454,25 @@ pub async fn delete_lecture(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<
     Ok(videos)
 }
 
-/// One page of published courses.
-pub async fn list_courses(db: &Db, page: i64, per_page: i64, sort: &str, category: Option<i64>) -> ApiResult<(Vec<CourseSummary>, i64)> {
-    let (rows, total) = db::list_published(db, per_page, (page - 1) * per_page, sort, category).await?;
+/// One page of published courses, filtered by category and search text (`q`), ordered by
+/// `sort` (default: relevance when searching, newest otherwise).
+pub async fn list_courses(
+    db: &Db,
+    page: i64,
+    per_page: i64,
+    sort: Option<&str>,
+    category: Option<i64>,
+    q: Option<&str>,
+) -> ApiResult<(Vec<CourseSummary>, i64)> {
+    let search = q.map(SearchQuery::parse).transpose()?.flatten();
+    let sort = match sort {
+        Some(name) => CourseSort::parse(name).ok_or_else(|| {
+            ApiError::bad_request("invalid_sort", format!("sort is one of {}", CourseSort::NAMES.join(", ")))
+        })?,
+        None if search.is_some() => CourseSort::Relevance,
+        None => CourseSort::Newest,
+    };
+    let filter = CourseFilter { category, search: search.as_ref(), sort };
+    let (rows, total) = db::list_published(db, per_page, (page - 1) * per_page, &filter).await?;
     Ok((rows.into_iter().map(Into::into).collect(), total))
 }

@@ -5,8 +5,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::Router;
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use super::categories::{Category, CategoryInput, CategoryPatch};
 use super::{CourseDetail, CourseInput, CoursePatch, CourseSummary, Lecture, LectureInput, LecturePatch, Section};
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::{Auth, Json, PageParams, Paged, Path, Query};
@@ -21,14 +22,26 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/sections/{section_id}", patch(update_section).delete(delete_section))
         .route("/api/v1/sections/{section_id}/lectures", post(create_lecture))
         .route("/api/v1/lectures/{lecture_id}", patch(update_lecture).delete(delete_lecture))
+        .route("/api/v1/categories", get(list_categories).post(create_category))
+        .route("/api/v1/categories/{category_id}", patch(update_category).delete(delete_category))
 }
+
+/// The category endpoints' part of the OpenAPI document (the course endpoints are listed in
+/// [`crate::http::openapi`]).
+#[derive(OpenApi)]
+#[openapi(paths(list_categories, create_category, update_category, delete_category))]
+pub struct CategoriesApi;
 
 /// Filters of the course list.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListParams {
+    /// Search text, Korean or English: every word must appear in the title or description, as
+    /// a whole word or part of one (`rust` finds "Rustacean", `동영상` finds "동영상을").
+    pub q: Option<String>,
     /// Category id; a top-level category includes its children.
     pub category: Option<i64>,
-    /// `newest` (default), `popular`, `rating`, `price_asc`, `price_desc`.
+    /// `newest`, `popular`, `rating`, `price_asc`, `price_desc`, `relevance`. Default:
+    /// `relevance` with `q` (title matches first), `newest` without.
     pub sort: Option<String>,
     pub page: Option<i64>,
     pub per_page: Option<i64>,
@@ -39,14 +52,8 @@ pub struct ListParams {
     responses((status = 200, body = Paged<CourseSummary>), (status = 400, body = ErrorBody)))]
 pub async fn list_courses(State(st): State<AppState>, Query(q): Query<ListParams>) -> ApiResult<axum::Json<Paged<CourseSummary>>> {
     let (page, per_page) = PageParams { page: q.page, per_page: q.per_page }.resolve()?;
-    let sort = q.sort.as_deref().unwrap_or("newest");
-    if !["newest", "popular", "rating", "price_asc", "price_desc"].contains(&sort) {
-        return Err(crate::error::ApiError::bad_request(
-            "invalid_sort",
-            "sort is one of newest, popular, rating, price_asc, price_desc",
-        ));
-    }
-    let (items, total) = super::list_courses(&st.db, page, per_page, sort, q.category).await?;
+    let (items, total) =
+        super::list_courses(&st.db, page, per_page, q.sort.as_deref(), q.category, q.q.as_deref()).await?;
     Ok(axum::Json(Paged { items, total, page, per_page }))
 }
 
@@ -249,5 +256,88 @@ pub async fn update_lecture(
 pub async fn delete_lecture(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
     let videos = super::delete_lecture(&st.db, &caller, id).await?;
     crate::media::forget_video_objects(&st, videos);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The category tree: top-level categories, each with its `children`.
+#[utoipa::path(get, path = "/api/v1/categories", tag = "catalog", responses((status = 200, body = Vec<Category>)))]
+pub async fn list_categories(State(st): State<AppState>) -> ApiResult<axum::Json<Vec<Category>>> {
+    Ok(axum::Json(super::categories::tree(&st.db).await?))
+}
+
+/// A new category.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateCategory {
+    /// Korean name.
+    pub name: String,
+    /// English name.
+    pub name_en: Option<String>,
+    /// Unique; lowercase ASCII letters, digits and hyphens.
+    pub slug: String,
+    /// A top-level category to put this one under.
+    pub parent_id: Option<i64>,
+    /// Sort key among siblings; default: last.
+    pub position: Option<i64>,
+}
+
+/// Create a category (admins).
+#[utoipa::path(post, path = "/api/v1/categories", tag = "catalog", request_body = CreateCategory, security(("bearer" = [])),
+    responses((status = 201, body = Category), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn create_category(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Json(req): Json<CreateCategory>,
+) -> ApiResult<(StatusCode, axum::Json<Category>)> {
+    let input = CategoryInput {
+        name: req.name,
+        name_en: req.name_en,
+        slug: req.slug,
+        parent_id: req.parent_id,
+        position: req.position,
+    };
+    Ok((StatusCode::CREATED, axum::Json(super::categories::create(&st.db, &caller, input).await?)))
+}
+
+/// Changes to a category; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateCategory {
+    pub name: Option<String>,
+    pub name_en: Option<String>,
+    pub slug: Option<String>,
+    /// A top-level category, or null to make this one top-level.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub parent_id: Option<Option<i64>>,
+    pub position: Option<i64>,
+}
+
+/// Change a category (admins).
+#[utoipa::path(patch, path = "/api/v1/categories/{category_id}", tag = "catalog", request_body = UpdateCategory,
+    params(("category_id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Category), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_category(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+    Json(req): Json<UpdateCategory>,
+) -> ApiResult<axum::Json<Category>> {
+    let patch = CategoryPatch {
+        name: req.name,
+        name_en: req.name_en,
+        slug: req.slug,
+        parent_id: req.parent_id,
+        position: req.position,
+    };
+    Ok(axum::Json(super::categories::update(&st.db, &caller, id, patch).await?))
+}
+
+/// Delete a category that has no children (admins); its courses become uncategorised.
+#[utoipa::path(delete, path = "/api/v1/categories/{category_id}", tag = "catalog", params(("category_id" = i64, Path)),
+    security(("bearer" = [])),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_category(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    super::categories::delete(&st.db, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

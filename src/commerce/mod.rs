@@ -1,4 +1,125 @@
 //! Cart, orders, payments (provider interface: `dev` and Toss Payments), refunds, and the
 //! instructor dashboard's figures.
+//!
+//! # Rules
+//!
+//! - **What can be bought.** Only published courses, only by someone who does not own them
+//!   already and did not make them: an unknown or draft course is 404, one's own course is 403
+//!   `own_course`, a course one is enrolled in is 409 `already_owned`. These hold for the cart,
+//!   for placing an order and again just before a payment is taken.
+//! - **One currency.** A cart or an order holds courses of one currency (`mixed_currencies`).
+//! - **Orders are snapshots.** An order keeps each course's title and price as they were when it
+//!   was placed; later catalog changes do not touch it. Placing an order does not empty the
+//!   cart: paying does (for the courses paid for).
+//! - **Idempotent placing.** `Idempotency-Key` + the same buyer + the same request answers the
+//!   order made the first time (with `Idempotent-Replayed: true`); the same key with another
+//!   request is 422 `idempotency_key_reused`.
+//! - **Confirming** (`pending` → `paid`). The amount sent must equal the order's (400
+//!   `amount_mismatch`, nothing happens). The provider takes the payment; then one transaction
+//!   marks the order paid, records the charge in the ledger and enrolls the buyer. A declined
+//!   payment is 402 `payment_declined`, a provider that does not answer is 409
+//!   `payment_pending`: either way the order stays `pending` and may be confirmed again. A paid
+//!   order confirmed again answers the same, without a second charge. Free orders need no
+//!   payment key and no provider.
+//! - **One payment operation per buyer at a time.** Confirmations and refunds hold the buyer's
+//!   lease in `payment_locks` (it expires on its own if a process dies). A racing confirmation
+//!   waits for the first and then answers its result, so a payment is charged and granted once,
+//!   even for two orders of the same course.
+//! - **Refunds** (`paid` → `refunded`). The buyer may refund within `refund_window_days` of
+//!   payment while less than `refund_max_watched_fraction` of every course in the order has been
+//!   watched (403 `refund_window_expired` / `refund_course_watched` otherwise); admins may refund
+//!   any paid order. The provider gives the money back; then one transaction marks the order
+//!   refunded, records the refund and revokes the enrollments, so playback stops at once.
+//!   Refunding an order that is not paid is 409.
+//!
+//! # Layout
+//!
+//! - [`cart`] — the cart.
+//! - [`orders`] — placing, reading and confirming orders.
+//! - [`refunds`] — the refund policy and refunds.
+//! - [`dashboard`] — sales and engagement figures for instructors.
+//! - [`payments`] — the provider interface, the `dev` provider and the Toss Payments client.
+//! - [`db`] — the SQL. [`routes`] — the HTTP handlers.
 
+pub mod cart;
+pub mod dashboard;
+pub mod db;
+pub mod orders;
+pub mod payments;
+pub mod refunds;
 pub mod routes;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use self::payments::PaymentProvider;
+use crate::accounts::Caller;
+use crate::catalog::db::CourseRow;
+use crate::config::Config;
+use crate::db::{now, Db};
+use crate::error::{ApiError, ApiResult};
+
+/// How payments and refunds are configured.
+pub struct Payments {
+    pub provider: Box<dyn PaymentProvider>,
+    /// How long a confirmation or refund may hold the buyer's payment lock: long enough for
+    /// the provider calls it makes, each bounded by `payment_timeout_secs`.
+    pub lock_lease: Duration,
+    /// Refunds by the buyer are possible this long after payment.
+    pub refund_window: Duration,
+    /// …and while less than this share of each course has been watched.
+    pub refund_max_watched_fraction: f64,
+}
+
+impl Payments {
+    pub fn from_config(cfg: &Config) -> Payments {
+        Payments {
+            provider: payments::from_config(cfg),
+            lock_lease: Duration::from_secs(2 * cfg.payment_timeout_secs.max(1) + 30),
+            refund_window: Duration::from_secs(cfg.refund_window_days.saturating_mul(24 * 3600)),
+            refund_max_watched_fraction: cfg.refund_max_watched_fraction,
+        }
+    }
+}
+
+/// The course if `caller` may buy it: it exists and is published (404), is not theirs (403)
+/// and they are not enrolled in it (409).
+pub async fn purchasable_course(db: &Db, caller: &Caller, course_id: i64) -> ApiResult<CourseRow> {
+    let course = crate::catalog::db::course(db, course_id).await?.ok_or(ApiError::not_found("course"))?;
+    if course.instructor_id == caller.user_id {
+        return Err(ApiError::forbidden("own_course", "an instructor cannot buy their own course"));
+    }
+    if course.status != "published" {
+        return Err(ApiError::not_found("course"));
+    }
+    if crate::catalog::db::is_enrolled(db, caller.user_id, course_id).await? {
+        return Err(ApiError::conflict("already_owned", format!("you are already enrolled in course {course_id}")));
+    }
+    Ok(course)
+}
+
+/// Run `work` while holding `user_id`'s payment lock, waiting up to one lease for a holder to
+/// finish (409 `payment_in_progress` after that). The lock is released whatever `work` returns.
+async fn with_payment_lock<T>(db: &Db, user_id: i64, lease: Duration, work: impl Future<Output = ApiResult<T>>) -> ApiResult<T> {
+    let holder = uuid::Uuid::new_v4().simple().to_string();
+    let lease_secs = i64::try_from(lease.as_secs()).unwrap_or(i64::MAX / 2);
+    let deadline = Instant::now() + lease;
+    loop {
+        let t = now();
+        if db::try_lock(db, user_id, &holder, t, t + lease_secs).await? {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(ApiError::conflict(
+                "payment_in_progress",
+                "another payment or refund of yours is in progress; retry in a moment",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let result = work.await;
+    if let Err(e) = db::unlock(db, user_id, &holder).await {
+        tracing::warn!(user_id, error = %e, "could not release a payment lock; it expires on its own");
+    }
+    result
+}

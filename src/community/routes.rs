@@ -1,15 +1,167 @@
 //! HTTP handlers for the reviews and comments.
 
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, patch};
 use axum::Router;
-use utoipa::OpenApi;
+use serde::Deserialize;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use super::comments::{Comment, CommentThread, ThreadOrder};
+use super::reviews::Review;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::extract::{Auth, Json, PageParams, Paged, Path, Query};
 use crate::http::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/v1/courses/{course_id}/reviews", get(list_reviews).post(create_review))
+        .route("/api/v1/reviews/{review_id}", patch(update_review).delete(delete_review))
+        .route("/api/v1/courses/{course_id}/comments", get(list_comments).post(create_comment))
+        .route("/api/v1/comments/{comment_id}", delete(delete_comment))
 }
 
 /// This module's part of the OpenAPI document.
 #[derive(OpenApi)]
-#[openapi(paths())]
+#[openapi(
+    paths(list_reviews, create_review, update_review, delete_review, list_comments, create_comment, delete_comment),
+    tags((name = "community", description = "Course reviews and comment threads"))
+)]
 pub struct CommunityApi;
+
+/// A course's reviews, newest first. Drafts: owner and admins only (404 for others).
+#[utoipa::path(get, path = "/api/v1/courses/{course_id}/reviews", tag = "community",
+    params(("course_id" = i64, Path), PageParams),
+    responses((status = 200, body = Paged<Review>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_reviews(
+    State(st): State<AppState>,
+    caller: Option<Auth>,
+    Path(course_id): Path<i64>,
+    Query(p): Query<PageParams>,
+) -> ApiResult<axum::Json<Paged<Review>>> {
+    let (page, per_page) = p.resolve()?;
+    let (items, total) = super::reviews::list(&st.db, caller.as_ref().map(|a| &a.0), course_id, page, per_page).await?;
+    Ok(axum::Json(Paged { items, total, page, per_page }))
+}
+
+/// A new review.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateReview {
+    /// A whole number from 1 to 5.
+    pub rating: i64,
+    /// Up to 5,000 characters; may be empty.
+    pub content: Option<String>,
+}
+
+/// Review a published course the caller is enrolled in; one review per student and course.
+#[utoipa::path(post, path = "/api/v1/courses/{course_id}/reviews", tag = "community", request_body = CreateReview,
+    params(("course_id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 201, body = Review), (status = 401, body = ErrorBody),
+        (status = 403, description = "not enrolled (`not_enrolled`), or the caller's own course (`own_course`)", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "reviewed already (`review_exists`), or a draft (`course_not_published`)", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn create_review(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(course_id): Path<i64>,
+    Json(req): Json<CreateReview>,
+) -> ApiResult<(StatusCode, axum::Json<Review>)> {
+    let review = super::reviews::create(&st.db, &caller, course_id, req.rating, req.content.as_deref()).await?;
+    Ok((StatusCode::CREATED, axum::Json(review)))
+}
+
+/// Changes to a review; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateReview {
+    pub rating: Option<i64>,
+    pub content: Option<String>,
+}
+
+/// Change the caller's own review (404 for anyone else's).
+#[utoipa::path(patch, path = "/api/v1/reviews/{review_id}", tag = "community", request_body = UpdateReview,
+    params(("review_id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Review), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn update_review(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+    Json(req): Json<UpdateReview>,
+) -> ApiResult<axum::Json<Review>> {
+    Ok(axum::Json(super::reviews::update(&st.db, &caller, id, req.rating, req.content.as_deref()).await?))
+}
+
+/// Delete a review: its author or an admin (404 for anyone else).
+#[utoipa::path(delete, path = "/api/v1/reviews/{review_id}", tag = "community", params(("review_id" = i64, Path)),
+    security(("bearer" = [])), responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_review(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    super::reviews::delete(&st.db, &caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Paging and order of a course's comment threads.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct CommentListParams {
+    /// Order of the threads: `newest` (default) or `oldest`. Replies are always oldest first.
+    pub sort: Option<String>,
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+}
+
+/// A course's comment threads: a page of top-level comments, each with all its `replies`.
+/// Drafts: owner and admins only (404 for others).
+#[utoipa::path(get, path = "/api/v1/courses/{course_id}/comments", tag = "community",
+    params(("course_id" = i64, Path), CommentListParams),
+    responses((status = 200, body = Paged<CommentThread>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_comments(
+    State(st): State<AppState>,
+    caller: Option<Auth>,
+    Path(course_id): Path<i64>,
+    Query(q): Query<CommentListParams>,
+) -> ApiResult<axum::Json<Paged<CommentThread>>> {
+    let (page, per_page) = PageParams { page: q.page, per_page: q.per_page }.resolve()?;
+    let order = match q.sort.as_deref() {
+        None | Some("newest") => ThreadOrder::NewestFirst,
+        Some("oldest") => ThreadOrder::OldestFirst,
+        Some(_) => return Err(ApiError::bad_request("invalid_sort", "sort is newest or oldest")),
+    };
+    let caller = caller.as_ref().map(|a| &a.0);
+    let (items, total) = super::comments::list(&st.db, caller, course_id, order, page, per_page).await?;
+    Ok(axum::Json(Paged { items, total, page, per_page }))
+}
+
+/// A new comment, or a reply.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateComment {
+    /// 1 to 5,000 characters.
+    pub content: String,
+    /// Reply to this comment of the same course. A reply to a reply joins the same thread: the
+    /// answer's `parent_id` is then the thread's top-level comment.
+    pub parent_id: Option<i64>,
+}
+
+/// Comment on a published course, or reply to a comment on it (any signed-in user).
+#[utoipa::path(post, path = "/api/v1/courses/{course_id}/comments", tag = "community", request_body = CreateComment,
+    params(("course_id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 201, body = Comment), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "a draft (`course_not_published`)", body = ErrorBody),
+        (status = 422, description = "bad content, or `invalid_parent`", body = ErrorBody)))]
+pub async fn create_comment(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(course_id): Path<i64>,
+    Json(req): Json<CreateComment>,
+) -> ApiResult<(StatusCode, axum::Json<Comment>)> {
+    let comment = super::comments::create(&st.db, &caller, course_id, &req.content, req.parent_id).await?;
+    Ok((StatusCode::CREATED, axum::Json(comment)))
+}
+
+/// Delete a comment: its author or an admin (404 for anyone else). One with replies stays in
+/// its thread as `deleted: true` without content or author.
+#[utoipa::path(delete, path = "/api/v1/comments/{comment_id}", tag = "community", params(("comment_id" = i64, Path)),
+    security(("bearer" = [])), responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_comment(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    super::comments::delete(&st.db, &caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -55,6 +55,7 @@ impl Modify for BearerAuth {
 /// The whole document: the paths listed above plus each feature module's own part.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
+    doc.merge(crate::catalog::routes::CategoriesApi::openapi());
     doc.merge(crate::learning::routes::LearningApi::openapi());
     doc.merge(crate::commerce::routes::CommerceApi::openapi());
     doc.merge(crate::community::routes::CommunityApi::openapi());

@@ -1,0 +1,197 @@
+//! Course categories: a two-level tree (top-level categories and their children), seeded by
+//! the migration `0006_community.sql` and changed by admins only.
+//!
+//! Each category has a Korean `name`, an English `name_en` and an ASCII `slug` (unique).
+//! Two levels is a rule, not an accident: a child's parent must be top-level, and a category
+//! with children cannot become someone's child. Deleting a category that still has children is
+//! refused (409); deleting a leaf leaves its courses uncategorised.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::db::{self, CategoryChanges, CategoryRow};
+use super::text;
+use crate::accounts::Caller;
+use crate::db::{is_unique_violation, Db};
+use crate::error::{ApiError, ApiResult};
+
+/// A category and, for a top-level one, its children (each with `children: []`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Category {
+    pub id: i64,
+    /// Null for a top-level category.
+    pub parent_id: Option<i64>,
+    /// Korean name, e.g. `개발·프로그래밍`.
+    pub name: String,
+    /// English name, e.g. `Development`; may be empty.
+    pub name_en: String,
+    /// ASCII, unique: lowercase letters, digits and single hyphens.
+    pub slug: String,
+    /// Sort key among siblings, ascending.
+    pub position: i64,
+    #[schema(no_recursion)]
+    pub children: Vec<Category>,
+}
+
+impl From<CategoryRow> for Category {
+    fn from(r: CategoryRow) -> Self {
+        Category {
+            id: r.id,
+            parent_id: r.parent_id,
+            name: r.name,
+            name_en: r.name_en,
+            slug: r.slug,
+            position: r.position,
+            children: Vec::new(),
+        }
+    }
+}
+
+/// The whole tree: top-level categories in order, each with its children in order.
+pub async fn tree(db: &Db) -> ApiResult<Vec<Category>> {
+    let rows = db::categories(db).await?;
+    let (top, children): (Vec<CategoryRow>, Vec<CategoryRow>) = rows.into_iter().partition(|r| r.parent_id.is_none());
+    let mut tree: Vec<Category> = top.into_iter().map(Category::from).collect();
+    for child in children {
+        if let Some(parent) = tree.iter_mut().find(|p| Some(p.id) == child.parent_id) {
+            parent.children.push(child.into());
+        }
+    }
+    Ok(tree)
+}
+
+/// One category with its children; 404 when there is none.
+async fn category(db: &Db, id: i64) -> ApiResult<Category> {
+    let mut category = Category::from(db::category(db, id).await?.ok_or(ApiError::not_found("category"))?);
+    category.children = db::child_categories(db, id).await?.into_iter().map(Category::from).collect();
+    Ok(category)
+}
+
+fn require_admin(caller: &Caller) -> ApiResult<()> {
+    if caller.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("admins_only", "only admins change categories"))
+    }
+}
+
+fn slug(s: &str) -> ApiResult<String> {
+    let ok = (1..=64).contains(&s.len())
+        && s.split('-').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(ApiError::unprocessable(
+            "invalid_slug",
+            "slug is 1 to 64 lowercase ASCII letters and digits, words joined by single hyphens",
+        ))
+    }
+}
+
+fn position(p: i64) -> ApiResult<i64> {
+    if (1..=1_000_000).contains(&p) {
+        Ok(p)
+    } else {
+        Err(ApiError::unprocessable("invalid_position", "position is 1 to 1000000"))
+    }
+}
+
+/// Check that `parent_id` names a top-level category.
+async fn top_level_parent(db: &Db, parent_id: i64) -> ApiResult<i64> {
+    match db::category(db, parent_id).await? {
+        Some(p) if p.parent_id.is_none() => Ok(p.id),
+        Some(_) => Err(ApiError::unprocessable("invalid_parent", "categories have two levels: the parent must be top-level")),
+        None => Err(ApiError::unprocessable("invalid_parent", format!("there is no category {parent_id}"))),
+    }
+}
+
+fn slug_taken(e: sqlx::Error) -> ApiError {
+    if is_unique_violation(&e) {
+        ApiError::conflict("slug_taken", "another category has this slug")
+    } else {
+        e.into()
+    }
+}
+
+/// A new category from an admin.
+pub struct CategoryInput {
+    pub name: String,
+    pub name_en: Option<String>,
+    pub slug: String,
+    /// A top-level category to put it under; none makes it top-level.
+    pub parent_id: Option<i64>,
+    /// Default: after its siblings.
+    pub position: Option<i64>,
+}
+
+pub async fn create(db: &Db, caller: &Caller, input: CategoryInput) -> ApiResult<Category> {
+    require_admin(caller)?;
+    let name = text("name", &input.name, 1, 100)?;
+    let name_en = text("name_en", input.name_en.as_deref().unwrap_or(""), 0, 100)?;
+    let slug = slug(&input.slug)?;
+    let parent_id = match input.parent_id {
+        Some(p) => Some(top_level_parent(db, p).await?),
+        None => None,
+    };
+    let position = match input.position {
+        Some(p) => position(p)?,
+        None => db::next_category_position(db, parent_id).await?,
+    };
+    let row = CategoryRow { id: 0, parent_id, name, name_en, slug, position };
+    let id = db::insert_category(db, &row).await.map_err(slug_taken)?;
+    category(db, id).await
+}
+
+/// Changes to a category; `None` leaves a field alone. `parent_id: Some(None)` makes it top-level.
+#[derive(Default)]
+pub struct CategoryPatch {
+    pub name: Option<String>,
+    pub name_en: Option<String>,
+    pub slug: Option<String>,
+    pub parent_id: Option<Option<i64>>,
+    pub position: Option<i64>,
+}
+
+pub async fn update(db: &Db, caller: &Caller, id: i64, p: CategoryPatch) -> ApiResult<Category> {
+    require_admin(caller)?;
+    db::category(db, id).await?.ok_or(ApiError::not_found("category"))?;
+    let parent_id = match p.parent_id {
+        Some(Some(parent)) if parent == id => {
+            return Err(ApiError::unprocessable("invalid_parent", "a category cannot be its own parent"));
+        }
+        Some(Some(parent)) => {
+            let parent = top_level_parent(db, parent).await?;
+            if !db::child_categories(db, id).await?.is_empty() {
+                return Err(ApiError::unprocessable(
+                    "invalid_parent",
+                    "this category has children; categories have two levels",
+                ));
+            }
+            Some(Some(parent))
+        }
+        other => other,
+    };
+    let changes = CategoryChanges {
+        name: p.name.as_deref().map(|n| text("name", n, 1, 100)).transpose()?,
+        name_en: p.name_en.as_deref().map(|n| text("name_en", n, 0, 100)).transpose()?,
+        slug: p.slug.as_deref().map(slug).transpose()?,
+        parent_id,
+        position: p.position.map(position).transpose()?,
+    };
+    db::update_category(db, id, &changes).await.map_err(slug_taken)?;
+    category(db, id).await
+}
+
+/// Delete a category without children; its courses become uncategorised.
+pub async fn delete(db: &Db, caller: &Caller, id: i64) -> ApiResult<()> {
+    require_admin(caller)?;
+    db::category(db, id).await?.ok_or(ApiError::not_found("category"))?;
+    if !db::child_categories(db, id).await?.is_empty() {
+        return Err(ApiError::conflict(
+            "category_has_children",
+            "move or delete this category's children first",
+        ));
+    }
+    db::delete_category(db, id).await?;
+    Ok(())
+}

@@ -1,0 +1,399 @@
+//! SQL for carts, orders and their items, the payment ledger, the per-buyer payment lock and
+//! the dashboard's sales figures.
+
+use sqlx::FromRow;
+
+use crate::db::Db;
+
+/// A cart line with the course's current title and price.
+#[derive(Debug, Clone, FromRow)]
+pub struct CartRow {
+    pub course_id: i64,
+    pub title: String,
+    pub price: i64,
+    pub currency: String,
+    pub added_at: i64,
+}
+
+/// The caller's cart, oldest line first.
+pub async fn cart(db: &Db, user_id: i64) -> Result<Vec<CartRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT k.course_id, c.title, c.price, c.currency, k.added_at FROM cart_items k \
+         JOIN courses c ON c.id = k.course_id WHERE k.user_id = $1 ORDER BY k.added_at, k.course_id",
+    )
+    .bind(user_id)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// Add a line; a course already in the cart is a unique violation.
+pub async fn add_to_cart(db: &Db, user_id: i64, course_id: i64, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO cart_items (user_id, course_id, added_at) VALUES ($1, $2, $3)")
+        .bind(user_id)
+        .bind(course_id)
+        .bind(now)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Remove a line; false when it was not there.
+pub async fn remove_from_cart(db: &Db, user_id: i64, course_id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND course_id = $2")
+        .bind(user_id)
+        .bind(course_id)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// An order as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct OrderRow {
+    pub id: i64,
+    pub user_id: i64,
+    /// `pending`, `paid` or `refunded`.
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    pub payment_order_id: String,
+    pub request_hash: String,
+    /// The provider that charged it; null for free orders and until paid.
+    pub provider: Option<String>,
+    pub payment_key: Option<String>,
+    pub created_at: i64,
+    pub paid_at: Option<i64>,
+    pub refunded_at: Option<i64>,
+}
+
+const ORDER_SELECT: &str = "SELECT id, user_id, status, amount, currency, payment_order_id, request_hash, \
+     provider, payment_key, created_at, paid_at, refunded_at FROM orders";
+
+/// A line of an order: what was bought, at the title and price of that moment.
+#[derive(Debug, Clone, FromRow)]
+pub struct OrderItemRow {
+    pub order_id: i64,
+    pub course_id: i64,
+    pub title: String,
+    pub price: i64,
+}
+
+/// A new order and its lines.
+pub struct NewOrder<'a> {
+    pub user_id: i64,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub payment_order_id: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: &'a str,
+    /// `(course_id, title, price)` snapshots.
+    pub items: &'a [(i64, String, i64)],
+}
+
+/// Insert an order with its lines in one transaction. A reused idempotency key is a unique
+/// violation.
+pub async fn insert_order(db: &Db, o: &NewOrder<'_>, now: i64) -> Result<i64, sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO orders (user_id, status, amount, currency, payment_order_id, idempotency_key, request_hash, created_at) \
+         VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(o.user_id)
+    .bind(o.amount)
+    .bind(o.currency)
+    .bind(o.payment_order_id)
+    .bind(o.idempotency_key)
+    .bind(o.request_hash)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    for (course_id, title, price) in o.items {
+        sqlx::query("INSERT INTO order_items (order_id, course_id, title, price) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(course_id)
+            .bind(title)
+            .bind(price)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(id)
+}
+
+pub async fn order(db: &Db, id: i64) -> Result<Option<OrderRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{ORDER_SELECT} WHERE id = $1")).bind(id).fetch_optional(db.pool()).await
+}
+
+/// The order `user_id` created with `Idempotency-Key: key`, if any.
+pub async fn order_by_idempotency_key(db: &Db, user_id: i64, key: &str) -> Result<Option<OrderRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{ORDER_SELECT} WHERE user_id = $1 AND idempotency_key = $2"))
+        .bind(user_id)
+        .bind(key)
+        .fetch_optional(db.pool())
+        .await
+}
+
+pub async fn items_of(db: &Db, order_id: i64) -> Result<Vec<OrderItemRow>, sqlx::Error> {
+    sqlx::query_as("SELECT order_id, course_id, title, price FROM order_items WHERE order_id = $1 ORDER BY id")
+        .bind(order_id)
+        .fetch_all(db.pool())
+        .await
+}
+
+/// One page of `user_id`'s orders, newest first, with their lines; and how many there are.
+pub async fn orders_of_user(
+    db: &Db,
+    user_id: i64,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<OrderRow>, Vec<OrderItemRow>, i64), sqlx::Error> {
+    let orders: Vec<OrderRow> = sqlx::query_as(&format!("{ORDER_SELECT} WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"))
+        .bind(user_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db.pool())
+        .await?;
+    // The page is a contiguous id range of this user's orders, so one range query finds its lines.
+    let items = match (orders.last(), orders.first()) {
+        (Some(low), Some(high)) => {
+            sqlx::query_as(
+                "SELECT i.order_id, i.course_id, i.title, i.price FROM order_items i JOIN orders o ON o.id = i.order_id \
+                 WHERE o.user_id = $1 AND o.id BETWEEN $2 AND $3 ORDER BY i.id",
+            )
+            .bind(user_id)
+            .bind(low.id)
+            .bind(high.id)
+            .fetch_all(db.pool())
+            .await?
+        }
+        _ => Vec::new(),
+    };
+    let (total,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM orders WHERE user_id = $1").bind(user_id).fetch_one(db.pool()).await?;
+    Ok((orders, items, total))
+}
+
+/// Take `user_id`'s payment lock for `holder` until `expires_at`, unless someone else holds
+/// an unexpired one. One statement, so two takers cannot both win on either backend.
+pub async fn try_lock(db: &Db, user_id: i64, holder: &str, now: i64, expires_at: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO payment_locks (user_id, holder, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+         WHERE payment_locks.expires_at < $4",
+    )
+    .bind(user_id)
+    .bind(holder)
+    .bind(expires_at)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Release the lock if `holder` still has it.
+pub async fn unlock(db: &Db, user_id: i64, holder: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM payment_locks WHERE user_id = $1 AND holder = $2")
+        .bind(user_id)
+        .bind(holder)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Money that moved through a provider, for the ledger.
+#[derive(Debug, Clone, Copy)]
+pub struct Movement<'a> {
+    pub provider: &'a str,
+    pub payment_key: &'a str,
+}
+
+/// In one transaction: mark a pending order paid, record the charge (none for a free order),
+/// enroll the buyer in each course and take them out of the cart. False (and nothing done)
+/// when the order was no longer pending.
+pub async fn mark_paid(db: &Db, order: &OrderRow, course_ids: &[i64], charge: Option<Movement<'_>>, now: i64) -> Result<bool, sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
+    let done = sqlx::query(
+        "UPDATE orders SET status = 'paid', paid_at = $2, provider = $3, payment_key = $4 WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(order.id)
+    .bind(now)
+    .bind(charge.map(|c| c.provider))
+    .bind(charge.map(|c| c.payment_key))
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    if let Some(c) = charge {
+        record_movement(&mut tx, order, "charge", c, now).await?;
+    }
+    for course_id in course_ids {
+        // What `learning::enroll` does, inside this transaction: an active enrollment is kept.
+        sqlx::query(
+            "INSERT INTO enrollments (user_id, course_id, source, created_at) VALUES ($1, $2, 'order', $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(order.user_id)
+        .bind(course_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND course_id = $2")
+            .bind(order.user_id)
+            .bind(course_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// In one transaction: mark a paid order refunded (by `refunded_by`), record the refund (none
+/// for a free order) and revoke the buyer's enrollments in its courses. False (and nothing
+/// done) when the order was no longer paid.
+pub async fn mark_refunded(
+    db: &Db,
+    order: &OrderRow,
+    course_ids: &[i64],
+    refund: Option<Movement<'_>>,
+    refunded_by: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
+    let done = sqlx::query("UPDATE orders SET status = 'refunded', refunded_at = $2, refunded_by = $3 WHERE id = $1 AND status = 'paid'")
+        .bind(order.id)
+        .bind(now)
+        .bind(refunded_by)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    if let Some(r) = refund {
+        record_movement(&mut tx, order, "refund", r, now).await?;
+    }
+    for course_id in course_ids {
+        // What `learning::revoke` does, inside this transaction.
+        sqlx::query("UPDATE enrollments SET revoked_at = $3 WHERE user_id = $1 AND course_id = $2 AND revoked_at IS NULL")
+            .bind(order.user_id)
+            .bind(course_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn record_movement(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    order: &OrderRow,
+    kind: &str,
+    m: Movement<'_>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO payments (order_id, kind, provider, payment_key, amount, currency, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(order.id)
+    .bind(kind)
+    .bind(m.provider)
+    .bind(m.payment_key)
+    .bind(order.amount)
+    .bind(&order.currency)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Whose sales a dashboard covers: one instructor's courses, or every course (admins).
+#[derive(Debug, Clone, Copy)]
+pub enum SalesScope {
+    Instructor(i64),
+    Everything,
+}
+
+impl SalesScope {
+    /// `(filter on?, instructor id)` for the `($1 = 0 OR c.instructor_id = $2)` filter.
+    fn binds(self) -> (i64, i64) {
+        match self {
+            SalesScope::Instructor(id) => (1, id),
+            SalesScope::Everything => (0, 0),
+        }
+    }
+}
+
+/// One course's sales between two instants (`[from, to)`, Unix seconds).
+#[derive(Debug, Clone, FromRow)]
+pub struct CourseSalesRow {
+    pub course_id: i64,
+    pub title: String,
+    pub status: String,
+    pub currency: String,
+    /// Prices of the course in orders paid in the range (in the course's currency).
+    pub gross_revenue: i64,
+    /// Prices of the course in orders refunded in the range (in the course's currency).
+    pub refunded_amount: i64,
+    pub paid_orders: i64,
+    pub refunds: i64,
+    /// Active enrollments now.
+    pub enrollments: i64,
+}
+
+/// Per-course sales of the scope's courses, by course id.
+pub async fn course_sales(db: &Db, scope: SalesScope, from: i64, to: i64) -> Result<Vec<CourseSalesRow>, sqlx::Error> {
+    let (filtered, instructor) = scope.binds();
+    sqlx::query_as(
+        "SELECT c.id AS course_id, c.title, c.status, c.currency, \
+           CAST(COALESCE(SUM(CASE WHEN o.paid_at >= $3 AND o.paid_at < $4 AND o.currency = c.currency THEN i.price ELSE 0 END), 0) AS BIGINT) AS gross_revenue, \
+           CAST(COALESCE(SUM(CASE WHEN o.refunded_at >= $3 AND o.refunded_at < $4 AND o.currency = c.currency THEN i.price ELSE 0 END), 0) AS BIGINT) AS refunded_amount, \
+           CAST(COALESCE(SUM(CASE WHEN o.paid_at >= $3 AND o.paid_at < $4 THEN 1 ELSE 0 END), 0) AS BIGINT) AS paid_orders, \
+           CAST(COALESCE(SUM(CASE WHEN o.refunded_at >= $3 AND o.refunded_at < $4 THEN 1 ELSE 0 END), 0) AS BIGINT) AS refunds, \
+           CAST((SELECT COUNT(*) FROM enrollments e WHERE e.course_id = c.id AND e.revoked_at IS NULL) AS BIGINT) AS enrollments \
+         FROM courses c \
+         LEFT JOIN order_items i ON i.course_id = c.id \
+         LEFT JOIN orders o ON o.id = i.order_id \
+         WHERE ($1 = 0 OR c.instructor_id = $2) \
+         GROUP BY c.id, c.title, c.status, c.currency ORDER BY c.id",
+    )
+    .bind(filtered)
+    .bind(instructor)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// Sales of the scope's courses in one currency between two instants.
+#[derive(Debug, Clone, FromRow)]
+pub struct CurrencySalesRow {
+    pub currency: String,
+    pub gross_revenue: i64,
+    pub refunded_amount: i64,
+    /// Distinct orders (an order with two of the courses counts once).
+    pub paid_orders: i64,
+    pub refunds: i64,
+}
+
+/// Sales of the scope's courses per order currency, whatever the courses' currencies are now.
+pub async fn sales_by_currency(db: &Db, scope: SalesScope, from: i64, to: i64) -> Result<Vec<CurrencySalesRow>, sqlx::Error> {
+    let (filtered, instructor) = scope.binds();
+    sqlx::query_as(
+        "SELECT o.currency, \
+           CAST(COALESCE(SUM(CASE WHEN o.paid_at >= $3 AND o.paid_at < $4 THEN i.price ELSE 0 END), 0) AS BIGINT) AS gross_revenue, \
+           CAST(COALESCE(SUM(CASE WHEN o.refunded_at >= $3 AND o.refunded_at < $4 THEN i.price ELSE 0 END), 0) AS BIGINT) AS refunded_amount, \
+           CAST(COUNT(DISTINCT CASE WHEN o.paid_at >= $3 AND o.paid_at < $4 THEN o.id END) AS BIGINT) AS paid_orders, \
+           CAST(COUNT(DISTINCT CASE WHEN o.refunded_at >= $3 AND o.refunded_at < $4 THEN o.id END) AS BIGINT) AS refunds \
+         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id \
+         WHERE o.paid_at IS NOT NULL AND ($1 = 0 OR c.instructor_id = $2) \
+         GROUP BY o.currency ORDER BY o.currency",
+    )
+    .bind(filtered)
+    .bind(instructor)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.pool())
+    .await
+}

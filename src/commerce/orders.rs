@@ -1,0 +1,339 @@
+//! Placing orders, reading them, and confirming their payment.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::db::{self, Movement, NewOrder, OrderItemRow, OrderRow};
+use super::payments::{Charge, PaymentError};
+use super::{purchasable_course, with_payment_lock, Payments};
+use crate::accounts::Caller;
+use crate::db::{is_unique_violation, now, rfc3339, Db};
+use crate::error::{ApiError, ApiResult};
+
+/// Most courses one order may hold.
+const MAX_ITEMS: usize = 100;
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    /// Placed, not paid yet; may be confirmed (again, after a declined payment).
+    Pending,
+    /// Paid; the buyer is enrolled.
+    Paid,
+    /// Paid and refunded; the enrollments are revoked.
+    Refunded,
+}
+
+impl OrderStatus {
+    /// The status of a stored order.
+    pub fn of(row: &OrderRow) -> ApiResult<OrderStatus> {
+        match row.status.as_str() {
+            "pending" => Ok(OrderStatus::Pending),
+            "paid" => Ok(OrderStatus::Paid),
+            "refunded" => Ok(OrderStatus::Refunded),
+            other => Err(ApiError::internal(anyhow::anyhow!("order {} has the unknown status {other:?}", row.id))),
+        }
+    }
+}
+
+/// A line of an order, as it was when the order was placed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderItem {
+    pub course_id: i64,
+    /// The course's title when ordered.
+    pub title: String,
+    /// The course's price when ordered, in minor units of the order's currency.
+    pub price: i64,
+}
+
+/// An order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Order {
+    pub id: i64,
+    pub status: OrderStatus,
+    /// Sum of the items' prices, in minor units of `currency`.
+    pub amount: i64,
+    pub currency: String,
+    pub items: Vec<OrderItem>,
+    /// The order id to give the payment provider's checkout (Toss Payments: `orderId`).
+    #[schema(example = "lectern-3f0c9d2e6b7a4c1d8e5f6a7b8c9d0e1f")]
+    pub payment_order_id: String,
+    /// The provider that took the payment (`dev`, `toss`); null for free orders and until paid.
+    pub payment_provider: Option<String>,
+    pub created_at: String,
+    pub paid_at: Option<String>,
+    pub refunded_at: Option<String>,
+}
+
+/// An order and its lines as the API shows them.
+pub fn view(row: OrderRow, items: Vec<OrderItemRow>) -> ApiResult<Order> {
+    Ok(Order {
+        status: OrderStatus::of(&row)?,
+        id: row.id,
+        amount: row.amount,
+        currency: row.currency,
+        items: items.into_iter().map(|i| OrderItem { course_id: i.course_id, title: i.title, price: i.price }).collect(),
+        payment_order_id: row.payment_order_id,
+        payment_provider: row.provider,
+        created_at: rfc3339(row.created_at),
+        paid_at: row.paid_at.map(rfc3339),
+        refunded_at: row.refunded_at.map(rfc3339),
+    })
+}
+
+/// The stored order `row` with its lines, as the API shows it.
+pub async fn show(db: &Db, row: OrderRow) -> ApiResult<Order> {
+    let items = db::items_of(db, row.id).await?;
+    view(row, items)
+}
+
+/// The order if `caller` may see it: its buyer or an admin. 404 for anyone else.
+pub async fn visible_order(db: &Db, caller: &Caller, id: i64) -> ApiResult<OrderRow> {
+    match db::order(db, id).await? {
+        Some(o) if o.user_id == caller.user_id || caller.is_admin() => Ok(o),
+        _ => Err(ApiError::not_found("order")),
+    }
+}
+
+/// The order if `caller` bought it. 404 for anyone else.
+async fn own_order(db: &Db, caller: &Caller, id: i64) -> ApiResult<OrderRow> {
+    match db::order(db, id).await? {
+        Some(o) if o.user_id == caller.user_id => Ok(o),
+        _ => Err(ApiError::not_found("order")),
+    }
+}
+
+/// What a buyer asks to order.
+pub struct PlaceOrder {
+    /// The courses; `None` means the cart's.
+    pub course_ids: Option<Vec<i64>>,
+    /// The `Idempotency-Key` header, if sent.
+    pub idempotency_key: Option<String>,
+}
+
+/// Place an order: every course must be purchasable by the caller and of one currency. Answers
+/// the order and whether it was made by an earlier request with the same idempotency key.
+pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> ApiResult<(Order, bool)> {
+    let key = req.idempotency_key.as_deref().map(idempotency_key).transpose()?;
+    let course_ids = req.course_ids.map(|ids| distinct(&ids));
+    let fingerprint = fingerprint(course_ids.as_deref());
+    if let Some(key) = key {
+        if let Some(earlier) = db::order_by_idempotency_key(db, caller.user_id, key).await? {
+            return replay(db, earlier, &fingerprint).await;
+        }
+    }
+    let course_ids = match course_ids {
+        Some(ids) if ids.is_empty() => return Err(ApiError::unprocessable("no_courses", "course_ids must name at least one course")),
+        Some(ids) => ids,
+        None => {
+            let ids: Vec<i64> = db::cart(db, caller.user_id).await?.into_iter().map(|l| l.course_id).collect();
+            if ids.is_empty() {
+                return Err(ApiError::unprocessable("cart_empty", "your cart is empty; add courses or send course_ids"));
+            }
+            ids
+        }
+    };
+    if course_ids.len() > MAX_ITEMS {
+        return Err(ApiError::unprocessable("too_many_courses", format!("an order holds at most {MAX_ITEMS} courses")));
+    }
+    let mut items = Vec::with_capacity(course_ids.len());
+    let mut currency: Option<String> = None;
+    for id in course_ids {
+        let course = purchasable_course(db, caller, id).await?;
+        match &currency {
+            Some(c) if *c != course.currency => {
+                return Err(ApiError::unprocessable(
+                    "mixed_currencies",
+                    format!("an order is paid in one currency; it holds {c} and {} courses", course.currency),
+                ))
+            }
+            Some(_) => {}
+            None => currency = Some(course.currency.clone()),
+        }
+        items.push((course.id, course.title, course.price));
+    }
+    let currency = currency.unwrap_or_default();
+    let payment_order_id = format!("lectern-{}", uuid::Uuid::new_v4().simple());
+    let new = NewOrder {
+        user_id: caller.user_id,
+        amount: items.iter().map(|i| i.2).sum(),
+        currency: &currency,
+        payment_order_id: &payment_order_id,
+        idempotency_key: key,
+        request_hash: &fingerprint,
+        items: &items,
+    };
+    match db::insert_order(db, &new, now()).await {
+        Ok(id) => {
+            let row = db::order(db, id).await?.ok_or(ApiError::not_found("order"))?;
+            Ok((show(db, row).await?, false))
+        }
+        Err(e) => match key {
+            // A concurrent request with the same key won the race: answer what it made.
+            Some(key) if is_unique_violation(&e) => {
+                let earlier = db::order_by_idempotency_key(db, caller.user_id, key)
+                    .await?
+                    .ok_or_else(|| ApiError::internal(anyhow::Error::new(e).context("idempotency key taken but no order has it")))?;
+                replay(db, earlier, &fingerprint).await
+            }
+            _ => Err(e.into()),
+        },
+    }
+}
+
+/// Answer an earlier request's order again, if the request was the same.
+async fn replay(db: &Db, earlier: OrderRow, fingerprint: &str) -> ApiResult<(Order, bool)> {
+    if earlier.request_hash != fingerprint {
+        return Err(ApiError::unprocessable(
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used for a different order request",
+        ));
+    }
+    Ok((show(db, earlier).await?, true))
+}
+
+/// A checked `Idempotency-Key`: 1 to 255 visible ASCII characters.
+fn idempotency_key(key: &str) -> ApiResult<&str> {
+    if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(key)
+    } else {
+        Err(ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters"))
+    }
+}
+
+/// `ids` without repeats, in their first order.
+fn distinct(ids: &[i64]) -> Vec<i64> {
+    let mut seen = std::collections::HashSet::new();
+    ids.iter().copied().filter(|id| seen.insert(*id)).collect()
+}
+
+/// What an order request asked for, independent of order and repeats: "the cart", or a set of
+/// courses. Two requests under one idempotency key must agree on it.
+fn fingerprint(course_ids: Option<&[i64]>) -> String {
+    let text = match course_ids {
+        None => "cart".to_string(),
+        Some(ids) => {
+            let mut ids = ids.to_vec();
+            ids.sort_unstable();
+            format!("courses:{}", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
+        }
+    };
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// One order of the caller's.
+pub async fn get(db: &Db, caller: &Caller, id: i64) -> ApiResult<Order> {
+    let row = visible_order(db, caller, id).await?;
+    show(db, row).await
+}
+
+/// One page of the caller's orders, newest first, and how many there are.
+pub async fn list_mine(db: &Db, caller: &Caller, page: i64, per_page: i64) -> ApiResult<(Vec<Order>, i64)> {
+    let (rows, items, total) = db::orders_of_user(db, caller.user_id, per_page, (page - 1) * per_page).await?;
+    let orders = rows
+        .into_iter()
+        .map(|row| {
+            let mine = items.iter().filter(|i| i.order_id == row.id).cloned().collect();
+            view(row, mine)
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok((orders, total))
+}
+
+/// A payment confirmation from the buyer.
+pub struct Confirm {
+    /// The provider's key for the payment; not needed for a free order.
+    pub payment_key: Option<String>,
+    /// What the buyer was shown and paid; must equal the order's amount.
+    pub amount: i64,
+}
+
+/// Confirm an order's payment: take it through the provider, then mark the order paid and
+/// enroll the buyer in one transaction. Confirming a paid order answers it again.
+pub async fn confirm(db: &Db, payments: &Payments, caller: &Caller, id: i64, req: Confirm) -> ApiResult<Order> {
+    let order = own_order(db, caller, id).await?;
+    if req.amount < 0 {
+        return Err(ApiError::unprocessable("invalid_amount", "amount must be a non-negative integer in minor units"));
+    }
+    if req.amount != order.amount {
+        return Err(ApiError::bad_request(
+            "amount_mismatch",
+            format!("amount {} does not match the order's amount {} {}", req.amount, order.amount, order.currency),
+        ));
+    }
+    match OrderStatus::of(&order)? {
+        OrderStatus::Paid => return show(db, order).await,
+        OrderStatus::Refunded => return Err(refunded()),
+        OrderStatus::Pending => {}
+    }
+    let payment_key = if order.amount == 0 { None } else { Some(checked_payment_key(req.payment_key.as_deref())?) };
+    if payment_key.is_some() && !payments.provider.supports_currency(&order.currency) {
+        return Err(ApiError::unprocessable(
+            "unsupported_currency",
+            format!("the payment provider {} cannot take {} payments", payments.provider.name(), order.currency),
+        ));
+    }
+    with_payment_lock(db, order.user_id, payments.lock_lease, settle(db, payments, id, payment_key)).await
+}
+
+/// The part of [`confirm`] done under the buyer's payment lock.
+async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>) -> ApiResult<Order> {
+    // Read again: a racing confirmation may have finished while we waited for the lock.
+    let order = db::order(db, id).await?.ok_or(ApiError::not_found("order"))?;
+    match OrderStatus::of(&order)? {
+        OrderStatus::Paid => return show(db, order).await,
+        OrderStatus::Refunded => return Err(refunded()),
+        OrderStatus::Pending => {}
+    }
+    let items = db::items_of(db, id).await?;
+    for item in &items {
+        if crate::catalog::db::course(db, item.course_id).await?.is_none() {
+            return Err(ApiError::conflict("course_unavailable", format!("“{}” is no longer offered; place a new order", item.title)));
+        }
+        if crate::catalog::db::is_enrolled(db, order.user_id, item.course_id).await? {
+            return Err(ApiError::conflict(
+                "already_owned",
+                format!("you are already enrolled in “{}”; place a new order without it", item.title),
+            ));
+        }
+    }
+    let provider = &payments.provider;
+    if let Some(key) = payment_key {
+        let charge = Charge { payment_key: key, order_id: &order.payment_order_id, amount: order.amount };
+        provider.confirm(&charge).await.map_err(|e| match e {
+            PaymentError::Declined { code, message } => ApiError::payment_required(
+                "payment_declined",
+                format!("the payment was declined ({code}: {message}); the order is still pending and may be paid another way"),
+            ),
+            PaymentError::Unavailable(cause) => {
+                tracing::warn!(order_id = id, %cause, "payment confirmation left pending");
+                ApiError::conflict("payment_pending", "the payment provider did not answer; the order is still pending, retry")
+            }
+            PaymentError::Misconfigured(cause) => ApiError::internal(anyhow::anyhow!("payment provider: {cause}")),
+        })?;
+    }
+    let charge = payment_key.map(|key| Movement { provider: provider.name(), payment_key: key });
+    let course_ids: Vec<i64> = items.iter().map(|i| i.course_id).collect();
+    if !db::mark_paid(db, &order, &course_ids, charge, now()).await? {
+        return Err(ApiError::internal(anyhow::anyhow!("order {id} stopped being pending while its buyer's payment lock was held")));
+    }
+    let paid = db::order(db, id).await?.ok_or(ApiError::not_found("order"))?;
+    view(paid, items)
+}
+
+fn refunded() -> ApiError {
+    ApiError::conflict("order_refunded", "this order was refunded; place a new one")
+}
+
+/// A checked payment key: present, 1 to 200 characters, no control characters.
+fn checked_payment_key(key: Option<&str>) -> ApiResult<&str> {
+    let key = key.map(str::trim).filter(|k| !k.is_empty()).ok_or_else(|| {
+        ApiError::unprocessable("payment_key_required", "payment_key is required for an order that is not free")
+    })?;
+    if key.chars().count() > 200 || key.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable("invalid_payment_key", "payment_key must be 1 to 200 characters without control characters"));
+    }
+    Ok(key)
+}

@@ -1,0 +1,182 @@
+//! SQL for reviews and comments.
+
+use sqlx::FromRow;
+
+use crate::db::Db;
+
+/// A review with its author's name.
+#[derive(Debug, Clone, FromRow)]
+pub struct ReviewRow {
+    pub id: i64,
+    pub course_id: i64,
+    pub user_id: i64,
+    pub user_name: String,
+    pub rating: i64,
+    pub content: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const REVIEW_SELECT: &str = "SELECT r.id, r.course_id, r.user_id, u.name AS user_name, r.rating, r.content, \
+     r.created_at, r.updated_at FROM reviews r JOIN users u ON u.id = r.user_id";
+
+/// One page of a course's reviews, newest first, and how many there are.
+pub async fn reviews_of_course(db: &Db, course_id: i64, limit: i64, offset: i64) -> Result<(Vec<ReviewRow>, i64), sqlx::Error> {
+    let rows = sqlx::query_as(&format!(
+        "{REVIEW_SELECT} WHERE r.course_id = $1 ORDER BY r.created_at DESC, r.id DESC LIMIT $2 OFFSET $3"
+    ))
+    .bind(course_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db.pool())
+    .await?;
+    let (total,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM reviews WHERE course_id = $1").bind(course_id).fetch_one(db.pool()).await?;
+    Ok((rows, total))
+}
+
+pub async fn review(db: &Db, id: i64) -> Result<Option<ReviewRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{REVIEW_SELECT} WHERE r.id = $1")).bind(id).fetch_optional(db.pool()).await
+}
+
+/// Insert a review; a second one by the same user for the same course is a unique violation.
+pub async fn insert_review(db: &Db, course_id: i64, user_id: i64, rating: i64, content: &str, now: i64) -> Result<i64, sqlx::Error> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO reviews (course_id, user_id, rating, content, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+    )
+    .bind(course_id)
+    .bind(user_id)
+    .bind(rating)
+    .bind(content)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(id)
+}
+
+/// Change a review's rating and/or content; `None` leaves a field alone.
+pub async fn update_review(db: &Db, id: i64, rating: Option<i64>, content: Option<&str>, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE reviews SET rating = COALESCE($2, rating), content = COALESCE($3, content), updated_at = $4 WHERE id = $1")
+        .bind(id)
+        .bind(rating)
+        .bind(content)
+        .bind(now)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_review(db: &Db, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM reviews WHERE id = $1").bind(id).execute(db.pool()).await?;
+    Ok(())
+}
+
+/// A comment with its author's name. A deleted one (a tombstone kept for its replies) has
+/// `deleted_at` set and empty `content`.
+#[derive(Debug, Clone, FromRow)]
+pub struct CommentRow {
+    pub id: i64,
+    pub course_id: i64,
+    pub parent_id: Option<i64>,
+    pub user_id: i64,
+    pub user_name: String,
+    pub content: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub deleted_at: Option<i64>,
+}
+
+const COMMENT_SELECT: &str = "SELECT m.id, m.course_id, m.parent_id, m.user_id, u.name AS user_name, m.content, \
+     m.created_at, m.updated_at, m.deleted_at FROM comments m JOIN users u ON u.id = m.user_id";
+
+/// One page of a course's top-level comments and how many there are.
+pub async fn threads_of_course(
+    db: &Db,
+    course_id: i64,
+    newest_first: bool,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<CommentRow>, i64), sqlx::Error> {
+    let order = if newest_first { "m.created_at DESC, m.id DESC" } else { "m.created_at ASC, m.id ASC" };
+    let rows = sqlx::query_as(&format!(
+        "{COMMENT_SELECT} WHERE m.course_id = $1 AND m.parent_id IS NULL ORDER BY {order} LIMIT $2 OFFSET $3"
+    ))
+    .bind(course_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db.pool())
+    .await?;
+    let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM comments WHERE course_id = $1 AND parent_id IS NULL")
+        .bind(course_id)
+        .fetch_one(db.pool())
+        .await?;
+    Ok((rows, total))
+}
+
+/// The replies to the comments `parent_ids`, oldest first.
+pub async fn replies_to(db: &Db, parent_ids: &[i64]) -> Result<Vec<CommentRow>, sqlx::Error> {
+    if parent_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=parent_ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "{COMMENT_SELECT} WHERE m.parent_id IN ({}) ORDER BY m.created_at ASC, m.id ASC",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query_as(&sql);
+    for id in parent_ids {
+        query = query.bind(*id);
+    }
+    query.fetch_all(db.pool()).await
+}
+
+pub async fn comment(db: &Db, id: i64) -> Result<Option<CommentRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{COMMENT_SELECT} WHERE m.id = $1")).bind(id).fetch_optional(db.pool()).await
+}
+
+pub async fn insert_comment(
+    db: &Db,
+    course_id: i64,
+    user_id: i64,
+    parent_id: Option<i64>,
+    content: &str,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO comments (course_id, user_id, parent_id, content, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+    )
+    .bind(course_id)
+    .bind(user_id)
+    .bind(parent_id)
+    .bind(content)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(id)
+}
+
+/// Delete comment `id` if nothing replies to it (when `only_tombstone`, only if it is also a
+/// tombstone already). True when it was deleted.
+pub async fn delete_comment_without_replies(db: &Db, id: i64, only_tombstone: bool) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM comments WHERE id = $1 AND ($2 = 0 OR deleted_at IS NOT NULL) \
+         AND NOT EXISTS (SELECT 1 FROM comments r WHERE r.parent_id = $1)",
+    )
+    .bind(id)
+    .bind(only_tombstone as i64)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Turn comment `id` into a tombstone: its text is erased, its place in the thread kept.
+pub async fn tombstone_comment(db: &Db, id: i64, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE comments SET content = '', deleted_at = $2, updated_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! Course reviews: a rating from 1 to 5 and optional text (up to 5,000 characters), at most one
+//! per student and course, written only by students enrolled in the course. They feed the
+//! course page's `rating_avg` and `rating_count` and the `rating` sort of the catalog.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::db::{self, ReviewRow};
+use super::{open_course, Author, MAX_CONTENT_CHARS};
+use crate::accounts::Caller;
+use crate::catalog::text;
+use crate::db::{is_unique_violation, now, rfc3339, Db};
+use crate::error::{ApiError, ApiResult};
+
+/// A review as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Review {
+    pub id: i64,
+    pub course_id: i64,
+    /// 1 to 5.
+    pub rating: i64,
+    pub content: String,
+    pub user: Author,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<ReviewRow> for Review {
+    fn from(r: ReviewRow) -> Self {
+        Review {
+            id: r.id,
+            course_id: r.course_id,
+            rating: r.rating,
+            content: r.content,
+            user: Author { id: r.user_id, name: r.user_name },
+            created_at: rfc3339(r.created_at),
+            updated_at: rfc3339(r.updated_at),
+        }
+    }
+}
+
+fn rating(r: i64) -> ApiResult<i64> {
+    if (1..=5).contains(&r) {
+        Ok(r)
+    } else {
+        Err(ApiError::unprocessable("invalid_rating", "rating is a whole number from 1 to 5"))
+    }
+}
+
+fn content(c: &str) -> ApiResult<String> {
+    text("content", c, 0, MAX_CONTENT_CHARS)
+}
+
+/// One page of a course's reviews, newest first, and their total.
+pub async fn list(db: &Db, caller: Option<&Caller>, course_id: i64, page: i64, per_page: i64) -> ApiResult<(Vec<Review>, i64)> {
+    crate::catalog::visible_course(db, caller, course_id).await?;
+    let (rows, total) = db::reviews_of_course(db, course_id, per_page, (page - 1) * per_page).await?;
+    Ok((rows.into_iter().map(Review::from).collect(), total))
+}
+
+/// Review a course the caller is enrolled in: 403 when not enrolled (or it is their own
+/// course), 409 when they have reviewed it already.
+pub async fn create(db: &Db, caller: &Caller, course_id: i64, stars: i64, text: Option<&str>) -> ApiResult<Review> {
+    let course = open_course(db, caller, course_id).await?;
+    if course.instructor_id == caller.user_id {
+        return Err(ApiError::forbidden("own_course", "instructors do not review their own courses"));
+    }
+    if !crate::catalog::db::is_enrolled(db, caller.user_id, course_id).await? {
+        return Err(ApiError::forbidden("not_enrolled", "only students enrolled in the course may review it"));
+    }
+    let stars = rating(stars)?;
+    let text = content(text.unwrap_or(""))?;
+    let id = match db::insert_review(db, course_id, caller.user_id, stars, &text, now()).await {
+        Ok(id) => id,
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ApiError::conflict("review_exists", "you have reviewed this course already; change that review instead"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    find(db, id).await
+}
+
+async fn find(db: &Db, id: i64) -> ApiResult<Review> {
+    Ok(db::review(db, id).await?.ok_or(ApiError::not_found("review"))?.into())
+}
+
+/// The review `id` if `caller` wrote it (or, with `admin_too`, is an admin); 404 otherwise.
+async fn own_review(db: &Db, caller: &Caller, id: i64, admin_too: bool) -> ApiResult<ReviewRow> {
+    db::review(db, id)
+        .await?
+        .filter(|r| r.user_id == caller.user_id || (admin_too && caller.is_admin()))
+        .ok_or(ApiError::not_found("review"))
+}
+
+/// Change the caller's own review; absent fields stay as they are.
+pub async fn update(db: &Db, caller: &Caller, id: i64, stars: Option<i64>, text: Option<&str>) -> ApiResult<Review> {
+    own_review(db, caller, id, false).await?;
+    let stars = stars.map(rating).transpose()?;
+    let text = text.map(content).transpose()?;
+    db::update_review(db, id, stars, text.as_deref(), now()).await?;
+    find(db, id).await
+}
+
+/// Delete a review: its author or an admin.
+pub async fn delete(db: &Db, caller: &Caller, id: i64) -> ApiResult<()> {
+    own_review(db, caller, id, true).await?;
+    db::delete_review(db, id).await?;
+    Ok(())
+}
