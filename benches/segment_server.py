@@ -102,6 +102,7 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--bin", "lectern", "-q"], cwd=ROOT, check=True)
         lectern = os.path.join(ROOT, "target", "release", "lectern")
     work = tempfile.mkdtemp(prefix="lectern-bench-")
+    os.chmod(work, 0o755)  # nginx workers run as an unprivileged user
     data = os.path.join(work, "data")
     port = free_port()
     env = dict(os.environ, LECTERN_DATA_DIR=data, LECTERN_LISTEN=f"127.0.0.1:{port}", LECTERN_WORKERS="1",
@@ -137,7 +138,7 @@ def main():
         out_dir = os.path.join(videos, next(d for d in os.listdir(videos) if d.startswith("hls-")))
         segments = sorted(
             f"{r}/{s}" for r in os.listdir(out_dir) if os.path.isdir(os.path.join(out_dir, r))
-            for s in os.listdir(os.path.join(out_dir, r)) if s.endswith(".ts")
+            for s in os.listdir(os.path.join(out_dir, r)) if s.endswith(".ts") and not s.startswith(".")
         )
         secret, expires = "bench-secret", int(time.time()) + 3600
         lectern_paths = [f"/hls/{video_id}/{s}?token={token}" for s in segments]
@@ -175,7 +176,10 @@ http {{
         nginx_base = f"http://127.0.0.1:{nport}"
         time.sleep(0.5)
         for base, paths in ((api, lectern_paths), (nginx_base, nginx_paths)):
-            assert urllib.request.urlopen(base + paths[0]).status == 200, base
+            try:
+                urllib.request.urlopen(base + paths[0])
+            except Exception as e:
+                sys.exit(f"{base}{paths[0]}: {e}\n{open(os.path.join(work, 'nginx-error.log')).read()[-2000:]}")
 
         print(f"{len(segments)} segments, {args.connections} connections, {args.seconds} s, wrk -t{args.threads}")
         results = {}

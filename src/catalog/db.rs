@@ -286,9 +286,15 @@ pub struct CourseFilter<'a> {
 pub async fn list_published(db: &Db, limit: i64, offset: i64, f: &CourseFilter<'_>) -> Result<(Vec<CourseRow>, i64), sqlx::Error> {
     const NEWEST: &str = "c.published_at DESC, c.id DESC";
     let mut from = "courses c JOIN users u ON u.id = c.instructor_id".to_string();
-    let mut filter = "c.status = 'published' AND ($1 = 0 OR c.category_id = $2 OR c.category_id IN \
-                      (SELECT id FROM categories WHERE parent_id = $2))"
-        .to_string();
+    // Without a category the filter is left out entirely (not `$1 = 0 OR …`), so the planner
+    // can walk the sort's index and stop at the page.
+    let mut filter = if f.category.is_some() {
+        "c.status = 'published' AND $1 = 1 AND (c.category_id = $2 OR c.category_id IN \
+         (SELECT id FROM categories WHERE parent_id = $2))"
+            .to_string()
+    } else {
+        "c.status = 'published' AND $1 = 0 AND $2 = 0".to_string()
+    };
     let (mut filter_args, mut order_args, mut relevance) = (Vec::new(), Vec::new(), NEWEST.to_string());
     if let Some(q) = f.search {
         let sql = SearchSql::build(db.backend(), q, 3);
@@ -300,10 +306,9 @@ pub async fn list_published(db: &Db, limit: i64, offset: i64, f: &CourseFilter<'
         CourseSort::Newest => NEWEST,
         CourseSort::PriceAsc => "c.price ASC, c.id DESC",
         CourseSort::PriceDesc => "c.price DESC, c.id DESC",
-        CourseSort::Popular => {
-            "(SELECT COUNT(*) FROM enrollments e WHERE e.course_id = c.id AND e.revoked_at IS NULL) DESC, c.id DESC"
-        }
-        CourseSort::Rating => "(SELECT COALESCE(AVG(r.rating), 0) FROM reviews r WHERE r.course_id = c.id) DESC, c.id DESC",
+        // Kept on the course row by triggers (migration 0007), so these sorts use an index.
+        CourseSort::Popular => "c.enrollment_count DESC, c.id DESC",
+        CourseSort::Rating => "c.rating_avg DESC, c.id DESC",
         CourseSort::Relevance => &relevance,
     };
     // Placeholders: $1, $2 (category), the search filter's, the relevance order's, then the page.

@@ -24,7 +24,7 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send +
 
 /// Wrap any `AsyncRead` as a [`ByteStream`].
 pub fn stream_from_reader(r: impl tokio::io::AsyncRead + Send + 'static) -> ByteStream {
-    Box::pin(tokio_util::io::ReaderStream::with_capacity(r, 64 * 1024))
+    Box::pin(tokio_util::io::ReaderStream::with_capacity(r, 256 * 1024))
 }
 
 /// Wrap bytes already in hand (small objects: playlists, test data) as a [`ByteStream`].
