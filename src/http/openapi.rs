@@ -24,7 +24,7 @@ use crate::playback::routes as playback;
         catalog::create_lecture, catalog::update_lecture, catalog::delete_lecture,
         media::put_video, media::get_video, media::tus_options, media::tus_create, media::tus_head, media::tus_patch,
         media::tus_delete,
-        playback::start_playback,
+        playback::start_playback, playback::serve_hls,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),

@@ -100,7 +100,19 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
-/// `GET`/`HEAD /hls/{video}/…`: playlists (rewritten), segments, key, thumbnails.
+/// `GET`/`HEAD /hls/{video}/…`: the segment/range server. `path` is `master.m3u8`,
+/// `{rendition}/index.m3u8`, `{rendition}/seg_NNNNN.ts`, `key`, `poster.jpg`, `sprite.jpg` or
+/// `thumbnails.vtt`. Playlists come back rewritten so every child URI carries the token; every
+/// object supports `Range` (206/416), `If-Range`, `ETag`/`If-None-Match` and
+/// `Last-Modified`/`If-Modified-Since` (304), and `HEAD`. Segments of encrypted videos need no
+/// token and are `public, immutable`; everything else needs `?token=` (401 missing/invalid or
+/// expired, 403 for another video).
+#[utoipa::path(get, path = "/hls/{video_id}/{path}", tag = "playback",
+    params(("video_id" = i64, Path), ("path" = String, Path, description = "object below the video"),
+           ("token" = Option<String>, Query, description = "playback token")),
+    responses((status = 200, description = "the object"), (status = 206, description = "a byte range"),
+              (status = 304), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 416)))]
 pub async fn serve_hls(
     State(st): State<AppState>,
     Path((video, rest)): Path<(String, String)>,
