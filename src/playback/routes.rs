@@ -267,22 +267,26 @@ fn respond_bytes(headers: &HeaderMap, head: bool, body: Bytes, meta: &ObjectMeta
 }
 
 /// Stream a stored object (or the requested range of it) without holding it in memory.
+///
+/// The common case — a whole segment — costs one read of the object: it is opened once and its
+/// metadata decides the answer. Only a range request reopens it at the right offset.
 async fn stream_object(st: &AppState, v: &ReadyVideo, rel: &str, headers: &HeaderMap, head: bool, cache: &str) -> ApiResult<Response> {
     let key = v.prefix.join(rel).map_err(|_| ApiError::not_found("object"))?;
-    let meta = st.storage.head(&key).await.map_err(storage_error)?;
+    let whole = st.storage.get(&key, None).await.map_err(storage_error)?;
+    let meta = whole.meta.clone();
     let answer = decide(headers, &Validators { len: meta.size, etag: &meta.etag, last_modified: meta.last_modified });
-    let range = match (&answer, head) {
-        (_, true) | (Answer::NotModified, _) | (Answer::Unsatisfiable, _) => None,
-        (Answer::Full, false) => Some(0..meta.size),
-        (Answer::Partial(r), false) => Some(r.clone()),
-    };
-    let body = match range {
-        Some(r) => {
-            let got = st.storage.get(&key, Some(r)).await.map_err(storage_error)?;
+    let body = match (&answer, head) {
+        (Answer::Full, false) => {
+            metrics::counter!("lectern_hls_bytes_total").increment(meta.size);
+            Some(Body::from_stream(whole.body))
+        }
+        (Answer::Partial(r), false) => {
+            drop(whole);
+            let got = st.storage.get(&key, Some(r.clone())).await.map_err(storage_error)?;
             metrics::counter!("lectern_hls_bytes_total").increment(got.range.end - got.range.start);
             Some(Body::from_stream(got.body))
         }
-        None => None,
+        _ => None,
     };
     Ok(shaped(&answer, &meta, content_type(rel), cache, head, body))
 }
