@@ -103,7 +103,7 @@ pub async fn fill(st: &AppState, progress: &mut dyn FnMut(&str)) -> anyhow::Resu
         }
         crate::catalog::publish_course(&st.db, &caller, course_id).await.map_err(api)?;
         if ci == 0 {
-            crate::learning::enroll(&st.db, student.id, course_id, "demo").await?;
+            crate::learning::enroll(st.db.pool(), student.id, course_id, "demo").await?;
         }
         summary.courses.push((course_id, c.title.to_string()));
     }

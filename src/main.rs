@@ -218,7 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let email = lectern::accounts::normalize_email(&user).map_err(|e| anyhow::anyhow!("{e}"))?;
             let user = lectern::accounts::db::user_by_email(db, &email).await?.context("no user with that email")?;
             lectern::catalog::db::course(db, course).await?.context("no such course")?;
-            lectern::learning::enroll(db, user.id, course, "admin").await?;
+            lectern::learning::enroll(db.pool(), user.id, course, "admin").await?;
             println!("enrolled {} in course {course}", user.email);
             Ok(())
         }

@@ -27,7 +27,7 @@ async fn enrolled_student(srv: &TestServer, email: &str, name: &str, course_id: 
     let (status, body) = srv.call(Method::PATCH, "/api/v1/me", Some(&token), Some(json!({"name": name}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let id = user_id(srv, &token).await;
-    lectern::learning::enroll(&srv.app_state.db, id, course_id, "test").await.unwrap();
+    lectern::learning::enroll(srv.app_state.db.pool(), id, course_id, "test").await.unwrap();
     (token, id)
 }
 

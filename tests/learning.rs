@@ -20,7 +20,7 @@ async fn setup(srv: &TestServer) -> (String, String, i64, i64, i64) {
     sqlx::query("UPDATE courses SET duration_seconds = 900 WHERE id = $1").bind(course_id).execute(db).await.unwrap();
     let (student, _) = srv.new_user("student@example.com").await;
     let (_, me) = srv.get("/api/v1/me", Some(&student)).await;
-    lectern::learning::enroll(&srv.app_state.db, me["id"].as_i64().unwrap(), course_id, "test").await.unwrap();
+    lectern::learning::enroll(srv.app_state.db.pool(), me["id"].as_i64().unwrap(), course_id, "test").await.unwrap();
     (teacher, student, course_id, l1, l2)
 }
 
@@ -105,7 +105,7 @@ async fn my_courses_lists_active_enrollments_with_progress(b: Backend) {
     assert_eq!((item["percent"].as_f64(), item["completed_lectures"].as_i64()), (Some(50.0), Some(1)));
     assert_eq!(item["last_lecture_id"].as_i64(), Some(l1));
     let (_, me) = srv.get("/api/v1/me", Some(&student)).await;
-    lectern::learning::revoke(&srv.app_state.db, me["id"].as_i64().unwrap(), course_id).await.unwrap();
+    lectern::learning::revoke(srv.app_state.db.pool(), me["id"].as_i64().unwrap(), course_id).await.unwrap();
     let (_, mine) = srv.get("/api/v1/me/courses", Some(&student)).await;
     assert_eq!(mine["total"].as_i64(), Some(0));
     let (status, _) = srv.get("/api/v1/me/courses", None).await;

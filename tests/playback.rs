@@ -56,7 +56,7 @@ async fn fixture(b: Backend, s: StorageKind, encrypted: bool) -> Fixture {
     let (enrolled, _) = srv.new_user("enrolled@example.com").await;
     let (outsider, _) = srv.new_user("outsider@example.com").await;
     let (_, me) = srv.get("/api/v1/me", Some(&enrolled)).await;
-    lectern::learning::enroll(&srv.app_state.db, me["id"].as_i64().unwrap(), course_id, "test").await.unwrap();
+    lectern::learning::enroll(srv.app_state.db.pool(), me["id"].as_i64().unwrap(), course_id, "test").await.unwrap();
     Fixture { srv, teacher, enrolled, outsider, course_id, paid, preview, empty, video }
 }
 
@@ -98,7 +98,7 @@ async fn only_entitled_viewers_get_a_playback_session(b: Backend, s: StorageKind
     assert_eq!((page["is_enrolled"].as_bool(), page["enrollment_count"].as_i64()), (Some(true), Some(1)));
     // Revoking the enrollment (a refund) ends it at once.
     let (_, me) = f.srv.get("/api/v1/me", Some(&f.enrolled)).await;
-    lectern::learning::revoke(&f.srv.app_state.db, me["id"].as_i64().unwrap(), f.course_id).await.unwrap();
+    lectern::learning::revoke(f.srv.app_state.db.pool(), me["id"].as_i64().unwrap(), f.course_id).await.unwrap();
     let (status, _) = playback(&f, f.paid, Some(&f.enrolled)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -21,13 +21,19 @@ pub struct CourseRow {
     pub duration_seconds: f64,
     pub created_at: i64,
     pub published_at: Option<i64>,
+    /// Active enrollments, kept by triggers (migration 0007).
+    pub enrollment_count: i64,
+    /// Number of reviews and their average rating (0 without reviews), kept by triggers.
+    pub rating_count: i64,
+    pub rating_avg: f64,
 }
 
 /// The columns of a [`CourseRow`], over `courses c` joined with `users u`.
 macro_rules! course_columns {
     () => {
         "c.id, c.instructor_id, u.name AS instructor_name, c.category_id, c.title, c.description, c.price, \
-         c.currency, c.level, c.status, c.duration_seconds, c.created_at, c.published_at"
+         c.currency, c.level, c.status, c.duration_seconds, c.created_at, c.published_at, c.enrollment_count, \
+         c.rating_count, c.rating_avg"
     };
 }
 
@@ -214,14 +220,6 @@ pub async fn category_exists(db: &Db, id: i64) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query_as::<_, (i64,)>("SELECT id FROM categories WHERE id = $1").bind(id).fetch_optional(db.pool()).await?.is_some())
 }
 
-pub async fn active_enrollments(db: &Db, course_id: i64) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM enrollments WHERE course_id = $1 AND revoked_at IS NULL")
-        .bind(course_id)
-        .fetch_one(db.pool())
-        .await?;
-    Ok(n)
-}
-
 pub async fn is_enrolled(db: &Db, user_id: i64, course_id: i64) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query_as::<_, (i64,)>(
         "SELECT id FROM enrollments WHERE user_id = $1 AND course_id = $2 AND revoked_at IS NULL",
@@ -231,14 +229,6 @@ pub async fn is_enrolled(db: &Db, user_id: i64, course_id: i64) -> Result<bool, 
     .fetch_optional(db.pool())
     .await?
     .is_some())
-}
-
-/// `(average rating, number of reviews)`.
-pub async fn rating(db: &Db, course_id: i64) -> Result<(Option<f64>, i64), sqlx::Error> {
-    sqlx::query_as("SELECT CAST(AVG(rating) AS DOUBLE PRECISION), COUNT(*) FROM reviews WHERE course_id = $1")
-        .bind(course_id)
-        .fetch_one(db.pool())
-        .await
 }
 
 /// How a list of courses is ordered.

@@ -258,8 +258,8 @@ pub async fn course_detail(db: &Db, caller: Option<&Caller>, id: i64) -> ApiResu
             Section { id: s.id, course_id: s.course_id, title: s.title, position: s.position, lectures: mine }
         })
         .collect();
-    let (rating_avg, rating_count) = db::rating(db, id).await?;
-    let enrollment_count = db::active_enrollments(db, id).await?;
+    let (rating_count, enrollment_count) = (course.rating_count, course.enrollment_count);
+    let rating_avg = (rating_count > 0).then(|| (course.rating_avg * 100.0).round() / 100.0);
     let is_enrolled = match caller {
         Some(c) => db::is_enrolled(db, c.user_id, id).await?,
         None => false,
@@ -267,7 +267,7 @@ pub async fn course_detail(db: &Db, caller: Option<&Caller>, id: i64) -> ApiResu
     Ok(CourseDetail {
         course: course.into(),
         sections,
-        rating_avg: rating_avg.map(|r| (r * 100.0).round() / 100.0),
+        rating_avg,
         rating_count,
         enrollment_count,
         is_enrolled,
@@ -315,8 +315,7 @@ pub async fn publish_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<Cour
 /// Delete a course. One that students are enrolled in cannot be deleted (409). Returns the ids
 /// of its videos, whose stored objects the caller removes.
 pub async fn delete_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<i64>> {
-    editable_course(db, caller, id).await?;
-    if db::active_enrollments(db, id).await? > 0 {
+    if editable_course(db, caller, id).await?.enrollment_count > 0 {
         return Err(ApiError::conflict("course_has_students", "students are enrolled in this course; it cannot be deleted"));
     }
     let videos = crate::media::db::video_ids_of_course(db, id).await?;
@@ -365,12 +364,11 @@ pub async fn update_section(db: &Db, caller: &Caller, id: i64, title: Option<&st
         db::place(db, Ordered::Section, id, s.course_id, p).await?;
     }
     let s = db::section(db, id).await?.ok_or(ApiError::not_found("section"))?;
-    let privileged = true;
     let lectures = db::lectures_of_course(db, s.course_id)
         .await?
         .into_iter()
         .filter(|l| l.section_id == id)
-        .map(|l| Lecture::from_row(l, privileged))
+        .map(|l| Lecture::from_row(l, true))
         .collect();
     Ok(Section { id, course_id: s.course_id, title: s.title, position: s.position, lectures })
 }

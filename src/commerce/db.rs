@@ -229,15 +229,7 @@ pub async fn mark_paid(db: &Db, order: &OrderRow, course_ids: &[i64], charge: Op
         record_movement(&mut tx, order, "charge", c, now).await?;
     }
     for course_id in course_ids {
-        // What `learning::enroll` does, inside this transaction: an active enrollment is kept.
-        sqlx::query(
-            "INSERT INTO enrollments (user_id, course_id, source, created_at) VALUES ($1, $2, 'order', $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(order.user_id)
-        .bind(course_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        crate::learning::enroll(&mut *tx, order.user_id, *course_id, "order").await?;
         sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND course_id = $2")
             .bind(order.user_id)
             .bind(course_id)
@@ -274,13 +266,7 @@ pub async fn mark_refunded(
         record_movement(&mut tx, order, "refund", r, now).await?;
     }
     for course_id in course_ids {
-        // What `learning::revoke` does, inside this transaction.
-        sqlx::query("UPDATE enrollments SET revoked_at = $3 WHERE user_id = $1 AND course_id = $2 AND revoked_at IS NULL")
-            .bind(order.user_id)
-            .bind(course_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        crate::learning::revoke(&mut *tx, order.user_id, *course_id).await?;
     }
     tx.commit().await?;
     Ok(true)

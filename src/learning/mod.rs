@@ -9,7 +9,7 @@ pub mod routes;
 
 use crate::accounts::{Caller, Role};
 use crate::catalog::db::{CourseRow, LectureRow};
-use crate::db::{is_unique_violation, now, Db};
+use crate::db::{now, Db};
 
 /// Why a caller may watch a lecture, or that they may not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,29 +51,36 @@ pub async fn may_watch(db: &Db, caller: Option<&Caller>, course: &CourseRow, lec
 }
 
 /// Enroll `user_id` in `course_id` (idempotent: an existing active enrollment is kept).
-/// `source` says how: `order`, `free`, `admin`.
-pub async fn enroll(db: &Db, user_id: i64, course_id: i64, source: &str) -> Result<(), sqlx::Error> {
-    let res = sqlx::query("INSERT INTO enrollments (user_id, course_id, source, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(user_id)
-        .bind(course_id)
-        .bind(source)
-        .bind(now())
-        .execute(db.pool())
-        .await;
-    match res {
-        Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Ok(()),
-        Err(e) => Err(e),
-    }
+/// `source` says how: `order`, `free`, `admin`. `exec` is a pool or, to enroll as part of a
+/// larger change (a payment), a transaction — the duplicate is skipped with `ON CONFLICT`
+/// rather than caught, so it never aborts that transaction.
+pub async fn enroll<'e, E>(exec: E, user_id: i64, course_id: i64, source: &str) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO enrollments (user_id, course_id, source, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(course_id)
+    .bind(source)
+    .bind(now())
+    .execute(exec)
+    .await?;
+    Ok(())
 }
 
 /// End `user_id`'s enrollment in `course_id` (refunds); watching stops being allowed at once.
-pub async fn revoke(db: &Db, user_id: i64, course_id: i64) -> Result<bool, sqlx::Error> {
+/// `exec` is a pool or a transaction, as for [`enroll`].
+pub async fn revoke<'e, E>(exec: E, user_id: i64, course_id: i64) -> Result<bool, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let done = sqlx::query("UPDATE enrollments SET revoked_at = $3 WHERE user_id = $1 AND course_id = $2 AND revoked_at IS NULL")
         .bind(user_id)
         .bind(course_id)
         .bind(now())
-        .execute(db.pool())
+        .execute(exec)
         .await?;
     Ok(done.rows_affected() > 0)
 }

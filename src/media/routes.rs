@@ -15,6 +15,7 @@ use super::Video;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{Auth, Path};
 use crate::http::{base_url, AppState};
+use crate::playback::range::http_date;
 use crate::storage::ByteStream;
 
 pub fn router() -> Router<AppState> {
@@ -112,10 +113,6 @@ fn int_header(headers: &HeaderMap, name: &str) -> Result<Option<i64>, Response> 
             tus(ApiError::bad_request("invalid_header", format!("{name} must be a non-negative integer")))
         }),
     }
-}
-
-fn http_date(ts: i64) -> String {
-    chrono::DateTime::from_timestamp(ts, 0).unwrap_or_default().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 /// tus discovery: version, extensions, maximum size.

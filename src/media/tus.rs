@@ -247,14 +247,21 @@ impl Writer<'_> {
         self.u.upload_offset - self.u.tail_size
     }
 
+    /// Extend the lock if it is due for it.
     async fn keep_lock(&mut self) -> Result<(), TusError> {
         if self.refreshed.elapsed().as_secs() >= LOCK_REFRESH_SECS {
-            let t = now();
-            if !db::lock_upload(&self.st.db, &self.u.id, self.token, t, t + LOCK_SECS).await.map_err(ApiError::from)? {
-                return Err(TusError::Locked);
-            }
-            self.refreshed = Instant::now();
+            self.refresh_lock().await?;
         }
+        Ok(())
+    }
+
+    /// Extend the lock now; `Locked` when another request has taken it over.
+    async fn refresh_lock(&mut self) -> Result<(), TusError> {
+        let t = now();
+        if !db::lock_upload(&self.st.db, &self.u.id, self.token, t, t + LOCK_SECS).await.map_err(ApiError::from)? {
+            return Err(TusError::Locked);
+        }
+        self.refreshed = Instant::now();
         Ok(())
     }
 
@@ -340,8 +347,7 @@ impl Writer<'_> {
 
     async fn upload_part(&mut self, source: &ObjectKey, part: Bytes) -> Result<(), TusError> {
         // Make sure we still own the upload before writing a part number someone else may use.
-        self.refreshed = Instant::now() - std::time::Duration::from_secs(LOCK_REFRESH_SECS);
-        self.keep_lock().await?;
+        self.refresh_lock().await?;
         let storage = &self.st.storage;
         let mp = match &self.u.multipart_id {
             Some(mp) => mp.clone(),
@@ -360,16 +366,11 @@ impl Writer<'_> {
         parts.push(done);
         let old_tail = self.u.tail_key.take();
         self.u.parts = serde_json::to_string(&parts).expect("parts serialize");
-        self.u.upload_offset = self.parts_bytes_after(len);
+        self.u.upload_offset = self.parts_bytes() + len as i64;
         self.u.tail_size = 0;
         self.save().await?;
         self.drop_tail(old_tail).await;
         Ok(())
-    }
-
-    /// Offset once a part of `len` bytes joined the completed parts and the tail was used up.
-    fn parts_bytes_after(&self, len: u64) -> i64 {
-        self.parts_bytes() + len as i64
     }
 
     async fn store_tail(&mut self, tail: Bytes) -> Result<(), TusError> {

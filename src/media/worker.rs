@@ -19,7 +19,7 @@ use super::queue::{self, Job, PublishOutcome, Published};
 use super::{db as media_db, RenditionInfo};
 use crate::config::Config;
 use crate::db::{now, Db};
-use crate::storage::{keys, stream_from_reader, ObjectKey, Storage};
+use crate::storage::{content_type, keys, stream_from_reader, ObjectKey, Storage};
 
 /// What a worker needs: configuration, database, storage.
 #[derive(Clone)]
@@ -198,17 +198,6 @@ async fn fetch_source(ctx: &WorkerCtx, video_id: i64, dest: &Path) -> anyhow::Re
     Ok(())
 }
 
-fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("m3u8") => "application/vnd.apple.mpegurl",
-        Some("ts") => "video/mp2t",
-        Some("m4s") | Some("mp4") => "video/mp4",
-        Some("jpg") | Some("jpeg") => "image/jpeg",
-        Some("vtt") => "text/vtt",
-        _ => "application/octet-stream",
-    }
-}
-
 /// Every file under `dir`, as paths relative to it.
 fn walk(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
@@ -247,7 +236,7 @@ async fn publish_outputs(
         let rel_str = rel.to_str().context("output file name is not UTF-8")?;
         let key = prefix.join(rel_str)?;
         let file = tokio::fs::File::open(out.join(rel)).await?;
-        ctx.storage.put(&key, stream_from_reader(file), content_type(rel)).await?;
+        ctx.storage.put(&key, stream_from_reader(file), content_type(rel_str)).await?;
         media_db::advance_progress(&ctx.db, job.video_id, overall(0.9, 0.09, (i + 1) as f64 / total), now()).await?;
         if i % 20 == 19 && !queue::heartbeat(&ctx.db, job.id, worker, ctx.cfg.job_lease_secs as i64).await? {
             return Ok(Outcome::LeaseLost);

@@ -16,7 +16,7 @@ use super::{playlist, PlaybackSession, ReadyVideo};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{Auth, Path, Query};
 use crate::http::{base_url, AppState};
-use crate::storage::{ObjectMeta, StorageError};
+use crate::storage::{content_type, ObjectMeta, StorageError};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -88,17 +88,6 @@ fn token_error(e: PlaybackTokenError) -> ApiError {
 const NO_STORE: &str = "private, no-store";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const PRIVATE_CACHE: &str = "private, max-age=3600";
-
-fn content_type(name: &str) -> &'static str {
-    match name.rsplit_once('.').map(|(_, e)| e) {
-        Some("m3u8") => "application/vnd.apple.mpegurl",
-        Some("ts") => "video/mp2t",
-        Some("m4s") | Some("mp4") => "video/mp4",
-        Some("jpg") => "image/jpeg",
-        Some("vtt") => "text/vtt; charset=utf-8",
-        _ => "application/octet-stream",
-    }
-}
 
 /// `GET`/`HEAD /hls/{video}/…`: the segment/range server. `path` is `master.m3u8`,
 /// `{rendition}/index.m3u8`, `{rendition}/seg_NNNNN.ts`, `key`, `poster.jpg`, `sprite.jpg` or

@@ -122,6 +122,19 @@ pub mod keys {
     }
 }
 
+/// The media type of a stored HLS output file, by its name's extension; used both when the
+/// worker stores it and when the segment server serves it.
+pub fn content_type(name: &str) -> &'static str {
+    match name.rsplit_once('.').map(|(_, e)| e) {
+        Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("ts") => "video/mp2t",
+        Some("m4s") | Some("mp4") => "video/mp4",
+        Some("jpg") | Some("jpeg") => "image/jpeg",
+        Some("vtt") => "text/vtt; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
 /// What the store knows about an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectMeta {
