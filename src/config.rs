@@ -51,6 +51,16 @@ pub enum StorageKind {
     S3,
 }
 
+/// What kind of deployment this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Trying it out or developing: the embedded defaults, the `dev` payment provider allowed.
+    Development,
+    /// Real buyers: refuses settings that would take orders without taking money.
+    Production,
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -136,6 +146,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `tracing` filter directives, e.g. `info,lectern=debug`.
     pub log_filter: String,
+    // Money never in limbo (issue 8).
+    /// `development` or `production`; production refuses to start with the `dev` payment provider.
+    pub env: Environment,
+    /// How often the payment reconciler settles confirmations and refunds left without an
+    /// outcome, in seconds.
+    pub reconcile_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -179,6 +195,8 @@ impl Default for Config {
             max_json_body_bytes: 1024 * 1024,
             log_format: LogFormat::Text,
             log_filter: "info".into(),
+            env: Environment::Development,
+            reconcile_interval_secs: 15,
         }
     }
 }
@@ -235,6 +253,13 @@ impl Config {
         }
         if !["dev", "toss"].contains(&self.payment_provider.as_str()) {
             return Err(ConfigError::Invalid("payment_provider must be dev or toss".into()));
+        }
+        if self.env == Environment::Production && self.payment_provider == "dev" {
+            return Err(ConfigError::Invalid(
+                "LECTERN_ENV=production refuses the dev payment provider, which approves every order without taking money; \
+                 set LECTERN_PAYMENT_PROVIDER=toss and LECTERN_TOSS_SECRET_KEY"
+                    .into(),
+            ));
         }
         if self.payment_provider == "toss" && self.toss_secret_key.is_empty() {
             return Err(ConfigError::Invalid("payment_provider = toss needs LECTERN_TOSS_SECRET_KEY".into()));
@@ -306,6 +331,7 @@ fn env_value(key: &str, v: &str) -> Result<figment::value::Value, ConfigError> {
         "playback_token_ttl_secs",
         "payment_timeout_secs",
         "refund_window_days",
+        "reconcile_interval_secs",
     ];
     const FLOATS: &[&str] = &["segment_seconds", "refund_max_watched_fraction"];
     const BOOLS: &[&str] = &["s3_path_style", "hls_encryption"];
@@ -381,5 +407,20 @@ mod tests {
         let mysql = Config::load(None, env(&[("LECTERN_DATABASE_URL", "mysql://x")]), serde_json::json!({}));
         assert!(mysql.is_err());
         assert!(Config::load(None, env(&[("LECTERN_STORAGE", "ftp")]), serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn production_refuses_the_dev_payment_provider() {
+        let err = Config::load(None, env(&[("LECTERN_ENV", "production")]), serde_json::json!({})).unwrap_err();
+        assert!(err.to_string().contains("dev payment provider"), "{err}");
+        let toss = Config::load(
+            None,
+            env(&[("LECTERN_ENV", "production"), ("LECTERN_PAYMENT_PROVIDER", "toss"), ("LECTERN_TOSS_SECRET_KEY", "live_sk_x")]),
+            serde_json::json!({}),
+        )
+        .unwrap();
+        assert_eq!(toss.env, Environment::Production);
+        assert_eq!(Config::load(None, env(&[]), serde_json::json!({})).unwrap().env, Environment::Development);
+        assert!(Config::load(None, env(&[("LECTERN_ENV", "staging")]), serde_json::json!({})).is_err());
     }
 }

@@ -74,12 +74,14 @@ impl App {
         };
         let keys = crate::playback::tokens::PlaybackKeys::parse(&keys, cfg.playback_token_ttl_secs)?;
         let playback = Arc::new(crate::playback::Playback::new(keys));
+        let payments = Arc::new(crate::commerce::Payments::from_config(&cfg));
         let state = AppState {
             cfg: Arc::new(cfg),
             db,
             storage,
             accounts,
             playback,
+            payments,
             metrics: crate::http::ops::metrics_handle(),
         };
         Ok(App { state })
@@ -90,6 +92,14 @@ impl App {
         let db = Db::connect(&cfg.effective_database_url(), 4).await?;
         let storage = crate::storage::open(&cfg).await.context("opening object storage")?;
         Ok(crate::media::worker::WorkerCtx { cfg: Arc::new(cfg), db, storage })
+    }
+
+    /// The warning to print at start-up when orders are paid without money changing hands.
+    pub fn payment_warning(&self) -> Option<&'static str> {
+        (self.state.payments.provider.name() == "dev").then_some(
+            "the payment provider is `dev`: every order is approved without taking money. \
+             Set LECTERN_PAYMENT_PROVIDER=toss for real payments; LECTERN_ENV=production refuses to start with `dev`.",
+        )
     }
 
     /// A human summary of where things are kept, printed at start-up.

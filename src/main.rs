@@ -253,6 +253,16 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
     let housekeeping = tokio::spawn(lectern::media::maintenance(app.state.clone(), Duration::from_secs(30), rx.clone()));
+    let reconciler = tokio::spawn(lectern::commerce::reconcile::run(
+        app.state.db.clone(),
+        app.state.payments.clone(),
+        Duration::from_secs(cfg.reconcile_interval_secs.max(1)),
+        rx.clone(),
+    ));
+    if let Some(warning) = app.payment_warning() {
+        eprintln!("WARNING: {warning}");
+        tracing::warn!("{warning}");
+    }
     let pool = tokio::spawn(async move { supervise(&cfg, workers, rx).await });
     let shutdown = shutdown_signal();
     println!(
@@ -261,8 +271,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     );
     lectern::http::serve(listener, app.state.clone(), shutdown).await?;
     let _ = tx.send(true);
+    // Payment work whose client went away still finishes (or is left to the reconciler).
+    let payments = &app.state.payments.tasks;
+    payments.close();
+    if tokio::time::timeout(app.state.payments.lock_lease, payments.wait()).await.is_err() {
+        tracing::warn!("payment calls still running at shutdown; the reconciler settles them on the next start");
+    }
     let _ = pool.await;
     let _ = housekeeping.await;
+    let _ = reconciler.await;
     app.state.db.close().await;
     tracing::info!("stopped");
     Ok(())

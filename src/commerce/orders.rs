@@ -4,8 +4,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::db::{self, Movement, NewOrder, OrderItemRow, OrderRow};
+use std::sync::Arc;
+
+use super::db::{self, IntentKind, Movement, NewIntent, NewOrder, OrderItemRow, OrderRow};
 use super::payments::{Charge, PaymentError};
+use super::reconcile::{self, Settled};
 use super::{purchasable_course, with_payment_lock, Payments};
 use crate::accounts::Caller;
 use crate::db::{is_unique_violation, now, rfc3339, Db};
@@ -250,9 +253,11 @@ pub struct Confirm {
     pub amount: i64,
 }
 
-/// Confirm an order's payment: take it through the provider, then mark the order paid and
-/// enroll the buyer in one transaction. Confirming a paid order answers it again.
-pub async fn confirm(db: &Db, payments: &Payments, caller: &Caller, id: i64, req: Confirm) -> ApiResult<Order> {
+/// Confirm an order's payment: record the intent, take the payment through the provider,
+/// then mark the order paid and enroll the buyer in one transaction. Confirming a paid order
+/// answers it again. The provider call and what follows run outside this future (see
+/// [`Payments::detached`]): a caller that goes away does not stop them.
+pub async fn confirm(db: &Db, payments: &Arc<Payments>, caller: &Caller, id: i64, req: Confirm) -> ApiResult<Order> {
     let order = own_order(db, caller, id).await?;
     if req.amount < 0 {
         return Err(ApiError::unprocessable("invalid_amount", "amount must be a non-negative integer in minor units"));
@@ -268,18 +273,30 @@ pub async fn confirm(db: &Db, payments: &Payments, caller: &Caller, id: i64, req
         OrderStatus::Refunded => return Err(refunded()),
         OrderStatus::Pending => {}
     }
-    let payment_key = if order.amount == 0 { None } else { Some(checked_payment_key(req.payment_key.as_deref())?) };
+    let payment_key = if order.amount == 0 { None } else { Some(checked_payment_key(req.payment_key.as_deref())?.to_string()) };
     if payment_key.is_some() && !payments.provider.supports_currency(&order.currency) {
         return Err(ApiError::unprocessable(
             "unsupported_currency",
             format!("the payment provider {} cannot take {} payments", payments.provider.name(), order.currency),
         ));
     }
-    with_payment_lock(db, order.user_id, payments.lock_lease, settle(db, payments, id, payment_key)).await
+    let (db, shared) = (db.clone(), payments.clone());
+    payments
+        .detached(async move {
+            with_payment_lock(&db, order.user_id, shared.lock_lease, settle(&db, &shared, id, payment_key.as_deref())).await
+        })
+        .await
 }
 
 /// The part of [`confirm`] done under the buyer's payment lock.
 async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>) -> ApiResult<Order> {
+    // An intent left by an earlier confirmation that lost its answer: find out what happened
+    // before anything else is sent.
+    if let Some(intent) = db::intent(db, id).await? {
+        if reconcile::settle(db, payments, &intent).await? == Settled::Unknown {
+            return Err(payment_pending());
+        }
+    }
     // Read again: a racing confirmation may have finished while we waited for the lock.
     let order = db::order(db, id).await?.ok_or(ApiError::not_found("order"))?;
     match OrderStatus::of(&order)? {
@@ -299,28 +316,71 @@ async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>
             ));
         }
     }
+    let course_ids: Vec<i64> = items.iter().map(|i| i.course_id).collect();
     let provider = &payments.provider;
-    if let Some(key) = payment_key {
-        let charge = Charge { payment_key: key, order_id: &order.payment_order_id, amount: order.amount };
-        provider.confirm(&charge).await.map_err(|e| match e {
-            PaymentError::Declined { code, message } => ApiError::payment_required(
+    let Some(key) = payment_key else {
+        // A free order: nothing to take.
+        if !db::mark_paid(db, &order, &course_ids, None, now()).await? {
+            return Err(ApiError::internal(anyhow::anyhow!("order {id} stopped being pending while its buyer's payment lock was held")));
+        }
+        return show(db, db::order(db, id).await?.ok_or(ApiError::not_found("order"))?).await;
+    };
+    let intent = NewIntent {
+        order_id: id,
+        user_id: order.user_id,
+        kind: IntentKind::Confirming,
+        provider: provider.name(),
+        payment_key: key,
+        amount: order.amount,
+        reason: None,
+        requested_by: None,
+        next_check_at: now() + payments.lock_lease.as_secs() as i64,
+    };
+    db::insert_intent(db, &intent, now()).await?;
+    let charge = Charge { payment_key: key, order_id: &order.payment_order_id, amount: order.amount };
+    match provider.confirm(&charge).await {
+        Ok(()) => {
+            let charge = Movement { provider: provider.name(), payment_key: key };
+            if !db::mark_paid(db, &order, &course_ids, Some(charge), now()).await? {
+                return Err(ApiError::internal(anyhow::anyhow!("order {id} stopped being pending while its buyer's payment lock was held")));
+            }
+            view(db::order(db, id).await?.ok_or(ApiError::not_found("order"))?, items)
+        }
+        Err(PaymentError::Declined { code, message }) => {
+            db::drop_intent(db, id).await?;
+            Err(ApiError::payment_required(
                 "payment_declined",
                 format!("the payment was declined ({code}: {message}); the order is still pending and may be paid another way"),
-            ),
-            PaymentError::Unavailable(cause) => {
-                tracing::warn!(order_id = id, %cause, "payment confirmation left pending");
-                ApiError::conflict("payment_pending", "the payment provider did not answer; the order is still pending, retry")
+            ))
+        }
+        Err(PaymentError::WrongCharge { payment_key, amount }) => {
+            tracing::error!(order_id = id, amount, expected = order.amount, "the provider approved a payment for the wrong amount or order; cancelling it");
+            if reconcile::give_back_wrong_charge(db, payments, &order, &payment_key, amount).await? == Settled::Unknown {
+                return Err(payment_pending());
             }
-            PaymentError::Misconfigured(cause) => ApiError::internal(anyhow::anyhow!("payment provider: {cause}")),
-        })?;
+            Err(ApiError::payment_required(
+                "payment_mismatch",
+                format!("the payment provider approved {amount} instead of the order's {} {}; that payment was cancelled and the order is still pending", order.amount, order.currency),
+            ))
+        }
+        Err(PaymentError::Unavailable(cause)) => {
+            tracing::warn!(order_id = id, %cause, "payment confirmation without an answer; the reconciler will settle it");
+            db::intent_unsettled(db, id, &cause, now() + payments.recheck_after.as_secs() as i64).await?;
+            Err(payment_pending())
+        }
+        Err(PaymentError::Misconfigured(cause)) => {
+            // Refused before anything was charged: our credentials or address are wrong.
+            db::drop_intent(db, id).await?;
+            Err(ApiError::internal(anyhow::anyhow!("payment provider: {cause}")))
+        }
     }
-    let charge = payment_key.map(|key| Movement { provider: provider.name(), payment_key: key });
-    let course_ids: Vec<i64> = items.iter().map(|i| i.course_id).collect();
-    if !db::mark_paid(db, &order, &course_ids, charge, now()).await? {
-        return Err(ApiError::internal(anyhow::anyhow!("order {id} stopped being pending while its buyer's payment lock was held")));
-    }
-    let paid = db::order(db, id).await?.ok_or(ApiError::not_found("order"))?;
-    view(paid, items)
+}
+
+fn payment_pending() -> ApiError {
+    ApiError::conflict(
+        "payment_pending",
+        "the payment provider has not answered yet; the order stays pending until it does (retry, or check the order shortly)",
+    )
 }
 
 fn refunded() -> ApiError {

@@ -8,12 +8,16 @@
 //!   with `{cancelReason, cancelAmount}`; both authenticate with
 //!   `Authorization: Basic base64("{secret_key}:")`.
 //!
-//! Outcomes are three, and the caller acts on them without knowing the provider: done;
-//! [`PaymentError::Declined`] (the provider said no: nothing was charged); and
-//! [`PaymentError::Unavailable`] (no clear answer: a timeout, a 5xx). After `Unavailable` the
-//! order stays pending and the same request may be sent again: Toss answers a second confirm of
-//! an already-approved payment with `ALREADY_PROCESSED_PAYMENT`, and this client then looks the
-//! payment up and accepts it when it is done for the same order and amount; a second cancel
+//! Outcomes are few, and the caller acts on them without knowing the provider: done;
+//! [`PaymentError::Declined`] (the provider said no: nothing was charged);
+//! [`PaymentError::WrongCharge`] (approved, but not for this order's amount: money was taken
+//! and must be given back); and [`PaymentError::Unavailable`] (no clear answer: a timeout, a
+//! 5xx). After `Unavailable` nobody knows whether money moved, so the caller keeps its payment
+//! intent and asks later with [`PaymentProvider::lookup`] (Toss:
+//! `GET {base}/v1/payments/orders/{orderId}` after a confirm, `GET {base}/v1/payments/{paymentKey}`
+//! after a cancel). Sending the same request again is also safe: Toss answers a second confirm
+//! of an already-approved payment with `ALREADY_PROCESSED_PAYMENT`, and this client then looks
+//! the payment up and accepts it when it is done for the same order and amount; a second cancel
 //! carries the same `Idempotency-Key` and `ALREADY_CANCELED_PAYMENT` counts as done.
 
 use std::sync::LazyLock;
@@ -41,6 +45,43 @@ pub enum PaymentError {
     /// operator's problem, not the buyer's.
     #[error("{0}")]
     Misconfigured(String),
+    /// The provider approved the payment, but for another amount or order than asked: the
+    /// money is taken under `payment_key` and must be cancelled, never kept.
+    #[error("the payment was approved for {amount}, not for the order's amount")]
+    WrongCharge { payment_key: String, amount: i64 },
+}
+
+/// Which earlier request a [`PaymentProvider::lookup`] asks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// A confirm (approval) of `payment_key` for the order.
+    Confirm,
+    /// A cancel (refund) of the approved `payment_key`.
+    Cancel,
+}
+
+/// An earlier request whose answer was lost.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup<'a> {
+    pub asked: Asked,
+    /// The order id the provider knows (`orders.payment_order_id`).
+    pub order_id: &'a str,
+    /// The payment key the request carried.
+    pub payment_key: &'a str,
+    /// The amount it asked for, in minor units.
+    pub amount: i64,
+}
+
+/// What the provider knows of an order's payment, asked after the fact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentState {
+    /// Nothing is charged: never approved (or the approval never reached the provider, or it
+    /// was aborted or expired).
+    NotCharged,
+    /// Approved and not given back: `amount` is taken under `payment_key`.
+    Charged { payment_key: String, amount: i64 },
+    /// Approved and then cancelled in full: the money is back with the buyer.
+    Refunded,
 }
 
 /// A payment to approve.
@@ -75,6 +116,9 @@ pub trait PaymentProvider: Send + Sync {
     async fn confirm(&self, charge: &Charge<'_>) -> Result<(), PaymentError>;
     /// Cancel the whole payment: after `Ok` the money is given back.
     async fn cancel(&self, refund: &Refund<'_>) -> Result<(), PaymentError>;
+    /// Where the payment of an earlier confirm or cancel stands now. The reconciler asks this
+    /// about every payment intent whose request ended without a clear answer.
+    async fn lookup(&self, lookup: &Lookup<'_>) -> Result<PaymentState, PaymentError>;
 }
 
 /// The provider the configuration names (`payment_provider`).
@@ -110,6 +154,16 @@ impl PaymentProvider for DevProvider {
 
     async fn cancel(&self, _refund: &Refund<'_>) -> Result<(), PaymentError> {
         Ok(())
+    }
+
+    /// The dev provider keeps no records; it answers what it does to every request: a confirm
+    /// is approved unless its key starts with `fail_`, a cancel always succeeds.
+    async fn lookup(&self, lookup: &Lookup<'_>) -> Result<PaymentState, PaymentError> {
+        Ok(match lookup.asked {
+            Asked::Confirm if lookup.payment_key.starts_with("fail_") => PaymentState::NotCharged,
+            Asked::Confirm => PaymentState::Charged { payment_key: lookup.payment_key.to_string(), amount: lookup.amount },
+            Asked::Cancel => PaymentState::Refunded,
+        })
     }
 }
 
@@ -193,13 +247,17 @@ impl Toss {
         }
     }
 
-    /// Accept `payment` as the approval of `charge` only if it is done, for that order and amount.
-    fn approved(payment: &Value, charge: &Charge<'_>) -> Result<(), PaymentError> {
+    /// Accept `payment` as the approval of `charge` only if it is done, for that order and
+    /// amount. A done payment that does not match is a [`PaymentError::WrongCharge`] (money
+    /// taken that must go back) when `ours`: our confirm approved it, or it is of this order.
+    /// A payment of another order that an earlier request approved is not ours to touch.
+    fn approved(payment: &Value, charge: &Charge<'_>, ours: bool) -> Result<(), PaymentError> {
         let status = payment["status"].as_str().unwrap_or("");
-        if payment["orderId"].as_str() != Some(charge.order_id) || payment["totalAmount"].as_i64() != Some(charge.amount) {
+        let same_order = payment["orderId"].as_str() == Some(charge.order_id);
+        if !same_order && !ours {
             return Err(PaymentError::Declined {
                 code: "PAYMENT_MISMATCH".into(),
-                message: "this payment key belongs to another order or amount".into(),
+                message: "this payment key belongs to another order".into(),
             });
         }
         if status != "DONE" {
@@ -208,7 +266,30 @@ impl Toss {
                 message: format!("the payment is {status}, not DONE"),
             });
         }
-        Ok(())
+        match payment["totalAmount"].as_i64() {
+            Some(amount) if amount == charge.amount && same_order => Ok(()),
+            amount => Err(PaymentError::WrongCharge {
+                payment_key: payment["paymentKey"].as_str().unwrap_or(charge.payment_key).to_string(),
+                amount: amount.unwrap_or(0),
+            }),
+        }
+    }
+
+    /// What a Toss payment object says about the money.
+    fn state(payment: &Value) -> Result<PaymentState, PaymentError> {
+        let key = payment["paymentKey"].as_str().unwrap_or_default().to_string();
+        match payment["status"].as_str() {
+            // Approved, possibly partly cancelled: what is left is still taken.
+            Some("DONE") | Some("PARTIAL_CANCELED") => Ok(PaymentState::Charged {
+                payment_key: key,
+                amount: payment["balanceAmount"].as_i64().or(payment["totalAmount"].as_i64()).unwrap_or(0),
+            }),
+            Some("CANCELED") => Ok(PaymentState::Refunded),
+            // Checkout opened, authenticated but never approved, aborted, expired, or a virtual
+            // account still waiting for its deposit: nothing is taken.
+            Some("READY" | "IN_PROGRESS" | "ABORTED" | "EXPIRED" | "WAITING_FOR_DEPOSIT") => Ok(PaymentState::NotCharged),
+            other => Err(PaymentError::Unavailable(format!("Toss Payments reported the unknown payment status {other:?}"))),
+        }
     }
 }
 
@@ -225,10 +306,10 @@ impl PaymentProvider for Toss {
     async fn confirm(&self, charge: &Charge<'_>) -> Result<(), PaymentError> {
         let body = json!({"paymentKey": charge.payment_key, "orderId": charge.order_id, "amount": charge.amount});
         match self.send(HTTP.post(self.url(&["confirm"])?).json(&body)).await? {
-            Ok(payment) => Self::approved(&payment, charge),
+            Ok(payment) => Self::approved(&payment, charge, true),
             // A retry after an answer we never got: the payment may be done already.
             Err(e) if e.code == "ALREADY_PROCESSED_PAYMENT" => match self.send(HTTP.get(self.url(&[charge.payment_key])?)).await? {
-                Ok(payment) => Self::approved(&payment, charge),
+                Ok(payment) => Self::approved(&payment, charge, false),
                 Err(e) => Err(PaymentError::Declined { code: e.code, message: e.message }),
             },
             Err(e) => Err(PaymentError::Declined { code: e.code, message: e.message }),
@@ -239,7 +320,9 @@ impl PaymentProvider for Toss {
         let body = json!({"cancelReason": refund.reason, "cancelAmount": refund.amount});
         let req = HTTP
             .post(self.url(&[refund.payment_key, "cancel"])?)
-            .header("Idempotency-Key", format!("lectern-refund-{}", refund.order_id))
+            // Per order and payment: the cancel of a wrong approval must not answer for a later
+            // refund of the same order paid under another key.
+            .header("Idempotency-Key", format!("lectern-refund-{}-{}", refund.order_id, refund.payment_key))
             .json(&body);
         match self.send(req).await? {
             Ok(payment) if payment["status"].as_str() == Some("CANCELED") => Ok(()),
@@ -249,6 +332,23 @@ impl PaymentProvider for Toss {
             }),
             Err(e) if e.code == "ALREADY_CANCELED_PAYMENT" => Ok(()),
             Err(e) => Err(PaymentError::Declined { code: e.code, message: e.message }),
+        }
+    }
+
+    async fn lookup(&self, lookup: &Lookup<'_>) -> Result<PaymentState, PaymentError> {
+        let url = match lookup.asked {
+            // Whatever was approved for the order, under any key.
+            Asked::Confirm => self.url(&["orders", lookup.order_id])?,
+            Asked::Cancel => self.url(&[lookup.payment_key])?,
+        };
+        match self.send(HTTP.get(url)).await? {
+            Ok(payment) if payment["orderId"].as_str() != Some(lookup.order_id) => Err(PaymentError::Misconfigured(format!(
+                "Toss Payments answered a lookup of order {} with a payment of another order",
+                lookup.order_id
+            ))),
+            Ok(payment) => Self::state(&payment),
+            Err(e) if e.code == "NOT_FOUND_PAYMENT" || e.code == "NOT_FOUND_PAYMENT_SESSION" => Ok(PaymentState::NotCharged),
+            Err(e) => Err(PaymentError::Unavailable(format!("Toss Payments answered a lookup with [{}] {}", e.code, e.message))),
         }
     }
 }

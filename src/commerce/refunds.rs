@@ -2,12 +2,17 @@
 //!
 //! The buyer may refund a paid order within `refund_window_days` of payment while less than
 //! `refund_max_watched_fraction` of each of its courses has been watched; admins may refund
-//! any paid order. The money goes back through the provider that took it; then one transaction
-//! marks the order refunded, records the refund and revokes the enrollments.
+//! any paid order. A `refunding` intent is recorded, the money goes back through the provider
+//! that took it; then one transaction marks the order refunded, records the refund, settles
+//! the intent and revokes the enrollments. The provider call and what follows run outside the
+//! request (see [`Payments::detached`]), and a refund whose answer is lost is finished by the
+//! reconciler.
 
-use super::db::{self, Movement, OrderItemRow, OrderRow};
+use std::sync::Arc;
+
+use super::db::{self, IntentKind, NewIntent, OrderItemRow, OrderRow};
 use super::orders::{view, visible_order, Order, OrderStatus};
-use super::payments::{PaymentError, Refund};
+use super::reconcile::{self, Settled};
 use super::{with_payment_lock, Payments};
 use crate::accounts::Caller;
 use crate::db::{now, Db};
@@ -15,7 +20,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::learning::progress::watched_fraction;
 
 /// Refund an order (its buyer within policy, or an admin). `reason` is kept by the provider.
-pub async fn refund(db: &Db, payments: &Payments, caller: &Caller, id: i64, reason: Option<&str>) -> ApiResult<Order> {
+pub async fn refund(db: &Db, payments: &Arc<Payments>, caller: &Caller, id: i64, reason: Option<&str>) -> ApiResult<Order> {
     let order = visible_order(db, caller, id).await?;
     refundable(&order)?;
     let reason = match reason.map(str::trim) {
@@ -25,12 +30,16 @@ pub async fn refund(db: &Db, payments: &Payments, caller: &Caller, id: i64, reas
             return Err(ApiError::unprocessable("invalid_reason", "reason must be at most 200 characters without control characters"))
         }
         Some(r) => r,
-    };
+    }
+    .to_string();
     let items = db::items_of(db, id).await?;
     if !caller.is_admin() {
         within_policy(db, payments, &order, &items).await?;
     }
-    with_payment_lock(db, order.user_id, payments.lock_lease, give_back(db, payments, caller, id, reason)).await
+    let (db, shared, by) = (db.clone(), payments.clone(), caller.user_id);
+    payments
+        .detached(async move { with_payment_lock(&db, order.user_id, shared.lock_lease, give_back(&db, &shared, by, id, &reason)).await })
+        .await
 }
 
 /// 409 unless the order is paid.
@@ -70,40 +79,60 @@ async fn within_policy(db: &Db, payments: &Payments, order: &OrderRow, items: &[
 }
 
 /// The part of [`refund`] done under the buyer's payment lock.
-async fn give_back(db: &Db, payments: &Payments, caller: &Caller, id: i64, reason: &str) -> ApiResult<Order> {
-    // Read again: a racing refund may have finished while we waited for the lock.
-    let order = db::order(db, id).await?.ok_or(ApiError::not_found("order"))?;
-    refundable(&order)?;
+async fn give_back(db: &Db, payments: &Payments, refunded_by: i64, id: i64, reason: &str) -> ApiResult<Order> {
     let provider = &payments.provider;
-    let refund = match (&order.provider, &order.payment_key) {
-        (Some(name), Some(key)) => {
-            if name != provider.name() {
-                return Err(ApiError::conflict(
-                    "provider_changed",
-                    format!("this order was paid through {name}, which is no longer the configured payment provider"),
-                ));
+    if db::intent(db, id).await?.is_none() {
+        // Read again: a racing refund may have finished while we waited for the lock.
+        let order = db::order(db, id).await?.ok_or(ApiError::not_found("order"))?;
+        refundable(&order)?;
+        match (&order.provider, &order.payment_key) {
+            (Some(name), Some(key)) => {
+                if name != provider.name() {
+                    return Err(ApiError::conflict(
+                        "provider_changed",
+                        format!("this order was paid through {name}, which is no longer the configured payment provider"),
+                    ));
+                }
+                let intent = NewIntent {
+                    order_id: id,
+                    user_id: order.user_id,
+                    kind: IntentKind::Refunding,
+                    provider: provider.name(),
+                    payment_key: key,
+                    amount: order.amount,
+                    reason: Some(reason),
+                    requested_by: Some(refunded_by),
+                    next_check_at: now() + payments.lock_lease.as_secs() as i64,
+                };
+                db::insert_intent(db, &intent, now()).await?;
             }
-            let refund = Refund { payment_key: key, order_id: &order.payment_order_id, amount: order.amount, reason };
-            provider.cancel(&refund).await.map_err(|e| match e {
-                PaymentError::Declined { code, message } => {
-                    ApiError::conflict("refund_declined", format!("the payment provider refused the refund ({code}: {message})"))
+            // A free order: no money moved, none goes back.
+            _ => {
+                let items = db::items_of(db, id).await?;
+                let course_ids: Vec<i64> = items.iter().map(|i| i.course_id).collect();
+                if !db::mark_refunded(db, &order, &course_ids, None, Some(refunded_by), now()).await? {
+                    return Err(ApiError::internal(anyhow::anyhow!("order {id} stopped being paid while its buyer's payment lock was held")));
                 }
-                PaymentError::Unavailable(cause) => {
-                    tracing::warn!(order_id = id, %cause, "refund left undone");
-                    ApiError::conflict("refund_pending", "the payment provider did not answer; the order is still paid, retry")
-                }
-                PaymentError::Misconfigured(cause) => ApiError::internal(anyhow::anyhow!("payment provider: {cause}")),
-            })?;
-            Some(Movement { provider: provider.name(), payment_key: key })
+                return refunded_view(db, id).await;
+            }
         }
-        // A free order: no money moved, none goes back.
-        _ => None,
-    };
-    let items = db::items_of(db, id).await?;
-    let course_ids: Vec<i64> = items.iter().map(|i| i.course_id).collect();
-    if !db::mark_refunded(db, &order, &course_ids, refund, caller.user_id, now()).await? {
-        return Err(ApiError::internal(anyhow::anyhow!("order {id} stopped being paid while its buyer's payment lock was held")));
     }
-    let refunded = db::order(db, id).await?.ok_or(ApiError::not_found("order"))?;
-    view(refunded, items)
+    // The refund is decided and recorded: carry it out (or go on with one an earlier request
+    // started), exactly as the reconciler would.
+    let intent = db::intent(db, id).await?.ok_or_else(|| ApiError::internal(anyhow::anyhow!("the refund intent of order {id} vanished under its lock")))?;
+    match reconcile::carry_out_refund(db, payments, &intent).await? {
+        Settled::Refunded => refunded_view(db, id).await,
+        Settled::Unknown => Err(ApiError::conflict(
+            "refund_pending",
+            "the payment provider has not answered yet; the refund is recorded and will be completed as soon as it does",
+        )),
+        Settled::Refused(why) => Err(ApiError::conflict("refund_declined", format!("the payment provider refused the refund ({why})"))),
+        Settled::Paid | Settled::Pending => Err(ApiError::internal(anyhow::anyhow!("order {id}: a refund intent settled as not refunded"))),
+    }
+}
+
+async fn refunded_view(db: &Db, id: i64) -> ApiResult<Order> {
+    let order = db::order(db, id).await?.ok_or(ApiError::not_found("order"))?;
+    let items = db::items_of(db, id).await?;
+    view(order, items)
 }

@@ -12,7 +12,6 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use super::cart::Cart;
 use super::dashboard::Dashboard;
 use super::orders::{Confirm, Order, PlaceOrder};
-use super::Payments;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{Auth, Json, PageParams, Paged, Path, Query};
 use crate::http::AppState;
@@ -179,9 +178,8 @@ pub async fn confirm_order(
     Path(id): Path<i64>,
     Json(req): Json<ConfirmRequest>,
 ) -> ApiResult<axum::Json<Order>> {
-    let payments = Payments::from_config(&st.cfg);
     let confirm = Confirm { payment_key: req.payment_key, amount: req.amount };
-    Ok(axum::Json(super::orders::confirm(&st.db, &payments, &caller, id, confirm).await?))
+    Ok(axum::Json(super::orders::confirm(&st.db, &st.payments, &caller, id, confirm).await?))
 }
 
 /// Why a refund is asked for (optional body).
@@ -207,8 +205,7 @@ pub async fn refund_order(
     body: Bytes,
 ) -> ApiResult<axum::Json<Order>> {
     let req: RefundRequest = optional_json(&headers, &body)?.unwrap_or_default();
-    let payments = Payments::from_config(&st.cfg);
-    Ok(axum::Json(super::refunds::refund(&st.db, &payments, &caller, id, req.reason.as_deref()).await?))
+    Ok(axum::Json(super::refunds::refund(&st.db, &st.payments, &caller, id, req.reason.as_deref()).await?))
 }
 
 /// The dashboard's date range.

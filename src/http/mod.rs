@@ -35,6 +35,8 @@ pub struct AppState {
     pub storage: Storage,
     pub accounts: Accounts,
     pub playback: Arc<crate::playback::Playback>,
+    /// The payment provider and the payment work in flight.
+    pub payments: Arc<crate::commerce::Payments>,
     pub metrics: PrometheusHandle,
 }
 

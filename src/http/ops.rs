@@ -31,10 +31,21 @@ pub async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
 }
 
-/// The database and the object store both answer.
+/// Readiness answer.
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    /// `ok`.
+    pub status: &'static str,
+    /// `development` or `production` (`LECTERN_ENV`).
+    pub environment: crate::config::Environment,
+    /// The payment provider orders are paid through: `dev` takes no money.
+    pub payment_provider: &'static str,
+}
+
+/// The database and the object store both answer; says which payment provider is in use.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = Health), (status = 503, body = crate::error::ErrorBody)))]
-pub async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Health>> {
+    responses((status = 200, body = Ready), (status = 503, body = crate::error::ErrorBody)))]
+pub async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Ready>> {
     if let Err(e) = state.db.ping().await {
         tracing::warn!(error = %e, "readiness: database unreachable");
         return Err(ApiError::Unavailable { message: "database unreachable".into() });
@@ -43,7 +54,7 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Healt
         tracing::warn!(error = %e, "readiness: storage unreachable");
         return Err(ApiError::Unavailable { message: "object storage unreachable".into() });
     }
-    Ok(axum::Json(Health { status: "ok" }))
+    Ok(axum::Json(Ready { status: "ok", environment: state.cfg.env, payment_provider: state.payments.provider.name() }))
 }
 
 /// Prometheus text exposition of the process's metrics.

@@ -108,12 +108,18 @@ async fn serve(
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let state = app.state.clone();
+    // The payment reconciler runs beside the server, as in `lectern serve`.
+    let (stop_background, background) = tokio::sync::watch::channel(false);
+    let every = Duration::from_secs(cfg.reconcile_interval_secs.max(1));
+    let reconciler = tokio::spawn(lectern::commerce::reconcile::run(state.db.clone(), state.payments.clone(), every, background));
     let task = tokio::spawn(async move {
         lectern::http::serve(listener, state, async {
             let _ = rx.await;
         })
         .await
         .unwrap();
+        let _ = stop_background.send(true);
+        let _ = reconciler.await;
     });
     (base, app.state, tx, task)
 }
