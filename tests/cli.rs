@@ -77,6 +77,18 @@ async fn first_start_creates_the_data_dir_and_serves() {
     assert!(stderr.contains("/healthz"), "access log missing:\n{stderr}");
     assert!(stderr.contains("token=REDACTED"), "{stderr}");
     assert!(!stderr.contains("SUPERSECRETTOKEN"), "token leaked into the log:\n{stderr}");
+    // The embedded default takes orders with the dev provider, and says so loudly.
+    assert!(stderr.lines().any(|l| l.starts_with("WARNING: the payment provider is `dev`")), "{stderr}");
+}
+
+#[tokio::test]
+async fn production_refuses_to_start_with_the_dev_payment_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lectern(dir.path()).env("LECTERN_ENV", "production").args(["serve", "--listen", "127.0.0.1:0"]).output().await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("LECTERN_ENV=production refuses the dev payment provider"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "nothing was created before the refusal");
 }
 
 #[tokio::test]

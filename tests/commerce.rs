@@ -688,6 +688,15 @@ mod fake_toss {
         pub cancels: Vec<(Option<String>, Value)>,
         /// Requests the real API would have refused as malformed.
         pub violations: Vec<String>,
+        /// Faults to play, for every request while set:
+        /// answer confirms and cancels this much later, after the work is done;
+        pub delay: Option<Duration>,
+        /// do the work, then answer 500 (the money moved, the caller hears a failure);
+        pub fail_after_work: bool,
+        /// answer every request 500 without doing anything (an outage);
+        pub down: bool,
+        /// approve confirms for this much more than asked (a provider or checkout gone wrong).
+        pub skew: i64,
     }
 
     #[derive(Clone)]
@@ -701,6 +710,7 @@ mod fake_toss {
             let ledger = Arc::new(Mutex::new(Ledger::default()));
             let app = Router::new()
                 .route("/v1/payments/confirm", post(confirm))
+                .route("/v1/payments/orders/{order_id}", get(lookup_order))
                 .route("/v1/payments/{payment_key}", get(lookup))
                 .route("/v1/payments/{payment_key}/cancel", post(cancel))
                 .with_state(ledger.clone());
@@ -717,6 +727,30 @@ mod fake_toss {
 
         pub fn with<T>(&self, f: impl FnOnce(&Ledger) -> T) -> T {
             f(&self.ledger.lock().unwrap())
+        }
+
+        pub fn set(&self, f: impl FnOnce(&mut Ledger)) {
+            f(&mut self.ledger.lock().unwrap())
+        }
+    }
+
+    fn outage() -> Response {
+        error(StatusCode::INTERNAL_SERVER_ERROR, "FAILED_INTERNAL_SYSTEM_PROCESSING", "내부 시스템 처리 작업이 실패했습니다.")
+    }
+
+    /// Answer `done` as the ledger's faults say: late, or as a failure.
+    async fn answer(ledger: &Mutex<Ledger>, done: Response) -> Response {
+        let (delay, fail) = {
+            let l = ledger.lock().unwrap();
+            (l.delay, l.fail_after_work)
+        };
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        if fail {
+            outage()
+        } else {
+            done
         }
     }
 
@@ -776,7 +810,13 @@ mod fake_toss {
         if let Err(resp) = check_auth(&headers) {
             return resp;
         }
-        ledger.lock().unwrap().confirm_requests += 1;
+        {
+            let mut l = ledger.lock().unwrap();
+            if l.down {
+                return outage();
+            }
+            l.confirm_requests += 1;
+        }
         let obj = match json_object(&headers, &body, &["paymentKey", "orderId", "amount"], &[]) {
             Ok(obj) => obj,
             Err(what) => return violation(&ledger, what),
@@ -807,7 +847,7 @@ mod fake_toss {
             if l.payments.contains_key(key) {
                 return error(StatusCode::BAD_REQUEST, "ALREADY_PROCESSED_PAYMENT", "이미 처리된 결제 입니다.");
             }
-            let p = payment(key, order_id, amount);
+            let p = payment(key, order_id, amount + l.skew);
             l.payments.insert(key.to_string(), p.clone());
             l.charges += 1;
             p
@@ -816,7 +856,22 @@ mod fake_toss {
             // Approved, but the answer comes after the caller has given up.
             tokio::time::sleep(SLOW).await;
         }
-        Json(approved).into_response()
+        answer(&ledger, Json(approved).into_response()).await
+    }
+
+    /// `GET /v1/payments/orders/{orderId}`: the order's payment, whatever its key.
+    async fn lookup_order(State(ledger): State<Arc<Mutex<Ledger>>>, Path(order_id): Path<String>, headers: HeaderMap) -> Response {
+        if let Err(resp) = check_auth(&headers) {
+            return resp;
+        }
+        let l = ledger.lock().unwrap();
+        if l.down {
+            return outage();
+        }
+        match l.payments.values().find(|p| p["orderId"] == order_id.as_str()) {
+            Some(p) => Json(p.clone()).into_response(),
+            None => error(StatusCode::NOT_FOUND, "NOT_FOUND_PAYMENT", "존재하지 않는 결제 정보 입니다."),
+        }
     }
 
     /// `GET /v1/payments/{paymentKey}`.
@@ -824,7 +879,11 @@ mod fake_toss {
         if let Err(resp) = check_auth(&headers) {
             return resp;
         }
-        match ledger.lock().unwrap().payments.get(&key) {
+        let l = ledger.lock().unwrap();
+        if l.down {
+            return outage();
+        }
+        match l.payments.get(&key) {
             Some(p) => Json(p.clone()).into_response(),
             None => error(StatusCode::NOT_FOUND, "NOT_FOUND_PAYMENT", "존재하지 않는 결제 정보 입니다."),
         }
@@ -842,22 +901,28 @@ mod fake_toss {
         if !obj["cancelReason"].as_str().is_some_and(|r| !r.is_empty() && r.chars().count() <= 200) {
             return violation(&ledger, "cancelReason must be 1 to 200 characters".into());
         }
-        let mut l = ledger.lock().unwrap();
-        let idempotency_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
-        l.cancels.push((idempotency_key, Value::Object(obj.clone())));
-        let Some(p) = l.payments.get_mut(&key) else {
-            return error(StatusCode::NOT_FOUND, "NOT_FOUND_PAYMENT", "존재하지 않는 결제 정보 입니다.");
+        let done = {
+            let mut l = ledger.lock().unwrap();
+            if l.down {
+                return outage();
+            }
+            let idempotency_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+            l.cancels.push((idempotency_key, Value::Object(obj.clone())));
+            let Some(p) = l.payments.get_mut(&key) else {
+                return error(StatusCode::NOT_FOUND, "NOT_FOUND_PAYMENT", "존재하지 않는 결제 정보 입니다.");
+            };
+            if p["status"] == "CANCELED" {
+                return error(StatusCode::BAD_REQUEST, "ALREADY_CANCELED_PAYMENT", "이미 취소된 결제 입니다.");
+            }
+            if obj.get("cancelAmount").is_some_and(|a| a.as_i64() != p["balanceAmount"].as_i64()) {
+                return error(StatusCode::BAD_REQUEST, "NOT_CANCELABLE_AMOUNT", "취소 할 수 없는 금액 입니다.");
+            }
+            p["status"] = json!("CANCELED");
+            p["balanceAmount"] = json!(0);
+            p["cancels"] = json!([{"cancelAmount": obj.get("cancelAmount"), "cancelReason": obj["cancelReason"], "cancelStatus": "DONE"}]);
+            Json(p.clone()).into_response()
         };
-        if p["status"] == "CANCELED" {
-            return error(StatusCode::BAD_REQUEST, "ALREADY_CANCELED_PAYMENT", "이미 취소된 결제 입니다.");
-        }
-        if obj.get("cancelAmount").is_some_and(|a| a.as_i64() != p["balanceAmount"].as_i64()) {
-            return error(StatusCode::BAD_REQUEST, "NOT_CANCELABLE_AMOUNT", "취소 할 수 없는 금액 입니다.");
-        }
-        p["status"] = json!("CANCELED");
-        p["balanceAmount"] = json!(0);
-        p["cancels"] = json!([{"cancelAmount": obj.get("cancelAmount"), "cancelReason": obj["cancelReason"], "cancelStatus": "DONE"}]);
-        Json(p.clone()).into_response()
+        answer(&ledger, done).await
     }
 }
 
@@ -949,6 +1014,217 @@ async fn toss_payments_confirm_and_cancel_as_the_real_api_requires(b: Backend) {
     assert!(fake.with(|l| l.violations.is_empty()));
 }
 
+/// A Toss-backed server with `payment_timeout_secs` and `reconcile_interval_secs` as given.
+async fn toss_server_with(b: Backend, fake: &fake_toss::FakeToss, timeout_secs: u64, reconcile_secs: u64) -> TestServer {
+    let base = fake.base.clone();
+    TestServer::start_with(b, StorageKind::Fs, move |c| {
+        c.payment_provider = "toss".into();
+        c.toss_api_base = base;
+        c.toss_secret_key = Secret::new(fake_toss::SECRET);
+        c.payment_timeout_secs = timeout_secs;
+        c.reconcile_interval_secs = reconcile_secs;
+    })
+    .await
+}
+
+/// A student with a pending Toss order for a new ₩55,000 course, its checkout opened:
+/// `(student token, student id, course id, order)`.
+async fn toss_order(srv: &TestServer, fake: &fake_toss::FakeToss, title: &str) -> (String, i64, i64, Value) {
+    let teacher = srv.instructor(&format!("teacher-{}@example.com", title.to_lowercase())).await;
+    let (course, _) = published(srv, &teacher, title, 55000, "KRW").await;
+    let (student, _) = srv.new_user(&format!("student-{}@example.com", title.to_lowercase())).await;
+    let placed = order(srv, &student, &[course]).await;
+    fake.open_checkout(placed["payment_order_id"].as_str().unwrap(), 55000);
+    let id = user_id(srv, &student).await;
+    (student, id, course, placed)
+}
+
+/// Send `path` with `body` and hang up after `after`, before the answer comes.
+async fn hang_up(srv: &TestServer, token: &str, path: &str, body: Value, after: std::time::Duration) {
+    let client = reqwest::Client::builder().timeout(after).build().unwrap();
+    let sent = client.post(srv.url(path)).bearer_auth(token).json(&body).send().await;
+    assert!(sent.is_err_and(|e| e.is_timeout()), "the request was answered before the client hung up");
+}
+
+/// Poll the order until `done` says yes, for up to 20 s; the last order seen.
+async fn order_until(srv: &TestServer, token: &str, order_id: &Value, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let o = get_order(srv, token, order_id).await;
+        if done(&o) || std::time::Instant::now() > deadline {
+            return o;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn payment_locks_of(srv: &TestServer, user: i64) -> i64 {
+    count(srv, "SELECT COUNT(*) FROM payment_locks WHERE user_id = $1", user).await
+}
+
+async fn a_buyer_who_hangs_up_mid_payment_still_gets_what_the_provider_did(b: Backend) {
+    let fake = fake_toss::FakeToss::start().await;
+    // No reconciler in this test's time: only the request's own work can settle the payment.
+    let srv = toss_server_with(b, &fake, 10, 3600).await;
+    let (student, sid, course, placed) = toss_order(&srv, &fake, "Hangup").await;
+    fake.set(|l| l.delay = Some(std::time::Duration::from_millis(1500)));
+
+    // Mid-confirm: Toss charges, the buyer is gone before it answers…
+    let path = format!("/api/v1/orders/{}/confirm", placed["id"]);
+    hang_up(&srv, &student, &path, json!({"payment_key": "card_gone", "amount": 55000}), std::time::Duration::from_millis(300)).await;
+    // …and the order is paid and the buyer enrolled all the same.
+    let paid = order_until(&srv, &student, &placed["id"], |o| o["status"] == "paid").await;
+    assert_eq!((paid["status"].as_str(), paid["payment_intent"].as_str()), (Some("paid"), None), "{paid}");
+    assert!(enrolled(&srv, &student, course).await);
+    assert_eq!(fake.with(|l| l.charges), 1);
+    // The buyer's payment lock went with the work, not with its lease.
+    assert_eq!(payment_locks_of(&srv, sid).await, 0);
+
+    // Mid-refund: Toss gives the money back, the buyer is gone before it answers…
+    let path = format!("/api/v1/orders/{}/refund", placed["id"]);
+    hang_up(&srv, &student, &path, json!({}), std::time::Duration::from_millis(300)).await;
+    // …and the order is refunded and access revoked all the same.
+    let refunded = order_until(&srv, &student, &placed["id"], |o| o["status"] == "refunded").await;
+    assert_eq!(refunded["status"], "refunded", "{refunded}");
+    assert!(!enrolled(&srv, &student, course).await);
+    assert_eq!(fake.with(|l| l.payments["card_gone"]["status"].clone()), "CANCELED");
+    assert_eq!(payment_locks_of(&srv, sid).await, 0);
+}
+
+async fn the_reconciler_settles_payments_whose_answers_were_lost(b: Backend) {
+    let fake = fake_toss::FakeToss::start().await;
+    let srv = toss_server_with(b, &fake, 2, 1).await;
+
+    // Toss charges but answers 500: pending for now, with the intent on record…
+    let (student, _, course, placed) = toss_order(&srv, &fake, "Charged").await;
+    fake.set(|l| l.fail_after_work = true);
+    let (status, err) = confirm(&srv, &student, &placed, "card_charged").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert_error(&err, "payment_pending");
+    fake.set(|l| l.fail_after_work = false);
+    // …then the reconciler asks Toss, which says it is paid: paid and enrolled, no retry needed.
+    let paid = order_until(&srv, &student, &placed["id"], |o| o["status"] == "paid").await;
+    assert_eq!((paid["status"].as_str(), paid["payment_intent"].as_null()), (Some("paid"), Some(())), "{paid}");
+    assert!(enrolled(&srv, &student, course).await);
+    assert_eq!(charges_of(&srv, &placed["id"]).await, 1);
+
+    // Toss is down and charges nothing; it stays down for a while, then recovers.
+    let (student, _, course, placed) = toss_order(&srv, &fake, "Outage").await;
+    fake.set(|l| l.down = true);
+    let (status, err) = confirm(&srv, &student, &placed, "card_lost").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert_error(&err, "payment_pending");
+    assert_eq!(get_order(&srv, &student, &placed["id"]).await["payment_intent"], "confirming");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // The reconciler could not reach Toss either: still confirming, nothing guessed.
+    assert_eq!(get_order(&srv, &student, &placed["id"]).await["payment_intent"], "confirming");
+    fake.set(|l| l.down = false);
+    // Recovered: Toss never saw the payment, so the order is plainly pending again…
+    let back = order_until(&srv, &student, &placed["id"], |o| o["payment_intent"].is_null()).await;
+    assert_eq!((back["status"].as_str(), back["payment_intent"].as_null()), (Some("pending"), Some(())), "{back}");
+    assert!(!enrolled(&srv, &student, course).await);
+    // …and may be paid again.
+    let (status, paid) = confirm(&srv, &student, &placed, "card_again").await;
+    assert_eq!((status, paid["status"].as_str()), (StatusCode::OK, Some("paid")), "{paid}");
+
+    // A refund Toss carries out but answers 500: refunded and revoked by the reconciler.
+    fake.set(|l| l.fail_after_work = true);
+    let (status, err) = refund(&srv, &student, &placed["id"]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert_error(&err, "refund_pending");
+    fake.set(|l| l.fail_after_work = false);
+    let refunded = order_until(&srv, &student, &placed["id"], |o| o["status"] == "refunded").await;
+    assert_eq!(refunded["status"], "refunded", "{refunded}");
+    assert!(!enrolled(&srv, &student, course).await);
+
+    // A refund that never reaches Toss: the reconciler sends it again once Toss is back.
+    let (student, _, course, placed) = toss_order(&srv, &fake, "Resend").await;
+    let (status, paid) = confirm(&srv, &student, &placed, "card_resend").await;
+    assert_eq!((status, paid["status"].as_str()), (StatusCode::OK, Some("paid")), "{paid}");
+    fake.set(|l| l.down = true);
+    let (status, err) = refund(&srv, &student, &placed["id"]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert_eq!(get_order(&srv, &student, &placed["id"]).await["payment_intent"], "refunding");
+    assert!(enrolled(&srv, &student, course).await, "access stays until the money is back");
+    fake.set(|l| l.down = false);
+    let refunded = order_until(&srv, &student, &placed["id"], |o| o["status"] == "refunded").await;
+    assert_eq!(refunded["status"], "refunded", "{refunded}");
+    assert!(!enrolled(&srv, &student, course).await);
+
+    // Every settlement is counted.
+    let metrics = srv.http.get(srv.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for line in [r#"kind="confirming",outcome="paid""#, r#"kind="confirming",outcome="pending""#, r#"kind="refunding",outcome="refunded""#] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with("lectern_payment_intents_settled_total") && l.contains(line)),
+            "{line} missing from /metrics"
+        );
+    }
+    assert!(fake.with(|l| l.violations.is_empty()), "{:?}", fake.with(|l| l.violations.clone()));
+}
+
+async fn racing_refunds_give_the_money_back_once(b: Backend) {
+    let fake = fake_toss::FakeToss::start().await;
+    let srv = toss_server_with(b, &fake, 5, 3600).await;
+    let (student, _, course, placed) = toss_order(&srv, &fake, "Race").await;
+    let (status, paid) = confirm(&srv, &student, &placed, "card_race_refund").await;
+    assert_eq!(status, StatusCode::OK, "{paid}");
+    fake.set(|l| l.delay = Some(std::time::Duration::from_millis(300)));
+    let answers = futures::future::join_all((0..5).map(|_| refund(&srv, &student, &placed["id"]))).await;
+    let mut refunded = 0;
+    for (status, body) in &answers {
+        match *status {
+            StatusCode::OK => {
+                assert_eq!(body["status"], "refunded");
+                refunded += 1;
+            }
+            StatusCode::CONFLICT => assert_error(body, "order_already_refunded"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(refunded, 1, "{answers:?}");
+    assert_eq!(fake.with(|l| l.cancels.len()), 1, "one cancel reached Toss");
+    assert_eq!(count(&srv, "SELECT COUNT(*) FROM payments WHERE kind = 'refund' AND order_id = $1", placed["id"].as_i64().unwrap()).await, 1);
+    assert!(!enrolled(&srv, &student, course).await);
+}
+
+async fn a_payment_approved_for_the_wrong_amount_is_cancelled(b: Backend) {
+    let fake = fake_toss::FakeToss::start().await;
+    let srv = toss_server_with(b, &fake, 2, 1).await;
+
+    // Answered at once: cancelled at Toss, the order stays pending, nothing granted.
+    let (student, _, course, placed) = toss_order(&srv, &fake, "Skewed").await;
+    fake.set(|l| l.skew = -1000);
+    let (status, err) = confirm(&srv, &student, &placed, "card_skewed").await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{err}");
+    assert_error(&err, "payment_mismatch");
+    assert_eq!(fake.with(|l| l.payments["card_skewed"]["status"].clone()), "CANCELED");
+    let o = get_order(&srv, &student, &placed["id"]).await;
+    assert_eq!((o["status"].as_str(), o["payment_intent"].as_null()), (Some("pending"), Some(())), "{o}");
+    assert!(!enrolled(&srv, &student, course).await);
+
+    // Found by the reconciler after a lost answer: cancelled too.
+    let (student, _, course, placed) = toss_order(&srv, &fake, "Skewlost").await;
+    fake.set(|l| l.fail_after_work = true);
+    let (status, err) = confirm(&srv, &student, &placed, "card_skew_lost").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    fake.set(|l| l.fail_after_work = false);
+    let o = order_until(&srv, &student, &placed["id"], |o| o["payment_intent"].is_null()).await;
+    assert_eq!(o["status"], "pending", "{o}");
+    assert_eq!(fake.with(|l| l.payments["card_skew_lost"]["status"].clone()), "CANCELED");
+    assert!(!enrolled(&srv, &student, course).await);
+    assert_eq!(charges_of(&srv, &placed["id"]).await, 0);
+}
+
+async fn readiness_names_the_payment_provider(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let (status, ready) = srv.get("/readyz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((ready["payment_provider"].as_str(), ready["environment"].as_str()), (Some("dev"), Some("development")));
+    let fake = fake_toss::FakeToss::start().await;
+    let toss = toss_server(b, &fake).await;
+    assert_eq!(toss.get("/readyz", None).await.1["payment_provider"], "toss");
+}
+
 on_both_databases!(
     cart_takes_published_courses_of_others_once,
     orders_keep_the_titles_and_prices_they_were_placed_at,
@@ -961,4 +1237,9 @@ on_both_databases!(
     the_dashboard_adds_up_sales_refunds_and_watching,
     the_api_document_lists_the_commerce_routes,
     toss_payments_confirm_and_cancel_as_the_real_api_requires,
+    a_buyer_who_hangs_up_mid_payment_still_gets_what_the_provider_did,
+    the_reconciler_settles_payments_whose_answers_were_lost,
+    racing_refunds_give_the_money_back_once,
+    a_payment_approved_for_the_wrong_amount_is_cancelled,
+    readiness_names_the_payment_provider,
 );

@@ -290,6 +290,11 @@ pub async fn intent(db: &Db, order_id: i64) -> Result<Option<IntentRow>, sqlx::E
     sqlx::query_as(&format!("{INTENT_SELECT} WHERE order_id = $1")).bind(order_id).fetch_optional(db.pool()).await
 }
 
+/// The intents in flight for `user_id`'s orders.
+pub async fn intents_of_user(db: &Db, user_id: i64) -> Result<Vec<IntentRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{INTENT_SELECT} WHERE user_id = $1")).bind(user_id).fetch_all(db.pool()).await
+}
+
 /// Intents due for a look at `now`, oldest first.
 pub async fn due_intents(db: &Db, now: i64, limit: i64) -> Result<Vec<IntentRow>, sqlx::Error> {
     sqlx::query_as(&format!("{INTENT_SELECT} WHERE next_check_at <= $1 ORDER BY next_check_at, order_id LIMIT $2"))

@@ -68,10 +68,15 @@ pub struct Order {
     pub created_at: String,
     pub paid_at: Option<String>,
     pub refunded_at: Option<String>,
+    /// A payment operation sent to the provider whose outcome is not known yet: `confirming`
+    /// (the order stays `pending` until the provider's answer is in) or `refunding` (it stays
+    /// `paid`). Null when nothing is in flight.
+    #[schema(value_type = Option<String>, example = "confirming")]
+    pub payment_intent: Option<&'static str>,
 }
 
-/// An order and its lines as the API shows them.
-pub fn view(row: OrderRow, items: Vec<OrderItemRow>) -> ApiResult<Order> {
+/// An order, its lines and the kind of its payment intent (if any) as the API shows them.
+pub fn view(row: OrderRow, items: Vec<OrderItemRow>, intent: Option<IntentKind>) -> ApiResult<Order> {
     Ok(Order {
         status: OrderStatus::of(&row)?,
         id: row.id,
@@ -83,13 +88,15 @@ pub fn view(row: OrderRow, items: Vec<OrderItemRow>) -> ApiResult<Order> {
         created_at: rfc3339(row.created_at),
         paid_at: row.paid_at.map(rfc3339),
         refunded_at: row.refunded_at.map(rfc3339),
+        payment_intent: intent.map(IntentKind::as_str),
     })
 }
 
 /// The stored order `row` with its lines, as the API shows it.
 pub async fn show(db: &Db, row: OrderRow) -> ApiResult<Order> {
     let items = db::items_of(db, row.id).await?;
-    view(row, items)
+    let intent = db::intent(db, row.id).await?.map(|i| IntentKind::parse(&i.kind)).transpose()?;
+    view(row, items, intent)
 }
 
 /// The order if `caller` may see it: its buyer or an admin. 404 for anyone else.
@@ -235,11 +242,13 @@ pub async fn get(db: &Db, caller: &Caller, id: i64) -> ApiResult<Order> {
 /// One page of the caller's orders, newest first, and how many there are.
 pub async fn list_mine(db: &Db, caller: &Caller, page: i64, per_page: i64) -> ApiResult<(Vec<Order>, i64)> {
     let (rows, items, total) = db::orders_of_user(db, caller.user_id, per_page, (page - 1) * per_page).await?;
+    let intents = db::intents_of_user(db, caller.user_id).await?;
     let orders = rows
         .into_iter()
         .map(|row| {
             let mine = items.iter().filter(|i| i.order_id == row.id).cloned().collect();
-            view(row, mine)
+            let intent = intents.iter().find(|i| i.order_id == row.id).map(|i| IntentKind::parse(&i.kind)).transpose()?;
+            view(row, mine, intent)
         })
         .collect::<ApiResult<Vec<_>>>()?;
     Ok((orders, total))
@@ -344,7 +353,7 @@ async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>
             if !db::mark_paid(db, &order, &course_ids, Some(charge), now()).await? {
                 return Err(ApiError::internal(anyhow::anyhow!("order {id} stopped being pending while its buyer's payment lock was held")));
             }
-            view(db::order(db, id).await?.ok_or(ApiError::not_found("order"))?, items)
+            view(db::order(db, id).await?.ok_or(ApiError::not_found("order"))?, items, None)
         }
         Err(PaymentError::Declined { code, message }) => {
             db::drop_intent(db, id).await?;

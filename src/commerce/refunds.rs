@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use super::db::{self, IntentKind, NewIntent, OrderItemRow, OrderRow};
-use super::orders::{view, visible_order, Order, OrderStatus};
+use super::orders::{show, visible_order, Order, OrderStatus};
 use super::reconcile::{self, Settled};
 use super::{with_payment_lock, Payments};
 use crate::accounts::Caller;
@@ -132,7 +132,5 @@ async fn give_back(db: &Db, payments: &Payments, refunded_by: i64, id: i64, reas
 }
 
 async fn refunded_view(db: &Db, id: i64) -> ApiResult<Order> {
-    let order = db::order(db, id).await?.ok_or(ApiError::not_found("order"))?;
-    let items = db::items_of(db, id).await?;
-    view(order, items)
+    show(db, db::order(db, id).await?.ok_or(ApiError::not_found("order"))?).await
 }
