@@ -6,7 +6,11 @@ a token the server checks (Lectern: a playback JWT; nginx: secure_link's MD5 + e
 drives each with the same connection count and URL list. Prints req/s, MB/s, p50/p99 latency and
 Lectern/nginx ratios. Targets: req/s ratio >= 1.0 with p99 no worse.
 
-    python3 benches/segment_server.py [--connections 64] [--seconds 20] [--threads 2]
+    python3 benches/segment_server.py [--connections 64] [--seconds 20] [--threads 2] [--keepalive-only]
+
+It also sends 200 ranged (4 KiB) and 100 whole-segment GETs one after another on one keep-alive
+connection to each server and counts those slower than 20 ms: a timer on the connection (Nagle's
+algorithm meeting delayed ACKs) shows as ~40 ms answers.
 
 Needs: ffmpeg, nginx (nginx-light), wrk; builds Lectern in release mode (or set LECTERN_BIN).
 """
@@ -90,11 +94,33 @@ end
     return {"rps": rps, "mbs": mbs, "p50": unit(*p50.groups()), "p99": unit(*p99.groups())}
 
 
+def keepalive(base, paths):
+    """Sequential GETs on one keep-alive connection: (ranged slow, ranged, whole slow, whole, p50 ms)."""
+    import http.client
+    from urllib.parse import urlsplit
+    u = urlsplit(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port)
+    times = {"range": [], "whole": []}
+    for kind, n, headers in (("range", 200, {"Range": "bytes=0-4095"}), ("whole", 100, {})):
+        for i in range(n):
+            t = time.perf_counter()
+            conn.request("GET", paths[i % len(paths)], headers=headers)
+            r = conn.getresponse()
+            r.read()
+            assert r.status in (200, 206), r.status
+            times[kind].append((time.perf_counter() - t) * 1000)
+    conn.close()
+    slow = {k: sum(1 for x in v if x > 20) for k, v in times.items()}
+    every = sorted(times["range"])
+    return slow["range"], len(times["range"]), slow["whole"], len(times["whole"]), every[len(every) // 2]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keepalive-only", action="store_true", help="only the one-connection latency check")
     args = ap.parse_args()
 
     lectern = os.environ.get("LECTERN_BIN")  # an already-built binary, e.g. target/debug/lectern
@@ -181,6 +207,12 @@ http {{
             except Exception as e:
                 sys.exit(f"{base}{paths[0]}: {e}\n{open(os.path.join(work, 'nginx-error.log')).read()[-2000:]}")
 
+        print("one keep-alive connection, sequential GETs (answers slower than 20 ms):")
+        for name, base, paths in (("lectern", api, lectern_paths), ("nginx", nginx_base, nginx_paths)):
+            rs, rn, ws, wn, p50 = keepalive(base, paths)
+            print(f"  {name:8} ranged {rs}/{rn} slow (p50 {p50:.2f} ms), whole {ws}/{wn} slow")
+        if args.keepalive_only:
+            return
         print(f"{len(segments)} segments, {args.connections} connections, {args.seconds} s, wrk -t{args.threads}")
         results = {}
         for name, base in (("lectern", api), ("nginx", nginx_base)):

@@ -261,7 +261,6 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     ));
     if let Some(warning) = app.payment_warning() {
         eprintln!("WARNING: {warning}");
-        tracing::warn!("{warning}");
     }
     let pool = tokio::spawn(async move { supervise(&cfg, workers, rx).await });
     let shutdown = shutdown_signal();

@@ -207,6 +207,14 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // Streamed bodies go out in several writes; with Nagle's algorithm on, the last small one
+    // waits for the client's delayed ACK (~40 ms) on every keep-alive request.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
+        }
+    });
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
