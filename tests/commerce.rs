@@ -1225,6 +1225,48 @@ async fn readiness_names_the_payment_provider(b: Backend) {
     assert_eq!(toss.get("/readyz", None).await.1["payment_provider"], "toss");
 }
 
+async fn what_a_dead_process_left_in_flight_is_settled_once_its_lock_lapses(b: Backend) {
+    let fake = fake_toss::FakeToss::start().await;
+    let srv = toss_server_with(b, &fake, 2, 1).await;
+    let (student, sid, course, placed) = toss_order(&srv, &fake, "Crash").await;
+    let payment_order_id = placed["payment_order_id"].as_str().unwrap();
+    // A process recorded its intent, reached Toss (which charged), and died: its lock is still
+    // on record for a few seconds, its answer never recorded.
+    let charged = reqwest::Client::new()
+        .post(format!("{}/v1/payments/confirm", fake.base))
+        .basic_auth(fake_toss::SECRET, Some(""))
+        .json(&json!({"paymentKey": "card_crash", "orderId": payment_order_id, "amount": 55000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(charged.status(), StatusCode::OK);
+    let now = chrono::Utc::now().timestamp();
+    let pool = srv.app_state.db.pool();
+    sqlx::query(
+        "INSERT INTO payment_intents (order_id, user_id, kind, provider, payment_key, amount, started_at, next_check_at) \
+         VALUES ($1, $2, 'confirming', 'toss', 'card_crash', 55000, $3, $3)",
+    )
+    .bind(placed["id"].as_i64().unwrap())
+    .bind(sid)
+    .bind(now)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO payment_locks (user_id, holder, expires_at) VALUES ($1, 'dead-process', $2)")
+        .bind(sid)
+        .bind(now + 3)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(get_order(&srv, &student, &placed["id"]).await["payment_intent"], "confirming");
+    // While the dead holder's lease runs, nobody touches it; once it lapses the reconciler asks
+    // Toss and finishes the payment.
+    let paid = order_until(&srv, &student, &placed["id"], |o| o["status"] == "paid").await;
+    assert_eq!((paid["status"].as_str(), paid["payment_intent"].as_null()), (Some("paid"), Some(())), "{paid}");
+    assert!(enrolled(&srv, &student, course).await);
+    assert_eq!(fake.with(|l| (l.charges, l.confirm_requests)), (1, 1), "settled by looking, not by charging again");
+}
+
 on_both_databases!(
     cart_takes_published_courses_of_others_once,
     orders_keep_the_titles_and_prices_they_were_placed_at,
@@ -1242,4 +1284,5 @@ on_both_databases!(
     racing_refunds_give_the_money_back_once,
     a_payment_approved_for_the_wrong_amount_is_cancelled,
     readiness_names_the_payment_provider,
+    what_a_dead_process_left_in_flight_is_settled_once_its_lock_lapses,
 );

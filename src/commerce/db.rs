@@ -190,6 +190,17 @@ pub async fn try_lock(db: &Db, user_id: i64, holder: &str, now: i64, expires_at:
     Ok(done.rows_affected() > 0)
 }
 
+/// Push `holder`'s lease on `user_id`'s lock out to `expires_at`, if it still holds it.
+pub async fn renew_lock(db: &Db, user_id: i64, holder: &str, expires_at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE payment_locks SET expires_at = $3 WHERE user_id = $1 AND holder = $2")
+        .bind(user_id)
+        .bind(holder)
+        .bind(expires_at)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 /// Release the lock if `holder` still has it.
 pub async fn unlock(db: &Db, user_id: i64, holder: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM payment_locks WHERE user_id = $1 AND holder = $2")

@@ -78,9 +78,9 @@ use crate::error::{ApiError, ApiResult};
 /// request of a process (`AppState::payments`).
 pub struct Payments {
     pub provider: Box<dyn PaymentProvider>,
-    /// How long a confirmation or refund may hold the buyer's payment lock: long enough for
-    /// the provider calls it makes (a look at a leftover intent, the call itself, a cancel of
-    /// a wrong approval), each bounded by `payment_timeout_secs`.
+    /// How long the buyer's payment lock outlives its holder's last heartbeat. A running
+    /// confirmation or refund renews it every third of this; a process that dies leaves it
+    /// for at most this long, so the reconciler settles what it left well within a minute.
     pub lock_lease: Duration,
     /// Refunds by the buyer are possible this long after payment.
     pub refund_window: Duration,
@@ -97,7 +97,7 @@ impl Payments {
         let timeout = cfg.payment_timeout_secs.max(1);
         Payments {
             provider: payments::from_config(cfg),
-            lock_lease: Duration::from_secs(4 * timeout + 30),
+            lock_lease: Duration::from_secs(2 * timeout + 10),
             refund_window: Duration::from_secs(cfg.refund_window_days.saturating_mul(24 * 3600)),
             refund_max_watched_fraction: cfg.refund_max_watched_fraction,
             recheck_after: Duration::from_secs(cfg.reconcile_interval_secs.max(1)),
@@ -133,8 +133,9 @@ pub async fn purchasable_course(db: &Db, caller: &Caller, course_id: i64) -> Api
 }
 
 /// Run `work` while holding `user_id`'s payment lock, waiting up to one lease for a holder to
-/// finish (409 `payment_in_progress` after that). The lock is released as soon as `work` ends,
-/// whatever it returns, even if it panics; only a process that dies leaves it to its lease.
+/// finish (409 `payment_in_progress` after that). The lock is renewed while `work` runs and
+/// released as soon as it ends, whatever it returns, even if it panics; only a process that
+/// dies leaves it to its lease.
 async fn with_payment_lock<T>(db: &Db, user_id: i64, lease: Duration, work: impl Future<Output = ApiResult<T>>) -> ApiResult<T> {
     hold_payment_lock(db, user_id, lease, lease, work).await?.ok_or_else(|| {
         ApiError::conflict("payment_in_progress", "another payment or refund of yours is in progress; retry in a moment")
@@ -163,7 +164,20 @@ async fn hold_payment_lock<T>(
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let result = std::panic::AssertUnwindSafe(work).catch_unwind().await;
+    let work = std::panic::AssertUnwindSafe(work).catch_unwind();
+    tokio::pin!(work);
+    let mut heartbeat = tokio::time::interval(lease / 3);
+    heartbeat.tick().await;
+    let result = loop {
+        tokio::select! {
+            result = &mut work => break result,
+            _ = heartbeat.tick() => {
+                if let Err(e) = db::renew_lock(db, user_id, &holder, now() + lease_secs).await {
+                    tracing::warn!(user_id, error = %e, "could not renew a payment lock");
+                }
+            }
+        }
+    };
     if let Err(e) = db::unlock(db, user_id, &holder).await {
         tracing::warn!(user_id, error = %e, "could not release a payment lock; it expires on its own");
     }
