@@ -152,6 +152,12 @@ pub struct Config {
     /// How often the payment reconciler settles confirmations and refunds left without an
     /// outcome, in seconds.
     pub reconcile_interval_secs: u64,
+    // Serving at the hardware limit (issue 10).
+    /// Bytes of published HLS objects (playlists, segments, tracks) each API process keeps in
+    /// memory, in front of the object store; 0 turns the cache off.
+    pub hls_cache_bytes: u64,
+    /// Largest object the HLS cache takes, in bytes; larger ones are streamed from the store.
+    pub hls_cache_max_object_bytes: u64,
 }
 
 impl Default for Config {
@@ -197,6 +203,8 @@ impl Default for Config {
             log_filter: "info".into(),
             env: Environment::Development,
             reconcile_interval_secs: 15,
+            hls_cache_bytes: 256 * 1024 * 1024,
+            hls_cache_max_object_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -332,6 +340,8 @@ fn env_value(key: &str, v: &str) -> Result<figment::value::Value, ConfigError> {
         "payment_timeout_secs",
         "refund_window_days",
         "reconcile_interval_secs",
+        "hls_cache_bytes",
+        "hls_cache_max_object_bytes",
     ];
     const FLOATS: &[&str] = &["segment_seconds", "refund_max_watched_fraction"];
     const BOOLS: &[&str] = &["s3_path_style", "hls_encryption"];

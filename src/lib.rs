@@ -73,7 +73,8 @@ impl App {
             cfg.playback_keys.expose().to_string()
         };
         let keys = crate::playback::tokens::PlaybackKeys::parse(&keys, cfg.playback_token_ttl_secs)?;
-        let playback = Arc::new(crate::playback::Playback::new(keys));
+        let objects = crate::playback::cache::ObjectCache::new(cfg.hls_cache_bytes, cfg.hls_cache_max_object_bytes);
+        let playback = Arc::new(crate::playback::Playback::new(keys, objects));
         let payments = Arc::new(crate::commerce::Payments::from_config(&cfg));
         let state = AppState {
             cfg: Arc::new(cfg),

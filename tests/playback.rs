@@ -28,7 +28,13 @@ struct Fixture {
 }
 
 async fn fixture(b: Backend, s: StorageKind, encrypted: bool) -> Fixture {
-    let srv = TestServer::start_with(b, s, |c| {
+    fixture_with(b, s, encrypted, lectern::config::Config::default().hls_cache_bytes).await
+}
+
+/// [`fixture`] with an origin shield of `cache_bytes` (0: every object read from the store).
+async fn fixture_with(b: Backend, s: StorageKind, encrypted: bool, cache_bytes: u64) -> Fixture {
+    let srv = TestServer::start_with(b, s, move |c| {
+        c.hls_cache_bytes = cache_bytes;
         c.segment_seconds = 2.0;
         c.x264_preset = "ultrafast".into();
         c.worker_poll_ms = 200;
@@ -216,7 +222,15 @@ async fn the_segment_server_plays_only_with_a_valid_token(b: Backend, s: Storage
 }
 
 async fn objects_are_served_with_full_range_semantics(b: Backend, s: StorageKind) {
-    let f = fixture(b, s, true).await;
+    range_semantics(fixture(b, s, true).await).await
+}
+
+/// The same, with every object streamed from the store instead of the in-memory cache.
+async fn objects_streamed_from_the_store_have_full_range_semantics(b: Backend, s: StorageKind) {
+    range_semantics(fixture_with(b, s, true, 0).await).await
+}
+
+async fn range_semantics(f: Fixture) {
     let (_, session) = playback(&f, f.paid, Some(&f.enrolled)).await;
     let token = session["token"].as_str().unwrap().to_string();
     let base = f.srv.url(&format!("/hls/{}", f.video));
@@ -392,7 +406,49 @@ async fn a_caching_proxy_caches_segments_but_never_playlists_or_keys(b: Backend,
     nginx.wait().await.unwrap();
 }
 
+async fn the_origin_shield_reads_each_published_object_once(b: Backend, s: StorageKind) {
+    let f = fixture(b, s, true).await;
+    let (_, session) = playback(&f, f.paid, Some(&f.enrolled)).await;
+    let token = session["token"].as_str().unwrap().to_string();
+    let base = f.srv.url(&format!("/hls/{}", f.video));
+    let master = get(&f, &format!("{base}/master.m3u8?token={token}"), &[]).await.text().await.unwrap();
+    let rendition = master.lines().find(|l| l.contains("index.m3u8")).unwrap().split('/').next().unwrap().to_string();
+    let seg_url = format!("{base}/{rendition}/seg_00001.ts");
+    let shield = &f.srv.app_state.playback.objects;
+
+    // Many viewers starting at once: one read of the store between them.
+    let before = shield.loads();
+    let answers = futures::future::join_all((0..20).map(|_| get(&f, &seg_url, &[]))).await;
+    let mut bodies = Vec::new();
+    for resp in answers {
+        assert_eq!(resp.status(), StatusCode::OK);
+        bodies.push(resp.bytes().await.unwrap());
+    }
+    assert_eq!(shield.loads() - before, 1, "one store read for 20 concurrent GETs");
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]) && !bodies[0].is_empty());
+
+    // Later GETs and ranges come from memory: even with the stored copy gone they are answered.
+    let ready = f.srv.app_state.playback.ready_video(&f.srv.app_state.db, f.video).await.unwrap().unwrap();
+    f.srv.app_state.storage.delete(&ready.prefix.join(&format!("{rendition}/seg_00001.ts")).unwrap()).await.unwrap();
+    let resp = get(&f, &seg_url, &[]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await.unwrap(), bodies[0]);
+    let resp = get(&f, &seg_url, &[("range", "bytes=100-4195")]).await;
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(resp.bytes().await.unwrap(), bodies[0].slice(100..4196));
+    assert_eq!(shield.loads() - before, 1);
+    // Playlists too: the media playlist is read once, however many sessions ask.
+    let before = shield.loads();
+    for _ in 0..5 {
+        let resp = get(&f, &format!("{base}/{rendition}/index.m3u8?token={token}"), &[]).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert!(shield.loads() - before <= 1);
+}
+
 on_both_setups!(
+    the_origin_shield_reads_each_published_object_once,
+    objects_streamed_from_the_store_have_full_range_semantics,
     browsers_play_it_with_hls_js_and_react_player,
     a_caching_proxy_caches_segments_but_never_playlists_or_keys,
     only_entitled_viewers_get_a_playback_session,

@@ -8,6 +8,7 @@
 //! copy for all viewers; the playlists and the key, which make them playable, stay
 //! token-gated and `private, no-store`. Unencrypted videos gate their segments by token too.
 
+pub mod cache;
 pub mod playlist;
 pub mod range;
 pub mod routes;
@@ -35,17 +36,19 @@ pub struct ReadyVideo {
     pub key: Option<[u8; 16]>,
 }
 
-/// Playback keys and the ready-video cache.
+/// Playback keys, the ready-video cache and the origin shield of published objects.
 pub struct Playback {
     pub keys: PlaybackKeys,
+    /// Published playlists, segments and tracks in memory.
+    pub objects: cache::ObjectCache,
     cache: Mutex<HashMap<i64, Arc<ReadyVideo>>>,
 }
 
 const CACHE_LIMIT: usize = 100_000;
 
 impl Playback {
-    pub fn new(keys: PlaybackKeys) -> Self {
-        Playback { keys, cache: Mutex::new(HashMap::new()) }
+    pub fn new(keys: PlaybackKeys, objects: cache::ObjectCache) -> Self {
+        Playback { keys, objects, cache: Mutex::new(HashMap::new()) }
     }
 
     /// The ready video `id`, from the cache or (once) the database. `None` if it is not ready.

@@ -16,6 +16,7 @@ use super::{playlist, PlaybackSession, ReadyVideo};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{Auth, Path, Query};
 use crate::http::{base_url, AppState};
+use super::cache::CacheMiss;
 use crate::storage::{content_type, ObjectMeta, StorageError};
 
 pub fn router() -> Router<AppState> {
@@ -178,10 +179,15 @@ fn storage_error(e: StorageError) -> ApiError {
     }
 }
 
-/// Read a small stored object (a playlist, a track) whole.
-async fn read_small(st: &AppState, v: &ReadyVideo, rel: &str) -> ApiResult<(Vec<u8>, ObjectMeta)> {
+/// Read a small stored object (a playlist, a track) whole: from the cache, or the store.
+async fn read_small(st: &AppState, v: &ReadyVideo, rel: &str) -> ApiResult<(Bytes, ObjectMeta)> {
     use futures::StreamExt;
     let key = v.prefix.join(rel).map_err(|_| ApiError::not_found("object"))?;
+    match st.playback.objects.get(&st.storage, &key).await {
+        Ok(hit) => return Ok((hit.body.clone(), hit.meta.clone())),
+        Err(CacheMiss::Uncacheable) => {}
+        Err(other) => return Err(cache_error(other)),
+    }
     let got = st.storage.get(&key, None).await.map_err(storage_error)?;
     if got.meta.size > 4 * 1024 * 1024 {
         return Err(ApiError::internal(anyhow::anyhow!("playlist {key} is implausibly large")));
@@ -191,7 +197,14 @@ async fn read_small(st: &AppState, v: &ReadyVideo, rel: &str) -> ApiResult<(Vec<
     while let Some(chunk) = body.next().await {
         out.extend_from_slice(&chunk.map_err(|e| ApiError::internal(anyhow::Error::new(e)))?);
     }
-    Ok((out, got.meta))
+    Ok((Bytes::from(out), got.meta))
+}
+
+fn cache_error(e: CacheMiss) -> ApiError {
+    match e {
+        CacheMiss::NotFound => ApiError::not_found("object"),
+        other => ApiError::internal(anyhow::anyhow!("reading a stored object: {other}")),
+    }
 }
 
 async fn rewritten(
@@ -255,12 +268,24 @@ fn respond_bytes(headers: &HeaderMap, head: bool, body: Bytes, meta: &ObjectMeta
     shaped(&answer, meta, ctype, cache, head, part)
 }
 
-/// Stream a stored object (or the requested range of it) without holding it in memory.
+/// Serve a stored object (or the requested range of it): from the origin shield when it fits
+/// there, else streamed from the store without holding it in memory.
 ///
-/// The common case — a whole segment — costs one read of the object: it is opened once and its
-/// metadata decides the answer. Only a range request reopens it at the right offset.
+/// A streamed whole object costs one read: it is opened once and its metadata decides the
+/// answer. Only a range request reopens it at the right offset.
 async fn stream_object(st: &AppState, v: &ReadyVideo, rel: &str, headers: &HeaderMap, head: bool, cache: &str) -> ApiResult<Response> {
     let key = v.prefix.join(rel).map_err(|_| ApiError::not_found("object"))?;
+    match st.playback.objects.get(&st.storage, &key).await {
+        Ok(hit) => {
+            let resp = respond_bytes(headers, head, hit.body.clone(), &hit.meta, content_type(rel), cache);
+            if !head {
+                metrics::counter!("lectern_hls_bytes_total").increment(resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0));
+            }
+            return Ok(resp);
+        }
+        Err(CacheMiss::Uncacheable) => {}
+        Err(other) => return Err(cache_error(other)),
+    }
     let whole = st.storage.get(&key, None).await.map_err(storage_error)?;
     let meta = whole.meta.clone();
     let answer = decide(headers, &Validators { len: meta.size, etag: &meta.etag, last_modified: meta.last_modified });
