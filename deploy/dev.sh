@@ -47,7 +47,7 @@ ensure_s3s_fs() {
     fi
 }
 
-# Real clients the tests drive: tuspy (the tus project's Python client), and from npm hls.js,
+# Real clients the tests drive: tuspy (the tus project's Python client), standardwebhooks, and from npm hls.js,
 # react-player and tus-js-client with playwright-core driving Debian's Chromium.
 ensure_test_clients() {
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -61,6 +61,12 @@ ensure_test_clients() {
         log "installing tuspy"
         python3 -m pip install --quiet tuspy 2>/dev/null \
             || python3 -m pip install --quiet --break-system-packages tuspy
+    fi
+    # The Standard Webhooks reference verifier, which checks Lectern's webhook signatures.
+    if ! python3 -c 'import standardwebhooks' 2>/dev/null; then
+        log "installing standardwebhooks"
+        python3 -m pip install --quiet standardwebhooks 2>/dev/null \
+            || python3 -m pip install --quiet --break-system-packages standardwebhooks
     fi
 }
 

@@ -158,6 +158,18 @@ pub struct Config {
     pub hls_cache_bytes: u64,
     /// Largest object the HLS cache takes, in bytes; larger ones are streamed from the store.
     pub hls_cache_max_object_bytes: u64,
+    // Webhooks (issue 12).
+    /// Let webhook endpoints point at private, loopback and link-local addresses.
+    pub webhook_allow_private: bool,
+    /// Seconds a receiver has to answer a delivery.
+    pub webhook_timeout_secs: u64,
+    /// Seconds to wait before each retry of a failed delivery, comma-separated; after the
+    /// last, the delivery has failed.
+    pub webhook_retry_schedule: String,
+    /// Disable an endpoint after this many failed attempts in a row (0: never).
+    pub webhook_disable_after_failures: u64,
+    /// How often each node looks for due deliveries, in milliseconds.
+    pub webhook_poll_ms: u64,
 }
 
 impl Default for Config {
@@ -205,6 +217,11 @@ impl Default for Config {
             reconcile_interval_secs: 15,
             hls_cache_bytes: 256 * 1024 * 1024,
             hls_cache_max_object_bytes: 16 * 1024 * 1024,
+            webhook_allow_private: false,
+            webhook_timeout_secs: 10,
+            webhook_retry_schedule: "5,300,1800,7200,18000,36000".into(),
+            webhook_disable_after_failures: 100,
+            webhook_poll_ms: 1000,
         }
     }
 }
@@ -286,6 +303,9 @@ impl Config {
         if self.job_lease_secs < 3 || self.job_max_attempts == 0 {
             return Err(ConfigError::Invalid("job_lease_secs must be at least 3 and job_max_attempts at least 1".into()));
         }
+        if self.webhook_retry_schedule.split(',').any(|s| !s.trim().is_empty() && s.trim().parse::<u64>().is_err()) {
+            return Err(ConfigError::Invalid("webhook_retry_schedule must be comma-separated seconds, e.g. 5,300,1800".into()));
+        }
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
             return Err(ConfigError::Invalid("token lifetimes must be positive".into()));
         }
@@ -299,6 +319,11 @@ impl Config {
         } else {
             self.database_url.clone()
         }
+    }
+
+    /// The delays before each retry of a failed webhook delivery, in seconds.
+    pub fn webhook_retry_schedule(&self) -> Vec<u64> {
+        self.webhook_retry_schedule.split(',').filter_map(|s| s.trim().parse().ok()).collect()
     }
 
     /// Number of local transcoding workers: configured, or one per CPU.
@@ -342,9 +367,12 @@ fn env_value(key: &str, v: &str) -> Result<figment::value::Value, ConfigError> {
         "reconcile_interval_secs",
         "hls_cache_bytes",
         "hls_cache_max_object_bytes",
+        "webhook_timeout_secs",
+        "webhook_disable_after_failures",
+        "webhook_poll_ms",
     ];
     const FLOATS: &[&str] = &["segment_seconds", "refund_max_watched_fraction"];
-    const BOOLS: &[&str] = &["s3_path_style", "hls_encryption"];
+    const BOOLS: &[&str] = &["s3_path_style", "hls_encryption", "webhook_allow_private"];
     let bad = || ConfigError::Invalid(format!("LECTERN_{} = {v:?} is not valid", key.to_ascii_uppercase()));
     if NUMBERS.contains(&key) {
         v.trim().parse::<u64>().map(Value::from).map_err(|_| bad())

@@ -17,6 +17,7 @@
 //! - [`playback`] — playback tokens, playlist rewriting, the segment/range server.
 //! - [`media`]    — videos, streamed and tus uploads, the job queue, workers and their pool.
 //! - [`demo`]     — `lectern demo`: sample accounts, courses and transcoded videos.
+//! - [`webhooks`] — signed event deliveries (Standard Webhooks) from the database queue.
 //! - [`telemetry`] — `tracing` subscriber set-up.
 //!
 //! The transcoding engine is the separate crate `lectern-workers` (`workers/`), which this crate
@@ -39,6 +40,7 @@ pub mod media;
 pub mod playback;
 pub mod storage;
 pub mod telemetry;
+pub mod webhooks;
 
 use std::sync::Arc;
 

@@ -259,6 +259,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         Duration::from_secs(cfg.reconcile_interval_secs.max(1)),
         rx.clone(),
     ));
+    let webhooks = tokio::spawn(lectern::webhooks::delivery::run(
+        app.state.db.clone(),
+        lectern::webhooks::delivery::Settings::from_config(&cfg),
+        rx.clone(),
+    ));
     if let Some(warning) = app.payment_warning() {
         eprintln!("WARNING: {warning}");
     }
@@ -279,6 +284,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let _ = pool.await;
     let _ = housekeeping.await;
     let _ = reconciler.await;
+    let _ = webhooks.await;
     app.state.db.close().await;
     tracing::info!("stopped");
     Ok(())

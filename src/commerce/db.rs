@@ -4,6 +4,7 @@
 use sqlx::FromRow;
 
 use crate::db::Db;
+use crate::webhooks::{self, EventType};
 
 /// A cart line with the course's current title and price.
 #[derive(Debug, Clone, FromRow)]
@@ -375,7 +376,11 @@ pub async fn mark_paid(db: &Db, order: &OrderRow, course_ids: &[i64], charge: Op
             .bind(course_id)
             .execute(&mut *tx)
             .await?;
+        let enrollment = serde_json::json!({"user_id": order.user_id, "course_id": course_id, "source": "order", "order_id": order.id});
+        webhooks::emit(&mut tx, EventType::EnrollmentCreated, &[*course_id], enrollment).await?;
     }
+    let paid = order_event(order, course_ids, charge.map(|c| c.provider), now, "paid");
+    webhooks::emit(&mut tx, EventType::OrderPaid, course_ids, paid).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -408,10 +413,36 @@ pub async fn mark_refunded(
     }
     sqlx::query("DELETE FROM payment_intents WHERE order_id = $1").bind(order.id).execute(&mut *tx).await?;
     for course_id in course_ids {
-        crate::learning::revoke(&mut *tx, order.user_id, *course_id).await?;
+        if crate::learning::revoke(&mut *tx, order.user_id, *course_id).await? {
+            let enrollment = serde_json::json!({"user_id": order.user_id, "course_id": course_id, "reason": "refund", "order_id": order.id});
+            webhooks::emit(&mut tx, EventType::EnrollmentRevoked, &[*course_id], enrollment).await?;
+        }
     }
+    let refunded = order_event(order, course_ids, refund.map(|r| r.provider), now, "refunded");
+    webhooks::emit(&mut tx, EventType::OrderRefunded, course_ids, refunded).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// The `data` of an `order.paid` / `order.refunded` event: the order as its buyer sees it.
+fn order_event(order: &OrderRow, course_ids: &[i64], provider: Option<&str>, at: i64, status: &str) -> serde_json::Value {
+    let when = crate::db::rfc3339(at);
+    serde_json::json!({
+        "order_id": order.id,
+        "user_id": order.user_id,
+        "order": {
+            "id": order.id,
+            "status": status,
+            "amount": order.amount,
+            "currency": order.currency,
+            "course_ids": course_ids,
+            "payment_order_id": order.payment_order_id,
+            "payment_provider": provider,
+            "created_at": crate::db::rfc3339(order.created_at),
+            "paid_at": if status == "paid" { Some(when.clone()) } else { order.paid_at.map(crate::db::rfc3339) },
+            "refunded_at": (status == "refunded").then_some(when),
+        },
+    })
 }
 
 async fn record_movement(

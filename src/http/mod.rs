@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::learning::routes::router())
         .merge(crate::commerce::routes::router())
         .merge(crate::community::routes::router())
+        .merge(crate::webhooks::routes::router())
         .layer(DefaultBodyLimit::max(state.cfg.max_json_body_bytes));
 
     let app = Router::new()

@@ -58,6 +58,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::catalog::routes::CategoriesApi::openapi());
     doc.merge(crate::learning::routes::LearningApi::openapi());
     doc.merge(crate::commerce::routes::CommerceApi::openapi());
+    doc.merge(crate::webhooks::routes::WebhooksApi::openapi());
     doc.merge(crate::community::routes::CommunityApi::openapi());
     doc
 }

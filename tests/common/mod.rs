@@ -111,7 +111,9 @@ async fn serve(
     // The payment reconciler runs beside the server, as in `lectern serve`.
     let (stop_background, background) = tokio::sync::watch::channel(false);
     let every = Duration::from_secs(cfg.reconcile_interval_secs.max(1));
-    let reconciler = tokio::spawn(lectern::commerce::reconcile::run(state.db.clone(), state.payments.clone(), every, background));
+    let reconciler = tokio::spawn(lectern::commerce::reconcile::run(state.db.clone(), state.payments.clone(), every, background.clone()));
+    let settings = lectern::webhooks::delivery::Settings::from_config(cfg);
+    let webhooks = tokio::spawn(lectern::webhooks::delivery::run(state.db.clone(), settings, background));
     let task = tokio::spawn(async move {
         lectern::http::serve(listener, state, async {
             let _ = rx.await;
@@ -120,6 +122,7 @@ async fn serve(
         .unwrap();
         let _ = stop_background.send(true);
         let _ = reconciler.await;
+        let _ = webhooks.await;
     });
     (base, app.state, tx, task)
 }
