@@ -170,6 +170,9 @@ pub struct Config {
     pub webhook_disable_after_failures: u64,
     /// How often each node looks for due deliveries, in milliseconds.
     pub webhook_poll_ms: u64,
+    // Operators' view (issue 12).
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <this>`.
+    pub metrics_token: Secret,
 }
 
 impl Default for Config {
@@ -222,6 +225,7 @@ impl Default for Config {
             webhook_retry_schedule: "5,300,1800,7200,18000,36000".into(),
             webhook_disable_after_failures: 100,
             webhook_poll_ms: 1000,
+            metrics_token: Secret::default(),
         }
     }
 }

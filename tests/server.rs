@@ -70,6 +70,20 @@ async fn metrics_count_requests_by_route() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_kept_to_those_with_the_token() {
+    let srv = TestServer::start_with(Backend::Sqlite, lectern::config::StorageKind::Fs, |c| {
+        c.metrics_token = lectern::config::Secret::new("scrape-me-please");
+    })
+    .await;
+    let url = srv.url("/metrics");
+    assert_eq!(srv.http.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(srv.http.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
+    let resp = srv.http.get(&url).bearer_auth("scrape-me-please").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("lectern_http_requests_total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_and_docs_page_are_served() {
     let srv = TestServer::start(Backend::Sqlite).await;
     let (status, doc) = srv.get("/api/openapi.json", None).await;

@@ -138,7 +138,13 @@ async fn serve(st: &AppState, video: &str, rest: &str, token: Option<&str>, req:
         st.playback.keys.verify(token, video_id).map_err(token_error)?;
     }
 
-    match object {
+    let kind = match object {
+        HlsObject::Key => "key",
+        HlsObject::Master | HlsObject::Media { .. } => "playlist",
+        HlsObject::Segment { .. } => "segment",
+        HlsObject::Asset(_) => "asset",
+    };
+    let resp = match object {
         HlsObject::Key => {
             let key = ready.key.ok_or(ApiError::not_found("key"))?;
             let meta = ObjectMeta { size: 16, last_modified: 0, etag: hex::encode(Sha256::digest(key))[..32].to_string() };
@@ -165,7 +171,12 @@ async fn serve(st: &AppState, video: &str, rest: &str, token: Option<&str>, req:
             let cache = if encrypted { IMMUTABLE } else { PRIVATE_CACHE };
             stream_object(st, &ready, &format!("{rendition}/{name}"), headers, head, cache).await
         }
+    }?;
+    if !head {
+        let sent = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+        metrics::counter!("lectern_hls_bytes_total", "kind" => kind).increment(sent);
     }
+    Ok(resp)
 }
 
 fn digest_etag(b: &[u8]) -> String {
@@ -276,13 +287,7 @@ fn respond_bytes(headers: &HeaderMap, head: bool, body: Bytes, meta: &ObjectMeta
 async fn stream_object(st: &AppState, v: &ReadyVideo, rel: &str, headers: &HeaderMap, head: bool, cache: &str) -> ApiResult<Response> {
     let key = v.prefix.join(rel).map_err(|_| ApiError::not_found("object"))?;
     match st.playback.objects.get(&st.storage, &key).await {
-        Ok(hit) => {
-            let resp = respond_bytes(headers, head, hit.body.clone(), &hit.meta, content_type(rel), cache);
-            if !head {
-                metrics::counter!("lectern_hls_bytes_total").increment(resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0));
-            }
-            return Ok(resp);
-        }
+        Ok(hit) => return Ok(respond_bytes(headers, head, hit.body.clone(), &hit.meta, content_type(rel), cache)),
         Err(CacheMiss::Uncacheable) => {}
         Err(other) => return Err(cache_error(other)),
     }
@@ -290,14 +295,10 @@ async fn stream_object(st: &AppState, v: &ReadyVideo, rel: &str, headers: &Heade
     let meta = whole.meta.clone();
     let answer = decide(headers, &Validators { len: meta.size, etag: &meta.etag, last_modified: meta.last_modified });
     let body = match (&answer, head) {
-        (Answer::Full, false) => {
-            metrics::counter!("lectern_hls_bytes_total").increment(meta.size);
-            Some(Body::from_stream(whole.body))
-        }
+        (Answer::Full, false) => Some(Body::from_stream(whole.body)),
         (Answer::Partial(r), false) => {
             drop(whole);
             let got = st.storage.get(&key, Some(r.clone())).await.map_err(storage_error)?;
-            metrics::counter!("lectern_hls_bytes_total").increment(got.range.end - got.range.start);
             Some(Body::from_stream(got.body))
         }
         _ => None,
