@@ -136,6 +136,17 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `tracing` filter directives, e.g. `info,lectern=debug`.
     pub log_filter: String,
+    // Uploads: per-user limits and stalled bodies.
+    /// Uploads (tus or streamed `PUT`) one user may have in progress at once (429 past that).
+    pub upload_max_concurrent: u64,
+    /// Bytes one user's unfinished uploads may add up to (declared lengths, or what has
+    /// arrived when no length was declared); 429 past that.
+    pub upload_max_bytes_in_progress: u64,
+    /// Bytes one user may upload per UTC day (429 past that, until the next day).
+    pub upload_daily_quota_bytes: u64,
+    /// An upload body that sends nothing for this many seconds is dropped; a tus upload keeps
+    /// what arrived before the stall and can be resumed from there.
+    pub upload_idle_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -179,6 +190,10 @@ impl Default for Config {
             max_json_body_bytes: 1024 * 1024,
             log_format: LogFormat::Text,
             log_filter: "info".into(),
+            upload_max_concurrent: 10,
+            upload_max_bytes_in_progress: 200 * 1024 * 1024 * 1024,
+            upload_daily_quota_bytes: 500 * 1024 * 1024 * 1024,
+            upload_idle_timeout_secs: 60,
         }
     }
 }
@@ -306,6 +321,11 @@ fn env_value(key: &str, v: &str) -> Result<figment::value::Value, ConfigError> {
         "playback_token_ttl_secs",
         "payment_timeout_secs",
         "refund_window_days",
+        // Uploads
+        "upload_max_concurrent",
+        "upload_max_bytes_in_progress",
+        "upload_daily_quota_bytes",
+        "upload_idle_timeout_secs",
     ];
     const FLOATS: &[&str] = &["segment_seconds", "refund_max_watched_fraction"];
     const BOOLS: &[&str] = &["s3_path_style", "hls_encryption"];

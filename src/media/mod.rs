@@ -212,22 +212,28 @@ pub async fn upload_streamed(
     Ok(row.into())
 }
 
-/// Housekeeping for the serving process, every `every` until `shutdown`: expire abandoned tus
-/// uploads, fail jobs whose workers vanished on their last attempt, publish queue depth.
+/// Housekeeping for the serving process, every `every` until `shutdown`: see [`housekeeping`].
 pub async fn maintenance(st: AppState, every: std::time::Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
-        if let Err(e) = tus::expire(&st).await {
-            tracing::warn!(error = %e, "expiring uploads failed");
-        }
-        if let Err(e) = queue::reap_abandoned(&st.db).await {
-            tracing::warn!(error = %e, "reaping abandoned jobs failed");
-        }
-        if let Ok((queued, running)) = queue::depth(&st.db).await {
-            metrics::gauge!("lectern_jobs", "status" => "queued").set(queued as f64);
-            metrics::gauge!("lectern_jobs", "status" => "running").set(running as f64);
-        }
+        housekeeping(&st).await;
         if tokio::time::timeout(every, shutdown.changed()).await.is_ok() && *shutdown.borrow() {
             return;
         }
+    }
+}
+
+/// One round of housekeeping: expire abandoned tus uploads, fail jobs whose workers vanished
+/// on their last attempt, publish queue depth. Each step logs its own failure and the others
+/// still run.
+pub async fn housekeeping(st: &AppState) {
+    if let Err(e) = tus::expire(st).await {
+        tracing::warn!(error = %e, "expiring uploads failed");
+    }
+    if let Err(e) = queue::reap_abandoned(&st.db).await {
+        tracing::warn!(error = %e, "reaping abandoned jobs failed");
+    }
+    if let Ok((queued, running)) = queue::depth(&st.db).await {
+        metrics::gauge!("lectern_jobs", "status" => "queued").set(queued as f64);
+        metrics::gauge!("lectern_jobs", "status" => "running").set(running as f64);
     }
 }
