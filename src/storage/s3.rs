@@ -119,6 +119,37 @@ async fn fill(body: &mut ByteStream, carry: &mut BytesMut, limit: usize) -> std:
     Ok((carry.split_to(limit).freeze(), false))
 }
 
+/// The multipart upload of a `put` in progress: if the `put` future is dropped before it
+/// finishes (its request was cancelled), the upload is aborted in the background rather than
+/// left holding its parts in the bucket.
+struct AbortOnDrop {
+    store: S3Store,
+    key: ObjectKey,
+    upload_id: Option<String>,
+}
+
+impl AbortOnDrop {
+    /// The `put` ran to its end and deals with the upload itself.
+    fn disarm(mut self) {
+        self.upload_id = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(upload_id) = self.upload_id.take() else { return };
+        let (store, key) = (self.store.clone(), self.key.clone());
+        // Without a runtime (the process is ending) the bucket's lifecycle rules must do it.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = store.abort_multipart(&key, &upload_id).await {
+                    tracing::warn!(key = %key, error = %e, "could not abort the multipart upload of a cancelled put");
+                }
+            });
+        }
+    }
+}
+
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn put(&self, key: &ObjectKey, mut body: ByteStream, content_type: &str) -> Result<ObjectMeta, StorageError> {
@@ -129,6 +160,7 @@ impl ObjectStore for S3Store {
             return self.head(key).await;
         }
         let upload_id = self.create_multipart(key, content_type).await?;
+        let guard = AbortOnDrop { store: self.clone(), key: key.clone(), upload_id: Some(upload_id.clone()) };
         let result = async {
             let mut parts = Vec::new();
             let mut chunk = first;
@@ -150,6 +182,7 @@ impl ObjectStore for S3Store {
             self.complete_multipart(key, &upload_id, &parts).await
         }
         .await;
+        guard.disarm();
         if result.is_err() {
             let _ = self.abort_multipart(key, &upload_id).await;
         }
