@@ -70,6 +70,20 @@ impl S3Store {
         }
     }
 
+    /// Begin a multipart upload in a task of its own, so that a `put` dropped while the
+    /// request is in flight still learns the upload's id and aborts it.
+    async fn create_multipart_owned(&self, key: &ObjectKey, content_type: &str) -> Result<String, StorageError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (store, key, content_type) = (self.clone(), key.clone(), content_type.to_string());
+        tokio::spawn(async move {
+            let created = store.create_multipart(&key, &content_type).await;
+            if let Err(Ok(upload_id)) = tx.send(created) {
+                let _ = store.abort_multipart(&key, &upload_id).await;
+            }
+        });
+        rx.await.map_err(|_| StorageError::Backend(anyhow::anyhow!("CreateMultipartUpload task ended")))?
+    }
+
     async fn put_bytes(&self, key: &ObjectKey, body: Bytes, content_type: &str) -> Result<(), StorageError> {
         self.client
             .put_object()
@@ -159,7 +173,7 @@ impl ObjectStore for S3Store {
             self.put_bytes(key, first, content_type).await?;
             return self.head(key).await;
         }
-        let upload_id = self.create_multipart(key, content_type).await?;
+        let upload_id = self.create_multipart_owned(key, content_type).await?;
         let guard = AbortOnDrop { store: self.clone(), key: key.clone(), upload_id: Some(upload_id.clone()) };
         let result = async {
             let mut parts = Vec::new();
