@@ -5,6 +5,10 @@
 //! `processing` (a worker holds the job) → `ready` (outputs published) or `failed` (with a
 //! reason). Each upload is a new video of its lecture; the lecture switches to it when it is
 //! ready, and the one it replaces is removed then.
+//!
+//! Uploads are bounded per user ([`limits`]) and by an idle timeout on their bodies, and they
+//! are crash-safe: storing the source and enqueueing its transcode commit together, and
+//! [`housekeeping`] finishes or removes whatever a dead request or process left behind.
 
 pub mod db;
 pub mod limits;

@@ -233,7 +233,13 @@ pub async fn repair(st: &AppState) -> anyhow::Result<usize> {
         repaired += result?;
     }
     for video_id in db::completed_uploads_without_job(&st.db).await? {
-        let size = st.storage.head(&keys::source(video_id)).await?.size as i64;
+        let size = match st.storage.head(&keys::source(video_id)).await {
+            Ok(meta) => meta.size as i64,
+            Err(e) => {
+                tracing::warn!(video = video_id, error = %e, "a completed upload's source cannot be read; left as it is");
+                continue;
+            }
+        };
         let mut tx = st.db.pool().begin().await?;
         if !db::source_stored(&mut *tx, video_id, size, now()).await? {
             tx.rollback().await?;
