@@ -173,6 +173,17 @@ pub struct Config {
     // Operators' view (issue 12).
     /// When set, `/metrics` answers only requests with `Authorization: Bearer <this>`.
     pub metrics_token: Secret,
+    // Uploads: per-user limits and stalled bodies.
+    /// Uploads (tus or streamed `PUT`) one user may have in progress at once (429 past that).
+    pub upload_max_concurrent: u64,
+    /// Bytes one user's unfinished uploads may add up to (declared lengths, or what has
+    /// arrived when no length was declared); 429 past that.
+    pub upload_max_bytes_in_progress: u64,
+    /// Bytes one user may upload per UTC day (429 past that, until the next day).
+    pub upload_daily_quota_bytes: u64,
+    /// An upload body that sends nothing for this many seconds is dropped; a tus upload keeps
+    /// what arrived before the stall and can be resumed from there.
+    pub upload_idle_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -226,6 +237,10 @@ impl Default for Config {
             webhook_disable_after_failures: 100,
             webhook_poll_ms: 1000,
             metrics_token: Secret::default(),
+            upload_max_concurrent: 10,
+            upload_max_bytes_in_progress: 200 * 1024 * 1024 * 1024,
+            upload_daily_quota_bytes: 500 * 1024 * 1024 * 1024,
+            upload_idle_timeout_secs: 60,
         }
     }
 }
@@ -374,6 +389,11 @@ fn env_value(key: &str, v: &str) -> Result<figment::value::Value, ConfigError> {
         "webhook_timeout_secs",
         "webhook_disable_after_failures",
         "webhook_poll_ms",
+        // Uploads
+        "upload_max_concurrent",
+        "upload_max_bytes_in_progress",
+        "upload_daily_quota_bytes",
+        "upload_idle_timeout_secs",
     ];
     const FLOATS: &[&str] = &["segment_seconds", "refund_max_watched_fraction"];
     const BOOLS: &[&str] = &["s3_path_style", "hls_encryption", "webhook_allow_private"];

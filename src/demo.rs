@@ -92,11 +92,11 @@ pub async fn fill(st: &AppState, progress: &mut dyn FnMut(&str)) -> anyhow::Resu
                 tokio::task::spawn_blocking(move || lectern_workers::write_sample_clip(&path, w, h, secs, tone))
                     .await?
                     .map_err(|e| anyhow::anyhow!("generating a demo clip: {e}"))?;
-                let video_id = crate::media::db::insert_video(&st.db, lecture.id, teacher.id, "demo.mp4", now()).await?;
+                let video_id = crate::media::db::insert_video(st.db.pool(), lecture.id, teacher.id, "demo.mp4", now()).await?;
                 let file = tokio::fs::File::open(&clip).await?;
                 let meta = st.storage.put(&keys::source(video_id), stream_from_reader(file), "video/mp4").await?;
-                crate::media::db::set_source_size(&st.db, video_id, meta.size as i64, now()).await?;
-                crate::media::queue::enqueue(&st.db, video_id, st.cfg.job_max_attempts as i64).await?;
+                crate::media::db::set_source_size(st.db.pool(), video_id, meta.size as i64, now()).await?;
+                crate::media::queue::enqueue(st.db.pool(), video_id, st.cfg.job_max_attempts as i64).await?;
                 let _ = tokio::fs::remove_file(&clip).await;
                 videos.push(video_id);
             }

@@ -81,6 +81,13 @@ pub enum ApiError {
     /// 500: a bug or an outage. Logged with context, answered without details.
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
+    /// 408: the request body stopped arriving for longer than allowed.
+    #[error("{message}")]
+    RequestTimeout { code: &'static str, message: String },
+    /// 429: a per-account limit is reached (uploads in progress, their bytes, the daily
+    /// quota); `Retry-After` says when it frees up, if that is known.
+    #[error("{message}")]
+    LimitReached { code: &'static str, message: String, retry_after_secs: Option<u64> },
 }
 
 impl ApiError {
@@ -126,6 +133,8 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::LimitReached { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -139,7 +148,9 @@ impl ApiError {
             | ApiError::Conflict { code, .. }
             | ApiError::Locked { code, .. }
             | ApiError::UnsupportedMediaType { code, .. }
-            | ApiError::Unprocessable { code, .. } => code,
+            | ApiError::Unprocessable { code, .. }
+            | ApiError::RequestTimeout { code, .. }
+            | ApiError::LimitReached { code, .. } => code,
             ApiError::NotFound { .. } => "not_found",
             ApiError::Gone { .. } => "gone",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -169,9 +180,13 @@ impl IntoResponse for ApiError {
         };
         let body = ErrorBody { error: ErrorDetail { code: self.code().to_string(), message } };
         let mut resp = (status, axum::Json(body)).into_response();
-        if let ApiError::TooManyRequests { retry_after_secs } = self {
-            resp.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+        let retry_after = match self {
+            ApiError::TooManyRequests { retry_after_secs } => Some(retry_after_secs),
+            ApiError::LimitReached { retry_after_secs, .. } => retry_after_secs,
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         resp
     }

@@ -349,10 +349,327 @@ async fn unfinished_uploads_expire(b: Backend, s: StorageKind) {
     assert_eq!(n, 0);
 }
 
+/// Bytes that sniff as MP4 (an `ftyp` box) followed by `len` bytes in all, varied enough that a
+/// misplaced chunk changes the hash.
+fn fake_mp4(len: usize) -> Vec<u8> {
+    let mut out = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41".to_vec();
+    let mut x: u32 = 7;
+    while out.len() < len {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        out.push((x >> 16) as u8);
+    }
+    out.truncate(len);
+    out
+}
+
+/// `POST /uploads` with a known length; the upload's URL.
+async fn create(srv: &TestServer, token: &str, lecture: i64, len: usize) -> String {
+    let resp = srv
+        .http
+        .post(srv.url("/api/v1/uploads"))
+        .bearer_auth(token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", len.to_string())
+        .header("upload-metadata", format!("lecture_id {}", b64(&lecture.to_string())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    resp.headers()["location"].to_str().unwrap().to_string()
+}
+
+async fn patch(srv: &TestServer, url: &str, token: &str, offset: usize, body: Vec<u8>) -> reqwest::Response {
+    srv.http
+        .patch(url)
+        .bearer_auth(token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", offset.to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The objects under `uploads/` (tus scratch space).
+async fn scratch(srv: &TestServer) -> Vec<String> {
+    let all = srv.app_state.storage.list(&lectern::storage::ObjectKey::new("uploads").unwrap()).await.unwrap();
+    all.into_iter().map(|o| o.key.to_string()).collect()
+}
+
+/// Make the database refuse new jobs, as if the process died at the moment it enqueued one.
+async fn refuse_jobs(srv: &TestServer, b: Backend) {
+    let pool = srv.app_state.db.pool();
+    match b {
+        Backend::Sqlite => {
+            sqlx::query("CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'simulated crash'); END")
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        Backend::Postgres => {
+            sqlx::query("CREATE FUNCTION refuse_jobs() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'simulated crash'; END $$ LANGUAGE plpgsql")
+                .execute(pool)
+                .await
+                .unwrap();
+            sqlx::query("CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION refuse_jobs()")
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn allow_jobs(srv: &TestServer, b: Backend) {
+    let sql = match b {
+        Backend::Sqlite => "DROP TRIGGER refuse_jobs",
+        Backend::Postgres => "DROP TRIGGER refuse_jobs ON jobs",
+    };
+    sqlx::query(sql).execute(srv.app_state.db.pool()).await.unwrap();
+}
+
+async fn video_state(srv: &TestServer, video_id: i64) -> (String, Option<i64>, i64) {
+    let db = srv.app_state.db.pool();
+    let (status, size): (String, Option<i64>) =
+        sqlx::query_as("SELECT status, source_size FROM videos WHERE id = $1").bind(video_id).fetch_one(db).await.unwrap();
+    let (jobs,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE video_id = $1").bind(video_id).fetch_one(db).await.unwrap();
+    (status, size, jobs)
+}
+
+fn upload_id(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_string()
+}
+
+async fn upload_row(srv: &TestServer, id: &str) -> (i64, Option<i64>, i64) {
+    sqlx::query_as("SELECT video_id, completed_at, upload_offset FROM uploads WHERE id = $1")
+        .bind(id)
+        .fetch_one(srv.app_state.db.pool())
+        .await
+        .unwrap()
+}
+
+async fn sha_of(srv: &TestServer, video_id: i64) -> String {
+    stored_source_sha(srv, video_id).await
+}
+
+/// The last PATCH stores the source, then the database fails as the job is enqueued (a node
+/// dying at that point): the upload must not be left "complete" with no job. Everything it
+/// received is kept, and housekeeping finishes it.
+async fn a_completion_cut_short_is_finished_by_housekeeping(b: Backend, s: StorageKind) {
+    let (srv, t, lecture) = setup(b, s).await;
+    let bytes = fake_mp4(9 * MIB + 1000);
+    let url = create(&srv, &t, lecture, bytes.len()).await;
+    let id = upload_id(&url);
+    let first = 8 * MIB + MIB / 2;
+    let resp = patch(&srv, &url, &t, 0, bytes[..first].to_vec()).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    refuse_jobs(&srv, b).await;
+    let resp = patch(&srv, &url, &t, first, bytes[first..].to_vec()).await;
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let (video_id, completed, offset) = upload_row(&srv, &id).await;
+    assert!(completed.is_none(), "the upload was marked complete though its transcode was never queued");
+    assert_eq!(offset as usize, bytes.len(), "every received byte is kept");
+    assert_eq!(video_state(&srv, video_id).await, ("uploading".to_string(), None, 0));
+
+    allow_jobs(&srv, b).await;
+    lectern::media::housekeeping(&srv.app_state).await;
+    assert_eq!(video_state(&srv, video_id).await, ("queued".to_string(), Some(bytes.len() as i64), 1));
+    let resp = head(&srv, &url, &t).await;
+    assert_eq!(resp.headers()["upload-offset"], bytes.len().to_string().as_str());
+    assert_eq!(resp.headers()["lectern-video-id"], video_id.to_string().as_str());
+    assert_eq!(sha_of(&srv, video_id).await, hex::encode(Sha256::digest(&bytes)));
+    assert_eq!(scratch(&srv).await, Vec::<String>::new());
+    // A second round changes nothing.
+    lectern::media::housekeeping(&srv.app_state).await;
+    assert_eq!(video_state(&srv, video_id).await.2, 1);
+}
+
+/// The state an API node killed between marking an upload complete and enqueueing its job left
+/// behind (before completion was one transaction): housekeeping queues the job.
+async fn a_completed_upload_an_older_crash_left_without_a_job_gets_one(b: Backend, s: StorageKind) {
+    let (srv, t, lecture) = setup(b, s).await;
+    let bytes = fake_mp4(300_000);
+    let url = create(&srv, &t, lecture, bytes.len()).await;
+    let id = upload_id(&url);
+    let resp = patch(&srv, &url, &t, 0, bytes.clone()).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let video_id: i64 = resp.headers()["lectern-video-id"].to_str().unwrap().parse().unwrap();
+    let db = srv.app_state.db.pool();
+    sqlx::query("DELETE FROM jobs WHERE video_id = $1").bind(video_id).execute(db).await.unwrap();
+    sqlx::query("UPDATE videos SET status = 'uploading', source_size = NULL WHERE id = $1").bind(video_id).execute(db).await.unwrap();
+    // …and a tail an earlier PATCH stored just before the node died, which no row points to.
+    let orphan = lectern::storage::keys::upload_tail(&id, "0123456789abcdef0123456789abcdef");
+    srv.app_state.storage.put(&orphan, lectern::storage::stream_from_bytes(vec![1u8; 1000]), "application/octet-stream").await.unwrap();
+
+    lectern::media::housekeeping(&srv.app_state).await;
+    assert_eq!(video_state(&srv, video_id).await, ("queued".to_string(), Some(bytes.len() as i64), 1));
+    assert_eq!(scratch(&srv).await, Vec::<String>::new(), "a finished upload keeps no scratch objects");
+    lectern::media::housekeeping(&srv.app_state).await;
+    assert_eq!(video_state(&srv, video_id).await.2, 1, "repair is done once");
+}
+
+/// Tails a killed PATCH stored but never recorded, and scratch prefixes of uploads that are
+/// gone, are removed; an upload in progress keeps its tail.
+async fn scratch_objects_no_upload_points_to_are_removed(b: Backend, s: StorageKind) {
+    let (srv, t, lecture) = setup(b, s).await;
+    let bytes = fake_mp4(600_000);
+    let url = create(&srv, &t, lecture, bytes.len()).await;
+    let id = upload_id(&url);
+    assert_eq!(patch(&srv, &url, &t, 0, bytes[..200_000].to_vec()).await.status(), StatusCode::NO_CONTENT);
+    let (tail,): (Option<String>,) =
+        sqlx::query_as("SELECT tail_key FROM uploads WHERE id = $1").bind(&id).fetch_one(srv.app_state.db.pool()).await.unwrap();
+    let tail = tail.expect("a tail is stored");
+    let storage = &srv.app_state.storage;
+    let put = |key: lectern::storage::ObjectKey| async move {
+        storage.put(&key, lectern::storage::stream_from_bytes(vec![9u8; 5000]), "application/octet-stream").await.unwrap();
+    };
+    let orphan = lectern::storage::keys::upload_tail(&id, "11111111111111111111111111111111");
+    put(orphan.clone()).await;
+    let stray = lectern::storage::keys::upload_tail("22222222222222222222222222222222", "33333333333333333333333333333333");
+    put(stray.clone()).await;
+
+    lectern::media::housekeeping(&srv.app_state).await;
+    let left = scratch(&srv).await;
+    assert!(!left.contains(&stray.to_string()), "scratch of an upload that no longer exists: {left:?}");
+    assert!(left.contains(&tail), "the tail in use was removed: {left:?}");
+
+    // The upload's own orphan goes with the rest of its scratch space when it completes.
+    assert_eq!(patch(&srv, &url, &t, 200_000, bytes[200_000..400_000].to_vec()).await.status(), StatusCode::NO_CONTENT);
+    assert!(scratch(&srv).await.contains(&orphan.to_string()));
+    let resp = patch(&srv, &url, &t, 400_000, bytes[400_000..].to_vec()).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let video_id: i64 = resp.headers()["lectern-video-id"].to_str().unwrap().parse().unwrap();
+    assert_eq!(sha_of(&srv, video_id).await, hex::encode(Sha256::digest(&bytes)));
+    assert_eq!(scratch(&srv).await, Vec::<String>::new());
+}
+
+/// Two PATCHes at the same offset: the one that gets the lock second must see what the first
+/// recorded and answer 409, not write over it. The first is played by the test holding the
+/// row (as a PATCH recording its progress does) while the second waits for its lock.
+async fn a_patch_checks_its_offset_against_the_locked_row(b: Backend, s: StorageKind) {
+    let (srv, t, lecture) = setup(b, s).await;
+    let bytes = fake_mp4(1000);
+    let url = create(&srv, &t, lecture, bytes.len()).await;
+    let id = upload_id(&url);
+    let db = srv.app_state.db.clone();
+    let tail = lectern::storage::keys::upload_tail(&id, "44444444444444444444444444444444");
+    srv.app_state.storage.put(&tail, lectern::storage::stream_from_bytes(bytes[..320].to_vec()), "application/octet-stream").await.unwrap();
+    let mut tx = db.pool().begin().await.unwrap();
+    sqlx::query("UPDATE uploads SET upload_offset = 320, tail_key = $2, tail_size = 320 WHERE id = $1")
+        .bind(&id)
+        .bind(tail.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+
+    let second = {
+        let (http, url, t, body) = (srv.http.clone(), url.clone(), t.clone(), bytes[..320].to_vec());
+        tokio::spawn(async move {
+            http.patch(&url)
+                .bearer_auth(&t)
+                .header("tus-resumable", "1.0.0")
+                .header("upload-offset", "0")
+                .header("content-type", "application/offset+octet-stream")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    // Let the second request read the row and reach the lock.
+    match b {
+        Backend::Postgres => loop {
+            let (waiting,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        },
+        Backend::Sqlite => tokio::time::sleep(Duration::from_millis(1500)).await,
+    }
+    tx.commit().await.unwrap();
+    let resp = second.await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT, "a PATCH wrote at an offset the upload had moved past");
+    assert_error(&resp.json().await.unwrap(), "offset_mismatch");
+    assert_eq!(head(&srv, &url, &t).await.headers()["upload-offset"], "320");
+    let resp = patch(&srv, &url, &t, 320, bytes[320..].to_vec()).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let video_id: i64 = resp.headers()["lectern-video-id"].to_str().unwrap().parse().unwrap();
+    assert_eq!(sha_of(&srv, video_id).await, hex::encode(Sha256::digest(&bytes)));
+}
+
+/// Send a request head and `sent` bytes of a body declared `declared` bytes long, then go
+/// silent with the connection open; returns what the server answered (empty if nothing within
+/// `patience`).
+async fn stall(srv: &TestServer, head: String, body: &[u8], patience: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = srv.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(patience, stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).to_string()
+}
+
+/// A body that stops sending is dropped after the idle timeout; a tus upload keeps every byte
+/// that arrived and resumes there.
+async fn a_stalled_body_is_dropped_and_what_arrived_is_kept(b: Backend, s: StorageKind) {
+    let srv = TestServer::start_with(b, s, |c| c.upload_idle_timeout_secs = 2).await;
+    let t = srv.instructor("stalled@example.com").await;
+    let (_, _, lecture) = srv.course_with_lecture(&t, "Stalls").await;
+    let bytes = fake_mp4(9 * MIB + 777);
+    let url = create(&srv, &t, lecture, bytes.len()).await;
+    let path = url.trim_start_matches(&srv.base).to_string();
+    let addr = srv.base.trim_start_matches("http://");
+    let sent = 8 * MIB + 12345;
+    let head_lines = format!(
+        "PATCH {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {t}\r\ntus-resumable: 1.0.0\r\n\
+         upload-offset: 0\r\ncontent-type: application/offset+octet-stream\r\ncontent-length: {}\r\n\r\n",
+        bytes.len()
+    );
+    let answer = stall(&srv, head_lines, &bytes[..sent], Duration::from_secs(60)).await;
+    assert!(!answer.is_empty(), "the server kept waiting for a stalled body");
+    let resp = head(&srv, &url, &t).await;
+    assert_eq!(resp.headers()["upload-offset"], sent.to_string().as_str(), "what arrived before the stall is kept");
+    let resp = patch(&srv, &url, &t, sent, bytes[sent..].to_vec()).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let video_id: i64 = resp.headers()["lectern-video-id"].to_str().unwrap().parse().unwrap();
+    assert_eq!(sha_of(&srv, video_id).await, hex::encode(Sha256::digest(&bytes)));
+
+    // A streamed PUT that stalls is dropped too, and leaves no video behind.
+    let (_, _, second) = srv.course_with_lecture(&t, "More").await;
+    let put_head = format!(
+        "PUT /api/v1/lectures/{second}/video HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {t}\r\ncontent-length: {}\r\n\r\n",
+        bytes.len()
+    );
+    let answer = stall(&srv, put_head, &bytes[..MIB], Duration::from_secs(60)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("upload_idle_timeout"), "{answer}");
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM videos WHERE lecture_id = $1")
+        .bind(second)
+        .fetch_one(srv.app_state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
 on_both_setups!(
     tuspy_resumes_an_interrupted_upload_and_the_video_gets_transcoded,
     an_upload_survives_a_server_restart,
     a_patch_cut_off_mid_body_keeps_what_arrived,
     the_protocol_is_followed_and_bad_requests_are_refused,
     unfinished_uploads_expire,
+    a_completion_cut_short_is_finished_by_housekeeping,
+    a_completed_upload_an_older_crash_left_without_a_job_gets_one,
+    scratch_objects_no_upload_points_to_are_removed,
+    a_patch_checks_its_offset_against_the_locked_row,
+    a_stalled_body_is_dropped_and_what_arrived_is_kept,
 );

@@ -1,6 +1,9 @@
-//! SQL for videos and tus uploads. The job queue's SQL lives in [`super::queue`].
+//! SQL for videos, tus uploads and upload usage. The job queue's SQL lives in [`super::queue`].
+//!
+//! Functions that take an `exec` run on a pool or inside the caller's transaction, so writes
+//! that touch several rows can be made one transaction by the caller.
 
-use sqlx::FromRow;
+use sqlx::{Any, Executor, FromRow};
 
 use crate::db::Db;
 
@@ -30,18 +33,79 @@ pub async fn video(db: &Db, id: i64) -> Result<Option<VideoRow>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {VIDEO_COLUMNS} FROM videos WHERE id = $1")).bind(id).fetch_optional(db.pool()).await
 }
 
-pub async fn insert_video(db: &Db, lecture_id: i64, uploader_id: i64, filename: &str, now: i64) -> Result<i64, sqlx::Error> {
+/// A new video, `uploading`.
+pub async fn insert_video<'e, E>(exec: E, lecture_id: i64, uploader_id: i64, filename: &str, now: i64) -> Result<i64, sqlx::Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    insert_receiving_video(exec, lecture_id, uploader_id, filename, 0, now).await
+}
+
+/// A new video, `uploading`, holding `receiving_bytes` against its uploader's in-progress limit.
+pub async fn insert_receiving_video<'e, E>(
+    exec: E,
+    lecture_id: i64,
+    uploader_id: i64,
+    filename: &str,
+    receiving_bytes: i64,
+    now: i64,
+) -> Result<i64, sqlx::Error>
+where
+    E: Executor<'e, Database = Any>,
+{
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO videos (lecture_id, uploader_id, status, original_filename, created_at, updated_at) \
-         VALUES ($1, $2, 'uploading', $3, $4, $4) RETURNING id",
+        "INSERT INTO videos (lecture_id, uploader_id, status, original_filename, receiving_bytes, created_at, updated_at) \
+         VALUES ($1, $2, 'uploading', $3, $4, $5, $5) RETURNING id",
     )
     .bind(lecture_id)
     .bind(uploader_id)
     .bind(filename)
+    .bind(receiving_bytes)
     .bind(now)
-    .fetch_one(db.pool())
+    .fetch_one(exec)
     .await?;
     Ok(id)
+}
+
+/// A streamed PUT in progress says it is alive and how many bytes it holds.
+pub async fn touch_receiving(db: &Db, id: i64, receiving_bytes: i64, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE videos SET receiving_bytes = $2, updated_at = $3 WHERE id = $1 AND status = 'uploading'")
+        .bind(id)
+        .bind(receiving_bytes)
+        .bind(now)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Record the stored source's size on a video that is still `uploading`. False when it is not
+/// (someone else completed or removed it): the caller rolls back.
+pub async fn source_stored<'e, E>(exec: E, id: i64, size: i64, now: i64) -> Result<bool, sqlx::Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let done = sqlx::query(
+        "UPDATE videos SET source_size = $2, receiving_bytes = 0, updated_at = $3 WHERE id = $1 AND status = 'uploading'",
+    )
+    .bind(id)
+    .bind(size)
+    .bind(now)
+    .execute(exec)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Streamed PUTs that stopped without a trace: `uploading`, no tus upload, untouched since
+/// `before`.
+pub async fn abandoned_put_videos(db: &Db, before: i64) -> Result<Vec<i64>, sqlx::Error> {
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "SELECT v.id FROM videos v WHERE v.status = 'uploading' AND v.updated_at < $1 \
+         AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.video_id = v.id) ORDER BY v.id LIMIT 100",
+    )
+    .bind(before)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
 pub async fn delete_video(db: &Db, id: i64) -> Result<(), sqlx::Error> {
@@ -71,12 +135,15 @@ pub async fn set_status(db: &Db, id: i64, status: &str, error: Option<&str>, now
     Ok(())
 }
 
-pub async fn set_source_size(db: &Db, id: i64, size: i64, now: i64) -> Result<(), sqlx::Error> {
+pub async fn set_source_size<'e, E>(exec: E, id: i64, size: i64, now: i64) -> Result<(), sqlx::Error>
+where
+    E: Executor<'e, Database = Any>,
+{
     sqlx::query("UPDATE videos SET source_size = $2, updated_at = $3 WHERE id = $1")
         .bind(id)
         .bind(size)
         .bind(now)
-        .execute(db.pool())
+        .execute(exec)
         .await?;
     Ok(())
 }
@@ -131,8 +198,8 @@ pub async fn upload(db: &Db, id: &str) -> Result<Option<UploadRow>, sqlx::Error>
     sqlx::query_as(&format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1")).bind(id).fetch_optional(db.pool()).await
 }
 
-pub async fn insert_upload(
-    db: &Db,
+pub async fn insert_upload<'e, E>(
+    exec: E,
     id: &str,
     video_id: i64,
     user_id: i64,
@@ -140,7 +207,10 @@ pub async fn insert_upload(
     metadata: &str,
     now: i64,
     expires_at: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), sqlx::Error>
+where
+    E: Executor<'e, Database = Any>,
+{
     sqlx::query(
         "INSERT INTO uploads (id, video_id, user_id, length, metadata, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -151,7 +221,7 @@ pub async fn insert_upload(
     .bind(metadata)
     .bind(now)
     .bind(expires_at)
-    .execute(db.pool())
+    .execute(exec)
     .await?;
     Ok(())
 }
@@ -182,8 +252,10 @@ pub async fn unlock_upload(db: &Db, id: &str, token: &str) -> Result<(), sqlx::E
 }
 
 /// Record progress of an upload (offset, parts, tail, length, expiry, completion) if `token`
-/// still holds its lock. False when the lock was lost: nothing is written.
-pub async fn save_upload_state(db: &Db, u: &UploadRow, token: &str) -> Result<bool, sqlx::Error> {
+/// still holds its lock, and charge `new_bytes` to its uploader's usage for today, in one
+/// transaction. False when the lock was lost: nothing is written.
+pub async fn save_upload_state(db: &Db, u: &UploadRow, token: &str, new_bytes: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
     let done = sqlx::query(
         "UPDATE uploads SET upload_offset = $2, multipart_id = $3, parts = $4, tail_key = $5, tail_size = $6, \
          length = $7, expires_at = $8, completed_at = $9 WHERE id = $1 AND lock_token = $10",
@@ -198,14 +270,119 @@ pub async fn save_upload_state(db: &Db, u: &UploadRow, token: &str) -> Result<bo
     .bind(u.expires_at)
     .bind(u.completed_at)
     .bind(token)
-    .execute(db.pool())
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    if new_bytes > 0 {
+        charge_usage(&mut *tx, u.user_id, new_bytes, now).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Mark the upload complete (its bytes all stored, its tail gone) if `token` holds its lock
+/// and it was not complete yet. False otherwise: the caller rolls back.
+pub async fn mark_upload_complete<'e, E>(exec: E, id: &str, token: &str, now: i64) -> Result<bool, sqlx::Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let done = sqlx::query(
+        "UPDATE uploads SET completed_at = $2, tail_key = NULL, tail_size = 0 \
+         WHERE id = $1 AND lock_token = $3 AND completed_at IS NULL",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(token)
+    .execute(exec)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn delete_upload(db: &Db, id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(db.pool()).await?;
+/// Remove an upload's row and, with `video`, its video's, in one transaction.
+pub async fn forget_upload(db: &Db, id: &str, video: Option<i64>) -> Result<(), sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
+    sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    if let Some(v) = video {
+        sqlx::query("DELETE FROM videos WHERE id = $1").bind(v).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+/// Uploads whose every byte is stored but whose completion was cut short, and that nobody is
+/// writing now.
+pub async fn received_uploads(db: &Db, now: i64) -> Result<Vec<UploadRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE completed_at IS NULL AND length IS NOT NULL \
+         AND upload_offset = length AND (lock_token IS NULL OR locked_until < $1) LIMIT 100"
+    ))
+    .bind(now)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// Videos of completed uploads that are still `uploading` with no job: what an older version
+/// left when it died between marking an upload complete and enqueueing its transcode.
+pub async fn completed_uploads_without_job(db: &Db) -> Result<Vec<i64>, sqlx::Error> {
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "SELECT v.id FROM uploads u JOIN videos v ON v.id = u.video_id WHERE u.completed_at IS NOT NULL \
+         AND v.status = 'uploading' AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.video_id = v.id) LIMIT 100",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// The UTC day `now` falls in, as `upload_usage` counts them.
+pub fn usage_day(now: i64) -> i64 {
+    now.div_euclid(86_400)
+}
+
+/// Add `bytes` to what `user_id` uploaded today.
+pub async fn charge_usage<'e, E>(exec: E, user_id: i64, bytes: i64, now: i64) -> Result<(), sqlx::Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    sqlx::query(
+        "INSERT INTO upload_usage (user_id, day, bytes) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id, day) DO UPDATE SET bytes = upload_usage.bytes + excluded.bytes",
+    )
+    .bind(user_id)
+    .bind(usage_day(now))
+    .bind(bytes)
+    .execute(exec)
+    .await?;
     Ok(())
+}
+
+/// Bytes `user_id` uploaded today.
+pub async fn usage_today(db: &Db, user_id: i64, now: i64) -> Result<i64, sqlx::Error> {
+    let row: Option<(i64,)> = sqlx::query_as("SELECT bytes FROM upload_usage WHERE user_id = $1 AND day = $2")
+        .bind(user_id)
+        .bind(usage_day(now))
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.map_or(0, |r| r.0))
+}
+
+/// `user_id`'s uploads in progress, other than video `except`: how many, and the bytes they
+/// hold (a tus upload its length, or its offset while the length is deferred; a streamed PUT
+/// its `receiving_bytes`). Expired tus uploads no longer count.
+pub async fn uploads_in_progress(db: &Db, user_id: i64, except: Option<i64>, now: i64) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN u.id IS NULL THEN v.receiving_bytes \
+         ELSE COALESCE(u.length, u.upload_offset) END), 0) AS BIGINT) \
+         FROM videos v LEFT JOIN uploads u ON u.video_id = v.id \
+         WHERE v.uploader_id = $1 AND v.status = 'uploading' AND v.id <> $2 \
+         AND (u.id IS NULL OR (u.completed_at IS NULL AND u.expires_at >= $3))",
+    )
+    .bind(user_id)
+    .bind(except.unwrap_or(-1))
+    .bind(now)
+    .fetch_one(db.pool())
+    .await
 }
 
 /// Unfinished uploads past their expiry.

@@ -5,8 +5,13 @@
 //! `processing` (a worker holds the job) → `ready` (outputs published) or `failed` (with a
 //! reason). Each upload is a new video of its lecture; the lecture switches to it when it is
 //! ready, and the one it replaces is removed then.
+//!
+//! Uploads are bounded per user ([`limits`]) and by an idle timeout on their bodies, and they
+//! are crash-safe: storing the source and enqueueing its transcode commit together, and
+//! [`housekeeping`] finishes or removes whatever a dead request or process left behind.
 
 pub mod db;
+pub mod limits;
 pub mod queue;
 pub mod routes;
 pub mod sniff;
@@ -14,8 +19,9 @@ pub mod supervisor;
 pub mod tus;
 pub mod worker;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -81,7 +87,11 @@ impl From<VideoRow> for Video {
 /// The video, for its lecture's owner or an admin (404 for anyone else).
 pub async fn get_video(db: &Db, caller: &Caller, id: i64) -> ApiResult<Video> {
     let video = db::video(db, id).await?.ok_or(ApiError::not_found("video"))?;
-    crate::catalog::editable_lecture(db, caller, video.lecture_id).await.map_err(|_| ApiError::not_found("video"))?;
+    crate::catalog::editable_lecture(db, caller, video.lecture_id).await.map_err(|e| match e {
+        // Someone else's video is as good as missing; a failure to find out stays a failure.
+        ApiError::NotFound { .. } | ApiError::Forbidden { .. } => ApiError::not_found("video"),
+        other => other,
+    })?;
     Ok(video.into())
 }
 
@@ -118,6 +128,9 @@ pub enum UploadError {
     Empty,
     #[error("the upload was interrupted: {0}")]
     Interrupted(String),
+    #[error("no data arrived for {0} seconds; the upload was dropped")]
+    Idle(u64),
+
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -129,6 +142,7 @@ impl From<UploadError> for ApiError {
             UploadError::NotMedia(_) => ApiError::UnsupportedMediaType { code: "not_a_video", message: e.to_string() },
             UploadError::Empty => ApiError::bad_request("empty_upload", e.to_string()),
             UploadError::Interrupted(_) => ApiError::bad_request("upload_interrupted", e.to_string()),
+            UploadError::Idle(_) => ApiError::RequestTimeout { code: "upload_idle_timeout", message: e.to_string() },
             UploadError::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -150,14 +164,14 @@ where
     Ok((head.freeze(), body))
 }
 
-/// Count bytes through a stream and fail it once more than `limit` have passed; `over` is set
-/// when that happened, so the caller can tell "too large" from a broken connection.
-pub fn limited(body: ByteStream, limit: u64, over: Arc<AtomicBool>) -> ByteStream {
-    let mut seen = 0u64;
+/// Count bytes through a stream into `seen` and fail it once more than `limit` have passed;
+/// `over` is set when that happened, so the caller can tell "too large" from a broken
+/// connection.
+pub fn limited(body: ByteStream, limit: u64, over: Arc<AtomicBool>, seen: Arc<AtomicU64>) -> ByteStream {
     Box::pin(body.map(move |chunk| {
         let chunk = chunk?;
-        seen += chunk.len() as u64;
-        if seen > limit {
+        let total = seen.fetch_add(chunk.len() as u64, Ordering::SeqCst) + chunk.len() as u64;
+        if total > limit {
             over.store(true, Ordering::SeqCst);
             return Err(std::io::Error::other("upload exceeds the size limit"));
         }
@@ -165,8 +179,94 @@ pub fn limited(body: ByteStream, limit: u64, over: Arc<AtomicBool>) -> ByteStrea
     }))
 }
 
-/// A streamed `PUT` of a lecture's video: sniff, store the source without holding it in
-/// memory, enqueue the transcode. `declared_len` is the request's Content-Length, if any.
+/// End a stream with a `TimedOut` error when no chunk arrives for `idle`; `stalled` is set
+/// when that happened. The timer lives in the stream, so a caller may stop waiting for a
+/// chunk (to do other work) and ask again without resetting it.
+pub fn idle_limited(body: ByteStream, idle: Duration, stalled: Arc<AtomicBool>) -> ByteStream {
+    Box::pin(futures::stream::unfold(Some(body), move |state| {
+        let stalled = stalled.clone();
+        async move {
+            let mut body = state?;
+            match tokio::time::timeout(idle, body.next()).await {
+                Ok(Some(item)) => Some((item, Some(body))),
+                Ok(None) => None,
+                Err(_) => {
+                    stalled.store(true, Ordering::SeqCst);
+                    let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "the upload body stalled");
+                    Some((Err(e), None))
+                }
+            }
+        }
+    }))
+}
+
+/// How often a streamed PUT in progress touches its video row, so housekeeping can tell it
+/// from one whose server died.
+const PUT_TOUCH_SECS: u64 = 10;
+
+/// A streamed PUT that has not touched its video for this long is dead: its body has been
+/// silent past the idle timeout, or the process holding it is gone.
+fn abandoned_put_secs(cfg: &crate::config::Config) -> i64 {
+    (cfg.upload_idle_timeout_secs.max(PUT_TOUCH_SECS) + 120) as i64
+}
+
+/// The video of a streamed PUT in progress. While it lives it keeps the row touched; dropped
+/// before [`PutGuard::keep`] — the request failed or was cancelled — it removes the video and
+/// its objects.
+struct PutGuard {
+    st: AppState,
+    video_id: i64,
+    ticker: tokio::task::JoinHandle<()>,
+    armed: bool,
+}
+
+impl PutGuard {
+    fn new(st: &AppState, video_id: i64, declared: u64, seen: Arc<AtomicU64>) -> PutGuard {
+        let db = st.db.clone();
+        let ticker = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(PUT_TOUCH_SECS));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let held = declared.max(seen.load(Ordering::SeqCst)) as i64;
+                if let Err(e) = db::touch_receiving(&db, video_id, held, now()).await {
+                    tracing::warn!(video = video_id, error = %e, "could not mark a streamed upload alive");
+                }
+            }
+        });
+        PutGuard { st: st.clone(), video_id, ticker, armed: true }
+    }
+
+    /// The upload is stored and recorded: the video stays.
+    fn keep(mut self) {
+        self.armed = false;
+    }
+
+    /// Remove the video now, waiting for it.
+    async fn remove(mut self) {
+        self.armed = false;
+        self.ticker.abort();
+        remove_videos(&self.st.db, &self.st.storage, &[self.video_id]).await;
+    }
+}
+
+impl Drop for PutGuard {
+    fn drop(&mut self) {
+        self.ticker.abort();
+        if self.armed {
+            tracing::info!(video = self.video_id, "streamed upload cancelled; removing its video");
+            // Without a runtime (the process is ending) housekeeping removes it later.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let (db, storage, id) = (self.st.db.clone(), self.st.storage.clone(), self.video_id);
+                rt.spawn(async move { remove_videos(&db, &storage, &[id]).await });
+            }
+        }
+    }
+}
+
+/// A streamed `PUT` of a lecture's video: check the uploader's limits, sniff, store the source
+/// without holding it in memory, then record it and enqueue the transcode in one transaction.
+/// `declared_len` is the request's Content-Length, if any.
 pub async fn upload_streamed(
     st: &AppState,
     caller: &Caller,
@@ -176,26 +276,38 @@ pub async fn upload_streamed(
     body: ByteStream,
 ) -> ApiResult<Video> {
     crate::catalog::editable_lecture(&st.db, caller, lecture_id).await?;
-    let limit = st.cfg.max_upload_bytes;
-    if declared_len.is_some_and(|n| n > limit) {
-        return Err(UploadError::TooLarge(limit).into());
+    let cfg = &st.cfg;
+    if declared_len.is_some_and(|n| n > cfg.max_upload_bytes) {
+        return Err(UploadError::TooLarge(cfg.max_upload_bytes).into());
     }
-    let (head, rest) = peek(body).await?;
+    let allowance = limits::begin(&st.db, cfg, caller.user_id, declared_len, now()).await?;
+    let (cap, binding) = allowance.cap(cfg.max_upload_bytes);
+    let stalled = Arc::new(AtomicBool::new(false));
+    let body = idle_limited(body, Duration::from_secs(cfg.upload_idle_timeout_secs), stalled.clone());
+    let (head, rest) = peek(body).await.map_err(|e| if stalled.load(Ordering::SeqCst) { UploadError::Idle(cfg.upload_idle_timeout_secs) } else { e })?;
     if head.is_empty() {
         return Err(UploadError::Empty.into());
     }
     sniff::verdict(&head).map_err(UploadError::NotMedia)?;
 
-    let video_id = db::insert_video(&st.db, lecture_id, caller.user_id, filename, now()).await?;
-    let over = Arc::new(AtomicBool::new(false));
+    let declared = declared_len.unwrap_or(0);
+    let video_id = db::insert_receiving_video(st.db.pool(), lecture_id, caller.user_id, filename, declared as i64, now()).await?;
+    let (over, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let guard = PutGuard::new(st, video_id, declared, seen.clone());
     let whole: ByteStream = Box::pin(futures::stream::once(async move { Ok(head) }).chain(rest));
-    let stored = st.storage.put(&keys::source(video_id), limited(whole, limit, over.clone()), "application/octet-stream").await;
+    let stored = st.storage.put(&keys::source(video_id), limited(whole, cap, over.clone(), seen), "application/octet-stream").await;
     let meta = match stored {
         Ok(meta) => meta,
         Err(e) => {
-            remove_videos(&st.db, &st.storage, &[video_id]).await;
-            return Err(if over.load(Ordering::SeqCst) {
-                UploadError::TooLarge(limit)
+            guard.remove().await;
+            if over.load(Ordering::SeqCst) {
+                return Err(match binding {
+                    Some(limit) => limit.error(cfg, now()),
+                    None => UploadError::TooLarge(cfg.max_upload_bytes).into(),
+                });
+            }
+            return Err(if stalled.load(Ordering::SeqCst) {
+                UploadError::Idle(cfg.upload_idle_timeout_secs)
             } else {
                 match e {
                     crate::storage::StorageError::Io(io) => UploadError::Interrupted(io.to_string()),
@@ -205,29 +317,65 @@ pub async fn upload_streamed(
             .into());
         }
     };
-    db::set_source_size(&st.db, video_id, meta.size as i64, now()).await?;
-    queue::enqueue(&st.db, video_id, st.cfg.job_max_attempts as i64).await?;
+    let t = now();
+    let mut tx = st.db.pool().begin().await?;
+    if !db::source_stored(&mut *tx, video_id, meta.size as i64, t).await? {
+        tx.rollback().await?;
+        guard.remove().await;
+        return Err(ApiError::internal(anyhow::anyhow!("video {video_id} stopped being an upload while it was stored")));
+    }
+    db::charge_usage(&mut *tx, caller.user_id, meta.size as i64, t).await?;
+    queue::enqueue(&mut *tx, video_id, cfg.job_max_attempts as i64).await?;
+    tx.commit().await?;
+    guard.keep();
     tracing::info!(video = video_id, lecture = lecture_id, bytes = meta.size, "video uploaded; transcode queued");
     let row = db::video(&st.db, video_id).await?.ok_or(ApiError::not_found("video"))?;
     Ok(row.into())
 }
 
-/// Housekeeping for the serving process, every `every` until `shutdown`: expire abandoned tus
-/// uploads, fail jobs whose workers vanished on their last attempt, publish queue depth.
+/// Remove the videos of streamed PUTs whose request died with its server (nothing touched them
+/// past [`abandoned_put_secs`]). Returns how many.
+pub async fn remove_abandoned_puts(st: &AppState) -> anyhow::Result<usize> {
+    let dead = db::abandoned_put_videos(&st.db, now() - abandoned_put_secs(&st.cfg)).await?;
+    if !dead.is_empty() {
+        tracing::info!(videos = ?dead, "removing videos of streamed uploads that never finished");
+        remove_videos(&st.db, &st.storage, &dead).await;
+    }
+    Ok(dead.len())
+}
+
+/// Housekeeping for the serving process, every `every` until `shutdown`: see [`housekeeping`].
 pub async fn maintenance(st: AppState, every: std::time::Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
-        if let Err(e) = tus::expire(&st).await {
-            tracing::warn!(error = %e, "expiring uploads failed");
-        }
-        if let Err(e) = queue::reap_abandoned(&st.db).await {
-            tracing::warn!(error = %e, "reaping abandoned jobs failed");
-        }
-        if let Ok((queued, running)) = queue::depth(&st.db).await {
-            metrics::gauge!("lectern_jobs", "status" => "queued").set(queued as f64);
-            metrics::gauge!("lectern_jobs", "status" => "running").set(running as f64);
-        }
+        housekeeping(&st).await;
         if tokio::time::timeout(every, shutdown.changed()).await.is_ok() && *shutdown.borrow() {
             return;
         }
+    }
+}
+
+/// One round of housekeeping: expire abandoned tus uploads, finish uploads whose completion a
+/// crash cut short, remove scratch objects no upload needs and videos of streamed uploads that
+/// died, fail jobs whose workers vanished on their last attempt, publish queue depth. Each
+/// step logs its own failure and the others still run.
+pub async fn housekeeping(st: &AppState) {
+    if let Err(e) = tus::expire(st).await {
+        tracing::warn!(error = %e, "expiring uploads failed");
+    }
+    if let Err(e) = tus::repair(st).await {
+        tracing::warn!(error = %e, "repairing interrupted uploads failed");
+    }
+    if let Err(e) = tus::sweep_scratch(st).await {
+        tracing::warn!(error = %e, "removing unused upload scratch objects failed");
+    }
+    if let Err(e) = remove_abandoned_puts(st).await {
+        tracing::warn!(error = %e, "removing abandoned streamed uploads failed");
+    }
+    if let Err(e) = queue::reap_abandoned(&st.db).await {
+        tracing::warn!(error = %e, "reaping abandoned jobs failed");
+    }
+    if let Ok((queued, running)) = queue::depth(&st.db).await {
+        metrics::gauge!("lectern_jobs", "status" => "queued").set(queued as f64);
+        metrics::gauge!("lectern_jobs", "status" => "running").set(running as f64);
     }
 }

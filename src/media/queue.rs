@@ -27,10 +27,15 @@ pub struct Job {
     pub max_attempts: i64,
 }
 
-/// Put a transcode job for `video_id` on the queue and mark the video `queued`.
-pub async fn enqueue(db: &Db, video_id: i64, max_attempts: i64) -> Result<i64, sqlx::Error> {
+/// Put a transcode job for `video_id` on the queue and mark the video `queued`. `db` is a pool
+/// or a connection, or the caller's transaction (the two writes then run in a savepoint of it,
+/// so they commit or roll back with the caller's own).
+pub async fn enqueue<'a, A>(db: A, video_id: i64, max_attempts: i64) -> Result<i64, sqlx::Error>
+where
+    A: sqlx::Acquire<'a, Database = sqlx::Any>,
+{
     let t = now();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO jobs (video_id, status, max_attempts, run_after, created_at, updated_at) \
          VALUES ($1, 'queued', $2, $3, $3, $3) RETURNING id",

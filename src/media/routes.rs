@@ -47,7 +47,8 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 #[utoipa::path(put, path = "/api/v1/lectures/{lecture_id}/video", tag = "videos", params(("lecture_id" = i64, Path)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"), security(("bearer" = [])),
     responses((status = 202, body = UploadAccepted), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+              (status = 404, body = ErrorBody), (status = 408, description = "the body stalled past the idle timeout", body = ErrorBody),
+              (status = 429, description = "a per-user upload limit is reached", body = ErrorBody)))]
 pub async fn put_video(
     State(st): State<AppState>,
     Auth(caller): Auth,
@@ -131,7 +132,8 @@ pub async fn tus_options(State(st): State<AppState>) -> Response {
 /// is the upload's first bytes.
 #[utoipa::path(post, path = "/api/v1/uploads", tag = "videos", security(("bearer" = [])),
     params(("Upload-Length" = Option<i64>, Header), ("Upload-Metadata" = String, Header), ("Tus-Resumable" = String, Header)),
-    responses((status = 201, description = "created; Location names the upload"), (status = 412), (status = 413, body = ErrorBody)))]
+    responses((status = 201, description = "created; Location names the upload"), (status = 412), (status = 413, body = ErrorBody),
+              (status = 429, description = "a per-user upload limit is reached", body = ErrorBody)))]
 pub async fn tus_create(State(st): State<AppState>, Auth(caller): Auth, headers: HeaderMap, body: Body) -> Response {
     if let Err(r) = check_version(&headers) {
         return r;
@@ -211,7 +213,8 @@ pub async fn tus_head(State(st): State<AppState>, Auth(caller): Auth, Path(id): 
 #[utoipa::path(patch, path = "/api/v1/uploads/{upload_id}", tag = "videos", params(("upload_id" = String, Path)),
     request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"), security(("bearer" = [])),
     responses((status = 204, description = "Upload-Offset is the new offset"), (status = 409, body = ErrorBody),
-              (status = 415, body = ErrorBody), (status = 423, body = ErrorBody)))]
+              (status = 415, body = ErrorBody), (status = 423, body = ErrorBody),
+              (status = 429, description = "a per-user upload limit is reached", body = ErrorBody)))]
 pub async fn tus_patch(
     State(st): State<AppState>,
     Auth(caller): Auth,

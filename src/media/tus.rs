@@ -7,15 +7,26 @@
 //! a "tail" object and prepended to the next part. The offset a client sees is what storage
 //! holds, so a resume after a dropped connection or a server restart continues exactly there,
 //! on this server or another. A per-upload lock in the database (a token with a short expiry,
-//! extended as data flows) keeps two requests from writing one upload at once.
+//! extended while the request lives) keeps two requests from writing one upload at once, and
+//! a request reads the upload's state again once it holds the lock.
+//!
+//! Completion is crash-safe: the last bytes are stored and recorded first (offset = length),
+//! then the source object is assembled, and then one transaction marks the upload complete,
+//! records the source and enqueues the transcode. A process that dies anywhere in between
+//! leaves an upload whose bytes are all stored; [`repair`] (housekeeping) or the client's next
+//! PATCH finishes it. Scratch objects (tails) are removed with their upload, and [`sweep_scratch`]
+//! removes those a killed request left behind.
 
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
 use super::db::{self, UploadRow};
+use super::limits::{self, Allowance};
 use super::{queue, sniff, UploadError};
 use crate::accounts::Caller;
 use crate::db::now;
@@ -105,12 +116,15 @@ pub async fn create(st: &AppState, caller: &Caller, length: Option<i64>, metadat
         }
     }
     crate::catalog::editable_lecture(&st.db, caller, lecture_id).await?;
-    let filename: String = meta(&pairs, "filename").or(meta(&pairs, "name")).unwrap_or("").chars().take(255).collect();
     let t = now();
-    let video_id = db::insert_video(&st.db, lecture_id, caller.user_id, &filename, t).await?;
+    limits::begin(&st.db, &st.cfg, caller.user_id, length.map(|l| l as u64), t).await?;
+    let filename: String = meta(&pairs, "filename").or(meta(&pairs, "name")).unwrap_or("").chars().take(255).collect();
     let id = uuid::Uuid::new_v4().simple().to_string();
-    db::insert_upload(&st.db, &id, video_id, caller.user_id, length, metadata, t, t + st.cfg.upload_expiry_secs as i64)
+    let mut tx = st.db.pool().begin().await?;
+    let video_id = db::insert_video(&mut *tx, lecture_id, caller.user_id, &filename, t).await?;
+    db::insert_upload(&mut *tx, &id, video_id, caller.user_id, length, metadata, t, t + st.cfg.upload_expiry_secs as i64)
         .await?;
+    tx.commit().await?;
     tracing::info!(upload = %id, video = video_id, lecture = lecture_id, ?length, "tus upload created");
     Ok((id, video_id))
 }
@@ -150,12 +164,20 @@ pub async fn terminate(st: &AppState, caller: &Caller, id: &str) -> Result<(), T
         Err(TusError::Expired) => db::upload(&st.db, id).await.map_err(ApiError::from)?.ok_or(ApiError::not_found("upload"))?,
         Err(e) => return Err(e),
     };
-    discard(st, &u).await;
-    if u.completed_at.is_none() {
-        super::remove_videos(&st.db, &st.storage, &[u.video_id]).await;
-    }
-    db::delete_upload(&st.db, &u.id).await.map_err(ApiError::from)?;
+    drop_upload(st, &u, u.completed_at.is_none()).await.map_err(ApiError::from)?;
     Ok(())
+}
+
+/// Remove an upload: its scratch objects and multipart upload, with `with_video` its video's
+/// objects, then its row (and the video's) in one transaction.
+async fn drop_upload(st: &AppState, u: &UploadRow, with_video: bool) -> Result<(), sqlx::Error> {
+    discard(st, u).await;
+    if with_video {
+        if let Err(e) = st.storage.delete_prefix(&keys::video(u.video_id)).await {
+            tracing::warn!(video = u.video_id, error = %e, "could not delete a video's objects; they stay behind");
+        }
+    }
+    db::forget_upload(&st.db, &u.id, with_video.then_some(u.video_id)).await
 }
 
 /// Remove an upload's scratch objects and abort its multipart upload.
@@ -165,8 +187,12 @@ async fn discard(st: &AppState, u: &UploadRow) {
             tracing::warn!(upload = %u.id, error = %e, "aborting a multipart upload failed");
         }
     }
-    if let Err(e) = st.storage.delete_prefix(&keys::upload(&u.id)).await {
-        tracing::warn!(upload = %u.id, error = %e, "removing an upload's scratch objects failed");
+    remove_scratch(st, &u.id).await;
+}
+
+async fn remove_scratch(st: &AppState, id: &str) {
+    if let Err(e) = st.storage.delete_prefix(&keys::upload(id)).await {
+        tracing::warn!(upload = %id, error = %e, "removing an upload's scratch objects failed");
     }
 }
 
@@ -174,12 +200,85 @@ async fn discard(st: &AppState, u: &UploadRow) {
 pub async fn expire(st: &AppState) -> anyhow::Result<usize> {
     let expired = db::expired_uploads(&st.db, now()).await?;
     for u in &expired {
-        discard(st, u).await;
-        super::remove_videos(&st.db, &st.storage, &[u.video_id]).await;
-        db::delete_upload(&st.db, &u.id).await?;
+        drop_upload(st, u, true).await?;
         tracing::info!(upload = %u.id, video = u.video_id, "expired tus upload removed");
     }
     Ok(expired.len())
+}
+
+/// Finish what crashes left half done: uploads whose bytes are all stored but whose completion
+/// was cut short are completed, and completed uploads that an older version left without a
+/// transcode job get one. Returns how many uploads were repaired.
+pub async fn repair(st: &AppState) -> anyhow::Result<usize> {
+    let mut repaired = 0;
+    for u in db::received_uploads(&st.db, now()).await? {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let t = now();
+        if !db::lock_upload(&st.db, &u.id, &token, t, t + LOCK_SECS).await? {
+            continue;
+        }
+        let result = async {
+            // Someone may have finished it between the listing and the lock.
+            match db::upload(&st.db, &u.id).await? {
+                Some(u) if u.completed_at.is_none() && u.length == Some(u.upload_offset) => {
+                    complete(st, &u, &token).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                    tracing::info!(upload = %u.id, video = u.video_id, "interrupted tus upload completed");
+                    Ok::<_, anyhow::Error>(1)
+                }
+                _ => Ok(0),
+            }
+        }
+        .await;
+        let _ = db::unlock_upload(&st.db, &u.id, &token).await;
+        repaired += result?;
+    }
+    for video_id in db::completed_uploads_without_job(&st.db).await? {
+        let size = match st.storage.head(&keys::source(video_id)).await {
+            Ok(meta) => meta.size as i64,
+            Err(e) => {
+                tracing::warn!(video = video_id, error = %e, "a completed upload's source cannot be read; left as it is");
+                continue;
+            }
+        };
+        let mut tx = st.db.pool().begin().await?;
+        if !db::source_stored(&mut *tx, video_id, size, now()).await? {
+            tx.rollback().await?;
+            continue;
+        }
+        queue::enqueue(&mut *tx, video_id, st.cfg.job_max_attempts as i64).await?;
+        tx.commit().await?;
+        tracing::info!(video = video_id, "completed upload had no transcode job; queued one");
+        repaired += 1;
+    }
+    Ok(repaired)
+}
+
+/// Remove scratch prefixes (`uploads/<id>/`) of uploads that are finished or gone: what a
+/// request killed after storing a tail, or before removing its prefix, left behind. Returns
+/// how many prefixes were removed.
+pub async fn sweep_scratch(st: &AppState) -> anyhow::Result<usize> {
+    let root = keys::uploads();
+    let mut ids: Vec<String> = st
+        .storage
+        .list(&root)
+        .await?
+        .into_iter()
+        .filter_map(|o| o.key.as_str().split('/').nth(1).map(str::to_string))
+        .collect();
+    ids.dedup();
+    let mut removed = 0;
+    for id in ids {
+        // A row is written before any scratch object, so no row means the upload is gone.
+        let finished = match db::upload(&st.db, &id).await? {
+            None => true,
+            Some(u) => u.completed_at.is_some(),
+        };
+        if finished {
+            st.storage.delete_prefix(&keys::upload(&id)).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// The result of a PATCH.
@@ -190,17 +289,12 @@ pub struct Patched {
     pub completed_video: Option<i64>,
 }
 
-/// `PATCH /uploads/{id}` (and the body of a creation-with-upload `POST`): append `body` at
-/// `offset`. `new_length` sets a deferred length.
-pub async fn append(
-    st: &AppState,
-    caller: &Caller,
-    id: &str,
-    offset: i64,
-    new_length: Option<i64>,
-    body: ByteStream,
-) -> Result<Patched, TusError> {
-    let mut u = owned(st, caller, id).await?;
+/// Check a PATCH against the upload's state: its offset and any new length. Applies a newly
+/// declared length to `u`.
+fn check_patch(st: &AppState, u: &mut UploadRow, offset: i64, new_length: Option<i64>) -> Result<(), TusError> {
+    if u.completed_at.is_none() && u.expires_at < now() {
+        return Err(TusError::Expired);
+    }
     if offset != u.upload_offset {
         return Err(TusError::OffsetMismatch { given: offset, actual: u.upload_offset });
     }
@@ -216,6 +310,22 @@ pub async fn append(
             _ => u.length = Some(len),
         }
     }
+    Ok(())
+}
+
+/// `PATCH /uploads/{id}` (and the body of a creation-with-upload `POST`): append `body` at
+/// `offset`. `new_length` sets a deferred length.
+pub async fn append(
+    st: &AppState,
+    caller: &Caller,
+    id: &str,
+    offset: i64,
+    new_length: Option<i64>,
+    body: ByteStream,
+) -> Result<Patched, TusError> {
+    let mut u = owned(st, caller, id).await?;
+    // Refuse what is wrong already without taking the lock…
+    check_patch(st, &mut u, offset, new_length)?;
     if u.completed_at.is_some() {
         return Ok(Patched { offset: u.upload_offset, expires_at: u.expires_at, completed_video: Some(u.video_id) });
     }
@@ -224,7 +334,20 @@ pub async fn append(
     if !db::lock_upload(&st.db, id, &token, t, t + LOCK_SECS).await.map_err(ApiError::from)? {
         return Err(TusError::Locked);
     }
-    let result = Writer { st, token: &token, u, refreshed: Instant::now() }.run(body).await;
+    let result = async {
+        // …and check again on the state as it is under the lock: another request may have
+        // written between our first read and the lock.
+        let mut u = db::upload(&st.db, id).await.map_err(ApiError::from)?.ok_or(ApiError::not_found("upload"))?;
+        check_patch(st, &mut u, offset, new_length)?;
+        if u.completed_at.is_some() {
+            return Ok(Patched { offset: u.upload_offset, expires_at: u.expires_at, completed_video: Some(u.video_id) });
+        }
+        let allowance = limits::resume(&st.db, &st.cfg, u.user_id, u.video_id, now()).await?;
+        let saved_offset = u.upload_offset;
+        let writer = Writer { st, token: &token, u, saved_offset, start: saved_offset, allowance, refreshed: Instant::now() };
+        writer.run(body).await
+    }
+    .await;
     let _ = db::unlock_upload(&st.db, id, &token).await;
     result
 }
@@ -234,6 +357,11 @@ struct Writer<'a> {
     st: &'a AppState,
     token: &'a str,
     u: UploadRow,
+    /// The offset the database holds (what has been charged to the uploader's usage).
+    saved_offset: i64,
+    /// The offset this request started at.
+    start: i64,
+    allowance: Allowance,
     refreshed: Instant,
 }
 
@@ -265,15 +393,32 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Record the upload's state (and charge what it gained) if we still hold the lock.
     async fn save(&mut self) -> Result<(), TusError> {
-        self.u.expires_at = now() + self.st.cfg.upload_expiry_secs as i64;
-        if !db::save_upload_state(&self.st.db, &self.u, self.token).await.map_err(ApiError::from)? {
+        let t = now();
+        self.u.expires_at = t + self.st.cfg.upload_expiry_secs as i64;
+        let gained = self.u.upload_offset - self.saved_offset;
+        if !db::save_upload_state(&self.st.db, &self.u, self.token, gained, t).await.map_err(ApiError::from)? {
             return Err(TusError::Locked);
         }
+        self.saved_offset = self.u.upload_offset;
         Ok(())
     }
 
-    async fn run(mut self, mut body: ByteStream) -> Result<Patched, TusError> {
+    /// The next chunk of `body`, keeping the lock while the client is silent (the body ends
+    /// itself with an error once it has been silent past the idle timeout).
+    async fn next_chunk(&mut self, body: &mut ByteStream) -> Result<Option<std::io::Result<Bytes>>, TusError> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(LOCK_REFRESH_SECS), body.next()).await {
+                Ok(chunk) => return Ok(chunk),
+                Err(_) => self.refresh_lock().await?,
+            }
+        }
+    }
+
+    async fn run(mut self, body: ByteStream) -> Result<Patched, TusError> {
+        let stalled = Arc::new(AtomicBool::new(false));
+        let mut body = super::idle_limited(body, Duration::from_secs(self.st.cfg.upload_idle_timeout_secs), stalled);
         let source = keys::source(self.u.video_id);
         // Start from the tail left by earlier requests.
         let mut buf = BytesMut::with_capacity(PART_SIZE);
@@ -285,10 +430,11 @@ impl Writer<'_> {
                 buf.extend_from_slice(&chunk.map_err(ApiError::internal)?);
             }
         }
-        let mut sniffed = self.u.upload_offset >= sniff::SNIFF_LEN as i64;
+        // Bytes on record were sniffed before they were recorded.
+        let mut sniffed = self.u.upload_offset >= sniff::SNIFF_LEN as i64 || self.u.length == Some(self.u.upload_offset);
         let mut interrupted = None;
         loop {
-            let chunk = match body.next().await {
+            let chunk = match self.next_chunk(&mut body).await? {
                 None => break,
                 Some(Ok(c)) => c,
                 Some(Err(e)) => {
@@ -302,6 +448,9 @@ impl Writer<'_> {
             }
             if received as u64 > self.st.cfg.max_upload_bytes {
                 return Err(ApiError::PayloadTooLarge.into());
+            }
+            if let Err(limit) = self.allowance.check(received as u64, (received - self.start) as u64) {
+                return Err(limit.error(&self.st.cfg, now()).into());
             }
             buf.extend_from_slice(&chunk);
             if !sniffed && (buf.len() >= sniff::SNIFF_LEN) {
@@ -336,18 +485,14 @@ impl Writer<'_> {
     /// Refuse what is clearly not a video, dropping the upload.
     async fn sniff(&mut self, head: &[u8]) -> Result<(), TusError> {
         if let Err(what) = sniff::verdict(head) {
-            let u = self.u.clone();
-            discard(self.st, &u).await;
-            super::remove_videos(&self.st.db, &self.st.storage, &[u.video_id]).await;
-            let _ = db::delete_upload(&self.st.db, &u.id).await;
+            drop_upload(self.st, &self.u, true).await.map_err(ApiError::from)?;
             return Err(ApiError::from(UploadError::NotMedia(what)).into());
         }
         Ok(())
     }
 
-    async fn upload_part(&mut self, source: &ObjectKey, part: Bytes) -> Result<(), TusError> {
-        // Make sure we still own the upload before writing a part number someone else may use.
-        self.refresh_lock().await?;
+    /// Send one part of the source's multipart upload (beginning it if needed).
+    async fn send_part(&mut self, source: &ObjectKey, part: Bytes) -> Result<(), TusError> {
         let storage = &self.st.storage;
         let mp = match &self.u.multipart_id {
             Some(mp) => mp.clone(),
@@ -364,10 +509,18 @@ impl Writer<'_> {
             .await
             .map_err(ApiError::internal)?;
         parts.push(done);
-        let old_tail = self.u.tail_key.take();
         self.u.parts = serde_json::to_string(&parts).expect("parts serialize");
         self.u.upload_offset = self.parts_bytes() + len as i64;
         self.u.tail_size = 0;
+        Ok(())
+    }
+
+    async fn upload_part(&mut self, source: &ObjectKey, part: Bytes) -> Result<(), TusError> {
+        // Make sure we still own the upload before writing a part number someone else may use.
+        self.refresh_lock().await?;
+        // The tail is inside this part now.
+        let old_tail = self.u.tail_key.take();
+        self.send_part(source, part).await?;
         self.save().await?;
         self.drop_tail(old_tail).await;
         Ok(())
@@ -384,7 +537,13 @@ impl Writer<'_> {
         let base = self.u.upload_offset - self.u.tail_size;
         self.u.tail_size = size;
         self.u.upload_offset = base + size;
-        self.save().await?;
+        if let Err(e) = self.save().await {
+            // Nobody will point at the tail we just wrote.
+            if old != self.u.tail_key {
+                self.drop_tail(self.u.tail_key.clone()).await;
+            }
+            return Err(e);
+        }
         if old != self.u.tail_key {
             self.drop_tail(old).await;
         }
@@ -397,40 +556,71 @@ impl Writer<'_> {
         }
     }
 
-    /// The last byte is here: assemble the source, enqueue the transcode.
+    /// The last byte is here: store and record every byte first, then complete.
     async fn finish(&mut self, source: &ObjectKey, last: Bytes) -> Result<Patched, TusError> {
-        let storage = &self.st.storage;
-        let size = self.parts_bytes() + last.len() as i64;
-        match self.u.multipart_id.clone() {
-            None => {
-                storage.put(source, stream_from_bytes(last), "application/octet-stream").await.map_err(ApiError::internal)?;
-            }
-            Some(mp) => {
-                let mut parts = self.parts();
-                if !last.is_empty() {
-                    let len = last.len() as u64;
-                    parts.push(
-                        storage
-                            .upload_part(source, &mp, parts.len() as i32 + 1, stream_from_bytes(last), len)
-                            .await
-                            .map_err(ApiError::internal)?,
-                    );
-                }
-                storage.complete_multipart(source, &mp, &parts).await.map_err(ApiError::internal)?;
-                self.u.parts = serde_json::to_string(&parts).expect("parts serialize");
-            }
-        }
-        let t = now();
         let old_tail = self.u.tail_key.take();
-        self.u.upload_offset = size;
-        self.u.tail_size = 0;
-        self.u.completed_at = Some(t);
+        if self.u.length == Some(self.saved_offset) {
+            // An earlier request stored and recorded every byte but did not get to complete.
+        } else if self.u.multipart_id.is_none() {
+            // Small enough for one object: it is the source itself.
+            let size = last.len() as i64;
+            self.st.storage.put(source, stream_from_bytes(last), "application/octet-stream").await.map_err(ApiError::internal)?;
+            self.u.upload_offset = size;
+            self.u.tail_size = 0;
+        } else if !last.is_empty() {
+            self.send_part(source, last).await?;
+        } else {
+            self.u.tail_size = 0;
+        }
         self.save().await?;
         self.drop_tail(old_tail).await;
-        let db = &self.st.db;
-        db::set_source_size(db, self.u.video_id, size, t).await.map_err(ApiError::from)?;
-        queue::enqueue(db, self.u.video_id, self.st.cfg.job_max_attempts as i64).await.map_err(ApiError::from)?;
-        tracing::info!(upload = %self.u.id, video = self.u.video_id, bytes = size, "tus upload complete; transcode queued");
-        Ok(Patched { offset: size, expires_at: self.u.expires_at, completed_video: Some(self.u.video_id) })
+        let video_id = complete(self.st, &self.u, self.token).await?;
+        tracing::info!(upload = %self.u.id, video = video_id, bytes = self.u.upload_offset, "tus upload complete; transcode queued");
+        Ok(Patched { offset: self.u.upload_offset, expires_at: self.u.expires_at, completed_video: Some(video_id) })
     }
+}
+
+/// Complete an upload whose every byte is stored and recorded (`u.upload_offset` is its
+/// length), under the lock `token`: assemble the source, then in one transaction mark the
+/// upload complete, record the source and enqueue its transcode; then drop its scratch
+/// objects. Safe to run again after a crash at any point: a multipart upload that is already
+/// assembled (completing it again fails, with whatever error the store gives for an unknown
+/// upload) is recognised by the source object being there, whole. Returns the video id.
+async fn complete(st: &AppState, u: &UploadRow, token: &str) -> Result<i64, TusError> {
+    let source = keys::source(u.video_id);
+    let mut assembling = None;
+    if let Some(mp) = &u.multipart_id {
+        let parts: Vec<CompletedPart> = serde_json::from_str(&u.parts).unwrap_or_default();
+        assembling = st.storage.complete_multipart(&source, mp, &parts).await.err();
+    }
+    let stored = match st.storage.head(&source).await {
+        Ok(meta) => meta,
+        Err(e) => return Err(ApiError::internal(assembling.unwrap_or(e)).into()),
+    };
+    if stored.size as i64 != u.upload_offset {
+        if let Some(e) = assembling {
+            return Err(ApiError::internal(e).into());
+        }
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "upload {}: the source holds {} bytes, {} were received",
+            u.id,
+            stored.size,
+            u.upload_offset
+        ))
+        .into());
+    }
+    let t = now();
+    let mut tx = st.db.pool().begin().await.map_err(ApiError::from)?;
+    if !db::mark_upload_complete(&mut *tx, &u.id, token, t).await.map_err(ApiError::from)? {
+        tx.rollback().await.map_err(ApiError::from)?;
+        return Err(TusError::Locked);
+    }
+    if !db::source_stored(&mut *tx, u.video_id, u.upload_offset, t).await.map_err(ApiError::from)? {
+        tx.rollback().await.map_err(ApiError::from)?;
+        return Err(ApiError::internal(anyhow::anyhow!("upload {}: its video is no longer uploading", u.id)).into());
+    }
+    queue::enqueue(&mut *tx, u.video_id, st.cfg.job_max_attempts as i64).await.map_err(ApiError::from)?;
+    tx.commit().await.map_err(ApiError::from)?;
+    remove_scratch(st, &u.id).await;
+    Ok(u.video_id)
 }

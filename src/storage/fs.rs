@@ -4,17 +4,24 @@
 //! either the old object or the whole new one. Keys are validated [`ObjectKey`]s (no `..`, no
 //! empty or absolute segments), and are joined below the root only here. Multipart parts live in
 //! `<root>/.multipart/<upload id>/` until completion concatenates them.
+//!
+//! Hashing and writing a body, and concatenating parts, run on the blocking pool, never on
+//! the async runtime's threads: the async side only hands over chunks, a batch at a time. A
+//! write whose future is dropped midway removes its temporary file (see [`TempFile`]).
 
-use std::io::SeekFrom;
+use std::io::{SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::fs;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{
     stream_from_reader, ByteStream, CompletedPart, GetObject, ListedObject, ObjectKey, ObjectMeta, ObjectStore,
@@ -60,41 +67,117 @@ impl FsStore {
         self.root.join(TMP_DIR).join(uuid::Uuid::new_v4().to_string())
     }
 
-    /// Write `body` to a fresh temp file; returns its path, size and content hash.
-    async fn write_temp(&self, mut body: ByteStream) -> Result<(PathBuf, u64, String), StorageError> {
-        let tmp = self.tmp_path();
-        let result = async {
-            let mut file = fs::File::create(&tmp).await?;
-            let mut hasher = Sha256::new();
-            let mut size = 0u64;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk?;
-                hasher.update(&chunk);
-                size += chunk.len() as u64;
-                file.write_all(&chunk).await?;
+    /// Write `body` to a fresh temp file on the blocking pool, hashing it as it goes; returns
+    /// the file (removed when dropped unless published), its size and content hash.
+    async fn write_temp(&self, mut body: ByteStream) -> Result<(TempFile, u64, String), StorageError> {
+        let tmp = TempFile::new(self.tmp_path());
+        let mut state: Option<(Option<std::fs::File>, Sha256, u64)> = Some((None, Sha256::new(), 0));
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batched = 0;
+        loop {
+            let next = body.next().await;
+            let end = match next {
+                Some(Ok(chunk)) => {
+                    batched += chunk.len();
+                    batch.push(chunk);
+                    false
+                }
+                // Dropping `tmp` removes what was written.
+                Some(Err(e)) => return Err(e.into()),
+                None => true,
+            };
+            if !end && batched < WRITE_BATCH {
+                continue;
             }
-            file.flush().await?;
-            file.sync_data().await?;
-            Ok::<_, std::io::Error>((size, hex::encode(&hasher.finalize()[..16])))
-        }
-        .await;
-        match result {
-            Ok((size, etag)) => Ok((tmp, size, etag)),
-            Err(e) => {
-                let _ = fs::remove_file(&tmp).await;
-                Err(e.into())
+            let chunks = std::mem::take(&mut batch);
+            batched = 0;
+            let (file, mut hasher, mut size) = state.take().expect("state is put back after each batch");
+            state = Some(
+                tmp.run(move |path| {
+                    let mut file = match file {
+                        Some(f) => f,
+                        None => std::fs::File::create(path)?,
+                    };
+                    for c in &chunks {
+                        hasher.update(c);
+                        size += c.len() as u64;
+                        file.write_all(c)?;
+                    }
+                    if end {
+                        file.sync_data()?;
+                    }
+                    Ok((Some(file), hasher, size))
+                })
+                .await?,
+            );
+            if end {
+                break;
             }
         }
+        let (_, hasher, size) = state.expect("state after the last batch");
+        Ok((tmp, size, hex::encode(&hasher.finalize()[..16])))
+    }
+}
+
+/// Bytes handed to the blocking pool at a time.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+/// A temporary file being written on the blocking pool. Dropped before it is published (the
+/// write failed, or its future was dropped), it is removed; a blocking step still running
+/// then removes it itself when it ends, so a cancelled write never leaves a file behind.
+struct TempFile {
+    path: PathBuf,
+    cancelled: Arc<AtomicBool>,
+    published: bool,
+}
+
+impl TempFile {
+    fn new(path: PathBuf) -> TempFile {
+        TempFile { path, cancelled: Arc::new(AtomicBool::new(false)), published: false }
     }
 
-    async fn publish(&self, tmp: &Path, key: &ObjectKey, etag: &str) -> Result<ObjectMeta, StorageError> {
-        let dest = self.path_of(key);
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).await?;
+    /// Run `step` on the file's path on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        step: impl FnOnce(&Path) -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let (path, cancelled) = (self.path.clone(), self.cancelled.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = step(&path);
+            if cancelled.load(Ordering::SeqCst) {
+                let _ = std::fs::remove_file(&path);
+            }
+            out
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    /// Rename the file to `dest` (on the blocking pool), making dirs as needed, and write
+    /// `etag` beside it; then it is no longer temporary.
+    async fn publish(mut self, dest: PathBuf, etag: Option<String>) -> std::io::Result<()> {
+        self.run(move |path| {
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::rename(path, &dest)?;
+            if let Some(etag) = etag {
+                std::fs::write(etag_path(&dest), etag)?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.published = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.published {
+            self.cancelled.store(true, Ordering::SeqCst);
+            let _ = std::fs::remove_file(&self.path);
         }
-        fs::rename(tmp, &dest).await?;
-        write_etag(&dest, etag).await?;
-        self.head(key).await
     }
 }
 
@@ -103,10 +186,6 @@ impl FsStore {
 fn etag_path(object: &Path) -> PathBuf {
     let name = object.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     object.with_file_name(format!(".etag.{name}"))
-}
-
-async fn write_etag(object: &Path, etag: &str) -> std::io::Result<()> {
-    fs::write(etag_path(object), etag).await
 }
 
 fn not_found_as(key: &ObjectKey) -> impl Fn(std::io::Error) -> StorageError + '_ {
@@ -123,11 +202,8 @@ fn not_found_as(key: &ObjectKey) -> impl Fn(std::io::Error) -> StorageError + '_
 impl ObjectStore for FsStore {
     async fn put(&self, key: &ObjectKey, body: ByteStream, _content_type: &str) -> Result<ObjectMeta, StorageError> {
         let (tmp, _size, etag) = self.write_temp(body).await?;
-        let published = self.publish(&tmp, key, &etag).await;
-        if published.is_err() {
-            let _ = fs::remove_file(&tmp).await;
-        }
-        published
+        tmp.publish(self.path_of(key), Some(etag)).await?;
+        self.head(key).await
     }
 
     async fn get(&self, key: &ObjectKey, range: Option<Range<u64>>) -> Result<GetObject, StorageError> {
@@ -216,13 +292,12 @@ impl ObjectStore for FsStore {
         }
         let (tmp, size, etag) = self.write_temp(body).await?;
         if size != len {
-            let _ = fs::remove_file(&tmp).await;
             return Err(StorageError::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 format!("part {part_number}: expected {len} bytes, got {size}"),
             )));
         }
-        fs::rename(&tmp, dir.join(format!("{part_number:05}"))).await?;
+        tmp.publish(dir.join(format!("{part_number:05}")), None).await?;
         Ok(CompletedPart { part_number, etag })
     }
 
@@ -236,21 +311,36 @@ impl ObjectStore for FsStore {
         if !fs::try_exists(&dir).await? {
             return Err(StorageError::NoSuchUpload(upload_id.to_string()));
         }
-        let tmp = self.tmp_path();
-        let mut out = fs::File::create(&tmp).await?;
+        let tmp = TempFile::new(self.tmp_path());
+        let part_files: Vec<(i32, PathBuf)> =
+            parts.iter().map(|p| (p.part_number, dir.join(format!("{:05}", p.part_number)))).collect();
+        let id = upload_id.to_string();
+        // Concatenating gigabytes is the kernel's work (copy_file_range), on the blocking pool.
+        tmp.run(move |path| {
+            let mut out = std::fs::File::create(path)?;
+            for (n, part) in &part_files {
+                let mut f = std::fs::File::open(part).map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, format!("multipart upload {id} has no part {n}"))
+                })?;
+                std::io::copy(&mut f, &mut out)?;
+            }
+            out.sync_data()
+        })
+        .await
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StorageError::NoSuchUpload(format!("{upload_id}: {e}"))
+            } else {
+                StorageError::Io(e)
+            }
+        })?;
         let mut hasher = Sha256::new();
         for part in parts {
             hasher.update(part.etag.as_bytes());
-            let mut f = fs::File::open(dir.join(format!("{:05}", part.part_number)))
-                .await
-                .map_err(|_| StorageError::NoSuchUpload(format!("{upload_id} part {}", part.part_number)))?;
-            tokio::io::copy(&mut f, &mut out).await?;
         }
-        out.flush().await?;
-        out.sync_data().await?;
-        drop(out);
         let etag = format!("{}-{}", hex::encode(&hasher.finalize()[..16]), parts.len());
-        let meta = self.publish(&tmp, key, &etag).await?;
+        tmp.publish(self.path_of(key), Some(etag)).await?;
+        let meta = self.head(key).await?;
         fs::remove_dir_all(&dir).await?;
         Ok(meta)
     }

@@ -110,6 +110,11 @@ pub mod keys {
         key(format!("videos/{video_id}/hls-{job_id}-{attempt}"))
     }
 
+    /// Where every tus upload keeps its scratch objects.
+    pub fn uploads() -> ObjectKey {
+        key("uploads".to_string())
+    }
+
     /// Scratch objects of a tus upload in progress.
     pub fn upload(upload_id: &str) -> ObjectKey {
         key(format!("uploads/{upload_id}"))

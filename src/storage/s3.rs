@@ -70,6 +70,20 @@ impl S3Store {
         }
     }
 
+    /// Begin a multipart upload in a task of its own, so that a `put` dropped while the
+    /// request is in flight still learns the upload's id and aborts it.
+    async fn create_multipart_owned(&self, key: &ObjectKey, content_type: &str) -> Result<String, StorageError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (store, key, content_type) = (self.clone(), key.clone(), content_type.to_string());
+        tokio::spawn(async move {
+            let created = store.create_multipart(&key, &content_type).await;
+            if let Err(Ok(upload_id)) = tx.send(created) {
+                let _ = store.abort_multipart(&key, &upload_id).await;
+            }
+        });
+        rx.await.map_err(|_| StorageError::Backend(anyhow::anyhow!("CreateMultipartUpload task ended")))?
+    }
+
     async fn put_bytes(&self, key: &ObjectKey, body: Bytes, content_type: &str) -> Result<(), StorageError> {
         self.client
             .put_object()
@@ -119,6 +133,37 @@ async fn fill(body: &mut ByteStream, carry: &mut BytesMut, limit: usize) -> std:
     Ok((carry.split_to(limit).freeze(), false))
 }
 
+/// The multipart upload of a `put` in progress: if the `put` future is dropped before it
+/// finishes (its request was cancelled), the upload is aborted in the background rather than
+/// left holding its parts in the bucket.
+struct AbortOnDrop {
+    store: S3Store,
+    key: ObjectKey,
+    upload_id: Option<String>,
+}
+
+impl AbortOnDrop {
+    /// The `put` ran to its end and deals with the upload itself.
+    fn disarm(mut self) {
+        self.upload_id = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(upload_id) = self.upload_id.take() else { return };
+        let (store, key) = (self.store.clone(), self.key.clone());
+        // Without a runtime (the process is ending) the bucket's lifecycle rules must do it.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = store.abort_multipart(&key, &upload_id).await {
+                    tracing::warn!(key = %key, error = %e, "could not abort the multipart upload of a cancelled put");
+                }
+            });
+        }
+    }
+}
+
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn put(&self, key: &ObjectKey, mut body: ByteStream, content_type: &str) -> Result<ObjectMeta, StorageError> {
@@ -128,7 +173,8 @@ impl ObjectStore for S3Store {
             self.put_bytes(key, first, content_type).await?;
             return self.head(key).await;
         }
-        let upload_id = self.create_multipart(key, content_type).await?;
+        let upload_id = self.create_multipart_owned(key, content_type).await?;
+        let guard = AbortOnDrop { store: self.clone(), key: key.clone(), upload_id: Some(upload_id.clone()) };
         let result = async {
             let mut parts = Vec::new();
             let mut chunk = first;
@@ -150,6 +196,7 @@ impl ObjectStore for S3Store {
             self.complete_multipart(key, &upload_id, &parts).await
         }
         .await;
+        guard.disarm();
         if result.is_err() {
             let _ = self.abort_multipart(key, &upload_id).await;
         }

@@ -180,6 +180,13 @@ impl TestServer {
         }
     }
 
+    /// Temporary files of the filesystem store plus multipart uploads left open on S3: what an
+    /// upload that did not finish may leave behind.
+    pub fn pending_upload_scratch(&self) -> usize {
+        let tmp = std::fs::read_dir(self.cfg.data_dir.join("objects").join(".tmp")).map(|d| d.count()).unwrap_or(0);
+        tmp + self._s3.as_ref().map_or(0, |s| s.pending_multipart_uploads())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -59,6 +59,14 @@ impl S3Server {
         S3Server { endpoint, _child: child, _root: root }
     }
 
+    /// Multipart uploads begun and neither completed nor aborted (s3s-fs keeps one
+    /// `.upload-<id>.json` per upload in its root).
+    pub fn pending_multipart_uploads(&self) -> usize {
+        std::fs::read_dir(self._root.path())
+            .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with(".upload-")).count())
+            .unwrap_or(0)
+    }
+
     /// Point `cfg` at this server and `bucket` (created by Lectern on start).
     pub fn configure(&self, cfg: &mut Config, bucket: &str) {
         cfg.storage = StorageKind::S3;
