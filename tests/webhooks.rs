@@ -205,7 +205,7 @@ async fn signed_events_reach_the_endpoints_that_may_hear_them(b: Backend) {
     let admin = admin(&srv).await;
     let teacher = srv.instructor("teacher@example.com").await;
     let other = srv.instructor("other@example.com").await;
-    let all = ["order.paid", "order.refunded", "enrollment.created", "enrollment.revoked"];
+    let all = ["course.published", "order.paid", "order.refunded", "enrollment.created", "enrollment.revoked"];
     let admin_hook = register(&srv, &admin, &admin_rx.url, &all).await;
     let teacher_hook = register(&srv, &teacher, &teacher_rx.url, &all).await;
     register(&srv, &other, &other_rx.url, &all).await;
@@ -213,10 +213,12 @@ async fn signed_events_reach_the_endpoints_that_may_hear_them(b: Backend) {
     let course = published(&srv, &teacher, "Rust").await;
     let (student, _) = srv.new_user("student@example.com").await;
     let order = buy(&srv, &student, course).await;
-    admin_rx.until(2).await;
-    teacher_rx.until(2).await;
-    assert_eq!(admin_rx.types(), ["enrollment.created", "order.paid"]);
-    assert_eq!(teacher_rx.types(), ["enrollment.created", "order.paid"]);
+    admin_rx.until(3).await;
+    teacher_rx.until(3).await;
+    assert_eq!(admin_rx.types(), ["course.published", "enrollment.created", "order.paid"]);
+    assert_eq!(teacher_rx.types(), ["course.published", "enrollment.created", "order.paid"]);
+    let published = teacher_rx.bodies().into_iter().find(|b| b["type"] == "course.published").unwrap();
+    assert_eq!((&published["data"]["course_id"], &published["data"]["course"]["status"]), (&json!(course), &json!("published")));
     let paid = admin_rx.bodies().into_iter().find(|b| b["type"] == "order.paid").unwrap();
     assert_eq!((&paid["data"]["order_id"], &paid["data"]["order"]["status"]), (&order["id"], &json!("paid")));
     assert_eq!(paid["data"]["order"]["course_ids"], json!([course]));
@@ -224,9 +226,9 @@ async fn signed_events_reach_the_endpoints_that_may_hear_them(b: Backend) {
 
     let (status, _) = srv.call(Method::POST, &format!("/api/v1/orders/{}/refund", order["id"]), Some(&student), None).await;
     assert_eq!(status, StatusCode::OK);
-    admin_rx.until(4).await;
-    teacher_rx.until(4).await;
-    assert_eq!(admin_rx.types(), ["enrollment.created", "enrollment.revoked", "order.paid", "order.refunded"]);
+    admin_rx.until(5).await;
+    teacher_rx.until(5).await;
+    assert_eq!(admin_rx.types(), ["course.published", "enrollment.created", "enrollment.revoked", "order.paid", "order.refunded"]);
     assert_eq!(teacher_rx.types(), admin_rx.types());
     // Another instructor hears nothing of this course.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -237,7 +239,7 @@ async fn signed_events_reach_the_endpoints_that_may_hear_them(b: Backend) {
     // The delivery log shows them.
     let (_, log) = srv.get(&format!("/api/v1/webhooks/{}/deliveries", admin_hook["id"]), Some(&admin)).await;
     let items = log["items"].as_array().unwrap();
-    assert_eq!(items.len(), 4, "{log}");
+    assert_eq!(items.len(), 5, "{log}");
     assert!(items.iter().all(|d| d["status"] == "succeeded" && d["response_status"] == 200 && d["attempt"] == 1), "{log}");
 }
 

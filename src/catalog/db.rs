@@ -108,14 +108,28 @@ pub async fn update_course(db: &Db, id: i64, ch: &CourseChanges, now: i64) -> Re
     Ok(())
 }
 
+/// Publish a draft course and, in the same transaction, record `course.published` for
+/// webhooks. Publishing a published course changes nothing.
 pub async fn publish_course(db: &Db, id: i64, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE courses SET status = 'published', published_at = COALESCE(published_at, $2), updated_at = $2 WHERE id = $1",
+    let mut tx = db.pool().begin().await?;
+    let done = sqlx::query(
+        "UPDATE courses SET status = 'published', published_at = COALESCE(published_at, $2), updated_at = $2 \
+         WHERE id = $1 AND status = 'draft'",
     )
     .bind(id)
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
+    if done.rows_affected() == 1 {
+        let c: CourseRow = sqlx::query_as(&format!("{COURSE_SELECT} WHERE c.id = $1")).bind(id).fetch_one(&mut *tx).await?;
+        let course = serde_json::json!({
+            "id": c.id, "title": c.title, "status": c.status, "price": c.price, "currency": c.currency,
+            "instructor": {"id": c.instructor_id, "name": c.instructor_name}, "published_at": c.published_at.map(crate::db::rfc3339),
+        });
+        let data = serde_json::json!({"course_id": id, "course": course});
+        crate::webhooks::emit(&mut tx, crate::webhooks::EventType::CoursePublished, &[id], data).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
