@@ -63,7 +63,7 @@ def wait_http(url, seconds=60):
     sys.exit(f"{url} did not come up")
 
 
-def wrk(urls_file, base, connections, seconds, threads):
+def wrk(urls_file, base, connections, seconds, threads, headers=""):
     lua = os.path.join(os.path.dirname(urls_file), "paths.lua")
     with open(lua, "w") as f:
         f.write(
@@ -73,7 +73,7 @@ for line in io.lines("{urls_file}") do paths[#paths + 1] = line end
 local i = 0
 request = function()
   i = i + 1
-  return wrk.format("GET", paths[(i % #paths) + 1])
+  return wrk.format("GET", paths[(i % #paths) + 1]{headers})
 end
 """
         )
@@ -213,17 +213,18 @@ http {{
             print(f"  {name:8} ranged {rs}/{rn} slow (p50 {p50:.2f} ms), whole {ws}/{wn} slow")
         if args.keepalive_only:
             return
-        print(f"{len(segments)} segments, {args.connections} connections, {args.seconds} s, wrk -t{args.threads}")
-        results = {}
-        for name, base in (("lectern", api), ("nginx", nginx_base)):
-            wrk(os.path.join(work, f"{name}.txt"), base, args.connections, 3, args.threads)  # warm-up
-            results[name] = wrk(os.path.join(work, f"{name}.txt"), base, args.connections, args.seconds, args.threads)
-        print(f"{'':8} {'req/s':>10} {'MB/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
-        for name, r in results.items():
-            print(f"{name:8} {r['rps']:>10.0f} {r['mbs']:>10.1f} {r['p50']:>9.2f} {r['p99']:>9.2f}")
-        l, n = results["lectern"], results["nginx"]
-        print(f"{'ratio':8} {l['rps'] / n['rps']:>10.2f} {l['mbs'] / n['mbs']:>10.2f} {l['p50'] / n['p50']:>9.2f} {l['p99'] / n['p99']:>9.2f}")
-        print("(ratio = lectern / nginx; target: req/s >= 1.0, p99 <= 1.0)")
+        for label, headers in (("whole segments", ""), ("4 KiB ranges", ', {Range = "bytes=0-4095"}')):
+            print(f"{label}: {len(segments)} segments, {args.connections} connections, {args.seconds} s, wrk -t{args.threads}")
+            results = {}
+            for name, base in (("lectern", api), ("nginx", nginx_base)):
+                wrk(os.path.join(work, f"{name}.txt"), base, args.connections, 3, args.threads, headers)  # warm-up
+                results[name] = wrk(os.path.join(work, f"{name}.txt"), base, args.connections, args.seconds, args.threads, headers)
+            print(f"{'':8} {'req/s':>10} {'MB/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
+            for name, r in results.items():
+                print(f"{name:8} {r['rps']:>10.0f} {r['mbs']:>10.1f} {r['p50']:>9.2f} {r['p99']:>9.2f}")
+            l, n = results["lectern"], results["nginx"]
+            print(f"{'ratio':8} {l['rps'] / n['rps']:>10.2f} {l['mbs'] / n['mbs']:>10.2f} {l['p50'] / n['p50']:>9.2f} {l['p99'] / n['p99']:>9.2f}")
+            print("(ratio = lectern / nginx; target: req/s >= 1.0, p99 <= 1.0)")
     finally:
         for p in procs:
             p.terminate()
