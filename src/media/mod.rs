@@ -6,7 +6,9 @@
 //! reason). Each upload is a new video of its lecture; the lecture switches to it when it is
 //! ready, and the one it replaces is removed then.
 
+pub mod child;
 pub mod db;
+pub mod engine;
 pub mod queue;
 pub mod routes;
 pub mod sniff;
@@ -81,7 +83,12 @@ impl From<VideoRow> for Video {
 /// The video, for its lecture's owner or an admin (404 for anyone else).
 pub async fn get_video(db: &Db, caller: &Caller, id: i64) -> ApiResult<Video> {
     let video = db::video(db, id).await?.ok_or(ApiError::not_found("video"))?;
-    crate::catalog::editable_lecture(db, caller, video.lecture_id).await.map_err(|_| ApiError::not_found("video"))?;
+    // Someone who may not edit the lecture learns nothing of its video; any other failure (the
+    // database's) stays what it is.
+    crate::catalog::editable_lecture(db, caller, video.lecture_id).await.map_err(|e| match e {
+        ApiError::NotFound { .. } | ApiError::Forbidden { .. } => ApiError::not_found("video"),
+        other => other,
+    })?;
     Ok(video.into())
 }
 
