@@ -223,13 +223,14 @@ impl Attempt<'_> {
     }
 
     fn over_time(&self) -> Failed {
-        let minutes = self.allowed().as_secs_f64() / 60.0;
+        let allowed = self.allowed().as_secs();
+        let allowed = if allowed < 120 { format!("{allowed} seconds") } else { format!("{} minutes", allowed / 60) };
         Failed::over_budget(match self.video_seconds {
             Some(secs) => format!(
-                "processing took longer than the {minutes:.1} minutes allowed for {secs:.1} s of video and was stopped; \
+                "processing took longer than the {allowed} allowed for {secs:.1} s of video and was stopped; \
                  the file may be damaged"
             ),
-            None => format!("processing took longer than the {minutes:.1} minutes allowed and was stopped"),
+            None => format!("processing took longer than the {allowed} allowed and was stopped"),
         })
     }
 
