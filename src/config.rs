@@ -184,6 +184,17 @@ pub struct Config {
     /// An upload body that sends nothing for this many seconds is dropped; a tus upload keeps
     /// what arrived before the stall and can be resumed from there.
     pub upload_idle_timeout_secs: u64,
+    // Hostile media can't read the host or hang a worker.
+    /// Wall-clock time every transcode job may take whatever its length, in seconds (fetching the
+    /// source, probing and uploading included).
+    pub job_budget_base_secs: u64,
+    /// Wall-clock seconds a job may take on top of the base, per second of video.
+    pub job_budget_per_video_second: f64,
+    /// Most bytes a job's scratch space (the source copy and the outputs) may hold; also the
+    /// largest file a transcoding process may write.
+    pub job_scratch_budget_bytes: u64,
+    /// Address space a transcoding process may use, in bytes.
+    pub engine_memory_limit_bytes: u64,
 }
 
 impl Default for Config {
@@ -215,7 +226,7 @@ impl Default for Config {
             upload_expiry_secs: 24 * 3600,
             x264_preset: "veryfast".into(),
             segment_seconds: 4.0,
-            job_lease_secs: 60,
+            job_lease_secs: 20,
             job_max_attempts: 3,
             worker_poll_ms: 1000,
             worker_grace_secs: 30,
@@ -241,6 +252,11 @@ impl Default for Config {
             upload_max_bytes_in_progress: 200 * 1024 * 1024 * 1024,
             upload_daily_quota_bytes: 500 * 1024 * 1024 * 1024,
             upload_idle_timeout_secs: 60,
+            // Hostile media can't read the host or hang a worker.
+            job_budget_base_secs: 600,
+            job_budget_per_video_second: 20.0,
+            job_scratch_budget_bytes: 64 * 1024 * 1024 * 1024,
+            engine_memory_limit_bytes: 16 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -325,6 +341,15 @@ impl Config {
         if self.webhook_retry_schedule.split(',').any(|s| !s.trim().is_empty() && s.trim().parse::<u64>().is_err()) {
             return Err(ConfigError::Invalid("webhook_retry_schedule must be comma-separated seconds, e.g. 5,300,1800".into()));
         }
+        if self.job_budget_base_secs == 0
+            || !(self.job_budget_per_video_second.is_finite() && self.job_budget_per_video_second >= 0.0)
+            || self.job_scratch_budget_bytes == 0
+            || self.engine_memory_limit_bytes < 256 * 1024 * 1024
+        {
+            return Err(ConfigError::Invalid(
+                "job budgets must be positive and engine_memory_limit_bytes at least 256 MiB".into(),
+            ));
+        }
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
             return Err(ConfigError::Invalid("token lifetimes must be positive".into()));
         }
@@ -394,8 +419,17 @@ fn env_value(key: &str, v: &str) -> Result<figment::value::Value, ConfigError> {
         "upload_max_bytes_in_progress",
         "upload_daily_quota_bytes",
         "upload_idle_timeout_secs",
+        // Hostile media can't read the host or hang a worker.
+        "job_budget_base_secs",
+        "job_scratch_budget_bytes",
+        "engine_memory_limit_bytes",
     ];
-    const FLOATS: &[&str] = &["segment_seconds", "refund_max_watched_fraction"];
+    const FLOATS: &[&str] = &[
+        "segment_seconds",
+        "refund_max_watched_fraction",
+        // Hostile media can't read the host or hang a worker.
+        "job_budget_per_video_second",
+    ];
     const BOOLS: &[&str] = &["s3_path_style", "hls_encryption", "webhook_allow_private"];
     let bad = || ConfigError::Invalid(format!("LECTERN_{} = {v:?} is not valid", key.to_ascii_uppercase()));
     if NUMBERS.contains(&key) {

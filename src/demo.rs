@@ -10,7 +10,7 @@ use crate::accounts::{Caller, Role};
 use crate::catalog::{CourseInput, LectureInput};
 use crate::db::now;
 use crate::http::AppState;
-use crate::media::worker::WorkerCtx;
+use crate::media::worker::{WorkerCtx, WorkerSettings};
 use crate::storage::{keys, stream_from_reader};
 
 /// Password of the demo accounts.
@@ -109,7 +109,7 @@ pub async fn fill(st: &AppState, progress: &mut dyn FnMut(&str)) -> anyhow::Resu
     }
 
     // Transcode with one in-process worker, the same code `lectern serve`'s pool runs.
-    let ctx = WorkerCtx { cfg: st.cfg.clone(), db: st.db.clone(), storage: st.storage.clone() };
+    let ctx = WorkerCtx::new(WorkerSettings::from(&*st.cfg), st.db.clone(), st.storage.clone())?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(crate::media::worker::run(ctx, format!("demo-{}", std::process::id()), rx));
     loop {

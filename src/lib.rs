@@ -91,10 +91,13 @@ impl App {
     }
 
     /// What a worker process needs, without migrating (the serving process does that).
-    pub async fn worker_context(cfg: Config) -> anyhow::Result<crate::media::worker::WorkerCtx> {
+    pub async fn worker_context(
+        settings: crate::media::worker::WorkerSettings,
+    ) -> anyhow::Result<crate::media::worker::WorkerCtx> {
+        let cfg = settings.to_config();
         let db = Db::connect(&cfg.effective_database_url(), 4).await?;
         let storage = crate::storage::open(&cfg).await.context("opening object storage")?;
-        Ok(crate::media::worker::WorkerCtx { cfg: Arc::new(cfg), db, storage })
+        crate::media::worker::WorkerCtx::new(settings, db, storage)
     }
 
     /// The warning to print at start-up when orders are paid without money changing hands.

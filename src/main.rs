@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use lectern::accounts::Role;
 use lectern::config::Config;
 use lectern::media::supervisor::{supervise, CHILD_CONFIG_ENV};
+use lectern::media::worker::WorkerSettings;
 use lectern::App;
 use tokio::sync::watch;
 use serde::Serialize;
@@ -76,6 +77,9 @@ enum Command {
         #[arg(long)]
         course: i64,
     },
+    /// Internal: run one step of the transcoding engine for a worker (request on stdin).
+    #[command(hide = true)]
+    Engine,
 }
 
 #[derive(Args)]
@@ -139,26 +143,29 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // An engine process is told everything on its standard input and reads no configuration.
+    if let Command::Engine = cli.command {
+        return tokio::task::spawn_blocking(lectern::media::engine::child_main).await?;
+    }
+    // A worker child takes the settings its supervisor hands it, and only those.
+    if let Command::Worker(WorkerArgs { child: true, .. }) = cli.command {
+        let json = std::env::var(CHILD_CONFIG_ENV).with_context(|| format!("{CHILD_CONFIG_ENV} is not set"))?;
+        let settings: WorkerSettings = serde_json::from_str(&json).context("reading the supervisor's settings")?;
+        lectern::telemetry::init(settings.log_format, &settings.log_filter);
+        return worker_child(settings).await;
+    }
     let mut overrides = Overrides { data_dir: cli.data_dir, database_url: cli.database_url, ..Default::default() };
     if let Command::Serve(args) = &cli.command {
         overrides.listen = args.listen;
         overrides.workers = args.workers;
     }
-    // A worker child takes its parent's configuration whole.
-    let inherited = match &cli.command {
-        Command::Worker(WorkerArgs { child: true, .. }) => std::env::var(CHILD_CONFIG_ENV).ok(),
-        _ => None,
-    };
-    let cfg = match inherited {
-        Some(json) => serde_json::from_str(&json).context("reading the parent's configuration")?,
-        None => Config::load(cli.config.as_deref(), std::env::vars(), overrides)?,
-    };
+    let cfg = Config::load(cli.config.as_deref(), std::env::vars(), overrides)?;
     lectern::telemetry::init(cfg.log_format, &cfg.log_filter);
     tracing::debug!(config = ?cfg, "configuration");
 
     match cli.command {
         Command::Serve(_) => serve(cfg).await,
-        Command::Worker(args) if args.child => worker_child(cfg).await,
+        Command::Engine => unreachable!("handled before the configuration is loaded"),
         Command::Worker(args) => {
             let n = args.concurrency.unwrap_or_else(|| cfg.effective_workers()).max(1);
             App::start(cfg.clone()).await?; // make sure the schema is there
@@ -291,8 +298,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// One worker in this process, until SIGTERM.
-async fn worker_child(cfg: Config) -> anyhow::Result<()> {
-    let ctx = App::worker_context(cfg).await?;
+async fn worker_child(settings: WorkerSettings) -> anyhow::Result<()> {
+    let ctx = App::worker_context(settings).await?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let id = format!("{}-{}", host.trim(), std::process::id());
     let (tx, rx) = watch::channel(false);

@@ -10,7 +10,9 @@
 //! are crash-safe: storing the source and enqueueing its transcode commit together, and
 //! [`housekeeping`] finishes or removes whatever a dead request or process left behind.
 
+pub mod child;
 pub mod db;
+pub mod engine;
 pub mod limits;
 pub mod queue;
 pub mod routes;
@@ -87,8 +89,9 @@ impl From<VideoRow> for Video {
 /// The video, for its lecture's owner or an admin (404 for anyone else).
 pub async fn get_video(db: &Db, caller: &Caller, id: i64) -> ApiResult<Video> {
     let video = db::video(db, id).await?.ok_or(ApiError::not_found("video"))?;
+    // Someone who may not edit the lecture learns nothing of its video; any other failure (the
+    // database's) stays what it is.
     crate::catalog::editable_lecture(db, caller, video.lecture_id).await.map_err(|e| match e {
-        // Someone else's video is as good as missing; a failure to find out stays a failure.
         ApiError::NotFound { .. } | ApiError::Forbidden { .. } => ApiError::not_found("video"),
         other => other,
     })?;

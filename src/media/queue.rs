@@ -13,6 +13,15 @@
 //!
 //! Only the lease holder can finish a job ([`publish`], [`fail`], [`release`] all check the
 //! owner), so a worker that lost its lease can never publish a second output set.
+//!
+//! Every attempt also has a deadline, its wall-clock budget: set at the claim, moved once the
+//! video's duration is known ([`set_deadline`]), and never passed by a heartbeat — a lease
+//! extended by a worker whose job is stuck still lapses at the deadline.
+//!
+//! Every write that touches more than one row (a job and its video) runs in one transaction,
+//! and the table's constraints (migration 0009) make half-done states impossible: a job is
+//! leased exactly while it runs, only a running attempt has a deadline, attempts stay within
+//! `1..=max_attempts`, finished jobs have a finishing time.
 
 use sqlx::FromRow;
 
@@ -55,8 +64,9 @@ where
 }
 
 /// Claim the next runnable job (queued and due, or running with an expired lease) for
-/// `worker`, leased for `lease_secs`.
-pub async fn claim(db: &Db, worker: &str, lease_secs: i64) -> Result<Option<Job>, sqlx::Error> {
+/// `worker`, leased for `lease_secs`, with `budget_secs` until its deadline. The job and its
+/// video change together.
+pub async fn claim(db: &Db, worker: &str, lease_secs: i64, budget_secs: i64) -> Result<Option<Job>, sqlx::Error> {
     let t = now();
     let lock = match db.backend() {
         Backend::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -64,32 +74,56 @@ pub async fn claim(db: &Db, worker: &str, lease_secs: i64) -> Result<Option<Job>
     };
     let sql = format!(
         "UPDATE jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, \
-         updated_at = $3 WHERE id = (SELECT id FROM jobs WHERE attempts < max_attempts AND \
+         deadline_at = $4, updated_at = $3 WHERE id = (SELECT id FROM jobs WHERE attempts < max_attempts AND \
          ((status = 'queued' AND run_after <= $3) OR (status = 'running' AND lease_expires_at < $3)) \
          ORDER BY run_after, id LIMIT 1 {lock}) RETURNING id, video_id, attempts, max_attempts"
     );
-    let job: Option<Job> =
-        sqlx::query_as(&sql).bind(worker).bind(t + lease_secs).bind(t).fetch_optional(db.pool()).await?;
+    let mut tx = db.pool().begin().await?;
+    let job: Option<Job> = sqlx::query_as(&sql)
+        .bind(worker)
+        .bind(t + lease_secs.min(budget_secs))
+        .bind(t)
+        .bind(t + budget_secs)
+        .fetch_optional(&mut *tx)
+        .await?;
     if let Some(job) = &job {
         sqlx::query("UPDATE videos SET status = 'processing', updated_at = $2 WHERE id = $1 AND status <> 'ready'")
             .bind(job.video_id)
             .bind(t)
-            .execute(db.pool())
+            .execute(&mut *tx)
             .await?;
     }
+    tx.commit().await?;
     Ok(job)
 }
 
-/// Extend the lease. False when `worker` no longer holds it (it expired and was taken over).
+/// Extend the lease by `lease_secs`, but never past the attempt's deadline. False when
+/// `worker` no longer holds it (it expired and was taken over).
 pub async fn heartbeat(db: &Db, job: i64, worker: &str, lease_secs: i64) -> Result<bool, sqlx::Error> {
     let t = now();
     let done = sqlx::query(
-        "UPDATE jobs SET lease_expires_at = $3, updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        "UPDATE jobs SET lease_expires_at = CASE WHEN deadline_at IS NOT NULL AND deadline_at < $3 THEN deadline_at \
+         ELSE $3 END, updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
     )
     .bind(job)
     .bind(worker)
     .bind(t + lease_secs)
     .bind(t)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Move the running attempt's deadline to `deadline` (Unix seconds), once the budget is known.
+/// False when `worker` no longer holds the job.
+pub async fn set_deadline(db: &Db, job: i64, worker: &str, deadline: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE jobs SET deadline_at = $3, updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+    )
+    .bind(job)
+    .bind(worker)
+    .bind(deadline)
+    .bind(now())
     .execute(db.pool())
     .await?;
     Ok(done.rows_affected() == 1)
@@ -111,8 +145,8 @@ pub async fn publish(db: &Db, job: &Job, worker: &str, out: &Published<'_>) -> R
     let t = now();
     let mut tx = db.pool().begin().await?;
     let done = sqlx::query(
-        "UPDATE jobs SET status = 'done', finished_at = $3, updated_at = $3, lease_owner = NULL, lease_expires_at = NULL \
-         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        "UPDATE jobs SET status = 'done', finished_at = $3, updated_at = $3, lease_owner = NULL, lease_expires_at = NULL, \
+         deadline_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
     )
     .bind(job.id)
     .bind(worker)
@@ -177,39 +211,50 @@ pub enum PublishOutcome {
     LeaseLost,
 }
 
-/// Record a failure. `permanent` failures (bad input) and those on the last attempt fail the
-/// job and its video with `reason`; others go back on the queue after a backoff.
-/// Returns true when the job is now `failed`.
-pub async fn fail(db: &Db, job: &Job, worker: &str, reason: &str, permanent: bool) -> Result<bool, sqlx::Error> {
+/// Why an attempt failed: what the video's owner may read, and what operators need.
+pub struct Failure<'a> {
+    /// Shown on the video (`error`): readable, and free of paths, endpoints and credentials.
+    pub public: &'a str,
+    /// Kept on the job (`last_error`) for operators.
+    pub internal: &'a str,
+    /// Retrying cannot help (bad input, over budget): fail at once.
+    pub permanent: bool,
+}
+
+/// Record a failure. Permanent failures and those on the last attempt fail the job and its
+/// video; others go back on the queue after a backoff. Returns true when the job is now
+/// `failed`.
+pub async fn fail(db: &Db, job: &Job, worker: &str, failure: &Failure<'_>) -> Result<bool, sqlx::Error> {
+    let permanent = failure.permanent;
     let t = now();
     let final_failure = permanent || job.attempts >= job.max_attempts;
     let mut tx = db.pool().begin().await?;
     let done = if final_failure {
         sqlx::query(
             "UPDATE jobs SET status = 'failed', last_error = $3, finished_at = $4, updated_at = $4, lease_owner = NULL, \
-             lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+             lease_expires_at = NULL, deadline_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
         )
         .bind(job.id)
         .bind(worker)
-        .bind(reason)
+        .bind(failure.internal)
         .bind(t)
         .execute(&mut *tx)
         .await?
     } else {
         sqlx::query(
             "UPDATE jobs SET status = 'queued', last_error = $3, run_after = $4, updated_at = $5, lease_owner = NULL, \
-             lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+             lease_expires_at = NULL, deadline_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
         )
         .bind(job.id)
         .bind(worker)
-        .bind(reason)
+        .bind(failure.internal)
         .bind(t + backoff_secs(job.attempts))
         .bind(t)
         .execute(&mut *tx)
         .await?
     };
     if done.rows_affected() == 1 {
-        let (status, error) = if final_failure { ("failed", Some(reason)) } else { ("queued", None) };
+        let (status, error) = if final_failure { ("failed", Some(failure.public)) } else { ("queued", None) };
         sqlx::query("UPDATE videos SET status = $2, error = $3, updated_at = $4 WHERE id = $1 AND status <> 'ready'")
             .bind(job.video_id)
             .bind(status)
@@ -227,25 +272,28 @@ pub fn backoff_secs(attempts: i64) -> i64 {
     (5i64 * 4i64.saturating_pow(attempts.saturating_sub(1).clamp(0, 10) as u32)).min(600)
 }
 
-/// Give a job back without counting the attempt (graceful worker shutdown).
+/// Give a job back without counting the attempt (graceful worker shutdown); the job and its
+/// video change together.
 pub async fn release(db: &Db, job: &Job, worker: &str) -> Result<(), sqlx::Error> {
     let t = now();
+    let mut tx = db.pool().begin().await?;
     let done = sqlx::query(
         "UPDATE jobs SET status = 'queued', attempts = attempts - 1, run_after = $3, updated_at = $3, lease_owner = NULL, \
-         lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+         lease_expires_at = NULL, deadline_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
     )
     .bind(job.id)
     .bind(worker)
     .bind(t)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 1 {
         sqlx::query("UPDATE videos SET status = 'queued', updated_at = $2 WHERE id = $1 AND status = 'processing'")
             .bind(job.video_id)
             .bind(t)
-            .execute(db.pool())
+            .execute(&mut *tx)
             .await?;
     }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -260,23 +308,25 @@ pub async fn reap_abandoned(db: &Db) -> Result<u64, sqlx::Error> {
     .await?;
     let reason = "the transcoding worker stopped responding on every attempt";
     for (id, video_id) in &abandoned {
+        let mut tx = db.pool().begin().await?;
         let done = sqlx::query(
-            "UPDATE jobs SET status = 'failed', last_error = $2, finished_at = $3, updated_at = $3, lease_owner = NULL \
-             WHERE id = $1 AND status = 'running' AND lease_expires_at < $3",
+            "UPDATE jobs SET status = 'failed', last_error = $2, finished_at = $3, updated_at = $3, lease_owner = NULL, \
+             lease_expires_at = NULL, deadline_at = NULL WHERE id = $1 AND status = 'running' AND lease_expires_at < $3",
         )
         .bind(id)
         .bind(reason)
         .bind(t)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
             sqlx::query("UPDATE videos SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1 AND status <> 'ready'")
                 .bind(video_id)
                 .bind(reason)
                 .bind(t)
-                .execute(db.pool())
+                .execute(&mut *tx)
                 .await?;
         }
+        tx.commit().await?;
     }
     Ok(abandoned.len() as u64)
 }

@@ -22,6 +22,9 @@ pub fn verdict(head: &[u8]) -> Result<(), &'static str> {
         (b"MZ", "a Windows executable"),
         (b"BZh", "a bzip2 archive"),
         (b"\xd0\xcf\x11\xe0", "an Office document"),
+        // Lists of other files, not media: the transcoder would never open them either.
+        (b"#EXTM3U", "a playlist (it only names other files)"),
+        (b"ffconcat version", "an FFmpeg script (it only names other files)"),
     ];
     for (magic, what) in NOT_MEDIA {
         if head.starts_with(magic) {
@@ -55,5 +58,7 @@ mod tests {
         assert_eq!(verdict(b"%PDF-1.7\n%\xe2\xe3"), Err("a PDF document"));
         assert_eq!(verdict(b"<!doctype html><html><head><title>x</title>"), Err("text"));
         assert_eq!(verdict(b"{\"this\": \"is json, not a video\"}"), Err("text"));
+        assert_eq!(verdict(b"#EXTM3U\n#\x01\x02\n#EXT-X-TARGETDURATION:10\nfile:/etc/x.ts\n"), Err("a playlist (it only names other files)"));
+        assert!(verdict(b"ffconcat version 1.0\nfile '/etc/x.ts'\n").is_err());
     }
 }

@@ -2,6 +2,10 @@
 //! decoder crash kills one child, never the API. Each child that exits is started again after a
 //! backoff; on shutdown children get SIGTERM (they finish or release their job) and, past the
 //! grace period, SIGKILL.
+//!
+//! A child gets only [`WorkerSettings`] (as JSON in [`CHILD_CONFIG_ENV`]) and a clean
+//! environment — never the JWT secret, playback keys or payment keys — and dies with the pool
+//! (see [`super::child`]): a pool killed outright leaves no orphan heartbeating its job.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -10,9 +14,11 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::child::{self, Limits};
+use super::worker::WorkerSettings;
 use crate::config::Config;
 
-/// Environment variable through which a child receives its parent's configuration (JSON).
+/// Environment variable through which a child receives its [`WorkerSettings`] (JSON).
 pub const CHILD_CONFIG_ENV: &str = "LECTERN_CHILD_CONFIG";
 
 /// Run `n` worker children until `shutdown` turns true, restarting any that exit.
@@ -24,7 +30,9 @@ pub async fn supervise(cfg: &Config, n: usize, shutdown: watch::Receiver<bool>) 
             return;
         }
     };
-    let config_json = serde_json::to_string(cfg).expect("config serializes");
+    let settings = WorkerSettings::from(cfg);
+    let config_json = serde_json::to_string(&settings).expect("settings serialize");
+    let limits = Limits { address_space: Some(cfg.engine_memory_limit_bytes), file_size: None, cpu_secs: None };
     let grace = Duration::from_secs(cfg.worker_grace_secs + 5);
     let mut set = JoinSet::new();
     for slot in 0..n {
@@ -33,7 +41,7 @@ pub async fn supervise(cfg: &Config, n: usize, shutdown: watch::Receiver<bool>) 
             let mut backoff = Duration::from_millis(500);
             while !*shutdown.borrow() {
                 let started = Instant::now();
-                let mut child = match spawn(&exe, &json, slot) {
+                let mut child = match spawn(&exe, &json, slot, limits) {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::error!(slot, error = %e, "starting a worker process failed");
@@ -64,13 +72,15 @@ pub async fn supervise(cfg: &Config, n: usize, shutdown: watch::Receiver<bool>) 
     while set.join_next().await.is_some() {}
 }
 
-fn spawn(exe: &std::path::Path, config_json: &str, slot: usize) -> std::io::Result<Child> {
-    let child = Command::new(exe)
-        .args(["worker", "--child"])
-        .env(CHILD_CONFIG_ENV, config_json)
+fn spawn(exe: &std::path::Path, settings_json: &str, slot: usize, limits: Limits) -> std::io::Result<Child> {
+    let mut cmd = Command::new(exe);
+    cmd.args(["worker", "--child"]);
+    // Storage may use the AWS SDK's own credential chain, which reads AWS_* variables.
+    child::configure(&mut cmd, limits, true);
+    let child = cmd
+        .env(CHILD_CONFIG_ENV, settings_json)
         .env("LECTERN_WORKER_SLOT", slot.to_string())
         .stdin(Stdio::null())
-        .kill_on_drop(true)
         .spawn()?;
     tracing::info!(slot, pid = child.id(), "worker process started");
     Ok(child)

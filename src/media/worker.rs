@@ -1,40 +1,154 @@
-//! One transcoding worker: claim a job, fetch the source to scratch space, run the engine on a
-//! blocking thread while heartbeating the lease and reporting progress, upload the outputs
-//! under a prefix of their own, and publish them atomically — or record the failure.
+//! One transcoding worker: claim a job, fetch the source to scratch space, run the engine — in
+//! a process of its own for each step, see [`super::engine`] — while a heartbeat keeps the
+//! lease, upload the outputs under a prefix of their own, and publish them atomically, or
+//! record the failure.
+//!
+//! Every job runs within budgets: wall-clock time (a base plus so much per second of video,
+//! written to the queue as the attempt's deadline, past which no heartbeat extends the lease),
+//! scratch space (the source copy and the outputs), and the engine processes' limits (address
+//! space, file size, CPU time). A job over budget is stopped, fails at once with a readable
+//! reason, and its scratch is removed.
+//!
+//! What a video's owner reads as its `error` is written for them: the engine's reasons for
+//! refusing a file, or fixed sentences. Internal detail (paths, endpoints, storage and database
+//! errors) goes to the log and to the job's `last_error` only.
 //!
 //! A worker that loses its lease (it stalled past the lease and another worker took the job
 //! over) finishes nothing: its outputs are deleted instead of published. On shutdown it waits a
 //! grace period for the job in hand, then gives the job back to the queue.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use lectern_workers::{HlsEncryption, MediaError, TranscodeOptions, TranscodeSummary};
+use futures::StreamExt;
+use lectern_workers::{ProbeInfo, TranscodeSummary};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
+use super::child::Limits;
+use super::engine::{Engine, EngineEvent, EngineRequest, FailureKind};
 use super::queue::{self, Job, PublishOutcome, Published};
 use super::{db as media_db, RenditionInfo};
-use crate::config::Config;
+use crate::config::{Config, LogFormat, Secret, StorageKind};
 use crate::db::{now, Db};
 use crate::storage::{content_type, keys, stream_from_reader, ObjectKey, Storage};
 
-/// What a worker needs: configuration, database, storage.
+/// The settings a worker process gets from its supervisor — its database, its storage and how
+/// to transcode — and nothing else: no token, playback or payment keys.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub data_dir: PathBuf,
+    pub database_url: Secret,
+    pub storage: StorageKind,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    pub s3_bucket: Option<String>,
+    pub s3_access_key: Option<String>,
+    pub s3_secret_key: Secret,
+    pub s3_path_style: bool,
+    pub x264_preset: String,
+    pub segment_seconds: f64,
+    pub hls_encryption: bool,
+    pub job_lease_secs: u64,
+    pub worker_poll_ms: u64,
+    pub worker_grace_secs: u64,
+    pub job_budget_base_secs: u64,
+    pub job_budget_per_video_second: f64,
+    pub job_scratch_budget_bytes: u64,
+    pub engine_memory_limit_bytes: u64,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+}
+
+impl From<&Config> for WorkerSettings {
+    fn from(c: &Config) -> Self {
+        WorkerSettings {
+            data_dir: c.data_dir.clone(),
+            database_url: c.effective_database_url(),
+            storage: c.storage,
+            s3_endpoint: c.s3_endpoint.clone(),
+            s3_region: c.s3_region.clone(),
+            s3_bucket: c.s3_bucket.clone(),
+            s3_access_key: c.s3_access_key.clone(),
+            s3_secret_key: c.s3_secret_key.clone(),
+            s3_path_style: c.s3_path_style,
+            x264_preset: c.x264_preset.clone(),
+            segment_seconds: c.segment_seconds,
+            hls_encryption: c.hls_encryption,
+            job_lease_secs: c.job_lease_secs,
+            worker_poll_ms: c.worker_poll_ms,
+            worker_grace_secs: c.worker_grace_secs,
+            job_budget_base_secs: c.job_budget_base_secs,
+            job_budget_per_video_second: c.job_budget_per_video_second,
+            job_scratch_budget_bytes: c.job_scratch_budget_bytes,
+            engine_memory_limit_bytes: c.engine_memory_limit_bytes,
+            log_format: c.log_format,
+            log_filter: c.log_filter.clone(),
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// A configuration holding these settings and defaults for everything else (secrets
+    /// included: empty), for the database and storage openers.
+    pub fn to_config(&self) -> Config {
+        Config {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            storage: self.storage,
+            s3_endpoint: self.s3_endpoint.clone(),
+            s3_region: self.s3_region.clone(),
+            s3_bucket: self.s3_bucket.clone(),
+            s3_access_key: self.s3_access_key.clone(),
+            s3_secret_key: self.s3_secret_key.clone(),
+            s3_path_style: self.s3_path_style,
+            x264_preset: self.x264_preset.clone(),
+            segment_seconds: self.segment_seconds,
+            hls_encryption: self.hls_encryption,
+            job_lease_secs: self.job_lease_secs,
+            worker_poll_ms: self.worker_poll_ms,
+            worker_grace_secs: self.worker_grace_secs,
+            job_budget_base_secs: self.job_budget_base_secs,
+            job_budget_per_video_second: self.job_budget_per_video_second,
+            job_scratch_budget_bytes: self.job_scratch_budget_bytes,
+            engine_memory_limit_bytes: self.engine_memory_limit_bytes,
+            log_format: self.log_format,
+            log_filter: self.log_filter.clone(),
+            ..Config::default()
+        }
+    }
+}
+
+/// What a worker needs: its settings, database, storage, and the executable whose `engine`
+/// subcommand runs the engine steps.
 #[derive(Clone)]
 pub struct WorkerCtx {
-    pub cfg: Arc<Config>,
+    pub settings: Arc<WorkerSettings>,
     pub db: Db,
     pub storage: Storage,
+    pub exe: PathBuf,
+}
+
+impl WorkerCtx {
+    /// A context whose engine steps run this very executable.
+    pub fn new(settings: WorkerSettings, db: Db, storage: Storage) -> anyhow::Result<WorkerCtx> {
+        let exe = std::env::current_exe().context("finding our own executable (it runs the engine)")?;
+        Ok(WorkerCtx { settings: Arc::new(settings), db, storage, exe })
+    }
 }
 
 /// Run jobs until `shutdown` turns true.
 pub async fn run(ctx: WorkerCtx, worker_id: String, mut shutdown: watch::Receiver<bool>) {
     tracing::info!(worker = %worker_id, "transcoding worker started");
-    let poll = Duration::from_millis(ctx.cfg.worker_poll_ms.max(50));
+    let s = &ctx.settings;
+    let poll = Duration::from_millis(s.worker_poll_ms.max(50));
     while !*shutdown.borrow() {
-        match queue::claim(&ctx.db, &worker_id, ctx.cfg.job_lease_secs as i64).await {
+        match queue::claim(&ctx.db, &worker_id, s.job_lease_secs as i64, s.job_budget_base_secs as i64).await {
             Ok(Some(job)) => process(&ctx, &worker_id, job, &mut shutdown).await,
             Ok(None) => {
                 let _ = tokio::time::timeout(poll, shutdown.changed()).await;
@@ -48,41 +162,152 @@ pub async fn run(ctx: WorkerCtx, worker_id: String, mut shutdown: watch::Receive
     tracing::info!(worker = %worker_id, "transcoding worker stopped");
 }
 
+/// Why an attempt failed, told twice: for the video's owner and for operators.
+struct Failed {
+    /// Readable, and free of paths, endpoints and credentials.
+    public: String,
+    /// Everything known, for the log and the job's `last_error`.
+    internal: String,
+    permanent: bool,
+}
+
+impl Failed {
+    /// An internal error: retried; its detail is never shown to the video's owner.
+    fn internal(job: &Job, e: anyhow::Error) -> Failed {
+        Failed {
+            public: format!(
+                "processing failed because of an internal error; the operators can find it in the server log as job {}",
+                job.id
+            ),
+            internal: format!("{e:#}"),
+            permanent: false,
+        }
+    }
+
+    /// A job over one of its budgets: permanent, since it would be again.
+    fn over_budget(public: String) -> Failed {
+        Failed { internal: public.clone(), public, permanent: true }
+    }
+}
+
 /// How a job ended.
 enum Outcome {
-    /// Transcoded; the AES-128 key (hex) when the segments are encrypted.
-    Done(TranscodeSummary, Option<String>),
-    Failed { reason: String, permanent: bool },
+    /// Transcoded and published.
+    Done(TranscodeSummary),
+    Failed(Failed),
     LeaseLost,
     ShutDown,
 }
 
-async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::Receiver<bool>) {
-    let started = Instant::now();
-    tracing::info!(worker, job = job.id, video = job.video_id, attempt = job.attempts, "transcode started");
-    let scratch = ctx.cfg.data_dir.join("scratch").join(format!("job-{}-{}", job.id, job.attempts));
-    let prefix = keys::hls_output(job.video_id, job.id, job.attempts);
-    let outcome = match transcode(ctx, worker, &job, &scratch, shutdown).await {
-        Ok(o) => o,
-        Err(e) => Outcome::Failed { reason: format!("{e:#}"), permanent: false },
-    };
-    let outcome = match outcome {
-        Outcome::Done(summary, key) => match publish_outputs(ctx, worker, &job, &scratch, &prefix, &summary, key.as_deref()).await {
-            Ok(o) => o,
-            Err(e) => Outcome::Failed { reason: format!("storing the outputs: {e:#}"), permanent: false },
-        },
-        other => other,
-    };
-    match outcome {
-        Outcome::Done(summary, _) => {
-            let secs = started.elapsed().as_secs_f64();
-            metrics::counter!("lectern_transcodes_total", "result" => "ready").increment(1);
-            metrics::histogram!("lectern_transcode_speed_realtime").record(summary.duration_seconds / secs.max(0.001));
-            tracing::info!(worker, job = job.id, video = job.video_id, duration = summary.duration_seconds, secs, "transcode published");
+/// One attempt at a job, and the budgets it runs within.
+struct Attempt<'a> {
+    ctx: &'a WorkerCtx,
+    worker: &'a str,
+    job: &'a Job,
+    scratch: PathBuf,
+    started: Instant,
+    /// Seconds of video, once probed; the time budget grows with it.
+    video_seconds: Option<f64>,
+    lease: Lease,
+}
+
+impl Attempt<'_> {
+    fn allowed(&self) -> Duration {
+        let s = &self.ctx.settings;
+        let per_video = s.job_budget_per_video_second * self.video_seconds.unwrap_or(0.0);
+        Duration::from_secs(s.job_budget_base_secs) + Duration::from_secs_f64(per_video.clamp(0.0, 1e9))
+    }
+
+    fn deadline(&self) -> Instant {
+        self.started + self.allowed()
+    }
+
+    fn over_time(&self) -> Failed {
+        let allowed = self.allowed().as_secs();
+        let allowed = if allowed < 120 { format!("{allowed} seconds") } else { format!("{} minutes", allowed / 60) };
+        Failed::over_budget(match self.video_seconds {
+            Some(secs) => format!(
+                "processing took longer than the {allowed} allowed for {secs:.1} s of video and was stopped; \
+                 the file may be damaged"
+            ),
+            None => format!("processing took longer than the {allowed} allowed and was stopped"),
+        })
+    }
+
+    fn over_scratch(&self) -> Failed {
+        let mib = self.ctx.settings.job_scratch_budget_bytes as f64 / (1024.0 * 1024.0);
+        Failed::over_budget(format!(
+            "processing needed more than the {mib:.0} MiB of working space allowed for one video and was stopped"
+        ))
+    }
+
+    /// Run `step` until it is done, the job's deadline passes, or the lease is lost.
+    async fn within<T>(&mut self, step: impl Future<Output = Result<T, Outcome>>) -> Result<T, Outcome> {
+        let deadline = tokio::time::Instant::from_std(self.deadline());
+        let over_time = self.over_time();
+        tokio::select! {
+            r = step => r,
+            _ = tokio::time::sleep_until(deadline) => Err(Outcome::Failed(over_time)),
+            _ = self.lease.lost() => Err(Outcome::LeaseLost),
         }
-        Outcome::Failed { reason, permanent } => {
+    }
+
+    /// Limits of an engine process started now: memory and file size from the settings, CPU
+    /// time what is left of the time budget on every core.
+    fn engine_limits(&self) -> Limits {
+        let s = &self.ctx.settings;
+        let left = self.deadline().saturating_duration_since(Instant::now()).as_secs() + 1;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        Limits {
+            address_space: Some(s.engine_memory_limit_bytes),
+            file_size: Some(s.job_scratch_budget_bytes),
+            cpu_secs: Some(left.saturating_mul(cores).saturating_add(5)),
+        }
+    }
+
+    fn request(&self, out_dir: Option<PathBuf>, encryption: Option<(String, String, String)>) -> EngineRequest {
+        let s = &self.ctx.settings;
+        EngineRequest {
+            input: self.scratch.join("source"),
+            out_dir,
+            x264_preset: s.x264_preset.clone(),
+            segment_seconds: s.segment_seconds,
+            encryption,
+            log_format: s.log_format,
+            log_filter: s.log_filter.clone(),
+        }
+    }
+}
+
+async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::Receiver<bool>) {
+    tracing::info!(worker, job = job.id, video = job.video_id, attempt = job.attempts, "transcode started");
+    let scratch = ctx.settings.data_dir.join("scratch").join(format!("job-{}-{}", job.id, job.attempts));
+    let prefix = keys::hls_output(job.video_id, job.id, job.attempts);
+    let mut attempt = Attempt {
+        ctx,
+        worker,
+        job: &job,
+        scratch: scratch.clone(),
+        started: Instant::now(),
+        video_seconds: None,
+        lease: Lease::keep(ctx, job.id, worker),
+    };
+    let outcome = match run_attempt(&mut attempt, &prefix, shutdown).await {
+        Ok(o) | Err(o) => o,
+    };
+    let elapsed = attempt.started.elapsed().as_secs_f64();
+    drop(attempt);
+    match outcome {
+        Outcome::Done(summary) => {
+            metrics::counter!("lectern_transcodes_total", "result" => "ready").increment(1);
+            metrics::histogram!("lectern_transcode_speed_realtime").record(summary.duration_seconds / elapsed.max(0.001));
+            tracing::info!(worker, job = job.id, video = job.video_id, duration = summary.duration_seconds, secs = elapsed, "transcode published");
+        }
+        Outcome::Failed(failed) => {
             let _ = ctx.storage.delete_prefix(&prefix).await;
-            match queue::fail(&ctx.db, &job, worker, &reason, permanent).await {
+            let record = queue::Failure { public: &failed.public, internal: &failed.internal, permanent: failed.permanent };
+            let reason = &failed.internal;
+            match queue::fail(&ctx.db, &job, worker, &record).await {
                 Ok(true) => {
                     metrics::counter!("lectern_transcodes_total", "result" => "failed").increment(1);
                     tracing::warn!(worker, job = job.id, video = job.video_id, %reason, "transcode failed for good")
@@ -93,7 +318,7 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
         }
         Outcome::LeaseLost => {
             let _ = ctx.storage.delete_prefix(&prefix).await;
-            tracing::warn!(worker, job = job.id, "lease lost to another worker; outputs discarded");
+            tracing::warn!(worker, job = job.id, "lease lost to another worker, or past its deadline; outputs discarded");
         }
         Outcome::ShutDown => {
             let _ = ctx.storage.delete_prefix(&prefix).await;
@@ -112,90 +337,176 @@ fn overall(stage_start: f64, stage_span: f64, p: f64) -> f64 {
     stage_start + stage_span * p.clamp(0.0, 1.0)
 }
 
-async fn transcode(
-    ctx: &WorkerCtx,
-    worker: &str,
-    job: &Job,
-    scratch: &Path,
-    shutdown: &mut watch::Receiver<bool>,
-) -> anyhow::Result<Outcome> {
-    let _ = tokio::fs::remove_dir_all(scratch).await;
-    tokio::fs::create_dir_all(scratch).await.context("making scratch space")?;
-    let source = scratch.join("source");
-    let out = scratch.join("out");
-    fetch_source(ctx, job.video_id, &source).await?;
-    media_db::advance_progress(&ctx.db, job.video_id, 0.05, now()).await?;
+/// Fetch, probe, transcode, publish; any `Err` is how the attempt ended early.
+async fn run_attempt(a: &mut Attempt<'_>, prefix: &ObjectKey, shutdown: &mut watch::Receiver<bool>) -> Result<Outcome, Outcome> {
+    let (ctx, job) = (a.ctx, a.job);
+    let internal = |e: anyhow::Error| Outcome::Failed(Failed::internal(job, e));
+    let _ = tokio::fs::remove_dir_all(&a.scratch).await;
+    tokio::fs::create_dir_all(&a.scratch).await.context("making scratch space").map_err(internal)?;
+    let source = a.scratch.join("source");
+    let scratch_budget = ctx.settings.job_scratch_budget_bytes;
+    let over_scratch = a.over_scratch();
+    a.within(fetch_source(ctx, job, &source, scratch_budget, over_scratch)).await?;
+    media_db::advance_progress(&ctx.db, job.video_id, 0.05, now()).await.map_err(|e| internal(e.into()))?;
 
-    let progress = Arc::new(AtomicU64::new(0f64.to_bits()));
+    let info = probe(a).await?;
+    a.video_seconds = Some(info.duration_seconds);
+    let deadline = now() + a.deadline().saturating_duration_since(Instant::now()).as_secs() as i64;
+    if !queue::set_deadline(&ctx.db, job.id, a.worker, deadline).await.map_err(|e| internal(e.into()))? {
+        return Err(Outcome::LeaseLost);
+    }
+
     // A fresh random key per video; the playlists point players at `/hls/{video}/key`.
-    let encryption = ctx.cfg.hls_encryption.then(|| {
+    let key = ctx.settings.hls_encryption.then(|| {
         use rand::RngCore;
         let (mut key, mut iv) = ([0u8; 16], [0u8; 16]);
         rand::thread_rng().fill_bytes(&mut key);
         rand::thread_rng().fill_bytes(&mut iv);
-        HlsEncryption { key, iv, key_uri: "../key".into() }
+        (hex::encode(key), hex::encode(iv), "../key".to_string())
     });
-    let key_hex = encryption.as_ref().map(|e| hex::encode(e.key));
-    let opts = TranscodeOptions {
-        x264_preset: ctx.cfg.x264_preset.clone(),
-        segment_seconds: ctx.cfg.segment_seconds,
-        encryption,
-        threads: 0,
-    };
-    let engine = {
-        let (source, out, progress) = (source.clone(), out.clone(), progress.clone());
-        tokio::task::spawn_blocking(move || {
-            lectern_workers::transcode(&source, &out, &opts, &mut |p| progress.store(p.to_bits(), Ordering::Relaxed))
+    let key_hex = key.as_ref().map(|(k, _, _)| k.clone());
+    let summary = transcode(a, key, shutdown).await?;
+    let (worker, scratch) = (a.worker, a.scratch.clone());
+    a.within(publish_outputs(ctx, worker, job, &scratch, prefix, &summary, key_hex.as_deref())).await
+}
+
+/// Copy the stored source into scratch space, refusing to hold more than the scratch budget.
+async fn fetch_source(ctx: &WorkerCtx, job: &Job, dest: &Path, budget: u64, over: Failed) -> Result<(), Outcome> {
+    let internal = |e: anyhow::Error| Outcome::Failed(Failed::internal(job, e));
+    let got = ctx.storage.get(&keys::source(job.video_id), None).await.context("reading the uploaded source").map_err(internal)?;
+    if got.meta.size > budget {
+        return Err(Outcome::Failed(over));
+    }
+    let mut file = tokio::fs::File::create(dest).await.context("creating the source copy").map_err(internal)?;
+    let mut body = got.body;
+    let mut written = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.context("reading the uploaded source").map_err(internal)?;
+        written += chunk.len() as u64;
+        if written > budget {
+            return Err(Outcome::Failed(over));
+        }
+        file.write_all(&chunk).await.context("copying the source to scratch space").map_err(internal)?;
+    }
+    file.flush().await.context("copying the source to scratch space").map_err(internal)?;
+    Ok(())
+}
+
+/// What a failed engine step means for the job.
+fn engine_failure(job: &Job, kind: FailureKind, message: String) -> Outcome {
+    Outcome::Failed(if kind.is_public() {
+        Failed { internal: message.clone(), public: message, permanent: true }
+    } else if kind == FailureKind::InvalidOptions {
+        Failed {
+            public: "the transcoder is misconfigured; the operators have been told".into(),
+            internal: message,
+            permanent: true,
+        }
+    } else {
+        Failed::internal(job, anyhow::anyhow!(message))
+    })
+}
+
+/// An engine process that ended without a final event: killed by one of its limits, or crashed.
+fn engine_ended(a: &Attempt<'_>, status: std::io::Result<std::process::ExitStatus>) -> Outcome {
+    use std::os::unix::process::ExitStatusExt;
+    match status.as_ref().ok().and_then(|s| s.signal()) {
+        Some(libc::SIGXCPU) => Outcome::Failed(Failed::over_budget(
+            "processing used more CPU time than allowed for this video and was stopped; the file may be damaged".into(),
+        )),
+        Some(libc::SIGXFSZ) => Outcome::Failed(a.over_scratch()),
+        _ => Outcome::Failed(Failed {
+            public: "the transcoder crashed on this file".into(),
+            internal: format!("the engine process ended without a result ({status:?})"),
+            permanent: false,
+        }),
+    }
+}
+
+/// Probe the source in an engine process of its own.
+async fn probe(a: &mut Attempt<'_>) -> Result<ProbeInfo, Outcome> {
+    let job = a.job;
+    let mut engine = Engine::start(&a.ctx.exe, &a.request(None, None), a.engine_limits())
+        .await
+        .context("starting an engine process")
+        .map_err(|e| Outcome::Failed(Failed::internal(job, e)))?;
+    let result = a
+        .within(async {
+            match engine.next().await {
+                Some(EngineEvent::Probed { info }) => Ok(Ok(info)),
+                Some(EngineEvent::Failed { kind, message }) => Err(engine_failure(job, kind, message)),
+                _ => Ok(Err(engine.wait().await)),
+            }
         })
-    };
-    tokio::pin!(engine);
-    let beat = Duration::from_secs((ctx.cfg.job_lease_secs / 3).max(1));
-    let mut ticker = tokio::time::interval(beat.min(Duration::from_secs(2)));
-    let mut last_beat = Instant::now();
+        .await;
+    engine.kill().await;
+    match result? {
+        Ok(info) => Ok(info),
+        Err(status) => Err(engine_ended(a, status)),
+    }
+}
+
+/// Transcode in an engine process of its own, reporting progress, watching the budgets, and
+/// finishing (or giving back) the job in hand at shutdown.
+async fn transcode(
+    a: &mut Attempt<'_>,
+    key: Option<(String, String, String)>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<TranscodeSummary, Outcome> {
+    let (ctx, job) = (a.ctx, a.job);
+    let mut engine = Engine::start(&ctx.exe, &a.request(Some(a.scratch.join("out")), key), a.engine_limits())
+        .await
+        .context("starting an engine process")
+        .map_err(|e| Outcome::Failed(Failed::internal(job, e)))?;
+    let deadline = tokio::time::Instant::from_std(a.deadline());
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut progress = 0.0;
     let mut shutdown_at: Option<Instant> = None;
-    loop {
+    let grace = Duration::from_secs(ctx.settings.worker_grace_secs);
+    let result = loop {
         tokio::select! {
-            res = &mut engine => {
-                return Ok(match res {
-                    Ok(Ok(summary)) => Outcome::Done(summary, key_hex),
-                    Ok(Err(MediaError::Invalid(reason))) => Outcome::Failed { reason, permanent: true },
-                    Ok(Err(e)) => Outcome::Failed { permanent: e.is_permanent(), reason: e.to_string() },
-                    Err(join) => Outcome::Failed { reason: format!("the transcoder crashed: {join}"), permanent: false },
-                });
-            }
+            event = engine.next() => match event {
+                Some(EngineEvent::Progress { value }) => progress = value,
+                Some(EngineEvent::Done { summary }) => break Ok(summary),
+                Some(EngineEvent::Failed { kind, message }) => break Err(engine_failure(job, kind, message)),
+                Some(EngineEvent::Probed { .. }) => {}
+                None => {
+                    let status = engine.wait().await;
+                    break Err(engine_ended(a, status));
+                }
+            },
             _ = ticker.tick() => {
-                let p = f64::from_bits(progress.load(Ordering::Relaxed));
-                let _ = media_db::advance_progress(&ctx.db, job.video_id, overall(0.05, 0.85, p), now()).await;
-                if last_beat.elapsed() >= beat {
-                    last_beat = Instant::now();
-                    match queue::heartbeat(&ctx.db, job.id, worker, ctx.cfg.job_lease_secs as i64).await {
-                        Ok(true) => {}
-                        Ok(false) => return Ok(Outcome::LeaseLost),
-                        Err(e) => tracing::warn!(job = job.id, error = %e, "heartbeat failed"),
-                    }
+                let _ = media_db::advance_progress(&ctx.db, job.video_id, overall(0.05, 0.85, progress), now()).await;
+                let scratch = a.scratch.clone();
+                let used = tokio::task::spawn_blocking(move || dir_size(&scratch)).await.ok().and_then(|r| r.ok());
+                if used.is_some_and(|u| u > ctx.settings.job_scratch_budget_bytes) {
+                    break Err(Outcome::Failed(a.over_scratch()));
                 }
-                if let Some(at) = shutdown_at {
-                    if at.elapsed() >= Duration::from_secs(ctx.cfg.worker_grace_secs) {
-                        return Ok(Outcome::ShutDown);
-                    }
+                if shutdown_at.is_some_and(|at| at.elapsed() >= grace) {
+                    break Err(Outcome::ShutDown);
                 }
             }
+            _ = tokio::time::sleep_until(deadline) => break Err(Outcome::Failed(a.over_time())),
+            _ = a.lease.lost() => break Err(Outcome::LeaseLost),
             _ = shutdown.changed(), if shutdown_at.is_none() => {
                 if *shutdown.borrow() {
-                    tracing::info!(job = job.id, grace = ctx.cfg.worker_grace_secs, "shutdown: finishing the job in hand");
+                    tracing::info!(job = job.id, grace = ctx.settings.worker_grace_secs, "shutdown: finishing the job in hand");
                     shutdown_at = Some(Instant::now());
                 }
             }
         }
-    }
+    };
+    engine.kill().await;
+    result
 }
 
-async fn fetch_source(ctx: &WorkerCtx, video_id: i64, dest: &Path) -> anyhow::Result<()> {
-    let got = ctx.storage.get(&keys::source(video_id), None).await.context("reading the uploaded source")?;
-    let mut reader = tokio_util::io::StreamReader::new(got.body);
-    let mut file = tokio::fs::File::create(dest).await?;
-    tokio::io::copy(&mut reader, &mut file).await.context("copying the source to scratch space")?;
-    Ok(())
+/// Bytes of all files under `dir`.
+fn dir_size(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for rel in walk(dir)? {
+        total += std::fs::symlink_metadata(dir.join(rel)).map_or(0, |m| m.len());
+    }
+    Ok(total)
 }
 
 /// Every file under `dir`, as paths relative to it.
@@ -224,49 +535,96 @@ async fn publish_outputs(
     prefix: &ObjectKey,
     summary: &TranscodeSummary,
     hls_key: Option<&str>,
-) -> anyhow::Result<Outcome> {
+) -> Result<Outcome, Outcome> {
+    let internal = |e: anyhow::Error| Outcome::Failed(Failed::internal(job, e.context("storing the outputs")));
     let out = scratch.join("out");
     let files = tokio::task::spawn_blocking({
         let out = out.clone();
         move || walk(&out)
     })
-    .await??;
+    .await
+    .map_err(|e| internal(e.into()))?
+    .map_err(|e| internal(e.into()))?;
     let total = files.len().max(1) as f64;
     for (i, rel) in files.iter().enumerate() {
-        let rel_str = rel.to_str().context("output file name is not UTF-8")?;
-        let key = prefix.join(rel_str)?;
-        let file = tokio::fs::File::open(out.join(rel)).await?;
-        ctx.storage.put(&key, stream_from_reader(file), content_type(rel_str)).await?;
-        media_db::advance_progress(&ctx.db, job.video_id, overall(0.9, 0.09, (i + 1) as f64 / total), now()).await?;
-        if i % 20 == 19 && !queue::heartbeat(&ctx.db, job.id, worker, ctx.cfg.job_lease_secs as i64).await? {
-            return Ok(Outcome::LeaseLost);
-        }
+        let rel_str = rel.to_str().context("output file name is not UTF-8").map_err(internal)?;
+        let key = prefix.join(rel_str).map_err(|e| internal(e.into()))?;
+        let file = tokio::fs::File::open(out.join(rel)).await.map_err(|e| internal(e.into()))?;
+        ctx.storage.put(&key, stream_from_reader(file), content_type(rel_str)).await.map_err(|e| internal(e.into()))?;
+        media_db::advance_progress(&ctx.db, job.video_id, overall(0.9, 0.09, (i + 1) as f64 / total), now())
+            .await
+            .map_err(|e| internal(e.into()))?;
     }
     let renditions: Vec<RenditionInfo> = summary
         .renditions
         .iter()
         .map(|r| RenditionInfo { name: r.name.clone(), width: r.width, height: r.height, bandwidth: r.bandwidth })
         .collect();
+    let renditions_json = serde_json::to_string(&renditions).map_err(|e| internal(e.into()))?;
     let published = Published {
         output_prefix: prefix.as_str(),
         duration_seconds: summary.duration_seconds,
-        renditions_json: &serde_json::to_string(&renditions)?,
+        renditions_json: &renditions_json,
         hls_key,
     };
-    match queue::publish(&ctx.db, job, worker, &published).await? {
-        PublishOutcome::LeaseLost => Ok(Outcome::LeaseLost),
+    match queue::publish(&ctx.db, job, worker, &published).await.map_err(|e| internal(e.into()))? {
+        PublishOutcome::LeaseLost => Err(Outcome::LeaseLost),
         PublishOutcome::Published { replaced } => {
             // Leftovers of earlier attempts (a worker killed mid-upload) go now.
-            for obj in ctx.storage.list(&keys::video(job.video_id)).await? {
-                let k = obj.key.as_str();
-                if k != keys::source(job.video_id).as_str() && !k.starts_with(&format!("{}/", prefix.as_str())) {
-                    let _ = ctx.storage.delete(&obj.key).await;
+            if let Ok(objects) = ctx.storage.list(&keys::video(job.video_id)).await {
+                for obj in objects {
+                    let k = obj.key.as_str();
+                    if k != keys::source(job.video_id).as_str() && !k.starts_with(&format!("{}/", prefix.as_str())) {
+                        let _ = ctx.storage.delete(&obj.key).await;
+                    }
                 }
             }
             if let Some(old) = replaced {
                 super::remove_videos(&ctx.db, &ctx.storage, &[old]).await;
             }
-            Ok(Outcome::Done(summary.clone(), hls_key.map(str::to_string)))
+            Ok(Outcome::Done(summary.clone()))
         }
+    }
+}
+
+/// The heartbeat of the job in hand: extends the lease every third of it, in the background,
+/// until dropped. The queue never extends it past the attempt's deadline.
+struct Lease {
+    lost: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    fn keep(ctx: &WorkerCtx, job: i64, worker: &str) -> Lease {
+        let (tx, lost) = watch::channel(false);
+        let (db, worker, lease_secs) = (ctx.db.clone(), worker.to_string(), ctx.settings.job_lease_secs as i64);
+        let task = tokio::spawn(async move {
+            let beat = Duration::from_secs((lease_secs as u64 / 3).max(1));
+            loop {
+                tokio::time::sleep(beat).await;
+                match queue::heartbeat(&db, job, &worker, lease_secs).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let _ = tx.send(true);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(job, error = %e, "heartbeat failed"),
+                }
+            }
+        });
+        Lease { lost, task }
+    }
+
+    /// Resolves once another worker holds the job (never, while this one does).
+    async fn lost(&mut self) {
+        if self.lost.wait_for(|lost| *lost).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

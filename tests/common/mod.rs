@@ -346,7 +346,10 @@ impl TestServer {
     pub fn spawn_worker(&self) -> tokio::process::Child {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_lectern"))
             .args(["worker", "--child"])
-            .env(lectern::media::supervisor::CHILD_CONFIG_ENV, serde_json::to_string(&self.cfg).unwrap())
+            .env(
+                lectern::media::supervisor::CHILD_CONFIG_ENV,
+                serde_json::to_string(&lectern::media::worker::WorkerSettings::from(&self.cfg)).unwrap(),
+            )
             .env("RUST_LOG", "warn")
             .kill_on_drop(true)
             .spawn()

@@ -46,6 +46,9 @@ pub(crate) struct AudioChain {
     t0: i64,
     /// End of the latest decoded frame, relative, in `tb`.
     end: i64,
+    /// End of the output timeline, relative, in `tb`: frames starting later are dropped, so
+    /// `aresample=async` never fills a timestamp jump with silence past it.
+    cap: i64,
     front: Option<(Graph, Params)>,
     back: Graph,
     /// End of the latest frame fed to `back`, in 1/rate.
@@ -67,6 +70,7 @@ impl AudioChain {
         index: usize,
         timeline_start: i64,
         timeline_tb: Rational,
+        cap_seconds: f64,
         global_header: bool,
     ) -> Result<Self, MediaError> {
         let ast = ictx.stream(index).expect("probed index");
@@ -122,6 +126,7 @@ impl AudioChain {
             tb,
             t0: timeline_start.rescale(timeline_tb, tb),
             end: 0,
+            cap: (cap_seconds / f64::from(tb)).ceil() as i64,
             front: None,
             back,
             back_end: 0,
@@ -172,9 +177,12 @@ impl AudioChain {
                 Some(ts) => ts - self.t0,
                 None => self.end,
             };
+            if pts >= self.cap {
+                continue;
+            }
             f.set_pts(Some(pts));
             let dur = (f.samples() as i64).rescale(Rational::new(1, f.rate() as i32), self.tb);
-            self.end = self.end.max(pts + dur);
+            self.end = self.end.max((pts + dur).min(self.cap));
 
             let params = Params::of(&f);
             if self.front.as_ref().is_some_and(|(_, p)| *p != params) {

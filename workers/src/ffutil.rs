@@ -74,7 +74,7 @@ unsafe extern "C" fn log_callback(
     let component = unsafe { class_name(avcl) };
     if level <= ffi::AV_LOG_ERROR {
         tracing::debug!(target: "ffmpeg", component, "{msg}");
-        let owned = msg.to_owned();
+        let owned = redact(msg);
         let _ = LAST_ERROR.try_with(|l| *l.borrow_mut() = Some(owned));
     } else {
         tracing::trace!(target: "ffmpeg", component, "{msg}");
@@ -107,12 +107,60 @@ unsafe fn class_name(avcl: *mut std::ffi::c_void) -> &'static str {
     }
 }
 
-/// An unexpected library failure, with context and FFmpeg's own last words.
+/// A library failure, with context and FFmpeg's own last words: [`MediaError::Unprocessable`]
+/// when the error is one the same work meets on every try, [`MediaError::Ffmpeg`] otherwise.
 pub(crate) fn ff_err(context: &str, e: ffmpeg::Error) -> MediaError {
-    match take_last_error() {
-        Some(detail) => MediaError::Ffmpeg(format!("{context}: {e} ({detail})")),
-        None => MediaError::Ffmpeg(format!("{context}: {e}")),
+    let message = match take_last_error() {
+        Some(detail) => format!("{context}: {e} ({detail})"),
+        None => format!("{context}: {e}"),
+    };
+    if is_deterministic(&e) {
+        MediaError::Unprocessable(message)
+    } else {
+        MediaError::Ffmpeg(message)
     }
+}
+
+/// Errors that depend only on the input and the work asked for, not on the machine's state:
+/// retrying cannot help. Memory, I/O and "try again" errors are not among them.
+fn is_deterministic(e: &ffmpeg::Error) -> bool {
+    use ffmpeg::Error::*;
+    match e {
+        InvalidData | PatchWelcome | Bug | Bug2 | Experimental | DecoderNotFound | EncoderNotFound
+        | DemuxerNotFound | MuxerNotFound | FilterNotFound | OptionNotFound | StreamNotFound | BsfNotFound
+        | ProtocolNotFound => true,
+        Other { errno } => {
+            use ffmpeg::error::{EDOM, EINVAL, ENOSYS, ENOTSUP, ERANGE};
+            [EINVAL, ERANGE, EDOM, ENOSYS, ENOTSUP].contains(errno)
+        }
+        _ => false,
+    }
+}
+
+/// `msg` without paths or URLs: FFmpeg names files in its messages ("Opening '/data/…'"), and
+/// these messages end up in errors shown to uploaders.
+pub(crate) fn redact(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        let looks_like_location = token.starts_with('/')
+            || token.contains("://")
+            || token.starts_with("file:")
+            || token.starts_with("~/")
+            || (token.contains('/') && token.contains('.'));
+        out.push_str(if looks_like_location { "…" } else { token });
+        token.clear();
+    };
+    for c in msg.chars() {
+        if c.is_whitespace() || matches!(c, '\'' | '"' | '`' | '(' | ')' | '[' | ']' | '<' | '>' | ',' | ';') {
+            flush(&mut token, &mut out);
+            out.push(c);
+        } else {
+            token.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
+    out
 }
 
 /// A new reference to `src`'s data (no pixel copy).
@@ -131,5 +179,32 @@ pub(crate) fn positive_rate(r: ffmpeg::Rational) -> Option<f64> {
         Some(r.numerator() as f64 / r.denominator() as f64)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_the_same_work_meets_again_are_permanent() {
+        for e in [ffmpeg::Error::from(-ffmpeg::error::EINVAL), ffmpeg::Error::InvalidData, ffmpeg::Error::EncoderNotFound] {
+            assert!(ff_err("opening the JPEG encoder", e).is_permanent(), "{e:?}");
+        }
+        for e in [ffmpeg::Error::from(-ffmpeg::error::ENOMEM), ffmpeg::Error::from(-ffmpeg::error::EIO)] {
+            assert!(!ff_err("encoding video", e).is_permanent(), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn paths_and_urls_are_taken_out_of_messages() {
+        assert_eq!(
+            redact("Opening 'file:/data/scratch/job-1-1/source' for reading"),
+            "Opening '…' for reading"
+        );
+        assert_eq!(redact("Failed to open http://10.0.0.5:9000/bucket/x.ts: denied"), "Failed to open … denied");
+        assert_eq!(redact("/tmp/x/seg_00001.ts: No space left"), "… No space left");
+        assert_eq!(redact("Invalid data found when processing input"), "Invalid data found when processing input");
+        assert_eq!(redact("width 16/9 is odd"), "width 16/9 is odd");
     }
 }

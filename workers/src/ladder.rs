@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::probe::MIN_SIDE;
 use crate::ProbeInfo;
 
 /// One output variant of the HLS ladder.
@@ -27,9 +28,10 @@ const RUNGS: [(u32, u64); 4] = [(1080, 5_000_000), (720, 2_800_000), (480, 1_400
 /// never exceed the source's short side; the long side keeps the display aspect ratio, and both
 /// dimensions are even (4:2:0 chroma). A source whose short side is below 360 gets exactly one
 /// rendition at its own display size, rounded down to even dimensions (e.g. 320×240 → "240p").
+/// No side is ever under 16 px (probing refuses smaller pictures; this holds for any input).
 pub fn plan_ladder(info: &ProbeInfo) -> Vec<Rendition> {
-    let dw = info.display_width.max(2);
-    let dh = info.display_height.max(2);
+    let dw = info.display_width.max(MIN_SIDE);
+    let dh = info.display_height.max(MIN_SIDE);
     let (short, long) = (dw.min(dh), dw.max(dh));
     let portrait = dh > dw;
     let mut out = Vec::new();
@@ -51,14 +53,14 @@ pub fn plan_ladder(info: &ProbeInfo) -> Vec<Rendition> {
     out
 }
 
-/// Nearest even integer, at least 2.
+/// Nearest even integer, at least [`MIN_SIDE`].
 fn round_even(x: f64) -> u32 {
-    (((x / 2.0).round() * 2.0) as u32).max(2)
+    (((x / 2.0).round() * 2.0) as u32).max(MIN_SIDE)
 }
 
-/// Largest even integer ≤ x, at least 2.
+/// Largest even integer ≤ x, at least [`MIN_SIDE`].
 fn floor_even(x: u32) -> u32 {
-    (x & !1).max(2)
+    (x & !1).max(MIN_SIDE)
 }
 
 #[cfg(test)]
@@ -123,6 +125,16 @@ mod tests {
         let l = plan_ladder(&info(321, 181));
         assert_eq!(sizes(&l), vec![("180p".into(), 320, 180)]);
         assert!(l[0].max_bitrate >= 250_000);
+    }
+
+    #[test]
+    fn no_rung_has_a_side_under_16_pixels() {
+        for (w, h) in [(1, 360), (640, 1), (2, 2), (17, 4000), (4000, 17)] {
+            for r in plan_ladder(&info(w, h)) {
+                assert!(r.width >= 16 && r.height >= 16, "{w}×{h} gave {r:?}");
+                assert!(r.width % 2 == 0 && r.height % 2 == 0, "{w}×{h} gave {r:?}");
+            }
+        }
     }
 
     #[test]

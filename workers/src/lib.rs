@@ -164,7 +164,12 @@ pub enum MediaError {
     /// Reading the input or writing the outputs failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
-    /// An unexpected failure inside FFmpeg, with context. Possibly transient.
+    /// FFmpeg refused the work for a reason that the same input and options meet again on
+    /// every try: an invalid argument or invalid data, a missing codec or feature. Permanent.
+    #[error("the video could not be processed: {0}")]
+    Unprocessable(String),
+    /// An unexpected failure inside FFmpeg (out of memory, a resource error), with context.
+    /// Possibly transient.
     #[error("FFmpeg error: {0}")]
     Ffmpeg(String),
     /// The [`TranscodeOptions`] themselves are unusable (e.g. an unknown x264 preset). Retrying
@@ -175,8 +180,8 @@ pub enum MediaError {
 
 impl MediaError {
     /// True for failures that retrying cannot fix ([`MediaError::Invalid`],
-    /// [`MediaError::InvalidOptions`]).
+    /// [`MediaError::Unprocessable`], [`MediaError::InvalidOptions`]).
     pub fn is_permanent(&self) -> bool {
-        matches!(self, MediaError::Invalid(_) | MediaError::InvalidOptions(_))
+        matches!(self, MediaError::Invalid(_) | MediaError::Unprocessable(_) | MediaError::InvalidOptions(_))
     }
 }

@@ -15,6 +15,9 @@ use crate::MediaError;
 
 /// Width of one sprite thumbnail.
 pub(crate) const TILE_WIDTH: u32 = 160;
+/// Tallest sprite thumbnail: even a full sheet (`MAX_TILES / COLUMNS` rows) stays far below
+/// JPEG's 65500-pixel limit.
+pub(crate) const MAX_TILE_HEIGHT: u32 = 640;
 /// Thumbnails per sprite row.
 pub(crate) const COLUMNS: usize = 10;
 /// Hard cap on thumbnails, should a container understate its duration badly.
@@ -37,11 +40,13 @@ pub(crate) struct SpriteSheet {
 }
 
 impl SpriteSheet {
-    /// One thumbnail every max(2 s, duration/100); tiles 160 px wide, height by display aspect.
+    /// One thumbnail every max(2 s, duration/100); tiles 160 px wide, height by display aspect
+    /// up to [`MAX_TILE_HEIGHT`] (a 16×4096 strip would otherwise make a sprite taller than JPEG
+    /// allows).
     pub fn new(duration: f64, display_w: u32, display_h: u32) -> Self {
         let interval = (duration / 100.0).max(2.0);
         let h = TILE_WIDTH as f64 * display_h.max(1) as f64 / display_w.max(1) as f64;
-        let tile_h = (((h / 2.0).round() * 2.0) as u32).max(2);
+        let tile_h = (((h / 2.0).round() * 2.0) as u32).clamp(2, MAX_TILE_HEIGHT);
         SpriteSheet { interval, tile_w: TILE_WIDTH, tile_h, tiles: Vec::new() }
     }
 

@@ -87,7 +87,7 @@ pub fn transcode(
     progress.report(0.0);
 
     let mut ictx = probe::open_input(input)?;
-    let probed = probe::analyze(&ictx)?;
+    let probed = probe::analyze(&ictx, input)?;
     let ladder = plan_ladder(&probed.info);
     fs::create_dir_all(out_dir)?;
 
@@ -221,6 +221,18 @@ impl Progress<'_> {
     }
 }
 
+/// Where the output timeline ends, in seconds: the probed duration plus a little slack for
+/// containers that round it (1 s, or 1 % of long files); [`probe::MAX_DURATION`] when the source
+/// has no timestamps to measure at all. Nothing — no frame, no gap filled with copies or
+/// silence — reaches past it.
+pub(crate) fn timeline_cap(duration_seconds: f64) -> f64 {
+    if duration_seconds > 0.0 {
+        duration_seconds + (duration_seconds * 0.01).max(1.0)
+    } else {
+        probe::MAX_DURATION
+    }
+}
+
 /// Choose the constant output frame rate: the source's average, snapped to a standard rate when
 /// close, otherwise rounded to an integer; rates above 60 are divided evenly (120 → 60, 100 → 50).
 pub(crate) fn output_frame_rate(source_fps: f64) -> Rational {
@@ -304,6 +316,10 @@ struct VideoIn {
     frames: u64,
     decode_errors: u64,
     graph: Option<(Graph, PictureKey)>,
+    /// End of the output timeline, relative, in `tb` (see [`timeline_cap`]).
+    cap: i64,
+    /// Frames stamped past `cap`, dropped.
+    dropped: u64,
 }
 
 struct Pipeline<'a> {
@@ -358,9 +374,11 @@ impl<'a> Pipeline<'a> {
             ((*f).flags as u32 & ffi::AVFMT_GLOBALHEADER as u32) != 0
         };
 
+        let cap_seconds = timeline_cap(info.duration_seconds);
+
         // Audio decoder + the single AAC encoder, on the video's timeline.
         let audio = match probed.audio_index {
-            Some(index) => Some(AudioChain::open(ictx, index, probed.video_start, vtb, global_header)?),
+            Some(index) => Some(AudioChain::open(ictx, index, probed.video_start, vtb, cap_seconds, global_header)?),
             None => None,
         };
 
@@ -460,6 +478,8 @@ impl<'a> Pipeline<'a> {
                 frames: 0,
                 decode_errors: 0,
                 graph: None,
+                cap: (cap_seconds / f64::from(vtb)).ceil() as i64,
+                dropped: 0,
             },
             audio,
             outputs,
@@ -591,6 +611,12 @@ impl<'a> Pipeline<'a> {
             Some(ts) => ts - v.t0,
             None => v.end,
         };
+        if pts >= v.cap {
+            // Past the probed duration (a timestamp jump): the fps filter would fill the gap up
+            // to it with copies of the last picture, without end.
+            v.dropped += 1;
+            return Ok(());
+        }
         let mut duration = f.packet().duration;
         if duration <= 0 {
             duration = match v.last_pts {
@@ -599,9 +625,18 @@ impl<'a> Pipeline<'a> {
             };
         }
         v.last_pts = Some(pts);
-        v.end = v.end.max(pts + duration);
+        // A frame may not stretch the timeline past the cap either (a hostile packet duration).
+        v.end = v.end.max((pts + duration).min(v.cap));
         v.frames += 1;
         f.set_pts(Some(pts));
+
+        // Every picture, not just the stream's declared size, must be a size we accept: both
+        // as coded and as shown (after its sample aspect ratio).
+        let at = Some(pts.max(0) as f64 * f64::from(v.tb));
+        probe::check_coded_size(f.width(), f.height(), at)?;
+        let sar = f.aspect_ratio();
+        let sar = if sar.numerator() > 0 && sar.denominator() > 0 { sar } else { self.probed.sar };
+        probe::displayed_size(f.width(), f.height(), sar, at)?;
 
         // Pictures changing size/format mid-stream (resized screen recordings, spliced files):
         // finish the current graph up to this frame and start a fresh one.
@@ -728,6 +763,9 @@ impl<'a> Pipeline<'a> {
         }
         if self.video.decode_errors > 0 {
             tracing::warn!(errors = self.video.decode_errors, "some video packets could not be decoded");
+        }
+        if self.video.dropped > 0 {
+            tracing::warn!(frames = self.video.dropped, "dropped video frames stamped past the probed duration");
         }
         if let Some(a) = self.audio.as_ref().filter(|a| a.decode_errors > 0) {
             tracing::warn!(errors = a.decode_errors, "some audio packets could not be decoded");
