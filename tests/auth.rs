@@ -340,6 +340,31 @@ async fn admins_made_by_the_operator_stay_admins(b: Backend) {
     assert_eq!(user["role"], "admin");
 }
 
+async fn json_bodies_must_be_objects_where_objects_are_expected(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let (access, refresh) = srv.new_user("shape@example.com").await;
+    // An array used to fill the request struct field by field: `[]` made a student an
+    // instructor, and a two-element array was a login.
+    for body in [json!([]), json!(["Headline", "Bio"])] {
+        let (status, err) = srv.post("/api/v1/me/instructor", Some(&access), body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} -> {err}");
+        assert_error(&err, "invalid_body");
+    }
+    let (_, me) = srv.get("/api/v1/me", Some(&access)).await;
+    assert_eq!(me["role"], "student", "{me}");
+    let (status, err) = srv.post("/api/v1/auth/login", None, json!(["shape@example.com", "password123"])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_error(&err, "invalid_body");
+    let (status, err) = srv.post("/api/v1/auth/signup", None, json!(["new@example.com", "password123", "New"])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_error(&err, "invalid_body");
+    let (status, err) = srv.post("/api/v1/auth/refresh", None, json!([refresh])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    // Objects still work, with defaults for absent fields.
+    let (status, user) = srv.post("/api/v1/me/instructor", Some(&access), json!({})).await;
+    assert_eq!((status, user["role"].as_str()), (StatusCode::OK, Some("instructor")), "{user}");
+}
+
 on_both_databases!(
     signup_always_makes_a_student,
     duplicate_email_is_a_conflict_whatever_its_case,
@@ -355,4 +380,5 @@ on_both_databases!(
     password_change_revokes_other_sessions,
     becoming_an_instructor_shows_in_tokens_issued_afterwards,
     admins_made_by_the_operator_stay_admins,
+    json_bodies_must_be_objects_where_objects_are_expected,
 );
