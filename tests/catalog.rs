@@ -187,10 +187,54 @@ async fn course_input_is_validated(b: Backend) {
     }
 }
 
+/// Send a request without the harness's "a 5xx is a bug" check: status and JSON body.
+async fn raw(srv: &TestServer, method: Method, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+    let mut req = srv.http.request(method, srv.url(path)).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status(), resp.json().await.unwrap())
+}
+
+async fn a_database_outage_is_a_503_never_a_404(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let t = srv.instructor("outage@example.com").await;
+    let (course_id, _, lecture) = srv.course_with_lecture(&t, "Fragile").await;
+    let (status, _) = srv.call(Method::PATCH, &format!("/api/v1/lectures/{lecture}"), Some(&t), Some(json!({"is_preview": true}))).await;
+    assert_eq!(status, StatusCode::OK);
+    srv.post(&format!("/api/v1/courses/{course_id}/publish"), Some(&t), json!({})).await;
+
+    // The lecture is found, then reading its course fails: that used to be answered as if the
+    // lecture did not exist.
+    sqlx::query("ALTER TABLE users RENAME TO users_away").execute(srv.app_state.db.pool()).await.unwrap();
+    let progress = format!("/api/v1/lectures/{lecture}/progress");
+    let (status, err) = raw(&srv, Method::PUT, &progress, Some(&t), json!({"position_seconds": 1.0})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert_error(&err, "unavailable");
+    let playback = format!("/api/v1/lectures/{lecture}/playback");
+    let (status, err) = raw(&srv, Method::POST, &playback, None, json!({})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert_error(&err, "unavailable");
+    sqlx::query("ALTER TABLE users_away RENAME TO users").execute(srv.app_state.db.pool()).await.unwrap();
+    let (status, _) = srv.get(&format!("/api/v1/courses/{course_id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // No database at all: 503 as well, not a 500.
+    srv.app_state.db.close().await;
+    let (status, err) = raw(&srv, Method::GET, &format!("/api/v1/courses/{course_id}"), None, json!(null)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert_error(&err, "unavailable");
+    let (status, err) = raw(&srv, Method::POST, "/api/v1/auth/login", None, json!({"email": "outage@example.com", "password": "password123"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert_error(&err, "unavailable");
+}
+
 on_both_databases!(
     only_instructors_create_courses_and_drafts_stay_private,
     publishing_needs_a_lecture_and_shows_the_course,
     sections_and_lectures_keep_their_order,
     only_the_owner_or_an_admin_changes_a_course,
     course_input_is_validated,
+    a_database_outage_is_a_503_never_a_404,
 );

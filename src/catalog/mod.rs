@@ -146,6 +146,17 @@ pub async fn editable_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<Cou
     Ok(course)
 }
 
+/// The lecture and its course, if `caller` may see them; 404 `lecture` otherwise. Only "not
+/// found" is renamed: a failing query stays what it is (an outage is a 503, not a 404).
+pub async fn visible_lecture(db: &Db, caller: Option<&Caller>, lecture_id: i64) -> ApiResult<(LectureRow, CourseRow)> {
+    let lecture = db::lecture(db, lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;
+    let course = visible_course(db, caller, lecture.course_id).await.map_err(|e| match e {
+        ApiError::NotFound { .. } => ApiError::not_found("lecture"),
+        other => other,
+    })?;
+    Ok((lecture, course))
+}
+
 /// The lecture and its course, if `caller` may change them.
 pub async fn editable_lecture(db: &Db, caller: &Caller, lecture_id: i64) -> ApiResult<(LectureRow, CourseRow)> {
     let lecture = db::lecture(db, lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;

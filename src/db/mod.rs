@@ -103,6 +103,43 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     }
 }
 
+/// True when `err` says the database is unreachable or unable to serve right now rather than
+/// that this query is wrong: the pool timed out or is closed, the connection broke (I/O, TLS,
+/// a protocol error), the server is shutting down, out of connections, disk or memory, or
+/// the schema this server expects is missing (a database being restored or migrated under
+/// it). These answer 503 `unavailable` — retry later — and never pass for "not found".
+pub fn is_outage(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            // PostgreSQL SQLSTATEs: 08 connection exception, 53 insufficient resources,
+            // 57P01..57P05 operator intervention (shutdown, cannot connect now), 58 system
+            // error (I/O), 42P01 undefined table.
+            let postgres = code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+                || code.starts_with("58")
+                || code == "42P01";
+            // SQLite primary result codes (the low byte of an extended one): BUSY, LOCKED,
+            // NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB. A missing table is a
+            // plain SQLITE_ERROR, told apart by its message.
+            let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some_and(|_| {
+                let primary = code.parse::<i64>().map(|c| c & 0xff).unwrap_or(0);
+                matches!(primary, 5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 26) || db.message().starts_with("no such table")
+            });
+            postgres || sqlite
+        }
+        _ => false,
+    }
+}
+
 /// Current time as Unix seconds, the unit every timestamp column uses.
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
