@@ -74,6 +74,7 @@ impl App {
         };
         let keys = crate::playback::tokens::PlaybackKeys::parse(&keys, cfg.playback_token_ttl_secs)?;
         let playback = Arc::new(crate::playback::Playback::new(keys));
+        let limits = Arc::new(crate::http::limits::Limits::new(&cfg));
         let state = AppState {
             cfg: Arc::new(cfg),
             db,
@@ -81,6 +82,7 @@ impl App {
             accounts,
             playback,
             metrics: crate::http::ops::metrics_handle(),
+            limits,
         };
         Ok(App { state })
     }
