@@ -40,6 +40,9 @@ impl Db {
         let url = url.expose();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let opts = AnyConnectOptions::from_str(url).context("parsing the database URL")?;
+        if backend == Backend::Sqlite {
+            create_private_sqlite_file(url).await?;
+        }
         let mut pool_opts = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10));
@@ -88,6 +91,27 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Create the SQLite file of `url` as 0600 if it does not exist yet, before SQLite creates it
+/// with the process umask (0644 as a rule): it holds password hashes and sessions. SQLite
+/// gives its `-wal` and `-shm` files the database file's mode. In-memory databases and
+/// existing files are left alone.
+async fn create_private_sqlite_file(url: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url).context("parsing the SQLite URL")?;
+    let path = opts.get_filename().to_path_buf();
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || url.contains("mode=memory") {
+        return Ok(());
+    }
+    tokio::task::spawn_blocking(move || match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A directory that does not exist yet: leave the error to SQLite, which words it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("creating the database file {}", path.display()))),
+    })
+    .await?
 }
 
 /// True when `err` is a unique-constraint violation: the one place that knows how both
