@@ -474,7 +474,7 @@ async fn comments_and_reviews_are_rate_limited_per_user(b: Backend) {
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(resp.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
     assert_error(&resp.json().await.unwrap(), "rate_limited");
-    let (_, list) = srv.get(&format!("{reviews}"), None).await;
+    let (_, list) = srv.get(&reviews, None).await;
     let review = &list["items"][0]["id"];
     let (status, _) = srv.call(Method::PATCH, &format!("/api/v1/reviews/{review}"), Some(&spammer), Some(json!({"rating": 2}))).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "review edits count too");

@@ -1,6 +1,7 @@
 //! Router assembly and the middleware every request passes through: request ids, a `tracing`
 //! span and access-log line per request (paths only, sensitive query values redacted), metrics,
-//! CORS, body limits, JSON 404/405, and graceful shutdown.
+//! CORS, body limits, JSON 404/405, and graceful shutdown. [`client`] tells who is asking
+//! (through trusted proxies only); [`limits`] holds the per-address and per-user quotas.
 
 pub mod client;
 pub mod extract;
