@@ -132,19 +132,28 @@ pub async fn create(db: &Db, caller: &Caller, input: CategoryInput) -> ApiResult
     let name_en = text("name_en", input.name_en.as_deref().unwrap_or(""), 0, 100)?;
     let slug = slug(&input.slug)?;
     let position = input.position.map(position).transpose()?;
-    let mut tx = db.pool().begin().await?;
-    let parent_id = match input.parent_id {
+    let (parent_id, position, mut tx) = match input.parent_id {
+        // Under a parent: lock it first (it must stay top-level while the child goes in).
         Some(p) => {
+            let mut tx = db.pool().begin().await?;
             if !db::lock_categories(&mut tx, &[p]).await? {
                 return Err(ApiError::unprocessable("invalid_parent", format!("there is no category {p}")));
             }
-            Some(top_level_parent(&mut tx, p).await?)
+            let parent = top_level_parent(&mut tx, p).await?;
+            let position = match position {
+                Some(pos) => pos,
+                None => db::next_category_position(&mut tx, Some(parent)).await?,
+            };
+            (Some(parent), position, tx)
         }
-        None => None,
-    };
-    let position = match position {
-        Some(p) => p,
-        None => db::next_category_position(&mut tx, parent_id).await?,
+        // At the top level nothing constrains the insert; positions are sort keys, not unique.
+        None => {
+            let position = match position {
+                Some(pos) => pos,
+                None => db::next_category_position(&mut *db.pool().acquire().await?, None).await?,
+            };
+            (None, position, db.pool().begin().await?)
+        }
     };
     let row = CategoryRow { id: 0, parent_id, name, name_en, slug, position };
     let id = db::insert_category(&mut tx, &row).await.map_err(slug_taken)?;
