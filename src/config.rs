@@ -6,8 +6,9 @@
 //! environment.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
@@ -38,6 +39,70 @@ impl fmt::Debug for Secret {
         } else {
             f.write_str("\"***\"")
         }
+    }
+}
+
+/// Addresses and networks of reverse proxies whose `X-Forwarded-For` / `Forwarded` headers
+/// are believed, written `127.0.0.1, ::1, 10.0.0.0/8`. Empty: nobody's, the peer address is
+/// the client's. Parsed when the configuration is loaded, so a typo stops the start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    /// True when `addr` is one of the trusted proxies.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = addr.to_canonical();
+        self.0.iter().any(|net| net.contains(&addr))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromStr for TrustedProxies {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.parse::<ipnet::IpNet>()
+                    .or_else(|_| part.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("trusted_proxies: {part:?} is not an IP address or CIDR network"))
+            })
+            .collect::<Result<_, _>>()
+            .map(TrustedProxies)
+    }
+}
+
+impl fmt::Display for TrustedProxies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&list.join(","))
+    }
+}
+
+impl Serialize for TrustedProxies {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for TrustedProxies {
+    /// A comma-separated string (as environment variables carry it) or, in TOML, a list.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            One(String),
+            Many(Vec<String>),
+        }
+        let joined = match Form::deserialize(d)? {
+            Form::One(s) => s,
+            Form::Many(list) => list.join(","),
+        };
+        joined.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -137,7 +202,8 @@ pub struct Config {
     pub access_token_ttl_secs: u64,
     /// Lifetime of a refresh token, in seconds.
     pub refresh_token_ttl_secs: u64,
-    /// Failed-or-not login attempts allowed per email address per minute (429 past that).
+    /// Failed login attempts per email address per minute (5× that per client address) before
+    /// 429; successful logins are not counted (see `accounts::ratelimit`).
     pub login_attempts_per_minute: u32,
     /// Origins allowed by CORS: `*` or a comma-separated list of origins.
     pub cors_origins: String,
@@ -195,6 +261,15 @@ pub struct Config {
     pub job_scratch_budget_bytes: u64,
     /// Address space a transcoding process may use, in bytes.
     pub engine_memory_limit_bytes: u64,
+    // Abuse limits.
+    /// Reverse proxies whose forwarding headers name the client (see [`TrustedProxies`]).
+    pub trusted_proxies: TrustedProxies,
+    /// Sign-ups allowed per client address per hour, in a burst or spread out; 0 = no limit.
+    pub signups_per_address_per_hour: u32,
+    /// Password changes allowed per client address (and per account) per hour; 0 = no limit.
+    pub password_changes_per_address_per_hour: u32,
+    /// Comments, reviews and review edits allowed per user per minute; 0 = no limit.
+    pub posts_per_user_per_minute: u32,
 }
 
 impl Default for Config {
@@ -257,6 +332,11 @@ impl Default for Config {
             job_budget_per_video_second: 20.0,
             job_scratch_budget_bytes: 64 * 1024 * 1024 * 1024,
             engine_memory_limit_bytes: 16 * 1024 * 1024 * 1024,
+            // Abuse limits.
+            trusted_proxies: TrustedProxies::default(),
+            signups_per_address_per_hour: 30,
+            password_changes_per_address_per_hour: 10,
+            posts_per_user_per_minute: 20,
         }
     }
 }
@@ -423,6 +503,10 @@ fn env_value(key: &str, v: &str) -> Result<figment::value::Value, ConfigError> {
         "job_budget_base_secs",
         "job_scratch_budget_bytes",
         "engine_memory_limit_bytes",
+        // Abuse limits.
+        "signups_per_address_per_hour",
+        "password_changes_per_address_per_hour",
+        "posts_per_user_per_minute",
     ];
     const FLOATS: &[&str] = &[
         "segment_seconds",
@@ -503,6 +587,24 @@ mod tests {
         let mysql = Config::load(None, env(&[("LECTERN_DATABASE_URL", "mysql://x")]), serde_json::json!({}));
         assert!(mysql.is_err());
         assert!(Config::load(None, env(&[("LECTERN_STORAGE", "ftp")]), serde_json::json!({})).is_err());
+        let typo = Config::load(None, env(&[("LECTERN_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/33")]), serde_json::json!({}));
+        assert!(typo.unwrap_err().to_string().contains("10.0.0.0/33"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_networks() {
+        let cfg = Config::load(None, env(&[("LECTERN_TRUSTED_PROXIES", " 127.0.0.1, ::1 ,10.0.0.0/8")]), serde_json::json!({})).unwrap();
+        let p = &cfg.trusted_proxies;
+        for yes in ["127.0.0.1", "::1", "10.20.30.40", "::ffff:127.0.0.1"] {
+            assert!(p.contains(yes.parse().unwrap()), "{yes}");
+        }
+        for no in ["127.0.0.2", "11.0.0.1", "::2"] {
+            assert!(!p.contains(no.parse().unwrap()), "{no}");
+        }
+        // It survives the JSON round trip that hands the configuration to worker processes.
+        let again: Config = serde_json::from_value(serde_json::to_value(&cfg).unwrap()).unwrap();
+        assert_eq!(&again.trusted_proxies, p);
+        assert!(Config::default().trusted_proxies.is_empty());
     }
 
     #[test]

@@ -5,9 +5,15 @@
 //! the doc comment on each variant of [`ApiError`] says which. Domain modules return their
 //! own `thiserror` enums and convert into `ApiError` at the HTTP edge.
 //!
-//! Internal failures (database down, storage unreachable, a bug) become
-//! [`ApiError::Internal`]: the cause is logged with its context and the client gets a generic
-//! 500 with no details. A 500 is always a bug or an outage, never a way to report bad input.
+//! A database that cannot serve (see [`crate::db::is_outage`]: pool exhausted or closed, broken
+//! connection, server shutting down, schema missing) is [`ApiError::Unavailable`], a 503 the
+//! client may retry — decided here, at the root, for every `sqlx::Error` and for every
+//! internal error whose cause chain holds one, so that no handler can turn an outage into a
+//! 404 or a 500. Handlers never `map_err(|_| …)` a fallible query into "not found".
+//!
+//! Other internal failures (storage unreachable, a bug) become [`ApiError::Internal`]: the
+//! cause is logged with its context and the client gets a generic 500 with no details. A 500
+//! is always a bug, never a way to report bad input.
 //!
 //! Unique-constraint violations are turned into 409s in one place,
 //! [`crate::db::is_unique_violation`], not in every handler.
@@ -75,7 +81,7 @@ pub enum ApiError {
     /// 429: too many attempts; retry after the given number of seconds.
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
-    /// 503: a dependency is down (used by `/readyz` only).
+    /// 503: a dependency is down (the database, for `/readyz` and any request that needs it).
     #[error("{message}")]
     Unavailable { message: String },
     /// 500: a bug or an outage. Logged with context, answered without details.
@@ -164,23 +170,42 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(anyhow::Error::new(e).context("database"))
+        ApiError::Internal(anyhow::Error::new(e).context("database")).classified()
+    }
+}
+
+impl ApiError {
+    /// An internal error caused by a database outage becomes [`ApiError::Unavailable`].
+    fn classified(self) -> Self {
+        match self {
+            ApiError::Internal(err) => {
+                match err.chain().find_map(|cause| cause.downcast_ref::<sqlx::Error>()).filter(|e| crate::db::is_outage(e)) {
+                    Some(_) => {
+                        tracing::warn!(error = format!("{err:#}"), "database unavailable");
+                        ApiError::Unavailable { message: "the database is unavailable; retry shortly".into() }
+                    }
+                    None => ApiError::Internal(err),
+                }
+            }
+            other => other,
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let message = match &self {
+        let this = self.classified();
+        let status = this.status();
+        let message = match &this {
             ApiError::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "internal error");
                 "internal error; it has been logged".to_string()
             }
             other => other.to_string(),
         };
-        let body = ErrorBody { error: ErrorDetail { code: self.code().to_string(), message } };
+        let body = ErrorBody { error: ErrorDetail { code: this.code().to_string(), message } };
         let mut resp = (status, axum::Json(body)).into_response();
-        let retry_after = match self {
+        let retry_after = match this {
             ApiError::TooManyRequests { retry_after_secs } => Some(retry_after_secs),
             ApiError::LimitReached { retry_after_secs, .. } => retry_after_secs,
             _ => None,

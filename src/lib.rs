@@ -60,7 +60,7 @@ pub struct App {
 impl App {
     /// Prepare the data dir, connect to and migrate the database, open the object store.
     pub async fn start(cfg: Config) -> anyhow::Result<App> {
-        tokio::fs::create_dir_all(&cfg.data_dir)
+        create_private_dir(&cfg.data_dir)
             .await
             .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
         let db = Db::connect(&cfg.effective_database_url(), cfg.database_max_connections).await?;
@@ -78,6 +78,7 @@ impl App {
         let objects = crate::playback::cache::ObjectCache::new(cfg.hls_cache_bytes, cfg.hls_cache_max_object_bytes);
         let playback = Arc::new(crate::playback::Playback::new(keys, objects));
         let payments = Arc::new(crate::commerce::Payments::from_config(&cfg));
+        let limits = Arc::new(crate::http::limits::Limits::new(&cfg));
         let state = AppState {
             cfg: Arc::new(cfg),
             db,
@@ -86,6 +87,7 @@ impl App {
             playback,
             payments,
             metrics: crate::http::ops::metrics_handle(),
+            limits,
         };
         Ok(App { state })
     }
@@ -158,6 +160,23 @@ async fn local_secret(cfg: &Config, name: &str) -> anyhow::Result<Secret> {
             Ok(Secret::new(secret))
         }
     }
+}
+
+/// Create `dir` (and missing parents) readable by this user only: it holds the database, the
+/// signing keys and every upload. An existing directory keeps the mode its operator gave it,
+/// with a warning when others may read it.
+async fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        let mode = std::fs::metadata(&dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "the data directory is readable by other users; chmod 700 it");
+        }
+        Ok(())
+    })
+    .await?
 }
 
 async fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {

@@ -187,10 +187,121 @@ async fn course_input_is_validated(b: Backend) {
     }
 }
 
+/// Send a request without the harness's "a 5xx is a bug" check: status and JSON body.
+async fn raw(srv: &TestServer, method: Method, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+    let mut req = srv.http.request(method, srv.url(path)).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status(), resp.json().await.unwrap())
+}
+
+async fn a_database_outage_is_a_503_never_a_404(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let t = srv.instructor("outage@example.com").await;
+    let (course_id, _, lecture) = srv.course_with_lecture(&t, "Fragile").await;
+    let (status, _) = srv.call(Method::PATCH, &format!("/api/v1/lectures/{lecture}"), Some(&t), Some(json!({"is_preview": true}))).await;
+    assert_eq!(status, StatusCode::OK);
+    srv.post(&format!("/api/v1/courses/{course_id}/publish"), Some(&t), json!({})).await;
+
+    // The lecture is found, then reading its course fails: that used to be answered as if the
+    // lecture did not exist.
+    sqlx::query("ALTER TABLE users RENAME TO users_away").execute(srv.app_state.db.pool()).await.unwrap();
+    let progress = format!("/api/v1/lectures/{lecture}/progress");
+    let (status, err) = raw(&srv, Method::PUT, &progress, Some(&t), json!({"position_seconds": 1.0})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert_error(&err, "unavailable");
+    let playback = format!("/api/v1/lectures/{lecture}/playback");
+    let (status, err) = raw(&srv, Method::POST, &playback, None, json!({})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert_error(&err, "unavailable");
+    sqlx::query("ALTER TABLE users_away RENAME TO users").execute(srv.app_state.db.pool()).await.unwrap();
+    let (status, _) = srv.get(&format!("/api/v1/courses/{course_id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // No database at all: 503 as well, not a 500.
+    srv.app_state.db.close().await;
+    let (status, err) = raw(&srv, Method::GET, &format!("/api/v1/courses/{course_id}"), None, json!(null)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert_error(&err, "unavailable");
+    let (status, err) = raw(&srv, Method::POST, "/api/v1/auth/login", None, json!({"email": "outage@example.com", "password": "password123"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert_error(&err, "unavailable");
+}
+
+/// Sections' positions and each section's lecture positions, from the course page.
+async fn curriculum_positions(srv: &TestServer, token: &str, course_id: i64) -> (Vec<i64>, Vec<Vec<i64>>) {
+    let (status, page) = srv.get(&format!("/api/v1/courses/{course_id}"), Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let sections = page["sections"].as_array().unwrap();
+    let positions = |items: &Value| items.as_array().unwrap().iter().map(|i| i["position"].as_i64().unwrap()).collect::<Vec<_>>();
+    (positions(&page["sections"]), sections.iter().map(|s| positions(&s["lectures"])).collect())
+}
+
+async fn concurrent_reorders_keep_every_position_unique_and_contiguous(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let t = srv.instructor("busy@example.com").await;
+    let (course_id, s1, first) = srv.course_with_lecture(&t, "Shuffled").await;
+    let (_, s2) = srv.post(&format!("/api/v1/courses/{course_id}/sections"), Some(&t), json!({"title": "More"})).await;
+    let s2 = s2["id"].as_i64().unwrap();
+    let mut lectures = vec![first];
+    for n in 0..9 {
+        let section = if n % 2 == 0 { s1 } else { s2 };
+        let (status, l) = srv.post(&format!("/api/v1/sections/{section}/lectures"), Some(&t), json!({"title": format!("L{n}")})).await;
+        assert_eq!(status, StatusCode::CREATED, "{l}");
+        lectures.push(l["id"].as_i64().unwrap());
+    }
+
+    // Thirty changes at once: lectures moved within and across sections, sections moved,
+    // lectures and sections added at the front.
+    let mut seed = 7u64;
+    let mut next = move |n: u64| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut changes = Vec::new();
+    for n in 0..30 {
+        let (method, path, body) = match n % 6 {
+            0 => (Method::POST, format!("/api/v1/sections/{s1}/lectures"), json!({"title": format!("new {n}"), "position": 1})),
+            1 => (Method::PATCH, format!("/api/v1/sections/{}", [s1, s2][next(2) as usize]), json!({"position": 1 + next(3)})),
+            2 => (Method::POST, format!("/api/v1/courses/{course_id}/sections"), json!({"title": format!("S{n}"), "position": 1})),
+            _ => {
+                let lecture = lectures[next(lectures.len() as u64) as usize];
+                let section = [s1, s2][next(2) as usize];
+                (Method::PATCH, format!("/api/v1/lectures/{lecture}"), json!({"section_id": section, "position": 1 + next(8)}))
+            }
+        };
+        let srv = &srv;
+        let t = t.clone();
+        changes.push(async move { srv.call(method, &path, Some(&t), Some(body)).await });
+    }
+    for (status, body) in futures::future::join_all(changes).await {
+        assert!(status.is_success(), "{status}: {body}");
+    }
+
+    let (sections, lectures) = curriculum_positions(&srv, &t, course_id).await;
+    assert_eq!(sections, (1..=sections.len() as i64).collect::<Vec<_>>(), "section positions");
+    for (i, positions) in lectures.iter().enumerate() {
+        assert_eq!(positions, &(1..=positions.len() as i64).collect::<Vec<_>>(), "lectures of section {i}");
+    }
+    assert_eq!(lectures.iter().map(Vec::len).sum::<usize>(), 10 + 5, "no lecture lost or doubled");
+
+    // The database itself refuses two rows on one position.
+    let dup = sqlx::query("INSERT INTO sections (course_id, title, position, created_at) VALUES ($1, 'Dup', 1, 0)")
+        .bind(course_id)
+        .execute(srv.app_state.db.pool())
+        .await
+        .unwrap_err();
+    assert!(lectern::db::is_unique_violation(&dup), "{dup}");
+}
+
 on_both_databases!(
     only_instructors_create_courses_and_drafts_stay_private,
     publishing_needs_a_lecture_and_shows_the_course,
     sections_and_lectures_keep_their_order,
     only_the_owner_or_an_admin_changes_a_course,
     course_input_is_validated,
+    a_database_outage_is_a_503_never_a_404,
+    concurrent_reorders_keep_every_position_unique_and_contiguous,
 );

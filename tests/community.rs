@@ -400,9 +400,120 @@ async fn the_openapi_document_lists_the_community_routes(b: Backend) {
         ("/api/v1/courses/{course_id}/comments", "get"),
         ("/api/v1/courses/{course_id}/comments", "post"),
         ("/api/v1/comments/{comment_id}", "delete"),
+        ("/api/v1/comments/{comment_id}/replies", "get"),
     ] {
         assert!(paths[path][method].is_object(), "{method} {path} missing from the OpenAPI document");
     }
+}
+
+async fn long_threads_show_their_first_replies_and_page_the_rest(b: Backend) {
+    let srv = TestServer::start_with(b, lectern::config::StorageKind::Fs, |c| c.posts_per_user_per_minute = 0).await;
+    let teacher = srv.instructor("teacher@example.com").await;
+    let course = published_course(&srv, &teacher, "Popular").await;
+    let comments = format!("/api/v1/courses/{course}/comments");
+    let (user, _) = srv.new_user("user@example.com").await;
+    let (_, root) = srv.post(&comments, Some(&user), json!({"content": "Anyone else stuck on lecture 3?"})).await;
+    let root_id = root["id"].as_i64().unwrap();
+    let mut reply_ids = Vec::new();
+    for n in 0..25 {
+        let (status, r) = srv.post(&comments, Some(&teacher), json!({"content": format!("reply {n}"), "parent_id": root_id})).await;
+        assert_eq!(status, StatusCode::CREATED, "{r}");
+        reply_ids.push(r["id"].as_i64().unwrap());
+    }
+    let (_, quiet) = srv.post(&comments, Some(&user), json!({"content": "No replies here"})).await;
+
+    // The list carries the first ten replies of each thread and how many there are.
+    let (status, list) = srv.get(&format!("{comments}?sort=oldest"), None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let thread = &list["items"][0];
+    assert_eq!(thread["reply_count"], 25, "{thread}");
+    assert_eq!(ids(&json!({"items": thread["replies"]})), reply_ids[..10], "the oldest ten, in order");
+    assert_eq!((list["items"][1]["reply_count"].as_i64(), list["items"][1]["replies"].clone()), (Some(0), json!([])));
+    let (_, fewer) = srv.get(&format!("{comments}?sort=oldest&replies_per_thread=3"), None).await;
+    assert_eq!(fewer["items"][0]["replies"].as_array().unwrap().len(), 3);
+    let (_, none) = srv.get(&format!("{comments}?replies_per_thread=0"), None).await;
+    assert_eq!(none["items"][1]["replies"], json!([]), "{none}");
+    assert_eq!(none["items"][1]["reply_count"], 25);
+    for bad in ["replies_per_thread=101", "replies_per_thread=-1"] {
+        let (status, err) = srv.get(&format!("{comments}?{bad}"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_error(&err, "invalid_replies_per_thread");
+    }
+
+    // The rest, a page at a time, oldest first.
+    let replies = format!("/api/v1/comments/{root_id}/replies");
+    let mut seen = Vec::new();
+    for page in 1..=3 {
+        let (status, p) = srv.get(&format!("{replies}?per_page=10&page={page}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{p}");
+        assert_eq!((p["total"].as_i64(), p["page"].as_i64(), p["per_page"].as_i64()), (Some(25), Some(page), Some(10)));
+        assert!(p["items"][0]["parent_id"].as_i64().is_none_or(|id| id == root_id), "{p}");
+        seen.extend(ids(&p));
+    }
+    assert_eq!(seen, reply_ids);
+    let (_, empty) = srv.get(&format!("/api/v1/comments/{}/replies", quiet["id"]), None).await;
+    assert_eq!((empty["total"].as_i64(), empty["items"].clone()), (Some(0), json!([])));
+    let (status, err) = srv.get("/api/v1/comments/999999/replies", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&err, "not_found");
+    assert_eq!(srv.get(&format!("{replies}?per_page=500"), None).await.0, StatusCode::BAD_REQUEST);
+}
+
+async fn comments_and_reviews_are_rate_limited_per_user(b: Backend) {
+    let srv = TestServer::start_with(b, lectern::config::StorageKind::Fs, |c| c.posts_per_user_per_minute = 3).await;
+    let teacher = srv.instructor("teacher@example.com").await;
+    let course = published_course(&srv, &teacher, "Spammed").await;
+    let comments = format!("/api/v1/courses/{course}/comments");
+    let (spammer, _) = enrolled_student(&srv, "spam@example.com", "Spam", course).await;
+    for n in 0..2 {
+        assert_eq!(srv.post(&comments, Some(&spammer), json!({"content": format!("buy now {n}")})).await.0, StatusCode::CREATED);
+    }
+    let reviews = format!("/api/v1/courses/{course}/reviews");
+    assert_eq!(srv.post(&reviews, Some(&spammer), json!({"rating": 1})).await.0, StatusCode::CREATED);
+    let resp = srv.http.post(srv.url(&comments)).bearer_auth(&spammer).json(&json!({"content": "buy now 3"})).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_error(&resp.json().await.unwrap(), "rate_limited");
+    let (_, list) = srv.get(&reviews, None).await;
+    let review = &list["items"][0]["id"];
+    let (status, _) = srv.call(Method::PATCH, &format!("/api/v1/reviews/{review}"), Some(&spammer), Some(json!({"rating": 2}))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "review edits count too");
+    // Others post as usual; reading is never limited.
+    assert_eq!(srv.post(&comments, Some(&teacher), json!({"content": "Please stop"})).await.0, StatusCode::CREATED);
+    let (_, list) = srv.get(&comments, None).await;
+    assert_eq!(list["total"], 3);
+}
+
+async fn a_refunded_student_can_no_longer_change_their_review(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let teacher = srv.instructor("teacher@example.com").await;
+    let course = published_course(&srv, &teacher, "Refundable").await;
+    let (student, _) = srv.new_user("student@example.com").await;
+    // Bought through the real order flow, then refunded through it.
+    let (status, order) = srv.post("/api/v1/orders", Some(&student), json!({"course_ids": [course]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let (status, paid) = srv
+        .post(&format!("/api/v1/orders/{}/confirm", order["id"]), Some(&student), json!({"payment_key": "pay_1", "amount": order["amount"]}))
+        .await;
+    assert_eq!((status, paid["status"].as_str()), (StatusCode::OK, Some("paid")), "{paid}");
+    let (status, review) = srv.post(&format!("/api/v1/courses/{course}/reviews"), Some(&student), json!({"rating": 5, "content": "Great"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{review}");
+    let path = format!("/api/v1/reviews/{}", review["id"]);
+    assert_eq!(srv.call(Method::PATCH, &path, Some(&student), Some(json!({"rating": 4}))).await.0, StatusCode::OK);
+    let (status, refunded) = srv.post(&format!("/api/v1/orders/{}/refund", order["id"]), Some(&student), json!({})).await;
+    assert_eq!((status, refunded["status"].as_str()), (StatusCode::OK, Some("refunded")), "{refunded}");
+
+    let (status, err) = srv.call(Method::PATCH, &path, Some(&student), Some(json!({"rating": 1, "content": "Scam"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{err}");
+    assert_error(&err, "not_enrolled");
+    let (_, list) = srv.get(&format!("/api/v1/courses/{course}/reviews"), None).await;
+    assert_eq!((list["items"][0]["rating"].as_i64(), list["items"][0]["content"].as_str()), (Some(4), Some("Great")));
+    // Still theirs to delete.
+    assert_eq!(srv.call(Method::DELETE, &path, Some(&student), None).await.0, StatusCode::NO_CONTENT);
+    // And no new one without enrolling again.
+    let (status, err) = srv.post(&format!("/api/v1/courses/{course}/reviews"), Some(&student), json!({"rating": 1})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&err, "not_enrolled");
 }
 
 on_both_databases!(
@@ -416,4 +527,7 @@ on_both_databases!(
     a_deleted_comment_with_replies_stays_as_a_tombstone,
     comment_threads_are_paginated,
     the_openapi_document_lists_the_community_routes,
+    long_threads_show_their_first_replies_and_page_the_rest,
+    comments_and_reviews_are_rate_limited_per_user,
+    a_refunded_student_can_no_longer_change_their_review,
 );

@@ -150,3 +150,24 @@ fn sensitive_query_values_are_redacted_for_logs() {
         "token=REDACTED&page=2&Signature=REDACTED&x"
     );
 }
+
+/// The mode bits of `path` that matter for privacy.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_data_dir_and_its_database_are_private() {
+    // Whatever the umask of the process, what Lectern creates is for its own user only.
+    let srv = TestServer::start_with(Backend::Sqlite, StorageKind::Fs, |c| c.data_dir = c.data_dir.join("fresh")).await;
+    srv.signup("private@example.com").await;
+    let dir = srv.cfg.data_dir.clone();
+    assert_eq!(mode(&dir), 0o700, "data dir");
+    assert_eq!(mode(&dir.join("lectern.db")), 0o600, "database file");
+    for side in ["lectern.db-wal", "lectern.db-shm"] {
+        if dir.join(side).exists() {
+            assert_eq!(mode(&dir.join(side)), 0o600, "{side}");
+        }
+    }
+}

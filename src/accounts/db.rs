@@ -1,6 +1,6 @@
 //! SQL for users, sessions and refresh tokens.
 
-use sqlx::FromRow;
+use sqlx::{Any, Executor, FromRow};
 
 use crate::db::Db;
 
@@ -47,10 +47,10 @@ pub async fn user_by_email(db: &Db, email: &str) -> Result<Option<UserRow>, sqlx
         .await
 }
 
-pub async fn user_by_id(db: &Db, id: i64) -> Result<Option<UserRow>, sqlx::Error> {
+pub async fn user_by_id<'e>(exec: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
         .bind(id)
-        .fetch_optional(db.pool())
+        .fetch_optional(exec)
         .await
 }
 
@@ -76,32 +76,37 @@ pub async fn update_profile(
     .await
 }
 
-pub async fn set_password_hash(db: &Db, id: i64, hash: &str, now: i64) -> Result<(), sqlx::Error> {
+pub async fn set_password_hash<'e>(exec: impl Executor<'e, Database = Any>, id: i64, hash: &str, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
         .bind(id)
         .bind(hash)
         .bind(now)
-        .execute(db.pool())
+        .execute(exec)
         .await?;
     Ok(())
 }
 
-pub async fn set_role(db: &Db, id: i64, role: &str, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET role = $2, updated_at = $3 WHERE id = $1")
-        .bind(id)
-        .bind(role)
-        .bind(now)
-        .execute(db.pool())
-        .await?;
-    Ok(())
+/// Make a student an instructor (other roles stay) and set the profile text, in one
+/// statement. `None` when there is no such user.
+pub async fn become_instructor(db: &Db, id: i64, headline: &str, bio: &str, now: i64) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE users SET role = CASE WHEN role = 'student' THEN 'instructor' ELSE role END, \
+         headline = $2, bio = $3, updated_at = $4 WHERE id = $1 RETURNING {USER_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(headline)
+    .bind(bio)
+    .bind(now)
+    .fetch_optional(db.pool())
+    .await
 }
 
-pub async fn create_session(db: &Db, sid: &str, user_id: i64, now: i64) -> Result<(), sqlx::Error> {
+pub async fn create_session<'e>(exec: impl Executor<'e, Database = Any>, sid: &str, user_id: i64, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO sessions (id, user_id, created_at) VALUES ($1, $2, $3)")
         .bind(sid)
         .bind(user_id)
         .bind(now)
-        .execute(db.pool())
+        .execute(exec)
         .await?;
     Ok(())
 }
@@ -126,7 +131,13 @@ pub async fn revoke_session(db: &Db, sid: &str, reason: &str, now: i64) -> Resul
 }
 
 /// Revoke every live session of `user_id` except `keep`.
-pub async fn revoke_other_sessions(db: &Db, user_id: i64, keep: &str, reason: &str, now: i64) -> Result<u64, sqlx::Error> {
+pub async fn revoke_other_sessions<'e>(
+    exec: impl Executor<'e, Database = Any>,
+    user_id: i64,
+    keep: &str,
+    reason: &str,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE sessions SET revoked_at = $3, revoke_reason = $4 \
          WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
@@ -135,18 +146,24 @@ pub async fn revoke_other_sessions(db: &Db, user_id: i64, keep: &str, reason: &s
     .bind(keep)
     .bind(now)
     .bind(reason)
-    .execute(db.pool())
+    .execute(exec)
     .await?;
     Ok(done.rows_affected())
 }
 
-pub async fn insert_refresh_token(db: &Db, sid: &str, hash: &str, now: i64, expires_at: i64) -> Result<(), sqlx::Error> {
+pub async fn insert_refresh_token<'e>(
+    exec: impl Executor<'e, Database = Any>,
+    sid: &str,
+    hash: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO refresh_tokens (session_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(sid)
         .bind(hash)
         .bind(now)
         .bind(expires_at)
-        .execute(db.pool())
+        .execute(exec)
         .await?;
     Ok(())
 }
@@ -173,11 +190,11 @@ pub async fn find_refresh_token(db: &Db, hash: &str) -> Result<Option<RefreshRow
 }
 
 /// Mark the token spent. False when it was already spent (a concurrent or repeated use).
-pub async fn spend_refresh_token(db: &Db, id: i64, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn spend_refresh_token<'e>(exec: impl Executor<'e, Database = Any>, id: i64, now: i64) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("UPDATE refresh_tokens SET spent_at = $2 WHERE id = $1 AND spent_at IS NULL")
         .bind(id)
         .bind(now)
-        .execute(db.pool())
+        .execute(exec)
         .await?;
     Ok(done.rows_affected() == 1)
 }

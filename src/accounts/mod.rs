@@ -13,6 +13,7 @@ pub mod routes;
 pub mod tokens;
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -227,25 +228,33 @@ impl Accounts {
         }
     }
 
-    /// Check the password and open a new session. `client` keys the per-address rate limit.
-    pub async fn login(&self, email: &str, password: &str, client: &str) -> Result<TokenPair, AccountError> {
+    /// Check the password and open a new session. `client` keys the login throttle (see
+    /// [`ratelimit`]): only failures count against it.
+    pub async fn login(&self, email: &str, password: &str, client: IpAddr) -> Result<TokenPair, AccountError> {
         let email = normalize_email(email).map_err(|_| AccountError::BadCredentials)?;
         self.limiter.check(&email, client).map_err(AccountError::RateLimited)?;
         let user = db::user_by_email(&self.db, &email).await?;
         let ok = password::verify(password.to_string(), user.as_ref().map(|u| u.password_hash.clone())).await?;
         let user = match (ok, user) {
             (true, Some(user)) => user,
-            _ => return Err(AccountError::BadCredentials),
+            _ => {
+                self.limiter.failed(&email, client);
+                return Err(AccountError::BadCredentials);
+            }
         };
         let sid = new_session_id();
         let t = now();
-        db::create_session(&self.db, &sid, user.id, t).await?;
-        self.issue_pair(&user, &sid, t).await
+        // The session and its first refresh token exist together or not at all.
+        let mut tx = self.db.pool().begin().await?;
+        db::create_session(&mut *tx, &sid, user.id, t).await?;
+        let pair = self.issue_pair(&mut tx, &user, &sid, t).await?;
+        tx.commit().await?;
+        Ok(pair)
     }
 
-    async fn issue_pair(&self, user: &UserRow, sid: &str, t: i64) -> Result<TokenPair, AccountError> {
+    async fn issue_pair(&self, tx: &mut sqlx::AnyConnection, user: &UserRow, sid: &str, t: i64) -> Result<TokenPair, AccountError> {
         let (refresh, hash) = new_refresh_token();
-        db::insert_refresh_token(&self.db, sid, &hash, t, t + self.refresh_ttl_secs).await?;
+        db::insert_refresh_token(&mut *tx, sid, &hash, t, t + self.refresh_ttl_secs).await?;
         let role = user.role.parse().unwrap_or(Role::Student);
         Ok(TokenPair {
             access_token: self.tokens.issue(user.id, role, sid, t),
@@ -265,16 +274,23 @@ impl Accounts {
         if row.session_revoked_at.is_some() {
             return Err(AccountError::BadRefreshToken("this session has been revoked"));
         }
-        if row.spent_at.is_some() || !db::spend_refresh_token(&self.db, row.id, t).await? {
+        // Spending the old token and storing the next one are one change: a failure between
+        // them must not leave the session without a usable token.
+        let mut tx = self.db.pool().begin().await?;
+        if row.spent_at.is_some() || !db::spend_refresh_token(&mut *tx, row.id, t).await? {
+            drop(tx);
             tracing::warn!(session = %row.session_id, user = row.user_id, "spent refresh token reused; revoking its session");
             db::revoke_session(&self.db, &row.session_id, "refresh token reuse", t).await?;
             return Err(AccountError::BadRefreshToken("refresh token already used; the session has been revoked"));
         }
         if row.expires_at <= t {
+            tx.commit().await?;
             return Err(AccountError::BadRefreshToken("refresh token expired"));
         }
-        let user = db::user_by_id(&self.db, row.user_id).await?.ok_or(AccountError::NoSuchUser)?;
-        self.issue_pair(&user, &row.session_id, t).await
+        let user = db::user_by_id(&mut *tx, row.user_id).await?.ok_or(AccountError::NoSuchUser)?;
+        let pair = self.issue_pair(&mut tx, &user, &row.session_id, t).await?;
+        tx.commit().await?;
+        Ok(pair)
     }
 
     /// Revoke the session `refresh_token` belongs to, if it is `caller`'s. Unknown tokens are
@@ -302,7 +318,7 @@ impl Accounts {
     }
 
     pub async fn get(&self, user_id: i64) -> Result<User, AccountError> {
-        Ok(db::user_by_id(&self.db, user_id).await?.ok_or(AccountError::NoSuchUser)?.into())
+        Ok(db::user_by_id(self.db.pool(), user_id).await?.ok_or(AccountError::NoSuchUser)?.into())
     }
 
     /// Change the caller's own profile text.
@@ -320,15 +336,18 @@ impl Accounts {
     /// Change the password after checking the old one; every other session of the user is
     /// revoked, the caller's own stays.
     pub async fn change_password(&self, caller: &Caller, old: &str, new: &str) -> Result<(), AccountError> {
-        let user = db::user_by_id(&self.db, caller.user_id).await?.ok_or(AccountError::NoSuchUser)?;
+        let user = db::user_by_id(self.db.pool(), caller.user_id).await?.ok_or(AccountError::NoSuchUser)?;
         if !password::verify(old.to_string(), Some(user.password_hash)).await? {
             return Err(AccountError::WrongPassword);
         }
         check_password(new)?;
         let hash = password::hash(new.to_string()).await?;
         let t = now();
-        db::set_password_hash(&self.db, caller.user_id, &hash, t).await?;
-        db::revoke_other_sessions(&self.db, caller.user_id, &caller.session_id, "password changed", t).await?;
+        // The new password and the end of the other sessions take effect together.
+        let mut tx = self.db.pool().begin().await?;
+        db::set_password_hash(&mut *tx, caller.user_id, &hash, t).await?;
+        db::revoke_other_sessions(&mut *tx, caller.user_id, &caller.session_id, "password changed", t).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -336,12 +355,8 @@ impl Accounts {
     pub async fn become_instructor(&self, user_id: i64, headline: &str, bio: &str) -> Result<User, AccountError> {
         let headline = check_text("invalid_headline", "headline", headline, 0, 200)?;
         let bio = check_text("invalid_bio", "bio", bio, 0, 5000)?;
-        let user = db::user_by_id(&self.db, user_id).await?.ok_or(AccountError::NoSuchUser)?;
-        if user.role == Role::Student.as_str() {
-            db::set_role(&self.db, user_id, Role::Instructor.as_str(), now()).await?;
-        }
-        self.update_profile(user_id, ProfileChanges { name: None, headline: Some(headline), bio: Some(bio) })
-            .await
+        let row = db::become_instructor(&self.db, user_id, &headline, &bio, now()).await?.ok_or(AccountError::NoSuchUser)?;
+        Ok(row.into())
     }
 }
 

@@ -1,8 +1,6 @@
 //! HTTP handlers for sign-up, login, tokens and the caller's own profile.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -11,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::{ProfileChanges, Role, TokenPair, User};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::client::ClientAddr;
 use crate::http::extract::{Auth, Json};
 use crate::http::AppState;
 
@@ -33,11 +32,17 @@ pub struct SignupRequest {
     pub name: String,
 }
 
-/// Create a student account.
+/// Create a student account. Sign-ups are limited per client address
+/// (`LECTERN_SIGNUPS_PER_ADDRESS_PER_HOUR`).
 #[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = SignupRequest,
     responses((status = 201, body = User), (status = 409, body = ErrorBody, description = "email taken"),
-              (status = 422, body = ErrorBody)))]
-pub async fn signup(State(st): State<AppState>, Json(req): Json<SignupRequest>) -> ApiResult<(StatusCode, axum::Json<User>)> {
+              (status = 422, body = ErrorBody), (status = 429, body = ErrorBody, description = "too many sign-ups from this address")))]
+pub async fn signup(
+    State(st): State<AppState>,
+    client: ClientAddr,
+    Json(req): Json<SignupRequest>,
+) -> ApiResult<(StatusCode, axum::Json<User>)> {
+    st.limits.signup(client)?;
     let user = st.accounts.create_user(&req.email, &req.password, &req.name, Role::Student).await?;
     Ok((StatusCode::CREATED, axum::Json(user)))
 }
@@ -48,15 +53,13 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-/// Exchange email and password for an access and a refresh token.
+/// Exchange email and password for an access and a refresh token. Failed attempts are
+/// throttled per account and per client address; a correct password from an address that has
+/// not been failing is let in even while others hammer the account.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenPair), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn login(
-    State(st): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Json(req): Json<LoginRequest>,
-) -> ApiResult<axum::Json<TokenPair>> {
-    Ok(axum::Json(st.accounts.login(&req.email, &req.password, &addr.ip().to_string()).await?))
+pub async fn login(State(st): State<AppState>, client: ClientAddr, Json(req): Json<LoginRequest>) -> ApiResult<axum::Json<TokenPair>> {
+    Ok(axum::Json(st.accounts.login(&req.email, &req.password, client.limit_key()).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -120,15 +123,18 @@ pub struct ChangePasswordRequest {
     pub new_password: String,
 }
 
-/// Change the password; every other session of the caller is signed out.
+/// Change the password; every other session of the caller is signed out. Attempts are
+/// limited per client address and per account (`LECTERN_PASSWORD_CHANGES_PER_ADDRESS_PER_HOUR`).
 #[utoipa::path(put, path = "/api/v1/me/password", tag = "users", request_body = ChangePasswordRequest,
     security(("bearer" = [])), responses((status = 204), (status = 403, body = ErrorBody, description = "old password wrong"),
-              (status = 422, body = ErrorBody)))]
+              (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn change_password(
     State(st): State<AppState>,
     Auth(caller): Auth,
+    client: ClientAddr,
     Json(req): Json<ChangePasswordRequest>,
 ) -> ApiResult<StatusCode> {
+    st.limits.password_change(client, caller.user_id)?;
     st.accounts.change_password(&caller, &req.old_password, &req.new_password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

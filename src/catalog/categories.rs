@@ -12,6 +12,8 @@ use utoipa::ToSchema;
 use super::db::{self, CategoryChanges, CategoryRow};
 use super::text;
 use crate::accounts::Caller;
+use sqlx::AnyConnection;
+
 use crate::db::{is_unique_violation, Db};
 use crate::error::{ApiError, ApiResult};
 
@@ -62,8 +64,8 @@ pub async fn tree(db: &Db) -> ApiResult<Vec<Category>> {
 
 /// One category with its children; 404 when there is none.
 async fn category(db: &Db, id: i64) -> ApiResult<Category> {
-    let mut category = Category::from(db::category(db, id).await?.ok_or(ApiError::not_found("category"))?);
-    category.children = db::child_categories(db, id).await?.into_iter().map(Category::from).collect();
+    let mut category = Category::from(db::category(db.pool(), id).await?.ok_or(ApiError::not_found("category"))?);
+    category.children = db::child_categories(db.pool(), id).await?.into_iter().map(Category::from).collect();
     Ok(category)
 }
 
@@ -96,9 +98,9 @@ fn position(p: i64) -> ApiResult<i64> {
     }
 }
 
-/// Check that `parent_id` names a top-level category.
-async fn top_level_parent(db: &Db, parent_id: i64) -> ApiResult<i64> {
-    match db::category(db, parent_id).await? {
+/// Check that `parent_id` names a top-level category (inside a transaction that has locked it).
+async fn top_level_parent(conn: &mut AnyConnection, parent_id: i64) -> ApiResult<i64> {
+    match db::category(conn, parent_id).await? {
         Some(p) if p.parent_id.is_none() => Ok(p.id),
         Some(_) => Err(ApiError::unprocessable("invalid_parent", "categories have two levels: the parent must be top-level")),
         None => Err(ApiError::unprocessable("invalid_parent", format!("there is no category {parent_id}"))),
@@ -129,16 +131,33 @@ pub async fn create(db: &Db, caller: &Caller, input: CategoryInput) -> ApiResult
     let name = text("name", &input.name, 1, 100)?;
     let name_en = text("name_en", input.name_en.as_deref().unwrap_or(""), 0, 100)?;
     let slug = slug(&input.slug)?;
-    let parent_id = match input.parent_id {
-        Some(p) => Some(top_level_parent(db, p).await?),
-        None => None,
-    };
-    let position = match input.position {
-        Some(p) => position(p)?,
-        None => db::next_category_position(db, parent_id).await?,
+    let position = input.position.map(position).transpose()?;
+    let (parent_id, position, mut tx) = match input.parent_id {
+        // Under a parent: lock it first (it must stay top-level while the child goes in).
+        Some(p) => {
+            let mut tx = db.pool().begin().await?;
+            if !db::lock_categories(&mut tx, &[p]).await? {
+                return Err(ApiError::unprocessable("invalid_parent", format!("there is no category {p}")));
+            }
+            let parent = top_level_parent(&mut tx, p).await?;
+            let position = match position {
+                Some(pos) => pos,
+                None => db::next_category_position(&mut tx, Some(parent)).await?,
+            };
+            (Some(parent), position, tx)
+        }
+        // At the top level nothing constrains the insert; positions are sort keys, not unique.
+        None => {
+            let position = match position {
+                Some(pos) => pos,
+                None => db::next_category_position(&mut *db.pool().acquire().await?, None).await?,
+            };
+            (None, position, db.pool().begin().await?)
+        }
     };
     let row = CategoryRow { id: 0, parent_id, name, name_en, slug, position };
-    let id = db::insert_category(db, &row).await.map_err(slug_taken)?;
+    let id = db::insert_category(&mut tx, &row).await.map_err(slug_taken)?;
+    tx.commit().await?;
     category(db, id).await
 }
 
@@ -154,14 +173,32 @@ pub struct CategoryPatch {
 
 pub async fn update(db: &Db, caller: &Caller, id: i64, p: CategoryPatch) -> ApiResult<Category> {
     require_admin(caller)?;
-    db::category(db, id).await?.ok_or(ApiError::not_found("category"))?;
-    let parent_id = match p.parent_id {
+    let mut changes = CategoryChanges {
+        name: p.name.as_deref().map(|n| text("name", n, 1, 100)).transpose()?,
+        name_en: p.name_en.as_deref().map(|n| text("name_en", n, 0, 100)).transpose()?,
+        slug: p.slug.as_deref().map(slug).transpose()?,
+        parent_id: None,
+        position: p.position.map(position).transpose()?,
+    };
+    let new_parent = match p.parent_id {
         Some(Some(parent)) if parent == id => {
             return Err(ApiError::unprocessable("invalid_parent", "a category cannot be its own parent"));
         }
-        Some(Some(parent)) => {
-            let parent = top_level_parent(db, parent).await?;
-            if !db::child_categories(db, id).await?.is_empty() {
+        Some(Some(parent)) => Some(parent),
+        _ => None,
+    };
+    let mut tx = db.pool().begin().await?;
+    let locked: Vec<i64> = std::iter::once(id).chain(new_parent).collect();
+    if !db::lock_categories(&mut tx, &locked).await? {
+        return Err(match db::category(&mut *tx, id).await? {
+            None => ApiError::not_found("category"),
+            Some(_) => ApiError::unprocessable("invalid_parent", format!("there is no category {}", new_parent.unwrap_or(0))),
+        });
+    }
+    changes.parent_id = match (p.parent_id, new_parent) {
+        (Some(Some(_)), Some(parent)) => {
+            let parent = top_level_parent(&mut tx, parent).await?;
+            if !db::child_categories(&mut *tx, id).await?.is_empty() {
                 return Err(ApiError::unprocessable(
                     "invalid_parent",
                     "this category has children; categories have two levels",
@@ -169,29 +206,28 @@ pub async fn update(db: &Db, caller: &Caller, id: i64, p: CategoryPatch) -> ApiR
             }
             Some(Some(parent))
         }
-        other => other,
+        (other, _) => other,
     };
-    let changes = CategoryChanges {
-        name: p.name.as_deref().map(|n| text("name", n, 1, 100)).transpose()?,
-        name_en: p.name_en.as_deref().map(|n| text("name_en", n, 0, 100)).transpose()?,
-        slug: p.slug.as_deref().map(slug).transpose()?,
-        parent_id,
-        position: p.position.map(position).transpose()?,
-    };
-    db::update_category(db, id, &changes).await.map_err(slug_taken)?;
+    db::update_category(&mut tx, id, &changes).await.map_err(slug_taken)?;
+    tx.commit().await?;
     category(db, id).await
 }
 
-/// Delete a category without children; its courses become uncategorised.
+/// Delete a category without children; its courses become uncategorised. A child being added
+/// meanwhile locks it too, so the check and the delete see the same children.
 pub async fn delete(db: &Db, caller: &Caller, id: i64) -> ApiResult<()> {
     require_admin(caller)?;
-    db::category(db, id).await?.ok_or(ApiError::not_found("category"))?;
-    if !db::child_categories(db, id).await?.is_empty() {
+    let mut tx = db.pool().begin().await?;
+    if !db::lock_categories(&mut tx, &[id]).await? {
+        return Err(ApiError::not_found("category"));
+    }
+    if !db::child_categories(&mut *tx, id).await?.is_empty() {
         return Err(ApiError::conflict(
             "category_has_children",
             "move or delete this category's children first",
         ));
     }
-    db::delete_category(db, id).await?;
+    db::delete_category(&mut tx, id).await?;
+    tx.commit().await?;
     Ok(())
 }

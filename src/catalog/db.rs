@@ -1,6 +1,6 @@
 //! SQL for courses, sections and lectures.
 
-use sqlx::FromRow;
+use sqlx::{Any, AnyConnection, Executor, FromRow};
 
 use super::search::{SearchQuery, SearchSql};
 use crate::db::Db;
@@ -108,34 +108,55 @@ pub async fn update_course(db: &Db, id: i64, ch: &CourseChanges, now: i64) -> Re
     Ok(())
 }
 
-/// Publish a draft course and, in the same transaction, record `course.published` for
-/// webhooks. Publishing a published course changes nothing.
-pub async fn publish_course(db: &Db, id: i64, now: i64) -> Result<(), sqlx::Error> {
-    let mut tx = db.pool().begin().await?;
+pub async fn delete_course(conn: &mut AnyConnection, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM courses WHERE id = $1").bind(id).execute(conn).await?;
+    Ok(())
+}
+
+/// Take course `id`'s write lock for the rest of the transaction, as the transaction's first
+/// statement; false when there is no such course.
+///
+/// Every change to a course's curriculum takes it first, so such changes run one at a time
+/// per course: on PostgreSQL it is a row lock; on SQLite, a write as the first statement
+/// makes the transaction the writer before it reads anything (a read first would leave it
+/// with a snapshot it could not upgrade when another writer got in between).
+pub async fn lock_course(conn: &mut AnyConnection, id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE courses SET updated_at = updated_at WHERE id = $1").bind(id).execute(conn).await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Publish course `id` when it has a lecture; false when it has none.
+pub async fn publish_if_not_empty(conn: &mut AnyConnection, id: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let before: Option<(String,)> = sqlx::query_as("SELECT status FROM courses WHERE id = $1").bind(id).fetch_optional(&mut *conn).await?;
     let done = sqlx::query(
         "UPDATE courses SET status = 'published', published_at = COALESCE(published_at, $2), updated_at = $2 \
-         WHERE id = $1 AND status = 'draft'",
+         WHERE id = $1 AND EXISTS (SELECT 1 FROM lectures WHERE course_id = $1)",
     )
     .bind(id)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    if done.rows_affected() == 1 {
-        let c: CourseRow = sqlx::query_as(&format!("{COURSE_SELECT} WHERE c.id = $1")).bind(id).fetch_one(&mut *tx).await?;
+    let published = done.rows_affected() == 1;
+    // A draft that became published: `course.published`, recorded in the caller's transaction.
+    if published && before.is_some_and(|(s,)| s == "draft") {
+        let c: CourseRow = sqlx::query_as(&format!("{COURSE_SELECT} WHERE c.id = $1")).bind(id).fetch_one(&mut *conn).await?;
         let course = serde_json::json!({
             "id": c.id, "title": c.title, "status": c.status, "price": c.price, "currency": c.currency,
             "instructor": {"id": c.instructor_id, "name": c.instructor_name}, "published_at": c.published_at.map(crate::db::rfc3339),
         });
         let data = serde_json::json!({"course_id": id, "course": course});
-        crate::webhooks::emit(&mut tx, crate::webhooks::EventType::CoursePublished, &[id], data).await?;
+        crate::webhooks::emit(conn, crate::webhooks::EventType::CoursePublished, &[id], data).await?;
     }
-    tx.commit().await?;
-    Ok(())
+    Ok(published)
 }
 
-pub async fn delete_course(db: &Db, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM courses WHERE id = $1").bind(id).execute(db.pool()).await?;
-    Ok(())
+/// Active enrollments in course `id`, counted now (not the trigger-kept figure read earlier).
+pub async fn active_enrollments(conn: &mut AnyConnection, id: i64) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM enrollments WHERE course_id = $1 AND revoked_at IS NULL")
+        .bind(id)
+        .fetch_one(conn)
+        .await?;
+    Ok(n)
 }
 
 /// A category as stored.
@@ -156,30 +177,30 @@ pub async fn categories(db: &Db) -> Result<Vec<CategoryRow>, sqlx::Error> {
     sqlx::query_as(&format!("{CATEGORY_SELECT} ORDER BY position, id")).fetch_all(db.pool()).await
 }
 
-pub async fn category(db: &Db, id: i64) -> Result<Option<CategoryRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{CATEGORY_SELECT} WHERE id = $1")).bind(id).fetch_optional(db.pool()).await
+pub async fn category<'e>(exec: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<CategoryRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{CATEGORY_SELECT} WHERE id = $1")).bind(id).fetch_optional(exec).await
 }
 
 /// The children of category `id`, in position order.
-pub async fn child_categories(db: &Db, id: i64) -> Result<Vec<CategoryRow>, sqlx::Error> {
+pub async fn child_categories<'e>(exec: impl Executor<'e, Database = Any>, id: i64) -> Result<Vec<CategoryRow>, sqlx::Error> {
     sqlx::query_as(&format!("{CATEGORY_SELECT} WHERE parent_id = $1 ORDER BY position, id"))
         .bind(id)
-        .fetch_all(db.pool())
+        .fetch_all(exec)
         .await
 }
 
 /// The position after the last sibling under `parent_id` (top level when `None`).
-pub async fn next_category_position(db: &Db, parent_id: Option<i64>) -> Result<i64, sqlx::Error> {
+pub async fn next_category_position(conn: &mut AnyConnection, parent_id: Option<i64>) -> Result<i64, sqlx::Error> {
     let (n,): (i64,) =
         sqlx::query_as("SELECT CAST(COALESCE(MAX(position), 0) + 1 AS BIGINT) FROM categories WHERE COALESCE(parent_id, 0) = $1")
             .bind(parent_id.unwrap_or(0))
-            .fetch_one(db.pool())
+            .fetch_one(conn)
             .await?;
     Ok(n)
 }
 
 /// Insert `c` (its `id` is ignored) and return the new id.
-pub async fn insert_category(db: &Db, c: &CategoryRow) -> Result<i64, sqlx::Error> {
+pub async fn insert_category(conn: &mut AnyConnection, c: &CategoryRow) -> Result<i64, sqlx::Error> {
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO categories (parent_id, name, name_en, slug, position) VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
@@ -188,7 +209,7 @@ pub async fn insert_category(db: &Db, c: &CategoryRow) -> Result<i64, sqlx::Erro
     .bind(&c.name_en)
     .bind(&c.slug)
     .bind(c.position)
-    .fetch_one(db.pool())
+    .fetch_one(conn)
     .await?;
     Ok(id)
 }
@@ -203,7 +224,7 @@ pub struct CategoryChanges {
     pub position: Option<i64>,
 }
 
-pub async fn update_category(db: &Db, id: i64, ch: &CategoryChanges) -> Result<(), sqlx::Error> {
+pub async fn update_category(conn: &mut AnyConnection, id: i64, ch: &CategoryChanges) -> Result<(), sqlx::Error> {
     let (set_parent, parent) = match ch.parent_id {
         Some(p) => (1i64, p),
         None => (0, None),
@@ -219,15 +240,33 @@ pub async fn update_category(db: &Db, id: i64, ch: &CategoryChanges) -> Result<(
     .bind(set_parent)
     .bind(parent)
     .bind(ch.position)
-    .execute(db.pool())
+    .execute(conn)
     .await?;
     Ok(())
 }
 
 /// Delete a category; its courses' `category_id` becomes null.
-pub async fn delete_category(db: &Db, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM categories WHERE id = $1").bind(id).execute(db.pool()).await?;
+pub async fn delete_category(conn: &mut AnyConnection, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM categories WHERE id = $1").bind(id).execute(conn).await?;
     Ok(())
+}
+
+/// Take the write locks of categories `ids` (smallest id first, so two transactions never
+/// wait on each other in a circle), as the transaction's first statements. False when one
+/// of them does not exist. Changes that depend on the tree's shape (a parent must be
+/// top-level, a category with children cannot become a child) lock every category they
+/// look at, so two of them cannot each pass their check and together make three levels.
+pub async fn lock_categories(conn: &mut AnyConnection, ids: &[i64]) -> Result<bool, sqlx::Error> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        let done = sqlx::query("UPDATE categories SET position = position WHERE id = $1").bind(id).execute(&mut *conn).await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 pub async fn category_exists(db: &Db, id: i64) -> Result<bool, sqlx::Error> {
@@ -356,8 +395,8 @@ pub async fn sections_of(db: &Db, course_id: i64) -> Result<Vec<SectionRow>, sql
         .await
 }
 
-pub async fn section(db: &Db, id: i64) -> Result<Option<SectionRow>, sqlx::Error> {
-    sqlx::query_as("SELECT id, course_id, title, position FROM sections WHERE id = $1").bind(id).fetch_optional(db.pool()).await
+pub async fn section<'e>(exec: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<SectionRow>, sqlx::Error> {
+    sqlx::query_as("SELECT id, course_id, title, position FROM sections WHERE id = $1").bind(id).fetch_optional(exec).await
 }
 
 /// A lecture with the state of its newest video.
@@ -387,17 +426,18 @@ pub async fn lectures_of_course(db: &Db, course_id: i64) -> Result<Vec<LectureRo
         .await
 }
 
-pub async fn lecture(db: &Db, id: i64) -> Result<Option<LectureRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{LECTURE_SELECT} WHERE l.id = $1")).bind(id).fetch_optional(db.pool()).await
-}
-
-pub async fn lecture_count(db: &Db, course_id: i64) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM lectures WHERE course_id = $1").bind(course_id).fetch_one(db.pool()).await?;
-    Ok(n)
+pub async fn lecture<'e>(exec: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<LectureRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{LECTURE_SELECT} WHERE l.id = $1")).bind(id).fetch_optional(exec).await
 }
 
 /// An ordered child table: sections within a course, lectures within a section.
+///
+/// Positions under one parent are 1..n, unique (migration 0011). They are changed only inside
+/// a transaction that holds the course's lock ([`lock_course`]), and always in two phases: the
+/// rows that move go to negative positions first, then back to positive ones, so no single
+/// statement ever puts two rows on one position, whatever order the database updates rows in
+/// (neither backend checks a unique index only at the end of a statement). A row being moved
+/// waits at position 0.
 #[derive(Clone, Copy)]
 pub enum Ordered {
     Section,
@@ -420,72 +460,72 @@ impl Ordered {
 }
 
 /// Number of rows under `parent`.
-pub async fn child_count(db: &Db, kind: Ordered, parent: i64) -> Result<i64, sqlx::Error> {
+pub async fn child_count(conn: &mut AnyConnection, kind: Ordered, parent: i64) -> Result<i64, sqlx::Error> {
     let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {} WHERE {} = $1", kind.table(), kind.parent()))
         .bind(parent)
-        .fetch_one(db.pool())
+        .fetch_one(conn)
         .await?;
     Ok(n)
 }
 
-/// Make room at `position` (1-based) under `parent` by shifting later rows down.
-pub async fn open_gap(db: &Db, kind: Ordered, parent: i64, position: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "UPDATE {t} SET position = position + 1 WHERE {p} = $1 AND position >= $2",
-        t = kind.table(),
-        p = kind.parent()
-    ))
-    .bind(parent)
-    .bind(position)
-    .execute(db.pool())
-    .await?;
-    Ok(())
-}
-
-/// Close the hole left at `position` under `parent`.
-pub async fn close_gap(db: &Db, kind: Ordered, parent: i64, position: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "UPDATE {t} SET position = position - 1 WHERE {p} = $1 AND position > $2",
-        t = kind.table(),
-        p = kind.parent()
-    ))
-    .bind(parent)
-    .bind(position)
-    .execute(db.pool())
-    .await?;
-    Ok(())
-}
-
-/// Move row `id` to (`parent`, `position`); the caller has closed and opened the gaps.
-pub async fn place(db: &Db, kind: Ordered, id: i64, parent: i64, position: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("UPDATE {t} SET {p} = $2, position = $3 WHERE id = $1", t = kind.table(), p = kind.parent()))
-        .bind(id)
+/// Move every row under `parent` whose position satisfies `which` (`>= $2` or `> $2`) by
+/// `delta`, in the two phases described on [`Ordered`].
+async fn shift(conn: &mut AnyConnection, kind: Ordered, parent: i64, which: &str, position: i64, delta: i64) -> Result<(), sqlx::Error> {
+    let (t, p) = (kind.table(), kind.parent());
+    sqlx::query(&format!("UPDATE {t} SET position = -(position + $3) WHERE {p} = $1 AND position {which} $2"))
         .bind(parent)
         .bind(position)
-        .execute(db.pool())
+        .bind(delta)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(&format!("UPDATE {t} SET position = -position WHERE {p} = $1 AND position < 0"))
+        .bind(parent)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
-pub async fn insert_section(db: &Db, course_id: i64, title: &str, position: i64, now: i64) -> Result<i64, sqlx::Error> {
+/// Make room at `position` (1-based) under `parent` by shifting later rows down.
+pub async fn open_gap(conn: &mut AnyConnection, kind: Ordered, parent: i64, position: i64) -> Result<(), sqlx::Error> {
+    shift(conn, kind, parent, ">=", position, 1).await
+}
+
+/// Close the hole left at `position` under `parent`.
+pub async fn close_gap(conn: &mut AnyConnection, kind: Ordered, parent: i64, position: i64) -> Result<(), sqlx::Error> {
+    shift(conn, kind, parent, ">", position, -1).await
+}
+
+/// Put row `id` at (`parent`, `position`). To move a row: `place` it at position 0 of its
+/// parent, close its gap, open one at the target, then `place` it there.
+pub async fn place(conn: &mut AnyConnection, kind: Ordered, id: i64, parent: i64, position: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("UPDATE {t} SET {p} = $2, position = $3 WHERE id = $1", t = kind.table(), p = kind.parent()))
+        .bind(id)
+        .bind(parent)
+        .bind(position)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn insert_section(conn: &mut AnyConnection, course_id: i64, title: &str, position: i64, now: i64) -> Result<i64, sqlx::Error> {
     let (id,): (i64,) =
         sqlx::query_as("INSERT INTO sections (course_id, title, position, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
             .bind(course_id)
             .bind(title)
             .bind(position)
             .bind(now)
-            .fetch_one(db.pool())
+            .fetch_one(conn)
             .await?;
     Ok(id)
 }
 
-pub async fn rename_section(db: &Db, id: i64, title: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE sections SET title = $2 WHERE id = $1").bind(id).bind(title).execute(db.pool()).await?;
+pub async fn rename_section(conn: &mut AnyConnection, id: i64, title: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sections SET title = $2 WHERE id = $1").bind(id).bind(title).execute(conn).await?;
     Ok(())
 }
 
-pub async fn delete_row(db: &Db, kind: Ordered, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("DELETE FROM {} WHERE id = $1", kind.table())).bind(id).execute(db.pool()).await?;
+pub async fn delete_row(conn: &mut AnyConnection, kind: Ordered, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("DELETE FROM {} WHERE id = $1", kind.table())).bind(id).execute(conn).await?;
     Ok(())
 }
 
@@ -498,7 +538,7 @@ pub struct NewLecture<'a> {
     pub is_preview: bool,
 }
 
-pub async fn insert_lecture(db: &Db, l: &NewLecture<'_>, now: i64) -> Result<i64, sqlx::Error> {
+pub async fn insert_lecture(conn: &mut AnyConnection, l: &NewLecture<'_>, now: i64) -> Result<i64, sqlx::Error> {
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO lectures (section_id, course_id, title, description, position, is_preview, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
@@ -510,13 +550,13 @@ pub async fn insert_lecture(db: &Db, l: &NewLecture<'_>, now: i64) -> Result<i64
     .bind(l.position)
     .bind(l.is_preview as i64)
     .bind(now)
-    .fetch_one(db.pool())
+    .fetch_one(conn)
     .await?;
     Ok(id)
 }
 
 pub async fn update_lecture_text(
-    db: &Db,
+    conn: &mut AnyConnection,
     id: i64,
     title: Option<&str>,
     description: Option<&str>,
@@ -532,19 +572,19 @@ pub async fn update_lecture_text(
     .bind(description)
     .bind(is_preview.map(|b| b as i64))
     .bind(now)
-    .execute(db.pool())
+    .execute(conn)
     .await?;
     Ok(())
 }
 
 /// Recompute a course's total duration from its lectures' measured durations.
-pub async fn refresh_course_duration(db: &Db, course_id: i64) -> Result<(), sqlx::Error> {
+pub async fn refresh_course_duration<'e>(exec: impl Executor<'e, Database = Any>, course_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE courses SET duration_seconds = \
          (SELECT CAST(COALESCE(SUM(duration_seconds), 0) AS DOUBLE PRECISION) FROM lectures WHERE course_id = $1) WHERE id = $1",
     )
     .bind(course_id)
-    .execute(db.pool())
+    .execute(exec)
     .await?;
     Ok(())
 }

@@ -146,9 +146,20 @@ pub async fn editable_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<Cou
     Ok(course)
 }
 
+/// The lecture and its course, if `caller` may see them; 404 `lecture` otherwise. Only "not
+/// found" is renamed: a failing query stays what it is (an outage is a 503, not a 404).
+pub async fn visible_lecture(db: &Db, caller: Option<&Caller>, lecture_id: i64) -> ApiResult<(LectureRow, CourseRow)> {
+    let lecture = db::lecture(db.pool(), lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;
+    let course = visible_course(db, caller, lecture.course_id).await.map_err(|e| match e {
+        ApiError::NotFound { .. } => ApiError::not_found("lecture"),
+        other => other,
+    })?;
+    Ok((lecture, course))
+}
+
 /// The lecture and its course, if `caller` may change them.
 pub async fn editable_lecture(db: &Db, caller: &Caller, lecture_id: i64) -> ApiResult<(LectureRow, CourseRow)> {
-    let lecture = db::lecture(db, lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;
+    let lecture = db::lecture(db.pool(), lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;
     let course = editable_course(db, caller, lecture.course_id).await.map_err(|e| match e {
         ApiError::NotFound { .. } => ApiError::not_found("lecture"),
         other => other,
@@ -302,24 +313,36 @@ pub async fn update_course(db: &Db, caller: &Caller, id: i64, p: CoursePatch) ->
     course_detail(db, Some(caller), id).await
 }
 
-/// Publish: needs at least one lecture.
+/// Publish: needs at least one lecture. Checked in the statement that publishes, under the
+/// course's lock, so a lecture deleted meanwhile cannot leave an empty course published.
 pub async fn publish_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<CourseDetail> {
     editable_course(db, caller, id).await?;
-    if db::lecture_count(db, id).await? == 0 {
+    let mut tx = db.pool().begin().await?;
+    if !db::lock_course(&mut tx, id).await? {
+        return Err(ApiError::not_found("course"));
+    }
+    if !db::publish_if_not_empty(&mut tx, id, now()).await? {
         return Err(ApiError::conflict("course_empty", "a course needs at least one lecture before it is published"));
     }
-    db::publish_course(db, id, now()).await?;
+    tx.commit().await?;
     course_detail(db, Some(caller), id).await
 }
 
-/// Delete a course. One that students are enrolled in cannot be deleted (409). Returns the ids
-/// of its videos, whose stored objects the caller removes.
+/// Delete a course. One that students are enrolled in cannot be deleted (409): counted under
+/// the course's lock, just before the delete. Returns the ids of its videos, whose stored
+/// objects the caller removes.
 pub async fn delete_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<i64>> {
-    if editable_course(db, caller, id).await?.enrollment_count > 0 {
+    editable_course(db, caller, id).await?;
+    let videos = crate::media::db::video_ids_of_course(db, id).await?;
+    let mut tx = db.pool().begin().await?;
+    if !db::lock_course(&mut tx, id).await? {
+        return Err(ApiError::not_found("course"));
+    }
+    if db::active_enrollments(&mut tx, id).await? > 0 {
         return Err(ApiError::conflict("course_has_students", "students are enrolled in this course; it cannot be deleted"));
     }
-    let videos = crate::media::db::video_ids_of_course(db, id).await?;
-    db::delete_course(db, id).await?;
+    db::delete_course(&mut tx, id).await?;
+    tx.commit().await?;
     Ok(videos)
 }
 
@@ -332,17 +355,30 @@ fn slot(requested: Option<i64>, count: i64) -> ApiResult<i64> {
     }
 }
 
+/// A curriculum change in progress: a transaction holding course `course_id`'s lock (see
+/// [`db::lock_course`]). Everything it reads is current and nobody else changes the
+/// course's order until it commits. 404 `what` when the course is gone.
+async fn curriculum_tx(db: &Db, course_id: i64, what: &'static str) -> ApiResult<sqlx::Transaction<'static, sqlx::Any>> {
+    let mut tx = db.pool().begin().await?;
+    if !db::lock_course(&mut tx, course_id).await? {
+        return Err(ApiError::not_found(what));
+    }
+    Ok(tx)
+}
+
 pub async fn create_section(db: &Db, caller: &Caller, course_id: i64, title: &str, position: Option<i64>) -> ApiResult<Section> {
     editable_course(db, caller, course_id).await?;
     let title = text("title", title, 1, 200)?;
-    let pos = slot(position, db::child_count(db, Ordered::Section, course_id).await?)?;
-    db::open_gap(db, Ordered::Section, course_id, pos).await?;
-    let id = db::insert_section(db, course_id, &title, pos, now()).await?;
+    let mut tx = curriculum_tx(db, course_id, "course").await?;
+    let pos = slot(position, db::child_count(&mut tx, Ordered::Section, course_id).await?)?;
+    db::open_gap(&mut tx, Ordered::Section, course_id, pos).await?;
+    let id = db::insert_section(&mut tx, course_id, &title, pos, now()).await?;
+    tx.commit().await?;
     Ok(Section { id, course_id, title, position: pos, lectures: vec![] })
 }
 
 async fn editable_section(db: &Db, caller: &Caller, id: i64) -> ApiResult<SectionRow> {
-    let section = db::section(db, id).await?.ok_or(ApiError::not_found("section"))?;
+    let section = db::section(db.pool(), id).await?.ok_or(ApiError::not_found("section"))?;
     editable_course(db, caller, section.course_id).await.map_err(|e| match e {
         ApiError::NotFound { .. } => ApiError::not_found("section"),
         other => other,
@@ -352,18 +388,25 @@ async fn editable_section(db: &Db, caller: &Caller, id: i64) -> ApiResult<Sectio
 
 /// Rename and/or move a section within its course.
 pub async fn update_section(db: &Db, caller: &Caller, id: i64, title: Option<&str>, position: Option<i64>) -> ApiResult<Section> {
-    let s = editable_section(db, caller, id).await?;
+    let course_id = editable_section(db, caller, id).await?.course_id;
+    let title = title.map(|t| text("title", t, 1, 200)).transpose()?;
+    let mut tx = curriculum_tx(db, course_id, "section").await?;
+    let s = db::section(&mut *tx, id).await?.ok_or(ApiError::not_found("section"))?;
     if let Some(t) = title {
-        db::rename_section(db, id, &text("title", t, 1, 200)?).await?;
+        db::rename_section(&mut tx, id, &t).await?;
     }
     if let Some(p) = position {
-        let count = db::child_count(db, Ordered::Section, s.course_id).await?;
+        let count = db::child_count(&mut tx, Ordered::Section, course_id).await?;
         let p = slot(Some(p), count - 1)?;
-        db::close_gap(db, Ordered::Section, s.course_id, s.position).await?;
-        db::open_gap(db, Ordered::Section, s.course_id, p).await?;
-        db::place(db, Ordered::Section, id, s.course_id, p).await?;
+        if p != s.position {
+            db::place(&mut tx, Ordered::Section, id, course_id, 0).await?;
+            db::close_gap(&mut tx, Ordered::Section, course_id, s.position).await?;
+            db::open_gap(&mut tx, Ordered::Section, course_id, p).await?;
+            db::place(&mut tx, Ordered::Section, id, course_id, p).await?;
+        }
     }
-    let s = db::section(db, id).await?.ok_or(ApiError::not_found("section"))?;
+    tx.commit().await?;
+    let s = db::section(db.pool(), id).await?.ok_or(ApiError::not_found("section"))?;
     let lectures = db::lectures_of_course(db, s.course_id)
         .await?
         .into_iter()
@@ -374,11 +417,14 @@ pub async fn update_section(db: &Db, caller: &Caller, id: i64, title: Option<&st
 }
 
 pub async fn delete_section(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<i64>> {
-    let s = editable_section(db, caller, id).await?;
+    let course_id = editable_section(db, caller, id).await?.course_id;
     let videos = crate::media::db::video_ids_of_section(db, id).await?;
-    db::delete_row(db, Ordered::Section, id).await?;
-    db::close_gap(db, Ordered::Section, s.course_id, s.position).await?;
-    db::refresh_course_duration(db, s.course_id).await?;
+    let mut tx = curriculum_tx(db, course_id, "section").await?;
+    let s = db::section(&mut *tx, id).await?.ok_or(ApiError::not_found("section"))?;
+    db::delete_row(&mut tx, Ordered::Section, id).await?;
+    db::close_gap(&mut tx, Ordered::Section, course_id, s.position).await?;
+    db::refresh_course_duration(&mut *tx, course_id).await?;
+    tx.commit().await?;
     Ok(videos)
 }
 
@@ -391,21 +437,24 @@ pub struct LectureInput {
 }
 
 pub async fn create_lecture(db: &Db, caller: &Caller, section_id: i64, input: LectureInput) -> ApiResult<Lecture> {
-    let s = editable_section(db, caller, section_id).await?;
+    let course_id = editable_section(db, caller, section_id).await?.course_id;
     let title = text("title", &input.title, 1, 200)?;
     let description = text("description", input.description.as_deref().unwrap_or(""), 0, 20_000)?;
-    let pos = slot(input.position, db::child_count(db, Ordered::Lecture, section_id).await?)?;
-    db::open_gap(db, Ordered::Lecture, section_id, pos).await?;
+    let mut tx = curriculum_tx(db, course_id, "section").await?;
+    db::section(&mut *tx, section_id).await?.ok_or(ApiError::not_found("section"))?;
+    let pos = slot(input.position, db::child_count(&mut tx, Ordered::Lecture, section_id).await?)?;
+    db::open_gap(&mut tx, Ordered::Lecture, section_id, pos).await?;
     let new = NewLecture {
         section_id,
-        course_id: s.course_id,
+        course_id,
         title: &title,
         description: &description,
         position: pos,
         is_preview: input.is_preview,
     };
-    let id = db::insert_lecture(db, &new, now()).await?;
-    let row = db::lecture(db, id).await?.ok_or(ApiError::not_found("lecture"))?;
+    let id = db::insert_lecture(&mut tx, &new, now()).await?;
+    tx.commit().await?;
+    let row = db::lecture(db.pool(), id).await?.ok_or(ApiError::not_found("lecture"))?;
     Ok(Lecture::from_row(row, true))
 }
 
@@ -419,36 +468,46 @@ pub struct LecturePatch {
     pub section_id: Option<i64>,
 }
 
+/// Change a lecture's text and/or move it, in one transaction.
 pub async fn update_lecture(db: &Db, caller: &Caller, id: i64, p: LecturePatch) -> ApiResult<Lecture> {
-    let (lecture, course) = editable_lecture(db, caller, id).await?;
+    let (_, course) = editable_lecture(db, caller, id).await?;
     let title = p.title.as_deref().map(|t| text("title", t, 1, 200)).transpose()?;
     let description = p.description.as_deref().map(|d| text("description", d, 0, 20_000)).transpose()?;
+    let mut tx = curriculum_tx(db, course.id, "lecture").await?;
+    let lecture = db::lecture(&mut *tx, id).await?.ok_or(ApiError::not_found("lecture"))?;
     if p.position.is_some() || p.section_id.is_some_and(|s| s != lecture.section_id) {
         let target = p.section_id.unwrap_or(lecture.section_id);
-        let section = db::section(db, target).await?.filter(|s| s.course_id == course.id).ok_or_else(|| {
+        let section = db::section(&mut *tx, target).await?.filter(|s| s.course_id == course.id).ok_or_else(|| {
             ApiError::unprocessable("invalid_section", "section_id must name a section of the same course")
         })?;
-        let mut count = db::child_count(db, Ordered::Lecture, section.id).await?;
+        let mut count = db::child_count(&mut tx, Ordered::Lecture, section.id).await?;
         if section.id == lecture.section_id {
             count -= 1;
         }
         let pos = slot(p.position, count)?;
-        db::close_gap(db, Ordered::Lecture, lecture.section_id, lecture.position).await?;
-        db::open_gap(db, Ordered::Lecture, section.id, pos).await?;
-        db::place(db, Ordered::Lecture, id, section.id, pos).await?;
+        if (section.id, pos) != (lecture.section_id, lecture.position) {
+            db::place(&mut tx, Ordered::Lecture, id, lecture.section_id, 0).await?;
+            db::close_gap(&mut tx, Ordered::Lecture, lecture.section_id, lecture.position).await?;
+            db::open_gap(&mut tx, Ordered::Lecture, section.id, pos).await?;
+            db::place(&mut tx, Ordered::Lecture, id, section.id, pos).await?;
+        }
     }
-    db::update_lecture_text(db, id, title.as_deref(), description.as_deref(), p.is_preview, now()).await?;
-    let row = db::lecture(db, id).await?.ok_or(ApiError::not_found("lecture"))?;
+    db::update_lecture_text(&mut tx, id, title.as_deref(), description.as_deref(), p.is_preview, now()).await?;
+    tx.commit().await?;
+    let row = db::lecture(db.pool(), id).await?.ok_or(ApiError::not_found("lecture"))?;
     Ok(Lecture::from_row(row, true))
 }
 
 /// Delete a lecture; returns the ids of its videos, whose stored objects the caller removes.
 pub async fn delete_lecture(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<i64>> {
-    let (lecture, course) = editable_lecture(db, caller, id).await?;
+    let (_, course) = editable_lecture(db, caller, id).await?;
     let videos = crate::media::db::video_ids_of_lecture(db, id).await?;
-    db::delete_row(db, Ordered::Lecture, id).await?;
-    db::close_gap(db, Ordered::Lecture, lecture.section_id, lecture.position).await?;
-    db::refresh_course_duration(db, course.id).await?;
+    let mut tx = curriculum_tx(db, course.id, "lecture").await?;
+    let lecture = db::lecture(&mut *tx, id).await?.ok_or(ApiError::not_found("lecture"))?;
+    db::delete_row(&mut tx, Ordered::Lecture, id).await?;
+    db::close_gap(&mut tx, Ordered::Lecture, lecture.section_id, lecture.position).await?;
+    db::refresh_course_duration(&mut *tx, course.id).await?;
+    tx.commit().await?;
     Ok(videos)
 }
 

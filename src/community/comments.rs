@@ -3,7 +3,13 @@
 //! root), as on most course sites; the answer shows where it went.
 //!
 //! Threads are listed a page at a time, newest first by default (`sort=oldest` for the other
-//! way), with all their replies inside, oldest first so they read as a conversation.
+//! way), each with its first replies inside (oldest first, so they read as a conversation; at
+//! most [`INLINE_REPLIES`] by default) and its `reply_count`. The rest of a long thread is
+//! paged with [`replies`] (`GET /api/v1/comments/{id}/replies`): a thread of 100,000 replies
+//! costs a list request no more than one of ten.
+//!
+//! Changes to a thread (a reply, a deletion) run in a transaction holding the thread's
+//! top-level comment locked, so a reply cannot land on a comment being deleted.
 //!
 //! Deleting a reply, or a top-level comment nobody has answered, removes it. A top-level comment
 //! with replies becomes a tombstone instead (`deleted: true`, no content, no author) so its
@@ -55,13 +61,22 @@ impl From<CommentRow> for Comment {
     }
 }
 
-/// A top-level comment with its replies.
+/// Replies shown inside each thread of a list unless the request asks for another number.
+pub const INLINE_REPLIES: i64 = 10;
+
+/// Most replies a list may show inside each thread.
+pub const MAX_INLINE_REPLIES: i64 = 100;
+
+/// A top-level comment with its first replies.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CommentThread {
     #[serde(flatten)]
     pub comment: Comment,
-    /// Oldest first.
+    /// The first replies, oldest first: all of them when `reply_count` is no larger than their
+    /// number; page the rest with `GET /api/v1/comments/{id}/replies`.
     pub replies: Vec<Comment>,
+    /// How many replies the thread has in all.
+    pub reply_count: i64,
 }
 
 /// The order of threads in a list.
@@ -71,7 +86,8 @@ pub enum ThreadOrder {
     OldestFirst,
 }
 
-/// One page of a course's threads and how many threads there are.
+/// One page of a course's threads, each with up to `inline_replies` of its replies, and how
+/// many threads there are.
 pub async fn list(
     db: &Db,
     caller: Option<&Caller>,
@@ -79,22 +95,41 @@ pub async fn list(
     order: ThreadOrder,
     page: i64,
     per_page: i64,
+    inline_replies: i64,
 ) -> ApiResult<(Vec<CommentThread>, i64)> {
     crate::catalog::visible_course(db, caller, course_id).await?;
     let newest_first = order == ThreadOrder::NewestFirst;
     let (roots, total) = db::threads_of_course(db, course_id, newest_first, per_page, (page - 1) * per_page).await?;
     let ids: Vec<i64> = roots.iter().map(|r| r.id).collect();
     let mut replies: HashMap<i64, Vec<Comment>> = HashMap::new();
-    for reply in db::replies_to(db, &ids).await? {
+    for reply in db::first_replies(db, &ids, inline_replies).await? {
         if let Some(root) = reply.parent_id {
             replies.entry(root).or_default().push(reply.into());
         }
     }
+    let counts = db::reply_counts(db, &ids).await?;
     let threads = roots
         .into_iter()
-        .map(|root| CommentThread { replies: replies.remove(&root.id).unwrap_or_default(), comment: root.into() })
+        .map(|root| CommentThread {
+            replies: replies.remove(&root.id).unwrap_or_default(),
+            reply_count: counts.get(&root.id).copied().unwrap_or(0),
+            comment: root.into(),
+        })
         .collect();
     Ok((threads, total))
+}
+
+/// One page of the replies to comment `id` (oldest first) and how many there are; 404 when
+/// the comment does not exist or its course is hidden from `caller`. A reply has no replies
+/// of its own: its page is empty.
+pub async fn replies(db: &Db, caller: Option<&Caller>, id: i64, page: i64, per_page: i64) -> ApiResult<(Vec<Comment>, i64)> {
+    let comment = db::comment(db.pool(), id).await?.ok_or(ApiError::not_found("comment"))?;
+    crate::catalog::visible_course(db, caller, comment.course_id).await.map_err(|e| match e {
+        ApiError::NotFound { .. } => ApiError::not_found("comment"),
+        other => other,
+    })?;
+    let (rows, total) = db::replies_page(db, id, per_page, (page - 1) * per_page).await?;
+    Ok((rows.into_iter().map(Comment::from).collect(), total))
 }
 
 /// Comment on a published course, or reply to a comment on it (`parent_id`): 422
@@ -102,30 +137,46 @@ pub async fn list(
 pub async fn create(db: &Db, caller: &Caller, course_id: i64, content: &str, parent_id: Option<i64>) -> ApiResult<Comment> {
     open_course(db, caller, course_id).await?;
     let content = text("content", content, 1, MAX_CONTENT_CHARS)?;
+    let bad_parent = || ApiError::unprocessable("invalid_parent", "parent_id must name a comment on the same course");
     let root = match parent_id {
         None => None,
         Some(p) => {
-            let parent = db::comment(db, p).await?.filter(|c| c.course_id == course_id).ok_or_else(|| {
-                ApiError::unprocessable("invalid_parent", "parent_id must name a comment on the same course")
-            })?;
+            let parent = db::comment(db.pool(), p).await?.filter(|c| c.course_id == course_id).ok_or_else(bad_parent)?;
             Some(parent.parent_id.unwrap_or(parent.id))
         }
     };
-    let id = db::insert_comment(db, course_id, caller.user_id, root, &content, now()).await?;
-    Ok(db::comment(db, id).await?.ok_or(ApiError::not_found("comment"))?.into())
+    let mut tx = db.pool().begin().await?;
+    if let Some(root) = root {
+        // The thread may have been deleted since it was read.
+        if !db::lock_comment(&mut tx, root).await? {
+            return Err(bad_parent());
+        }
+    }
+    let id = db::insert_comment(&mut tx, course_id, caller.user_id, root, &content, now()).await?;
+    tx.commit().await?;
+    Ok(db::comment(db.pool(), id).await?.ok_or(ApiError::not_found("comment"))?.into())
 }
 
 /// Delete a comment: its author or an admin (404 for others, and for one already deleted).
+/// Removing it, or keeping it as a tombstone, and removing a tombstone left without replies
+/// are one change.
 pub async fn delete(db: &Db, caller: &Caller, id: i64) -> ApiResult<()> {
-    let comment = db::comment(db, id)
+    let gone = || ApiError::not_found("comment");
+    let seen = db::comment(db.pool(), id).await?.ok_or_else(gone)?;
+    let mut tx = db.pool().begin().await?;
+    if !db::lock_comment(&mut tx, seen.parent_id.unwrap_or(id)).await? {
+        return Err(gone());
+    }
+    let comment = db::comment(&mut *tx, id)
         .await?
         .filter(|c| c.deleted_at.is_none() && (c.user_id == caller.user_id || caller.is_admin()))
-        .ok_or(ApiError::not_found("comment"))?;
-    if !db::delete_comment_without_replies(db, id, false).await? {
-        db::tombstone_comment(db, id, now()).await?;
+        .ok_or_else(gone)?;
+    if !db::delete_comment_without_replies(&mut tx, id, false).await? {
+        db::tombstone_comment(&mut tx, id, now()).await?;
     }
     if let Some(root) = comment.parent_id {
-        db::delete_comment_without_replies(db, root, true).await?;
+        db::delete_comment_without_replies(&mut tx, root, true).await?;
     }
+    tx.commit().await?;
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! SQL for reviews and comments.
 
-use sqlx::FromRow;
+use std::collections::HashMap;
+
+use sqlx::{Any, AnyConnection, Executor, FromRow};
 
 use crate::db::Db;
 
@@ -39,32 +41,49 @@ pub async fn review(db: &Db, id: i64) -> Result<Option<ReviewRow>, sqlx::Error> 
     sqlx::query_as(&format!("{REVIEW_SELECT} WHERE r.id = $1")).bind(id).fetch_optional(db.pool()).await
 }
 
-/// Insert a review; a second one by the same user for the same course is a unique violation.
-pub async fn insert_review(db: &Db, course_id: i64, user_id: i64, rating: i64, content: &str, now: i64) -> Result<i64, sqlx::Error> {
-    let (id,): (i64,) = sqlx::query_as(
+/// Insert a review by a student actively enrolled in the course, checked in the same
+/// statement (a refund landing meanwhile cannot slip a review in). `None` when not enrolled;
+/// a second review by the same user for the same course is a unique violation.
+pub async fn insert_review(
+    db: &Db,
+    course_id: i64,
+    user_id: i64,
+    rating: i64,
+    content: &str,
+    now: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row: Option<(i64,)> = sqlx::query_as(
         "INSERT INTO reviews (course_id, user_id, rating, content, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+         SELECT $1, $2, $3, $4, $5, $5 WHERE EXISTS \
+           (SELECT 1 FROM enrollments WHERE course_id = $1 AND user_id = $2 AND revoked_at IS NULL) \
+         RETURNING id",
     )
     .bind(course_id)
     .bind(user_id)
     .bind(rating)
     .bind(content)
     .bind(now)
-    .fetch_one(db.pool())
+    .fetch_optional(db.pool())
     .await?;
-    Ok(id)
+    Ok(row.map(|r| r.0))
 }
 
-/// Change a review's rating and/or content; `None` leaves a field alone.
-pub async fn update_review(db: &Db, id: i64, rating: Option<i64>, content: Option<&str>, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE reviews SET rating = COALESCE($2, rating), content = COALESCE($3, content), updated_at = $4 WHERE id = $1")
-        .bind(id)
-        .bind(rating)
-        .bind(content)
-        .bind(now)
-        .execute(db.pool())
-        .await?;
-    Ok(())
+/// Change a review's rating and/or content (`None` leaves a field alone), only while its
+/// author is still enrolled in the course: checked in the statement itself. False when
+/// nothing was changed (no such review, or its author's enrollment was refunded).
+pub async fn update_review(db: &Db, id: i64, rating: Option<i64>, content: Option<&str>, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE reviews SET rating = COALESCE($2, rating), content = COALESCE($3, content), updated_at = $4 \
+         WHERE id = $1 AND EXISTS (SELECT 1 FROM enrollments e \
+           WHERE e.course_id = reviews.course_id AND e.user_id = reviews.user_id AND e.revoked_at IS NULL)",
+    )
+    .bind(id)
+    .bind(rating)
+    .bind(content)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn delete_review(db: &Db, id: i64) -> Result<(), sqlx::Error> {
@@ -114,29 +133,77 @@ pub async fn threads_of_course(
     Ok((rows, total))
 }
 
-/// The replies to the comments `parent_ids`, oldest first.
-pub async fn replies_to(db: &Db, parent_ids: &[i64]) -> Result<Vec<CommentRow>, sqlx::Error> {
-    if parent_ids.is_empty() {
+/// The first `per_thread` replies (oldest first) to each of the comments `parent_ids`, in one
+/// query whose cost grows with what it returns, not with the threads' length: each thread's
+/// part is its own `LIMIT` over the `(parent_id, created_at)` index.
+pub async fn first_replies(db: &Db, parent_ids: &[i64], per_thread: i64) -> Result<Vec<CommentRow>, sqlx::Error> {
+    if parent_ids.is_empty() || per_thread <= 0 {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=parent_ids.len()).map(|i| format!("${i}")).collect();
+    // $1 is the limit; the parents are $2.. .
+    let parts: Vec<String> = (2..parent_ids.len() + 2)
+        .map(|i| {
+            format!("SELECT id FROM (SELECT id FROM comments WHERE parent_id = ${i} ORDER BY created_at ASC, id ASC LIMIT $1) AS t{i}")
+        })
+        .collect();
     let sql = format!(
-        "{COMMENT_SELECT} WHERE m.parent_id IN ({}) ORDER BY m.created_at ASC, m.id ASC",
-        placeholders.join(", ")
+        "{COMMENT_SELECT} WHERE m.id IN ({}) ORDER BY m.parent_id, m.created_at ASC, m.id ASC",
+        parts.join(" UNION ALL ")
     );
-    let mut query = sqlx::query_as(&sql);
+    let mut query = sqlx::query_as(&sql).bind(per_thread);
     for id in parent_ids {
         query = query.bind(*id);
     }
     query.fetch_all(db.pool()).await
 }
 
-pub async fn comment(db: &Db, id: i64) -> Result<Option<CommentRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{COMMENT_SELECT} WHERE m.id = $1")).bind(id).fetch_optional(db.pool()).await
+/// How many replies each of the comments `parent_ids` has (absent: none).
+pub async fn reply_counts(db: &Db, parent_ids: &[i64]) -> Result<HashMap<i64, i64>, sqlx::Error> {
+    if parent_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let placeholders: Vec<String> = (1..=parent_ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT parent_id, COUNT(*) FROM comments WHERE parent_id IN ({}) GROUP BY parent_id",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
+    for id in parent_ids {
+        query = query.bind(*id);
+    }
+    Ok(query.fetch_all(db.pool()).await?.into_iter().collect())
+}
+
+/// One page of the replies to comment `parent_id`, oldest first, and how many there are.
+pub async fn replies_page(db: &Db, parent_id: i64, limit: i64, offset: i64) -> Result<(Vec<CommentRow>, i64), sqlx::Error> {
+    let rows = sqlx::query_as(&format!(
+        "{COMMENT_SELECT} WHERE m.parent_id = $1 ORDER BY m.created_at ASC, m.id ASC LIMIT $2 OFFSET $3"
+    ))
+    .bind(parent_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db.pool())
+    .await?;
+    let (total,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM comments WHERE parent_id = $1").bind(parent_id).fetch_one(db.pool()).await?;
+    Ok((rows, total))
+}
+
+pub async fn comment<'e>(exec: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<CommentRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{COMMENT_SELECT} WHERE m.id = $1")).bind(id).fetch_optional(exec).await
+}
+
+/// Take comment `id`'s write lock for the rest of the transaction, as its first statement
+/// (see `catalog::db::lock_course` for why first); false when it is gone. A thread's changes
+/// (a reply added, a comment deleted or tombstoned) lock the thread's top-level comment, so
+/// they run one at a time per thread.
+pub async fn lock_comment(conn: &mut AnyConnection, id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE comments SET updated_at = updated_at WHERE id = $1").bind(id).execute(conn).await?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn insert_comment(
-    db: &Db,
+    conn: &mut AnyConnection,
     course_id: i64,
     user_id: i64,
     parent_id: Option<i64>,
@@ -152,31 +219,31 @@ pub async fn insert_comment(
     .bind(parent_id)
     .bind(content)
     .bind(now)
-    .fetch_one(db.pool())
+    .fetch_one(conn)
     .await?;
     Ok(id)
 }
 
 /// Delete comment `id` if nothing replies to it (when `only_tombstone`, only if it is also a
 /// tombstone already). True when it was deleted.
-pub async fn delete_comment_without_replies(db: &Db, id: i64, only_tombstone: bool) -> Result<bool, sqlx::Error> {
+pub async fn delete_comment_without_replies(conn: &mut AnyConnection, id: i64, only_tombstone: bool) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "DELETE FROM comments WHERE id = $1 AND ($2 = 0 OR deleted_at IS NOT NULL) \
          AND NOT EXISTS (SELECT 1 FROM comments r WHERE r.parent_id = $1)",
     )
     .bind(id)
     .bind(only_tombstone as i64)
-    .execute(db.pool())
+    .execute(conn)
     .await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// Turn comment `id` into a tombstone: its text is erased, its place in the thread kept.
-pub async fn tombstone_comment(db: &Db, id: i64, now: i64) -> Result<(), sqlx::Error> {
+pub async fn tombstone_comment(conn: &mut AnyConnection, id: i64, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE comments SET content = '', deleted_at = $2, updated_at = $2 WHERE id = $1")
         .bind(id)
         .bind(now)
-        .execute(db.pool())
+        .execute(conn)
         .await?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Course reviews: a rating from 1 to 5 and optional text (up to 5,000 characters), at most one
-//! per student and course, written only by students enrolled in the course. They feed the
+//! per student and course, written and changed only by students enrolled in the course (a
+//! refund ends the right to change it; the enrollment is checked in the writing statement). They feed the
 //! course page's `rating_avg` and `rating_count` and the `rating` sort of the catalog.
 
 use serde::Serialize;
@@ -66,18 +67,22 @@ pub async fn create(db: &Db, caller: &Caller, course_id: i64, stars: i64, text: 
         return Err(ApiError::forbidden("own_course", "instructors do not review their own courses"));
     }
     if !crate::catalog::db::is_enrolled(db, caller.user_id, course_id).await? {
-        return Err(ApiError::forbidden("not_enrolled", "only students enrolled in the course may review it"));
+        return Err(not_enrolled());
     }
     let stars = rating(stars)?;
     let text = content(text.unwrap_or(""))?;
-    let id = match db::insert_review(db, course_id, caller.user_id, stars, &text, now()).await {
-        Ok(id) => id,
+    match db::insert_review(db, course_id, caller.user_id, stars, &text, now()).await {
+        Ok(Some(id)) => find(db, id).await,
+        Ok(None) => Err(not_enrolled()),
         Err(e) if is_unique_violation(&e) => {
-            return Err(ApiError::conflict("review_exists", "you have reviewed this course already; change that review instead"));
+            Err(ApiError::conflict("review_exists", "you have reviewed this course already; change that review instead"))
         }
-        Err(e) => return Err(e.into()),
-    };
-    find(db, id).await
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn not_enrolled() -> ApiError {
+    ApiError::forbidden("not_enrolled", "only students enrolled in the course may review it")
 }
 
 async fn find(db: &Db, id: i64) -> ApiResult<Review> {
@@ -92,12 +97,21 @@ async fn own_review(db: &Db, caller: &Caller, id: i64, admin_too: bool) -> ApiRe
         .ok_or(ApiError::not_found("review"))
 }
 
-/// Change the caller's own review; absent fields stay as they are.
+/// Change the caller's own review; absent fields stay as they are. Only while the caller is
+/// enrolled: once their enrollment is refunded the review stays as it was (403
+/// `not_enrolled`; deleting it is still allowed).
 pub async fn update(db: &Db, caller: &Caller, id: i64, stars: Option<i64>, text: Option<&str>) -> ApiResult<Review> {
     own_review(db, caller, id, false).await?;
     let stars = stars.map(rating).transpose()?;
     let text = text.map(content).transpose()?;
-    db::update_review(db, id, stars, text.as_deref(), now()).await?;
+    if !db::update_review(db, id, stars, text.as_deref(), now()).await? {
+        // Deleted meanwhile is a 404; otherwise the enrollment is what is missing.
+        own_review(db, caller, id, false).await?;
+        return Err(ApiError::forbidden(
+            "not_enrolled",
+            "your enrollment in this course has ended (refunded); the review can no longer be changed",
+        ));
+    }
     find(db, id).await
 }
 

@@ -40,6 +40,9 @@ impl Db {
         let url = url.expose();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let opts = AnyConnectOptions::from_str(url).context("parsing the database URL")?;
+        if backend == Backend::Sqlite {
+            create_private_sqlite_file(url).await?;
+        }
         let mut pool_opts = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10));
@@ -90,6 +93,27 @@ impl Db {
     }
 }
 
+/// Create the SQLite file of `url` as 0600 if it does not exist yet, before SQLite creates it
+/// with the process umask (0644 as a rule): it holds password hashes and sessions. SQLite
+/// gives its `-wal` and `-shm` files the database file's mode. In-memory databases and
+/// existing files are left alone.
+async fn create_private_sqlite_file(url: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url).context("parsing the SQLite URL")?;
+    let path = opts.get_filename().to_path_buf();
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || url.contains("mode=memory") {
+        return Ok(());
+    }
+    tokio::task::spawn_blocking(move || match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A directory that does not exist yet: leave the error to SQLite, which words it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("creating the database file {}", path.display()))),
+    })
+    .await?
+}
+
 /// True when `err` is a unique-constraint violation: the one place that knows how both
 /// backends report it, so callers can answer 409 instead of 500.
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
@@ -98,6 +122,43 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
             matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation)
                 // SQLite's extended codes 2067 (UNIQUE) and 1555 (PRIMARY KEY).
                 || matches!(db.code().as_deref(), Some("23505") | Some("2067") | Some("1555"))
+        }
+        _ => false,
+    }
+}
+
+/// True when `err` says the database is unreachable or unable to serve right now rather than
+/// that this query is wrong: the pool timed out or is closed, the connection broke (I/O, TLS,
+/// a protocol error), the server is shutting down, out of connections, disk or memory, or
+/// the schema this server expects is missing (a database being restored or migrated under
+/// it). These answer 503 `unavailable` — retry later — and never pass for "not found".
+pub fn is_outage(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            // PostgreSQL SQLSTATEs: 08 connection exception, 53 insufficient resources,
+            // 57P01..57P05 operator intervention (shutdown, cannot connect now), 58 system
+            // error (I/O), 42P01 undefined table.
+            let postgres = code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+                || code.starts_with("58")
+                || code == "42P01";
+            // SQLite primary result codes (the low byte of an extended one): BUSY, LOCKED,
+            // NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB. A missing table is a
+            // plain SQLITE_ERROR, told apart by its message.
+            let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some_and(|_| {
+                let primary = code.parse::<i64>().map(|c| c & 0xff).unwrap_or(0);
+                matches!(primary, 5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 26) || db.message().starts_with("no such table")
+            });
+            postgres || sqlite
         }
         _ => false,
     }

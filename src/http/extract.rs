@@ -1,18 +1,129 @@
 //! Extractors that answer bad input in the one error shape: JSON bodies and bearer auth.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use serde::de::value::{MapDeserializer, SeqDeserializer};
+use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, Visitor};
+use serde_json::Value;
 
 use super::AppState;
 use crate::accounts::Caller;
 use crate::error::ApiError;
 
-/// `axum::Json`, with its rejections turned into [`ApiError`]s.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON request body, with its rejections turned into [`ApiError`]s.
+///
+/// Stricter than `axum::Json` about shapes: a struct is only ever filled from a JSON object.
+/// serde's derived structs also accept an array, field by field in order, so without this
+/// `[]` would be a valid body wherever every field has a default (`POST /me/instructor` made
+/// a student an instructor with it) and `["a@b.co", "password123"]` a valid login. The check
+/// applies at every depth, for every route.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // Content type, body limit and syntax are axum's checks; the shape is ours.
+        let axum::Json(value) = axum::Json::<Value>::from_request(req, state).await?;
+        serde_path_to_error::deserialize(Strict(value)).map(Json).map_err(|e| {
+            ApiError::unprocessable("invalid_body", format!("Failed to deserialize the JSON body into the target type: {e}"))
+        })
+    }
+}
+
+/// A parsed JSON value as a serde `Deserializer` that refuses to fill a struct from anything
+/// but an object. Everything else is serde_json's own `Value` deserializer.
+struct Strict(Value);
+
+impl<'de> IntoDeserializer<'de, serde_json::Error> for Strict {
+    type Deserializer = Strict;
+    fn into_deserializer(self) -> Strict {
+        self
+    }
+}
+
+impl Strict {
+    fn visit_array<'de, V: Visitor<'de>>(items: Vec<Value>, visitor: V) -> Result<V::Value, serde_json::Error> {
+        let mut seq = SeqDeserializer::new(items.into_iter().map(Strict));
+        let out = visitor.visit_seq(&mut seq)?;
+        seq.end()?;
+        Ok(out)
+    }
+
+    fn visit_object<'de, V: Visitor<'de>>(map: serde_json::Map<String, Value>, visitor: V) -> Result<V::Value, serde_json::Error> {
+        let mut entries = MapDeserializer::new(map.into_iter().map(|(k, v)| (k, Strict(v))));
+        let out = visitor.visit_map(&mut entries)?;
+        entries.end()?;
+        Ok(out)
+    }
+}
+
+impl<'de> Deserializer<'de> for Strict {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Array(items) => Strict::visit_array(items, visitor),
+            Value::Object(map) => Strict::visit_object(map, visitor),
+            scalar => scalar.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Object(map) => Strict::visit_object(map, visitor),
+            other => Err(de::Error::invalid_type(unexpected(&other), &"a JSON object")),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Null => visitor.visit_none(),
+            other => visitor.visit_some(Strict(other)),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.deserialize_enum(name, variants, visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit unit_struct
+        seq tuple tuple_struct map identifier ignored_any
+    }
+}
+
+fn unexpected(v: &Value) -> de::Unexpected<'_> {
+    match v {
+        Value::Null => de::Unexpected::Unit,
+        Value::Bool(b) => de::Unexpected::Bool(*b),
+        Value::Number(_) => de::Unexpected::Other("a number"),
+        Value::String(s) => de::Unexpected::Str(s),
+        Value::Array(_) => de::Unexpected::Seq,
+        Value::Object(_) => de::Unexpected::Map,
+    }
+}
 
 impl From<JsonRejection> for ApiError {
     fn from(rej: JsonRejection) -> Self {
@@ -116,4 +227,47 @@ pub struct Paged<T> {
     pub total: i64,
     pub page: i64,
     pub per_page: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Chapter {
+        start: f64,
+        title: String,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Body {
+        #[serde(default)]
+        name: String,
+        items: Option<Vec<Chapter>>,
+    }
+
+    fn strict<T: DeserializeOwned>(json: &str) -> Result<T, String> {
+        serde_path_to_error::deserialize(Strict(serde_json::from_str(json).unwrap())).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn structs_come_from_objects_only_at_every_depth() {
+        assert!(strict::<Body>("[]").unwrap_err().contains("expected a JSON object"));
+        assert!(strict::<Body>(r#"["x", null]"#).is_err());
+        let nested = strict::<Body>(r#"{"items": [[0, "Intro"]]}"#).unwrap_err();
+        assert!(nested.starts_with("items[0]") && nested.contains("expected a JSON object"), "{nested}");
+    }
+
+    #[test]
+    fn everything_else_reads_as_serde_json_would() {
+        let body: Body = strict(r#"{"name": "A", "items": [{"start": 0, "title": "Intro"}, {"start": 1.5, "title": "Next"}]}"#).unwrap();
+        assert_eq!(body.items.unwrap()[1], Chapter { start: 1.5, title: "Next".into() });
+        assert_eq!(strict::<Body>(r#"{"items": null}"#).unwrap(), Body { name: String::new(), items: None });
+        assert!(strict::<Body>(r#"{"name": 42}"#).unwrap_err().starts_with("name"));
+        assert_eq!(strict::<Vec<i64>>("[1, 2]").unwrap(), vec![1, 2]);
+        assert_eq!(strict::<Value>(r#"{"a": [1, {"b": null}]}"#).unwrap(), serde_json::json!({"a": [1, {"b": null}]}));
+        assert_eq!(strict::<Option<Option<i64>>>("null").unwrap(), None);
+    }
 }

@@ -1,8 +1,11 @@
 //! Router assembly and the middleware every request passes through: request ids, a `tracing`
 //! span and access-log line per request (paths only, sensitive query values redacted), metrics,
-//! CORS, body limits, JSON 404/405, and graceful shutdown.
+//! CORS, body limits, JSON 404/405, and graceful shutdown. [`client`] tells who is asking
+//! (through trusted proxies only); [`limits`] holds the per-address and per-user quotas.
 
+pub mod client;
 pub mod extract;
+pub mod limits;
 pub mod openapi;
 pub mod ops;
 
@@ -38,6 +41,8 @@ pub struct AppState {
     /// The payment provider and the payment work in flight.
     pub payments: Arc<crate::commerce::Payments>,
     pub metrics: PrometheusHandle,
+    /// Per-address and per-user quotas on sign-ups, password changes and posts.
+    pub limits: Arc<limits::Limits>,
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -62,7 +67,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state.clone())
-        .layer(middleware::from_fn(access_log));
+        .layer(middleware::from_fn_with_state(state.clone(), access_log));
 
     // CORS answers every OPTIONS request as a preflight; a plain OPTIONS (no
     // Access-Control-Request-Method, e.g. tus discovery) must reach its route instead.
@@ -157,8 +162,9 @@ pub fn redact_query(query: &str) -> String {
         .join("&")
 }
 
-/// One span and one access-log line per request, plus request metrics.
-async fn access_log(req: Request, next: Next) -> Response {
+/// One span and one access-log line per request, plus request metrics. Resolves the client
+/// address once (through trusted proxies) for the handlers' [`client::ClientAddr`].
+async fn access_log(axum::extract::State(st): axum::extract::State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -170,11 +176,12 @@ async fn access_log(req: Request, next: Next) -> Response {
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or("-")
         .to_string();
-    let client = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_default();
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let resolved = peer.map(|p| client::ClientAddr::resolve(p, req.headers(), &st.cfg.trusted_proxies));
+    if let Some(c) = resolved {
+        req.extensions_mut().insert(c);
+    }
+    let client = resolved.map(|c| c.to_string()).unwrap_or_default();
     let span = tracing::info_span!("request", id = %request_id, method = %method, path = %path);
     let resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status().as_u16();

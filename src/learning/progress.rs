@@ -56,23 +56,33 @@ pub async fn record(
     completed: bool,
     duration: Option<f64>,
 ) -> Result<LectureProgress, sqlx::Error> {
-    let auto_complete = duration.is_some_and(|d| d > 0.0 && position >= d * COMPLETE_AT);
-    let done = (completed || auto_complete) as i64;
+    // Past this point of the furthest position reached, the lecture is completed; none
+    // without a measured duration.
+    let threshold = duration.filter(|d| *d > 0.0).map_or(f64::MAX, |d| d * COMPLETE_AT);
+    let done = (completed || position >= threshold) as i64;
     let t = now();
-    // Milliseconds, so that "the lecture reported last" is well defined between quick reports.
+    // Milliseconds, and past every earlier report of this person in this course even when two
+    // land in the same millisecond, so that "the lecture reported last" is well defined.
     let t_ms = chrono::Utc::now().timestamp_millis();
+    let reported_at = "(SELECT CASE WHEN MAX(updated_at) >= $7 THEN MAX(updated_at) + 1 ELSE $7 END \
+                       FROM lecture_progress WHERE user_id = $1 AND course_id = $3)";
     let completed_at = if done == 1 { Some(t) } else { None };
-    let insert = sqlx::query(
+    // One statement: the merge, completion by the furthest point (so a lecture reported in
+    // small steps completes too) and the answer, with no moment in between to interleave.
+    let furthest = "CASE WHEN excluded.furthest_seconds > lecture_progress.furthest_seconds \
+                    THEN excluded.furthest_seconds ELSE lecture_progress.furthest_seconds END";
+    sqlx::query_as(&format!(
         "INSERT INTO lecture_progress (user_id, lecture_id, course_id, position_seconds, furthest_seconds, completed, completed_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $4, $5, $6, $7) \
+         VALUES ($1, $2, $3, $4, $4, $5, $6, {reported_at}) \
          ON CONFLICT (user_id, lecture_id) DO UPDATE SET \
            position_seconds = excluded.position_seconds, \
-           furthest_seconds = CASE WHEN excluded.furthest_seconds > lecture_progress.furthest_seconds \
-                                   THEN excluded.furthest_seconds ELSE lecture_progress.furthest_seconds END, \
-           completed = CASE WHEN lecture_progress.completed = 1 OR excluded.completed = 1 THEN 1 ELSE 0 END, \
-           completed_at = COALESCE(lecture_progress.completed_at, excluded.completed_at), \
-           updated_at = excluded.updated_at",
-    )
+           furthest_seconds = {furthest}, \
+           completed = CASE WHEN lecture_progress.completed = 1 OR excluded.completed = 1 OR {furthest} >= $8 THEN 1 ELSE 0 END, \
+           completed_at = COALESCE(lecture_progress.completed_at, excluded.completed_at, \
+                                   CASE WHEN {furthest} >= $8 THEN $9 END), \
+           updated_at = excluded.updated_at \
+         RETURNING lecture_id, position_seconds, furthest_seconds, completed"
+    ))
     .bind(user_id)
     .bind(lecture_id)
     .bind(course_id)
@@ -80,27 +90,8 @@ pub async fn record(
     .bind(done)
     .bind(completed_at)
     .bind(t_ms)
-    .execute(db.pool())
-    .await;
-    insert?;
-    // Passing 90 % of the furthest point also completes a lecture reported in small steps.
-    if let Some(d) = duration.filter(|d| *d > 0.0) {
-        sqlx::query(
-            "UPDATE lecture_progress SET completed = 1, completed_at = COALESCE(completed_at, $3) \
-             WHERE user_id = $1 AND lecture_id = $2 AND completed = 0 AND furthest_seconds >= $4",
-        )
-        .bind(user_id)
-        .bind(lecture_id)
-        .bind(t)
-        .bind(d * COMPLETE_AT)
-        .execute(db.pool())
-        .await?;
-    }
-    sqlx::query_as(
-        "SELECT lecture_id, position_seconds, furthest_seconds, completed FROM lecture_progress WHERE user_id = $1 AND lecture_id = $2",
-    )
-    .bind(user_id)
-    .bind(lecture_id)
+    .bind(threshold)
+    .bind(t)
     .fetch_one(db.pool())
     .await
 }

@@ -45,10 +45,7 @@ pub async fn put_progress(
     Path(lecture_id): Path<i64>,
     Json(report): Json<ProgressReport>,
 ) -> ApiResult<axum::Json<LectureProgress>> {
-    let lecture = crate::catalog::db::lecture(&st.db, lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;
-    let course = crate::catalog::visible_course(&st.db, Some(&caller), lecture.course_id)
-        .await
-        .map_err(|_| ApiError::not_found("lecture"))?;
+    let (lecture, course) = crate::catalog::visible_lecture(&st.db, Some(&caller), lecture_id).await?;
     if !super::may_watch(&st.db, Some(&caller), &course, &lecture).await?.allowed() {
         return Err(ApiError::forbidden("not_enrolled", "enroll in this course to record progress"));
     }

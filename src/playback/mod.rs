@@ -99,10 +99,7 @@ pub async fn start_session(
     lecture_id: i64,
     base_url: &str,
 ) -> ApiResult<PlaybackSession> {
-    let lecture = crate::catalog::db::lecture(db, lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;
-    let course = crate::catalog::visible_course(db, caller, lecture.course_id)
-        .await
-        .map_err(|_| ApiError::not_found("lecture"))?;
+    let (lecture, course) = crate::catalog::visible_lecture(db, caller, lecture_id).await?;
     match crate::learning::may_watch(db, caller, &course, &lecture).await? {
         Entitlement::SignInRequired => {
             return Err(ApiError::unauthorized("sign_in_required", "sign in and enroll to watch this lecture"))
