@@ -558,8 +558,9 @@ async fn a_database_failure_is_not_reported_as_a_missing_video(b: Backend) {
     let video = srv.put_video(&t, lectures[0], &clip(dir.path(), "a.mp4", 320, 240, 1.0, false)).await;
     sqlx::query("ALTER TABLE courses RENAME TO courses_away").execute(srv.app_state.db.pool()).await.unwrap();
     let resp = srv.http.get(srv.url(&format!("/api/v1/videos/{video}"))).bearer_auth(&t).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    assert_error(&resp.json().await.unwrap(), "internal");
+    // A database that cannot answer is an outage (503, `db::is_outage`), never "no such video".
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_error(&resp.json().await.unwrap(), "unavailable");
 }
 
 on_both_databases!(
