@@ -329,7 +329,48 @@ async fn an_endpoint_failing_again_and_again_is_disabled(b: Backend) {
     assert_eq!(rx.got.lock().unwrap().len(), 3);
 }
 
+async fn video_events_tell_the_course_owner_when_a_lecture_is_playable_or_failed(b: Backend) {
+    let srv = TestServer::start_with(b, StorageKind::Fs, |c| {
+        c.webhook_allow_private = true;
+        c.webhook_poll_ms = 100;
+        c.x264_preset = "ultrafast".into();
+        c.worker_poll_ms = 200;
+        c.job_max_attempts = 1;
+    })
+    .await;
+    let rx = Receiver::start().await;
+    let teacher = srv.instructor("teacher@example.com").await;
+    let hook = register(&srv, &teacher, &rx.url, &["video.playable", "video.ready", "video.failed"]).await;
+    let (_, section, lecture) = srv.course_with_lecture(&teacher, "Videos").await;
+    let (_, second) = srv.post(&format!("/api/v1/sections/{section}/lectures"), Some(&teacher), json!({"title": "Broken"})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = srv.put_video(&teacher, lecture, &common::clip(dir.path(), "good.mp4", 320, 240, 2.0, true)).await;
+    let whole = std::fs::read(common::clip(dir.path(), "cut.mp4", 320, 240, 2.0, true)).unwrap();
+    let cut = dir.path().join("cut-short.mp4");
+    std::fs::write(&cut, &whole[..whole.len() / 4]).unwrap();
+    let bad = srv.put_video(&teacher, second["id"].as_i64().unwrap(), &cut).await;
+    let mut worker = srv.spawn_worker();
+    for v in [good, bad] {
+        srv.wait_video(&teacher, v, Duration::from_secs(240)).await;
+    }
+    worker.kill().await.unwrap();
+    rx.until(3).await;
+    assert_eq!(rx.types(), ["video.failed", "video.playable", "video.ready"]);
+    for body in rx.bodies() {
+        let expected = if body["type"] == "video.failed" { bad } else { good };
+        assert_eq!(body["data"]["video_id"], expected, "{body}");
+        assert_eq!(body["data"]["lecture_id"], body["data"]["video"]["lecture_id"]);
+    }
+    let ready = rx.bodies().into_iter().find(|b| b["type"] == "video.ready").unwrap();
+    assert_eq!(ready["data"]["video"]["status"], "ready");
+    assert!(ready["data"]["video"]["duration_seconds"].as_f64().unwrap() > 1.5);
+    let failed = rx.bodies().into_iter().find(|b| b["type"] == "video.failed").unwrap();
+    assert!(failed["data"]["video"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{failed}");
+    rx.verify_all(hook["secret"].as_str().unwrap());
+}
+
 on_both_databases!(
+    video_events_tell_the_course_owner_when_a_lecture_is_playable_or_failed,
     endpoints_are_registered_by_instructors_and_admins_with_checked_urls,
     signed_events_reach_the_endpoints_that_may_hear_them,
     failed_deliveries_are_retried_with_backoff_across_a_restart,

@@ -26,6 +26,7 @@
 use sqlx::FromRow;
 
 use crate::db::{now, Backend, Db};
+use crate::webhooks::EventType;
 
 /// A claimed job.
 #[derive(Debug, Clone, FromRow)]
@@ -198,8 +199,29 @@ pub async fn publish(db: &Db, job: &Job, worker: &str, out: &Published<'_>) -> R
             replaced = Some(job.video_id);
         }
     }
+    // No progressive publish yet: a video becomes playable when it is ready.
+    video_event(&mut tx, EventType::VideoPlayable, job.video_id).await?;
+    video_event(&mut tx, EventType::VideoReady, job.video_id).await?;
     tx.commit().await?;
     Ok(PublishOutcome::Published { replaced })
+}
+
+/// Record a `video.*` webhook event about `video_id` in the transaction `conn` that changed it:
+/// the video as its owner's `GET /videos/{id}` shows its status, duration and error.
+async fn video_event(conn: &mut sqlx::AnyConnection, kind: EventType, video_id: i64) -> Result<(), sqlx::Error> {
+    let row: Option<(i64, i64, String, Option<f64>, Option<String>)> = sqlx::query_as(
+        "SELECT v.lecture_id, l.course_id, v.status, v.duration_seconds, v.error FROM videos v \
+         JOIN lectures l ON l.id = v.lecture_id WHERE v.id = $1",
+    )
+    .bind(video_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((lecture_id, course_id, status, duration_seconds, error)) = row else { return Ok(()) };
+    let video = serde_json::json!({
+        "id": video_id, "lecture_id": lecture_id, "status": status, "duration_seconds": duration_seconds, "error": error,
+    });
+    let data = serde_json::json!({"video_id": video_id, "lecture_id": lecture_id, "course_id": course_id, "video": video});
+    crate::webhooks::emit(conn, kind, &[course_id], data).await
 }
 
 /// The result of [`publish`].
@@ -255,13 +277,16 @@ pub async fn fail(db: &Db, job: &Job, worker: &str, failure: &Failure<'_>) -> Re
     };
     if done.rows_affected() == 1 {
         let (status, error) = if final_failure { ("failed", Some(failure.public)) } else { ("queued", None) };
-        sqlx::query("UPDATE videos SET status = $2, error = $3, updated_at = $4 WHERE id = $1 AND status <> 'ready'")
+        let marked = sqlx::query("UPDATE videos SET status = $2, error = $3, updated_at = $4 WHERE id = $1 AND status <> 'ready'")
             .bind(job.video_id)
             .bind(status)
             .bind(error)
             .bind(t)
             .execute(&mut *tx)
             .await?;
+        if final_failure && marked.rows_affected() == 1 {
+            video_event(&mut tx, EventType::VideoFailed, job.video_id).await?;
+        }
     }
     tx.commit().await?;
     Ok(final_failure && done.rows_affected() == 1)
@@ -319,12 +344,15 @@ pub async fn reap_abandoned(db: &Db) -> Result<u64, sqlx::Error> {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
-            sqlx::query("UPDATE videos SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1 AND status <> 'ready'")
+            let marked = sqlx::query("UPDATE videos SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1 AND status <> 'ready'")
                 .bind(video_id)
                 .bind(reason)
                 .bind(t)
                 .execute(&mut *tx)
                 .await?;
+            if marked.rows_affected() == 1 {
+                video_event(&mut tx, EventType::VideoFailed, *video_id).await?;
+            }
         }
         tx.commit().await?;
     }
