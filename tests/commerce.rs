@@ -18,16 +18,6 @@ async fn user_id(srv: &TestServer, token: &str) -> i64 {
     me["id"].as_i64().unwrap()
 }
 
-/// An admin's access token.
-async fn admin(srv: &TestServer) -> String {
-    srv.app_state
-        .accounts
-        .create_user("admin@example.com", "password123", "Admin", lectern::accounts::Role::Admin)
-        .await
-        .unwrap();
-    srv.login("admin@example.com", "password123").await.0
-}
-
 /// A published course of `teacher` at `price` `currency`: `(course_id, lecture_id)`.
 async fn published(srv: &TestServer, teacher: &str, title: &str, price: i64, currency: &str) -> (i64, i64) {
     let (course_id, _, lecture_id) = srv.course_with_lecture(teacher, title).await;
@@ -252,7 +242,7 @@ async fn orders_keep_the_titles_and_prices_they_were_placed_at(b: Backend) {
     let (status, _) = srv.get(&format!("/api/v1/orders/{}", from_cart["id"]), Some(&other)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(srv.get("/api/v1/me/orders", Some(&other)).await.1["total"], 0);
-    let admin = admin(&srv).await;
+    let admin = srv.admin().await;
     assert_eq!(get_order(&srv, &admin, &from_cart["id"]).await["id"], from_cart["id"]);
 
     // Refused orders leave nothing behind.
@@ -511,7 +501,7 @@ async fn the_refund_policy_binds_buyers_not_admins(b: Backend) {
     set_duration(&srv, sampled, sampled_lecture, 600.0).await;
     let (student, _) = srv.new_user("student@example.com").await;
     let student_id = user_id(&srv, &student).await;
-    let admin = admin(&srv).await;
+    let admin = srv.admin().await;
 
     // Less than a third watched: the buyer may refund.
     let sampled_order = buy(&srv, &student, sampled).await;
@@ -625,7 +615,7 @@ async fn the_dashboard_adds_up_sales_refunds_and_watching(b: Backend) {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
         assert_error(&err, code);
     }
-    let admin = admin(&srv).await;
+    let admin = srv.admin().await;
     let (_, d) = srv.get("/api/v1/instructor/dashboard", Some(&admin)).await;
     assert_eq!(d["courses"].as_array().unwrap().len(), 3, "admins see every course");
     assert_eq!(d["totals"]["revenue"], 95000);

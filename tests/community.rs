@@ -31,11 +31,6 @@ async fn enrolled_student(srv: &TestServer, email: &str, name: &str, course_id: 
     (token, id)
 }
 
-async fn admin(srv: &TestServer) -> String {
-    srv.app_state.accounts.create_user("admin@example.com", "password123", "Admin", lectern::accounts::Role::Admin).await.unwrap();
-    srv.login("admin@example.com", "password123").await.0
-}
-
 fn ids(list: &Value) -> Vec<i64> {
     list["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect()
 }
@@ -181,7 +176,7 @@ async fn only_the_author_changes_a_review_and_admins_may_delete_it(b: Backend) {
     assert_eq!(srv.call(Method::PATCH, "/api/v1/reviews/99999", Some(&ana), Some(json!({"rating": 2}))).await.0, StatusCode::NOT_FOUND);
 
     // An admin removes Ana's review; Ben removes his own.
-    let admin = admin(&srv).await;
+    let admin = srv.admin().await;
     assert_eq!(srv.call(Method::PATCH, &path, Some(&admin), Some(json!({"rating": 1}))).await.0, StatusCode::NOT_FOUND, "admins delete, not edit");
     assert_eq!(srv.call(Method::DELETE, &path, Some(&admin), None).await.0, StatusCode::NO_CONTENT);
     assert_eq!(srv.call(Method::DELETE, &path, Some(&admin), None).await.0, StatusCode::NOT_FOUND);
@@ -348,7 +343,7 @@ async fn a_deleted_comment_with_replies_stays_as_a_tombstone(b: Backend) {
     assert_eq!(ids(&list), [root["id"].as_i64().unwrap()]);
 
     // When the last reply goes (an admin removing one, the replier the other), so does the tombstone.
-    let admin = admin(&srv).await;
+    let admin = srv.admin().await;
     assert_eq!(srv.call(Method::DELETE, &format!("/api/v1/comments/{}", reply["id"]), Some(&admin), None).await.0, StatusCode::NO_CONTENT);
     let (_, list) = srv.get(&comments, None).await;
     assert_eq!(list["items"][0]["replies"].as_array().unwrap().len(), 1, "{list}");

@@ -113,15 +113,6 @@ async fn server(b: Backend) -> TestServer {
     .await
 }
 
-async fn admin(srv: &TestServer) -> String {
-    srv.app_state
-        .accounts
-        .create_user("admin@example.com", "password123", "Admin", lectern::accounts::Role::Admin)
-        .await
-        .unwrap();
-    srv.login("admin@example.com", "password123").await.0
-}
-
 async fn register(srv: &TestServer, token: &str, url: &str, events: &[&str]) -> Value {
     let (status, hook) = srv.post("/api/v1/webhooks", Some(token), json!({"url": url, "events": events, "description": "test"})).await;
     assert_eq!(status, StatusCode::CREATED, "{hook}");
@@ -193,7 +184,7 @@ async fn endpoints_are_registered_by_instructors_and_admins_with_checked_urls(b:
     let (status, changed) = srv.call(Method::PATCH, &path, Some(&teacher), Some(json!({"enabled": false, "events": ["order.refunded"]}))).await;
     assert_eq!(status, StatusCode::OK, "{changed}");
     assert_eq!((changed["enabled"].as_bool(), &changed["events"]), (Some(false), &json!(["order.refunded"])));
-    let admin = admin(&srv).await;
+    let admin = srv.admin().await;
     assert_eq!(srv.get("/api/v1/webhooks", Some(&admin)).await.1["items"].as_array().unwrap().len(), 1);
     assert_eq!(srv.call(Method::DELETE, &path, Some(&teacher), None).await.0, StatusCode::NO_CONTENT);
     assert_eq!(srv.get("/api/v1/webhooks", Some(&teacher)).await.1["items"], json!([]));
@@ -202,7 +193,7 @@ async fn endpoints_are_registered_by_instructors_and_admins_with_checked_urls(b:
 async fn signed_events_reach_the_endpoints_that_may_hear_them(b: Backend) {
     let srv = server(b).await;
     let (admin_rx, teacher_rx, other_rx) = (Receiver::start().await, Receiver::start().await, Receiver::start().await);
-    let admin = admin(&srv).await;
+    let admin = srv.admin().await;
     let teacher = srv.instructor("teacher@example.com").await;
     let other = srv.instructor("other@example.com").await;
     let all = ["course.published", "order.paid", "order.refunded", "enrollment.created", "enrollment.revoked"];
@@ -246,7 +237,7 @@ async fn signed_events_reach_the_endpoints_that_may_hear_them(b: Backend) {
 async fn failed_deliveries_are_retried_with_backoff_across_a_restart(b: Backend) {
     let srv = server(b).await;
     let rx = Receiver::start().await;
-    let admin = admin(&srv).await;
+    let admin = srv.admin().await;
     let hook = register(&srv, &admin, &rx.url, &["order.paid"]).await;
     let teacher = srv.instructor("teacher@example.com").await;
     let course = published(&srv, &teacher, "Retry").await;
@@ -310,7 +301,7 @@ async fn an_endpoint_failing_again_and_again_is_disabled(b: Backend) {
     .await;
     let rx = Receiver::start().await;
     rx.status.store(500, Ordering::SeqCst);
-    let admin = admin(&srv).await;
+    let admin = srv.admin().await;
     let hook = register(&srv, &admin, &rx.url, &["order.paid"]).await;
     let teacher = srv.instructor("teacher@example.com").await;
     let course = published(&srv, &teacher, "Broken").await;

@@ -239,6 +239,16 @@ impl TestServer {
         (body["access_token"].as_str().unwrap().to_string(), body["refresh_token"].as_str().unwrap().to_string())
     }
 
+    /// Make the admin `admin@example.com` (as `lectern user create` does) and sign in as them.
+    pub async fn admin(&self) -> String {
+        self.app_state
+            .accounts
+            .create_user("admin@example.com", "password123", "Admin", lectern::accounts::Role::Admin)
+            .await
+            .unwrap();
+        self.login("admin@example.com", "password123").await.0
+    }
+
     /// Sign up and log in; returns the access and refresh tokens.
     pub async fn new_user(&self, email: &str) -> (String, String) {
         self.signup(email).await;
