@@ -17,19 +17,22 @@ use lectern::config::StorageKind;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+/// Every request a receiver got: headers and body.
+type Log = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+
 /// A webhook receiver on loopback: remembers every request, answers `status`.
 #[derive(Clone)]
 struct Receiver {
     url: String,
-    got: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+    got: Log,
     status: Arc<AtomicU16>,
 }
 
 impl Receiver {
     async fn start() -> Receiver {
-        let got = Arc::new(Mutex::new(Vec::new()));
+        let got: Log = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
-        async fn hook(State(r): State<(Arc<Mutex<Vec<(HeaderMap, String)>>>, Arc<AtomicU16>)>, headers: HeaderMap, body: Bytes) -> AxumStatus {
+        async fn hook(State(r): State<(Log, Arc<AtomicU16>)>, headers: HeaderMap, body: Bytes) -> AxumStatus {
             r.0.lock().unwrap().push((headers, String::from_utf8_lossy(&body).into_owned()));
             AxumStatus::from_u16(r.1.load(Ordering::SeqCst)).unwrap()
         }

@@ -209,14 +209,22 @@ pub async fn publish(db: &Db, job: &Job, worker: &str, out: &Published<'_>) -> R
 /// Record a `video.*` webhook event about `video_id` in the transaction `conn` that changed it:
 /// the video as its owner's `GET /videos/{id}` shows its status, duration and error.
 async fn video_event(conn: &mut sqlx::AnyConnection, kind: EventType, video_id: i64) -> Result<(), sqlx::Error> {
-    let row: Option<(i64, i64, String, Option<f64>, Option<String>)> = sqlx::query_as(
+    #[derive(FromRow)]
+    struct Row {
+        lecture_id: i64,
+        course_id: i64,
+        status: String,
+        duration_seconds: Option<f64>,
+        error: Option<String>,
+    }
+    let row: Option<Row> = sqlx::query_as(
         "SELECT v.lecture_id, l.course_id, v.status, v.duration_seconds, v.error FROM videos v \
          JOIN lectures l ON l.id = v.lecture_id WHERE v.id = $1",
     )
     .bind(video_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((lecture_id, course_id, status, duration_seconds, error)) = row else { return Ok(()) };
+    let Some(Row { lecture_id, course_id, status, duration_seconds, error }) = row else { return Ok(()) };
     let video = serde_json::json!({
         "id": video_id, "lecture_id": lecture_id, "status": status, "duration_seconds": duration_seconds, "error": error,
     });
