@@ -350,7 +350,7 @@ pub struct Movement<'a> {
 /// In one transaction: mark a pending order paid, record the charge (none for a free order),
 /// settle its payment intent, enroll the buyer in each course and take them out of the cart. False (and nothing done)
 /// when the order was no longer pending.
-pub async fn mark_paid(db: &Db, order: &OrderRow, course_ids: &[i64], charge: Option<Movement<'_>>, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn mark_paid(db: &Db, order: &OrderRow, charge: Option<Movement<'_>>, now: i64) -> Result<bool, sqlx::Error> {
     let mut tx = db.pool().begin().await?;
     let done = sqlx::query(
         "UPDATE orders SET status = 'paid', paid_at = $2, provider = $3, payment_key = $4 WHERE id = $1 AND status = 'pending'",
@@ -365,11 +365,12 @@ pub async fn mark_paid(db: &Db, order: &OrderRow, course_ids: &[i64], charge: Op
         tx.rollback().await?;
         return Ok(false);
     }
+    let course_ids = course_ids_of(&mut tx, order.id).await?;
     if let Some(c) = charge {
         record_movement(&mut tx, order, "charge", c, now).await?;
     }
     sqlx::query("DELETE FROM payment_intents WHERE order_id = $1").bind(order.id).execute(&mut *tx).await?;
-    for course_id in course_ids {
+    for course_id in &course_ids {
         crate::learning::enroll(&mut *tx, order.user_id, *course_id, "order").await?;
         sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND course_id = $2")
             .bind(order.user_id)
@@ -379,8 +380,8 @@ pub async fn mark_paid(db: &Db, order: &OrderRow, course_ids: &[i64], charge: Op
         let enrollment = serde_json::json!({"user_id": order.user_id, "course_id": course_id, "source": "order", "order_id": order.id});
         webhooks::emit(&mut tx, EventType::EnrollmentCreated, &[*course_id], enrollment).await?;
     }
-    let paid = order_event(order, course_ids, charge.map(|c| c.provider), now, "paid");
-    webhooks::emit(&mut tx, EventType::OrderPaid, course_ids, paid).await?;
+    let paid = order_event(order, &course_ids, charge.map(|c| c.provider), now, "paid");
+    webhooks::emit(&mut tx, EventType::OrderPaid, &course_ids, paid).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -392,7 +393,6 @@ pub async fn mark_paid(db: &Db, order: &OrderRow, course_ids: &[i64], charge: Op
 pub async fn mark_refunded(
     db: &Db,
     order: &OrderRow,
-    course_ids: &[i64],
     refund: Option<Movement<'_>>,
     refunded_by: Option<i64>,
     now: i64,
@@ -408,20 +408,28 @@ pub async fn mark_refunded(
         tx.rollback().await?;
         return Ok(false);
     }
+    let course_ids = course_ids_of(&mut tx, order.id).await?;
     if let Some(r) = refund {
         record_movement(&mut tx, order, "refund", r, now).await?;
     }
     sqlx::query("DELETE FROM payment_intents WHERE order_id = $1").bind(order.id).execute(&mut *tx).await?;
-    for course_id in course_ids {
+    for course_id in &course_ids {
         if crate::learning::revoke(&mut *tx, order.user_id, *course_id).await? {
             let enrollment = serde_json::json!({"user_id": order.user_id, "course_id": course_id, "reason": "refund", "order_id": order.id});
             webhooks::emit(&mut tx, EventType::EnrollmentRevoked, &[*course_id], enrollment).await?;
         }
     }
-    let refunded = order_event(order, course_ids, refund.map(|r| r.provider), now, "refunded");
-    webhooks::emit(&mut tx, EventType::OrderRefunded, course_ids, refunded).await?;
+    let refunded = order_event(order, &course_ids, refund.map(|r| r.provider), now, "refunded");
+    webhooks::emit(&mut tx, EventType::OrderRefunded, &course_ids, refunded).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// The courses an order bought, read inside the transaction that acts on them.
+async fn course_ids_of(tx: &mut sqlx::Transaction<'_, sqlx::Any>, order_id: i64) -> Result<Vec<i64>, sqlx::Error> {
+    let rows: Vec<(i64,)> =
+        sqlx::query_as("SELECT course_id FROM order_items WHERE order_id = $1 ORDER BY id").bind(order_id).fetch_all(&mut **tx).await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// The `data` of an `order.paid` / `order.refunded` event: the order as its buyer sees it.

@@ -325,11 +325,10 @@ async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>
             ));
         }
     }
-    let course_ids: Vec<i64> = items.iter().map(|i| i.course_id).collect();
     let provider = &payments.provider;
     let Some(key) = payment_key else {
         // A free order: nothing to take.
-        if !db::mark_paid(db, &order, &course_ids, None, now()).await? {
+        if !db::mark_paid(db, &order, None, now()).await? {
             return Err(ApiError::internal(anyhow::anyhow!("order {id} stopped being pending while its buyer's payment lock was held")));
         }
         return show(db, db::order(db, id).await?.ok_or(ApiError::not_found("order"))?).await;
@@ -350,7 +349,7 @@ async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>
     match provider.confirm(&charge).await {
         Ok(()) => {
             let charge = Movement { provider: provider.name(), payment_key: key };
-            if !db::mark_paid(db, &order, &course_ids, Some(charge), now()).await? {
+            if !db::mark_paid(db, &order, Some(charge), now()).await? {
                 return Err(ApiError::internal(anyhow::anyhow!("order {id} stopped being pending while its buyer's payment lock was held")));
             }
             view(db::order(db, id).await?.ok_or(ApiError::not_found("order"))?, items, None)

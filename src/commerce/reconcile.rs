@@ -113,10 +113,8 @@ pub async fn settle(db: &Db, payments: &Payments, intent: &IntentRow) -> ApiResu
     };
     let outcome = match (kind, state) {
         (IntentKind::Confirming, PaymentState::Charged { payment_key, amount }) if amount == order.amount => {
-            let items = db::items_of(db, order.id).await?;
-            let course_ids: Vec<i64> = items.iter().map(|i| i.course_id).collect();
             let charge = Movement { provider: provider.name(), payment_key: &payment_key };
-            if !db::mark_paid(db, &order, &course_ids, Some(charge), now()).await? {
+            if !db::mark_paid(db, &order, Some(charge), now()).await? {
                 db::drop_intent(db, order.id).await?;
             }
             Settled::Paid
@@ -183,10 +181,8 @@ pub async fn give_back_wrong_charge(db: &Db, payments: &Payments, order: &OrderR
 
 /// Mark the intent's order refunded, by whoever asked for the refund.
 async fn refunded(db: &Db, order: &OrderRow, intent: &IntentRow) -> ApiResult<Settled> {
-    let items = db::items_of(db, order.id).await?;
-    let course_ids: Vec<i64> = items.iter().map(|i| i.course_id).collect();
     let refund = Movement { provider: &intent.provider, payment_key: &intent.payment_key };
-    if !db::mark_refunded(db, order, &course_ids, Some(refund), intent.requested_by, now()).await? {
+    if !db::mark_refunded(db, order, Some(refund), intent.requested_by, now()).await? {
         db::drop_intent(db, order.id).await?;
     }
     Ok(Settled::Refunded)

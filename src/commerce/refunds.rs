@@ -108,9 +108,7 @@ async fn give_back(db: &Db, payments: &Payments, refunded_by: i64, id: i64, reas
             }
             // A free order: no money moved, none goes back.
             _ => {
-                let items = db::items_of(db, id).await?;
-                let course_ids: Vec<i64> = items.iter().map(|i| i.course_id).collect();
-                if !db::mark_refunded(db, &order, &course_ids, None, Some(refunded_by), now()).await? {
+                if !db::mark_refunded(db, &order, None, Some(refunded_by), now()).await? {
                     return Err(ApiError::internal(anyhow::anyhow!("order {id} stopped being paid while its buyer's payment lock was held")));
                 }
                 return refunded_view(db, id).await;
