@@ -197,17 +197,6 @@ async fn help_explains_every_command() {
     }
 }
 
-/// Child processes of `pid` (each thread lists the children it started).
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
-    let mut out: Vec<u32> = tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
-        .flat_map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
-        .collect();
-    out.sort();
-    out
-}
-
 /// An instructor (made on the command line), a lecture, and an uploaded clip; returns the
 /// token and video id.
 async fn upload_a_clip(dir: &Path, base: &str) -> (String, i64) {
@@ -270,7 +259,7 @@ async fn serve_supervises_its_worker_processes_and_restarts_crashed_ones() {
     let pid = server.id().unwrap();
     let mut first = Vec::new();
     for _ in 0..100 {
-        first = children(pid);
+        first = common::child_pids(pid);
         if !first.is_empty() {
             break;
         }
@@ -281,7 +270,7 @@ async fn serve_supervises_its_worker_processes_and_restarts_crashed_ones() {
     assert!(std::process::Command::new("kill").args(["-KILL", &first[0].to_string()]).status().unwrap().success());
     let mut replaced = false;
     for _ in 0..100 {
-        let now = children(pid);
+        let now = common::child_pids(pid);
         if now.len() == 1 && now[0] != first[0] {
             replaced = true;
             break;
@@ -294,7 +283,7 @@ async fn serve_supervises_its_worker_processes_and_restarts_crashed_ones() {
     wait_ready(&base, &token, video).await;
     let (status, stderr) = sigterm_and_wait(server).await;
     assert!(status.success(), "{stderr}");
-    assert!(children(pid).is_empty());
+    assert!(common::child_pids(pid).is_empty());
 }
 
 #[tokio::test]

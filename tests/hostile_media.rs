@@ -236,17 +236,6 @@ on_both_setups!(
     an_internal_failure_tells_the_owner_no_paths_or_endpoints,
 );
 
-/// Process ids of `pid`'s children.
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
-    let mut out: Vec<u32> = tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
-        .flat_map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
-        .collect();
-    out.sort();
-    out
-}
-
 /// Whether `pid` still runs (a zombie waiting for its reaper does not).
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -301,8 +290,8 @@ async fn a_killed_worker_pool_takes_its_processes_with_it_and_leaks_them_no_secr
     let started = std::time::Instant::now();
     let (worker, engine) = loop {
         let (_, v) = srv.get(&format!("/api/v1/videos/{video}"), Some(&t)).await;
-        let workers = children(pool_pid);
-        let engines: Vec<u32> = workers.iter().flat_map(|w| children(*w)).collect();
+        let workers = common::child_pids(pool_pid);
+        let engines: Vec<u32> = workers.iter().flat_map(|w| common::child_pids(*w)).collect();
         if v["status"] == "processing" && v["progress"].as_f64().unwrap() > 0.06 && workers.len() == 1 && engines.len() == 1 {
             break (workers[0], engines[0]);
         }

@@ -443,3 +443,14 @@ pub fn assert_decodes(master: &Path) {
         .unwrap();
     assert!(out.status.success() && out.stderr.is_empty(), "decoding {master:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Process ids of `pid`'s children (each thread lists the children it started).
+pub fn child_pids(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let mut out: Vec<u32> = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect();
+    out.sort();
+    out
+}
