@@ -69,7 +69,9 @@ impl FromStr for TrustedProxies {
             .map(|part| {
                 part.parse::<ipnet::IpNet>()
                     .or_else(|_| part.parse::<IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| format!("trusted_proxies: {part:?} is not an IP address or CIDR network"))
+                    .map_err(|_| {
+                        format!("trusted_proxies: {part:?} is not an IP address or CIDR network")
+                    })
             })
             .collect::<Result<_, _>>()
             .map(TrustedProxies)
@@ -362,7 +364,10 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(ConfigError::Invalid(format!("config file {} does not exist", file.display())));
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
             }
             fig = fig.merge(Toml::file(file));
         }
@@ -388,8 +393,14 @@ impl Config {
             return Err(ConfigError::Invalid("LECTERN_STORAGE=s3 needs LECTERN_S3_BUCKET".into()));
         }
         let url = self.database_url.expose();
-        if !url.is_empty() && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(ConfigError::Invalid("LECTERN_DATABASE_URL must start with sqlite: or postgres://".into()));
+        if !url.is_empty()
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(
+                "LECTERN_DATABASE_URL must start with sqlite: or postgres://".into(),
+            ));
         }
         if !["dev", "toss"].contains(&self.payment_provider.as_str()) {
             return Err(ConfigError::Invalid("payment_provider must be dev or toss".into()));
@@ -402,32 +413,59 @@ impl Config {
             ));
         }
         if self.payment_provider == "toss" && self.toss_secret_key.is_empty() {
-            return Err(ConfigError::Invalid("payment_provider = toss needs LECTERN_TOSS_SECRET_KEY".into()));
+            return Err(ConfigError::Invalid(
+                "payment_provider = toss needs LECTERN_TOSS_SECRET_KEY".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&self.refund_max_watched_fraction) {
-            return Err(ConfigError::Invalid("refund_max_watched_fraction must be between 0 and 1".into()));
+            return Err(ConfigError::Invalid(
+                "refund_max_watched_fraction must be between 0 and 1".into(),
+            ));
         }
         if !(1.0..=30.0).contains(&self.segment_seconds) {
             return Err(ConfigError::Invalid("segment_seconds must be between 1 and 30".into()));
         }
-        const PRESETS: &[&str] =
-            &["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"];
+        const PRESETS: &[&str] = &[
+            "ultrafast",
+            "superfast",
+            "veryfast",
+            "faster",
+            "fast",
+            "medium",
+            "slow",
+            "slower",
+            "veryslow",
+            "placebo",
+        ];
         if !PRESETS.contains(&self.x264_preset.as_str()) {
-            return Err(ConfigError::Invalid(format!("x264_preset must be one of {}", PRESETS.join(", "))));
+            return Err(ConfigError::Invalid(format!(
+                "x264_preset must be one of {}",
+                PRESETS.join(", ")
+            )));
         }
         if self.job_lease_secs < 3 || self.job_max_attempts == 0 {
-            return Err(ConfigError::Invalid("job_lease_secs must be at least 3 and job_max_attempts at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "job_lease_secs must be at least 3 and job_max_attempts at least 1".into(),
+            ));
         }
-        if self.webhook_retry_schedule.split(',').any(|s| !s.trim().is_empty() && s.trim().parse::<u64>().is_err()) {
-            return Err(ConfigError::Invalid("webhook_retry_schedule must be comma-separated seconds, e.g. 5,300,1800".into()));
+        if self
+            .webhook_retry_schedule
+            .split(',')
+            .any(|s| !s.trim().is_empty() && s.trim().parse::<u64>().is_err())
+        {
+            return Err(ConfigError::Invalid(
+                "webhook_retry_schedule must be comma-separated seconds, e.g. 5,300,1800".into(),
+            ));
         }
         if self.job_budget_base_secs == 0
-            || !(self.job_budget_per_video_second.is_finite() && self.job_budget_per_video_second >= 0.0)
+            || !(self.job_budget_per_video_second.is_finite()
+                && self.job_budget_per_video_second >= 0.0)
             || self.job_scratch_budget_bytes == 0
             || self.engine_memory_limit_bytes < 256 * 1024 * 1024
         {
             return Err(ConfigError::Invalid(
-                "job budgets must be positive and engine_memory_limit_bytes at least 256 MiB".into(),
+                "job budgets must be positive and engine_memory_limit_bytes at least 256 MiB"
+                    .into(),
             ));
         }
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
@@ -515,7 +553,9 @@ fn env_value(key: &str, v: &str) -> Result<figment::value::Value, ConfigError> {
         "job_budget_per_video_second",
     ];
     const BOOLS: &[&str] = &["s3_path_style", "hls_encryption", "webhook_allow_private"];
-    let bad = || ConfigError::Invalid(format!("LECTERN_{} = {v:?} is not valid", key.to_ascii_uppercase()));
+    let bad = || {
+        ConfigError::Invalid(format!("LECTERN_{} = {v:?} is not valid", key.to_ascii_uppercase()))
+    };
     if NUMBERS.contains(&key) {
         v.trim().parse::<u64>().map(Value::from).map_err(|_| bad())
     } else if FLOATS.contains(&key) {
@@ -562,7 +602,12 @@ mod tests {
 
     #[test]
     fn flags_override_environment() {
-        let cfg = Config::load(None, env(&[("LECTERN_DATA_DIR", "/env")]), serde_json::json!({"data_dir": "/flag"})).unwrap();
+        let cfg = Config::load(
+            None,
+            env(&[("LECTERN_DATA_DIR", "/env")]),
+            serde_json::json!({"data_dir": "/flag"}),
+        )
+        .unwrap();
         assert_eq!(cfg.data_dir, PathBuf::from("/flag"));
     }
 
@@ -582,18 +627,34 @@ mod tests {
 
     #[test]
     fn inconsistent_settings_are_refused() {
-        let s3_without_bucket = Config::load(None, env(&[("LECTERN_STORAGE", "s3")]), serde_json::json!({}));
+        let s3_without_bucket =
+            Config::load(None, env(&[("LECTERN_STORAGE", "s3")]), serde_json::json!({}));
         assert!(s3_without_bucket.unwrap_err().to_string().contains("LECTERN_S3_BUCKET"));
-        let mysql = Config::load(None, env(&[("LECTERN_DATABASE_URL", "mysql://x")]), serde_json::json!({}));
+        let mysql = Config::load(
+            None,
+            env(&[("LECTERN_DATABASE_URL", "mysql://x")]),
+            serde_json::json!({}),
+        );
         assert!(mysql.is_err());
-        assert!(Config::load(None, env(&[("LECTERN_STORAGE", "ftp")]), serde_json::json!({})).is_err());
-        let typo = Config::load(None, env(&[("LECTERN_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/33")]), serde_json::json!({}));
+        assert!(
+            Config::load(None, env(&[("LECTERN_STORAGE", "ftp")]), serde_json::json!({})).is_err()
+        );
+        let typo = Config::load(
+            None,
+            env(&[("LECTERN_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/33")]),
+            serde_json::json!({}),
+        );
         assert!(typo.unwrap_err().to_string().contains("10.0.0.0/33"));
     }
 
     #[test]
     fn trusted_proxies_are_addresses_and_networks() {
-        let cfg = Config::load(None, env(&[("LECTERN_TRUSTED_PROXIES", " 127.0.0.1, ::1 ,10.0.0.0/8")]), serde_json::json!({})).unwrap();
+        let cfg = Config::load(
+            None,
+            env(&[("LECTERN_TRUSTED_PROXIES", " 127.0.0.1, ::1 ,10.0.0.0/8")]),
+            serde_json::json!({}),
+        )
+        .unwrap();
         let p = &cfg.trusted_proxies;
         for yes in ["127.0.0.1", "::1", "10.20.30.40", "::ffff:127.0.0.1"] {
             assert!(p.contains(yes.parse().unwrap()), "{yes}");
@@ -609,16 +670,26 @@ mod tests {
 
     #[test]
     fn production_refuses_the_dev_payment_provider() {
-        let err = Config::load(None, env(&[("LECTERN_ENV", "production")]), serde_json::json!({})).unwrap_err();
+        let err = Config::load(None, env(&[("LECTERN_ENV", "production")]), serde_json::json!({}))
+            .unwrap_err();
         assert!(err.to_string().contains("dev payment provider"), "{err}");
         let toss = Config::load(
             None,
-            env(&[("LECTERN_ENV", "production"), ("LECTERN_PAYMENT_PROVIDER", "toss"), ("LECTERN_TOSS_SECRET_KEY", "live_sk_x")]),
+            env(&[
+                ("LECTERN_ENV", "production"),
+                ("LECTERN_PAYMENT_PROVIDER", "toss"),
+                ("LECTERN_TOSS_SECRET_KEY", "live_sk_x"),
+            ]),
             serde_json::json!({}),
         )
         .unwrap();
         assert_eq!(toss.env, Environment::Production);
-        assert_eq!(Config::load(None, env(&[]), serde_json::json!({})).unwrap().env, Environment::Development);
-        assert!(Config::load(None, env(&[("LECTERN_ENV", "staging")]), serde_json::json!({})).is_err());
+        assert_eq!(
+            Config::load(None, env(&[]), serde_json::json!({})).unwrap().env,
+            Environment::Development
+        );
+        assert!(
+            Config::load(None, env(&[("LECTERN_ENV", "staging")]), serde_json::json!({})).is_err()
+        );
     }
 }

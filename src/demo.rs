@@ -49,16 +49,27 @@ pub struct DemoSummary {
 
 /// Fill the instance. Refuses when it already has users.
 pub async fn fill(st: &AppState, progress: &mut dyn FnMut(&str)) -> anyhow::Result<DemoSummary> {
-    let (users,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(st.db.pool()).await?;
+    let (users,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(st.db.pool()).await?;
     if users > 0 {
         bail!("this instance already has users; `lectern demo` only fills an empty one (use a fresh --data-dir)");
     }
     let err = |e: crate::accounts::AccountError| anyhow::anyhow!("{e}");
-    let teacher = st.accounts.create_user(DEMO_INSTRUCTOR, DEMO_PASSWORD, "김강사 (Demo Instructor)", Role::Instructor).await.map_err(err)?;
-    let student = st.accounts.create_user(DEMO_STUDENT, DEMO_PASSWORD, "이학생 (Demo Student)", Role::Student).await.map_err(err)?;
+    let teacher = st
+        .accounts
+        .create_user(DEMO_INSTRUCTOR, DEMO_PASSWORD, "김강사 (Demo Instructor)", Role::Instructor)
+        .await
+        .map_err(err)?;
+    let student = st
+        .accounts
+        .create_user(DEMO_STUDENT, DEMO_PASSWORD, "이학생 (Demo Student)", Role::Student)
+        .await
+        .map_err(err)?;
     let caller = Caller { user_id: teacher.id, role: Role::Instructor, session_id: String::new() };
     let category: Option<(i64,)> =
-        sqlx::query_as("SELECT id FROM categories WHERE parent_id IS NOT NULL ORDER BY id LIMIT 1").fetch_optional(st.db.pool()).await?;
+        sqlx::query_as("SELECT id FROM categories WHERE parent_id IS NOT NULL ORDER BY id LIMIT 1")
+            .fetch_optional(st.db.pool())
+            .await?;
     let api = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
 
     let scratch = st.cfg.data_dir.join("scratch").join("demo");
@@ -77,26 +88,55 @@ pub async fn fill(st: &AppState, progress: &mut dyn FnMut(&str)) -> anyhow::Resu
         let course = crate::catalog::create_course(&st.db, &caller, input).await.map_err(api)?;
         let course_id = course.course.id;
         for (si, (section_title, lectures)) in c.sections.iter().enumerate() {
-            let section = crate::catalog::create_section(&st.db, &caller, course_id, section_title, None).await.map_err(api)?;
+            let section =
+                crate::catalog::create_section(&st.db, &caller, course_id, section_title, None)
+                    .await
+                    .map_err(api)?;
             for (li, title) in lectures.iter().enumerate() {
                 let is_preview = si == 0 && li == 0;
-                let input = LectureInput { title: (*title).into(), description: None, is_preview, position: None };
-                let lecture = crate::catalog::create_lecture(&st.db, &caller, section.id, input).await.map_err(api)?;
+                let input = LectureInput {
+                    title: (*title).into(),
+                    description: None,
+                    is_preview,
+                    position: None,
+                };
+                let lecture = crate::catalog::create_lecture(&st.db, &caller, section.id, input)
+                    .await
+                    .map_err(api)?;
                 if is_preview && ci == 0 {
                     summary.preview_lecture = lecture.id;
                 }
                 progress(&format!("making a video for “{title}”"));
                 let clip = scratch.join(format!("lecture-{}.mp4", lecture.id));
-                let (w, h, secs, tone) = if li % 2 == 0 { (1280, 720, 12.0, 440) } else { (854, 480, 8.0, 660) };
+                let (w, h, secs, tone) =
+                    if li % 2 == 0 { (1280, 720, 12.0, 440) } else { (854, 480, 8.0, 660) };
                 let path = clip.clone();
-                tokio::task::spawn_blocking(move || lectern_workers::write_sample_clip(&path, w, h, secs, tone))
-                    .await?
-                    .map_err(|e| anyhow::anyhow!("generating a demo clip: {e}"))?;
-                let video_id = crate::media::db::insert_video(st.db.pool(), lecture.id, teacher.id, "demo.mp4", now()).await?;
+                tokio::task::spawn_blocking(move || {
+                    lectern_workers::write_sample_clip(&path, w, h, secs, tone)
+                })
+                .await?
+                .map_err(|e| anyhow::anyhow!("generating a demo clip: {e}"))?;
+                let video_id = crate::media::db::insert_video(
+                    st.db.pool(),
+                    lecture.id,
+                    teacher.id,
+                    "demo.mp4",
+                    now(),
+                )
+                .await?;
                 let file = tokio::fs::File::open(&clip).await?;
-                let meta = st.storage.put(&keys::source(video_id), stream_from_reader(file), "video/mp4").await?;
-                crate::media::db::set_source_size(st.db.pool(), video_id, meta.size as i64, now()).await?;
-                crate::media::queue::enqueue(st.db.pool(), video_id, st.cfg.job_max_attempts as i64).await?;
+                let meta = st
+                    .storage
+                    .put(&keys::source(video_id), stream_from_reader(file), "video/mp4")
+                    .await?;
+                crate::media::db::set_source_size(st.db.pool(), video_id, meta.size as i64, now())
+                    .await?;
+                crate::media::queue::enqueue(
+                    st.db.pool(),
+                    video_id,
+                    st.cfg.job_max_attempts as i64,
+                )
+                .await?;
                 let _ = tokio::fs::remove_file(&clip).await;
                 videos.push(video_id);
             }
@@ -111,9 +151,11 @@ pub async fn fill(st: &AppState, progress: &mut dyn FnMut(&str)) -> anyhow::Resu
     // Transcode with one in-process worker, the same code `lectern serve`'s pool runs.
     let ctx = WorkerCtx::new(WorkerSettings::from(&*st.cfg), st.db.clone(), st.storage.clone())?;
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(crate::media::worker::run(ctx, format!("demo-{}", std::process::id()), rx));
+    let worker =
+        tokio::spawn(crate::media::worker::run(ctx, format!("demo-{}", std::process::id()), rx));
     loop {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT status FROM videos").fetch_all(st.db.pool()).await?;
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT status FROM videos").fetch_all(st.db.pool()).await?;
         let done = rows.iter().filter(|r| r.0 == "ready" || r.0 == "failed").count();
         progress(&format!("transcoding: {done}/{} videos done", rows.len()));
         if done == rows.len() {
@@ -123,7 +165,9 @@ pub async fn fill(st: &AppState, progress: &mut dyn FnMut(&str)) -> anyhow::Resu
     }
     let _ = tx.send(true);
     worker.await.context("demo worker")?;
-    let (failed,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM videos WHERE status = 'failed'").fetch_one(st.db.pool()).await?;
+    let (failed,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM videos WHERE status = 'failed'")
+        .fetch_one(st.db.pool())
+        .await?;
     if failed > 0 {
         bail!("{failed} demo video(s) failed to transcode; see the log");
     }

@@ -179,10 +179,16 @@ impl ApiError {
     fn classified(self) -> Self {
         match self {
             ApiError::Internal(err) => {
-                match err.chain().find_map(|cause| cause.downcast_ref::<sqlx::Error>()).filter(|e| crate::db::is_outage(e)) {
+                match err
+                    .chain()
+                    .find_map(|cause| cause.downcast_ref::<sqlx::Error>())
+                    .filter(|e| crate::db::is_outage(e))
+                {
                     Some(_) => {
                         tracing::warn!(error = format!("{err:#}"), "database unavailable");
-                        ApiError::Unavailable { message: "the database is unavailable; retry shortly".into() }
+                        ApiError::Unavailable {
+                            message: "the database is unavailable; retry shortly".into(),
+                        }
                     }
                     None => ApiError::Internal(err),
                 }
@@ -211,7 +217,8 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         if let Some(secs) = retry_after {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         resp
     }

@@ -68,14 +68,23 @@ impl App {
         let storage = crate::storage::open(&cfg).await.context("opening object storage")?;
         let jwt_secret = jwt_secret(&cfg, db.backend()).await?;
         let tokens = Arc::new(AccessTokens::new(&jwt_secret, cfg.access_token_ttl_secs));
-        let accounts = Accounts::new(db.clone(), tokens, cfg.refresh_token_ttl_secs, cfg.login_attempts_per_minute);
+        let accounts = Accounts::new(
+            db.clone(),
+            tokens,
+            cfg.refresh_token_ttl_secs,
+            cfg.login_attempts_per_minute,
+        );
         let keys = if cfg.playback_keys.is_empty() {
             format!("local:{}", local_secret(&cfg, "playback-secret").await?.expose())
         } else {
             cfg.playback_keys.expose().to_string()
         };
-        let keys = crate::playback::tokens::PlaybackKeys::parse(&keys, cfg.playback_token_ttl_secs)?;
-        let objects = crate::playback::cache::ObjectCache::new(cfg.hls_cache_bytes, cfg.hls_cache_max_object_bytes);
+        let keys =
+            crate::playback::tokens::PlaybackKeys::parse(&keys, cfg.playback_token_ttl_secs)?;
+        let objects = crate::playback::cache::ObjectCache::new(
+            cfg.hls_cache_bytes,
+            cfg.hls_cache_max_object_bytes,
+        );
         let playback = Arc::new(crate::playback::Playback::new(keys, objects));
         let payments = Arc::new(crate::commerce::Payments::from_config(&cfg));
         let limits = Arc::new(crate::http::limits::Limits::new(&cfg));
@@ -156,7 +165,9 @@ async fn local_secret(cfg: &Config, name: &str) -> anyhow::Result<Secret> {
             let mut raw = [0u8; 32];
             rand::thread_rng().fill_bytes(&mut raw);
             let secret = hex::encode(raw);
-            write_private(&path, &secret).await.with_context(|| format!("writing {}", path.display()))?;
+            write_private(&path, &secret)
+                .await
+                .with_context(|| format!("writing {}", path.display()))?;
             Ok(Secret::new(secret))
         }
     }
@@ -185,7 +196,12 @@ async fn write_private(path: &std::path::Path, contents: &str) -> std::io::Resul
     let path = path.to_path_buf();
     let contents = contents.to_string();
     tokio::task::spawn_blocking(move || {
-        let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
         f.write_all(contents.as_bytes())
     })
     .await?

@@ -12,8 +12,8 @@ use lectern::config::Config;
 use lectern::media::supervisor::{supervise, CHILD_CONFIG_ENV};
 use lectern::media::worker::WorkerSettings;
 use lectern::App;
-use tokio::sync::watch;
 use serde::Serialize;
+use tokio::sync::watch;
 
 /// Lectern: a self-hostable lecture-video back end.
 ///
@@ -149,12 +149,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     // A worker child takes the settings its supervisor hands it, and only those.
     if let Command::Worker(WorkerArgs { child: true, .. }) = cli.command {
-        let json = std::env::var(CHILD_CONFIG_ENV).with_context(|| format!("{CHILD_CONFIG_ENV} is not set"))?;
-        let settings: WorkerSettings = serde_json::from_str(&json).context("reading the supervisor's settings")?;
+        let json = std::env::var(CHILD_CONFIG_ENV)
+            .with_context(|| format!("{CHILD_CONFIG_ENV} is not set"))?;
+        let settings: WorkerSettings =
+            serde_json::from_str(&json).context("reading the supervisor's settings")?;
         lectern::telemetry::init(settings.log_format, &settings.log_filter);
         return worker_child(settings).await;
     }
-    let mut overrides = Overrides { data_dir: cli.data_dir, database_url: cli.database_url, ..Default::default() };
+    let mut overrides =
+        Overrides { data_dir: cli.data_dir, database_url: cli.database_url, ..Default::default() };
     if let Command::Serve(args) = &cli.command {
         overrides.listen = args.listen;
         overrides.workers = args.workers;
@@ -185,7 +188,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 encryption: None,
                 threads: 0,
             };
-            let summary = tokio::task::spawn_blocking(move || offline_transcode(&input, &out, &opts)).await??;
+            let summary =
+                tokio::task::spawn_blocking(move || offline_transcode(&input, &out, &opts))
+                    .await??;
             print!("{summary}");
             Ok(())
         }
@@ -197,9 +202,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo => {
             let listen = cfg.listen;
             let app = App::start(cfg).await?;
-            let summary = lectern::demo::fill(&app.state, &mut |line| eprintln!("demo: {line}")).await?;
+            let summary =
+                lectern::demo::fill(&app.state, &mut |line| eprintln!("demo: {line}")).await?;
             let base = format!("http://{listen}");
-            println!("Demo ready: {} courses, {} transcoded videos.\n", summary.courses.len(), summary.videos);
+            println!(
+                "Demo ready: {} courses, {} transcoded videos.\n",
+                summary.courses.len(),
+                summary.videos
+            );
             for (id, title) in &summary.courses {
                 println!("  course {id}: {title}");
             }
@@ -211,19 +221,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             println!("Start the server:  lectern serve   (same --data-dir / configuration)");
             println!("Watch the free preview, no sign-in needed:");
-            println!("  curl -s -X POST {base}/api/v1/lectures/{}/playback", summary.preview_lecture);
+            println!(
+                "  curl -s -X POST {base}/api/v1/lectures/{}/playback",
+                summary.preview_lecture
+            );
             println!("  then open the \"url\" it returns in Safari, or: ffplay \"<url>\"");
             println!("Sign in as the student and play any lecture of the first course:");
             println!("  curl -s {base}/api/v1/auth/login -H 'content-type: application/json' \\");
-            println!("       -d '{{\"email\":\"{}\",\"password\":\"{}\"}}'", lectern::demo::DEMO_STUDENT, lectern::demo::DEMO_PASSWORD);
+            println!(
+                "       -d '{{\"email\":\"{}\",\"password\":\"{}\"}}'",
+                lectern::demo::DEMO_STUDENT,
+                lectern::demo::DEMO_PASSWORD
+            );
             println!("API docs: {base}/api/docs");
             Ok(())
         }
         Command::Enroll { user, course } => {
             let app = App::start(cfg).await?;
             let db = &app.state.db;
-            let email = lectern::accounts::normalize_email(&user).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let user = lectern::accounts::db::user_by_email(db, &email).await?.context("no user with that email")?;
+            let email =
+                lectern::accounts::normalize_email(&user).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let user = lectern::accounts::db::user_by_email(db, &email)
+                .await?
+                .context("no user with that email")?;
             lectern::catalog::db::course(db, course).await?.context("no such course")?;
             lectern::learning::enroll(db.pool(), user.id, course, "admin").await?;
             println!("enrolled {} in course {course}", user.email);
@@ -237,7 +257,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 password
             };
-            let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_string());
+            let name =
+                name.unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_string());
             let app = App::start(cfg).await?;
             let user = app
                 .state
@@ -255,11 +276,16 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listen = cfg.listen;
     let workers = cfg.effective_workers();
     let app = App::start(cfg.clone()).await?;
-    let listener =
-        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
-    let housekeeping = tokio::spawn(lectern::media::maintenance(app.state.clone(), Duration::from_secs(30), rx.clone()));
+    let housekeeping = tokio::spawn(lectern::media::maintenance(
+        app.state.clone(),
+        Duration::from_secs(30),
+        rx.clone(),
+    ));
     let reconciler = tokio::spawn(lectern::commerce::reconcile::run(
         app.state.db.clone(),
         app.state.payments.clone(),
@@ -314,20 +340,32 @@ async fn worker_child(settings: WorkerSettings) -> anyhow::Result<()> {
 }
 
 /// Run the engine with a progress bar; returns the summary to print.
-fn offline_transcode(input: &std::path::Path, out: &std::path::Path, opts: &lectern_workers::TranscodeOptions) -> anyhow::Result<String> {
+fn offline_transcode(
+    input: &std::path::Path,
+    out: &std::path::Path,
+    opts: &lectern_workers::TranscodeOptions,
+) -> anyhow::Result<String> {
     use std::fmt::Write;
     let bar = indicatif::ProgressBar::new(1000);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% eta {eta}")
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% eta {eta}",
+        )
+        .expect("valid template"),
     );
-    let s = lectern_workers::transcode(input, out, opts, &mut |p| bar.set_position((p * 1000.0) as u64))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let s = lectern_workers::transcode(input, out, opts, &mut |p| {
+        bar.set_position((p * 1000.0) as u64)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     bar.finish_and_clear();
     let mut text = String::new();
     let speed = s.duration_seconds / s.elapsed_seconds.max(1e-6);
     writeln!(text, "{} → {}", input.display(), out.join("master.m3u8").display())?;
-    writeln!(text, "duration {:.3} s, transcoded in {:.1} s ({speed:.2}× realtime), {} bytes written", s.duration_seconds, s.elapsed_seconds, s.output_bytes)?;
+    writeln!(
+        text,
+        "duration {:.3} s, transcoded in {:.1} s ({speed:.2}× realtime), {} bytes written",
+        s.duration_seconds, s.elapsed_seconds, s.output_bytes
+    )?;
     for r in &s.renditions {
         writeln!(
             text,

@@ -11,7 +11,10 @@ use serde_json::{json, Value};
 /// The claims of a JWT, read without verifying (to check what the server put in).
 fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("a JWT has three parts");
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+    )
+    .unwrap()
 }
 
 async fn signup_always_makes_a_student(b: Backend) {
@@ -37,7 +40,11 @@ async fn duplicate_email_is_a_conflict_whatever_its_case(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.signup("dup@example.com").await;
     let (status, body) = srv
-        .post("/api/v1/auth/signup", None, json!({"email": "  DUP@example.com", "password": "password123", "name": "Again"}))
+        .post(
+            "/api/v1/auth/signup",
+            None,
+            json!({"email": "  DUP@example.com", "password": "password123", "name": "Again"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_error(&body, "email_taken");
@@ -46,11 +53,31 @@ async fn duplicate_email_is_a_conflict_whatever_its_case(b: Backend) {
 async fn signup_rejects_bad_input_clearly(b: Backend) {
     let srv = TestServer::start_with(b, StorageKind::Fs, |c| c.max_json_body_bytes = 4096).await;
     let cases = [
-        (json!({"email": "not-an-email", "password": "password123", "name": "X"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_email"),
-        (json!({"email": "a@b.co", "password": "short", "name": "X"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_password"),
-        (json!({"email": "a@b.co", "password": "password123", "name": "   "}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_name"),
-        (json!({"email": "a@b.co", "password": "password123"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        (json!({"email": 42, "password": "password123", "name": "X"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        (
+            json!({"email": "not-an-email", "password": "password123", "name": "X"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_email",
+        ),
+        (
+            json!({"email": "a@b.co", "password": "short", "name": "X"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_password",
+        ),
+        (
+            json!({"email": "a@b.co", "password": "password123", "name": "   "}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_name",
+        ),
+        (
+            json!({"email": "a@b.co", "password": "password123"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            json!({"email": 42, "password": "password123", "name": "X"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
         (json!("just a string"), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
     ];
     for (body, want, code) in cases {
@@ -72,25 +99,46 @@ async fn signup_rejects_bad_input_clearly(b: Backend) {
     let resp = send("{}".into(), None).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_error(&resp.json().await.unwrap(), "expected_json");
-    let huge = json!({"email": "a@b.co", "password": "password123", "name": "x".repeat(10_000)}).to_string();
+    let huge = json!({"email": "a@b.co", "password": "password123", "name": "x".repeat(10_000)})
+        .to_string();
     let resp = send(huge, Some("application/json")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_error(&resp.json().await.unwrap(), "payload_too_large");
     // Nothing was created along the way.
-    let (status, _) = srv.post("/api/v1/auth/login", None, json!({"email": "a@b.co", "password": "password123"})).await;
+    let (status, _) = srv
+        .post("/api/v1/auth/login", None, json!({"email": "a@b.co", "password": "password123"}))
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 async fn login_refuses_wrong_passwords_and_unknown_accounts_alike(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.signup("ann@example.com").await;
-    let (status, wrong) = srv.post("/api/v1/auth/login", None, json!({"email": "ann@example.com", "password": "nope-nope"})).await;
+    let (status, wrong) = srv
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "ann@example.com", "password": "nope-nope"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_error(&wrong, "invalid_credentials");
-    let (status, unknown) = srv.post("/api/v1/auth/login", None, json!({"email": "bob@example.com", "password": "password123"})).await;
+    let (status, unknown) = srv
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "bob@example.com", "password": "password123"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong["error"], unknown["error"]);
-    let (status, body) = srv.post("/api/v1/auth/login", None, json!({"email": " ANN@example.com", "password": "password123"})).await;
+    let (status, body) = srv
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": " ANN@example.com", "password": "password123"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["token_type"], "Bearer");
     assert!(body["expires_in"].as_i64().unwrap() > 0);
@@ -101,7 +149,13 @@ async fn login_attempts_are_rate_limited(b: Backend) {
     let srv = TestServer::start_with(b, StorageKind::Fs, |c| c.login_attempts_per_minute = 3).await;
     srv.signup("target@example.com").await;
     for _ in 0..3 {
-        let (status, _) = srv.post("/api/v1/auth/login", None, json!({"email": "target@example.com", "password": "guess-guess"})).await;
+        let (status, _) = srv
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": "target@example.com", "password": "guess-guess"}),
+            )
+            .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
     let resp = srv
@@ -130,14 +184,21 @@ async fn tokens_are_only_accepted_where_they_belong(b: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_error(&body, "invalid_token");
     // An access token is not a refresh token.
-    let (status, body) = srv.post("/api/v1/auth/refresh", None, json!({"refresh_token": access})).await;
+    let (status, body) =
+        srv.post("/api/v1/auth/refresh", None, json!({"refresh_token": access})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_error(&body, "invalid_refresh_token");
     // No token, a malformed header, a tampered token.
     let (status, body) = srv.get("/api/v1/me", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_error(&body, "missing_token");
-    let resp = srv.http.get(srv.url("/api/v1/me")).header("authorization", "Basic Zm9vOmJhcg==").send().await.unwrap();
+    let resp = srv
+        .http
+        .get(srv.url("/api/v1/me"))
+        .header("authorization", "Basic Zm9vOmJhcg==")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let mut parts: Vec<String> = access.split('.').map(String::from).collect();
     let mut c = claims(&access);
@@ -191,7 +252,8 @@ async fn forged_expired_and_wrong_kind_tokens_are_refused(b: Backend) {
 async fn refresh_rotates_and_reuse_revokes_the_family(b: Backend) {
     let srv = TestServer::start(b).await;
     let (a1, r1) = srv.new_user("rot@example.com").await;
-    let (status, pair2) = srv.post("/api/v1/auth/refresh", None, json!({"refresh_token": r1})).await;
+    let (status, pair2) =
+        srv.post("/api/v1/auth/refresh", None, json!({"refresh_token": r1})).await;
     assert_eq!(status, StatusCode::OK, "{pair2}");
     let r2 = pair2["refresh_token"].as_str().unwrap().to_string();
     let a2 = pair2["access_token"].as_str().unwrap().to_string();
@@ -215,14 +277,16 @@ async fn refresh_rotates_and_reuse_revokes_the_family(b: Backend) {
     }
     let (status, _) = srv.get("/api/v1/me", Some(&other_access)).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = srv.post("/api/v1/auth/refresh", None, json!({"refresh_token": other_refresh})).await;
+    let (status, _) =
+        srv.post("/api/v1/auth/refresh", None, json!({"refresh_token": other_refresh})).await;
     assert_eq!(status, StatusCode::OK);
 }
 
 async fn concurrent_refreshes_with_one_token_grant_at_most_one(b: Backend) {
     let srv = TestServer::start(b).await;
     let (_, r) = srv.new_user("race@example.com").await;
-    let attempts = (0..6).map(|_| srv.post("/api/v1/auth/refresh", None, json!({"refresh_token": r})));
+    let attempts =
+        (0..6).map(|_| srv.post("/api/v1/auth/refresh", None, json!({"refresh_token": r})));
     let results = futures::future::join_all(attempts).await;
     let ok = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
     assert!(ok <= 1, "{ok} refreshes succeeded with one token");
@@ -233,7 +297,9 @@ async fn logout_ends_that_session_only(b: Backend) {
     let srv = TestServer::start(b).await;
     let (a1, r1) = srv.new_user("bye@example.com").await;
     let (a2, r2) = srv.login("bye@example.com", "password123").await;
-    let (status, _) = srv.call(Method::POST, "/api/v1/auth/logout", Some(&a1), Some(json!({"refresh_token": r1}))).await;
+    let (status, _) = srv
+        .call(Method::POST, "/api/v1/auth/logout", Some(&a1), Some(json!({"refresh_token": r1})))
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = srv.post("/api/v1/auth/refresh", None, json!({"refresh_token": r1})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -248,7 +314,9 @@ async fn logout_ends_that_session_only(b: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (eve, _) = srv.new_user("eve@example.com").await;
     let (_, r3) = srv.login("bye@example.com", "password123").await;
-    let (status, _) = srv.call(Method::POST, "/api/v1/auth/logout", Some(&eve), Some(json!({"refresh_token": r3}))).await;
+    let (status, _) = srv
+        .call(Method::POST, "/api/v1/auth/logout", Some(&eve), Some(json!({"refresh_token": r3})))
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = srv.post("/api/v1/auth/refresh", None, json!({"refresh_token": r3})).await;
     assert_eq!(status, StatusCode::OK, "eve logged out another user's session");
@@ -258,24 +326,38 @@ async fn profile_edits_never_touch_the_role(b: Backend) {
     let srv = TestServer::start(b).await;
     let (access, _) = srv.new_user("prof@example.com").await;
     let (status, me) = srv
-        .call(Method::PATCH, "/api/v1/me", Some(&access), Some(json!({"name": "  Prof. Kim ", "bio": "Teaches Rust"})))
+        .call(
+            Method::PATCH,
+            "/api/v1/me",
+            Some(&access),
+            Some(json!({"name": "  Prof. Kim ", "bio": "Teaches Rust"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(me["name"], "Prof. Kim");
     assert_eq!(me["bio"], "Teaches Rust");
-    let (status, body) = srv.call(Method::PATCH, "/api/v1/me", Some(&access), Some(json!({"role": "admin"}))).await;
+    let (status, body) =
+        srv.call(Method::PATCH, "/api/v1/me", Some(&access), Some(json!({"role": "admin"}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_error(&body, "role_not_editable");
-    let (status, _) = srv.call(Method::PATCH, "/api/v1/me", Some(&access), Some(json!({"email": "x@y.zz"}))).await;
+    let (status, _) = srv
+        .call(Method::PATCH, "/api/v1/me", Some(&access), Some(json!({"email": "x@y.zz"})))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, body) = srv.call(Method::PATCH, "/api/v1/me", Some(&access), Some(json!({"name": ""}))).await;
+    let (status, body) =
+        srv.call(Method::PATCH, "/api/v1/me", Some(&access), Some(json!({"name": ""}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error(&body, "invalid_name");
-    let (status, body) = srv.call(Method::PATCH, "/api/v1/me", Some(&access), Some(json!({"bio": "x".repeat(6000)}))).await;
+    let (status, body) = srv
+        .call(Method::PATCH, "/api/v1/me", Some(&access), Some(json!({"bio": "x".repeat(6000)})))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error(&body, "invalid_bio");
     let (_, me) = srv.get("/api/v1/me", Some(&access)).await;
-    assert_eq!((me["role"].as_str(), me["name"].as_str(), me["email"].as_str()), (Some("student"), Some("Prof. Kim"), Some("prof@example.com")));
+    assert_eq!(
+        (me["role"].as_str(), me["name"].as_str(), me["email"].as_str()),
+        (Some("student"), Some("Prof. Kim"), Some("prof@example.com"))
+    );
 }
 
 async fn password_change_revokes_other_sessions(b: Backend) {
@@ -283,18 +365,25 @@ async fn password_change_revokes_other_sessions(b: Backend) {
     let (a1, r1) = srv.new_user("pw@example.com").await;
     let (a2, r2) = srv.login("pw@example.com", "password123").await;
     let srv = &srv;
-    let put = |token: String, body: Value| async move { srv.call(Method::PUT, "/api/v1/me/password", Some(&token), Some(body)).await };
-    let (status, body) = put(a1.clone(), json!({"old_password": "wrong-wrong", "new_password": "newpassword1"})).await;
+    let put = |token: String, body: Value| async move {
+        srv.call(Method::PUT, "/api/v1/me/password", Some(&token), Some(body)).await
+    };
+    let (status, body) =
+        put(a1.clone(), json!({"old_password": "wrong-wrong", "new_password": "newpassword1"}))
+            .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_error(&body, "wrong_password");
-    let (status, body) = put(a1.clone(), json!({"old_password": "password123", "new_password": "short"})).await;
+    let (status, body) =
+        put(a1.clone(), json!({"old_password": "password123", "new_password": "short"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error(&body, "invalid_password");
     // Neither attempt changed anything.
     let (status, _) = srv.get("/api/v1/me", Some(&a2)).await;
     assert_eq!(status, StatusCode::OK);
 
-    let (status, _) = put(a1.clone(), json!({"old_password": "password123", "new_password": "newpassword1"})).await;
+    let (status, _) =
+        put(a1.clone(), json!({"old_password": "password123", "new_password": "newpassword1"}))
+            .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = srv.get("/api/v1/me", Some(&a2)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -304,7 +393,13 @@ async fn password_change_revokes_other_sessions(b: Backend) {
     assert_eq!(status, StatusCode::OK);
     let (status, _) = srv.post("/api/v1/auth/refresh", None, json!({"refresh_token": r1})).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = srv.post("/api/v1/auth/login", None, json!({"email": "pw@example.com", "password": "password123"})).await;
+    let (status, _) = srv
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "pw@example.com", "password": "password123"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     srv.login("pw@example.com", "newpassword1").await;
 }
@@ -313,7 +408,11 @@ async fn becoming_an_instructor_shows_in_tokens_issued_afterwards(b: Backend) {
     let srv = TestServer::start(b).await;
     let (access, refresh) = srv.new_user("teach@example.com").await;
     let (status, user) = srv
-        .post("/api/v1/me/instructor", Some(&access), json!({"headline": "Rust engineer", "bio": "Ten years of systems work"}))
+        .post(
+            "/api/v1/me/instructor",
+            Some(&access),
+            json!({"headline": "Rust engineer", "bio": "Ten years of systems work"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{user}");
     assert_eq!(user["role"], "instructor");
@@ -324,7 +423,13 @@ async fn becoming_an_instructor_shows_in_tokens_issued_afterwards(b: Backend) {
     let (fresh, _) = srv.login("teach@example.com", "password123").await;
     assert_eq!(claims(&fresh)["role"], "instructor");
     // Asking again changes nothing.
-    let (status, user) = srv.post("/api/v1/me/instructor", Some(&fresh), json!({"headline": "Rust engineer", "bio": ""})).await;
+    let (status, user) = srv
+        .post(
+            "/api/v1/me/instructor",
+            Some(&fresh),
+            json!({"headline": "Rust engineer", "bio": ""}),
+        )
+        .await;
     assert_eq!((status, user["role"].as_str()), (StatusCode::OK, Some("instructor")));
     let (status, _) = srv.post("/api/v1/me/instructor", None, json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -332,11 +437,17 @@ async fn becoming_an_instructor_shows_in_tokens_issued_afterwards(b: Backend) {
 
 async fn admins_made_by_the_operator_stay_admins(b: Backend) {
     let srv = TestServer::start(b).await;
-    let admin = srv.app_state.accounts.create_user("root@example.com", "password123", "Root", lectern::accounts::Role::Admin).await.unwrap();
+    let admin = srv
+        .app_state
+        .accounts
+        .create_user("root@example.com", "password123", "Root", lectern::accounts::Role::Admin)
+        .await
+        .unwrap();
     assert_eq!(admin.role, lectern::accounts::Role::Admin);
     let (access, _) = srv.login("root@example.com", "password123").await;
     assert_eq!(claims(&access)["role"], "admin");
-    let (_, user) = srv.post("/api/v1/me/instructor", Some(&access), json!({"headline": "", "bio": ""})).await;
+    let (_, user) =
+        srv.post("/api/v1/me/instructor", Some(&access), json!({"headline": "", "bio": ""})).await;
     assert_eq!(user["role"], "admin");
 }
 
@@ -352,10 +463,13 @@ async fn json_bodies_must_be_objects_where_objects_are_expected(b: Backend) {
     }
     let (_, me) = srv.get("/api/v1/me", Some(&access)).await;
     assert_eq!(me["role"], "student", "{me}");
-    let (status, err) = srv.post("/api/v1/auth/login", None, json!(["shape@example.com", "password123"])).await;
+    let (status, err) =
+        srv.post("/api/v1/auth/login", None, json!(["shape@example.com", "password123"])).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
     assert_error(&err, "invalid_body");
-    let (status, err) = srv.post("/api/v1/auth/signup", None, json!(["new@example.com", "password123", "New"])).await;
+    let (status, err) = srv
+        .post("/api/v1/auth/signup", None, json!(["new@example.com", "password123", "New"]))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
     assert_error(&err, "invalid_body");
     let (status, err) = srv.post("/api/v1/auth/refresh", None, json!([refresh])).await;
@@ -366,7 +480,13 @@ async fn json_bodies_must_be_objects_where_objects_are_expected(b: Backend) {
 }
 
 /// POST `body` as if through a proxy that says the client is `client` (`X-Forwarded-For`).
-async fn post_via_proxy(srv: &TestServer, path: &str, token: Option<&str>, client: &str, body: Value) -> (StatusCode, Value) {
+async fn post_via_proxy(
+    srv: &TestServer,
+    path: &str,
+    token: Option<&str>,
+    client: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     let mut req = srv.http.post(srv.url(path)).header("x-forwarded-for", client).json(&body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -401,21 +521,56 @@ async fn failures_at_an_account_do_not_lock_out_its_owner(b: Backend) {
     srv.signup("victim@example.com").await;
     let login = "/api/v1/auth/login";
     for _ in 0..3 {
-        let (status, _) = post_via_proxy(&srv, login, None, "203.0.113.66", login_body("victim@example.com", "guess-guess")).await;
+        let (status, _) = post_via_proxy(
+            &srv,
+            login,
+            None,
+            "203.0.113.66",
+            login_body("victim@example.com", "guess-guess"),
+        )
+        .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
     // The attacker is stopped, even when it finally guesses right…
-    let (status, err) = post_via_proxy(&srv, login, None, "203.0.113.66", login_body("victim@example.com", "password123")).await;
+    let (status, err) = post_via_proxy(
+        &srv,
+        login,
+        None,
+        "203.0.113.66",
+        login_body("victim@example.com", "password123"),
+    )
+    .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{err}");
     assert_error(&err, "rate_limited");
     // …the owner, from an address that has not been failing, is not.
-    let (status, pair) = post_via_proxy(&srv, login, None, "198.51.100.7", login_body("victim@example.com", "password123")).await;
+    let (status, pair) = post_via_proxy(
+        &srv,
+        login,
+        None,
+        "198.51.100.7",
+        login_body("victim@example.com", "password123"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{pair}");
     assert!(pair["access_token"].is_string());
     // A second attacker address gets one guess at the account under attack, then waits.
-    let (status, _) = post_via_proxy(&srv, login, None, "203.0.113.67", login_body("victim@example.com", "guess-again")).await;
+    let (status, _) = post_via_proxy(
+        &srv,
+        login,
+        None,
+        "203.0.113.67",
+        login_body("victim@example.com", "guess-again"),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = post_via_proxy(&srv, login, None, "203.0.113.67", login_body("victim@example.com", "guess-more")).await;
+    let (status, _) = post_via_proxy(
+        &srv,
+        login,
+        None,
+        "203.0.113.67",
+        login_body("victim@example.com", "guess-more"),
+    )
+    .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
 
@@ -429,12 +584,33 @@ async fn one_address_failing_at_many_accounts_is_throttled(b: Backend) {
     let login = "/api/v1/auth/login";
     // Five times the per-account budget, spread over accounts that mostly do not exist.
     for n in 0..10 {
-        let (status, _) = post_via_proxy(&srv, login, None, "203.0.113.5", login_body(&format!("user{n}@example.com"), "password123")).await;
+        let (status, _) = post_via_proxy(
+            &srv,
+            login,
+            None,
+            "203.0.113.5",
+            login_body(&format!("user{n}@example.com"), "password123"),
+        )
+        .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
-    let (status, err) = post_via_proxy(&srv, login, None, "203.0.113.5", login_body("real@example.com", "password123")).await;
+    let (status, err) = post_via_proxy(
+        &srv,
+        login,
+        None,
+        "203.0.113.5",
+        login_body("real@example.com", "password123"),
+    )
+    .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{err}");
-    let (status, _) = post_via_proxy(&srv, login, None, "203.0.113.6", login_body("real@example.com", "password123")).await;
+    let (status, _) = post_via_proxy(
+        &srv,
+        login,
+        None,
+        "203.0.113.6",
+        login_body("real@example.com", "password123"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -445,13 +621,26 @@ fn signup_body(email: &str) -> Value {
 async fn forwarded_addresses_count_only_from_trusted_proxies(b: Backend) {
     let signup = "/api/v1/auth/signup";
     // No trusted proxy: the header is the client's own claim and changes nothing.
-    let direct = TestServer::start_with(b, StorageKind::Fs, |c| c.signups_per_address_per_hour = 2).await;
+    let direct =
+        TestServer::start_with(b, StorageKind::Fs, |c| c.signups_per_address_per_hour = 2).await;
     for n in 0..2 {
-        let (status, _) = post_via_proxy(&direct, signup, None, &format!("203.0.113.{n}"), signup_body(&format!("d{n}@example.com"))).await;
+        let (status, _) = post_via_proxy(
+            &direct,
+            signup,
+            None,
+            &format!("203.0.113.{n}"),
+            signup_body(&format!("d{n}@example.com")),
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let (status, err) = post_via_proxy(&direct, signup, None, "198.51.100.9", signup_body("d9@example.com")).await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "a spoofed X-Forwarded-For got past the limit: {err}");
+    let (status, err) =
+        post_via_proxy(&direct, signup, None, "198.51.100.9", signup_body("d9@example.com")).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a spoofed X-Forwarded-For got past the limit: {err}"
+    );
     assert_error(&err, "rate_limited");
 
     // Behind a trusted proxy each forwarded client has its own allowance.
@@ -461,15 +650,31 @@ async fn forwarded_addresses_count_only_from_trusted_proxies(b: Backend) {
     })
     .await;
     for n in 0..2 {
-        let (status, _) = post_via_proxy(&proxied, signup, None, "203.0.113.1", signup_body(&format!("p{n}@example.com"))).await;
+        let (status, _) = post_via_proxy(
+            &proxied,
+            signup,
+            None,
+            "203.0.113.1",
+            signup_body(&format!("p{n}@example.com")),
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let (status, _) = post_via_proxy(&proxied, signup, None, "203.0.113.1", signup_body("p2@example.com")).await;
+    let (status, _) =
+        post_via_proxy(&proxied, signup, None, "203.0.113.1", signup_body("p2@example.com")).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     // Only the hop the proxy appended counts, not what the client wrote before it.
-    let (status, _) = post_via_proxy(&proxied, signup, None, "198.51.100.9, 203.0.113.1", signup_body("p3@example.com")).await;
+    let (status, _) = post_via_proxy(
+        &proxied,
+        signup,
+        None,
+        "198.51.100.9, 203.0.113.1",
+        signup_body("p3@example.com"),
+    )
+    .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    let (status, body) = post_via_proxy(&proxied, signup, None, "203.0.113.2", signup_body("p4@example.com")).await;
+    let (status, body) =
+        post_via_proxy(&proxied, signup, None, "203.0.113.2", signup_body("p4@example.com")).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     // RFC 7239 `Forwarded` works too.
     let resp = proxied
@@ -492,7 +697,12 @@ async fn password_changes_are_limited_per_address(b: Backend) {
     let (token, _) = srv.new_user("pwlimit@example.com").await;
     let wrong = json!({"old_password": "not-it-at-all", "new_password": "newpassword1"});
     let put = |client: &'static str, body: Value| {
-        let req = srv.http.put(srv.url("/api/v1/me/password")).bearer_auth(&token).header("x-forwarded-for", client).json(&body);
+        let req = srv
+            .http
+            .put(srv.url("/api/v1/me/password"))
+            .bearer_auth(&token)
+            .header("x-forwarded-for", client)
+            .json(&body);
         async move { req.send().await.unwrap().status() }
     };
     assert_eq!(put("203.0.113.8", wrong.clone()).await, StatusCode::FORBIDDEN);

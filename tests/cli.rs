@@ -56,7 +56,10 @@ async fn sigterm_and_wait(mut child: Child) -> (std::process::ExitStatus, String
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).await.unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("stops on SIGTERM").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .unwrap();
     (status, stderr)
 }
 
@@ -70,7 +73,8 @@ async fn first_start_creates_the_data_dir_and_serves() {
     assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
     assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
     // A token in a query string must never reach the access log.
-    let resp = http.get(format!("{base}/healthz?token=SUPERSECRETTOKEN&page=3")).send().await.unwrap();
+    let resp =
+        http.get(format!("{base}/healthz?token=SUPERSECRETTOKEN&page=3")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let (status, stderr) = sigterm_and_wait(child).await;
     assert!(status.success(), "exit status {status:?}; stderr:\n{stderr}");
@@ -78,13 +82,21 @@ async fn first_start_creates_the_data_dir_and_serves() {
     assert!(stderr.contains("token=REDACTED"), "{stderr}");
     assert!(!stderr.contains("SUPERSECRETTOKEN"), "token leaked into the log:\n{stderr}");
     // The embedded default takes orders with the dev provider, and says so loudly.
-    assert!(stderr.lines().any(|l| l.starts_with("WARNING: the payment provider is `dev`")), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with("WARNING: the payment provider is `dev`")),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
 async fn production_refuses_to_start_with_the_dev_payment_provider() {
     let dir = tempfile::tempdir().unwrap();
-    let out = lectern(dir.path()).env("LECTERN_ENV", "production").args(["serve", "--listen", "127.0.0.1:0"]).output().await.unwrap();
+    let out = lectern(dir.path())
+        .env("LECTERN_ENV", "production")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .await
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("LECTERN_ENV=production refuses the dev payment provider"), "{stderr}");
@@ -97,7 +109,16 @@ async fn admin_made_on_the_command_line_can_log_in() {
     let out = lectern(dir.path()).arg("migrate").output().await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = lectern(dir.path())
-        .args(["user", "create", "--email", "Boss@Example.com", "--password", "correct-horse", "--role", "admin"])
+        .args([
+            "user",
+            "create",
+            "--email",
+            "Boss@Example.com",
+            "--password",
+            "correct-horse",
+            "--role",
+            "admin",
+        ])
         .output()
         .await
         .unwrap();
@@ -105,7 +126,16 @@ async fn admin_made_on_the_command_line_can_log_in() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("admin boss@example.com"));
     // The same email again is refused with a readable message and a failing exit code.
     let out = lectern(dir.path())
-        .args(["user", "create", "--email", "boss@example.com", "--password", "correct-horse", "--role", "student"])
+        .args([
+            "user",
+            "create",
+            "--email",
+            "boss@example.com",
+            "--password",
+            "correct-horse",
+            "--role",
+            "student",
+        ])
         .output()
         .await
         .unwrap();
@@ -121,9 +151,19 @@ async fn admin_made_on_the_command_line_can_log_in() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let token = resp.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
-    let me: serde_json::Value =
-        http.get(format!("{base}/api/v1/me")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    let token = resp.json::<serde_json::Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let me: serde_json::Value = http
+        .get(format!("{base}/api/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["role"], "admin");
     sigterm_and_wait(child).await;
 }
@@ -131,7 +171,11 @@ async fn admin_made_on_the_command_line_can_log_in() {
 #[tokio::test]
 async fn configuration_layers_file_then_env_then_flags() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("lectern.toml"), "data_dir = \"from-file\"\nlog_format = \"json\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("lectern.toml"),
+        "data_dir = \"from-file\"\nlog_format = \"json\"\n",
+    )
+    .unwrap();
     // The file moves the data dir; the environment overrides it; a flag overrides both.
     let (child, _) = serve({
         let mut c = lectern(dir.path());
@@ -141,7 +185,10 @@ async fn configuration_layers_file_then_env_then_flags() {
     .await;
     assert!(dir.path().join("from-file/lectern.db").is_file());
     let (_, stderr) = sigterm_and_wait(child).await;
-    assert!(stderr.lines().any(|l| l.starts_with('{')), "log_format = json from the file:\n{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with('{')),
+        "log_format = json from the file:\n{stderr}"
+    );
 
     let (child, _) = serve({
         let mut c = lectern(dir.path());
@@ -154,7 +201,8 @@ async fn configuration_layers_file_then_env_then_flags() {
 
     let (child, _) = serve({
         let mut c = lectern(dir.path());
-        c.args(["--config", "lectern.toml", "--data-dir", "from-flag"]).env("LECTERN_DATA_DIR", "from-env");
+        c.args(["--config", "lectern.toml", "--data-dir", "from-flag"])
+            .env("LECTERN_DATA_DIR", "from-env");
         c
     })
     .await;
@@ -162,10 +210,12 @@ async fn configuration_layers_file_then_env_then_flags() {
     sigterm_and_wait(child).await;
 
     // Bad configuration is a clear message, not a panic.
-    let out = lectern(dir.path()).arg("migrate").env("LECTERN_WORKERS", "lots").output().await.unwrap();
+    let out =
+        lectern(dir.path()).arg("migrate").env("LECTERN_WORKERS", "lots").output().await.unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("LECTERN_WORKERS"));
-    let out = lectern(dir.path()).args(["--config", "missing.toml", "migrate"]).output().await.unwrap();
+    let out =
+        lectern(dir.path()).args(["--config", "missing.toml", "migrate"]).output().await.unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
 }
@@ -174,12 +224,18 @@ async fn configuration_layers_file_then_env_then_flags() {
 async fn postgres_is_used_when_the_url_says_so() {
     let db = common::TempPgDb::create().await;
     let dir = tempfile::tempdir().unwrap();
-    let out = lectern(dir.path()).arg("migrate").env("LECTERN_DATABASE_URL", &db.url).output().await.unwrap();
+    let out = lectern(dir.path())
+        .arg("migrate")
+        .env("LECTERN_DATABASE_URL", &db.url)
+        .output()
+        .await
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("PostgreSQL"));
     assert!(!dir.path().join("data/lectern.db").exists(), "made a SQLite file anyway");
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM users").fetch_one(&mut conn).await.unwrap();
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM users").fetch_one(&mut conn).await.unwrap();
     assert_eq!(n, 0);
 }
 
@@ -207,14 +263,31 @@ async fn upload_a_clip(dir: &Path, base: &str) -> (String, i64) {
         .send()
         .await
         .unwrap();
-    let token = resp.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+    let token = resp.json::<serde_json::Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let post = |path: String, body: serde_json::Value| {
         let (http, token) = (http.clone(), token.clone());
-        async move { http.post(path).bearer_auth(token).json(&body).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+        async move {
+            http.post(path)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
     };
     let course = post(format!("{base}/api/v1/courses"), json!({"title": "CLI", "price": 0})).await;
-    let section = post(format!("{base}/api/v1/courses/{}/sections", course["id"]), json!({"title": "S"})).await;
-    let lecture = post(format!("{base}/api/v1/sections/{}/lectures", section["id"]), json!({"title": "L"})).await;
+    let section =
+        post(format!("{base}/api/v1/courses/{}/sections", course["id"]), json!({"title": "S"}))
+            .await;
+    let lecture =
+        post(format!("{base}/api/v1/sections/{}/lectures", section["id"]), json!({"title": "L"}))
+            .await;
     let clip = common::clip(dir, "clip.mp4", 320, 240, 2.0, true);
     let resp = http
         .put(format!("{base}/api/v1/lectures/{}/video", lecture["id"]))
@@ -231,8 +304,15 @@ async fn upload_a_clip(dir: &Path, base: &str) -> (String, i64) {
 async fn wait_ready(base: &str, token: &str, video: i64) {
     let http = reqwest::Client::new();
     for _ in 0..600 {
-        let v: serde_json::Value =
-            http.get(format!("{base}/api/v1/videos/{video}")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+        let v: serde_json::Value = http
+            .get(format!("{base}/api/v1/videos/{video}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         match v["status"].as_str() {
             Some("ready") => return,
             Some("failed") => panic!("transcode failed: {v}"),
@@ -244,7 +324,16 @@ async fn wait_ready(base: &str, token: &str, video: i64) {
 
 async fn make_instructor(dir: &Path) {
     let out = lectern(dir)
-        .args(["user", "create", "--email", "teach@example.com", "--password", "teach-password", "--role", "instructor"])
+        .args([
+            "user",
+            "create",
+            "--email",
+            "teach@example.com",
+            "--password",
+            "teach-password",
+            "--role",
+            "instructor",
+        ])
         .output()
         .await
         .unwrap();
@@ -267,7 +356,11 @@ async fn serve_supervises_its_worker_processes_and_restarts_crashed_ones() {
     }
     assert_eq!(first.len(), 1, "one worker process");
     // A decoder crash, as far as the pool can tell: the child dies by SIGKILL.
-    assert!(std::process::Command::new("kill").args(["-KILL", &first[0].to_string()]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &first[0].to_string()])
+        .status()
+        .unwrap()
+        .success());
     let mut replaced = false;
     for _ in 0..100 {
         let now = common::child_pids(pid);
@@ -278,7 +371,11 @@ async fn serve_supervises_its_worker_processes_and_restarts_crashed_ones() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(replaced, "the pool did not restart its worker");
-    assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status(), 200, "the API lives on");
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz")).await.unwrap().status(),
+        200,
+        "the API lives on"
+    );
     let (token, video) = upload_a_clip(dir.path(), &base).await;
     wait_ready(&base, &token, video).await;
     let (status, stderr) = sigterm_and_wait(server).await;
@@ -307,10 +404,18 @@ async fn lectern_worker_runs_jobs_from_another_process() {
 #[tokio::test]
 async fn demo_fills_an_empty_instance_with_playable_courses() {
     let dir = tempfile::tempdir().unwrap();
-    let out = lectern(dir.path()).arg("demo").env("LECTERN_X264_PRESET", "ultrafast").output().await.unwrap();
+    let out = lectern(dir.path())
+        .arg("demo")
+        .env("LECTERN_X264_PRESET", "ultrafast")
+        .output()
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("student@demo.lectern.dev") && stdout.contains("lectern-demo"), "{stdout}");
+    assert!(
+        stdout.contains("student@demo.lectern.dev") && stdout.contains("lectern-demo"),
+        "{stdout}"
+    );
     let preview: i64 = stdout
         .split("/api/v1/lectures/")
         .nth(1)
@@ -324,7 +429,8 @@ async fn demo_fills_an_empty_instance_with_playable_courses() {
 
     let (server, base) = serve(lectern(dir.path())).await;
     let http = reqwest::Client::new();
-    let courses: serde_json::Value = http.get(format!("{base}/api/v1/courses")).send().await.unwrap().json().await.unwrap();
+    let courses: serde_json::Value =
+        http.get(format!("{base}/api/v1/courses")).send().await.unwrap().json().await.unwrap();
     assert!(courses["total"].as_i64().unwrap() >= 2, "{courses}");
     assert!(courses["items"][0]["duration_seconds"].as_f64().unwrap() > 0.0, "{courses}");
     let session: serde_json::Value = http

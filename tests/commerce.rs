@@ -19,13 +19,25 @@ async fn user_id(srv: &TestServer, token: &str) -> i64 {
 }
 
 /// A published course of `teacher` at `price` `currency`: `(course_id, lecture_id)`.
-async fn published(srv: &TestServer, teacher: &str, title: &str, price: i64, currency: &str) -> (i64, i64) {
+async fn published(
+    srv: &TestServer,
+    teacher: &str,
+    title: &str,
+    price: i64,
+    currency: &str,
+) -> (i64, i64) {
     let (course_id, _, lecture_id) = srv.course_with_lecture(teacher, title).await;
     let (status, body) = srv
-        .call(Method::PATCH, &format!("/api/v1/courses/{course_id}"), Some(teacher), Some(json!({"price": price, "currency": currency})))
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/courses/{course_id}"),
+            Some(teacher),
+            Some(json!({"price": price, "currency": currency})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = srv.post(&format!("/api/v1/courses/{course_id}/publish"), Some(teacher), json!({})).await;
+    let (status, body) =
+        srv.post(&format!("/api/v1/courses/{course_id}/publish"), Some(teacher), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     (course_id, lecture_id)
 }
@@ -36,7 +48,12 @@ async fn add_to_cart(srv: &TestServer, token: &str, course_id: i64) -> (StatusCo
 
 /// `POST /api/v1/orders` with an optional `Idempotency-Key`: status, body, and whether the
 /// answer says it was replayed.
-async fn place_order(srv: &TestServer, token: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, Value, bool) {
+async fn place_order(
+    srv: &TestServer,
+    token: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value, bool) {
     let mut req = srv.http.post(srv.url("/api/v1/orders")).bearer_auth(token);
     if let Some(k) = key {
         req = req.header("Idempotency-Key", k);
@@ -54,7 +71,8 @@ async fn place_order(srv: &TestServer, token: &str, key: Option<&str>, body: Opt
 
 /// A new pending order for `course_ids`.
 async fn order(srv: &TestServer, token: &str, course_ids: &[i64]) -> Value {
-    let (status, body, _) = place_order(srv, token, None, Some(json!({"course_ids": course_ids}))).await;
+    let (status, body, _) =
+        place_order(srv, token, None, Some(json!({"course_ids": course_ids}))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["status"], "pending");
     body
@@ -99,7 +117,8 @@ async fn playback(srv: &TestServer, token: &str, lecture_id: i64) -> StatusCode 
 
 /// `SELECT COUNT(*) …` with one bound id.
 async fn count(srv: &TestServer, sql: &str, id: i64) -> i64 {
-    let (n,): (i64,) = sqlx::query_as(sql).bind(id).fetch_one(srv.app_state.db.pool()).await.unwrap();
+    let (n,): (i64,) =
+        sqlx::query_as(sql).bind(id).fetch_one(srv.app_state.db.pool()).await.unwrap();
     n
 }
 
@@ -108,30 +127,63 @@ async fn orders_of(srv: &TestServer, user: i64) -> i64 {
 }
 
 async fn charges_of(srv: &TestServer, order_id: &Value) -> i64 {
-    count(srv, "SELECT COUNT(*) FROM payments WHERE kind = 'charge' AND order_id = $1", order_id.as_i64().unwrap()).await
+    count(
+        srv,
+        "SELECT COUNT(*) FROM payments WHERE kind = 'charge' AND order_id = $1",
+        order_id.as_i64().unwrap(),
+    )
+    .await
 }
 
 /// Every enrollment row (active or revoked) of `user` in `course`.
 async fn enrollment_rows(srv: &TestServer, user: i64, course: i64) -> i64 {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM enrollments WHERE user_id = $1 AND course_id = $2")
-        .bind(user)
-        .bind(course)
-        .fetch_one(srv.app_state.db.pool())
-        .await
-        .unwrap();
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM enrollments WHERE user_id = $1 AND course_id = $2")
+            .bind(user)
+            .bind(course)
+            .fetch_one(srv.app_state.db.pool())
+            .await
+            .unwrap();
     n
 }
 
 /// Give a course's only lecture a measured length, as a finished transcode would.
 async fn set_duration(srv: &TestServer, course_id: i64, lecture_id: i64, seconds: f64) {
     let pool = srv.app_state.db.pool();
-    sqlx::query("UPDATE lectures SET duration_seconds = $1 WHERE id = $2").bind(seconds).bind(lecture_id).execute(pool).await.unwrap();
-    sqlx::query("UPDATE courses SET duration_seconds = $1 WHERE id = $2").bind(seconds).bind(course_id).execute(pool).await.unwrap();
+    sqlx::query("UPDATE lectures SET duration_seconds = $1 WHERE id = $2")
+        .bind(seconds)
+        .bind(lecture_id)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE courses SET duration_seconds = $1 WHERE id = $2")
+        .bind(seconds)
+        .bind(course_id)
+        .execute(pool)
+        .await
+        .unwrap();
 }
 
 /// Record that `user` watched `lecture` up to `position` seconds.
-async fn watch(srv: &TestServer, user: i64, course_id: i64, lecture_id: i64, position: f64, duration: f64) {
-    lectern::learning::progress::record(&srv.app_state.db, user, lecture_id, course_id, position, false, Some(duration)).await.unwrap();
+async fn watch(
+    srv: &TestServer,
+    user: i64,
+    course_id: i64,
+    lecture_id: i64,
+    position: f64,
+    duration: f64,
+) {
+    lectern::learning::progress::record(
+        &srv.app_state.db,
+        user,
+        lecture_id,
+        course_id,
+        position,
+        false,
+        Some(duration),
+    )
+    .await
+    .unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -155,7 +207,12 @@ async fn cart_takes_published_courses_of_others_once(b: Backend) {
     assert_eq!(status, StatusCode::CREATED, "{cart}");
     let item = &cart["items"][0];
     assert_eq!(
-        (item["course_id"].as_i64(), item["title"].as_str(), item["price"].as_i64(), item["currency"].as_str()),
+        (
+            item["course_id"].as_i64(),
+            item["title"].as_str(),
+            item["price"].as_i64(),
+            item["currency"].as_str()
+        ),
         (Some(rust), Some("Rust video servers"), Some(55000), Some("KRW"))
     );
     let (status, body) = add_to_cart(&srv, &student, rust).await;
@@ -172,22 +229,42 @@ async fn cart_takes_published_courses_of_others_once(b: Backend) {
     let (status, body) = add_to_cart(&srv, &teacher, rust).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_error(&body, "own_course");
-    let (status, body) = srv.post("/api/v1/cart/items", Some(&student), json!({"course_id": "one"})).await;
+    let (status, body) =
+        srv.post("/api/v1/cart/items", Some(&student), json!({"course_id": "one"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
     let (_, cart) = srv.get("/api/v1/cart", Some(&student)).await;
-    assert_eq!((cart["items"].as_array().unwrap().len(), cart["total"].as_i64(), cart["currency"].as_str()), (2, Some(85000), Some("KRW")));
+    assert_eq!(
+        (
+            cart["items"].as_array().unwrap().len(),
+            cart["total"].as_i64(),
+            cart["currency"].as_str()
+        ),
+        (2, Some(85000), Some("KRW"))
+    );
 
     let path = format!("/api/v1/cart/items/{rust}");
-    assert_eq!(srv.call(Method::DELETE, &path, Some(&student), None).await.0, StatusCode::NO_CONTENT);
-    assert_eq!(srv.call(Method::DELETE, &path, Some(&student), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        srv.call(Method::DELETE, &path, Some(&student), None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        srv.call(Method::DELETE, &path, Some(&student), None).await.0,
+        StatusCode::NOT_FOUND
+    );
     let (_, cart) = srv.get("/api/v1/cart", Some(&student)).await;
-    assert_eq!((cart["items"][0]["course_id"].as_i64(), cart["total"].as_i64()), (Some(sql), Some(30000)));
+    assert_eq!(
+        (cart["items"][0]["course_id"].as_i64(), cart["total"].as_i64()),
+        (Some(sql), Some(30000))
+    );
     // Another person's cart is their own.
     let (other, _) = srv.new_user("other@example.com").await;
     assert_eq!(srv.get("/api/v1/cart", Some(&other)).await.1["items"], json!([]));
     let sql_path = format!("/api/v1/cart/items/{sql}");
-    assert_eq!(srv.call(Method::DELETE, &sql_path, Some(&other), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        srv.call(Method::DELETE, &sql_path, Some(&other), None).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,34 +285,63 @@ async fn orders_keep_the_titles_and_prices_they_were_placed_at(b: Backend) {
     add_to_cart(&srv, &student, sql).await;
     let (status, from_cart, _) = place_order(&srv, &student, None, None).await;
     assert_eq!(status, StatusCode::CREATED, "{from_cart}");
-    assert_eq!((from_cart["status"].as_str(), from_cart["amount"].as_i64(), from_cart["currency"].as_str()), (Some("pending"), Some(85000), Some("KRW")));
+    assert_eq!(
+        (
+            from_cart["status"].as_str(),
+            from_cart["amount"].as_i64(),
+            from_cart["currency"].as_str()
+        ),
+        (Some("pending"), Some(85000), Some("KRW"))
+    );
     assert_eq!(
         from_cart["items"],
         json!([{"course_id": rust, "title": "Rust video servers", "price": 55000}, {"course_id": sql, "title": "SQL for humans", "price": 30000}])
     );
     let payment_order_id = from_cart["payment_order_id"].as_str().unwrap();
-    assert!((6..=64).contains(&payment_order_id.len()) && payment_order_id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    assert!(
+        (6..=64).contains(&payment_order_id.len())
+            && payment_order_id
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    );
     // Placing does not empty the cart; paying does.
     assert_eq!(srv.get("/api/v1/cart", Some(&student)).await.1["total"], 85000);
 
     // The catalog changes; the order does not.
     let (status, _) = srv
-        .call(Method::PATCH, &format!("/api/v1/courses/{rust}"), Some(&teacher), Some(json!({"price": 99000, "title": "Rust, second edition"})))
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/courses/{rust}"),
+            Some(&teacher),
+            Some(json!({"price": 99000, "title": "Rust, second edition"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let again = get_order(&srv, &student, &from_cart["id"]).await;
-    assert_eq!((again["amount"].as_i64(), again["items"][0]["price"].as_i64()), (Some(85000), Some(55000)));
+    assert_eq!(
+        (again["amount"].as_i64(), again["items"][0]["price"].as_i64()),
+        (Some(85000), Some(55000))
+    );
     assert_eq!(again["items"][0]["title"], "Rust video servers");
     let fresh = order(&srv, &student, &[rust]).await;
-    assert_eq!(fresh["items"], json!([{"course_id": rust, "title": "Rust, second edition", "price": 99000}]));
+    assert_eq!(
+        fresh["items"],
+        json!([{"course_id": rust, "title": "Rust, second edition", "price": 99000}])
+    );
 
     let (status, mine) = srv.get("/api/v1/me/orders?per_page=10", Some(&student)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((mine["total"].as_i64(), mine["page"].as_i64(), mine["per_page"].as_i64()), (Some(2), Some(1), Some(10)));
+    assert_eq!(
+        (mine["total"].as_i64(), mine["page"].as_i64(), mine["per_page"].as_i64()),
+        (Some(2), Some(1), Some(10))
+    );
     assert_eq!(mine["items"][0]["id"], fresh["id"]);
     assert_eq!(mine["items"][1]["items"].as_array().unwrap().len(), 2);
     let (_, page2) = srv.get("/api/v1/me/orders?per_page=1&page=2", Some(&student)).await;
-    assert_eq!((page2["items"][0]["id"].clone(), page2["items"][0]["amount"].as_i64()), (from_cart["id"].clone(), Some(85000)));
+    assert_eq!(
+        (page2["items"][0]["id"].clone(), page2["items"][0]["amount"].as_i64()),
+        (from_cart["id"].clone(), Some(85000))
+    );
 
     // Only the buyer (and admins) see an order.
     let (other, _) = srv.new_user("other@example.com").await;
@@ -249,8 +355,18 @@ async fn orders_keep_the_titles_and_prices_they_were_placed_at(b: Backend) {
     let refusals: [(&str, Option<Value>, StatusCode, &str); 5] = [
         ("teacher", Some(json!({"course_ids": [rust]})), StatusCode::FORBIDDEN, "own_course"),
         ("student", Some(json!({"course_ids": [draft]})), StatusCode::NOT_FOUND, "not_found"),
-        ("student", Some(json!({"course_ids": [rust, usd]})), StatusCode::UNPROCESSABLE_ENTITY, "mixed_currencies"),
-        ("student", Some(json!({"course_ids": []})), StatusCode::UNPROCESSABLE_ENTITY, "no_courses"),
+        (
+            "student",
+            Some(json!({"course_ids": [rust, usd]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "mixed_currencies",
+        ),
+        (
+            "student",
+            Some(json!({"course_ids": []})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_courses",
+        ),
         ("other", None, StatusCode::UNPROCESSABLE_ENTITY, "cart_empty"),
     ];
     for (who, body, expected, code) in refusals {
@@ -270,7 +386,8 @@ async fn orders_keep_the_titles_and_prices_they_were_placed_at(b: Backend) {
     let (status, paid) = confirm(&srv, &student, &from_cart, "pay_ok").await;
     assert_eq!((status, paid["status"].as_str()), (StatusCode::OK, Some("paid")), "{paid}");
     assert_eq!(srv.get("/api/v1/cart", Some(&student)).await.1["items"], json!([]));
-    let (status, err, _) = place_order(&srv, &student, None, Some(json!({"course_ids": [sql]}))).await;
+    let (status, err, _) =
+        place_order(&srv, &student, None, Some(json!({"course_ids": [sql]}))).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_error(&err, "already_owned");
     let (status, err) = add_to_cart(&srv, &student, sql).await;
@@ -292,16 +409,32 @@ async fn an_idempotency_key_answers_the_same_order(b: Backend) {
     let student_id = user_id(&srv, &student).await;
 
     let body = json!({"course_ids": [rust, sql]});
-    let (status, first, replayed) = place_order(&srv, &student, Some("checkout-1"), Some(body.clone())).await;
+    let (status, first, replayed) =
+        place_order(&srv, &student, Some("checkout-1"), Some(body.clone())).await;
     assert_eq!((status, replayed), (StatusCode::CREATED, false), "{first}");
     // A retry (courses in another order, repeated: the same request) answers the same order.
-    let (status, second, replayed) = place_order(&srv, &student, Some("checkout-1"), Some(json!({"course_ids": [sql, rust, sql]}))).await;
+    let (status, second, replayed) = place_order(
+        &srv,
+        &student,
+        Some("checkout-1"),
+        Some(json!({"course_ids": [sql, rust, sql]})),
+    )
+    .await;
     assert_eq!((status, replayed), (StatusCode::CREATED, true), "{second}");
     assert_eq!(second, first);
     assert_eq!(orders_of(&srv, student_id).await, 1);
-    assert_eq!(count(&srv, "SELECT COUNT(*) FROM order_items WHERE order_id = $1", first["id"].as_i64().unwrap()).await, 2);
+    assert_eq!(
+        count(
+            &srv,
+            "SELECT COUNT(*) FROM order_items WHERE order_id = $1",
+            first["id"].as_i64().unwrap()
+        )
+        .await,
+        2
+    );
 
-    let (status, err, _) = place_order(&srv, &student, Some("checkout-1"), Some(json!({"course_ids": [rust]}))).await;
+    let (status, err, _) =
+        place_order(&srv, &student, Some("checkout-1"), Some(json!({"course_ids": [rust]}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error(&err, "idempotency_key_reused");
     let (status, err, _) = place_order(&srv, &student, Some("bad key"), Some(body.clone())).await;
@@ -310,12 +443,15 @@ async fn an_idempotency_key_answers_the_same_order(b: Backend) {
 
     // Keys belong to their user.
     let (other, _) = srv.new_user("other@example.com").await;
-    let (status, theirs, replayed) = place_order(&srv, &other, Some("checkout-1"), Some(body.clone())).await;
+    let (status, theirs, replayed) =
+        place_order(&srv, &other, Some("checkout-1"), Some(body.clone())).await;
     assert_eq!((status, replayed), (StatusCode::CREATED, false));
     assert_ne!(theirs["id"], first["id"]);
 
     // Concurrent retries of one request make one order.
-    let racers = (0..6).map(|_| place_order(&srv, &student, Some("checkout-2"), Some(json!({"course_ids": [rust]}))));
+    let racers = (0..6).map(|_| {
+        place_order(&srv, &student, Some("checkout-2"), Some(json!({"course_ids": [rust]})))
+    });
     let answers = futures::future::join_all(racers).await;
     for (status, order, _) in &answers {
         assert_eq!(*status, StatusCode::CREATED, "{order}");
@@ -345,7 +481,9 @@ async fn confirming_takes_the_exact_amount_and_grants_access_once(b: Backend) {
 
     // Tampered amounts are refused and grant nothing.
     for amount in [100, 0, 55001] {
-        let (status, err) = srv.post(&path, Some(&student), json!({"payment_key": "pay_ok", "amount": amount})).await;
+        let (status, err) = srv
+            .post(&path, Some(&student), json!({"payment_key": "pay_ok", "amount": amount}))
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{amount}: {err}");
         assert_error(&err, "amount_mismatch");
     }
@@ -377,20 +515,31 @@ async fn confirming_takes_the_exact_amount_and_grants_access_once(b: Backend) {
 
     let (status, paid) = confirm(&srv, &student, &placed, "pay_ok").await;
     assert_eq!(status, StatusCode::OK, "{paid}");
-    assert_eq!((paid["status"].as_str(), paid["amount"].as_i64(), paid["payment_provider"].as_str()), (Some("paid"), Some(55000), Some("dev")));
+    assert_eq!(
+        (paid["status"].as_str(), paid["amount"].as_i64(), paid["payment_provider"].as_str()),
+        (Some("paid"), Some(55000), Some("dev"))
+    );
     assert!(paid["paid_at"].is_string());
     assert!(enrolled(&srv, &student, course).await);
-    assert_eq!(playback(&srv, &student, lecture).await, StatusCode::CONFLICT, "entitled; the lecture has no ready video");
+    assert_eq!(
+        playback(&srv, &student, lecture).await,
+        StatusCode::CONFLICT,
+        "entitled; the lecture has no ready video"
+    );
 
     // Confirming again answers the same and charges nothing more.
     let (status, again) = confirm(&srv, &student, &placed, "pay_another").await;
     assert_eq!((status, again.clone()), (StatusCode::OK, paid.clone()));
-    let (status, err) = srv.post(&path, Some(&student), json!({"payment_key": "pay_ok", "amount": 1})).await;
+    let (status, err) =
+        srv.post(&path, Some(&student), json!({"payment_key": "pay_ok", "amount": 1})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&err, "amount_mismatch");
     assert_eq!(charges_of(&srv, &placed["id"]).await, 1);
     assert_eq!(enrollment_rows(&srv, student_id, course).await, 1);
-    assert_eq!(srv.post("/api/v1/orders/999999/confirm", Some(&student), json!({"amount": 0})).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        srv.post("/api/v1/orders/999999/confirm", Some(&student), json!({"amount": 0})).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 async fn racing_confirmations_charge_and_grant_once(b: Backend) {
@@ -418,7 +567,8 @@ async fn racing_confirmations_charge_and_grant_once(b: Backend) {
     let (other_course, _) = published(&srv, &teacher, "SQL", 30000, "KRW").await;
     let a = order(&srv, &student, &[other_course]).await;
     let b2 = order(&srv, &student, &[other_course]).await;
-    let (ra, rb) = tokio::join!(confirm(&srv, &student, &a, "pay_a"), confirm(&srv, &student, &b2, "pay_b"));
+    let (ra, rb) =
+        tokio::join!(confirm(&srv, &student, &a, "pay_a"), confirm(&srv, &student, &b2, "pay_b"));
     let mut statuses = [ra.0, rb.0];
     statuses.sort();
     assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "{} / {}", ra.1, rb.1);
@@ -441,7 +591,10 @@ async fn free_orders_confirm_without_a_payment_key(b: Backend) {
     assert_error(&err, "amount_mismatch");
     let (status, paid) = srv.post(&path, Some(&student), json!({"amount": 0})).await;
     assert_eq!(status, StatusCode::OK, "{paid}");
-    assert_eq!((paid["status"].as_str(), paid["payment_provider"].clone()), (Some("paid"), Value::Null));
+    assert_eq!(
+        (paid["status"].as_str(), paid["payment_provider"].clone()),
+        (Some("paid"), Value::Null)
+    );
     assert!(enrolled(&srv, &student, free).await);
     assert_eq!(playback(&srv, &student, lecture).await, StatusCode::CONFLICT);
     assert_eq!(charges_of(&srv, &placed["id"]).await, 0);
@@ -467,16 +620,31 @@ async fn a_refund_within_policy_revokes_access(b: Backend) {
     assert_error(&err, "order_not_paid");
 
     let (status, refunded) = srv
-        .post(&format!("/api/v1/orders/{}/refund", paid["id"]), Some(&student), json!({"reason": "changed my mind"}))
+        .post(
+            &format!("/api/v1/orders/{}/refund", paid["id"]),
+            Some(&student),
+            json!({"reason": "changed my mind"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{refunded}");
-    assert_eq!((refunded["status"].as_str(), refunded["amount"].as_i64()), (Some("refunded"), Some(55000)));
+    assert_eq!(
+        (refunded["status"].as_str(), refunded["amount"].as_i64()),
+        (Some("refunded"), Some(55000))
+    );
     assert!(refunded["refunded_at"].is_string() && refunded["paid_at"].is_string());
     assert!(!enrolled(&srv, &student, course).await);
     assert_eq!(playback(&srv, &student, lecture).await, StatusCode::FORBIDDEN);
     let (_, page) = srv.get(&format!("/api/v1/courses/{course}"), None).await;
     assert_eq!(page["enrollment_count"], 0);
-    assert_eq!(count(&srv, "SELECT COUNT(*) FROM payments WHERE kind = 'refund' AND order_id = $1", paid["id"].as_i64().unwrap()).await, 1);
+    assert_eq!(
+        count(
+            &srv,
+            "SELECT COUNT(*) FROM payments WHERE kind = 'refund' AND order_id = $1",
+            paid["id"].as_i64().unwrap()
+        )
+        .await,
+        1
+    );
 
     let (status, err) = refund(&srv, &student, &paid["id"]).await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -562,23 +730,61 @@ async fn the_dashboard_adds_up_sales_refunds_and_watching(b: Backend) {
 
     let today = chrono::Utc::now().date_naive();
     for query in [String::new(), format!("?from={today}&to={today}")] {
-        let (status, d) = srv.get(&format!("/api/v1/instructor/dashboard{query}"), Some(&teacher)).await;
+        let (status, d) =
+            srv.get(&format!("/api/v1/instructor/dashboard{query}"), Some(&teacher)).await;
         assert_eq!(status, StatusCode::OK, "{d}");
         let courses = d["courses"].as_array().unwrap();
-        assert_eq!(courses.iter().map(|c| c["course_id"].as_i64().unwrap()).collect::<Vec<_>>(), [rust, sql]);
+        assert_eq!(
+            courses.iter().map(|c| c["course_id"].as_i64().unwrap()).collect::<Vec<_>>(),
+            [rust, sql]
+        );
         let r = &courses[0];
         assert_eq!(
-            (r["title"].as_str(), r["currency"].as_str(), r["revenue"].as_i64(), r["gross_revenue"].as_i64(), r["refunded_amount"].as_i64()),
+            (
+                r["title"].as_str(),
+                r["currency"].as_str(),
+                r["revenue"].as_i64(),
+                r["gross_revenue"].as_i64(),
+                r["refunded_amount"].as_i64()
+            ),
             (Some("Rust"), Some("KRW"), Some(55000), Some(110000), Some(55000))
         );
-        assert_eq!((r["paid_orders"].as_i64(), r["refunds"].as_i64(), r["enrollments"].as_i64()), (Some(2), Some(1), Some(1)));
-        assert_eq!((r["watch_seconds"].as_f64(), r["completion_rate"].as_f64()), (Some(600.0), Some(1.0)));
+        assert_eq!(
+            (r["paid_orders"].as_i64(), r["refunds"].as_i64(), r["enrollments"].as_i64()),
+            (Some(2), Some(1), Some(1))
+        );
+        assert_eq!(
+            (r["watch_seconds"].as_f64(), r["completion_rate"].as_f64()),
+            (Some(600.0), Some(1.0))
+        );
         let s = &courses[1];
-        assert_eq!((s["revenue"].as_i64(), s["paid_orders"].as_i64(), s["refunds"].as_i64(), s["enrollments"].as_i64()), (Some(30000), Some(1), Some(0), Some(1)));
-        assert_eq!((s["watch_seconds"].as_f64(), s["completion_rate"].as_f64()), (Some(0.0), Some(0.0)));
+        assert_eq!(
+            (
+                s["revenue"].as_i64(),
+                s["paid_orders"].as_i64(),
+                s["refunds"].as_i64(),
+                s["enrollments"].as_i64()
+            ),
+            (Some(30000), Some(1), Some(0), Some(1))
+        );
+        assert_eq!(
+            (s["watch_seconds"].as_f64(), s["completion_rate"].as_f64()),
+            (Some(0.0), Some(0.0))
+        );
         let t = &d["totals"];
-        assert_eq!((t["revenue"].as_i64(), t["currency"].as_str(), t["paid_orders"].as_i64(), t["refunds"].as_i64()), (Some(85000), Some("KRW"), Some(2), Some(1)));
-        assert_eq!((t["courses"].as_i64(), t["enrollments"].as_i64(), t["watch_seconds"].as_f64()), (Some(2), Some(2), Some(600.0)));
+        assert_eq!(
+            (
+                t["revenue"].as_i64(),
+                t["currency"].as_str(),
+                t["paid_orders"].as_i64(),
+                t["refunds"].as_i64()
+            ),
+            (Some(85000), Some("KRW"), Some(2), Some(1))
+        );
+        assert_eq!(
+            (t["courses"].as_i64(), t["enrollments"].as_i64(), t["watch_seconds"].as_f64()),
+            (Some(2), Some(2), Some(600.0))
+        );
         assert_eq!(
             t["by_currency"],
             json!([{"currency": "KRW", "revenue": 85000, "gross_revenue": 140000, "refunded_amount": 55000, "paid_orders": 2, "refunds": 1}])
@@ -591,9 +797,16 @@ async fn the_dashboard_adds_up_sales_refunds_and_watching(b: Backend) {
     for query in [format!("?from={tomorrow}"), format!("?to={yesterday}")] {
         let (_, d) = srv.get(&format!("/api/v1/instructor/dashboard{query}"), Some(&teacher)).await;
         let r = &d["courses"][0];
-        assert_eq!((r["revenue"].as_i64(), r["paid_orders"].as_i64(), r["refunds"].as_i64()), (Some(0), Some(0), Some(0)), "{query}: {d}");
+        assert_eq!(
+            (r["revenue"].as_i64(), r["paid_orders"].as_i64(), r["refunds"].as_i64()),
+            (Some(0), Some(0), Some(0)),
+            "{query}: {d}"
+        );
         assert_eq!(r["enrollments"], 1, "enrollments are as of now");
-        assert_eq!((d["totals"]["revenue"].as_i64(), d["totals"]["by_currency"].clone()), (Some(0), json!([])));
+        assert_eq!(
+            (d["totals"]["revenue"].as_i64(), d["totals"]["by_currency"].clone()),
+            (Some(0), json!([]))
+        );
     }
     // A refund made today of a sale made before the range counts in the range.
     sqlx::query("UPDATE orders SET paid_at = paid_at - $1 WHERE id = $2")
@@ -602,16 +815,26 @@ async fn the_dashboard_adds_up_sales_refunds_and_watching(b: Backend) {
         .execute(srv.app_state.db.pool())
         .await
         .unwrap();
-    let (_, d) = srv.get(&format!("/api/v1/instructor/dashboard?from={today}"), Some(&teacher)).await;
+    let (_, d) =
+        srv.get(&format!("/api/v1/instructor/dashboard?from={today}"), Some(&teacher)).await;
     let r = &d["courses"][0];
-    assert_eq!((r["revenue"].as_i64(), r["paid_orders"].as_i64(), r["refunds"].as_i64()), (Some(0), Some(1), Some(1)), "{d}");
+    assert_eq!(
+        (r["revenue"].as_i64(), r["paid_orders"].as_i64(), r["refunds"].as_i64()),
+        (Some(0), Some(1), Some(1)),
+        "{d}"
+    );
 
     let (student, _) = srv.new_user("student@example.com").await;
     let (status, err) = srv.get("/api/v1/instructor/dashboard", Some(&student)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_error(&err, "instructors_only");
-    for (query, code) in [("?from=2025-13-01", "invalid_date"), ("?to=yesterday", "invalid_date"), ("?from=2025-03-02&to=2025-03-01", "invalid_date_range")] {
-        let (status, err) = srv.get(&format!("/api/v1/instructor/dashboard{query}"), Some(&teacher)).await;
+    for (query, code) in [
+        ("?from=2025-13-01", "invalid_date"),
+        ("?to=yesterday", "invalid_date"),
+        ("?from=2025-03-02&to=2025-03-01", "invalid_date_range"),
+    ] {
+        let (status, err) =
+            srv.get(&format!("/api/v1/instructor/dashboard{query}"), Some(&teacher)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
         assert_error(&err, code);
     }
@@ -639,7 +862,10 @@ async fn the_api_document_lists_the_commerce_routes(b: Backend) {
         assert!(doc["paths"].get(path).is_some(), "{path} missing from the API document");
     }
     for schema in ["Order", "Cart", "Dashboard", "ConfirmRequest"] {
-        assert!(doc["components"]["schemas"].get(schema).is_some(), "{schema} missing from the API document");
+        assert!(
+            doc["components"]["schemas"].get(schema).is_some(),
+            "{schema} missing from the API document"
+        );
     }
 }
 
@@ -725,7 +951,11 @@ mod fake_toss {
     }
 
     fn outage() -> Response {
-        error(StatusCode::INTERNAL_SERVER_ERROR, "FAILED_INTERNAL_SYSTEM_PROCESSING", "내부 시스템 처리 작업이 실패했습니다.")
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "FAILED_INTERNAL_SYSTEM_PROCESSING",
+            "내부 시스템 처리 작업이 실패했습니다.",
+        )
     }
 
     /// Answer `done` as the ledger's faults say: late, or as a failure.
@@ -756,17 +986,29 @@ mod fake_toss {
 
     /// `Authorization: Basic base64("{secret}:")`.
     fn check_auth(headers: &HeaderMap) -> Result<(), Response> {
-        let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{SECRET}:")));
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{SECRET}:"))
+        );
         if headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str()) {
             Ok(())
         } else {
-            Err(error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED_KEY", "인증되지 않은 시크릿 키 혹은 클라이언트 키 입니다."))
+            Err(error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED_KEY",
+                "인증되지 않은 시크릿 키 혹은 클라이언트 키 입니다.",
+            ))
         }
     }
 
     /// A JSON object body sent as `application/json` with exactly the `required` keys plus
     /// any of `optional`.
-    fn json_object(headers: &HeaderMap, body: &[u8], required: &[&str], optional: &[&str]) -> Result<Map<String, Value>, String> {
+    fn json_object(
+        headers: &HeaderMap,
+        body: &[u8],
+        required: &[&str],
+        optional: &[&str],
+    ) -> Result<Map<String, Value>, String> {
         let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
         if !content_type.starts_with("application/json") {
             return Err(format!("content-type is {content_type:?}, not application/json"));
@@ -779,7 +1021,9 @@ mod fake_toss {
                 return Err(format!("{key} is missing"));
             }
         }
-        if let Some(extra) = obj.keys().find(|k| !required.contains(&k.as_str()) && !optional.contains(&k.as_str())) {
+        if let Some(extra) =
+            obj.keys().find(|k| !required.contains(&k.as_str()) && !optional.contains(&k.as_str()))
+        {
             return Err(format!("unexpected field {extra}"));
         }
         Ok(obj)
@@ -796,7 +1040,11 @@ mod fake_toss {
 
     /// `POST /v1/payments/confirm`. Payment keys choose the behaviour: `reject_…` are declined,
     /// `down_…` meet a Toss outage, `slow_…` are approved but answered too late, others approved.
-    async fn confirm(State(ledger): State<Arc<Mutex<Ledger>>>, headers: HeaderMap, body: Bytes) -> Response {
+    async fn confirm(
+        State(ledger): State<Arc<Mutex<Ledger>>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
         if let Err(resp) = check_auth(&headers) {
             return resp;
         }
@@ -811,31 +1059,60 @@ mod fake_toss {
             Ok(obj) => obj,
             Err(what) => return violation(&ledger, what),
         };
-        let (Some(key), Some(order_id)) = (obj["paymentKey"].as_str(), obj["orderId"].as_str()) else {
+        let (Some(key), Some(order_id)) = (obj["paymentKey"].as_str(), obj["orderId"].as_str())
+        else {
             return violation(&ledger, "paymentKey and orderId must be strings".into());
         };
         let Some(amount) = obj["amount"].as_i64() else {
             return violation(&ledger, format!("amount {} is not an integer", obj["amount"]));
         };
-        if !(6..=64).contains(&order_id.len()) || !order_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return violation(&ledger, format!("orderId {order_id:?} is not 6-64 characters of [A-Za-z0-9_-]"));
+        if !(6..=64).contains(&order_id.len())
+            || !order_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return violation(
+                &ledger,
+                format!("orderId {order_id:?} is not 6-64 characters of [A-Za-z0-9_-]"),
+            );
         }
         let opened = ledger.lock().unwrap().checkouts.get(order_id).copied();
         match opened {
-            None => return error(StatusCode::NOT_FOUND, "NOT_FOUND_PAYMENT_SESSION", "결제 시간이 만료되어 결제 진행 데이터가 존재하지 않습니다."),
-            Some(expected) if expected != amount => return violation(&ledger, format!("amount {amount} is not the checkout's {expected}")),
+            None => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND_PAYMENT_SESSION",
+                    "결제 시간이 만료되어 결제 진행 데이터가 존재하지 않습니다.",
+                )
+            }
+            Some(expected) if expected != amount => {
+                return violation(
+                    &ledger,
+                    format!("amount {amount} is not the checkout's {expected}"),
+                )
+            }
             Some(_) => {}
         }
         if key.starts_with("reject_") {
-            return error(StatusCode::FORBIDDEN, "REJECT_CARD_PAYMENT", "한도초과 혹은 잔액부족으로 결제에 실패했습니다.");
+            return error(
+                StatusCode::FORBIDDEN,
+                "REJECT_CARD_PAYMENT",
+                "한도초과 혹은 잔액부족으로 결제에 실패했습니다.",
+            );
         }
         if key.starts_with("down_") {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "FAILED_INTERNAL_SYSTEM_PROCESSING", "내부 시스템 처리 작업이 실패했습니다.");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "FAILED_INTERNAL_SYSTEM_PROCESSING",
+                "내부 시스템 처리 작업이 실패했습니다.",
+            );
         }
         let approved = {
             let mut l = ledger.lock().unwrap();
             if l.payments.contains_key(key) {
-                return error(StatusCode::BAD_REQUEST, "ALREADY_PROCESSED_PAYMENT", "이미 처리된 결제 입니다.");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "ALREADY_PROCESSED_PAYMENT",
+                    "이미 처리된 결제 입니다.",
+                );
             }
             let p = payment(key, order_id, amount + l.skew);
             l.payments.insert(key.to_string(), p.clone());
@@ -850,7 +1127,11 @@ mod fake_toss {
     }
 
     /// `GET /v1/payments/orders/{orderId}`: the order's payment, whatever its key.
-    async fn lookup_order(State(ledger): State<Arc<Mutex<Ledger>>>, Path(order_id): Path<String>, headers: HeaderMap) -> Response {
+    async fn lookup_order(
+        State(ledger): State<Arc<Mutex<Ledger>>>,
+        Path(order_id): Path<String>,
+        headers: HeaderMap,
+    ) -> Response {
         if let Err(resp) = check_auth(&headers) {
             return resp;
         }
@@ -860,12 +1141,18 @@ mod fake_toss {
         }
         match l.payments.values().find(|p| p["orderId"] == order_id.as_str()) {
             Some(p) => Json(p.clone()).into_response(),
-            None => error(StatusCode::NOT_FOUND, "NOT_FOUND_PAYMENT", "존재하지 않는 결제 정보 입니다."),
+            None => {
+                error(StatusCode::NOT_FOUND, "NOT_FOUND_PAYMENT", "존재하지 않는 결제 정보 입니다.")
+            }
         }
     }
 
     /// `GET /v1/payments/{paymentKey}`.
-    async fn lookup(State(ledger): State<Arc<Mutex<Ledger>>>, Path(key): Path<String>, headers: HeaderMap) -> Response {
+    async fn lookup(
+        State(ledger): State<Arc<Mutex<Ledger>>>,
+        Path(key): Path<String>,
+        headers: HeaderMap,
+    ) -> Response {
         if let Err(resp) = check_auth(&headers) {
             return resp;
         }
@@ -875,12 +1162,19 @@ mod fake_toss {
         }
         match l.payments.get(&key) {
             Some(p) => Json(p.clone()).into_response(),
-            None => error(StatusCode::NOT_FOUND, "NOT_FOUND_PAYMENT", "존재하지 않는 결제 정보 입니다."),
+            None => {
+                error(StatusCode::NOT_FOUND, "NOT_FOUND_PAYMENT", "존재하지 않는 결제 정보 입니다.")
+            }
         }
     }
 
     /// `POST /v1/payments/{paymentKey}/cancel`.
-    async fn cancel(State(ledger): State<Arc<Mutex<Ledger>>>, Path(key): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    async fn cancel(
+        State(ledger): State<Arc<Mutex<Ledger>>>,
+        Path(key): Path<String>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
         if let Err(resp) = check_auth(&headers) {
             return resp;
         }
@@ -888,7 +1182,8 @@ mod fake_toss {
             Ok(obj) => obj,
             Err(what) => return violation(&ledger, what),
         };
-        if !obj["cancelReason"].as_str().is_some_and(|r| !r.is_empty() && r.chars().count() <= 200) {
+        if !obj["cancelReason"].as_str().is_some_and(|r| !r.is_empty() && r.chars().count() <= 200)
+        {
             return violation(&ledger, "cancelReason must be 1 to 200 characters".into());
         }
         let done = {
@@ -896,16 +1191,29 @@ mod fake_toss {
             if l.down {
                 return outage();
             }
-            let idempotency_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let idempotency_key =
+                headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
             l.cancels.push((idempotency_key, Value::Object(obj.clone())));
             let Some(p) = l.payments.get_mut(&key) else {
-                return error(StatusCode::NOT_FOUND, "NOT_FOUND_PAYMENT", "존재하지 않는 결제 정보 입니다.");
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND_PAYMENT",
+                    "존재하지 않는 결제 정보 입니다.",
+                );
             };
             if p["status"] == "CANCELED" {
-                return error(StatusCode::BAD_REQUEST, "ALREADY_CANCELED_PAYMENT", "이미 취소된 결제 입니다.");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "ALREADY_CANCELED_PAYMENT",
+                    "이미 취소된 결제 입니다.",
+                );
             }
             if obj.get("cancelAmount").is_some_and(|a| a.as_i64() != p["balanceAmount"].as_i64()) {
-                return error(StatusCode::BAD_REQUEST, "NOT_CANCELABLE_AMOUNT", "취소 할 수 없는 금액 입니다.");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "NOT_CANCELABLE_AMOUNT",
+                    "취소 할 수 없는 금액 입니다.",
+                );
             }
             p["status"] = json!("CANCELED");
             p["balanceAmount"] = json!(0);
@@ -960,7 +1268,10 @@ async fn toss_payments_confirm_and_cancel_as_the_real_api_requires(b: Backend) {
     // …and the retry with the same payment key finds the payment done: paid once.
     let (status, paid) = confirm(&srv, &student, &placed, "slow_card").await;
     assert_eq!(status, StatusCode::OK, "{paid}");
-    assert_eq!((paid["status"].as_str(), paid["payment_provider"].as_str()), (Some("paid"), Some("toss")));
+    assert_eq!(
+        (paid["status"].as_str(), paid["payment_provider"].as_str()),
+        (Some("paid"), Some("toss"))
+    );
     assert!(enrolled(&srv, &student, course).await);
     assert_eq!(fake.with(|l| l.charges), 1);
 
@@ -972,12 +1283,19 @@ async fn toss_payments_confirm_and_cancel_as_the_real_api_requires(b: Backend) {
 
     // A refund cancels the payment at Toss and revokes access.
     let (status, refunded) = refund(&srv, &student, &placed["id"]).await;
-    assert_eq!((status, refunded["status"].as_str()), (StatusCode::OK, Some("refunded")), "{refunded}");
+    assert_eq!(
+        (status, refunded["status"].as_str()),
+        (StatusCode::OK, Some("refunded")),
+        "{refunded}"
+    );
     assert!(!enrolled(&srv, &student, course).await);
     fake.with(|l| {
         assert_eq!(l.cancels.len(), 1);
         let (key, body) = &l.cancels[0];
-        assert!(key.as_deref().is_some_and(|k| k.contains(&order_id)), "cancel carries an Idempotency-Key: {key:?}");
+        assert!(
+            key.as_deref().is_some_and(|k| k.contains(&order_id)),
+            "cancel carries an Idempotency-Key: {key:?}"
+        );
         assert_eq!(body["cancelAmount"], 55000);
         assert!(body["cancelReason"].as_str().is_some_and(|r| !r.is_empty()));
         assert_eq!(l.payments["slow_card"]["status"], "CANCELED");
@@ -989,7 +1307,9 @@ async fn toss_payments_confirm_and_cancel_as_the_real_api_requires(b: Backend) {
     let second = order(&srv, &student, &[other_course]).await;
     fake.open_checkout(second["payment_order_id"].as_str().unwrap(), 30000);
     let asked = fake.with(|l| l.confirm_requests);
-    let answers = futures::future::join_all((0..5).map(|_| confirm(&srv, &student, &second, "card_race"))).await;
+    let answers =
+        futures::future::join_all((0..5).map(|_| confirm(&srv, &student, &second, "card_race")))
+            .await;
     for (status, body) in &answers {
         assert_eq!((*status, body["status"].as_str()), (StatusCode::OK, Some("paid")), "{body}");
     }
@@ -1005,7 +1325,12 @@ async fn toss_payments_confirm_and_cancel_as_the_real_api_requires(b: Backend) {
 }
 
 /// A Toss-backed server with `payment_timeout_secs` and `reconcile_interval_secs` as given.
-async fn toss_server_with(b: Backend, fake: &fake_toss::FakeToss, timeout_secs: u64, reconcile_secs: u64) -> TestServer {
+async fn toss_server_with(
+    b: Backend,
+    fake: &fake_toss::FakeToss,
+    timeout_secs: u64,
+    reconcile_secs: u64,
+) -> TestServer {
     let base = fake.base.clone();
     TestServer::start_with(b, StorageKind::Fs, move |c| {
         c.payment_provider = "toss".into();
@@ -1019,7 +1344,11 @@ async fn toss_server_with(b: Backend, fake: &fake_toss::FakeToss, timeout_secs: 
 
 /// A student with a pending Toss order for a new ₩55,000 course, its checkout opened:
 /// `(student token, student id, course id, order)`.
-async fn toss_order(srv: &TestServer, fake: &fake_toss::FakeToss, title: &str) -> (String, i64, i64, Value) {
+async fn toss_order(
+    srv: &TestServer,
+    fake: &fake_toss::FakeToss,
+    title: &str,
+) -> (String, i64, i64, Value) {
     let teacher = srv.instructor(&format!("teacher-{}@example.com", title.to_lowercase())).await;
     let (course, _) = published(srv, &teacher, title, 55000, "KRW").await;
     let (student, _) = srv.new_user(&format!("student-{}@example.com", title.to_lowercase())).await;
@@ -1030,14 +1359,28 @@ async fn toss_order(srv: &TestServer, fake: &fake_toss::FakeToss, title: &str) -
 }
 
 /// Send `path` with `body` and hang up after `after`, before the answer comes.
-async fn hang_up(srv: &TestServer, token: &str, path: &str, body: Value, after: std::time::Duration) {
+async fn hang_up(
+    srv: &TestServer,
+    token: &str,
+    path: &str,
+    body: Value,
+    after: std::time::Duration,
+) {
     let client = reqwest::Client::builder().timeout(after).build().unwrap();
     let sent = client.post(srv.url(path)).bearer_auth(token).json(&body).send().await;
-    assert!(sent.is_err_and(|e| e.is_timeout()), "the request was answered before the client hung up");
+    assert!(
+        sent.is_err_and(|e| e.is_timeout()),
+        "the request was answered before the client hung up"
+    );
 }
 
 /// Poll the order until `done` says yes, for up to 20 s; the last order seen.
-async fn order_until(srv: &TestServer, token: &str, order_id: &Value, done: impl Fn(&Value) -> bool) -> Value {
+async fn order_until(
+    srv: &TestServer,
+    token: &str,
+    order_id: &Value,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let o = get_order(srv, token, order_id).await;
@@ -1061,10 +1404,21 @@ async fn a_buyer_who_hangs_up_mid_payment_still_gets_what_the_provider_did(b: Ba
 
     // Mid-confirm: Toss charges, the buyer is gone before it answers…
     let path = format!("/api/v1/orders/{}/confirm", placed["id"]);
-    hang_up(&srv, &student, &path, json!({"payment_key": "card_gone", "amount": 55000}), std::time::Duration::from_millis(300)).await;
+    hang_up(
+        &srv,
+        &student,
+        &path,
+        json!({"payment_key": "card_gone", "amount": 55000}),
+        std::time::Duration::from_millis(300),
+    )
+    .await;
     // …and the order is paid and the buyer enrolled all the same.
     let paid = order_until(&srv, &student, &placed["id"], |o| o["status"] == "paid").await;
-    assert_eq!((paid["status"].as_str(), paid["payment_intent"].as_str()), (Some("paid"), None), "{paid}");
+    assert_eq!(
+        (paid["status"].as_str(), paid["payment_intent"].as_str()),
+        (Some("paid"), None),
+        "{paid}"
+    );
     assert!(enrolled(&srv, &student, course).await);
     assert_eq!(fake.with(|l| l.charges), 1);
     // The buyer's payment lock went with the work, not with its lease.
@@ -1094,7 +1448,11 @@ async fn the_reconciler_settles_payments_whose_answers_were_lost(b: Backend) {
     fake.set(|l| l.fail_after_work = false);
     // …then the reconciler asks Toss, which says it is paid: paid and enrolled, no retry needed.
     let paid = order_until(&srv, &student, &placed["id"], |o| o["status"] == "paid").await;
-    assert_eq!((paid["status"].as_str(), paid["payment_intent"].as_null()), (Some("paid"), Some(())), "{paid}");
+    assert_eq!(
+        (paid["status"].as_str(), paid["payment_intent"].as_null()),
+        (Some("paid"), Some(())),
+        "{paid}"
+    );
     assert!(enrolled(&srv, &student, course).await);
     assert_eq!(charges_of(&srv, &placed["id"]).await, 1);
 
@@ -1111,7 +1469,11 @@ async fn the_reconciler_settles_payments_whose_answers_were_lost(b: Backend) {
     fake.set(|l| l.down = false);
     // Recovered: Toss never saw the payment, so the order is plainly pending again…
     let back = order_until(&srv, &student, &placed["id"], |o| o["payment_intent"].is_null()).await;
-    assert_eq!((back["status"].as_str(), back["payment_intent"].as_null()), (Some("pending"), Some(())), "{back}");
+    assert_eq!(
+        (back["status"].as_str(), back["payment_intent"].as_null()),
+        (Some("pending"), Some(())),
+        "{back}"
+    );
     assert!(!enrolled(&srv, &student, course).await);
     // …and may be paid again.
     let (status, paid) = confirm(&srv, &student, &placed, "card_again").await;
@@ -1143,7 +1505,11 @@ async fn the_reconciler_settles_payments_whose_answers_were_lost(b: Backend) {
 
     // Every settlement is counted.
     let metrics = srv.http.get(srv.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    for line in [r#"kind="confirming",outcome="paid""#, r#"kind="confirming",outcome="pending""#, r#"kind="refunding",outcome="refunded""#] {
+    for line in [
+        r#"kind="confirming",outcome="paid""#,
+        r#"kind="confirming",outcome="pending""#,
+        r#"kind="refunding",outcome="refunded""#,
+    ] {
         assert!(
             metrics.lines().any(|l| l.starts_with("lectern_payment_intents_settled_total") && l.contains(line)),
             "{line} missing from /metrics"
@@ -1159,7 +1525,8 @@ async fn racing_refunds_give_the_money_back_once(b: Backend) {
     let (status, paid) = confirm(&srv, &student, &placed, "card_race_refund").await;
     assert_eq!(status, StatusCode::OK, "{paid}");
     fake.set(|l| l.delay = Some(std::time::Duration::from_millis(300)));
-    let answers = futures::future::join_all((0..5).map(|_| refund(&srv, &student, &placed["id"]))).await;
+    let answers =
+        futures::future::join_all((0..5).map(|_| refund(&srv, &student, &placed["id"]))).await;
     let mut refunded = 0;
     for (status, body) in &answers {
         match *status {
@@ -1173,7 +1540,15 @@ async fn racing_refunds_give_the_money_back_once(b: Backend) {
     }
     assert_eq!(refunded, 1, "{answers:?}");
     assert_eq!(fake.with(|l| l.cancels.len()), 1, "one cancel reached Toss");
-    assert_eq!(count(&srv, "SELECT COUNT(*) FROM payments WHERE kind = 'refund' AND order_id = $1", placed["id"].as_i64().unwrap()).await, 1);
+    assert_eq!(
+        count(
+            &srv,
+            "SELECT COUNT(*) FROM payments WHERE kind = 'refund' AND order_id = $1",
+            placed["id"].as_i64().unwrap()
+        )
+        .await,
+        1
+    );
     assert!(!enrolled(&srv, &student, course).await);
 }
 
@@ -1189,7 +1564,11 @@ async fn a_payment_approved_for_the_wrong_amount_is_cancelled(b: Backend) {
     assert_error(&err, "payment_mismatch");
     assert_eq!(fake.with(|l| l.payments["card_skewed"]["status"].clone()), "CANCELED");
     let o = get_order(&srv, &student, &placed["id"]).await;
-    assert_eq!((o["status"].as_str(), o["payment_intent"].as_null()), (Some("pending"), Some(())), "{o}");
+    assert_eq!(
+        (o["status"].as_str(), o["payment_intent"].as_null()),
+        (Some("pending"), Some(())),
+        "{o}"
+    );
     assert!(!enrolled(&srv, &student, course).await);
 
     // Found by the reconciler after a lost answer: cancelled too.
@@ -1209,7 +1588,10 @@ async fn readiness_names_the_payment_provider(b: Backend) {
     let srv = TestServer::start(b).await;
     let (status, ready) = srv.get("/readyz", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((ready["payment_provider"].as_str(), ready["environment"].as_str()), (Some("dev"), Some("development")));
+    assert_eq!(
+        (ready["payment_provider"].as_str(), ready["environment"].as_str()),
+        (Some("dev"), Some("development"))
+    );
     let fake = fake_toss::FakeToss::start().await;
     let toss = toss_server(b, &fake).await;
     assert_eq!(toss.get("/readyz", None).await.1["payment_provider"], "toss");
@@ -1242,19 +1624,29 @@ async fn what_a_dead_process_left_in_flight_is_settled_once_its_lock_lapses(b: B
     .execute(pool)
     .await
     .unwrap();
-    sqlx::query("INSERT INTO payment_locks (user_id, holder, expires_at) VALUES ($1, 'dead-process', $2)")
-        .bind(sid)
-        .bind(now + 3)
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO payment_locks (user_id, holder, expires_at) VALUES ($1, 'dead-process', $2)",
+    )
+    .bind(sid)
+    .bind(now + 3)
+    .execute(pool)
+    .await
+    .unwrap();
     assert_eq!(get_order(&srv, &student, &placed["id"]).await["payment_intent"], "confirming");
     // While the dead holder's lease runs, nobody touches it; once it lapses the reconciler asks
     // Toss and finishes the payment.
     let paid = order_until(&srv, &student, &placed["id"], |o| o["status"] == "paid").await;
-    assert_eq!((paid["status"].as_str(), paid["payment_intent"].as_null()), (Some("paid"), Some(())), "{paid}");
+    assert_eq!(
+        (paid["status"].as_str(), paid["payment_intent"].as_null()),
+        (Some("paid"), Some(())),
+        "{paid}"
+    );
     assert!(enrolled(&srv, &student, course).await);
-    assert_eq!(fake.with(|l| (l.charges, l.confirm_requests)), (1, 1), "settled by looking, not by charging again");
+    assert_eq!(
+        fake.with(|l| (l.charges, l.confirm_requests)),
+        (1, 1),
+        "settled by looking, not by charging again"
+    );
 }
 
 on_both_databases!(

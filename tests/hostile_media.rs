@@ -45,7 +45,9 @@ async fn attempts(srv: &TestServer, video: i64) -> i64 {
 /// Nothing of a finished job is left in scratch space.
 fn assert_scratch_empty(srv: &TestServer) {
     let scratch = srv.cfg.data_dir.join("scratch");
-    let left: Vec<PathBuf> = std::fs::read_dir(&scratch).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
+    let left: Vec<PathBuf> = std::fs::read_dir(&scratch)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "scratch space left behind: {left:?}");
 }
 
@@ -55,7 +57,17 @@ fn assert_failed_readably(srv: &TestServer, v: &Value) -> String {
     let reason = v["error"].as_str().unwrap().to_string();
     assert!(reason.len() > 10 && !reason.contains("panicked"), "unreadable reason: {reason}");
     let data_dir = srv.cfg.data_dir.display().to_string();
-    for leak in [data_dir.as_str(), "/tmp", "127.0.0.1", "http", "videos/", "scratch", "s3", "sqlite", "postgres"] {
+    for leak in [
+        data_dir.as_str(),
+        "/tmp",
+        "127.0.0.1",
+        "http",
+        "videos/",
+        "scratch",
+        "s3",
+        "sqlite",
+        "postgres",
+    ] {
         assert!(!reason.to_lowercase().contains(leak), "the reason leaks {leak:?}: {reason}");
     }
     reason
@@ -64,14 +76,20 @@ fn assert_failed_readably(srv: &TestServer, v: &Value) -> String {
 /// A clip somewhere on the worker's host that no upload may reach.
 fn host_file(dir: &Path) -> PathBuf {
     let secret = dir.join("secret.ts");
-    ffmpeg("-f lavfi -i testsrc2=size=320x240:rate=30:duration=2 -c:v libx264 -preset ultrafast", &secret);
+    ffmpeg(
+        "-f lavfi -i testsrc2=size=320x240:rate=30:duration=2 -c:v libx264 -preset ultrafast",
+        &secret,
+    );
     secret
 }
 
 /// An HLS playlist naming `file`, with a non-printable line that gets it past text sniffing.
 fn playlist(file: &Path) -> Vec<u8> {
-    format!("#EXTM3U\n#\x01\x02\x03\n#EXT-X-TARGETDURATION:10\n#EXTINF:2,\nfile:{}\n#EXT-X-ENDLIST\n", file.display())
-        .into_bytes()
+    format!(
+        "#EXTM3U\n#\x01\x02\x03\n#EXT-X-TARGETDURATION:10\n#EXTINF:2,\nfile:{}\n#EXT-X-ENDLIST\n",
+        file.display()
+    )
+    .into_bytes()
 }
 
 async fn a_playlist_upload_is_refused_with_a_reason(b: Backend, s: StorageKind) {
@@ -92,26 +110,40 @@ async fn a_playlist_upload_is_refused_with_a_reason(b: Backend, s: StorageKind) 
     assert!(body["error"]["message"].as_str().unwrap().contains("playlist"), "{body}");
 }
 
-async fn a_stored_playlist_naming_a_host_file_fails_and_publishes_nothing(b: Backend, s: StorageKind) {
+async fn a_stored_playlist_naming_a_host_file_fails_and_publishes_nothing(
+    b: Backend,
+    s: StorageKind,
+) {
     let srv = server(b, s, |_| {}).await;
     let (t, lecture) = lecture(&srv).await;
     let dir = tempfile::tempdir().unwrap();
     // A queued source that is a playlist (whatever way it got there): the engine is the last word.
-    let video = srv.put_video(&t, lecture, &clip(dir.path(), "real.mp4", 320, 240, 1.0, false)).await;
+    let video =
+        srv.put_video(&t, lecture, &clip(dir.path(), "real.mp4", 320, 240, 1.0, false)).await;
     let bytes = playlist(&host_file(dir.path()));
-    srv.app_state.storage.put(&keys::source(video), stream_from_bytes(bytes), "application/octet-stream").await.unwrap();
+    srv.app_state
+        .storage
+        .put(&keys::source(video), stream_from_bytes(bytes), "application/octet-stream")
+        .await
+        .unwrap();
     let mut worker = srv.spawn_worker();
     let v = srv.wait_video(&t, video, WAIT).await;
     let reason = assert_failed_readably(&srv, &v);
     assert!(reason.contains("playlist"), "{reason}");
     assert_eq!(attempts(&srv, video).await, 1, "a refused file fails at once");
     let objects = srv.app_state.storage.list(&keys::video(video)).await.unwrap();
-    assert!(objects.iter().all(|o| o.key.as_str() == keys::source(video).as_str()), "outputs published: {objects:?}");
+    assert!(
+        objects.iter().all(|o| o.key.as_str() == keys::source(video).as_str()),
+        "outputs published: {objects:?}"
+    );
     assert_scratch_empty(&srv);
     worker.kill().await.unwrap();
 }
 
-async fn an_mkv_whose_timestamps_jump_fails_at_once_and_its_scratch_is_removed(b: Backend, s: StorageKind) {
+async fn an_mkv_whose_timestamps_jump_fails_at_once_and_its_scratch_is_removed(
+    b: Backend,
+    s: StorageKind,
+) {
     let srv = server(b, s, |_| {}).await;
     let (t, lecture) = lecture(&srv).await;
     let dir = tempfile::tempdir().unwrap();
@@ -119,8 +151,24 @@ async fn an_mkv_whose_timestamps_jump_fails_at_once_and_its_scratch_is_removed(b
     // 1 s to 10^7 s.
     let jump = dir.path().join("jump.mkv");
     let status = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=2"])
-        .args(["-vf", "setpts='if(lt(T,1),PTS,PTS+10000000/TB)'", "-c:v", "libx264", "-preset", "ultrafast"])
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30:duration=2",
+        ])
+        .args([
+            "-vf",
+            "setpts='if(lt(T,1),PTS,PTS+10000000/TB)'",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
         .args(["-f", "matroska", "pipe:1"])
         .stdout(Stdio::from(std::fs::File::create(&jump).unwrap()))
         .status()
@@ -141,7 +189,10 @@ async fn a_clip_with_an_extreme_pixel_aspect_ratio_fails_at_once(b: Backend, s: 
     let (t, lecture) = lecture(&srv).await;
     let dir = tempfile::tempdir().unwrap();
     let thin = dir.path().join("thin.mkv");
-    ffmpeg("-f lavfi -i testsrc2=size=640x360:rate=25:duration=1 -vf setsar=1/1000 -c:v mpeg4", &thin);
+    ffmpeg(
+        "-f lavfi -i testsrc2=size=640x360:rate=25:duration=1 -vf setsar=1/1000 -c:v mpeg4",
+        &thin,
+    );
     let video = srv.put_video(&t, lecture, &thin).await;
     let mut worker = srv.spawn_worker();
     let v = srv.wait_video(&t, video, WAIT).await;
@@ -178,7 +229,8 @@ async fn a_job_over_its_time_budget_fails_and_its_scratch_is_removed(b: Backend,
     .await;
     let (t, lecture) = lecture(&srv).await;
     let dir = tempfile::tempdir().unwrap();
-    let video = srv.put_video(&t, lecture, &clip(dir.path(), "long.mp4", 1280, 720, 12.0, true)).await;
+    let video =
+        srv.put_video(&t, lecture, &clip(dir.path(), "long.mp4", 1280, 720, 12.0, true)).await;
     let mut worker = srv.spawn_worker();
     let v = srv.wait_video(&t, video, WAIT).await;
     let reason = assert_failed_readably(&srv, &v);
@@ -188,7 +240,10 @@ async fn a_job_over_its_time_budget_fails_and_its_scratch_is_removed(b: Backend,
     worker.kill().await.unwrap();
 }
 
-async fn a_job_over_its_scratch_budget_fails_and_its_scratch_is_removed(b: Backend, s: StorageKind) {
+async fn a_job_over_its_scratch_budget_fails_and_its_scratch_is_removed(
+    b: Backend,
+    s: StorageKind,
+) {
     let dir = tempfile::tempdir().unwrap();
     let file = clip(dir.path(), "clip.mp4", 1280, 720, 6.0, true);
     let size = std::fs::metadata(&file).unwrap().len();
@@ -216,11 +271,12 @@ async fn an_internal_failure_tells_the_owner_no_paths_or_endpoints(b: Backend, s
     let reason = assert_failed_readably(&srv, &v);
     assert!(reason.contains("internal error"), "{reason}");
     // Operators still get the detail.
-    let (detail,): (Option<String>,) = sqlx::query_as("SELECT last_error FROM jobs WHERE video_id = $1")
-        .bind(video)
-        .fetch_one(srv.app_state.db.pool())
-        .await
-        .unwrap();
+    let (detail,): (Option<String>,) =
+        sqlx::query_as("SELECT last_error FROM jobs WHERE video_id = $1")
+            .bind(video)
+            .fetch_one(srv.app_state.db.pool())
+            .await
+            .unwrap();
     assert!(detail.is_some_and(|d| d.contains("source")), "no detail for operators");
     worker.kill().await.unwrap();
 }
@@ -259,7 +315,10 @@ fn as_environment(cfg: &Config) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn a_killed_worker_pool_takes_its_processes_with_it_and_leaks_them_no_secrets(b: Backend, s: StorageKind) {
+async fn a_killed_worker_pool_takes_its_processes_with_it_and_leaks_them_no_secrets(
+    b: Backend,
+    s: StorageKind,
+) {
     const SENTINEL: &str = "sentinel-that-no-worker-may-see";
     let srv = server(b, s, |c| {
         c.x264_preset = "medium".into(); // slow enough to kill mid-job
@@ -268,7 +327,8 @@ async fn a_killed_worker_pool_takes_its_processes_with_it_and_leaks_them_no_secr
     .await;
     let (t, lecture) = lecture(&srv).await;
     let dir = tempfile::tempdir().unwrap();
-    let video = srv.put_video(&t, lecture, &clip(dir.path(), "long.mp4", 1280, 720, 12.0, true)).await;
+    let video =
+        srv.put_video(&t, lecture, &clip(dir.path(), "long.mp4", 1280, 720, 12.0, true)).await;
     let mut env = as_environment(&srv.cfg);
     env.retain(|(k, _)| k != "LECTERN_JWT_SECRET");
     env.push(("LECTERN_JWT_SECRET".into(), format!("jwt-{SENTINEL}")));
@@ -292,15 +352,25 @@ async fn a_killed_worker_pool_takes_its_processes_with_it_and_leaks_them_no_secr
         let (_, v) = srv.get(&format!("/api/v1/videos/{video}"), Some(&t)).await;
         let workers = common::child_pids(pool_pid);
         let engines: Vec<u32> = workers.iter().flat_map(|w| common::child_pids(*w)).collect();
-        if v["status"] == "processing" && v["progress"].as_f64().unwrap() > 0.06 && workers.len() == 1 && engines.len() == 1 {
+        if v["status"] == "processing"
+            && v["progress"].as_f64().unwrap() > 0.06
+            && workers.len() == 1
+            && engines.len() == 1
+        {
             break (workers[0], engines[0]);
         }
-        assert!(started.elapsed() < WAIT && v["status"] != "ready" && v["status"] != "failed", "never caught it mid-job: {v}");
+        assert!(
+            started.elapsed() < WAIT && v["status"] != "ready" && v["status"] != "failed",
+            "never caught it mid-job: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     for pid in [worker, engine] {
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-        assert!(!String::from_utf8_lossy(&environ).contains(SENTINEL), "process {pid} was given a secret");
+        assert!(
+            !String::from_utf8_lossy(&environ).contains(SENTINEL),
+            "process {pid} was given a secret"
+        );
     }
 
     pool.start_kill().unwrap(); // SIGKILL, as when a machine is lost
@@ -332,8 +402,14 @@ async fn a_heartbeat_never_extends_a_lease_past_the_attempt_deadline(b: Backend)
     let job = queue::claim(db, "stuck", 600, 1).await.unwrap().expect("claimed");
     assert_eq!(job.video_id, video);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert!(queue::heartbeat(db, job.id, "stuck", 600).await.unwrap(), "still its job until someone takes it");
-    let taken = queue::claim(db, "healthy", 600, 60).await.unwrap().expect("the job is free past its deadline");
+    assert!(
+        queue::heartbeat(db, job.id, "stuck", 600).await.unwrap(),
+        "still its job until someone takes it"
+    );
+    let taken = queue::claim(db, "healthy", 600, 60)
+        .await
+        .unwrap()
+        .expect("the job is free past its deadline");
     assert_eq!((taken.id, taken.attempts), (job.id, 2));
     assert!(!queue::heartbeat(db, job.id, "stuck", 600).await.unwrap(), "the stuck worker lost it");
 }
@@ -358,8 +434,15 @@ async fn queue_states_that_make_no_sense_are_refused_by_the_database(b: Backend)
     ] {
         assert!(sqlx::query(bad).bind(video).execute(pool).await.is_err(), "accepted: {bad}");
     }
-    let (status,): (String,) = sqlx::query_as("SELECT status FROM jobs WHERE video_id = $1").bind(video).fetch_one(pool).await.unwrap();
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM jobs WHERE video_id = $1")
+        .bind(video)
+        .fetch_one(pool)
+        .await
+        .unwrap();
     assert_eq!(status, "queued");
 }
 
-on_both_databases!(a_heartbeat_never_extends_a_lease_past_the_attempt_deadline, queue_states_that_make_no_sense_are_refused_by_the_database);
+on_both_databases!(
+    a_heartbeat_never_extends_a_lease_past_the_attempt_deadline,
+    queue_states_that_make_no_sense_are_refused_by_the_database
+);

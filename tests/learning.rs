@@ -10,21 +10,48 @@ use serde_json::{json, Value};
 async fn setup(srv: &TestServer) -> (String, String, i64, i64, i64) {
     let teacher = srv.instructor("teacher@example.com").await;
     let (course_id, section_id, l1) = srv.course_with_lecture(&teacher, "Progress").await;
-    let (_, l2) = srv.post(&format!("/api/v1/sections/{section_id}/lectures"), Some(&teacher), json!({"title": "Two"})).await;
+    let (_, l2) = srv
+        .post(
+            &format!("/api/v1/sections/{section_id}/lectures"),
+            Some(&teacher),
+            json!({"title": "Two"}),
+        )
+        .await;
     let l2 = l2["id"].as_i64().unwrap();
     srv.post(&format!("/api/v1/courses/{course_id}/publish"), Some(&teacher), json!({})).await;
     let db = srv.app_state.db.pool();
     for (id, d) in [(l1, 600.0), (l2, 300.0)] {
-        sqlx::query("UPDATE lectures SET duration_seconds = $2 WHERE id = $1").bind(id).bind(d).execute(db).await.unwrap();
+        sqlx::query("UPDATE lectures SET duration_seconds = $2 WHERE id = $1")
+            .bind(id)
+            .bind(d)
+            .execute(db)
+            .await
+            .unwrap();
     }
-    sqlx::query("UPDATE courses SET duration_seconds = 900 WHERE id = $1").bind(course_id).execute(db).await.unwrap();
+    sqlx::query("UPDATE courses SET duration_seconds = 900 WHERE id = $1")
+        .bind(course_id)
+        .execute(db)
+        .await
+        .unwrap();
     let (student, _) = srv.new_user("student@example.com").await;
     let (_, me) = srv.get("/api/v1/me", Some(&student)).await;
-    lectern::learning::enroll(srv.app_state.db.pool(), me["id"].as_i64().unwrap(), course_id, "test").await.unwrap();
+    lectern::learning::enroll(
+        srv.app_state.db.pool(),
+        me["id"].as_i64().unwrap(),
+        course_id,
+        "test",
+    )
+    .await
+    .unwrap();
     (teacher, student, course_id, l1, l2)
 }
 
-async fn report(srv: &TestServer, token: Option<&str>, lecture: i64, body: Value) -> (StatusCode, Value) {
+async fn report(
+    srv: &TestServer,
+    token: Option<&str>,
+    lecture: i64,
+    body: Value,
+) -> (StatusCode, Value) {
     srv.call(Method::PUT, &format!("/api/v1/lectures/{lecture}/progress"), token, Some(body)).await
 }
 
@@ -35,19 +62,28 @@ async fn progress_merges_reports_from_several_devices(b: Backend) {
     let (status, p) = report(&srv, Some(&student), l1, json!({"position_seconds": 200})).await;
     assert_eq!(status, StatusCode::OK, "{p}");
     let (_, p) = report(&srv, Some(&student), l1, json!({"position_seconds": 50.5})).await;
-    assert_eq!((p["position_seconds"].as_f64(), p["furthest_seconds"].as_f64(), p["completed"].as_bool()), (Some(50.5), Some(200.0), Some(false)));
+    assert_eq!(
+        (p["position_seconds"].as_f64(), p["furthest_seconds"].as_f64(), p["completed"].as_bool()),
+        (Some(50.5), Some(200.0), Some(false))
+    );
     // Completion sticks, whatever a late report says.
-    let (_, p) = report(&srv, Some(&student), l2, json!({"position_seconds": 10, "completed": true})).await;
+    let (_, p) =
+        report(&srv, Some(&student), l2, json!({"position_seconds": 10, "completed": true})).await;
     assert_eq!(p["completed"], true);
-    let (_, p) = report(&srv, Some(&student), l2, json!({"position_seconds": 20, "completed": false})).await;
+    let (_, p) =
+        report(&srv, Some(&student), l2, json!({"position_seconds": 20, "completed": false})).await;
     assert_eq!(p["completed"], true);
     // Passing 90 % completes a lecture on its own.
     let (_, p) = report(&srv, Some(&student), l1, json!({"position_seconds": 545})).await;
     assert_eq!(p["completed"], true);
 
-    let (status, course) = srv.get(&format!("/api/v1/courses/{course_id}/progress"), Some(&student)).await;
+    let (status, course) =
+        srv.get(&format!("/api/v1/courses/{course_id}/progress"), Some(&student)).await;
     assert_eq!(status, StatusCode::OK, "{course}");
-    assert_eq!((course["completed_lectures"].as_i64(), course["total_lectures"].as_i64()), (Some(2), Some(2)));
+    assert_eq!(
+        (course["completed_lectures"].as_i64(), course["total_lectures"].as_i64()),
+        (Some(2), Some(2))
+    );
     assert_eq!(course["percent"].as_f64(), Some(100.0));
     assert_eq!(course["last_lecture_id"].as_i64(), Some(l1));
     let watched = course["watched_fraction"].as_f64().unwrap();
@@ -57,7 +93,8 @@ async fn progress_merges_reports_from_several_devices(b: Backend) {
 async fn concurrent_reports_never_lose_the_furthest_point(b: Backend) {
     let srv = TestServer::start(b).await;
     let (_, student, _, l1, _) = setup(&srv).await;
-    let reports = (1..=20).map(|i| report(&srv, Some(&student), l1, json!({"position_seconds": (i * 25) as f64})));
+    let reports = (1..=20)
+        .map(|i| report(&srv, Some(&student), l1, json!({"position_seconds": (i * 25) as f64})));
     for (status, _) in futures::future::join_all(reports).await {
         assert_eq!(status, StatusCode::OK);
     }
@@ -74,7 +111,8 @@ async fn only_people_who_may_watch_record_progress(b: Backend) {
     assert_error(&body, "not_enrolled");
     let (status, _) = report(&srv, None, l1, json!({"position_seconds": 5})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = srv.get(&format!("/api/v1/courses/{course_id}/progress"), Some(&outsider)).await;
+    let (status, _) =
+        srv.get(&format!("/api/v1/courses/{course_id}/progress"), Some(&outsider)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = report(&srv, Some(&teacher), l1, json!({"position_seconds": 5})).await;
     assert_eq!(status, StatusCode::OK, "the owner may record (and preview) their own lectures");
@@ -85,12 +123,21 @@ async fn only_people_who_may_watch_record_progress(b: Backend) {
 async fn impossible_positions_are_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let (_, student, _, l1, _) = setup(&srv).await;
-    for bad in [json!({"position_seconds": -1}), json!({"position_seconds": 5000}), json!({"position_seconds": "10"}), json!({})] {
+    for bad in [
+        json!({"position_seconds": -1}),
+        json!({"position_seconds": 5000}),
+        json!({"position_seconds": "10"}),
+        json!({}),
+    ] {
         let (status, body) = report(&srv, Some(&student), l1, bad.clone()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
     }
     let (_, p) = report(&srv, Some(&student), l1, json!({"position_seconds": 0})).await;
-    assert_eq!(p["furthest_seconds"].as_f64(), Some(0.0), "nothing from the refused reports was kept");
+    assert_eq!(
+        p["furthest_seconds"].as_f64(),
+        Some(0.0),
+        "nothing from the refused reports was kept"
+    );
 }
 
 async fn my_courses_lists_active_enrollments_with_progress(b: Backend) {
@@ -102,10 +149,15 @@ async fn my_courses_lists_active_enrollments_with_progress(b: Backend) {
     assert_eq!(mine["total"].as_i64(), Some(1));
     let item = &mine["items"][0];
     assert_eq!(item["course"]["id"].as_i64(), Some(course_id));
-    assert_eq!((item["percent"].as_f64(), item["completed_lectures"].as_i64()), (Some(50.0), Some(1)));
+    assert_eq!(
+        (item["percent"].as_f64(), item["completed_lectures"].as_i64()),
+        (Some(50.0), Some(1))
+    );
     assert_eq!(item["last_lecture_id"].as_i64(), Some(l1));
     let (_, me) = srv.get("/api/v1/me", Some(&student)).await;
-    lectern::learning::revoke(srv.app_state.db.pool(), me["id"].as_i64().unwrap(), course_id).await.unwrap();
+    lectern::learning::revoke(srv.app_state.db.pool(), me["id"].as_i64().unwrap(), course_id)
+        .await
+        .unwrap();
     let (_, mine) = srv.get("/api/v1/me/courses", Some(&student)).await;
     assert_eq!(mine["total"].as_i64(), Some(0));
     let (status, _) = srv.get("/api/v1/me/courses", None).await;

@@ -6,11 +6,11 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use base64::Engine;
 use common::{assert_decodes, assert_error, clip, ffmpeg, Backend, TestServer};
+use futures::StreamExt;
 use lectern::config::StorageKind;
 use reqwest::StatusCode;
-use base64::Engine;
-use futures::StreamExt;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(240);
@@ -30,7 +30,13 @@ async fn course(srv: &TestServer, n: usize) -> (String, i64, Vec<i64>) {
     let (course_id, section_id, first) = srv.course_with_lecture(&t, "Media").await;
     let mut lectures = vec![first];
     for i in 1..n {
-        let (_, l) = srv.post(&format!("/api/v1/sections/{section_id}/lectures"), Some(&t), json!({"title": format!("L{i}")})).await;
+        let (_, l) = srv
+            .post(
+                &format!("/api/v1/sections/{section_id}/lectures"),
+                Some(&t),
+                json!({"title": format!("L{i}")}),
+            )
+            .await;
         lectures.push(l["id"].as_i64().unwrap());
     }
     (t, course_id, lectures)
@@ -38,7 +44,18 @@ async fn course(srv: &TestServer, n: usize) -> (String, i64, Vec<i64>) {
 
 fn ffprobe_size(path: &Path) -> (u32, u32) {
     let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-allowed_extensions", "ALL", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-allowed_extensions",
+            "ALL",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .unwrap();
@@ -58,10 +75,17 @@ async fn check_ready(srv: &TestServer, v: &Value, want_duration: f64, want_top: 
     let d = v["duration_seconds"].as_f64().unwrap();
     assert!((d - want_duration).abs() < 0.15, "duration {d}, expected {want_duration}");
     let top = &v["renditions"][0];
-    assert_eq!((top["width"].as_u64().unwrap() as u32, top["height"].as_u64().unwrap() as u32), want_top, "{v}");
+    assert_eq!(
+        (top["width"].as_u64().unwrap() as u32, top["height"].as_u64().unwrap() as u32),
+        want_top,
+        "{v}"
+    );
     for r in v["renditions"].as_array().unwrap() {
         assert!(r["bandwidth"].as_u64().unwrap() > 0);
-        assert!(r["width"].as_u64().unwrap() % 2 == 0 && r["height"].as_u64().unwrap() % 2 == 0, "odd size: {r}");
+        assert!(
+            r["width"].as_u64().unwrap() % 2 == 0 && r["height"].as_u64().unwrap() % 2 == 0,
+            "odd size: {r}"
+        );
     }
     let out = srv.fetch_outputs(v["id"].as_i64().unwrap()).await;
     let master = std::fs::read_to_string(out.path().join("master.m3u8")).unwrap();
@@ -78,7 +102,10 @@ async fn every_kind_of_source_becomes_a_playable_ladder(b: Backend, s: StorageKi
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let rotated_src = clip(d, "landscape.mp4", 640, 360, 3.0, true);
-    ffmpeg(&format!("-i {} -c copy -metadata:s:v:0 rotate=90", rotated_src.display()), &d.join("rotated.mp4"));
+    ffmpeg(
+        &format!("-i {} -c copy -metadata:s:v:0 rotate=90", rotated_src.display()),
+        &d.join("rotated.mp4"),
+    );
     ffmpeg(
         "-f lavfi -i testsrc2=size=640x360:rate=30:duration=3 -vf setpts='PTS+0.02*sin(N)/TB' -fps_mode vfr -c:v libx264 -preset ultrafast -pix_fmt yuv420p",
         &d.join("vfr.mp4"),
@@ -177,7 +204,8 @@ async fn uploads_that_are_not_video_or_too_big_are_refused_up_front(b: Backend, 
     let (status, body) = put(png, t.clone()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_error(&body, "not_a_video");
-    let (status, body) = put(b"<html><body>not a video at all, sorry</body></html>".to_vec(), t.clone()).await;
+    let (status, body) =
+        put(b"<html><body>not a video at all, sorry</body></html>".to_vec(), t.clone()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
     // Too large, declared: refused before the body is read.
     let path = format!("/api/v1/lectures/{lecture}/video");
@@ -195,7 +223,10 @@ async fn uploads_that_are_not_video_or_too_big_are_refused_up_front(b: Backend, 
     let (status, _) = put(b"\x00\x00\x00\x20ftypisom".repeat(10), other).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Nothing was kept: no video rows, nothing in storage.
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM videos").fetch_one(srv.app_state.db.pool()).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM videos")
+        .fetch_one(srv.app_state.db.pool())
+        .await
+        .unwrap();
     assert_eq!(n, 0);
     let videos_prefix = lectern::storage::ObjectKey::new("videos").unwrap();
     assert!(srv.app_state.storage.list(&videos_prefix).await.unwrap().is_empty());
@@ -205,7 +236,13 @@ async fn uploads_that_are_not_video_or_too_big_are_refused_up_front(b: Backend, 
 /// with a large body would, so an early answer from the server can be seen (a client library
 /// gives up on a broken pipe instead). `declared` sends a Content-Length and no body;
 /// otherwise `streamed` bytes go chunked.
-async fn raw_put(srv: &TestServer, path: &str, token: &str, declared: Option<u64>, streamed: usize) -> (u16, String) {
+async fn raw_put(
+    srv: &TestServer,
+    path: &str,
+    token: &str,
+    declared: Option<u64>,
+    streamed: usize,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = srv.base.trim_start_matches("http://");
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -221,7 +258,9 @@ async fn raw_put(srv: &TestServer, path: &str, token: &str, declared: Option<u64
         chunk.resize(64 * 1024, 7);
         let mut sent = 0;
         while sent < streamed {
-            let frame = [format!("{:x}\r\n", chunk.len()).into_bytes(), chunk.clone(), b"\r\n".to_vec()].concat();
+            let frame =
+                [format!("{:x}\r\n", chunk.len()).into_bytes(), chunk.clone(), b"\r\n".to_vec()]
+                    .concat();
             if wr.write_all(&frame).await.is_err() {
                 return;
             }
@@ -275,10 +314,8 @@ async fn a_killed_worker_is_taken_over_and_one_output_set_is_published(b: Backen
     assert_eq!(attempts, 2, "the second worker took the job over");
     // Exactly one output set besides the source.
     let objects = srv.app_state.storage.list(&lectern::storage::keys::video(video)).await.unwrap();
-    let mut prefixes: Vec<String> = objects
-        .iter()
-        .map(|o| o.key.as_str().split('/').nth(2).unwrap().to_string())
-        .collect();
+    let mut prefixes: Vec<String> =
+        objects.iter().map(|o| o.key.as_str().split('/').nth(2).unwrap().to_string()).collect();
     prefixes.dedup();
     assert_eq!(prefixes.len(), 2, "{prefixes:?}");
     assert!(prefixes.contains(&"source".to_string()));
@@ -291,9 +328,11 @@ async fn a_new_upload_replaces_the_old_video_when_ready(b: Backend, s: StorageKi
     let (t, _, lectures) = course(&srv, 1).await;
     let dir = tempfile::tempdir().unwrap();
     let mut worker = srv.spawn_worker();
-    let first = srv.put_video(&t, lectures[0], &clip(dir.path(), "a.mp4", 320, 240, 2.0, true)).await;
+    let first =
+        srv.put_video(&t, lectures[0], &clip(dir.path(), "a.mp4", 320, 240, 2.0, true)).await;
     assert_eq!(srv.wait_video(&t, first, WAIT).await["status"], "ready");
-    let second = srv.put_video(&t, lectures[0], &clip(dir.path(), "b.mp4", 640, 360, 3.0, true)).await;
+    let second =
+        srv.put_video(&t, lectures[0], &clip(dir.path(), "b.mp4", 640, 360, 3.0, true)).await;
     let v = srv.wait_video(&t, second, WAIT).await;
     check_ready(&srv, &v, 3.0, (640, 360)).await;
     // The old video and its objects are gone.
@@ -331,7 +370,9 @@ async fn a_cancelled_put_leaves_nothing_behind(b: Backend, s: StorageKind) {
     }
     // Wait until the server holds the upload (its video row exists), then hang up.
     let db = srv.app_state.db.pool();
-    let count = || async { sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM videos").fetch_one(db).await.unwrap().0 };
+    let count = || async {
+        sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM videos").fetch_one(db).await.unwrap().0
+    };
     while count().await == 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -345,11 +386,16 @@ async fn a_cancelled_put_leaves_nothing_behind(b: Backend, s: StorageKind) {
 async fn a_put_dropped_midway_leaves_nothing_behind(b: Backend, s: StorageKind) {
     let srv = server(b, s).await;
     let (t, _, lectures) = course(&srv, 1).await;
-    let caller = lectern::accounts::Caller { user_id: me(&srv, &t).await, role: lectern::accounts::Role::Instructor, session_id: String::new() };
+    let caller = lectern::accounts::Caller {
+        user_id: me(&srv, &t).await,
+        role: lectern::accounts::Role::Instructor,
+        session_id: String::new(),
+    };
     // 12 MiB arrive, then the body goes quiet for good.
     let chunk = bytes::Bytes::from(mp4ish(1024 * 1024));
     let body: lectern::storage::ByteStream = Box::pin(
-        futures::stream::iter((0..12).map(move |_| Ok(chunk.clone()))).chain(futures::stream::pending()),
+        futures::stream::iter((0..12).map(move |_| Ok(chunk.clone())))
+            .chain(futures::stream::pending()),
     );
     let st = srv.app_state.clone();
     let lecture = lectures[0];
@@ -357,7 +403,9 @@ async fn a_put_dropped_midway_leaves_nothing_behind(b: Backend, s: StorageKind) 
         let _ = lectern::media::upload_streamed(&st, &caller, lecture, "x.mp4", None, body).await;
     });
     let db = srv.app_state.db.pool();
-    let count = || async { sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM videos").fetch_one(db).await.unwrap().0 };
+    let count = || async {
+        sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM videos").fetch_one(db).await.unwrap().0
+    };
     let started = std::time::Instant::now();
     while count().await == 0 || srv.pending_upload_scratch() == 0 {
         assert!(started.elapsed() < Duration::from_secs(30), "the upload never got going");
@@ -372,12 +420,18 @@ async fn a_put_dropped_midway_leaves_nothing_behind(b: Backend, s: StorageKind) 
 async fn nothing_left_behind(srv: &TestServer) {
     let started = std::time::Instant::now();
     loop {
-        let (videos,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM videos").fetch_one(srv.app_state.db.pool()).await.unwrap();
+        let (videos,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM videos")
+            .fetch_one(srv.app_state.db.pool())
+            .await
+            .unwrap();
         let scratch = srv.pending_upload_scratch();
         if videos == 0 && scratch == 0 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "left behind: {videos} videos, {scratch} scratch files/uploads");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "left behind: {videos} videos, {scratch} scratch files/uploads"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -410,7 +464,11 @@ async fn uploading_videos_a_dead_put_left_behind_are_removed(b: Backend) {
     };
     let dead = insert(lectures[0], long_ago).await;
     let source = lectern::storage::keys::source(dead);
-    srv.app_state.storage.put(&source, lectern::storage::stream_from_bytes(vec![0u8; 1000]), "video/mp4").await.unwrap();
+    srv.app_state
+        .storage
+        .put(&source, lectern::storage::stream_from_bytes(vec![0u8; 1000]), "video/mp4")
+        .await
+        .unwrap();
     let live = insert(lectures[1], lectern::db::now()).await;
     // A tus upload whose client paused for a long time is tus expiry's business, not this.
     let resp = srv
@@ -419,30 +477,61 @@ async fn uploading_videos_a_dead_put_left_behind_are_removed(b: Backend) {
         .bearer_auth(&t)
         .header("tus-resumable", "1.0.0")
         .header("upload-length", "1000")
-        .header("upload-metadata", format!("lecture_id {}", base64::engine::general_purpose::STANDARD.encode(lectures[2].to_string())))
+        .header(
+            "upload-metadata",
+            format!(
+                "lecture_id {}",
+                base64::engine::general_purpose::STANDARD.encode(lectures[2].to_string())
+            ),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
-    sqlx::query("UPDATE videos SET created_at = $1, updated_at = $1 WHERE lecture_id = $2").bind(long_ago).bind(lectures[2]).execute(db).await.unwrap();
+    sqlx::query("UPDATE videos SET created_at = $1, updated_at = $1 WHERE lecture_id = $2")
+        .bind(long_ago)
+        .bind(lectures[2])
+        .execute(db)
+        .await
+        .unwrap();
 
     lectern::media::housekeeping(&srv.app_state).await;
-    let left: Vec<(i64, i64)> = sqlx::query_as("SELECT id, lecture_id FROM videos ORDER BY id").fetch_all(db).await.unwrap();
+    let left: Vec<(i64, i64)> = sqlx::query_as("SELECT id, lecture_id FROM videos ORDER BY id")
+        .fetch_all(db)
+        .await
+        .unwrap();
     let lectures_left: Vec<i64> = left.iter().map(|r| r.1).collect();
     assert_eq!(lectures_left, vec![lectures[1], lectures[2]], "{left:?}");
     assert!(left.iter().any(|r| r.0 == live));
-    assert!(srv.app_state.storage.list(&lectern::storage::keys::video(dead)).await.unwrap().is_empty());
+    assert!(srv
+        .app_state
+        .storage
+        .list(&lectern::storage::keys::video(dead))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// tus creation on `lecture` with `length` bytes (or a deferred length): status, JSON body and
 /// headers.
-async fn tus_create(srv: &TestServer, token: &str, lecture: i64, length: Option<usize>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+async fn tus_create(
+    srv: &TestServer,
+    token: &str,
+    lecture: i64,
+    length: Option<usize>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
     let mut req = srv
         .http
         .post(srv.url("/api/v1/uploads"))
         .bearer_auth(token)
         .header("tus-resumable", "1.0.0")
-        .header("upload-metadata", format!("lecture_id {}", base64::engine::general_purpose::STANDARD.encode(lecture.to_string())));
+        .header(
+            "upload-metadata",
+            format!(
+                "lecture_id {}",
+                base64::engine::general_purpose::STANDARD.encode(lecture.to_string())
+            ),
+        );
     req = match length {
         Some(n) => req.header("upload-length", n.to_string()),
         None => req.header("upload-defer-length", "1"),
@@ -504,7 +593,14 @@ async fn per_user_upload_limits_are_enforced(b: Backend) {
     assert_eq!(status, StatusCode::CREATED, "limits are per user");
 
     // Bytes in progress: 400 000 held by the first upload.
-    let resp = srv.http.delete(location(&h2)).bearer_auth(&t).header("tus-resumable", "1.0.0").send().await.unwrap();
+    let resp = srv
+        .http
+        .delete(location(&h2))
+        .bearer_auth(&t)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let (status, _, body) = tus_create(&srv, &t, lecture, Some(700_000)).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
@@ -517,14 +613,27 @@ async fn per_user_upload_limits_are_enforced(b: Backend) {
     assert_eq!(status, StatusCode::CREATED);
     let status = tus_patch_all(&srv, &t, &location(&h3), mp4ish(700_000)).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    let resp = srv.http.delete(location(&h3)).bearer_auth(&t).header("tus-resumable", "1.0.0").send().await.unwrap();
+    let resp = srv
+        .http
+        .delete(location(&h3))
+        .bearer_auth(&t)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
 
     // The daily quota: 400 000 + 300 000 uploaded, 800 000 left for today.
-    assert_eq!(tus_patch_all(&srv, &t, &location(&h1), mp4ish(400_000)).await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        tus_patch_all(&srv, &t, &location(&h1), mp4ish(400_000)).await,
+        StatusCode::NO_CONTENT
+    );
     let (status, h4, _) = tus_create(&srv, &t, lecture, Some(300_000)).await;
     assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(tus_patch_all(&srv, &t, &location(&h4), mp4ish(300_000)).await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        tus_patch_all(&srv, &t, &location(&h4), mp4ish(300_000)).await,
+        StatusCode::NO_CONTENT
+    );
     let (status, headers, body) = tus_create(&srv, &t, lecture, Some(900_000)).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_error(&body, "daily_upload_quota");
@@ -553,9 +662,19 @@ async fn a_database_failure_is_not_reported_as_a_missing_video(b: Backend) {
     let srv = server(b, StorageKind::Fs).await;
     let (t, _, lectures) = course(&srv, 1).await;
     let dir = tempfile::tempdir().unwrap();
-    let video = srv.put_video(&t, lectures[0], &clip(dir.path(), "a.mp4", 320, 240, 1.0, false)).await;
-    sqlx::query("ALTER TABLE courses RENAME TO courses_away").execute(srv.app_state.db.pool()).await.unwrap();
-    let resp = srv.http.get(srv.url(&format!("/api/v1/videos/{video}"))).bearer_auth(&t).send().await.unwrap();
+    let video =
+        srv.put_video(&t, lectures[0], &clip(dir.path(), "a.mp4", 320, 240, 1.0, false)).await;
+    sqlx::query("ALTER TABLE courses RENAME TO courses_away")
+        .execute(srv.app_state.db.pool())
+        .await
+        .unwrap();
+    let resp = srv
+        .http
+        .get(srv.url(&format!("/api/v1/videos/{video}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
     // A database that cannot answer is an outage (503, `db::is_outage`), never "no such video".
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_error(&resp.json().await.unwrap(), "unavailable");
@@ -582,7 +701,8 @@ async fn videos_are_private_to_their_owner() {
     let srv = server(Backend::Sqlite, StorageKind::Fs).await;
     let (t, _, lectures) = course(&srv, 1).await;
     let dir = tempfile::tempdir().unwrap();
-    let video = srv.put_video(&t, lectures[0], &clip(dir.path(), "a.mp4", 320, 240, 1.0, false)).await;
+    let video =
+        srv.put_video(&t, lectures[0], &clip(dir.path(), "a.mp4", 320, 240, 1.0, false)).await;
     let (student, _) = srv.new_user("student@example.com").await;
     let (status, _) = srv.get(&format!("/api/v1/videos/{video}"), Some(&student)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

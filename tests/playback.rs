@@ -44,25 +44,47 @@ async fn fixture_with(b: Backend, s: StorageKind, encrypted: bool, cache_bytes: 
     .await;
     let teacher = srv.instructor("teacher@example.com").await;
     let (course_id, section_id, paid) = srv.course_with_lecture(&teacher, "Paid course").await;
-    let (_, p) = srv.post(&format!("/api/v1/sections/{section_id}/lectures"), Some(&teacher), json!({"title": "Free", "is_preview": true})).await;
+    let (_, p) = srv
+        .post(
+            &format!("/api/v1/sections/{section_id}/lectures"),
+            Some(&teacher),
+            json!({"title": "Free", "is_preview": true}),
+        )
+        .await;
     let preview = p["id"].as_i64().unwrap();
-    let (_, e) = srv.post(&format!("/api/v1/sections/{section_id}/lectures"), Some(&teacher), json!({"title": "Soon"})).await;
+    let (_, e) = srv
+        .post(
+            &format!("/api/v1/sections/{section_id}/lectures"),
+            Some(&teacher),
+            json!({"title": "Soon"}),
+        )
+        .await;
     let empty = e["id"].as_i64().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let video = srv.put_video(&teacher, paid, &clip(dir.path(), "paid.mp4", 640, 360, 6.0, true)).await;
-    let preview_video = srv.put_video(&teacher, preview, &clip(dir.path(), "free.mp4", 320, 240, 2.0, true)).await;
+    let video =
+        srv.put_video(&teacher, paid, &clip(dir.path(), "paid.mp4", 640, 360, 6.0, true)).await;
+    let preview_video =
+        srv.put_video(&teacher, preview, &clip(dir.path(), "free.mp4", 320, 240, 2.0, true)).await;
     let mut worker = srv.spawn_worker();
     for v in [video, preview_video] {
         let v = srv.wait_video(&teacher, v, Duration::from_secs(240)).await;
         assert_eq!(v["status"], "ready", "{v}");
     }
     worker.kill().await.unwrap();
-    let (status, _) = srv.post(&format!("/api/v1/courses/{course_id}/publish"), Some(&teacher), json!({})).await;
+    let (status, _) =
+        srv.post(&format!("/api/v1/courses/{course_id}/publish"), Some(&teacher), json!({})).await;
     assert_eq!(status, StatusCode::OK);
     let (enrolled, _) = srv.new_user("enrolled@example.com").await;
     let (outsider, _) = srv.new_user("outsider@example.com").await;
     let (_, me) = srv.get("/api/v1/me", Some(&enrolled)).await;
-    lectern::learning::enroll(srv.app_state.db.pool(), me["id"].as_i64().unwrap(), course_id, "test").await.unwrap();
+    lectern::learning::enroll(
+        srv.app_state.db.pool(),
+        me["id"].as_i64().unwrap(),
+        course_id,
+        "test",
+    )
+    .await
+    .unwrap();
     Fixture { srv, teacher, enrolled, outsider, course_id, paid, preview, empty, video }
 }
 
@@ -82,9 +104,13 @@ async fn only_entitled_viewers_get_a_playback_session(b: Backend, s: StorageKind
         assert_eq!(status, StatusCode::OK, "{session}");
         assert_eq!(session["video_id"].as_i64(), Some(f.video));
         let token = session["token"].as_str().unwrap();
-        assert!(session["url"].as_str().unwrap().ends_with(&format!("/hls/{}/master.m3u8?token={token}", f.video)));
+        assert!(session["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/hls/{}/master.m3u8?token={token}", f.video)));
         assert!(session["poster_url"].as_str().unwrap().contains("poster.jpg?token="));
-        let exp = chrono::DateTime::parse_from_rfc3339(session["expires_at"].as_str().unwrap()).unwrap();
+        let exp =
+            chrono::DateTime::parse_from_rfc3339(session["expires_at"].as_str().unwrap()).unwrap();
         let left = exp.timestamp() - chrono::Utc::now().timestamp();
         assert!((7000..=7200).contains(&left), "default lifetime is 2 h, got {left} s");
     }
@@ -101,10 +127,15 @@ async fn only_entitled_viewers_get_a_playback_session(b: Backend, s: StorageKind
     assert_eq!(status, StatusCode::NOT_FOUND);
     // The course page knows who is enrolled.
     let (_, page) = f.srv.get(&format!("/api/v1/courses/{}", f.course_id), Some(&f.enrolled)).await;
-    assert_eq!((page["is_enrolled"].as_bool(), page["enrollment_count"].as_i64()), (Some(true), Some(1)));
+    assert_eq!(
+        (page["is_enrolled"].as_bool(), page["enrollment_count"].as_i64()),
+        (Some(true), Some(1))
+    );
     // Revoking the enrollment (a refund) ends it at once.
     let (_, me) = f.srv.get("/api/v1/me", Some(&f.enrolled)).await;
-    lectern::learning::revoke(f.srv.app_state.db.pool(), me["id"].as_i64().unwrap(), f.course_id).await.unwrap();
+    lectern::learning::revoke(f.srv.app_state.db.pool(), me["id"].as_i64().unwrap(), f.course_id)
+        .await
+        .unwrap();
     let (status, _) = playback(&f, f.paid, Some(&f.enrolled)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
@@ -112,7 +143,12 @@ async fn only_entitled_viewers_get_a_playback_session(b: Backend, s: StorageKind
 fn forge(claims: Value, alg: jsonwebtoken::Algorithm, kid: &str, secret: &str) -> String {
     let mut header = jsonwebtoken::Header::new(alg);
     header.kid = Some(kid.into());
-    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 async fn get(f: &Fixture, url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
@@ -135,13 +171,18 @@ async fn the_segment_server_plays_only_with_a_valid_token(b: Backend, s: Storage
     assert_eq!(resp.headers()["content-type"], "application/vnd.apple.mpegurl");
     assert_eq!(resp.headers()["cache-control"], "private, no-store");
     let master = resp.text().await.unwrap();
-    let variants: Vec<&str> = master.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+    let variants: Vec<&str> =
+        master.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
     assert!(!variants.is_empty());
     assert!(variants.iter().all(|v| v.ends_with(&format!("?token={token}"))), "{master}");
 
     let media_url = format!("{base}/{}", variants[0]);
     let media = get(&f, &media_url, &[]).await.text().await.unwrap();
-    assert!(media.contains("#EXT-X-KEY:METHOD=AES-128") && media.contains(&format!("key?token={token}")), "{media}");
+    assert!(
+        media.contains("#EXT-X-KEY:METHOD=AES-128")
+            && media.contains(&format!("key?token={token}")),
+        "{media}"
+    );
     assert!(media.contains("#EXT-X-ENDLIST") && media.contains("#EXT-X-PLAYLIST-TYPE:VOD"));
     let rendition = variants[0].split('/').next().unwrap();
     let seg = media.lines().find(|l| l.ends_with(".ts")).unwrap().to_string();
@@ -158,7 +199,10 @@ async fn the_segment_server_plays_only_with_a_valid_token(b: Backend, s: Storage
     // The key: token-gated, never cached.
     let key_url = format!("{base}/key?token={token}");
     let resp = get(&f, &key_url, &[]).await;
-    assert_eq!((resp.status(), resp.headers()["cache-control"].to_str().unwrap()), (StatusCode::OK, "private, no-store"));
+    assert_eq!(
+        (resp.status(), resp.headers()["cache-control"].to_str().unwrap()),
+        (StatusCode::OK, "private, no-store")
+    );
     assert_eq!(resp.bytes().await.unwrap().len(), 16);
 
     // Refusals: no token, tampered, wrong video, expired, alg none, unknown key, access token.
@@ -171,12 +215,44 @@ async fn the_segment_server_plays_only_with_a_valid_token(b: Backend, s: Storage
     let cases: Vec<(String, StatusCode)> = vec![
         (String::new(), StatusCode::UNAUTHORIZED),
         (tampered, StatusCode::UNAUTHORIZED),
-        (forge(claims(f.video + 1000, now + 600), jsonwebtoken::Algorithm::HS256, "test", KEY_SECRET), StatusCode::FORBIDDEN),
-        (forge(claims(f.video, now - 5), jsonwebtoken::Algorithm::HS256, "test", KEY_SECRET), StatusCode::UNAUTHORIZED),
-        (format!("{}.{}.", b64(&json!({"alg": "none", "kid": "test"})), b64(&claims(f.video, now + 600))), StatusCode::UNAUTHORIZED),
-        (forge(claims(f.video, now + 600), jsonwebtoken::Algorithm::HS512, "test", KEY_SECRET), StatusCode::UNAUTHORIZED),
-        (forge(claims(f.video, now + 600), jsonwebtoken::Algorithm::HS256, "other", KEY_SECRET), StatusCode::UNAUTHORIZED),
-        (forge(claims(f.video, now + 600), jsonwebtoken::Algorithm::HS256, "test", "a-different-secret-of-enough-length!!"), StatusCode::UNAUTHORIZED),
+        (
+            forge(
+                claims(f.video + 1000, now + 600),
+                jsonwebtoken::Algorithm::HS256,
+                "test",
+                KEY_SECRET,
+            ),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            forge(claims(f.video, now - 5), jsonwebtoken::Algorithm::HS256, "test", KEY_SECRET),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "kid": "test"})),
+                b64(&claims(f.video, now + 600))
+            ),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            forge(claims(f.video, now + 600), jsonwebtoken::Algorithm::HS512, "test", KEY_SECRET),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            forge(claims(f.video, now + 600), jsonwebtoken::Algorithm::HS256, "other", KEY_SECRET),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            forge(
+                claims(f.video, now + 600),
+                jsonwebtoken::Algorithm::HS256,
+                "test",
+                "a-different-secret-of-enough-length!!",
+            ),
+            StatusCode::UNAUTHORIZED,
+        ),
         (f.enrolled.clone(), StatusCode::UNAUTHORIZED),
     ];
     for (bad, want) in cases {
@@ -190,13 +266,16 @@ async fn the_segment_server_plays_only_with_a_valid_token(b: Backend, s: Storage
     }
     // A forged token is accepted only when made right, proving the refusals above are about
     // the one thing each changed.
-    let good = forge(claims(f.video, now + 600), jsonwebtoken::Algorithm::HS256, "test", KEY_SECRET);
-    assert_eq!(get(&f, &format!("{base}/master.m3u8?token={good}"), &[]).await.status(), StatusCode::OK);
+    let good =
+        forge(claims(f.video, now + 600), jsonwebtoken::Algorithm::HS256, "test", KEY_SECRET);
+    assert_eq!(
+        get(&f, &format!("{base}/master.m3u8?token={good}"), &[]).await.status(),
+        StatusCode::OK
+    );
 
     // Paths are checked before they become keys.
     for (path, want) in [
         ("..%2f..%2fsource", StatusCode::BAD_REQUEST),
-
         ("source", StatusCode::NOT_FOUND),
         ("9999p/index.m3u8", StatusCode::NOT_FOUND),
         ("720p/seg_99999.ts", StatusCode::NOT_FOUND),
@@ -209,8 +288,12 @@ async fn the_segment_server_plays_only_with_a_valid_token(b: Backend, s: Storage
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 
     // The thumbnail track points at the sprite with the token.
-    let vtt = get(&f, &format!("{base}/thumbnails.vtt?token={token}"), &[]).await.text().await.unwrap();
-    assert!(vtt.starts_with("WEBVTT") && vtt.contains(&format!("sprite.jpg?token={token}#xywh=")), "{vtt}");
+    let vtt =
+        get(&f, &format!("{base}/thumbnails.vtt?token={token}"), &[]).await.text().await.unwrap();
+    assert!(
+        vtt.starts_with("WEBVTT") && vtt.contains(&format!("sprite.jpg?token={token}#xywh=")),
+        "{vtt}"
+    );
 
     // A real client: the ffmpeg CLI reads the master URL and decodes every frame.
     let out = tokio::process::Command::new("ffmpeg")
@@ -218,7 +301,11 @@ async fn the_segment_server_plays_only_with_a_valid_token(b: Backend, s: Storage
         .output()
         .await
         .unwrap();
-    assert!(out.status.success() && out.stderr.is_empty(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn objects_are_served_with_full_range_semantics(b: Backend, s: StorageKind) {
@@ -234,8 +321,16 @@ async fn range_semantics(f: Fixture) {
     let (_, session) = playback(&f, f.paid, Some(&f.enrolled)).await;
     let token = session["token"].as_str().unwrap().to_string();
     let base = f.srv.url(&format!("/hls/{}", f.video));
-    let master = get(&f, &format!("{base}/master.m3u8?token={token}"), &[]).await.text().await.unwrap();
-    let rendition = master.lines().find(|l| l.contains("index.m3u8")).unwrap().split('/').next().unwrap().to_string();
+    let master =
+        get(&f, &format!("{base}/master.m3u8?token={token}"), &[]).await.text().await.unwrap();
+    let rendition = master
+        .lines()
+        .find(|l| l.contains("index.m3u8"))
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     let seg_url = format!("{base}/{rendition}/seg_00000.ts");
     let full = get(&f, &seg_url, &[]).await;
     let etag = full.headers()["etag"].to_str().unwrap().to_string();
@@ -250,7 +345,10 @@ async fn range_semantics(f: Fixture) {
     assert_eq!(resp.headers()["content-length"], "100");
     assert_eq!(resp.bytes().await.unwrap(), whole.slice(0..100));
     let resp = get(&f, &seg_url, &[("range", "bytes=-64")]).await;
-    assert_eq!(resp.headers()["content-range"], format!("bytes {}-{}/{len}", len - 64, len - 1).as_str());
+    assert_eq!(
+        resp.headers()["content-range"],
+        format!("bytes {}-{}/{len}", len - 64, len - 1).as_str()
+    );
     assert_eq!(resp.bytes().await.unwrap(), whole.slice(len - 64..));
     let resp = get(&f, &seg_url, &[("range", &format!("bytes={}-", len - 10))]).await;
     assert_eq!(resp.bytes().await.unwrap(), whole.slice(len - 10..));
@@ -269,27 +367,48 @@ async fn range_semantics(f: Fixture) {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.bytes().await.unwrap().len(), len);
     // Conditional GETs.
-    assert_eq!(get(&f, &seg_url, &[("if-none-match", &etag)]).await.status(), StatusCode::NOT_MODIFIED);
-    assert_eq!(get(&f, &seg_url, &[("if-modified-since", &modified)]).await.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        get(&f, &seg_url, &[("if-none-match", &etag)]).await.status(),
+        StatusCode::NOT_MODIFIED
+    );
+    assert_eq!(
+        get(&f, &seg_url, &[("if-modified-since", &modified)]).await.status(),
+        StatusCode::NOT_MODIFIED
+    );
     assert_eq!(get(&f, &seg_url, &[("if-none-match", "\"nope\"")]).await.status(), StatusCode::OK);
     // HEAD: the headers of a GET, no body.
     let resp = f.srv.http.request(Method::HEAD, &seg_url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-length"], len.to_string().as_str());
     assert!(resp.bytes().await.unwrap().is_empty());
-    let resp = f.srv.http.request(Method::HEAD, format!("{base}/master.m3u8?token={token}")).send().await.unwrap();
+    let resp = f
+        .srv
+        .http
+        .request(Method::HEAD, format!("{base}/master.m3u8?token={token}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     // Ranges on playlists and the poster too.
-    let resp = get(&f, &format!("{base}/master.m3u8?token={token}"), &[("range", "bytes=0-6")]).await;
+    let resp =
+        get(&f, &format!("{base}/master.m3u8?token={token}"), &[("range", "bytes=0-6")]).await;
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(resp.text().await.unwrap(), "#EXTM3U");
-    let resp = get(&f, &format!("{base}/poster.jpg?token={token}"), &[("range", "bytes=0-1")]).await;
-    assert_eq!((resp.status(), resp.headers()["content-type"].to_str().unwrap()), (StatusCode::PARTIAL_CONTENT, "image/jpeg"));
+    let resp =
+        get(&f, &format!("{base}/poster.jpg?token={token}"), &[("range", "bytes=0-1")]).await;
+    assert_eq!(
+        (resp.status(), resp.headers()["content-type"].to_str().unwrap()),
+        (StatusCode::PARTIAL_CONTENT, "image/jpeg")
+    );
     assert_eq!(&resp.bytes().await.unwrap()[..], &[0xff, 0xd8]);
     // Browser players on other origins may read ranges.
-    let resp = get(&f, &seg_url, &[("origin", "https://school.example"), ("range", "bytes=0-1")]).await;
+    let resp =
+        get(&f, &seg_url, &[("origin", "https://school.example"), ("range", "bytes=0-1")]).await;
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
-    assert!(resp.headers()["access-control-expose-headers"].to_str().unwrap().contains("content-range"));
+    assert!(resp.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("content-range"));
 }
 
 async fn unencrypted_videos_gate_segments_by_token(b: Backend, s: StorageKind) {
@@ -298,7 +417,8 @@ async fn unencrypted_videos_gate_segments_by_token(b: Backend, s: StorageKind) {
     let token = session["token"].as_str().unwrap().to_string();
     let vid = session["video_id"].as_i64().unwrap();
     let base = f.srv.url(&format!("/hls/{vid}"));
-    let master = get(&f, &session["url"].as_str().unwrap().to_string(), &[]).await.text().await.unwrap();
+    let master =
+        get(&f, &session["url"].as_str().unwrap().to_string(), &[]).await.text().await.unwrap();
     let variant = master.lines().find(|l| l.contains("index.m3u8")).unwrap().to_string();
     let media = get(&f, &format!("{base}/{variant}"), &[]).await.text().await.unwrap();
     assert!(!media.contains("EXT-X-KEY"), "{media}");
@@ -319,10 +439,19 @@ async fn unencrypted_videos_gate_segments_by_token(b: Backend, s: StorageKind) {
 /// Play the lecture in headless Chromium with `mode` (`hlsjs` or `reactplayer`).
 async fn play_in_browser(url: &str, mode: &str) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
-    let out = tokio::process::Command::new("node").args([script, mode, url, "4"]).output().await.expect("node");
+    let out = tokio::process::Command::new("node")
+        .args([script, mode, url, "4"])
+        .output()
+        .await
+        .expect("node");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "play.mjs failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or_else(|_| panic!("play.mjs said: {stdout}"))
+    assert!(
+        out.status.success(),
+        "play.mjs failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
+        .unwrap_or_else(|_| panic!("play.mjs said: {stdout}"))
 }
 
 async fn browsers_play_it_with_hls_js_and_react_player(b: Backend, s: StorageKind) {
@@ -339,7 +468,10 @@ async fn browsers_play_it_with_hls_js_and_react_player(b: Backend, s: StorageKin
 }
 
 /// nginx with `proxy_cache` in front of Lectern, standing in for a CDN. Returns its base URL.
-async fn cdn_in_front_of(srv: &TestServer, dir: &std::path::Path) -> (tokio::process::Child, String) {
+async fn cdn_in_front_of(
+    srv: &TestServer,
+    dir: &std::path::Path,
+) -> (tokio::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let origin = srv.base.trim_start_matches("http://");
     let d = dir.display();
@@ -368,7 +500,10 @@ async fn cdn_in_front_of(srv: &TestServer, dir: &std::path::Path) -> (tokio::pro
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("nginx did not start: {}", std::fs::read_to_string(dir.join("error.log")).unwrap_or_default());
+    panic!(
+        "nginx did not start: {}",
+        std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+    );
 }
 
 async fn a_caching_proxy_caches_segments_but_never_playlists_or_keys(b: Backend, s: StorageKind) {
@@ -378,19 +513,27 @@ async fn a_caching_proxy_caches_segments_but_never_playlists_or_keys(b: Backend,
     let (_, session) = playback(&f, f.paid, Some(&f.enrolled)).await;
     let token = session["token"].as_str().unwrap();
     let base = format!("{cdn}/hls/{}", f.video);
-    let master = get(&f, &format!("{base}/master.m3u8?token={token}"), &[]).await.text().await.unwrap();
+    let master =
+        get(&f, &format!("{base}/master.m3u8?token={token}"), &[]).await.text().await.unwrap();
     let variant = master.lines().find(|l| l.contains("index.m3u8")).unwrap().to_string();
     let rendition = variant.split('/').next().unwrap();
-    let status_of = |r: &reqwest::Response| r.headers().get("x-cache-status").map(|v| v.to_str().unwrap().to_string());
+    let status_of = |r: &reqwest::Response| {
+        r.headers().get("x-cache-status").map(|v| v.to_str().unwrap().to_string())
+    };
     let mut seen = Vec::new();
     for _ in 0..3 {
-        for path in [format!("master.m3u8?token={token}"), variant.clone(), format!("key?token={token}")] {
+        for path in
+            [format!("master.m3u8?token={token}"), variant.clone(), format!("key?token={token}")]
+        {
             let r = get(&f, &format!("{base}/{path}"), &[]).await;
             assert_eq!(r.status(), StatusCode::OK);
             seen.push((path.clone(), status_of(&r)));
         }
     }
-    assert!(seen.iter().all(|(_, s)| s.as_deref() != Some("HIT")), "a playlist or the key was served from cache: {seen:?}");
+    assert!(
+        seen.iter().all(|(_, s)| s.as_deref() != Some("HIT")),
+        "a playlist or the key was served from cache: {seen:?}"
+    );
     let seg = format!("{base}/{rendition}/seg_00000.ts");
     let first = get(&f, &seg, &[]).await;
     assert_eq!(status_of(&first).as_deref(), Some("MISS"));
@@ -411,8 +554,16 @@ async fn the_origin_shield_reads_each_published_object_once(b: Backend, s: Stora
     let (_, session) = playback(&f, f.paid, Some(&f.enrolled)).await;
     let token = session["token"].as_str().unwrap().to_string();
     let base = f.srv.url(&format!("/hls/{}", f.video));
-    let master = get(&f, &format!("{base}/master.m3u8?token={token}"), &[]).await.text().await.unwrap();
-    let rendition = master.lines().find(|l| l.contains("index.m3u8")).unwrap().split('/').next().unwrap().to_string();
+    let master =
+        get(&f, &format!("{base}/master.m3u8?token={token}"), &[]).await.text().await.unwrap();
+    let rendition = master
+        .lines()
+        .find(|l| l.contains("index.m3u8"))
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     let seg_url = format!("{base}/{rendition}/seg_00001.ts");
     let shield = &f.srv.app_state.playback.objects;
 
@@ -428,8 +579,14 @@ async fn the_origin_shield_reads_each_published_object_once(b: Backend, s: Stora
     assert!(bodies.windows(2).all(|w| w[0] == w[1]) && !bodies[0].is_empty());
 
     // Later GETs and ranges come from memory: even with the stored copy gone they are answered.
-    let ready = f.srv.app_state.playback.ready_video(&f.srv.app_state.db, f.video).await.unwrap().unwrap();
-    f.srv.app_state.storage.delete(&ready.prefix.join(&format!("{rendition}/seg_00001.ts")).unwrap()).await.unwrap();
+    let ready =
+        f.srv.app_state.playback.ready_video(&f.srv.app_state.db, f.video).await.unwrap().unwrap();
+    f.srv
+        .app_state
+        .storage
+        .delete(&ready.prefix.join(&format!("{rendition}/seg_00001.ts")).unwrap())
+        .await
+        .unwrap();
     let resp = get(&f, &seg_url, &[]).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.bytes().await.unwrap(), bodies[0]);

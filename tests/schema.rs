@@ -58,32 +58,54 @@ async fn sqlite_schema(url: &str) -> Schema {
     .unwrap();
     for table in tables.into_iter().filter(|t| !is_search(t)) {
         let mut pk: Vec<(i64, String)> = Vec::new();
-        for row in sqlx::query("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?)").bind(&table).fetch_all(&mut conn).await.unwrap() {
+        for row in sqlx::query("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?)")
+            .bind(&table)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+        {
             let name: String = row.get(0);
             let pk_pos: i64 = row.get(3);
             // A primary key is never null, whatever the declaration says (SQLite lets INTEGER
             // PRIMARY KEY omit NOT NULL).
             let not_null = row.get::<i64, _>(2) == 1 || pk_pos > 0;
-            s.columns.entry(table.clone()).or_default().insert(name.clone(), (normalise_type(row.get(1)), not_null));
+            s.columns
+                .entry(table.clone())
+                .or_default()
+                .insert(name.clone(), (normalise_type(row.get(1)), not_null));
             if pk_pos > 0 {
                 pk.push((pk_pos, name));
             }
         }
         pk.sort();
         s.primary_keys.insert(table.clone(), pk.into_iter().map(|(_, n)| n).collect());
-        for row in sqlx::query("SELECT name, \"unique\", origin, partial FROM pragma_index_list(?)").bind(&table).fetch_all(&mut conn).await.unwrap() {
-            let (name, unique, origin, partial): (String, i64, String, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+        for row in sqlx::query("SELECT name, \"unique\", origin, partial FROM pragma_index_list(?)")
+            .bind(&table)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+        {
+            let (name, unique, origin, partial): (String, i64, String, i64) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
             if origin == "pk" || is_search(&name) {
                 continue;
             }
-            let cols: Vec<String> = sqlx::query("SELECT name, \"desc\" FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno")
-                .bind(&name)
-                .fetch_all(&mut conn)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| if r.get::<i64, _>(1) == 1 { format!("{} desc", r.get::<String, _>(0)) } else { r.get(0) })
-                .collect();
+            let cols: Vec<String> = sqlx::query(
+                "SELECT name, \"desc\" FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno",
+            )
+            .bind(&name)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                if r.get::<i64, _>(1) == 1 {
+                    format!("{} desc", r.get::<String, _>(0))
+                } else {
+                    r.get(0)
+                }
+            })
+            .collect();
             s.indexes.insert((table.clone(), cols.join(","), unique == 1, partial == 1));
         }
         let mut fks: BTreeMap<i64, (Vec<String>, String, Vec<String>, String)> = BTreeMap::new();
@@ -99,10 +121,20 @@ async fn sqlite_schema(url: &str) -> Schema {
             e.2.push(row.get::<Option<String>, _>(3).unwrap_or_else(|| "id".into()));
         }
         for (_, (from, to_table, to, on_delete)) in fks {
-            s.foreign_keys.insert((table.clone(), from.join(","), to_table, to.join(","), on_delete.to_ascii_lowercase()));
+            s.foreign_keys.insert((
+                table.clone(),
+                from.join(","),
+                to_table,
+                to.join(","),
+                on_delete.to_ascii_lowercase(),
+            ));
         }
     }
-    for row in sqlx::query("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'").fetch_all(&mut conn).await.unwrap() {
+    for row in sqlx::query("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+    {
         let (name, table, sql): (String, String, String) = (row.get(0), row.get(1), row.get(2));
         if is_search(&name) {
             continue;
@@ -202,7 +234,12 @@ async fn migrated_twins() -> (tempfile::TempDir, String, TempPgDb) {
 }
 
 /// Report every difference, not just the first.
-fn diff<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(what: &str, a: &BTreeMap<K, V>, b: &BTreeMap<K, V>, out: &mut Vec<String>) {
+fn diff<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
+    what: &str,
+    a: &BTreeMap<K, V>,
+    b: &BTreeMap<K, V>,
+    out: &mut Vec<String>,
+) {
     for (k, v) in a {
         match b.get(k) {
             None => out.push(format!("{what} {k:?}: only in SQLite")),
@@ -215,7 +252,12 @@ fn diff<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(what: &str, a:
     }
 }
 
-fn diff_sets<T: Ord + std::fmt::Debug>(what: &str, a: &BTreeSet<T>, b: &BTreeSet<T>, out: &mut Vec<String>) {
+fn diff_sets<T: Ord + std::fmt::Debug>(
+    what: &str,
+    a: &BTreeSet<T>,
+    b: &BTreeSet<T>,
+    out: &mut Vec<String>,
+) {
     out.extend(a.difference(b).map(|x| format!("{what} {x:?}: only in SQLite")));
     out.extend(b.difference(a).map(|x| format!("{what} {x:?}: only in PostgreSQL")));
 }
@@ -225,13 +267,23 @@ async fn both_migration_trees_build_the_same_schema() {
     let (_dir, sqlite, pg) = migrated_twins().await;
     let (a, b) = (sqlite_schema(&sqlite).await, postgres_schema(&pg.url).await);
     for s in [&a, &b] {
-        assert!(s.columns.contains_key("users") && s.columns.contains_key("orders"), "{:?}", s.columns.keys());
-        assert!(s.indexes.len() > 10 && s.foreign_keys.len() > 10 && s.triggers.len() > 4, "{s:#?}");
+        assert!(
+            s.columns.contains_key("users") && s.columns.contains_key("orders"),
+            "{:?}",
+            s.columns.keys()
+        );
+        assert!(
+            s.indexes.len() > 10 && s.foreign_keys.len() > 10 && s.triggers.len() > 4,
+            "{s:#?}"
+        );
         assert_eq!(s.primary_keys["users"], ["id"]);
     }
     let mut out = Vec::new();
     let cols = |s: &Schema| -> BTreeMap<(String, String), (String, bool)> {
-        s.columns.iter().flat_map(|(t, cs)| cs.iter().map(move |(c, v)| ((t.clone(), c.clone()), v.clone()))).collect()
+        s.columns
+            .iter()
+            .flat_map(|(t, cs)| cs.iter().map(move |(c, v)| ((t.clone(), c.clone()), v.clone())))
+            .collect()
     };
     diff("column", &cols(&a), &cols(&b), &mut out);
     diff("primary key of", &a.primary_keys, &b.primary_keys, &mut out);
@@ -267,10 +319,17 @@ async fn triggers_keep_the_same_figures_on_both_databases() {
         ] {
             sqlx::query(sql).execute(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
-        let rows = sqlx::query("SELECT id, enrollment_count, rating_count, rating_avg FROM courses ORDER BY id").fetch_all(pool).await.unwrap();
+        let rows = sqlx::query(
+            "SELECT id, enrollment_count, rating_count, rating_avg FROM courses ORDER BY id",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
         figures.push(
             rows.iter()
-                .map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1), r.get::<i64, _>(2), r.get::<f64, _>(3)))
+                .map(|r| {
+                    (r.get::<i64, _>(0), r.get::<i64, _>(1), r.get::<i64, _>(2), r.get::<f64, _>(3))
+                })
                 .collect::<Vec<_>>(),
         );
         db.close().await;

@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 async fn published(srv: &TestServer, teacher: &str, title: &str, description: &str) -> i64 {
     let (id, _, _) = srv.course_with_lecture(teacher, title).await;
     let path = format!("/api/v1/courses/{id}");
-    let (status, body) = srv.call(Method::PATCH, &path, Some(teacher), Some(json!({"description": description}))).await;
+    let (status, body) = srv
+        .call(Method::PATCH, &path, Some(teacher), Some(json!({"description": description})))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = srv.post(&format!("{path}/publish"), Some(teacher), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -33,7 +35,9 @@ fn q(text: &str) -> String {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -42,9 +46,18 @@ fn urlencode(s: &str) -> String {
 async fn korean_and_english_queries_find_words_and_parts_of_words(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.instructor("teacher@example.com").await;
-    let video_server = published(&srv, &t, "러스트로 만드는 동영상 서버", "HLS 스트리밍과 재개 가능한 업로드").await;
-    let rustacean = published(&srv, &t, "Becoming a Rustacean", "Ownership, borrowing and async for web developers").await;
-    let pandas = published(&srv, &t, "파이썬 데이터 분석", "pandas로 배우는 실무 데이터 분석").await;
+    let video_server =
+        published(&srv, &t, "러스트로 만드는 동영상 서버", "HLS 스트리밍과 재개 가능한 업로드")
+            .await;
+    let rustacean = published(
+        &srv,
+        &t,
+        "Becoming a Rustacean",
+        "Ownership, borrowing and async for web developers",
+    )
+    .await;
+    let pandas =
+        published(&srv, &t, "파이썬 데이터 분석", "pandas로 배우는 실무 데이터 분석").await;
     let go = published(&srv, &t, "Go web services", "동영상을 서빙하는 서버를 Go로 만듭니다").await;
 
     // Korean: whole words, words with particles attached, and the same word in a description.
@@ -95,16 +108,24 @@ async fn title_matches_rank_above_description_matches(b: Backend) {
     let t = srv.instructor("teacher@example.com").await;
     // Published first, so "newest" would list it last.
     let in_title = published(&srv, &t, "Streaming video with HLS", "Segments and playlists").await;
-    let in_description = published(&srv, &t, "Media servers", "All about streaming video to browsers").await;
+    let in_description =
+        published(&srv, &t, "Media servers", "All about streaming video to browsers").await;
     let both_words_in_title = published(&srv, &t, "Video streaming 101", "Start here").await;
-    let one_word_in_title = published(&srv, &t, "Video basics", "Codecs, containers and a little streaming").await;
+    let one_word_in_title =
+        published(&srv, &t, "Video basics", "Codecs, containers and a little streaming").await;
 
     let by_relevance = found(&srv, &q("streaming video")).await;
     assert_eq!(by_relevance.len(), 4);
     let (titled, rest) = by_relevance.split_at(2);
-    assert!(titled.contains(&in_title) && titled.contains(&both_words_in_title), "{by_relevance:?}");
+    assert!(
+        titled.contains(&in_title) && titled.contains(&both_words_in_title),
+        "{by_relevance:?}"
+    );
     assert_eq!(rest, [one_word_in_title, in_description], "more words in the title rank higher");
-    assert_eq!(found(&srv, &format!("{}&sort=relevance", q("streaming video"))).await, by_relevance);
+    assert_eq!(
+        found(&srv, &format!("{}&sort=relevance", q("streaming video"))).await,
+        by_relevance
+    );
     // An explicit sort still applies to the matches.
     assert_eq!(
         found(&srv, &format!("{}&sort=newest", q("streaming video"))).await,
@@ -127,7 +148,8 @@ async fn drafts_are_never_found_and_edits_are(b: Backend) {
         let (_, list) = srv.get(&format!("/api/v1/courses{}", q(term)), Some(&t)).await;
         assert_eq!(list["total"], 0, "{term}");
     }
-    let (status, _) = srv.post(&format!("/api/v1/courses/{draft}/publish"), Some(&t), json!({})).await;
+    let (status, _) =
+        srv.post(&format!("/api/v1/courses/{draft}/publish"), Some(&t), json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(found(&srv, &q("비밀 동영상")).await, [draft]);
     assert_eq!(found(&srv, &q("강의")).await, [draft]);
@@ -135,7 +157,12 @@ async fn drafts_are_never_found_and_edits_are(b: Backend) {
     // The index follows changes to titles and descriptions.
     let path = format!("/api/v1/courses/{draft}");
     let (status, _) = srv
-        .call(Method::PATCH, &path, Some(&t), Some(json!({"title": "Kotlin coroutines", "description": "구조화된 동시성"})))
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&t),
+            Some(json!({"title": "Kotlin coroutines", "description": "구조화된 동시성"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(found(&srv, &q("동영상")).await, Vec::<i64>::new());
@@ -150,18 +177,43 @@ async fn search_pages_and_combines_with_categories(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.instructor("teacher@example.com").await;
     let (_, tree) = srv.get("/api/v1/categories", None).await;
-    let development = tree.as_array().unwrap().iter().find(|c| c["slug"] == "development").expect("seeded").clone();
-    let web = development["children"].as_array().unwrap().iter().find(|c| c["slug"] == "web-development").unwrap()["id"].clone();
-    let design = tree.as_array().unwrap().iter().find(|c| c["slug"] == "design").unwrap()["id"].clone();
+    let development = tree
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["slug"] == "development")
+        .expect("seeded")
+        .clone();
+    let web = development["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["slug"] == "web-development")
+        .unwrap()["id"]
+        .clone();
+    let design =
+        tree.as_array().unwrap().iter().find(|c| c["slug"] == "design").unwrap()["id"].clone();
 
     let mut web_courses = Vec::new();
     for n in 1..=3 {
         let id = published(&srv, &t, &format!("웹 서버 만들기 {n}"), "").await;
-        srv.call(Method::PATCH, &format!("/api/v1/courses/{id}"), Some(&t), Some(json!({"category_id": web}))).await;
+        srv.call(
+            Method::PATCH,
+            &format!("/api/v1/courses/{id}"),
+            Some(&t),
+            Some(json!({"category_id": web})),
+        )
+        .await;
         web_courses.push(id);
     }
     let designed = published(&srv, &t, "웹 서버 화면 디자인", "").await;
-    srv.call(Method::PATCH, &format!("/api/v1/courses/{designed}"), Some(&t), Some(json!({"category_id": design}))).await;
+    srv.call(
+        Method::PATCH,
+        &format!("/api/v1/courses/{designed}"),
+        Some(&t),
+        Some(json!({"category_id": design})),
+    )
+    .await;
 
     let term = q("서버 만들기");
     let (_, all) = srv.get(&format!("/api/v1/courses{term}&per_page=2"), None).await;
@@ -170,11 +222,15 @@ async fn search_pages_and_combines_with_categories(b: Backend) {
     assert_eq!((rest["total"].as_i64(), rest["items"].as_array().unwrap().len()), (Some(3), 1));
 
     // A top-level category includes its children.
-    let mut in_development = found(&srv, &format!("{}&category={}", q("웹 서버"), development["id"])).await;
+    let mut in_development =
+        found(&srv, &format!("{}&category={}", q("웹 서버"), development["id"])).await;
     in_development.sort();
     assert_eq!(in_development, web_courses);
     assert_eq!(found(&srv, &format!("{}&category={design}", q("웹 서버"))).await, [designed]);
-    assert_eq!(found(&srv, &format!("{}&category={design}&sort=price_asc", q("만들기"))).await, Vec::<i64>::new());
+    assert_eq!(
+        found(&srv, &format!("{}&category={design}&sort=price_asc", q("만들기"))).await,
+        Vec::<i64>::new()
+    );
 
     let (status, err) = srv.get(&format!("/api/v1/courses?q={}", "a".repeat(201)), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -185,7 +241,10 @@ async fn search_pages_and_combines_with_categories(b: Backend) {
 }
 
 fn find<'a>(tree: &'a Value, slug: &str) -> Option<&'a Value> {
-    tree.as_array()?.iter().flat_map(|top| std::iter::once(top).chain(top["children"].as_array().unwrap())).find(|c| c["slug"] == slug)
+    tree.as_array()?
+        .iter()
+        .flat_map(|top| std::iter::once(top).chain(top["children"].as_array().unwrap()))
+        .find(|c| c["slug"] == slug)
 }
 
 async fn categories_form_a_seeded_two_level_tree(b: Backend) {
@@ -195,8 +254,12 @@ async fn categories_form_a_seeded_two_level_tree(b: Backend) {
     let tops = tree.as_array().unwrap();
     assert!(tops.len() >= 5, "{tree}");
     let dev = find(&tree, "development").expect("개발·프로그래밍 is seeded");
-    assert_eq!((dev["name"].as_str(), dev["name_en"].as_str(), &dev["parent_id"]), (Some("개발·프로그래밍"), Some("Development"), &Value::Null));
-    let children: Vec<&str> = dev["children"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        (dev["name"].as_str(), dev["name_en"].as_str(), &dev["parent_id"]),
+        (Some("개발·프로그래밍"), Some("Development"), &Value::Null)
+    );
+    let children: Vec<&str> =
+        dev["children"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     for name in ["웹 개발", "모바일 앱"] {
         assert!(children.contains(&name), "{children:?}");
     }
@@ -211,8 +274,15 @@ async fn categories_form_a_seeded_two_level_tree(b: Backend) {
             assert_eq!(kid["parent_id"], top["id"]);
             assert_eq!(kid["children"], json!([]));
             let slug = kid["slug"].as_str().unwrap();
-            assert!(slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'), "{slug}");
-            assert!(!kid["name"].as_str().unwrap().is_empty() && !kid["name_en"].as_str().unwrap().is_empty(), "{kid}");
+            assert!(
+                slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{slug}"
+            );
+            assert!(
+                !kid["name"].as_str().unwrap().is_empty()
+                    && !kid["name_en"].as_str().unwrap().is_empty(),
+                "{kid}"
+            );
         }
     }
 }
@@ -221,7 +291,11 @@ async fn only_admins_change_categories(b: Backend) {
     let srv = TestServer::start(b).await;
     let (student, _) = srv.new_user("student@example.com").await;
     let teacher = srv.instructor("teacher@example.com").await;
-    srv.app_state.accounts.create_user("admin@example.com", "password123", "Admin", lectern::accounts::Role::Admin).await.unwrap();
+    srv.app_state
+        .accounts
+        .create_user("admin@example.com", "password123", "Admin", lectern::accounts::Role::Admin)
+        .await
+        .unwrap();
     let (admin, _) = srv.login("admin@example.com", "password123").await;
     let new_top = json!({"name": "음악", "name_en": "Music", "slug": "music"});
 
@@ -235,12 +309,24 @@ async fn only_admins_change_categories(b: Backend) {
     }
     let (status, music) = srv.post("/api/v1/categories", Some(&admin), new_top.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{music}");
-    assert_eq!((music["name"].as_str(), music["slug"].as_str(), &music["parent_id"]), (Some("음악"), Some("music"), &Value::Null));
+    assert_eq!(
+        (music["name"].as_str(), music["slug"].as_str(), &music["parent_id"]),
+        (Some("음악"), Some("music"), &Value::Null)
+    );
     assert_eq!(music["children"], json!([]));
     let music_id = music["id"].as_i64().unwrap();
-    let (status, piano) = srv.post("/api/v1/categories", Some(&admin), json!({"name": "피아노", "slug": "piano", "parent_id": music_id})).await;
+    let (status, piano) = srv
+        .post(
+            "/api/v1/categories",
+            Some(&admin),
+            json!({"name": "피아노", "slug": "piano", "parent_id": music_id}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{piano}");
-    assert_eq!((piano["parent_id"].as_i64(), piano["name_en"].as_str(), piano["position"].as_i64()), (Some(music_id), Some(""), Some(1)));
+    assert_eq!(
+        (piano["parent_id"].as_i64(), piano["name_en"].as_str(), piano["position"].as_i64()),
+        (Some(music_id), Some(""), Some(1))
+    );
     let piano_id = piano["id"].as_i64().unwrap();
 
     let (status, err) = srv.post("/api/v1/categories", Some(&admin), new_top.clone()).await;
@@ -263,41 +349,111 @@ async fn only_admins_change_categories(b: Backend) {
 
     let piano_path = format!("/api/v1/categories/{piano_id}");
     let music_path = format!("/api/v1/categories/{music_id}");
-    assert_eq!(srv.call(Method::PATCH, &piano_path, Some(&teacher), Some(json!({"name": "x"}))).await.0, StatusCode::FORBIDDEN);
-    let (status, renamed) = srv.call(Method::PATCH, &piano_path, Some(&admin), Some(json!({"name": "피아노 연주", "name_en": "Piano"}))).await;
+    assert_eq!(
+        srv.call(Method::PATCH, &piano_path, Some(&teacher), Some(json!({"name": "x"}))).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, renamed) = srv
+        .call(
+            Method::PATCH,
+            &piano_path,
+            Some(&admin),
+            Some(json!({"name": "피아노 연주", "name_en": "Piano"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{renamed}");
-    assert_eq!((renamed["name"].as_str(), renamed["name_en"].as_str(), renamed["slug"].as_str()), (Some("피아노 연주"), Some("Piano"), Some("piano")));
-    let (status, err) = srv.call(Method::PATCH, &piano_path, Some(&admin), Some(json!({"slug": "development"}))).await;
+    assert_eq!(
+        (renamed["name"].as_str(), renamed["name_en"].as_str(), renamed["slug"].as_str()),
+        (Some("피아노 연주"), Some("Piano"), Some("piano"))
+    );
+    let (status, err) = srv
+        .call(Method::PATCH, &piano_path, Some(&admin), Some(json!({"slug": "development"})))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_error(&err, "slug_taken");
-    let (status, err) = srv.call(Method::PATCH, &music_path, Some(&admin), Some(json!({"parent_id": find_id(&srv, "design").await}))).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a category with children cannot become a child");
+    let (status, err) = srv
+        .call(
+            Method::PATCH,
+            &music_path,
+            Some(&admin),
+            Some(json!({"parent_id": find_id(&srv, "design").await})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a category with children cannot become a child"
+    );
     assert_error(&err, "invalid_parent");
-    let (status, _) = srv.call(Method::PATCH, &piano_path, Some(&admin), Some(json!({"parent_id": piano_id}))).await;
+    let (status, _) = srv
+        .call(Method::PATCH, &piano_path, Some(&admin), Some(json!({"parent_id": piano_id})))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(srv.call(Method::PATCH, "/api/v1/categories/99999", Some(&admin), Some(json!({"name": "x"}))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        srv.call(
+            Method::PATCH,
+            "/api/v1/categories/99999",
+            Some(&admin),
+            Some(json!({"name": "x"}))
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
 
     // A course in the category; deleting the parent first is refused.
     let (course, _, _) = srv.course_with_lecture(&teacher, "Chopin études").await;
-    srv.call(Method::PATCH, &format!("/api/v1/courses/{course}"), Some(&teacher), Some(json!({"category_id": piano_id}))).await;
+    srv.call(
+        Method::PATCH,
+        &format!("/api/v1/courses/{course}"),
+        Some(&teacher),
+        Some(json!({"category_id": piano_id})),
+    )
+    .await;
     let (status, err) = srv.call(Method::DELETE, &music_path, Some(&admin), None).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_error(&err, "category_has_children");
-    assert_eq!(srv.call(Method::DELETE, &piano_path, Some(&student), None).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(srv.call(Method::DELETE, &piano_path, Some(&admin), None).await.0, StatusCode::NO_CONTENT);
-    assert_eq!(srv.call(Method::DELETE, &piano_path, Some(&admin), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        srv.call(Method::DELETE, &piano_path, Some(&student), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        srv.call(Method::DELETE, &piano_path, Some(&admin), None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        srv.call(Method::DELETE, &piano_path, Some(&admin), None).await.0,
+        StatusCode::NOT_FOUND
+    );
     let (_, page) = srv.get(&format!("/api/v1/courses/{course}"), Some(&teacher)).await;
     assert_eq!(page["category_id"], Value::Null, "its courses become uncategorised");
 
     // Without children, a top-level category may move under another one, and back.
     let design = find_id(&srv, "design").await;
-    let (status, moved) = srv.call(Method::PATCH, &music_path, Some(&admin), Some(json!({"parent_id": design, "position": 9}))).await;
-    assert_eq!((status, moved["parent_id"].as_i64(), moved["position"].as_i64()), (StatusCode::OK, Some(design), Some(9)));
+    let (status, moved) = srv
+        .call(
+            Method::PATCH,
+            &music_path,
+            Some(&admin),
+            Some(json!({"parent_id": design, "position": 9})),
+        )
+        .await;
+    assert_eq!(
+        (status, moved["parent_id"].as_i64(), moved["position"].as_i64()),
+        (StatusCode::OK, Some(design), Some(9))
+    );
     let (_, tree) = srv.get("/api/v1/categories", None).await;
-    assert_eq!(find(&tree, "design").unwrap()["children"].as_array().unwrap().last().unwrap()["slug"], "music");
-    let (status, back) = srv.call(Method::PATCH, &music_path, Some(&admin), Some(json!({"parent_id": null}))).await;
+    assert_eq!(
+        find(&tree, "design").unwrap()["children"].as_array().unwrap().last().unwrap()["slug"],
+        "music"
+    );
+    let (status, back) =
+        srv.call(Method::PATCH, &music_path, Some(&admin), Some(json!({"parent_id": null}))).await;
     assert_eq!((status, &back["parent_id"]), (StatusCode::OK, &Value::Null));
-    assert_eq!(srv.call(Method::DELETE, &music_path, Some(&admin), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        srv.call(Method::DELETE, &music_path, Some(&admin), None).await.0,
+        StatusCode::NO_CONTENT
+    );
     let (_, tree) = srv.get("/api/v1/categories", None).await;
     assert!(find(&tree, "music").is_none());
 }

@@ -61,11 +61,18 @@ async fn metrics_count_requests_by_route() {
     let text = srv.http.get(srv.url("/metrics")).send().await.unwrap().text().await.unwrap();
     let line = text
         .lines()
-        .find(|l| l.starts_with("lectern_http_requests_total") && l.contains("route=\"/healthz\"") && l.contains("status=\"200\""))
+        .find(|l| {
+            l.starts_with("lectern_http_requests_total")
+                && l.contains("route=\"/healthz\"")
+                && l.contains("status=\"200\"")
+        })
         .unwrap_or_else(|| panic!("no healthz counter in:\n{text}"));
     let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 2.0, "{line}");
-    assert!(text.contains("route=\"unmatched\""), "unmatched paths are one label, not one per path");
+    assert!(
+        text.contains("route=\"unmatched\""),
+        "unmatched paths are one label, not one per path"
+    );
     assert!(text.contains("lectern_http_request_duration_seconds"));
 }
 
@@ -89,7 +96,17 @@ async fn openapi_document_and_docs_page_are_served() {
     let (status, doc) = srv.get("/api/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/v1/auth/signup", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout", "/api/v1/me", "/api/v1/me/password", "/api/v1/me/instructor", "/healthz", "/readyz"] {
+    for path in [
+        "/api/v1/auth/signup",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/me",
+        "/api/v1/me/password",
+        "/api/v1/me/instructor",
+        "/healthz",
+        "/readyz",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
@@ -109,7 +126,13 @@ async fn request_ids_are_made_or_kept() {
     let resp = srv.http.get(srv.url("/healthz")).send().await.unwrap();
     let made = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(made.len(), 36, "a UUID: {made}");
-    let resp = srv.http.get(srv.url("/healthz")).header("x-request-id", "trace-me-42").send().await.unwrap();
+    let resp = srv
+        .http
+        .get(srv.url("/healthz"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-me-42");
 }
 
@@ -127,19 +150,41 @@ async fn browser_players_on_other_origins_pass_cors() {
         .unwrap();
     assert!(preflight.status().is_success());
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
-    let allowed = preflight.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    let allowed =
+        preflight.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
     assert!(allowed.contains("authorization") && allowed.contains("range"), "{allowed}");
-    let resp = srv.http.get(srv.url("/healthz")).header("origin", "https://school.example").send().await.unwrap();
+    let resp = srv
+        .http
+        .get(srv.url("/healthz"))
+        .header("origin", "https://school.example")
+        .send()
+        .await
+        .unwrap();
     let exposed = resp.headers()["access-control-expose-headers"].to_str().unwrap().to_lowercase();
     assert!(exposed.contains("content-range") && exposed.contains("content-length"), "{exposed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_can_be_limited_to_listed_origins() {
-    let srv = TestServer::start_with(Backend::Sqlite, StorageKind::Fs, |c| c.cors_origins = "https://school.example".into()).await;
-    let ok = srv.http.get(srv.url("/healthz")).header("origin", "https://school.example").send().await.unwrap();
+    let srv = TestServer::start_with(Backend::Sqlite, StorageKind::Fs, |c| {
+        c.cors_origins = "https://school.example".into()
+    })
+    .await;
+    let ok = srv
+        .http
+        .get(srv.url("/healthz"))
+        .header("origin", "https://school.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.headers()["access-control-allow-origin"], "https://school.example");
-    let other = srv.http.get(srv.url("/healthz")).header("origin", "https://evil.example").send().await.unwrap();
+    let other = srv
+        .http
+        .get(srv.url("/healthz"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
 
@@ -154,13 +199,20 @@ fn sensitive_query_values_are_redacted_for_logs() {
 /// The mode bits of `path` that matter for privacy.
 fn mode(path: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_data_dir_and_its_database_are_private() {
     // Whatever the umask of the process, what Lectern creates is for its own user only.
-    let srv = TestServer::start_with(Backend::Sqlite, StorageKind::Fs, |c| c.data_dir = c.data_dir.join("fresh")).await;
+    let srv = TestServer::start_with(Backend::Sqlite, StorageKind::Fs, |c| {
+        c.data_dir = c.data_dir.join("fresh")
+    })
+    .await;
     srv.signup("private@example.com").await;
     let dir = srv.cfg.data_dir.clone();
     assert_eq!(mode(&dir), 0o700, "data dir");

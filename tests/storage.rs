@@ -7,7 +7,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use lectern::config::Config;
 use lectern::storage::{
-    fs::FsStore, s3::S3Store, stream_from_bytes, ByteStream, ObjectKey, ObjectStore, StorageError, MIN_PART_SIZE,
+    fs::FsStore, s3::S3Store, stream_from_bytes, ByteStream, ObjectKey, ObjectStore, StorageError,
+    MIN_PART_SIZE,
 };
 
 /// A store and whatever keeps it alive.
@@ -90,13 +91,19 @@ async fn put_then_get_returns_the_same_bytes(s: &dyn ObjectStore) {
 
 async fn ranged_reads_return_exactly_the_range(s: &dyn ObjectStore) {
     let bytes = data(100_000, 2);
-    s.put(&key("r/obj"), stream_from_bytes(bytes.clone()), "application/octet-stream").await.unwrap();
+    s.put(&key("r/obj"), stream_from_bytes(bytes.clone()), "application/octet-stream")
+        .await
+        .unwrap();
     for (a, b) in [(0u64, 1u64), (10, 20_000), (99_999, 100_000), (0, 100_000), (50_000, 50_000)] {
         let got = s.get(&key("r/obj"), Some(a..b)).await.unwrap();
         assert_eq!(got.range, a..b);
         assert_eq!(read_all(got.body).await, &bytes[a as usize..b as usize], "range {a}..{b}");
     }
-    let err = s.get(&key("r/obj"), Some(99_000..100_001)).await.err().expect("a range past the end fails");
+    let err = s
+        .get(&key("r/obj"), Some(99_000..100_001))
+        .await
+        .err()
+        .expect("a range past the end fails");
     assert!(matches!(err, StorageError::InvalidRange { size: 100_000, .. }), "{err:?}");
 }
 
@@ -124,7 +131,8 @@ async fn list_is_by_whole_segment_prefix_and_sorted(s: &dyn ObjectStore) {
     for k in ["v/1/b.ts", "v/1/a.ts", "v/1/sub/c.ts", "v/10/x.ts", "v/1x"] {
         s.put(&key(k), stream_from_bytes(k.to_string()), "text/plain").await.unwrap();
     }
-    let listed: Vec<String> = s.list(&key("v/1")).await.unwrap().into_iter().map(|o| o.key.to_string()).collect();
+    let listed: Vec<String> =
+        s.list(&key("v/1")).await.unwrap().into_iter().map(|o| o.key.to_string()).collect();
     assert_eq!(listed, ["v/1/a.ts", "v/1/b.ts", "v/1/sub/c.ts"]);
     assert_eq!(s.list(&key("v/1")).await.unwrap()[0].size, "v/1/a.ts".len() as u64);
     assert!(s.list(&key("nothing/here")).await.unwrap().is_empty());
@@ -143,7 +151,10 @@ async fn multipart_uploads_assemble_parts_in_order(s: &dyn ObjectStore) {
     let c2 = s.upload_part(&k, &id, 2, chunked(&p2), p2.len() as u64).await.unwrap();
     let c1 = s.upload_part(&k, &id, 1, chunked(&p1), p1.len() as u64).await.unwrap();
     let c3 = s.upload_part(&k, &id, 3, chunked(&p3), p3.len() as u64).await.unwrap();
-    assert!(matches!(s.head(&k).await, Err(StorageError::NotFound(_))), "visible before completion");
+    assert!(
+        matches!(s.head(&k).await, Err(StorageError::NotFound(_))),
+        "visible before completion"
+    );
     let meta = s.complete_multipart(&k, &id, &[c1, c2, c3]).await.unwrap();
     let total = (p1.len() + p2.len() + p3.len()) as u64;
     assert_eq!(meta.size, total);
@@ -153,7 +164,11 @@ async fn multipart_uploads_assemble_parts_in_order(s: &dyn ObjectStore) {
     assert_eq!(read_all(got.body).await, want);
     let all = read_all(s.get(&k, None).await.unwrap().body).await;
     assert_eq!(all.len() as u64, total);
-    assert!(all[..p1.len()] == p1[..] && all[p1.len()..p1.len() + p2.len()] == p2[..] && all[p1.len() + p2.len()..] == p3[..]);
+    assert!(
+        all[..p1.len()] == p1[..]
+            && all[p1.len()..p1.len() + p2.len()] == p2[..]
+            && all[p1.len() + p2.len()..] == p3[..]
+    );
 }
 
 async fn aborted_multipart_leaves_nothing(s: &dyn ObjectStore) {
@@ -203,7 +218,22 @@ on_both_stores!(
 
 #[test]
 fn keys_cannot_escape_or_hide() {
-    for bad in ["", "/abs", "a//b", "a/../b", "..", ".", "a/./b", "a/.hidden", "a\\b", "a/b/", "é", "a b", "a\0b", "a%2fb"] {
+    for bad in [
+        "",
+        "/abs",
+        "a//b",
+        "a/../b",
+        "..",
+        ".",
+        "a/./b",
+        "a/.hidden",
+        "a\\b",
+        "a/b/",
+        "é",
+        "a b",
+        "a\0b",
+        "a%2fb",
+    ] {
         assert!(ObjectKey::new(bad).is_err(), "{bad:?} accepted");
     }
     for good in ["a", "videos/12/720p/seg_00001.m4s", "x-y_z.1"] {
@@ -257,7 +287,10 @@ async fn big_fs_uploads_are_hashed_and_copied_off_the_runtime_thread() {
     let before = thread_cpu();
     s.store.put(&key("big/put"), body(256), "application/octet-stream").await.unwrap();
     let put = thread_cpu() - before;
-    assert!(put < hashing / 2, "the runtime thread spent {put:?} on a put whose hashing alone costs {hashing:?}");
+    assert!(
+        put < hashing / 2,
+        "the runtime thread spent {put:?} on a put whose hashing alone costs {hashing:?}"
+    );
 
     let before = thread_cpu();
     let target = key("big/multipart");
@@ -268,6 +301,9 @@ async fn big_fs_uploads_are_hashed_and_copied_off_the_runtime_thread() {
     }
     s.store.complete_multipart(&target, &id, &parts).await.unwrap();
     let multipart = thread_cpu() - before;
-    assert!(multipart < hashing / 2, "the runtime thread spent {multipart:?} on a multipart upload; hashing costs {hashing:?}");
+    assert!(
+        multipart < hashing / 2,
+        "the runtime thread spent {multipart:?} on a multipart upload; hashing costs {hashing:?}"
+    );
     assert_eq!(s.store.head(&target).await.unwrap().size, 256 << 20);
 }

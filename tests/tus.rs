@@ -26,19 +26,32 @@ fn big_video(dir: &Path) -> PathBuf {
          -c:v libx264 -preset ultrafast -qp 0 -pix_fmt yuv420p -c:a aac -shortest",
         &out,
     );
-    assert!(std::fs::metadata(&out).unwrap().len() > 10 * MIB as u64, "test video too small to span parts");
+    assert!(
+        std::fs::metadata(&out).unwrap().len() > 10 * MIB as u64,
+        "test video too small to span parts"
+    );
     out
 }
 
 fn tuspy(args: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/tus_upload.py");
-    let out = std::process::Command::new("python3").arg(script).args(args).output().expect("python3 with tuspy");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 with tuspy");
     assert!(out.status.success(), "tuspy failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(out.stdout.trim_ascii()).unwrap()
 }
 
 async fn stored_source_sha(srv: &TestServer, video_id: i64) -> String {
-    let mut body = srv.app_state.storage.get(&lectern::storage::keys::source(video_id), None).await.unwrap().body;
+    let mut body = srv
+        .app_state
+        .storage
+        .get(&lectern::storage::keys::source(video_id), None)
+        .await
+        .unwrap()
+        .body;
     let mut h = Sha256::new();
     while let Some(c) = body.next().await {
         h.update(c.unwrap());
@@ -66,13 +79,17 @@ async fn setup(b: Backend, s: StorageKind) -> (TestServer, String, i64) {
     (srv, t, lecture)
 }
 
-async fn tuspy_resumes_an_interrupted_upload_and_the_video_gets_transcoded(b: Backend, s: StorageKind) {
+async fn tuspy_resumes_an_interrupted_upload_and_the_video_gets_transcoded(
+    b: Backend,
+    s: StorageKind,
+) {
     let (srv, t, lecture) = setup(b, s).await;
     let dir = tempfile::tempdir().unwrap();
     let file = big_video(dir.path());
     let size = std::fs::metadata(&file).unwrap().len() as i64;
     let endpoint = srv.url("/api/v1/uploads");
-    let (path, lecture_s, chunk) = (file.to_str().unwrap(), lecture.to_string(), (3 * MIB).to_string());
+    let (path, lecture_s, chunk) =
+        (file.to_str().unwrap(), lecture.to_string(), (3 * MIB).to_string());
 
     // Two 3 MiB chunks, then the client "dies".
     let first = tuspy(&[&endpoint, &t, path, &lecture_s, &chunk, "--stop-after", "2"]);
@@ -92,9 +109,18 @@ async fn tuspy_resumes_an_interrupted_upload_and_the_video_gets_transcoded(b: Ba
     if let Some(v) = done["video_id"].as_i64() {
         assert_eq!(v, video_id);
     }
-    assert_eq!(stored_source_sha(&srv, video_id).await, file_sha(&file), "stored source differs from the file");
+    assert_eq!(
+        stored_source_sha(&srv, video_id).await,
+        file_sha(&file),
+        "stored source differs from the file"
+    );
     // No scratch objects left behind.
-    let leftovers = srv.app_state.storage.list(&lectern::storage::ObjectKey::new("uploads").unwrap()).await.unwrap();
+    let leftovers = srv
+        .app_state
+        .storage
+        .list(&lectern::storage::ObjectKey::new("uploads").unwrap())
+        .await
+        .unwrap();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     let mut worker = srv.spawn_worker();
@@ -109,8 +135,10 @@ async fn an_upload_survives_a_server_restart(b: Backend, s: StorageKind) {
     let dir = tempfile::tempdir().unwrap();
     let file = big_video(dir.path());
     let size = std::fs::metadata(&file).unwrap().len() as i64;
-    let (path, lecture_s, chunk) = (file.to_str().unwrap(), lecture.to_string(), (5 * MIB).to_string());
-    let first = tuspy(&[&srv.url("/api/v1/uploads"), &t, path, &lecture_s, &chunk, "--stop-after", "2"]);
+    let (path, lecture_s, chunk) =
+        (file.to_str().unwrap(), lecture.to_string(), (5 * MIB).to_string());
+    let first =
+        tuspy(&[&srv.url("/api/v1/uploads"), &t, path, &lecture_s, &chunk, "--stop-after", "2"]);
     let old_url = first["url"].as_str().unwrap().to_string();
     let id = old_url.rsplit('/').next().unwrap().to_string();
 
@@ -170,7 +198,11 @@ async fn a_patch_cut_off_mid_body_keeps_what_arrived(b: Backend, s: StorageKind)
     // finishing the broken request the upload is locked (423) and the client retries.
     let mut resumed = None;
     for _ in 0..100 {
-        let offset: usize = head(&srv, &url, &t).await.headers()["upload-offset"].to_str().unwrap().parse().unwrap();
+        let offset: usize = head(&srv, &url, &t).await.headers()["upload-offset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         let resp = srv
             .http
             .patch(&url)
@@ -224,7 +256,9 @@ async fn the_protocol_is_followed_and_bad_requests_are_refused(b: Backend, s: St
     };
     let meta = format!("lecture_id {}", b64(&lecture.to_string()));
     // No Tus-Resumable: 412 with the supported version.
-    let resp = create(vec![("upload-length", "100".into()), ("upload-metadata", meta.clone())]).await.unwrap();
+    let resp = create(vec![("upload-length", "100".into()), ("upload-metadata", meta.clone())])
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::PRECONDITION_FAILED);
     assert_eq!(resp.headers()["tus-version"], "1.0.0");
     let tus = |mut h: Vec<(&'static str, String)>| {
@@ -233,9 +267,16 @@ async fn the_protocol_is_followed_and_bad_requests_are_refused(b: Backend, s: St
     };
     let resp = create(tus(vec![("upload-length", "100".into())])).await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "no lecture_id");
-    let resp = create(tus(vec![("upload-length", (1u64 << 50).to_string()), ("upload-metadata", meta.clone())])).await.unwrap();
+    let resp = create(tus(vec![
+        ("upload-length", (1u64 << 50).to_string()),
+        ("upload-metadata", meta.clone()),
+    ]))
+    .await
+    .unwrap();
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let resp = create(tus(vec![("upload-length", "-5".into()), ("upload-metadata", meta.clone())])).await.unwrap();
+    let resp = create(tus(vec![("upload-length", "-5".into()), ("upload-metadata", meta.clone())]))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let resp = create(tus(vec![("upload-metadata", meta.clone())])).await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "neither length nor deferral");
@@ -253,7 +294,10 @@ async fn the_protocol_is_followed_and_bad_requests_are_refused(b: Backend, s: St
     assert_eq!(resp.status(), StatusCode::NOT_FOUND, "someone else's lecture");
 
     // Deferred length; wrong offset; wrong content type; someone else's upload.
-    let resp = create(tus(vec![("upload-defer-length", "1".into()), ("upload-metadata", meta.clone())])).await.unwrap();
+    let resp =
+        create(tus(vec![("upload-defer-length", "1".into()), ("upload-metadata", meta.clone())]))
+            .await
+            .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
     let url = resp.headers()["location"].to_str().unwrap().to_string();
     let resp = head(&srv, &url, &t).await;
@@ -282,25 +326,50 @@ async fn the_protocol_is_followed_and_bad_requests_are_refused(b: Backend, s: St
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(resp.headers()["upload-offset"], mp4_head.len().to_string().as_str());
     assert!(resp.headers().contains_key("upload-expires"));
-    let resp = srv.http.head(&url).bearer_auth(&stranger).header("tus-resumable", "1.0.0").send().await.unwrap();
+    let resp = srv
+        .http
+        .head(&url)
+        .bearer_auth(&stranger)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     // The length arrives with the last PATCH.
     let total = mp4_head.len() * 2;
-    let resp = patch(&mp4_head.len().to_string(), "application/offset+octet-stream", mp4_head.clone(), Some(("upload-length", total.to_string())))
-        .await
-        .unwrap();
+    let resp = patch(
+        &mp4_head.len().to_string(),
+        "application/offset+octet-stream",
+        mp4_head.clone(),
+        Some(("upload-length", total.to_string())),
+    )
+    .await
+    .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert!(resp.headers().contains_key("lectern-video-id"));
 
     // Termination.
-    let resp = create(tus(vec![("upload-length", "1000".into()), ("upload-metadata", meta.clone())])).await.unwrap();
+    let resp =
+        create(tus(vec![("upload-length", "1000".into()), ("upload-metadata", meta.clone())]))
+            .await
+            .unwrap();
     let url2 = resp.headers()["location"].to_str().unwrap().to_string();
-    let resp = srv.http.delete(&url2).bearer_auth(&t).header("tus-resumable", "1.0.0").send().await.unwrap();
+    let resp = srv
+        .http
+        .delete(&url2)
+        .bearer_auth(&t)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(head(&srv, &url2, &t).await.status(), StatusCode::NOT_FOUND);
 
     // Not a video: refused at the first bytes, and the upload is gone.
-    let resp = create(tus(vec![("upload-length", "1000".into()), ("upload-metadata", meta.clone())])).await.unwrap();
+    let resp =
+        create(tus(vec![("upload-length", "1000".into()), ("upload-metadata", meta.clone())]))
+            .await
+            .unwrap();
     let url3 = resp.headers()["location"].to_str().unwrap().to_string();
     let resp = srv
         .http
@@ -338,14 +407,21 @@ async fn unfinished_uploads_expire(b: Backend, s: StorageKind) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
-    assert_eq!(resp.headers()["upload-offset"], "320", "creation-with-upload stored the first bytes");
+    assert_eq!(
+        resp.headers()["upload-offset"],
+        "320",
+        "creation-with-upload stored the first bytes"
+    );
     let url = resp.headers()["location"].to_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(head(&srv, &url, &t).await.status(), StatusCode::GONE);
     let removed = lectern::media::tus::expire(&srv.app_state).await.unwrap();
     assert_eq!(removed, 1);
     assert_eq!(head(&srv, &url, &t).await.status(), StatusCode::NOT_FOUND);
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM videos").fetch_one(srv.app_state.db.pool()).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM videos")
+        .fetch_one(srv.app_state.db.pool())
+        .await
+        .unwrap();
     assert_eq!(n, 0);
 }
 
@@ -378,7 +454,13 @@ async fn create(srv: &TestServer, token: &str, lecture: i64, len: usize) -> Stri
     resp.headers()["location"].to_str().unwrap().to_string()
 }
 
-async fn patch(srv: &TestServer, url: &str, token: &str, offset: usize, body: Vec<u8>) -> reqwest::Response {
+async fn patch(
+    srv: &TestServer,
+    url: &str,
+    token: &str,
+    offset: usize,
+    body: Vec<u8>,
+) -> reqwest::Response {
     srv.http
         .patch(url)
         .bearer_auth(token)
@@ -393,7 +475,12 @@ async fn patch(srv: &TestServer, url: &str, token: &str, offset: usize, body: Ve
 
 /// The objects under `uploads/` (tus scratch space).
 async fn scratch(srv: &TestServer) -> Vec<String> {
-    let all = srv.app_state.storage.list(&lectern::storage::ObjectKey::new("uploads").unwrap()).await.unwrap();
+    let all = srv
+        .app_state
+        .storage
+        .list(&lectern::storage::ObjectKey::new("uploads").unwrap())
+        .await
+        .unwrap();
     all.into_iter().map(|o| o.key.to_string()).collect()
 }
 
@@ -431,9 +518,16 @@ async fn allow_jobs(srv: &TestServer, b: Backend) {
 async fn video_state(srv: &TestServer, video_id: i64) -> (String, Option<i64>, i64) {
     let db = srv.app_state.db.pool();
     let (status, size): (String, Option<i64>) =
-        sqlx::query_as("SELECT status, source_size FROM videos WHERE id = $1").bind(video_id).fetch_one(db).await.unwrap();
-    let (jobs,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE video_id = $1").bind(video_id).fetch_one(db).await.unwrap();
+        sqlx::query_as("SELECT status, source_size FROM videos WHERE id = $1")
+            .bind(video_id)
+            .fetch_one(db)
+            .await
+            .unwrap();
+    let (jobs,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE video_id = $1")
+        .bind(video_id)
+        .fetch_one(db)
+        .await
+        .unwrap();
     (status, size, jobs)
 }
 
@@ -469,13 +563,19 @@ async fn a_completion_cut_short_is_finished_by_housekeeping(b: Backend, s: Stora
     let resp = patch(&srv, &url, &t, first, bytes[first..].to_vec()).await;
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let (video_id, completed, offset) = upload_row(&srv, &id).await;
-    assert!(completed.is_none(), "the upload was marked complete though its transcode was never queued");
+    assert!(
+        completed.is_none(),
+        "the upload was marked complete though its transcode was never queued"
+    );
     assert_eq!(offset as usize, bytes.len(), "every received byte is kept");
     assert_eq!(video_state(&srv, video_id).await, ("uploading".to_string(), None, 0));
 
     allow_jobs(&srv, b).await;
     lectern::media::housekeeping(&srv.app_state).await;
-    assert_eq!(video_state(&srv, video_id).await, ("queued".to_string(), Some(bytes.len() as i64), 1));
+    assert_eq!(
+        video_state(&srv, video_id).await,
+        ("queued".to_string(), Some(bytes.len() as i64), 1)
+    );
     let resp = head(&srv, &url, &t).await;
     assert_eq!(resp.headers()["upload-offset"], bytes.len().to_string().as_str());
     assert_eq!(resp.headers()["lectern-video-id"], video_id.to_string().as_str());
@@ -498,14 +598,33 @@ async fn a_completed_upload_an_older_crash_left_without_a_job_gets_one(b: Backen
     let video_id: i64 = resp.headers()["lectern-video-id"].to_str().unwrap().parse().unwrap();
     let db = srv.app_state.db.pool();
     sqlx::query("DELETE FROM jobs WHERE video_id = $1").bind(video_id).execute(db).await.unwrap();
-    sqlx::query("UPDATE videos SET status = 'uploading', source_size = NULL WHERE id = $1").bind(video_id).execute(db).await.unwrap();
+    sqlx::query("UPDATE videos SET status = 'uploading', source_size = NULL WHERE id = $1")
+        .bind(video_id)
+        .execute(db)
+        .await
+        .unwrap();
     // …and a tail an earlier PATCH stored just before the node died, which no row points to.
     let orphan = lectern::storage::keys::upload_tail(&id, "0123456789abcdef0123456789abcdef");
-    srv.app_state.storage.put(&orphan, lectern::storage::stream_from_bytes(vec![1u8; 1000]), "application/octet-stream").await.unwrap();
+    srv.app_state
+        .storage
+        .put(
+            &orphan,
+            lectern::storage::stream_from_bytes(vec![1u8; 1000]),
+            "application/octet-stream",
+        )
+        .await
+        .unwrap();
 
     lectern::media::housekeeping(&srv.app_state).await;
-    assert_eq!(video_state(&srv, video_id).await, ("queued".to_string(), Some(bytes.len() as i64), 1));
-    assert_eq!(scratch(&srv).await, Vec::<String>::new(), "a finished upload keeps no scratch objects");
+    assert_eq!(
+        video_state(&srv, video_id).await,
+        ("queued".to_string(), Some(bytes.len() as i64), 1)
+    );
+    assert_eq!(
+        scratch(&srv).await,
+        Vec::<String>::new(),
+        "a finished upload keeps no scratch objects"
+    );
     lectern::media::housekeeping(&srv.app_state).await;
     assert_eq!(video_state(&srv, video_id).await.2, 1, "repair is done once");
 }
@@ -517,26 +636,48 @@ async fn scratch_objects_no_upload_points_to_are_removed(b: Backend, s: StorageK
     let bytes = fake_mp4(600_000);
     let url = create(&srv, &t, lecture, bytes.len()).await;
     let id = upload_id(&url);
-    assert_eq!(patch(&srv, &url, &t, 0, bytes[..200_000].to_vec()).await.status(), StatusCode::NO_CONTENT);
-    let (tail,): (Option<String>,) =
-        sqlx::query_as("SELECT tail_key FROM uploads WHERE id = $1").bind(&id).fetch_one(srv.app_state.db.pool()).await.unwrap();
+    assert_eq!(
+        patch(&srv, &url, &t, 0, bytes[..200_000].to_vec()).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let (tail,): (Option<String>,) = sqlx::query_as("SELECT tail_key FROM uploads WHERE id = $1")
+        .bind(&id)
+        .fetch_one(srv.app_state.db.pool())
+        .await
+        .unwrap();
     let tail = tail.expect("a tail is stored");
     let storage = &srv.app_state.storage;
     let put = |key: lectern::storage::ObjectKey| async move {
-        storage.put(&key, lectern::storage::stream_from_bytes(vec![9u8; 5000]), "application/octet-stream").await.unwrap();
+        storage
+            .put(
+                &key,
+                lectern::storage::stream_from_bytes(vec![9u8; 5000]),
+                "application/octet-stream",
+            )
+            .await
+            .unwrap();
     };
     let orphan = lectern::storage::keys::upload_tail(&id, "11111111111111111111111111111111");
     put(orphan.clone()).await;
-    let stray = lectern::storage::keys::upload_tail("22222222222222222222222222222222", "33333333333333333333333333333333");
+    let stray = lectern::storage::keys::upload_tail(
+        "22222222222222222222222222222222",
+        "33333333333333333333333333333333",
+    );
     put(stray.clone()).await;
 
     lectern::media::housekeeping(&srv.app_state).await;
     let left = scratch(&srv).await;
-    assert!(!left.contains(&stray.to_string()), "scratch of an upload that no longer exists: {left:?}");
+    assert!(
+        !left.contains(&stray.to_string()),
+        "scratch of an upload that no longer exists: {left:?}"
+    );
     assert!(left.contains(&tail), "the tail in use was removed: {left:?}");
 
     // The upload's own orphan goes with the rest of its scratch space when it completes.
-    assert_eq!(patch(&srv, &url, &t, 200_000, bytes[200_000..400_000].to_vec()).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        patch(&srv, &url, &t, 200_000, bytes[200_000..400_000].to_vec()).await.status(),
+        StatusCode::NO_CONTENT
+    );
     assert!(scratch(&srv).await.contains(&orphan.to_string()));
     let resp = patch(&srv, &url, &t, 400_000, bytes[400_000..].to_vec()).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
@@ -555,17 +696,28 @@ async fn a_patch_checks_its_offset_against_the_locked_row(b: Backend, s: Storage
     let id = upload_id(&url);
     let db = srv.app_state.db.clone();
     let tail = lectern::storage::keys::upload_tail(&id, "44444444444444444444444444444444");
-    srv.app_state.storage.put(&tail, lectern::storage::stream_from_bytes(bytes[..320].to_vec()), "application/octet-stream").await.unwrap();
-    let mut tx = db.pool().begin().await.unwrap();
-    sqlx::query("UPDATE uploads SET upload_offset = 320, tail_key = $2, tail_size = 320 WHERE id = $1")
-        .bind(&id)
-        .bind(tail.to_string())
-        .execute(&mut *tx)
+    srv.app_state
+        .storage
+        .put(
+            &tail,
+            lectern::storage::stream_from_bytes(bytes[..320].to_vec()),
+            "application/octet-stream",
+        )
         .await
         .unwrap();
+    let mut tx = db.pool().begin().await.unwrap();
+    sqlx::query(
+        "UPDATE uploads SET upload_offset = 320, tail_key = $2, tail_size = 320 WHERE id = $1",
+    )
+    .bind(&id)
+    .bind(tail.to_string())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
 
     let second = {
-        let (http, url, t, body) = (srv.http.clone(), url.clone(), t.clone(), bytes[..320].to_vec());
+        let (http, url, t, body) =
+            (srv.http.clone(), url.clone(), t.clone(), bytes[..320].to_vec());
         tokio::spawn(async move {
             http.patch(&url)
                 .bearer_auth(&t)
@@ -596,7 +748,11 @@ async fn a_patch_checks_its_offset_against_the_locked_row(b: Backend, s: Storage
     }
     tx.commit().await.unwrap();
     let resp = second.await.unwrap();
-    assert_eq!(resp.status(), StatusCode::CONFLICT, "a PATCH wrote at an offset the upload had moved past");
+    assert_eq!(
+        resp.status(),
+        StatusCode::CONFLICT,
+        "a PATCH wrote at an offset the upload had moved past"
+    );
     assert_error(&resp.json().await.unwrap(), "offset_mismatch");
     assert_eq!(head(&srv, &url, &t).await.headers()["upload-offset"], "320");
     let resp = patch(&srv, &url, &t, 320, bytes[320..].to_vec()).await;
@@ -638,7 +794,11 @@ async fn a_stalled_body_is_dropped_and_what_arrived_is_kept(b: Backend, s: Stora
     let answer = stall(&srv, head_lines, &bytes[..sent], Duration::from_secs(60)).await;
     assert!(!answer.is_empty(), "the server kept waiting for a stalled body");
     let resp = head(&srv, &url, &t).await;
-    assert_eq!(resp.headers()["upload-offset"], sent.to_string().as_str(), "what arrived before the stall is kept");
+    assert_eq!(
+        resp.headers()["upload-offset"],
+        sent.to_string().as_str(),
+        "what arrived before the stall is kept"
+    );
     let resp = patch(&srv, &url, &t, sent, bytes[sent..].to_vec()).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let video_id: i64 = resp.headers()["lectern-video-id"].to_str().unwrap().parse().unwrap();

@@ -32,11 +32,17 @@ impl Receiver {
     async fn start() -> Receiver {
         let got: Log = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
-        async fn hook(State(r): State<(Log, Arc<AtomicU16>)>, headers: HeaderMap, body: Bytes) -> AxumStatus {
+        async fn hook(
+            State(r): State<(Log, Arc<AtomicU16>)>,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> AxumStatus {
             r.0.lock().unwrap().push((headers, String::from_utf8_lossy(&body).into_owned()));
             AxumStatus::from_u16(r.1.load(Ordering::SeqCst)).unwrap()
         }
-        let app = axum::Router::new().route("/hook", post(hook)).with_state((got.clone(), status.clone()));
+        let app = axum::Router::new()
+            .route("/hook", post(hook))
+            .with_state((got.clone(), status.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -49,7 +55,8 @@ impl Receiver {
     }
 
     fn types(&self) -> Vec<String> {
-        let mut t: Vec<String> = self.bodies().iter().map(|b| b["type"].as_str().unwrap().to_string()).collect();
+        let mut t: Vec<String> =
+            self.bodies().iter().map(|b| b["type"].as_str().unwrap().to_string()).collect();
         t.sort();
         t
     }
@@ -99,9 +106,18 @@ print(len(messages))
             .spawn()
             .expect("python3 with standardwebhooks (pip install standardwebhooks)");
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(serde_json::to_string(&messages).unwrap().as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(serde_json::to_string(&messages).unwrap().as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "standardwebhooks refused a delivery: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "standardwebhooks refused a delivery: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), messages.len().to_string());
     }
 }
@@ -117,7 +133,13 @@ async fn server(b: Backend) -> TestServer {
 }
 
 async fn register(srv: &TestServer, token: &str, url: &str, events: &[&str]) -> Value {
-    let (status, hook) = srv.post("/api/v1/webhooks", Some(token), json!({"url": url, "events": events, "description": "test"})).await;
+    let (status, hook) = srv
+        .post(
+            "/api/v1/webhooks",
+            Some(token),
+            json!({"url": url, "events": events, "description": "test"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{hook}");
     hook
 }
@@ -125,16 +147,23 @@ async fn register(srv: &TestServer, token: &str, url: &str, events: &[&str]) -> 
 /// A published course of `teacher` with one lecture, priced ₩10,000.
 async fn published(srv: &TestServer, teacher: &str, title: &str) -> i64 {
     let (course, _, _) = srv.course_with_lecture(teacher, title).await;
-    let (status, body) = srv.post(&format!("/api/v1/courses/{course}/publish"), Some(teacher), json!({})).await;
+    let (status, body) =
+        srv.post(&format!("/api/v1/courses/{course}/publish"), Some(teacher), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     course
 }
 
 async fn buy(srv: &TestServer, token: &str, course: i64) -> Value {
-    let (status, order) = srv.post("/api/v1/orders", Some(token), json!({"course_ids": [course]})).await;
+    let (status, order) =
+        srv.post("/api/v1/orders", Some(token), json!({"course_ids": [course]})).await;
     assert_eq!(status, StatusCode::CREATED, "{order}");
-    let (status, paid) =
-        srv.post(&format!("/api/v1/orders/{}/confirm", order["id"]), Some(token), json!({"payment_key": "ok", "amount": order["amount"]})).await;
+    let (status, paid) = srv
+        .post(
+            &format!("/api/v1/orders/{}/confirm", order["id"]),
+            Some(token),
+            json!({"payment_key": "ok", "amount": order["amount"]}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{paid}");
     paid
 }
@@ -161,17 +190,22 @@ async fn endpoints_are_registered_by_instructors_and_admins_with_checked_urls(b:
         ("http://8.8.8.8/hook", json!(["order.shipped"]), "unknown_event"),
         ("http://8.8.8.8/hook", json!([]), "no_events"),
     ] {
-        let (status, err) = srv.post("/api/v1/webhooks", Some(&teacher), json!({"url": url, "events": events})).await;
+        let (status, err) = srv
+            .post("/api/v1/webhooks", Some(&teacher), json!({"url": url, "events": events}))
+            .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {err}");
         assert_error(&err, code);
     }
-    let (status, err) = srv.post("/api/v1/webhooks", Some(&teacher), json!(["http://8.8.8.8/hook"])).await;
+    let (status, err) =
+        srv.post("/api/v1/webhooks", Some(&teacher), json!(["http://8.8.8.8/hook"])).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
 
-    let hook = register(&srv, &teacher, "http://8.8.8.8/hook", &["order.paid", "course.published"]).await;
+    let hook =
+        register(&srv, &teacher, "http://8.8.8.8/hook", &["order.paid", "course.published"]).await;
     let secret = hook["secret"].as_str().unwrap();
     assert!(secret.starts_with("whsec_"));
-    let key = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &secret[6..]).unwrap();
+    let key =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &secret[6..]).unwrap();
     assert!(key.len() >= 24);
     assert_eq!((hook["enabled"].as_bool(), hook["scope"].as_str()), (Some(true), Some("own")));
     // The secret is shown once.
@@ -181,25 +215,51 @@ async fn endpoints_are_registered_by_instructors_and_admins_with_checked_urls(b:
     // Others do not see or change it; its owner does.
     let other = srv.instructor("other@example.com").await;
     let path = format!("/api/v1/webhooks/{}", hook["id"]);
-    assert_eq!(srv.call(Method::PATCH, &path, Some(&other), Some(json!({"enabled": false}))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        srv.call(Method::PATCH, &path, Some(&other), Some(json!({"enabled": false}))).await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(srv.call(Method::DELETE, &path, Some(&other), None).await.0, StatusCode::NOT_FOUND);
     assert_eq!(srv.get("/api/v1/webhooks", Some(&other)).await.1["items"], json!([]));
-    let (status, changed) = srv.call(Method::PATCH, &path, Some(&teacher), Some(json!({"enabled": false, "events": ["order.refunded"]}))).await;
+    let (status, changed) = srv
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&teacher),
+            Some(json!({"enabled": false, "events": ["order.refunded"]})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{changed}");
-    assert_eq!((changed["enabled"].as_bool(), &changed["events"]), (Some(false), &json!(["order.refunded"])));
+    assert_eq!(
+        (changed["enabled"].as_bool(), &changed["events"]),
+        (Some(false), &json!(["order.refunded"]))
+    );
     let admin = srv.admin().await;
-    assert_eq!(srv.get("/api/v1/webhooks", Some(&admin)).await.1["items"].as_array().unwrap().len(), 1);
-    assert_eq!(srv.call(Method::DELETE, &path, Some(&teacher), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        srv.get("/api/v1/webhooks", Some(&admin)).await.1["items"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        srv.call(Method::DELETE, &path, Some(&teacher), None).await.0,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(srv.get("/api/v1/webhooks", Some(&teacher)).await.1["items"], json!([]));
 }
 
 async fn signed_events_reach_the_endpoints_that_may_hear_them(b: Backend) {
     let srv = server(b).await;
-    let (admin_rx, teacher_rx, other_rx) = (Receiver::start().await, Receiver::start().await, Receiver::start().await);
+    let (admin_rx, teacher_rx, other_rx) =
+        (Receiver::start().await, Receiver::start().await, Receiver::start().await);
     let admin = srv.admin().await;
     let teacher = srv.instructor("teacher@example.com").await;
     let other = srv.instructor("other@example.com").await;
-    let all = ["course.published", "order.paid", "order.refunded", "enrollment.created", "enrollment.revoked"];
+    let all = [
+        "course.published",
+        "order.paid",
+        "order.refunded",
+        "enrollment.created",
+        "enrollment.revoked",
+    ];
     let admin_hook = register(&srv, &admin, &admin_rx.url, &all).await;
     let teacher_hook = register(&srv, &teacher, &teacher_rx.url, &all).await;
     register(&srv, &other, &other_rx.url, &all).await;
@@ -211,18 +271,36 @@ async fn signed_events_reach_the_endpoints_that_may_hear_them(b: Backend) {
     teacher_rx.until(3).await;
     assert_eq!(admin_rx.types(), ["course.published", "enrollment.created", "order.paid"]);
     assert_eq!(teacher_rx.types(), ["course.published", "enrollment.created", "order.paid"]);
-    let published = teacher_rx.bodies().into_iter().find(|b| b["type"] == "course.published").unwrap();
-    assert_eq!((&published["data"]["course_id"], &published["data"]["course"]["status"]), (&json!(course), &json!("published")));
+    let published =
+        teacher_rx.bodies().into_iter().find(|b| b["type"] == "course.published").unwrap();
+    assert_eq!(
+        (&published["data"]["course_id"], &published["data"]["course"]["status"]),
+        (&json!(course), &json!("published"))
+    );
     let paid = admin_rx.bodies().into_iter().find(|b| b["type"] == "order.paid").unwrap();
-    assert_eq!((&paid["data"]["order_id"], &paid["data"]["order"]["status"]), (&order["id"], &json!("paid")));
+    assert_eq!(
+        (&paid["data"]["order_id"], &paid["data"]["order"]["status"]),
+        (&order["id"], &json!("paid"))
+    );
     assert_eq!(paid["data"]["order"]["course_ids"], json!([course]));
     assert!(chrono::DateTime::parse_from_rfc3339(paid["timestamp"].as_str().unwrap()).is_ok());
 
-    let (status, _) = srv.call(Method::POST, &format!("/api/v1/orders/{}/refund", order["id"]), Some(&student), None).await;
+    let (status, _) = srv
+        .call(Method::POST, &format!("/api/v1/orders/{}/refund", order["id"]), Some(&student), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     admin_rx.until(5).await;
     teacher_rx.until(5).await;
-    assert_eq!(admin_rx.types(), ["course.published", "enrollment.created", "enrollment.revoked", "order.paid", "order.refunded"]);
+    assert_eq!(
+        admin_rx.types(),
+        [
+            "course.published",
+            "enrollment.created",
+            "enrollment.revoked",
+            "order.paid",
+            "order.refunded"
+        ]
+    );
     assert_eq!(teacher_rx.types(), admin_rx.types());
     // Another instructor hears nothing of this course.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -231,10 +309,16 @@ async fn signed_events_reach_the_endpoints_that_may_hear_them(b: Backend) {
     admin_rx.verify_all(admin_hook["secret"].as_str().unwrap());
     teacher_rx.verify_all(teacher_hook["secret"].as_str().unwrap());
     // The delivery log shows them.
-    let (_, log) = srv.get(&format!("/api/v1/webhooks/{}/deliveries", admin_hook["id"]), Some(&admin)).await;
+    let (_, log) =
+        srv.get(&format!("/api/v1/webhooks/{}/deliveries", admin_hook["id"]), Some(&admin)).await;
     let items = log["items"].as_array().unwrap();
     assert_eq!(items.len(), 5, "{log}");
-    assert!(items.iter().all(|d| d["status"] == "succeeded" && d["response_status"] == 200 && d["attempt"] == 1), "{log}");
+    assert!(
+        items.iter().all(|d| d["status"] == "succeeded"
+            && d["response_status"] == 200
+            && d["attempt"] == 1),
+        "{log}"
+    );
 }
 
 async fn failed_deliveries_are_retried_with_backoff_across_a_restart(b: Backend) {
@@ -257,9 +341,17 @@ async fn failed_deliveries_are_retried_with_backoff_across_a_restart(b: Backend)
     assert!(ids.windows(2).all(|w| w[0] == w[1]), "one webhook-id on every retry: {ids:?}");
     let log_path = format!("/api/v1/webhooks/{}/deliveries", hook["id"]);
     let (_, log) = srv.get(&log_path, Some(&admin)).await;
-    let attempts: Vec<(i64, String)> =
-        log["items"].as_array().unwrap().iter().map(|d| (d["attempt"].as_i64().unwrap(), d["status"].as_str().unwrap().to_string())).collect();
-    assert_eq!(attempts, [(3, "failed".into()), (2, "failed".into()), (1, "failed".into())], "{log}");
+    let attempts: Vec<(i64, String)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["attempt"].as_i64().unwrap(), d["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        attempts,
+        [(3, "failed".into()), (2, "failed".into()), (1, "failed".into())],
+        "{log}"
+    );
     assert_eq!(log["items"][0]["response_status"], 500);
 
     // A manual re-send, once the receiver works again.
@@ -291,7 +383,11 @@ async fn failed_deliveries_are_retried_with_backoff_across_a_restart(b: Backend)
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!((log["items"][0]["attempt"].as_i64(), log["items"][0]["status"].as_str()), (Some(2), Some("succeeded")), "{log}");
+    assert_eq!(
+        (log["items"][0]["attempt"].as_i64(), log["items"][0]["status"].as_str()),
+        (Some(2), Some("succeeded")),
+        "{log}"
+    );
 }
 
 async fn an_endpoint_failing_again_and_again_is_disabled(b: Backend) {
@@ -314,10 +410,21 @@ async fn an_endpoint_failing_again_and_again_is_disabled(b: Backend) {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(rx.got.lock().unwrap().len(), 2, "no attempts once disabled");
     let (_, list) = srv.get("/api/v1/webhooks", Some(&admin)).await;
-    assert_eq!((list["items"][0]["enabled"].as_bool(), list["items"][0]["failures_in_a_row"].as_i64()), (Some(false), Some(2)), "{list}");
+    assert_eq!(
+        (list["items"][0]["enabled"].as_bool(), list["items"][0]["failures_in_a_row"].as_i64()),
+        (Some(false), Some(2)),
+        "{list}"
+    );
     // Switched on again, the waiting retry goes out.
     rx.status.store(200, Ordering::SeqCst);
-    let (status, _) = srv.call(Method::PATCH, &format!("/api/v1/webhooks/{}", hook["id"]), Some(&admin), Some(json!({"enabled": true}))).await;
+    let (status, _) = srv
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/webhooks/{}", hook["id"]),
+            Some(&admin),
+            Some(json!({"enabled": true})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     rx.until(3).await;
     assert_eq!(rx.got.lock().unwrap().len(), 3);
@@ -334,11 +441,20 @@ async fn video_events_tell_the_course_owner_when_a_lecture_is_playable_or_failed
     .await;
     let rx = Receiver::start().await;
     let teacher = srv.instructor("teacher@example.com").await;
-    let hook = register(&srv, &teacher, &rx.url, &["video.playable", "video.ready", "video.failed"]).await;
+    let hook =
+        register(&srv, &teacher, &rx.url, &["video.playable", "video.ready", "video.failed"]).await;
     let (_, section, lecture) = srv.course_with_lecture(&teacher, "Videos").await;
-    let (_, second) = srv.post(&format!("/api/v1/sections/{section}/lectures"), Some(&teacher), json!({"title": "Broken"})).await;
+    let (_, second) = srv
+        .post(
+            &format!("/api/v1/sections/{section}/lectures"),
+            Some(&teacher),
+            json!({"title": "Broken"}),
+        )
+        .await;
     let dir = tempfile::tempdir().unwrap();
-    let good = srv.put_video(&teacher, lecture, &common::clip(dir.path(), "good.mp4", 320, 240, 2.0, true)).await;
+    let good = srv
+        .put_video(&teacher, lecture, &common::clip(dir.path(), "good.mp4", 320, 240, 2.0, true))
+        .await;
     let whole = std::fs::read(common::clip(dir.path(), "cut.mp4", 320, 240, 2.0, true)).unwrap();
     let cut = dir.path().join("cut-short.mp4");
     std::fs::write(&cut, &whole[..whole.len() / 4]).unwrap();

@@ -47,7 +47,10 @@ pub async fn user_by_email(db: &Db, email: &str) -> Result<Option<UserRow>, sqlx
         .await
 }
 
-pub async fn user_by_id<'e>(exec: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<UserRow>, sqlx::Error> {
+pub async fn user_by_id<'e>(
+    exec: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
         .bind(id)
         .fetch_optional(exec)
@@ -76,7 +79,12 @@ pub async fn update_profile(
     .await
 }
 
-pub async fn set_password_hash<'e>(exec: impl Executor<'e, Database = Any>, id: i64, hash: &str, now: i64) -> Result<(), sqlx::Error> {
+pub async fn set_password_hash<'e>(
+    exec: impl Executor<'e, Database = Any>,
+    id: i64,
+    hash: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
         .bind(id)
         .bind(hash)
@@ -88,7 +96,13 @@ pub async fn set_password_hash<'e>(exec: impl Executor<'e, Database = Any>, id: 
 
 /// Make a student an instructor (other roles stay) and set the profile text, in one
 /// statement. `None` when there is no such user.
-pub async fn become_instructor(db: &Db, id: i64, headline: &str, bio: &str, now: i64) -> Result<Option<UserRow>, sqlx::Error> {
+pub async fn become_instructor(
+    db: &Db,
+    id: i64,
+    headline: &str,
+    bio: &str,
+    now: i64,
+) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "UPDATE users SET role = CASE WHEN role = 'student' THEN 'instructor' ELSE role END, \
          headline = $2, bio = $3, updated_at = $4 WHERE id = $1 RETURNING {USER_COLUMNS}"
@@ -101,7 +115,12 @@ pub async fn become_instructor(db: &Db, id: i64, headline: &str, bio: &str, now:
     .await
 }
 
-pub async fn create_session<'e>(exec: impl Executor<'e, Database = Any>, sid: &str, user_id: i64, now: i64) -> Result<(), sqlx::Error> {
+pub async fn create_session<'e>(
+    exec: impl Executor<'e, Database = Any>,
+    sid: &str,
+    user_id: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO sessions (id, user_id, created_at) VALUES ($1, $2, $3)")
         .bind(sid)
         .bind(user_id)
@@ -113,10 +132,11 @@ pub async fn create_session<'e>(exec: impl Executor<'e, Database = Any>, sid: &s
 
 /// True when the session exists and has not been revoked.
 pub async fn session_is_active(db: &Db, sid: &str) -> Result<bool, sqlx::Error> {
-    let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL")
-        .bind(sid)
-        .fetch_optional(db.pool())
-        .await?;
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL")
+            .bind(sid)
+            .fetch_optional(db.pool())
+            .await?;
     Ok(row.is_some())
 }
 
@@ -190,11 +210,16 @@ pub async fn find_refresh_token(db: &Db, hash: &str) -> Result<Option<RefreshRow
 }
 
 /// Mark the token spent. False when it was already spent (a concurrent or repeated use).
-pub async fn spend_refresh_token<'e>(exec: impl Executor<'e, Database = Any>, id: i64, now: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE refresh_tokens SET spent_at = $2 WHERE id = $1 AND spent_at IS NULL")
-        .bind(id)
-        .bind(now)
-        .execute(exec)
-        .await?;
+pub async fn spend_refresh_token<'e>(
+    exec: impl Executor<'e, Database = Any>,
+    id: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done =
+        sqlx::query("UPDATE refresh_tokens SET spent_at = $2 WHERE id = $1 AND spent_at IS NULL")
+            .bind(id)
+            .bind(now)
+            .execute(exec)
+            .await?;
     Ok(done.rows_affected() == 1)
 }

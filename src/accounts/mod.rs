@@ -140,9 +140,13 @@ impl From<AccountError> for ApiError {
         match e {
             AccountError::Invalid(code, msg) => ApiError::unprocessable(code, msg),
             AccountError::EmailTaken => ApiError::conflict("email_taken", e.to_string()),
-            AccountError::BadCredentials => ApiError::unauthorized("invalid_credentials", e.to_string()),
+            AccountError::BadCredentials => {
+                ApiError::unauthorized("invalid_credentials", e.to_string())
+            }
             AccountError::WrongPassword => ApiError::forbidden("wrong_password", e.to_string()),
-            AccountError::BadRefreshToken(msg) => ApiError::unauthorized("invalid_refresh_token", msg),
+            AccountError::BadRefreshToken(msg) => {
+                ApiError::unauthorized("invalid_refresh_token", msg)
+            }
             AccountError::RateLimited(secs) => ApiError::TooManyRequests { retry_after_secs: secs },
             AccountError::NoSuchUser => ApiError::not_found("user"),
             AccountError::Internal(e) => ApiError::Internal(e),
@@ -153,12 +157,18 @@ impl From<AccountError> for ApiError {
 /// Trim and lower-case an email, and check its shape.
 pub fn normalize_email(raw: &str) -> Result<String, AccountError> {
     let email = raw.trim().to_lowercase();
-    let bad = || AccountError::Invalid("invalid_email", "email must look like name@example.com".into());
+    let bad =
+        || AccountError::Invalid("invalid_email", "email must look like name@example.com".into());
     if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
     let (local, domain) = email.split_once('@').ok_or_else(bad)?;
-    if local.is_empty() || domain.contains('@') || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+    if local.is_empty()
+        || domain.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
         return Err(bad());
     }
     Ok(email)
@@ -167,17 +177,29 @@ pub fn normalize_email(raw: &str) -> Result<String, AccountError> {
 fn check_password(pw: &str) -> Result<(), AccountError> {
     let n = pw.chars().count();
     if !(8..=256).contains(&n) {
-        return Err(AccountError::Invalid("invalid_password", "password must be 8 to 256 characters".into()));
+        return Err(AccountError::Invalid(
+            "invalid_password",
+            "password must be 8 to 256 characters".into(),
+        ));
     }
     Ok(())
 }
 
 /// Check a text field: trimmed, within `min..=max` characters.
-pub fn check_text(code: &'static str, field: &str, value: &str, min: usize, max: usize) -> Result<String, AccountError> {
+pub fn check_text(
+    code: &'static str,
+    field: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+) -> Result<String, AccountError> {
     let v = value.trim();
     let n = v.chars().count();
     if n < min || n > max || v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(AccountError::Invalid(code, format!("{field} must be {min} to {max} characters")));
+        return Err(AccountError::Invalid(
+            code,
+            format!("{field} must be {min} to {max} characters"),
+        ));
     }
     Ok(v.to_string())
 }
@@ -206,7 +228,12 @@ impl Caller {
 }
 
 impl Accounts {
-    pub fn new(db: Db, tokens: Arc<AccessTokens>, refresh_ttl_secs: u64, login_attempts_per_minute: u32) -> Self {
+    pub fn new(
+        db: Db,
+        tokens: Arc<AccessTokens>,
+        refresh_ttl_secs: u64,
+        login_attempts_per_minute: u32,
+    ) -> Self {
         Accounts {
             db,
             tokens,
@@ -216,7 +243,13 @@ impl Accounts {
     }
 
     /// Create an account with `role` (sign-up always passes `Student`; the admin CLI may pass any).
-    pub async fn create_user(&self, email: &str, password: &str, name: &str, role: Role) -> Result<User, AccountError> {
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password: &str,
+        name: &str,
+        role: Role,
+    ) -> Result<User, AccountError> {
         let email = normalize_email(email)?;
         check_password(password)?;
         let name = check_text("invalid_name", "name", name, 1, 100)?;
@@ -230,11 +263,18 @@ impl Accounts {
 
     /// Check the password and open a new session. `client` keys the login throttle (see
     /// [`ratelimit`]): only failures count against it.
-    pub async fn login(&self, email: &str, password: &str, client: IpAddr) -> Result<TokenPair, AccountError> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<TokenPair, AccountError> {
         let email = normalize_email(email).map_err(|_| AccountError::BadCredentials)?;
         self.limiter.check(&email, client).map_err(AccountError::RateLimited)?;
         let user = db::user_by_email(&self.db, &email).await?;
-        let ok = password::verify(password.to_string(), user.as_ref().map(|u| u.password_hash.clone())).await?;
+        let ok =
+            password::verify(password.to_string(), user.as_ref().map(|u| u.password_hash.clone()))
+                .await?;
         let user = match (ok, user) {
             (true, Some(user)) => user,
             _ => {
@@ -252,7 +292,13 @@ impl Accounts {
         Ok(pair)
     }
 
-    async fn issue_pair(&self, tx: &mut sqlx::AnyConnection, user: &UserRow, sid: &str, t: i64) -> Result<TokenPair, AccountError> {
+    async fn issue_pair(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        user: &UserRow,
+        sid: &str,
+        t: i64,
+    ) -> Result<TokenPair, AccountError> {
         let (refresh, hash) = new_refresh_token();
         db::insert_refresh_token(&mut *tx, sid, &hash, t, t + self.refresh_ttl_secs).await?;
         let role = user.role.parse().unwrap_or(Role::Student);
@@ -281,7 +327,9 @@ impl Accounts {
             drop(tx);
             tracing::warn!(session = %row.session_id, user = row.user_id, "spent refresh token reused; revoking its session");
             db::revoke_session(&self.db, &row.session_id, "refresh token reuse", t).await?;
-            return Err(AccountError::BadRefreshToken("refresh token already used; the session has been revoked"));
+            return Err(AccountError::BadRefreshToken(
+                "refresh token already used; the session has been revoked",
+            ));
         }
         if row.expires_at <= t {
             tx.commit().await?;
@@ -296,7 +344,9 @@ impl Accounts {
     /// Revoke the session `refresh_token` belongs to, if it is `caller`'s. Unknown tokens are
     /// ignored so that logout is idempotent.
     pub async fn logout(&self, caller: &Caller, refresh_token: &str) -> Result<(), AccountError> {
-        if let Some(row) = db::find_refresh_token(&self.db, &hash_refresh_token(refresh_token)).await? {
+        if let Some(row) =
+            db::find_refresh_token(&self.db, &hash_refresh_token(refresh_token)).await?
+        {
             if row.user_id == caller.user_id {
                 db::revoke_session(&self.db, &row.session_id, "logout", now()).await?;
             }
@@ -306,13 +356,19 @@ impl Accounts {
 
     /// Verify a bearer access token and that its session is still live.
     pub async fn authenticate(&self, bearer: &str) -> Result<Caller, ApiError> {
-        let claims = self.tokens.verify(bearer).map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
+        let claims = self
+            .tokens
+            .verify(bearer)
+            .map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
         let user_id = claims
             .sub
             .parse()
             .map_err(|_| ApiError::unauthorized("invalid_token", "the access token is invalid"))?;
         if !db::session_is_active(&self.db, &claims.sid).await? {
-            return Err(ApiError::unauthorized("session_revoked", "this session has been signed out"));
+            return Err(ApiError::unauthorized(
+                "session_revoked",
+                "this session has been signed out",
+            ));
         }
         Ok(Caller { user_id, role: claims.role, session_id: claims.sid })
     }
@@ -322,21 +378,50 @@ impl Accounts {
     }
 
     /// Change the caller's own profile text.
-    pub async fn update_profile(&self, user_id: i64, changes: ProfileChanges) -> Result<User, AccountError> {
-        let name = changes.name.as_deref().map(|n| check_text("invalid_name", "name", n, 1, 100)).transpose()?;
-        let headline =
-            changes.headline.as_deref().map(|h| check_text("invalid_headline", "headline", h, 0, 200)).transpose()?;
-        let bio = changes.bio.as_deref().map(|b| check_text("invalid_bio", "bio", b, 0, 5000)).transpose()?;
-        let row = db::update_profile(&self.db, user_id, name.as_deref(), headline.as_deref(), bio.as_deref(), now())
-            .await?
-            .ok_or(AccountError::NoSuchUser)?;
+    pub async fn update_profile(
+        &self,
+        user_id: i64,
+        changes: ProfileChanges,
+    ) -> Result<User, AccountError> {
+        let name = changes
+            .name
+            .as_deref()
+            .map(|n| check_text("invalid_name", "name", n, 1, 100))
+            .transpose()?;
+        let headline = changes
+            .headline
+            .as_deref()
+            .map(|h| check_text("invalid_headline", "headline", h, 0, 200))
+            .transpose()?;
+        let bio = changes
+            .bio
+            .as_deref()
+            .map(|b| check_text("invalid_bio", "bio", b, 0, 5000))
+            .transpose()?;
+        let row = db::update_profile(
+            &self.db,
+            user_id,
+            name.as_deref(),
+            headline.as_deref(),
+            bio.as_deref(),
+            now(),
+        )
+        .await?
+        .ok_or(AccountError::NoSuchUser)?;
         Ok(row.into())
     }
 
     /// Change the password after checking the old one; every other session of the user is
     /// revoked, the caller's own stays.
-    pub async fn change_password(&self, caller: &Caller, old: &str, new: &str) -> Result<(), AccountError> {
-        let user = db::user_by_id(self.db.pool(), caller.user_id).await?.ok_or(AccountError::NoSuchUser)?;
+    pub async fn change_password(
+        &self,
+        caller: &Caller,
+        old: &str,
+        new: &str,
+    ) -> Result<(), AccountError> {
+        let user = db::user_by_id(self.db.pool(), caller.user_id)
+            .await?
+            .ok_or(AccountError::NoSuchUser)?;
         if !password::verify(old.to_string(), Some(user.password_hash)).await? {
             return Err(AccountError::WrongPassword);
         }
@@ -346,16 +431,30 @@ impl Accounts {
         // The new password and the end of the other sessions take effect together.
         let mut tx = self.db.pool().begin().await?;
         db::set_password_hash(&mut *tx, caller.user_id, &hash, t).await?;
-        db::revoke_other_sessions(&mut *tx, caller.user_id, &caller.session_id, "password changed", t).await?;
+        db::revoke_other_sessions(
+            &mut *tx,
+            caller.user_id,
+            &caller.session_id,
+            "password changed",
+            t,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Self-service promotion to instructor, with a headline and bio. Admins stay admins.
-    pub async fn become_instructor(&self, user_id: i64, headline: &str, bio: &str) -> Result<User, AccountError> {
+    pub async fn become_instructor(
+        &self,
+        user_id: i64,
+        headline: &str,
+        bio: &str,
+    ) -> Result<User, AccountError> {
         let headline = check_text("invalid_headline", "headline", headline, 0, 200)?;
         let bio = check_text("invalid_bio", "bio", bio, 0, 5000)?;
-        let row = db::become_instructor(&self.db, user_id, &headline, &bio, now()).await?.ok_or(AccountError::NoSuchUser)?;
+        let row = db::become_instructor(&self.db, user_id, &headline, &bio, now())
+            .await?
+            .ok_or(AccountError::NoSuchUser)?;
         Ok(row.into())
     }
 }

@@ -27,7 +27,10 @@ fn hashing_permits() -> Arc<Semaphore> {
 /// Run `work` on the blocking pool once a permit of `permits` is free. The permit travels
 /// with the work, so a request that gives up waiting for the answer does not free its slot
 /// while the hash is still being computed.
-async fn limited<T: Send + 'static>(permits: Arc<Semaphore>, work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+async fn limited<T: Send + 'static>(
+    permits: Arc<Semaphore>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
     let permit = permits.acquire_owned().await?;
     Ok(tokio::task::spawn_blocking(move || {
         let out = work();
@@ -70,7 +73,10 @@ fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| {
         let salt = SaltString::generate(&mut OsRng);
-        Argon2::default().hash_password(b"lectern-no-such-user", &salt).expect("hashing").to_string()
+        Argon2::default()
+            .hash_password(b"lectern-no-such-user", &salt)
+            .expect("hashing")
+            .to_string()
     })
 }
 

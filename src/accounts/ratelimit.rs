@@ -37,7 +37,9 @@ impl<K: Hash + Eq + Clone> Leaky<K> {
     }
 
     fn level_at(&self, stored: Option<&(f64, Instant)>, now: Instant) -> f64 {
-        stored.map_or(0.0, |(level, at)| (level - now.duration_since(*at).as_secs_f64() * self.rate).max(0.0))
+        stored.map_or(0.0, |(level, at)| {
+            (level - now.duration_since(*at).as_secs_f64() * self.rate).max(0.0)
+        })
     }
 
     fn level(&self, key: &K) -> f64 {
@@ -63,7 +65,9 @@ impl<K: Hash + Eq + Clone> Leaky<K> {
         levels.insert(key, ((level + 1.0).min(self.capacity), now));
         if levels.len() > 100_000 {
             let rate = self.rate;
-            levels.retain(|_, (level, at)| *level - now.duration_since(*at).as_secs_f64() * rate > 0.0);
+            levels.retain(|_, (level, at)| {
+                *level - now.duration_since(*at).as_secs_f64() * rate > 0.0
+            });
         }
     }
 }
@@ -144,7 +148,10 @@ mod tests {
             l.failed("victim@x.io", attacker);
         }
         assert!(l.check("victim@x.io", attacker).unwrap_err() >= 1);
-        assert!(l.check("victim@x.io", ip("198.51.100.7")).is_ok(), "the owner's address never failed here");
+        assert!(
+            l.check("victim@x.io", ip("198.51.100.7")).is_ok(),
+            "the owner's address never failed here"
+        );
         assert!(l.check("other@x.io", attacker).is_ok(), "other accounts are not this one");
         // A second attacker address gets one guess while the account is under attack.
         let second = ip("192.0.2.67");

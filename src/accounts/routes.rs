@@ -58,7 +58,11 @@ pub struct LoginRequest {
 /// not been failing is let in even while others hammer the account.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenPair), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn login(State(st): State<AppState>, client: ClientAddr, Json(req): Json<LoginRequest>) -> ApiResult<axum::Json<TokenPair>> {
+pub async fn login(
+    State(st): State<AppState>,
+    client: ClientAddr,
+    Json(req): Json<LoginRequest>,
+) -> ApiResult<axum::Json<TokenPair>> {
     Ok(axum::Json(st.accounts.login(&req.email, &req.password, client.limit_key()).await?))
 }
 
@@ -70,14 +74,21 @@ pub struct RefreshRequest {
 /// Spend a refresh token for a new pair. A spent token presented again revokes its session.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = TokenPair), (status = 401, body = ErrorBody)))]
-pub async fn refresh(State(st): State<AppState>, Json(req): Json<RefreshRequest>) -> ApiResult<axum::Json<TokenPair>> {
+pub async fn refresh(
+    State(st): State<AppState>,
+    Json(req): Json<RefreshRequest>,
+) -> ApiResult<axum::Json<TokenPair>> {
     Ok(axum::Json(st.accounts.refresh(&req.refresh_token).await?))
 }
 
 /// Sign out the session the refresh token belongs to.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     security(("bearer" = [])), responses((status = 204), (status = 401, body = ErrorBody)))]
-pub async fn logout(State(st): State<AppState>, Auth(caller): Auth, Json(req): Json<RefreshRequest>) -> ApiResult<StatusCode> {
+pub async fn logout(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Json(req): Json<RefreshRequest>,
+) -> ApiResult<StatusCode> {
     st.accounts.logout(&caller, &req.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -111,7 +122,10 @@ pub async fn update_me(
     Json(req): Json<UpdateMeRequest>,
 ) -> ApiResult<axum::Json<User>> {
     if req.role.is_some() {
-        return Err(ApiError::forbidden("role_not_editable", "a role cannot be changed through the profile"));
+        return Err(ApiError::forbidden(
+            "role_not_editable",
+            "a role cannot be changed through the profile",
+        ));
     }
     let changes = ProfileChanges { name: req.name, headline: req.headline, bio: req.bio };
     Ok(axum::Json(st.accounts.update_profile(caller.user_id, changes).await?))

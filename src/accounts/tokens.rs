@@ -76,15 +76,19 @@ impl AccessTokens {
             iat: now,
             exp: now + self.ttl_secs,
         };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 encoding cannot fail")
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 encoding cannot fail")
     }
 
     /// Check signature, algorithm, expiry and kind.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let data = decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid,
-        })?;
+        let data =
+            decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|e| match e
+                .kind()
+            {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })?;
         if data.claims.typ != ACCESS_TYP {
             return Err(TokenError::Invalid);
         }

@@ -52,7 +52,8 @@ impl From<CategoryRow> for Category {
 /// The whole tree: top-level categories in order, each with its children in order.
 pub async fn tree(db: &Db) -> ApiResult<Vec<Category>> {
     let rows = db::categories(db).await?;
-    let (top, children): (Vec<CategoryRow>, Vec<CategoryRow>) = rows.into_iter().partition(|r| r.parent_id.is_none());
+    let (top, children): (Vec<CategoryRow>, Vec<CategoryRow>) =
+        rows.into_iter().partition(|r| r.parent_id.is_none());
     let mut tree: Vec<Category> = top.into_iter().map(Category::from).collect();
     for child in children {
         if let Some(parent) = tree.iter_mut().find(|p| Some(p.id) == child.parent_id) {
@@ -64,8 +65,10 @@ pub async fn tree(db: &Db) -> ApiResult<Vec<Category>> {
 
 /// One category with its children; 404 when there is none.
 async fn category(db: &Db, id: i64) -> ApiResult<Category> {
-    let mut category = Category::from(db::category(db.pool(), id).await?.ok_or(ApiError::not_found("category"))?);
-    category.children = db::child_categories(db.pool(), id).await?.into_iter().map(Category::from).collect();
+    let mut category =
+        Category::from(db::category(db.pool(), id).await?.ok_or(ApiError::not_found("category"))?);
+    category.children =
+        db::child_categories(db.pool(), id).await?.into_iter().map(Category::from).collect();
     Ok(category)
 }
 
@@ -79,7 +82,9 @@ fn require_admin(caller: &Caller) -> ApiResult<()> {
 
 fn slug(s: &str) -> ApiResult<String> {
     let ok = (1..=64).contains(&s.len())
-        && s.split('-').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        && s.split('-').all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
     if ok {
         Ok(s.to_string())
     } else {
@@ -102,8 +107,14 @@ fn position(p: i64) -> ApiResult<i64> {
 async fn top_level_parent(conn: &mut AnyConnection, parent_id: i64) -> ApiResult<i64> {
     match db::category(conn, parent_id).await? {
         Some(p) if p.parent_id.is_none() => Ok(p.id),
-        Some(_) => Err(ApiError::unprocessable("invalid_parent", "categories have two levels: the parent must be top-level")),
-        None => Err(ApiError::unprocessable("invalid_parent", format!("there is no category {parent_id}"))),
+        Some(_) => Err(ApiError::unprocessable(
+            "invalid_parent",
+            "categories have two levels: the parent must be top-level",
+        )),
+        None => Err(ApiError::unprocessable(
+            "invalid_parent",
+            format!("there is no category {parent_id}"),
+        )),
     }
 }
 
@@ -137,7 +148,10 @@ pub async fn create(db: &Db, caller: &Caller, input: CategoryInput) -> ApiResult
         Some(p) => {
             let mut tx = db.pool().begin().await?;
             if !db::lock_categories(&mut tx, &[p]).await? {
-                return Err(ApiError::unprocessable("invalid_parent", format!("there is no category {p}")));
+                return Err(ApiError::unprocessable(
+                    "invalid_parent",
+                    format!("there is no category {p}"),
+                ));
             }
             let parent = top_level_parent(&mut tx, p).await?;
             let position = match position {
@@ -182,7 +196,10 @@ pub async fn update(db: &Db, caller: &Caller, id: i64, p: CategoryPatch) -> ApiR
     };
     let new_parent = match p.parent_id {
         Some(Some(parent)) if parent == id => {
-            return Err(ApiError::unprocessable("invalid_parent", "a category cannot be its own parent"));
+            return Err(ApiError::unprocessable(
+                "invalid_parent",
+                "a category cannot be its own parent",
+            ));
         }
         Some(Some(parent)) => Some(parent),
         _ => None,
@@ -192,7 +209,10 @@ pub async fn update(db: &Db, caller: &Caller, id: i64, p: CategoryPatch) -> ApiR
     if !db::lock_categories(&mut tx, &locked).await? {
         return Err(match db::category(&mut *tx, id).await? {
             None => ApiError::not_found("category"),
-            Some(_) => ApiError::unprocessable("invalid_parent", format!("there is no category {}", new_parent.unwrap_or(0))),
+            Some(_) => ApiError::unprocessable(
+                "invalid_parent",
+                format!("there is no category {}", new_parent.unwrap_or(0)),
+            ),
         });
     }
     changes.parent_id = match (p.parent_id, new_parent) {

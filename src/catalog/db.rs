@@ -41,7 +41,10 @@ pub(crate) const COURSE_SELECT: &str =
     concat!("SELECT ", course_columns!(), " FROM courses c JOIN users u ON u.id = c.instructor_id");
 
 pub async fn course(db: &Db, id: i64) -> Result<Option<CourseRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{COURSE_SELECT} WHERE c.id = $1")).bind(id).fetch_optional(db.pool()).await
+    sqlx::query_as(&format!("{COURSE_SELECT} WHERE c.id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
 }
 
 /// Fields of a new course.
@@ -84,7 +87,12 @@ pub struct CourseChanges {
     pub category_id: Option<Option<i64>>,
 }
 
-pub async fn update_course(db: &Db, id: i64, ch: &CourseChanges, now: i64) -> Result<(), sqlx::Error> {
+pub async fn update_course(
+    db: &Db,
+    id: i64,
+    ch: &CourseChanges,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     let (set_cat, cat) = match ch.category_id {
         Some(c) => (1i64, c),
         None => (0, None),
@@ -121,13 +129,23 @@ pub async fn delete_course(conn: &mut AnyConnection, id: i64) -> Result<(), sqlx
 /// makes the transaction the writer before it reads anything (a read first would leave it
 /// with a snapshot it could not upgrade when another writer got in between).
 pub async fn lock_course(conn: &mut AnyConnection, id: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE courses SET updated_at = updated_at WHERE id = $1").bind(id).execute(conn).await?;
+    let done = sqlx::query("UPDATE courses SET updated_at = updated_at WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Publish course `id` when it has a lecture; false when it has none.
-pub async fn publish_if_not_empty(conn: &mut AnyConnection, id: i64, now: i64) -> Result<bool, sqlx::Error> {
-    let before: Option<(String,)> = sqlx::query_as("SELECT status FROM courses WHERE id = $1").bind(id).fetch_optional(&mut *conn).await?;
+pub async fn publish_if_not_empty(
+    conn: &mut AnyConnection,
+    id: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let before: Option<(String,)> = sqlx::query_as("SELECT status FROM courses WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
     let done = sqlx::query(
         "UPDATE courses SET status = 'published', published_at = COALESCE(published_at, $2), updated_at = $2 \
          WHERE id = $1 AND EXISTS (SELECT 1 FROM lectures WHERE course_id = $1)",
@@ -139,23 +157,29 @@ pub async fn publish_if_not_empty(conn: &mut AnyConnection, id: i64, now: i64) -
     let published = done.rows_affected() == 1;
     // A draft that became published: `course.published`, recorded in the caller's transaction.
     if published && before.is_some_and(|(s,)| s == "draft") {
-        let c: CourseRow = sqlx::query_as(&format!("{COURSE_SELECT} WHERE c.id = $1")).bind(id).fetch_one(&mut *conn).await?;
+        let c: CourseRow = sqlx::query_as(&format!("{COURSE_SELECT} WHERE c.id = $1"))
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
         let course = serde_json::json!({
             "id": c.id, "title": c.title, "status": c.status, "price": c.price, "currency": c.currency,
             "instructor": {"id": c.instructor_id, "name": c.instructor_name}, "published_at": c.published_at.map(crate::db::rfc3339),
         });
         let data = serde_json::json!({"course_id": id, "course": course});
-        crate::webhooks::emit(conn, crate::webhooks::EventType::CoursePublished, &[id], data).await?;
+        crate::webhooks::emit(conn, crate::webhooks::EventType::CoursePublished, &[id], data)
+            .await?;
     }
     Ok(published)
 }
 
 /// Active enrollments in course `id`, counted now (not the trigger-kept figure read earlier).
 pub async fn active_enrollments(conn: &mut AnyConnection, id: i64) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM enrollments WHERE course_id = $1 AND revoked_at IS NULL")
-        .bind(id)
-        .fetch_one(conn)
-        .await?;
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM enrollments WHERE course_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
     Ok(n)
 }
 
@@ -177,12 +201,18 @@ pub async fn categories(db: &Db) -> Result<Vec<CategoryRow>, sqlx::Error> {
     sqlx::query_as(&format!("{CATEGORY_SELECT} ORDER BY position, id")).fetch_all(db.pool()).await
 }
 
-pub async fn category<'e>(exec: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<CategoryRow>, sqlx::Error> {
+pub async fn category<'e>(
+    exec: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> Result<Option<CategoryRow>, sqlx::Error> {
     sqlx::query_as(&format!("{CATEGORY_SELECT} WHERE id = $1")).bind(id).fetch_optional(exec).await
 }
 
 /// The children of category `id`, in position order.
-pub async fn child_categories<'e>(exec: impl Executor<'e, Database = Any>, id: i64) -> Result<Vec<CategoryRow>, sqlx::Error> {
+pub async fn child_categories<'e>(
+    exec: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> Result<Vec<CategoryRow>, sqlx::Error> {
     sqlx::query_as(&format!("{CATEGORY_SELECT} WHERE parent_id = $1 ORDER BY position, id"))
         .bind(id)
         .fetch_all(exec)
@@ -190,7 +220,10 @@ pub async fn child_categories<'e>(exec: impl Executor<'e, Database = Any>, id: i
 }
 
 /// The position after the last sibling under `parent_id` (top level when `None`).
-pub async fn next_category_position(conn: &mut AnyConnection, parent_id: Option<i64>) -> Result<i64, sqlx::Error> {
+pub async fn next_category_position(
+    conn: &mut AnyConnection,
+    parent_id: Option<i64>,
+) -> Result<i64, sqlx::Error> {
     let (n,): (i64,) =
         sqlx::query_as("SELECT CAST(COALESCE(MAX(position), 0) + 1 AS BIGINT) FROM categories WHERE COALESCE(parent_id, 0) = $1")
             .bind(parent_id.unwrap_or(0))
@@ -200,7 +233,10 @@ pub async fn next_category_position(conn: &mut AnyConnection, parent_id: Option<
 }
 
 /// Insert `c` (its `id` is ignored) and return the new id.
-pub async fn insert_category(conn: &mut AnyConnection, c: &CategoryRow) -> Result<i64, sqlx::Error> {
+pub async fn insert_category(
+    conn: &mut AnyConnection,
+    c: &CategoryRow,
+) -> Result<i64, sqlx::Error> {
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO categories (parent_id, name, name_en, slug, position) VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
@@ -224,7 +260,11 @@ pub struct CategoryChanges {
     pub position: Option<i64>,
 }
 
-pub async fn update_category(conn: &mut AnyConnection, id: i64, ch: &CategoryChanges) -> Result<(), sqlx::Error> {
+pub async fn update_category(
+    conn: &mut AnyConnection,
+    id: i64,
+    ch: &CategoryChanges,
+) -> Result<(), sqlx::Error> {
     let (set_parent, parent) = match ch.parent_id {
         Some(p) => (1i64, p),
         None => (0, None),
@@ -261,7 +301,10 @@ pub async fn lock_categories(conn: &mut AnyConnection, ids: &[i64]) -> Result<bo
     ids.sort_unstable();
     ids.dedup();
     for id in ids {
-        let done = sqlx::query("UPDATE categories SET position = position WHERE id = $1").bind(id).execute(&mut *conn).await?;
+        let done = sqlx::query("UPDATE categories SET position = position WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }
@@ -270,7 +313,11 @@ pub async fn lock_categories(conn: &mut AnyConnection, ids: &[i64]) -> Result<bo
 }
 
 pub async fn category_exists(db: &Db, id: i64) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query_as::<_, (i64,)>("SELECT id FROM categories WHERE id = $1").bind(id).fetch_optional(db.pool()).await?.is_some())
+    Ok(sqlx::query_as::<_, (i64,)>("SELECT id FROM categories WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?
+        .is_some())
 }
 
 pub async fn is_enrolled(db: &Db, user_id: i64, course_id: i64) -> Result<bool, sqlx::Error> {
@@ -301,7 +348,8 @@ pub enum CourseSort {
 
 impl CourseSort {
     /// The `?sort=` names, in the order the API documents them.
-    pub const NAMES: &'static [&'static str] = &["newest", "popular", "rating", "price_asc", "price_desc", "relevance"];
+    pub const NAMES: &'static [&'static str] =
+        &["newest", "popular", "rating", "price_asc", "price_desc", "relevance"];
 
     /// The sort named `name`, if any.
     pub fn parse(name: &str) -> Option<CourseSort> {
@@ -326,7 +374,12 @@ pub struct CourseFilter<'a> {
 }
 
 /// One page of published courses and how many match in all.
-pub async fn list_published(db: &Db, limit: i64, offset: i64, f: &CourseFilter<'_>) -> Result<(Vec<CourseRow>, i64), sqlx::Error> {
+pub async fn list_published(
+    db: &Db,
+    limit: i64,
+    offset: i64,
+    f: &CourseFilter<'_>,
+) -> Result<(Vec<CourseRow>, i64), sqlx::Error> {
     const NEWEST: &str = "c.published_at DESC, c.id DESC";
     let mut from = "courses c JOIN users u ON u.id = c.instructor_id".to_string();
     // Without a category the filter is left out entirely (not `$1 = 0 OR …`), so the planner
@@ -338,7 +391,8 @@ pub async fn list_published(db: &Db, limit: i64, offset: i64, f: &CourseFilter<'
     } else {
         "c.status = 'published' AND $1 = 0 AND $2 = 0".to_string()
     };
-    let (mut filter_args, mut order_args, mut relevance) = (Vec::new(), Vec::new(), NEWEST.to_string());
+    let (mut filter_args, mut order_args, mut relevance) =
+        (Vec::new(), Vec::new(), NEWEST.to_string());
     if let Some(q) = f.search {
         let sql = SearchSql::build(db.backend(), q, 3);
         from = sql.from;
@@ -395,8 +449,14 @@ pub async fn sections_of(db: &Db, course_id: i64) -> Result<Vec<SectionRow>, sql
         .await
 }
 
-pub async fn section<'e>(exec: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<SectionRow>, sqlx::Error> {
-    sqlx::query_as("SELECT id, course_id, title, position FROM sections WHERE id = $1").bind(id).fetch_optional(exec).await
+pub async fn section<'e>(
+    exec: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> Result<Option<SectionRow>, sqlx::Error> {
+    sqlx::query_as("SELECT id, course_id, title, position FROM sections WHERE id = $1")
+        .bind(id)
+        .fetch_optional(exec)
+        .await
 }
 
 /// A lecture with the state of its newest video.
@@ -426,7 +486,10 @@ pub async fn lectures_of_course(db: &Db, course_id: i64) -> Result<Vec<LectureRo
         .await
 }
 
-pub async fn lecture<'e>(exec: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<LectureRow>, sqlx::Error> {
+pub async fn lecture<'e>(
+    exec: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> Result<Option<LectureRow>, sqlx::Error> {
     sqlx::query_as(&format!("{LECTURE_SELECT} WHERE l.id = $1")).bind(id).fetch_optional(exec).await
 }
 
@@ -460,24 +523,41 @@ impl Ordered {
 }
 
 /// Number of rows under `parent`.
-pub async fn child_count(conn: &mut AnyConnection, kind: Ordered, parent: i64) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {} WHERE {} = $1", kind.table(), kind.parent()))
-        .bind(parent)
-        .fetch_one(conn)
-        .await?;
+pub async fn child_count(
+    conn: &mut AnyConnection,
+    kind: Ordered,
+    parent: i64,
+) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as(&format!(
+        "SELECT COUNT(*) FROM {} WHERE {} = $1",
+        kind.table(),
+        kind.parent()
+    ))
+    .bind(parent)
+    .fetch_one(conn)
+    .await?;
     Ok(n)
 }
 
 /// Move every row under `parent` whose position satisfies `which` (`>= $2` or `> $2`) by
 /// `delta`, in the two phases described on [`Ordered`].
-async fn shift(conn: &mut AnyConnection, kind: Ordered, parent: i64, which: &str, position: i64, delta: i64) -> Result<(), sqlx::Error> {
+async fn shift(
+    conn: &mut AnyConnection,
+    kind: Ordered,
+    parent: i64,
+    which: &str,
+    position: i64,
+    delta: i64,
+) -> Result<(), sqlx::Error> {
     let (t, p) = (kind.table(), kind.parent());
-    sqlx::query(&format!("UPDATE {t} SET position = -(position + $3) WHERE {p} = $1 AND position {which} $2"))
-        .bind(parent)
-        .bind(position)
-        .bind(delta)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(&format!(
+        "UPDATE {t} SET position = -(position + $3) WHERE {p} = $1 AND position {which} $2"
+    ))
+    .bind(parent)
+    .bind(position)
+    .bind(delta)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(&format!("UPDATE {t} SET position = -position WHERE {p} = $1 AND position < 0"))
         .bind(parent)
         .execute(&mut *conn)
@@ -486,28 +566,54 @@ async fn shift(conn: &mut AnyConnection, kind: Ordered, parent: i64, which: &str
 }
 
 /// Make room at `position` (1-based) under `parent` by shifting later rows down.
-pub async fn open_gap(conn: &mut AnyConnection, kind: Ordered, parent: i64, position: i64) -> Result<(), sqlx::Error> {
+pub async fn open_gap(
+    conn: &mut AnyConnection,
+    kind: Ordered,
+    parent: i64,
+    position: i64,
+) -> Result<(), sqlx::Error> {
     shift(conn, kind, parent, ">=", position, 1).await
 }
 
 /// Close the hole left at `position` under `parent`.
-pub async fn close_gap(conn: &mut AnyConnection, kind: Ordered, parent: i64, position: i64) -> Result<(), sqlx::Error> {
+pub async fn close_gap(
+    conn: &mut AnyConnection,
+    kind: Ordered,
+    parent: i64,
+    position: i64,
+) -> Result<(), sqlx::Error> {
     shift(conn, kind, parent, ">", position, -1).await
 }
 
 /// Put row `id` at (`parent`, `position`). To move a row: `place` it at position 0 of its
 /// parent, close its gap, open one at the target, then `place` it there.
-pub async fn place(conn: &mut AnyConnection, kind: Ordered, id: i64, parent: i64, position: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("UPDATE {t} SET {p} = $2, position = $3 WHERE id = $1", t = kind.table(), p = kind.parent()))
-        .bind(id)
-        .bind(parent)
-        .bind(position)
-        .execute(conn)
-        .await?;
+pub async fn place(
+    conn: &mut AnyConnection,
+    kind: Ordered,
+    id: i64,
+    parent: i64,
+    position: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "UPDATE {t} SET {p} = $2, position = $3 WHERE id = $1",
+        t = kind.table(),
+        p = kind.parent()
+    ))
+    .bind(id)
+    .bind(parent)
+    .bind(position)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
-pub async fn insert_section(conn: &mut AnyConnection, course_id: i64, title: &str, position: i64, now: i64) -> Result<i64, sqlx::Error> {
+pub async fn insert_section(
+    conn: &mut AnyConnection,
+    course_id: i64,
+    title: &str,
+    position: i64,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
     let (id,): (i64,) =
         sqlx::query_as("INSERT INTO sections (course_id, title, position, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
             .bind(course_id)
@@ -519,13 +625,28 @@ pub async fn insert_section(conn: &mut AnyConnection, course_id: i64, title: &st
     Ok(id)
 }
 
-pub async fn rename_section(conn: &mut AnyConnection, id: i64, title: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE sections SET title = $2 WHERE id = $1").bind(id).bind(title).execute(conn).await?;
+pub async fn rename_section(
+    conn: &mut AnyConnection,
+    id: i64,
+    title: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sections SET title = $2 WHERE id = $1")
+        .bind(id)
+        .bind(title)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
-pub async fn delete_row(conn: &mut AnyConnection, kind: Ordered, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("DELETE FROM {} WHERE id = $1", kind.table())).bind(id).execute(conn).await?;
+pub async fn delete_row(
+    conn: &mut AnyConnection,
+    kind: Ordered,
+    id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("DELETE FROM {} WHERE id = $1", kind.table()))
+        .bind(id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -538,7 +659,11 @@ pub struct NewLecture<'a> {
     pub is_preview: bool,
 }
 
-pub async fn insert_lecture(conn: &mut AnyConnection, l: &NewLecture<'_>, now: i64) -> Result<i64, sqlx::Error> {
+pub async fn insert_lecture(
+    conn: &mut AnyConnection,
+    l: &NewLecture<'_>,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO lectures (section_id, course_id, title, description, position, is_preview, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
@@ -578,7 +703,10 @@ pub async fn update_lecture_text(
 }
 
 /// Recompute a course's total duration from its lectures' measured durations.
-pub async fn refresh_course_duration<'e>(exec: impl Executor<'e, Database = Any>, course_id: i64) -> Result<(), sqlx::Error> {
+pub async fn refresh_course_duration<'e>(
+    exec: impl Executor<'e, Database = Any>,
+    course_id: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE courses SET duration_seconds = \
          (SELECT CAST(COALESCE(SUM(duration_seconds), 0) AS DOUBLE PRECISION) FROM lectures WHERE course_id = $1) WHERE id = $1",

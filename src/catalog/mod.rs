@@ -13,7 +13,10 @@ pub mod search;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use self::db::{CourseChanges, CourseFilter, CourseRow, CourseSort, LectureRow, NewCourse, NewLecture, Ordered, SectionRow};
+use self::db::{
+    CourseChanges, CourseFilter, CourseRow, CourseSort, LectureRow, NewCourse, NewLecture, Ordered,
+    SectionRow,
+};
 use self::search::SearchQuery;
 use crate::accounts::{Caller, Role};
 use crate::db::{now, rfc3339, Db};
@@ -141,15 +144,23 @@ pub async fn visible_course(db: &Db, caller: Option<&Caller>, id: i64) -> ApiRes
 pub async fn editable_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<CourseRow> {
     let course = visible_course(db, Some(caller), id).await?;
     if !can_edit(caller, &course) {
-        return Err(ApiError::forbidden("not_course_owner", "only the course's instructor or an admin may change it"));
+        return Err(ApiError::forbidden(
+            "not_course_owner",
+            "only the course's instructor or an admin may change it",
+        ));
     }
     Ok(course)
 }
 
 /// The lecture and its course, if `caller` may see them; 404 `lecture` otherwise. Only "not
 /// found" is renamed: a failing query stays what it is (an outage is a 503, not a 404).
-pub async fn visible_lecture(db: &Db, caller: Option<&Caller>, lecture_id: i64) -> ApiResult<(LectureRow, CourseRow)> {
-    let lecture = db::lecture(db.pool(), lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;
+pub async fn visible_lecture(
+    db: &Db,
+    caller: Option<&Caller>,
+    lecture_id: i64,
+) -> ApiResult<(LectureRow, CourseRow)> {
+    let lecture =
+        db::lecture(db.pool(), lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;
     let course = visible_course(db, caller, lecture.course_id).await.map_err(|e| match e {
         ApiError::NotFound { .. } => ApiError::not_found("lecture"),
         other => other,
@@ -158,8 +169,13 @@ pub async fn visible_lecture(db: &Db, caller: Option<&Caller>, lecture_id: i64) 
 }
 
 /// The lecture and its course, if `caller` may change them.
-pub async fn editable_lecture(db: &Db, caller: &Caller, lecture_id: i64) -> ApiResult<(LectureRow, CourseRow)> {
-    let lecture = db::lecture(db.pool(), lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;
+pub async fn editable_lecture(
+    db: &Db,
+    caller: &Caller,
+    lecture_id: i64,
+) -> ApiResult<(LectureRow, CourseRow)> {
+    let lecture =
+        db::lecture(db.pool(), lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;
     let course = editable_course(db, caller, lecture.course_id).await.map_err(|e| match e {
         ApiError::NotFound { .. } => ApiError::not_found("lecture"),
         other => other,
@@ -172,10 +188,16 @@ pub fn text(field: &'static str, value: &str, min: usize, max: usize) -> ApiResu
     let v = value.trim();
     let n = v.chars().count();
     if n < min || n > max {
-        return Err(ApiError::unprocessable("invalid_field", format!("{field} must be {min} to {max} characters")));
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("{field} must be {min} to {max} characters"),
+        ));
     }
     if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
-        return Err(ApiError::unprocessable("invalid_field", format!("{field} contains control characters")));
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("{field} contains control characters"),
+        ));
     }
     Ok(v.to_string())
 }
@@ -185,7 +207,10 @@ fn currency(c: &str) -> ApiResult<String> {
     if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) {
         Ok(c)
     } else {
-        Err(ApiError::unprocessable("invalid_currency", "currency must be a three-letter ISO 4217 code such as KRW or USD"))
+        Err(ApiError::unprocessable(
+            "invalid_currency",
+            "currency must be a three-letter ISO 4217 code such as KRW or USD",
+        ))
     }
 }
 
@@ -193,7 +218,10 @@ fn price(p: i64) -> ApiResult<i64> {
     if (0..=1_000_000_000_000).contains(&p) {
         Ok(p)
     } else {
-        Err(ApiError::unprocessable("invalid_price", "price must be a non-negative integer in minor units"))
+        Err(ApiError::unprocessable(
+            "invalid_price",
+            "price must be a non-negative integer in minor units",
+        ))
     }
 }
 
@@ -203,7 +231,10 @@ fn level(l: &str) -> ApiResult<String> {
     if LEVELS.contains(&l) {
         Ok(l.to_string())
     } else {
-        Err(ApiError::unprocessable("invalid_level", format!("level must be one of {}", LEVELS.join(", "))))
+        Err(ApiError::unprocessable(
+            "invalid_level",
+            format!("level must be one of {}", LEVELS.join(", ")),
+        ))
     }
 }
 
@@ -226,7 +257,11 @@ pub struct CourseInput {
     pub level: Option<String>,
 }
 
-pub async fn create_course(db: &Db, caller: &Caller, input: CourseInput) -> ApiResult<CourseDetail> {
+pub async fn create_course(
+    db: &Db,
+    caller: &Caller,
+    input: CourseInput,
+) -> ApiResult<CourseDetail> {
     if caller.role == Role::Student {
         return Err(ApiError::forbidden(
             "instructors_only",
@@ -266,7 +301,13 @@ pub async fn course_detail(db: &Db, caller: Option<&Caller>, id: i64) -> ApiResu
                 .cloned()
                 .map(|l| Lecture::from_row(l, privileged))
                 .collect();
-            Section { id: s.id, course_id: s.course_id, title: s.title, position: s.position, lectures: mine }
+            Section {
+                id: s.id,
+                course_id: s.course_id,
+                title: s.title,
+                position: s.position,
+                lectures: mine,
+            }
         })
         .collect();
     let (rating_count, enrollment_count) = (course.rating_count, course.enrollment_count);
@@ -296,11 +337,20 @@ pub struct CoursePatch {
     pub category_id: Option<Option<i64>>,
 }
 
-pub async fn update_course(db: &Db, caller: &Caller, id: i64, p: CoursePatch) -> ApiResult<CourseDetail> {
+pub async fn update_course(
+    db: &Db,
+    caller: &Caller,
+    id: i64,
+    p: CoursePatch,
+) -> ApiResult<CourseDetail> {
     editable_course(db, caller, id).await?;
     let changes = CourseChanges {
         title: p.title.as_deref().map(|t| text("title", t, 1, 200)).transpose()?,
-        description: p.description.as_deref().map(|d| text("description", d, 0, 20_000)).transpose()?,
+        description: p
+            .description
+            .as_deref()
+            .map(|d| text("description", d, 0, 20_000))
+            .transpose()?,
         price: p.price.map(price).transpose()?,
         currency: p.currency.as_deref().map(currency).transpose()?,
         level: p.level.as_deref().map(level).transpose()?,
@@ -322,7 +372,10 @@ pub async fn publish_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<Cour
         return Err(ApiError::not_found("course"));
     }
     if !db::publish_if_not_empty(&mut tx, id, now()).await? {
-        return Err(ApiError::conflict("course_empty", "a course needs at least one lecture before it is published"));
+        return Err(ApiError::conflict(
+            "course_empty",
+            "a course needs at least one lecture before it is published",
+        ));
     }
     tx.commit().await?;
     course_detail(db, Some(caller), id).await
@@ -339,7 +392,10 @@ pub async fn delete_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<i
         return Err(ApiError::not_found("course"));
     }
     if db::active_enrollments(&mut tx, id).await? > 0 {
-        return Err(ApiError::conflict("course_has_students", "students are enrolled in this course; it cannot be deleted"));
+        return Err(ApiError::conflict(
+            "course_has_students",
+            "students are enrolled in this course; it cannot be deleted",
+        ));
     }
     db::delete_course(&mut tx, id).await?;
     tx.commit().await?;
@@ -350,7 +406,9 @@ pub async fn delete_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<i
 fn slot(requested: Option<i64>, count: i64) -> ApiResult<i64> {
     match requested {
         None => Ok(count + 1),
-        Some(p) if p < 1 => Err(ApiError::unprocessable("invalid_position", "position starts at 1")),
+        Some(p) if p < 1 => {
+            Err(ApiError::unprocessable("invalid_position", "position starts at 1"))
+        }
         Some(p) => Ok(p.min(count + 1)),
     }
 }
@@ -358,7 +416,11 @@ fn slot(requested: Option<i64>, count: i64) -> ApiResult<i64> {
 /// A curriculum change in progress: a transaction holding course `course_id`'s lock (see
 /// [`db::lock_course`]). Everything it reads is current and nobody else changes the
 /// course's order until it commits. 404 `what` when the course is gone.
-async fn curriculum_tx(db: &Db, course_id: i64, what: &'static str) -> ApiResult<sqlx::Transaction<'static, sqlx::Any>> {
+async fn curriculum_tx(
+    db: &Db,
+    course_id: i64,
+    what: &'static str,
+) -> ApiResult<sqlx::Transaction<'static, sqlx::Any>> {
     let mut tx = db.pool().begin().await?;
     if !db::lock_course(&mut tx, course_id).await? {
         return Err(ApiError::not_found(what));
@@ -366,7 +428,13 @@ async fn curriculum_tx(db: &Db, course_id: i64, what: &'static str) -> ApiResult
     Ok(tx)
 }
 
-pub async fn create_section(db: &Db, caller: &Caller, course_id: i64, title: &str, position: Option<i64>) -> ApiResult<Section> {
+pub async fn create_section(
+    db: &Db,
+    caller: &Caller,
+    course_id: i64,
+    title: &str,
+    position: Option<i64>,
+) -> ApiResult<Section> {
     editable_course(db, caller, course_id).await?;
     let title = text("title", title, 1, 200)?;
     let mut tx = curriculum_tx(db, course_id, "course").await?;
@@ -387,7 +455,13 @@ async fn editable_section(db: &Db, caller: &Caller, id: i64) -> ApiResult<Sectio
 }
 
 /// Rename and/or move a section within its course.
-pub async fn update_section(db: &Db, caller: &Caller, id: i64, title: Option<&str>, position: Option<i64>) -> ApiResult<Section> {
+pub async fn update_section(
+    db: &Db,
+    caller: &Caller,
+    id: i64,
+    title: Option<&str>,
+    position: Option<i64>,
+) -> ApiResult<Section> {
     let course_id = editable_section(db, caller, id).await?.course_id;
     let title = title.map(|t| text("title", t, 1, 200)).transpose()?;
     let mut tx = curriculum_tx(db, course_id, "section").await?;
@@ -436,7 +510,12 @@ pub struct LectureInput {
     pub position: Option<i64>,
 }
 
-pub async fn create_lecture(db: &Db, caller: &Caller, section_id: i64, input: LectureInput) -> ApiResult<Lecture> {
+pub async fn create_lecture(
+    db: &Db,
+    caller: &Caller,
+    section_id: i64,
+    input: LectureInput,
+) -> ApiResult<Lecture> {
     let course_id = editable_section(db, caller, section_id).await?.course_id;
     let title = text("title", &input.title, 1, 200)?;
     let description = text("description", input.description.as_deref().unwrap_or(""), 0, 20_000)?;
@@ -469,17 +548,29 @@ pub struct LecturePatch {
 }
 
 /// Change a lecture's text and/or move it, in one transaction.
-pub async fn update_lecture(db: &Db, caller: &Caller, id: i64, p: LecturePatch) -> ApiResult<Lecture> {
+pub async fn update_lecture(
+    db: &Db,
+    caller: &Caller,
+    id: i64,
+    p: LecturePatch,
+) -> ApiResult<Lecture> {
     let (_, course) = editable_lecture(db, caller, id).await?;
     let title = p.title.as_deref().map(|t| text("title", t, 1, 200)).transpose()?;
-    let description = p.description.as_deref().map(|d| text("description", d, 0, 20_000)).transpose()?;
+    let description =
+        p.description.as_deref().map(|d| text("description", d, 0, 20_000)).transpose()?;
     let mut tx = curriculum_tx(db, course.id, "lecture").await?;
     let lecture = db::lecture(&mut *tx, id).await?.ok_or(ApiError::not_found("lecture"))?;
     if p.position.is_some() || p.section_id.is_some_and(|s| s != lecture.section_id) {
         let target = p.section_id.unwrap_or(lecture.section_id);
-        let section = db::section(&mut *tx, target).await?.filter(|s| s.course_id == course.id).ok_or_else(|| {
-            ApiError::unprocessable("invalid_section", "section_id must name a section of the same course")
-        })?;
+        let section = db::section(&mut *tx, target)
+            .await?
+            .filter(|s| s.course_id == course.id)
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "invalid_section",
+                    "section_id must name a section of the same course",
+                )
+            })?;
         let mut count = db::child_count(&mut tx, Ordered::Lecture, section.id).await?;
         if section.id == lecture.section_id {
             count -= 1;
@@ -492,7 +583,15 @@ pub async fn update_lecture(db: &Db, caller: &Caller, id: i64, p: LecturePatch) 
             db::place(&mut tx, Ordered::Lecture, id, section.id, pos).await?;
         }
     }
-    db::update_lecture_text(&mut tx, id, title.as_deref(), description.as_deref(), p.is_preview, now()).await?;
+    db::update_lecture_text(
+        &mut tx,
+        id,
+        title.as_deref(),
+        description.as_deref(),
+        p.is_preview,
+        now(),
+    )
+    .await?;
     tx.commit().await?;
     let row = db::lecture(db.pool(), id).await?.ok_or(ApiError::not_found("lecture"))?;
     Ok(Lecture::from_row(row, true))
@@ -524,7 +623,10 @@ pub async fn list_courses(
     let search = q.map(SearchQuery::parse).transpose()?.flatten();
     let sort = match sort {
         Some(name) => CourseSort::parse(name).ok_or_else(|| {
-            ApiError::bad_request("invalid_sort", format!("sort is one of {}", CourseSort::NAMES.join(", ")))
+            ApiError::bad_request(
+                "invalid_sort",
+                format!("sort is one of {}", CourseSort::NAMES.join(", ")),
+            )
         })?,
         None if search.is_some() => CourseSort::Relevance,
         None => CourseSort::Newest,

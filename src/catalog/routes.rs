@@ -8,7 +8,10 @@ use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::categories::{Category, CategoryInput, CategoryPatch};
-use super::{CourseDetail, CourseInput, CoursePatch, CourseSummary, Lecture, LectureInput, LecturePatch, Section};
+use super::{
+    CourseDetail, CourseInput, CoursePatch, CourseSummary, Lecture, LectureInput, LecturePatch,
+    Section,
+};
 use crate::error::{ApiResult, ErrorBody};
 use crate::http::extract::{Auth, Json, PageParams, Paged, Path, Query};
 use crate::http::AppState;
@@ -16,7 +19,10 @@ use crate::http::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/courses", get(list_courses).post(create_course))
-        .route("/api/v1/courses/{course_id}", get(get_course).patch(update_course).delete(delete_course))
+        .route(
+            "/api/v1/courses/{course_id}",
+            get(get_course).patch(update_course).delete(delete_course),
+        )
         .route("/api/v1/courses/{course_id}/publish", post(publish_course))
         .route("/api/v1/courses/{course_id}/sections", post(create_section))
         .route("/api/v1/sections/{section_id}", patch(update_section).delete(delete_section))
@@ -50,10 +56,14 @@ pub struct ListParams {
 /// Published courses.
 #[utoipa::path(get, path = "/api/v1/courses", tag = "catalog", params(ListParams),
     responses((status = 200, body = Paged<CourseSummary>), (status = 400, body = ErrorBody)))]
-pub async fn list_courses(State(st): State<AppState>, Query(q): Query<ListParams>) -> ApiResult<axum::Json<Paged<CourseSummary>>> {
+pub async fn list_courses(
+    State(st): State<AppState>,
+    Query(q): Query<ListParams>,
+) -> ApiResult<axum::Json<Paged<CourseSummary>>> {
     let (page, per_page) = PageParams { page: q.page, per_page: q.per_page }.resolve()?;
     let (items, total) =
-        super::list_courses(&st.db, page, per_page, q.sort.as_deref(), q.category, q.q.as_deref()).await?;
+        super::list_courses(&st.db, page, per_page, q.sort.as_deref(), q.category, q.q.as_deref())
+            .await?;
     Ok(axum::Json(Paged { items, total, page, per_page }))
 }
 
@@ -143,7 +153,11 @@ pub async fn update_course(
 /// Delete a course and its stored videos (not possible once students are enrolled: 409).
 #[utoipa::path(delete, path = "/api/v1/courses/{course_id}", tag = "catalog", params(("course_id" = i64, Path)),
     security(("bearer" = [])), responses((status = 204), (status = 409, body = ErrorBody)))]
-pub async fn delete_course(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+pub async fn delete_course(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
     let videos = super::delete_course(&st.db, &caller, id).await?;
     crate::media::forget_video_objects(&st, videos);
     Ok(StatusCode::NO_CONTENT)
@@ -152,7 +166,11 @@ pub async fn delete_course(State(st): State<AppState>, Auth(caller): Auth, Path(
 /// Publish a course (it needs at least one lecture).
 #[utoipa::path(post, path = "/api/v1/courses/{course_id}/publish", tag = "catalog", params(("course_id" = i64, Path)),
     security(("bearer" = [])), responses((status = 200, body = CourseDetail), (status = 409, body = ErrorBody)))]
-pub async fn publish_course(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<axum::Json<CourseDetail>> {
+pub async fn publish_course(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<CourseDetail>> {
     Ok(axum::Json(super::publish_course(&st.db, &caller, id).await?))
 }
 
@@ -190,12 +208,18 @@ pub async fn update_section(
     Path(id): Path<i64>,
     Json(req): Json<UpdateSection>,
 ) -> ApiResult<axum::Json<Section>> {
-    Ok(axum::Json(super::update_section(&st.db, &caller, id, req.title.as_deref(), req.position).await?))
+    Ok(axum::Json(
+        super::update_section(&st.db, &caller, id, req.title.as_deref(), req.position).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/sections/{section_id}", tag = "catalog", params(("section_id" = i64, Path)),
     security(("bearer" = [])), responses((status = 204)))]
-pub async fn delete_section(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+pub async fn delete_section(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
     let videos = super::delete_section(&st.db, &caller, id).await?;
     crate::media::forget_video_objects(&st, videos);
     Ok(StatusCode::NO_CONTENT)
@@ -219,8 +243,16 @@ pub async fn create_lecture(
     Path(section_id): Path<i64>,
     Json(req): Json<CreateLecture>,
 ) -> ApiResult<(StatusCode, axum::Json<Lecture>)> {
-    let input = LectureInput { title: req.title, description: req.description, is_preview: req.is_preview, position: req.position };
-    Ok((StatusCode::CREATED, axum::Json(super::create_lecture(&st.db, &caller, section_id, input).await?)))
+    let input = LectureInput {
+        title: req.title,
+        description: req.description,
+        is_preview: req.is_preview,
+        position: req.position,
+    };
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(super::create_lecture(&st.db, &caller, section_id, input).await?),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -253,7 +285,11 @@ pub async fn update_lecture(
 
 #[utoipa::path(delete, path = "/api/v1/lectures/{lecture_id}", tag = "catalog", params(("lecture_id" = i64, Path)),
     security(("bearer" = [])), responses((status = 204)))]
-pub async fn delete_lecture(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+pub async fn delete_lecture(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
     let videos = super::delete_lecture(&st.db, &caller, id).await?;
     crate::media::forget_video_objects(&st, videos);
     Ok(StatusCode::NO_CONTENT)
@@ -337,7 +373,11 @@ pub async fn update_category(
 #[utoipa::path(delete, path = "/api/v1/categories/{category_id}", tag = "catalog", params(("category_id" = i64, Path)),
     security(("bearer" = [])),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn delete_category(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+pub async fn delete_category(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
     super::categories::delete(&st.db, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

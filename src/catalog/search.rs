@@ -44,7 +44,10 @@ impl SearchQuery {
     pub fn parse(q: &str) -> Result<Option<SearchQuery>, ApiError> {
         let text = q.trim();
         if text.chars().count() > MAX_QUERY_CHARS {
-            return Err(ApiError::bad_request("invalid_query", format!("q is at most {MAX_QUERY_CHARS} characters")));
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("q is at most {MAX_QUERY_CHARS} characters"),
+            ));
         }
         let mut terms: Vec<String> = Vec::new();
         for word in text.split_whitespace() {
@@ -56,7 +59,10 @@ impl SearchQuery {
             return Ok(None);
         }
         if terms.len() > MAX_TERMS {
-            return Err(ApiError::bad_request("invalid_query", format!("q has at most {MAX_TERMS} words")));
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("q has at most {MAX_TERMS} words"),
+            ));
         }
         Ok(Some(SearchQuery { text: terms.join(" "), terms }))
     }
@@ -158,4 +164,3 @@ fn contains_pattern(term: &str) -> String {
     p.push('%');
     p
 }
-

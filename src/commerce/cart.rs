@@ -37,7 +37,13 @@ impl From<Vec<CartRow>> for Cart {
         let total = rows.iter().map(|r| r.price).sum();
         let items = rows
             .into_iter()
-            .map(|r| CartItem { course_id: r.course_id, title: r.title, price: r.price, currency: r.currency, added_at: rfc3339(r.added_at) })
+            .map(|r| CartItem {
+                course_id: r.course_id,
+                title: r.title,
+                price: r.price,
+                currency: r.currency,
+                added_at: rfc3339(r.added_at),
+            })
             .collect();
         Cart { items, total, currency }
     }
@@ -58,7 +64,10 @@ pub async fn add(db: &Db, caller: &Caller, course_id: i64) -> ApiResult<Cart> {
     if let Some(other) = lines.iter().find(|l| l.currency != course.currency) {
         return Err(ApiError::conflict(
             "mixed_currencies",
-            format!("the cart holds {} courses; this one is priced in {}", other.currency, course.currency),
+            format!(
+                "the cart holds {} courses; this one is priced in {}",
+                other.currency, course.currency
+            ),
         ));
     }
     match db::add_to_cart(db, caller.user_id, course_id, now()).await {

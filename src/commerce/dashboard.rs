@@ -90,8 +90,9 @@ pub struct Dashboard {
 }
 
 fn day(field: &str, value: &str) -> ApiResult<NaiveDate> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|_| ApiError::bad_request("invalid_date", format!("{field} must be a date such as 2025-03-01")))
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
+        ApiError::bad_request("invalid_date", format!("{field} must be a date such as 2025-03-01"))
+    })
 }
 
 /// Unix seconds at the start of `d` (UTC).
@@ -101,7 +102,12 @@ fn midnight(d: NaiveDate) -> i64 {
 
 /// The dashboard of `caller` (an instructor: their courses; an admin: every course) for the
 /// days `from..=to` (`YYYY-MM-DD`, either open).
-pub async fn dashboard(db: &Db, caller: &Caller, from: Option<&str>, to: Option<&str>) -> ApiResult<Dashboard> {
+pub async fn dashboard(
+    db: &Db,
+    caller: &Caller,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> ApiResult<Dashboard> {
     let scope = match caller.role {
         Role::Student => {
             return Err(ApiError::forbidden(
@@ -127,7 +133,11 @@ pub async fn dashboard(db: &Db, caller: &Caller, from: Option<&str>, to: Option<
         let (watch_seconds, completed_students) = course_engagement(db, row.course_id).await?;
         courses.push(CourseFigures {
             revenue: row.gross_revenue - row.refunded_amount,
-            completion_rate: if row.enrollments > 0 { completed_students as f64 / row.enrollments as f64 } else { 0.0 },
+            completion_rate: if row.enrollments > 0 {
+                completed_students as f64 / row.enrollments as f64
+            } else {
+                0.0
+            },
             course_id: row.course_id,
             title: row.title,
             status: row.status,
@@ -154,8 +164,11 @@ pub async fn dashboard(db: &Db, caller: &Caller, from: Option<&str>, to: Option<
             refunds: c.refunds,
         })
         .collect::<Vec<_>>();
-    let mut currencies: Vec<&str> =
-        courses.iter().map(|c| c.currency.as_str()).chain(by_currency.iter().map(|c| c.currency.as_str())).collect();
+    let mut currencies: Vec<&str> = courses
+        .iter()
+        .map(|c| c.currency.as_str())
+        .chain(by_currency.iter().map(|c| c.currency.as_str()))
+        .collect();
     currencies.sort_unstable();
     currencies.dedup();
     let currency = match currencies.as_slice() {
@@ -173,5 +186,10 @@ pub async fn dashboard(db: &Db, caller: &Caller, from: Option<&str>, to: Option<
         completed_students: courses.iter().map(|c| c.completed_students).sum(),
         by_currency,
     };
-    Ok(Dashboard { from: from.map(|d| d.to_string()), to: to.map(|d| d.to_string()), courses, totals })
+    Ok(Dashboard {
+        from: from.map(|d| d.to_string()),
+        to: to.map(|d| d.to_string()),
+        courses,
+        totals,
+    })
 }

@@ -28,7 +28,12 @@ pub async fn cart(db: &Db, user_id: i64) -> Result<Vec<CartRow>, sqlx::Error> {
 }
 
 /// Add a line; a course already in the cart is a unique violation.
-pub async fn add_to_cart(db: &Db, user_id: i64, course_id: i64, now: i64) -> Result<(), sqlx::Error> {
+pub async fn add_to_cart(
+    db: &Db,
+    user_id: i64,
+    course_id: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO cart_items (user_id, course_id, added_at) VALUES ($1, $2, $3)")
         .bind(user_id)
         .bind(course_id)
@@ -67,7 +72,8 @@ pub struct OrderRow {
     pub refunded_at: Option<i64>,
 }
 
-const ORDER_SELECT: &str = "SELECT id, user_id, status, amount, currency, payment_order_id, request_hash, \
+const ORDER_SELECT: &str =
+    "SELECT id, user_id, status, amount, currency, payment_order_id, request_hash, \
      provider, payment_key, created_at, paid_at, refunded_at FROM orders";
 
 /// A line of an order: what was bought, at the title and price of that moment.
@@ -109,24 +115,33 @@ pub async fn insert_order(db: &Db, o: &NewOrder<'_>, now: i64) -> Result<i64, sq
     .fetch_one(&mut *tx)
     .await?;
     for (course_id, title, price) in o.items {
-        sqlx::query("INSERT INTO order_items (order_id, course_id, title, price) VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(course_id)
-            .bind(title)
-            .bind(price)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO order_items (order_id, course_id, title, price) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(course_id)
+        .bind(title)
+        .bind(price)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(id)
 }
 
 pub async fn order(db: &Db, id: i64) -> Result<Option<OrderRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{ORDER_SELECT} WHERE id = $1")).bind(id).fetch_optional(db.pool()).await
+    sqlx::query_as(&format!("{ORDER_SELECT} WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
 }
 
 /// The order `user_id` created with `Idempotency-Key: key`, if any.
-pub async fn order_by_idempotency_key(db: &Db, user_id: i64, key: &str) -> Result<Option<OrderRow>, sqlx::Error> {
+pub async fn order_by_idempotency_key(
+    db: &Db,
+    user_id: i64,
+    key: &str,
+) -> Result<Option<OrderRow>, sqlx::Error> {
     sqlx::query_as(&format!("{ORDER_SELECT} WHERE user_id = $1 AND idempotency_key = $2"))
         .bind(user_id)
         .bind(key)
@@ -135,10 +150,12 @@ pub async fn order_by_idempotency_key(db: &Db, user_id: i64, key: &str) -> Resul
 }
 
 pub async fn items_of(db: &Db, order_id: i64) -> Result<Vec<OrderItemRow>, sqlx::Error> {
-    sqlx::query_as("SELECT order_id, course_id, title, price FROM order_items WHERE order_id = $1 ORDER BY id")
-        .bind(order_id)
-        .fetch_all(db.pool())
-        .await
+    sqlx::query_as(
+        "SELECT order_id, course_id, title, price FROM order_items WHERE order_id = $1 ORDER BY id",
+    )
+    .bind(order_id)
+    .fetch_all(db.pool())
+    .await
 }
 
 /// One page of `user_id`'s orders, newest first, with their lines; and how many there are.
@@ -148,12 +165,14 @@ pub async fn orders_of_user(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<OrderRow>, Vec<OrderItemRow>, i64), sqlx::Error> {
-    let orders: Vec<OrderRow> = sqlx::query_as(&format!("{ORDER_SELECT} WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"))
-        .bind(user_id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(db.pool())
-        .await?;
+    let orders: Vec<OrderRow> = sqlx::query_as(&format!(
+        "{ORDER_SELECT} WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+    ))
+    .bind(user_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db.pool())
+    .await?;
     // The page is a contiguous id range of this user's orders, so one range query finds its lines.
     let items = match (orders.last(), orders.first()) {
         (Some(low), Some(high)) => {
@@ -169,14 +188,22 @@ pub async fn orders_of_user(
         }
         _ => Vec::new(),
     };
-    let (total,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM orders WHERE user_id = $1").bind(user_id).fetch_one(db.pool()).await?;
+    let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(db.pool())
+        .await?;
     Ok((orders, items, total))
 }
 
 /// Take `user_id`'s payment lock for `holder` until `expires_at`, unless someone else holds
 /// an unexpired one. One statement, so two takers cannot both win on either backend.
-pub async fn try_lock(db: &Db, user_id: i64, holder: &str, now: i64, expires_at: i64) -> Result<bool, sqlx::Error> {
+pub async fn try_lock(
+    db: &Db,
+    user_id: i64,
+    holder: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO payment_locks (user_id, holder, expires_at) VALUES ($1, $2, $3) \
          ON CONFLICT (user_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
@@ -192,7 +219,12 @@ pub async fn try_lock(db: &Db, user_id: i64, holder: &str, now: i64, expires_at:
 }
 
 /// Push `holder`'s lease on `user_id`'s lock out to `expires_at`, if it still holds it.
-pub async fn renew_lock(db: &Db, user_id: i64, holder: &str, expires_at: i64) -> Result<(), sqlx::Error> {
+pub async fn renew_lock(
+    db: &Db,
+    user_id: i64,
+    holder: &str,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE payment_locks SET expires_at = $3 WHERE user_id = $1 AND holder = $2")
         .bind(user_id)
         .bind(holder)
@@ -234,7 +266,9 @@ impl IntentKind {
         match s {
             "confirming" => Ok(IntentKind::Confirming),
             "refunding" => Ok(IntentKind::Refunding),
-            other => Err(sqlx::Error::Decode(format!("unknown payment intent kind {other:?}").into())),
+            other => {
+                Err(sqlx::Error::Decode(format!("unknown payment intent kind {other:?}").into()))
+            }
         }
     }
 }
@@ -258,7 +292,8 @@ pub struct IntentRow {
     pub next_check_at: i64,
 }
 
-const INTENT_SELECT: &str = "SELECT order_id, user_id, kind, provider, payment_key, amount, reason, requested_by, \
+const INTENT_SELECT: &str =
+    "SELECT order_id, user_id, kind, provider, payment_key, amount, reason, requested_by, \
      started_at, checks, last_error, next_check_at FROM payment_intents";
 
 /// A new payment intent.
@@ -299,38 +334,55 @@ pub async fn insert_intent(db: &Db, i: &NewIntent<'_>, now: i64) -> Result<(), s
 
 /// The intent in flight for an order, if any.
 pub async fn intent(db: &Db, order_id: i64) -> Result<Option<IntentRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{INTENT_SELECT} WHERE order_id = $1")).bind(order_id).fetch_optional(db.pool()).await
+    sqlx::query_as(&format!("{INTENT_SELECT} WHERE order_id = $1"))
+        .bind(order_id)
+        .fetch_optional(db.pool())
+        .await
 }
 
 /// The intents in flight for `user_id`'s orders.
 pub async fn intents_of_user(db: &Db, user_id: i64) -> Result<Vec<IntentRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{INTENT_SELECT} WHERE user_id = $1")).bind(user_id).fetch_all(db.pool()).await
-}
-
-/// Intents due for a look at `now`, oldest first.
-pub async fn due_intents(db: &Db, now: i64, limit: i64) -> Result<Vec<IntentRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{INTENT_SELECT} WHERE next_check_at <= $1 ORDER BY next_check_at, order_id LIMIT $2"))
-        .bind(now)
-        .bind(limit)
+    sqlx::query_as(&format!("{INTENT_SELECT} WHERE user_id = $1"))
+        .bind(user_id)
         .fetch_all(db.pool())
         .await
 }
 
+/// Intents due for a look at `now`, oldest first.
+pub async fn due_intents(db: &Db, now: i64, limit: i64) -> Result<Vec<IntentRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{INTENT_SELECT} WHERE next_check_at <= $1 ORDER BY next_check_at, order_id LIMIT $2"
+    ))
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await
+}
+
 /// How many intents are open.
 pub async fn open_intents(db: &Db) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM payment_intents").fetch_one(db.pool()).await?;
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM payment_intents").fetch_one(db.pool()).await?;
     Ok(n)
 }
 
 /// Forget an intent whose outcome left the order as it was (declined, never reached the
 /// provider, or given back).
 pub async fn drop_intent(db: &Db, order_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM payment_intents WHERE order_id = $1").bind(order_id).execute(db.pool()).await?;
+    sqlx::query("DELETE FROM payment_intents WHERE order_id = $1")
+        .bind(order_id)
+        .execute(db.pool())
+        .await?;
     Ok(())
 }
 
 /// Note a look that found no clear answer, and when to look again.
-pub async fn intent_unsettled(db: &Db, order_id: i64, error: &str, next_check_at: i64) -> Result<(), sqlx::Error> {
+pub async fn intent_unsettled(
+    db: &Db,
+    order_id: i64,
+    error: &str,
+    next_check_at: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE payment_intents SET checks = checks + 1, last_error = $2, next_check_at = $3 WHERE order_id = $1")
         .bind(order_id)
         .bind(error)
@@ -350,7 +402,12 @@ pub struct Movement<'a> {
 /// In one transaction: mark a pending order paid, record the charge (none for a free order),
 /// settle its payment intent, enroll the buyer in each course and take them out of the cart. False (and nothing done)
 /// when the order was no longer pending.
-pub async fn mark_paid(db: &Db, order: &OrderRow, charge: Option<Movement<'_>>, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn mark_paid(
+    db: &Db,
+    order: &OrderRow,
+    charge: Option<Movement<'_>>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let mut tx = db.pool().begin().await?;
     let done = sqlx::query(
         "UPDATE orders SET status = 'paid', paid_at = $2, provider = $3, payment_key = $4 WHERE id = $1 AND status = 'pending'",
@@ -369,7 +426,10 @@ pub async fn mark_paid(db: &Db, order: &OrderRow, charge: Option<Movement<'_>>, 
     if let Some(c) = charge {
         record_movement(&mut tx, order, "charge", c, now).await?;
     }
-    sqlx::query("DELETE FROM payment_intents WHERE order_id = $1").bind(order.id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM payment_intents WHERE order_id = $1")
+        .bind(order.id)
+        .execute(&mut *tx)
+        .await?;
     for course_id in &course_ids {
         crate::learning::enroll(&mut *tx, order.user_id, *course_id, "order").await?;
         sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND course_id = $2")
@@ -412,11 +472,15 @@ pub async fn mark_refunded(
     if let Some(r) = refund {
         record_movement(&mut tx, order, "refund", r, now).await?;
     }
-    sqlx::query("DELETE FROM payment_intents WHERE order_id = $1").bind(order.id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM payment_intents WHERE order_id = $1")
+        .bind(order.id)
+        .execute(&mut *tx)
+        .await?;
     for course_id in &course_ids {
         if crate::learning::revoke(&mut *tx, order.user_id, *course_id).await? {
             let enrollment = serde_json::json!({"user_id": order.user_id, "course_id": course_id, "reason": "refund", "order_id": order.id});
-            webhooks::emit(&mut tx, EventType::EnrollmentRevoked, &[*course_id], enrollment).await?;
+            webhooks::emit(&mut tx, EventType::EnrollmentRevoked, &[*course_id], enrollment)
+                .await?;
         }
     }
     let refunded = order_event(order, &course_ids, refund.map(|r| r.provider), now, "refunded");
@@ -426,14 +490,26 @@ pub async fn mark_refunded(
 }
 
 /// The courses an order bought, read inside the transaction that acts on them.
-async fn course_ids_of(tx: &mut sqlx::Transaction<'_, sqlx::Any>, order_id: i64) -> Result<Vec<i64>, sqlx::Error> {
+async fn course_ids_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    order_id: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
     let rows: Vec<(i64,)> =
-        sqlx::query_as("SELECT course_id FROM order_items WHERE order_id = $1 ORDER BY id").bind(order_id).fetch_all(&mut **tx).await?;
+        sqlx::query_as("SELECT course_id FROM order_items WHERE order_id = $1 ORDER BY id")
+            .bind(order_id)
+            .fetch_all(&mut **tx)
+            .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// The `data` of an `order.paid` / `order.refunded` event: the order as its buyer sees it.
-fn order_event(order: &OrderRow, course_ids: &[i64], provider: Option<&str>, at: i64, status: &str) -> serde_json::Value {
+fn order_event(
+    order: &OrderRow,
+    course_ids: &[i64],
+    provider: Option<&str>,
+    at: i64,
+    status: &str,
+) -> serde_json::Value {
     let when = crate::db::rfc3339(at);
     serde_json::json!({
         "order_id": order.id,
@@ -510,7 +586,12 @@ pub struct CourseSalesRow {
 }
 
 /// Per-course sales of the scope's courses, by course id.
-pub async fn course_sales(db: &Db, scope: SalesScope, from: i64, to: i64) -> Result<Vec<CourseSalesRow>, sqlx::Error> {
+pub async fn course_sales(
+    db: &Db,
+    scope: SalesScope,
+    from: i64,
+    to: i64,
+) -> Result<Vec<CourseSalesRow>, sqlx::Error> {
     let (filtered, instructor) = scope.binds();
     sqlx::query_as(
         "SELECT c.id AS course_id, c.title, c.status, c.currency, \
@@ -545,7 +626,12 @@ pub struct CurrencySalesRow {
 }
 
 /// Sales of the scope's courses per order currency, whatever the courses' currencies are now.
-pub async fn sales_by_currency(db: &Db, scope: SalesScope, from: i64, to: i64) -> Result<Vec<CurrencySalesRow>, sqlx::Error> {
+pub async fn sales_by_currency(
+    db: &Db,
+    scope: SalesScope,
+    from: i64,
+    to: i64,
+) -> Result<Vec<CurrencySalesRow>, sqlx::Error> {
     let (filtered, instructor) = scope.binds();
     sqlx::query_as(
         "SELECT o.currency, \

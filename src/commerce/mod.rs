@@ -108,10 +108,15 @@ impl Payments {
     /// Run `work` (a provider call and the database change it implies) in a task of its own and
     /// wait for its answer. Dropping the returned future (the client hung up) does not cancel
     /// the work: it finishes, and its outcome is recorded all the same.
-    pub async fn detached<T: Send + 'static>(&self, work: impl Future<Output = ApiResult<T>> + Send + 'static) -> ApiResult<T> {
+    pub async fn detached<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = ApiResult<T>> + Send + 'static,
+    ) -> ApiResult<T> {
         match self.tasks.spawn(work).await {
             Ok(answer) => answer,
-            Err(e) => Err(ApiError::internal(anyhow::Error::new(e).context("a payment task failed"))),
+            Err(e) => {
+                Err(ApiError::internal(anyhow::Error::new(e).context("a payment task failed")))
+            }
         }
     }
 }
@@ -119,7 +124,8 @@ impl Payments {
 /// The course if `caller` may buy it: it exists and is published (404), is not theirs (403)
 /// and they are not enrolled in it (409).
 pub async fn purchasable_course(db: &Db, caller: &Caller, course_id: i64) -> ApiResult<CourseRow> {
-    let course = crate::catalog::db::course(db, course_id).await?.ok_or(ApiError::not_found("course"))?;
+    let course =
+        crate::catalog::db::course(db, course_id).await?.ok_or(ApiError::not_found("course"))?;
     if course.instructor_id == caller.user_id {
         return Err(ApiError::forbidden("own_course", "an instructor cannot buy their own course"));
     }
@@ -127,7 +133,10 @@ pub async fn purchasable_course(db: &Db, caller: &Caller, course_id: i64) -> Api
         return Err(ApiError::not_found("course"));
     }
     if crate::catalog::db::is_enrolled(db, caller.user_id, course_id).await? {
-        return Err(ApiError::conflict("already_owned", format!("you are already enrolled in course {course_id}")));
+        return Err(ApiError::conflict(
+            "already_owned",
+            format!("you are already enrolled in course {course_id}"),
+        ));
     }
     Ok(course)
 }
@@ -136,9 +145,17 @@ pub async fn purchasable_course(db: &Db, caller: &Caller, course_id: i64) -> Api
 /// finish (409 `payment_in_progress` after that). The lock is renewed while `work` runs and
 /// released as soon as it ends, whatever it returns, even if it panics; only a process that
 /// dies leaves it to its lease.
-async fn with_payment_lock<T>(db: &Db, user_id: i64, lease: Duration, work: impl Future<Output = ApiResult<T>>) -> ApiResult<T> {
+async fn with_payment_lock<T>(
+    db: &Db,
+    user_id: i64,
+    lease: Duration,
+    work: impl Future<Output = ApiResult<T>>,
+) -> ApiResult<T> {
     hold_payment_lock(db, user_id, lease, lease, work).await?.ok_or_else(|| {
-        ApiError::conflict("payment_in_progress", "another payment or refund of yours is in progress; retry in a moment")
+        ApiError::conflict(
+            "payment_in_progress",
+            "another payment or refund of yours is in progress; retry in a moment",
+        )
     })
 }
 

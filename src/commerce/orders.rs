@@ -36,7 +36,10 @@ impl OrderStatus {
             "pending" => Ok(OrderStatus::Pending),
             "paid" => Ok(OrderStatus::Paid),
             "refunded" => Ok(OrderStatus::Refunded),
-            other => Err(ApiError::internal(anyhow::anyhow!("order {} has the unknown status {other:?}", row.id))),
+            other => Err(ApiError::internal(anyhow::anyhow!(
+                "order {} has the unknown status {other:?}",
+                row.id
+            ))),
         }
     }
 }
@@ -76,13 +79,20 @@ pub struct Order {
 }
 
 /// An order, its lines and the kind of its payment intent (if any) as the API shows them.
-pub fn view(row: OrderRow, items: Vec<OrderItemRow>, intent: Option<IntentKind>) -> ApiResult<Order> {
+pub fn view(
+    row: OrderRow,
+    items: Vec<OrderItemRow>,
+    intent: Option<IntentKind>,
+) -> ApiResult<Order> {
     Ok(Order {
         status: OrderStatus::of(&row)?,
         id: row.id,
         amount: row.amount,
         currency: row.currency,
-        items: items.into_iter().map(|i| OrderItem { course_id: i.course_id, title: i.title, price: i.price }).collect(),
+        items: items
+            .into_iter()
+            .map(|i| OrderItem { course_id: i.course_id, title: i.title, price: i.price })
+            .collect(),
         payment_order_id: row.payment_order_id,
         payment_provider: row.provider,
         created_at: rfc3339(row.created_at),
@@ -135,18 +145,30 @@ pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> ApiResult<(Orde
         }
     }
     let course_ids = match course_ids {
-        Some(ids) if ids.is_empty() => return Err(ApiError::unprocessable("no_courses", "course_ids must name at least one course")),
+        Some(ids) if ids.is_empty() => {
+            return Err(ApiError::unprocessable(
+                "no_courses",
+                "course_ids must name at least one course",
+            ))
+        }
         Some(ids) => ids,
         None => {
-            let ids: Vec<i64> = db::cart(db, caller.user_id).await?.into_iter().map(|l| l.course_id).collect();
+            let ids: Vec<i64> =
+                db::cart(db, caller.user_id).await?.into_iter().map(|l| l.course_id).collect();
             if ids.is_empty() {
-                return Err(ApiError::unprocessable("cart_empty", "your cart is empty; add courses or send course_ids"));
+                return Err(ApiError::unprocessable(
+                    "cart_empty",
+                    "your cart is empty; add courses or send course_ids",
+                ));
             }
             ids
         }
     };
     if course_ids.len() > MAX_ITEMS {
-        return Err(ApiError::unprocessable("too_many_courses", format!("an order holds at most {MAX_ITEMS} courses")));
+        return Err(ApiError::unprocessable(
+            "too_many_courses",
+            format!("an order holds at most {MAX_ITEMS} courses"),
+        ));
     }
     let mut items = Vec::with_capacity(course_ids.len());
     let mut currency: Option<String> = None;
@@ -156,7 +178,10 @@ pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> ApiResult<(Orde
             Some(c) if *c != course.currency => {
                 return Err(ApiError::unprocessable(
                     "mixed_currencies",
-                    format!("an order is paid in one currency; it holds {c} and {} courses", course.currency),
+                    format!(
+                        "an order is paid in one currency; it holds {c} and {} courses",
+                        course.currency
+                    ),
                 ))
             }
             Some(_) => {}
@@ -185,7 +210,12 @@ pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> ApiResult<(Orde
             Some(key) if is_unique_violation(&e) => {
                 let earlier = db::order_by_idempotency_key(db, caller.user_id, key)
                     .await?
-                    .ok_or_else(|| ApiError::internal(anyhow::Error::new(e).context("idempotency key taken but no order has it")))?;
+                    .ok_or_else(|| {
+                        ApiError::internal(
+                            anyhow::Error::new(e)
+                                .context("idempotency key taken but no order has it"),
+                        )
+                    })?;
                 replay(db, earlier, &fingerprint).await
             }
             _ => Err(e.into()),
@@ -209,7 +239,10 @@ fn idempotency_key(key: &str) -> ApiResult<&str> {
     if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(key)
     } else {
-        Err(ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters"))
+        Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        ))
     }
 }
 
@@ -240,14 +273,24 @@ pub async fn get(db: &Db, caller: &Caller, id: i64) -> ApiResult<Order> {
 }
 
 /// One page of the caller's orders, newest first, and how many there are.
-pub async fn list_mine(db: &Db, caller: &Caller, page: i64, per_page: i64) -> ApiResult<(Vec<Order>, i64)> {
-    let (rows, items, total) = db::orders_of_user(db, caller.user_id, per_page, (page - 1) * per_page).await?;
+pub async fn list_mine(
+    db: &Db,
+    caller: &Caller,
+    page: i64,
+    per_page: i64,
+) -> ApiResult<(Vec<Order>, i64)> {
+    let (rows, items, total) =
+        db::orders_of_user(db, caller.user_id, per_page, (page - 1) * per_page).await?;
     let intents = db::intents_of_user(db, caller.user_id).await?;
     let orders = rows
         .into_iter()
         .map(|row| {
             let mine = items.iter().filter(|i| i.order_id == row.id).cloned().collect();
-            let intent = intents.iter().find(|i| i.order_id == row.id).map(|i| IntentKind::parse(&i.kind)).transpose()?;
+            let intent = intents
+                .iter()
+                .find(|i| i.order_id == row.id)
+                .map(|i| IntentKind::parse(&i.kind))
+                .transpose()?;
             view(row, mine, intent)
         })
         .collect::<ApiResult<Vec<_>>>()?;
@@ -266,15 +309,27 @@ pub struct Confirm {
 /// then mark the order paid and enroll the buyer in one transaction. Confirming a paid order
 /// answers it again. The provider call and what follows run outside this future (see
 /// [`Payments::detached`]): a caller that goes away does not stop them.
-pub async fn confirm(db: &Db, payments: &Arc<Payments>, caller: &Caller, id: i64, req: Confirm) -> ApiResult<Order> {
+pub async fn confirm(
+    db: &Db,
+    payments: &Arc<Payments>,
+    caller: &Caller,
+    id: i64,
+    req: Confirm,
+) -> ApiResult<Order> {
     let order = own_order(db, caller, id).await?;
     if req.amount < 0 {
-        return Err(ApiError::unprocessable("invalid_amount", "amount must be a non-negative integer in minor units"));
+        return Err(ApiError::unprocessable(
+            "invalid_amount",
+            "amount must be a non-negative integer in minor units",
+        ));
     }
     if req.amount != order.amount {
         return Err(ApiError::bad_request(
             "amount_mismatch",
-            format!("amount {} does not match the order's amount {} {}", req.amount, order.amount, order.currency),
+            format!(
+                "amount {} does not match the order's amount {} {}",
+                req.amount, order.amount, order.currency
+            ),
         ));
     }
     match OrderStatus::of(&order)? {
@@ -282,23 +337,42 @@ pub async fn confirm(db: &Db, payments: &Arc<Payments>, caller: &Caller, id: i64
         OrderStatus::Refunded => return Err(refunded()),
         OrderStatus::Pending => {}
     }
-    let payment_key = if order.amount == 0 { None } else { Some(checked_payment_key(req.payment_key.as_deref())?.to_string()) };
+    let payment_key = if order.amount == 0 {
+        None
+    } else {
+        Some(checked_payment_key(req.payment_key.as_deref())?.to_string())
+    };
     if payment_key.is_some() && !payments.provider.supports_currency(&order.currency) {
         return Err(ApiError::unprocessable(
             "unsupported_currency",
-            format!("the payment provider {} cannot take {} payments", payments.provider.name(), order.currency),
+            format!(
+                "the payment provider {} cannot take {} payments",
+                payments.provider.name(),
+                order.currency
+            ),
         ));
     }
     let (db, shared) = (db.clone(), payments.clone());
     payments
         .detached(async move {
-            with_payment_lock(&db, order.user_id, shared.lock_lease, settle(&db, &shared, id, payment_key.as_deref())).await
+            with_payment_lock(
+                &db,
+                order.user_id,
+                shared.lock_lease,
+                settle(&db, &shared, id, payment_key.as_deref()),
+            )
+            .await
         })
         .await
 }
 
 /// The part of [`confirm`] done under the buyer's payment lock.
-async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>) -> ApiResult<Order> {
+async fn settle(
+    db: &Db,
+    payments: &Payments,
+    id: i64,
+    payment_key: Option<&str>,
+) -> ApiResult<Order> {
     // An intent left by an earlier confirmation that lost its answer: find out what happened
     // before anything else is sent.
     if let Some(intent) = db::intent(db, id).await? {
@@ -316,12 +390,18 @@ async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>
     let items = db::items_of(db, id).await?;
     for item in &items {
         if crate::catalog::db::course(db, item.course_id).await?.is_none() {
-            return Err(ApiError::conflict("course_unavailable", format!("“{}” is no longer offered; place a new order", item.title)));
+            return Err(ApiError::conflict(
+                "course_unavailable",
+                format!("“{}” is no longer offered; place a new order", item.title),
+            ));
         }
         if crate::catalog::db::is_enrolled(db, order.user_id, item.course_id).await? {
             return Err(ApiError::conflict(
                 "already_owned",
-                format!("you are already enrolled in “{}”; place a new order without it", item.title),
+                format!(
+                    "you are already enrolled in “{}”; place a new order without it",
+                    item.title
+                ),
             ));
         }
     }
@@ -329,7 +409,9 @@ async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>
     let Some(key) = payment_key else {
         // A free order: nothing to take.
         if !db::mark_paid(db, &order, None, now()).await? {
-            return Err(ApiError::internal(anyhow::anyhow!("order {id} stopped being pending while its buyer's payment lock was held")));
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "order {id} stopped being pending while its buyer's payment lock was held"
+            )));
         }
         return show(db, db::order(db, id).await?.ok_or(ApiError::not_found("order"))?).await;
     };
@@ -345,12 +427,15 @@ async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>
         next_check_at: now() + payments.lock_lease.as_secs() as i64,
     };
     db::insert_intent(db, &intent, now()).await?;
-    let charge = Charge { payment_key: key, order_id: &order.payment_order_id, amount: order.amount };
+    let charge =
+        Charge { payment_key: key, order_id: &order.payment_order_id, amount: order.amount };
     match provider.confirm(&charge).await {
         Ok(()) => {
             let charge = Movement { provider: provider.name(), payment_key: key };
             if !db::mark_paid(db, &order, Some(charge), now()).await? {
-                return Err(ApiError::internal(anyhow::anyhow!("order {id} stopped being pending while its buyer's payment lock was held")));
+                return Err(ApiError::internal(anyhow::anyhow!(
+                    "order {id} stopped being pending while its buyer's payment lock was held"
+                )));
             }
             view(db::order(db, id).await?.ok_or(ApiError::not_found("order"))?, items, None)
         }
@@ -362,8 +447,15 @@ async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>
             ))
         }
         Err(PaymentError::WrongCharge { payment_key, amount }) => {
-            tracing::error!(order_id = id, amount, expected = order.amount, "the provider approved a payment for the wrong amount or order; cancelling it");
-            if reconcile::give_back_wrong_charge(db, payments, &order, &payment_key, amount).await? == Settled::Unknown {
+            tracing::error!(
+                order_id = id,
+                amount,
+                expected = order.amount,
+                "the provider approved a payment for the wrong amount or order; cancelling it"
+            );
+            if reconcile::give_back_wrong_charge(db, payments, &order, &payment_key, amount).await?
+                == Settled::Unknown
+            {
                 return Err(payment_pending());
             }
             Err(ApiError::payment_required(
@@ -373,7 +465,8 @@ async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>
         }
         Err(PaymentError::Unavailable(cause)) => {
             tracing::warn!(order_id = id, %cause, "payment confirmation without an answer; the reconciler will settle it");
-            db::intent_unsettled(db, id, &cause, now() + payments.recheck_after.as_secs() as i64).await?;
+            db::intent_unsettled(db, id, &cause, now() + payments.recheck_after.as_secs() as i64)
+                .await?;
             Err(payment_pending())
         }
         Err(PaymentError::Misconfigured(cause)) => {
@@ -398,10 +491,16 @@ fn refunded() -> ApiError {
 /// A checked payment key: present, 1 to 200 characters, no control characters.
 fn checked_payment_key(key: Option<&str>) -> ApiResult<&str> {
     let key = key.map(str::trim).filter(|k| !k.is_empty()).ok_or_else(|| {
-        ApiError::unprocessable("payment_key_required", "payment_key is required for an order that is not free")
+        ApiError::unprocessable(
+            "payment_key_required",
+            "payment_key is required for an order that is not free",
+        )
     })?;
     if key.chars().count() > 200 || key.chars().any(char::is_control) {
-        return Err(ApiError::unprocessable("invalid_payment_key", "payment_key must be 1 to 200 characters without control characters"));
+        return Err(ApiError::unprocessable(
+            "invalid_payment_key",
+            "payment_key must be 1 to 200 characters without control characters",
+        ));
     }
     Ok(key)
 }

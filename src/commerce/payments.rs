@@ -146,7 +146,8 @@ impl PaymentProvider for DevProvider {
         if charge.payment_key.starts_with("fail_") {
             return Err(PaymentError::Declined {
                 code: "DEV_DECLINED".into(),
-                message: "the dev payment provider declines payment keys that start with fail_".into(),
+                message: "the dev payment provider declines payment keys that start with fail_"
+                    .into(),
             });
         }
         Ok(())
@@ -161,7 +162,10 @@ impl PaymentProvider for DevProvider {
     async fn lookup(&self, lookup: &Lookup<'_>) -> Result<PaymentState, PaymentError> {
         Ok(match lookup.asked {
             Asked::Confirm if lookup.payment_key.starts_with("fail_") => PaymentState::NotCharged,
-            Asked::Confirm => PaymentState::Charged { payment_key: lookup.payment_key.to_string(), amount: lookup.amount },
+            Asked::Confirm => PaymentState::Charged {
+                payment_key: lookup.payment_key.to_string(),
+                amount: lookup.amount,
+            },
             Asked::Cancel => PaymentState::Refunded,
         })
     }
@@ -192,11 +196,13 @@ struct TossError {
 }
 
 /// Toss codes that mean our credentials are wrong, not that the buyer's payment failed.
-const CREDENTIAL_ERRORS: &[&str] = &["UNAUTHORIZED_KEY", "INVALID_API_KEY", "INCORRECT_BASIC_AUTH_FORMAT"];
+const CREDENTIAL_ERRORS: &[&str] =
+    &["UNAUTHORIZED_KEY", "INVALID_API_KEY", "INCORRECT_BASIC_AUTH_FORMAT"];
 
 impl Toss {
     pub fn new(cfg: &Config) -> Toss {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{}:", cfg.toss_secret_key.expose()));
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:", cfg.toss_secret_key.expose()));
         Toss {
             base: cfg.toss_api_base.trim_end_matches('/').to_string(),
             authorization: format!("Basic {token}"),
@@ -206,10 +212,16 @@ impl Toss {
 
     /// `{base}/v1/payments/{segments…}`, each segment percent-encoded.
     fn url(&self, segments: &[&str]) -> Result<url::Url, PaymentError> {
-        let mut url = url::Url::parse(&self.base)
-            .map_err(|e| PaymentError::Misconfigured(format!("toss_api_base {:?} is not a URL: {e}", self.base)))?;
+        let mut url = url::Url::parse(&self.base).map_err(|e| {
+            PaymentError::Misconfigured(format!("toss_api_base {:?} is not a URL: {e}", self.base))
+        })?;
         url.path_segments_mut()
-            .map_err(|_| PaymentError::Misconfigured(format!("toss_api_base {:?} cannot take a path", self.base)))?
+            .map_err(|_| {
+                PaymentError::Misconfigured(format!(
+                    "toss_api_base {:?} cannot take a path",
+                    self.base
+                ))
+            })?
             .pop_if_empty()
             .extend(["v1", "payments"])
             .extend(segments);
@@ -217,7 +229,10 @@ impl Toss {
     }
 
     /// Send a request and read the payment object it answers, or classify the failure.
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Result<Value, TossError>, PaymentError> {
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Result<Value, TossError>, PaymentError> {
         let resp = req
             .header(reqwest::header::AUTHORIZATION, &self.authorization)
             .timeout(self.timeout)
@@ -225,25 +240,36 @@ impl Toss {
             .await
             .map_err(|e| PaymentError::Unavailable(format!("Toss Payments did not answer: {e}")))?;
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| PaymentError::Unavailable(format!("Toss Payments' answer was cut off: {e}")))?;
+        let body = resp.bytes().await.map_err(|e| {
+            PaymentError::Unavailable(format!("Toss Payments' answer was cut off: {e}"))
+        })?;
         if status.is_success() {
             return serde_json::from_slice(&body)
                 .map(Ok)
                 // As ambiguous as no answer: the payment may be done; a retry finds out.
-                .map_err(|e| PaymentError::Unavailable(format!("Toss Payments answered {status} with an unreadable body: {e}")));
+                .map_err(|e| {
+                    PaymentError::Unavailable(format!(
+                        "Toss Payments answered {status} with an unreadable body: {e}"
+                    ))
+                });
         }
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(PaymentError::Unavailable(format!("Toss Payments answered {status}")));
         }
         match serde_json::from_slice::<TossError>(&body) {
-            Ok(e) if status == reqwest::StatusCode::UNAUTHORIZED || CREDENTIAL_ERRORS.contains(&e.code.as_str()) => {
-                Err(PaymentError::Misconfigured(format!("Toss Payments refused our credentials: [{}] {}", e.code, e.message)))
+            Ok(e)
+                if status == reqwest::StatusCode::UNAUTHORIZED
+                    || CREDENTIAL_ERRORS.contains(&e.code.as_str()) =>
+            {
+                Err(PaymentError::Misconfigured(format!(
+                    "Toss Payments refused our credentials: [{}] {}",
+                    e.code, e.message
+                )))
             }
             Ok(e) => Ok(Err(e)),
-            Err(_) => Err(PaymentError::Unavailable(format!("Toss Payments answered {status} without an error body"))),
+            Err(_) => Err(PaymentError::Unavailable(format!(
+                "Toss Payments answered {status} without an error body"
+            ))),
         }
     }
 
@@ -269,7 +295,10 @@ impl Toss {
         match payment["totalAmount"].as_i64() {
             Some(amount) if amount == charge.amount && same_order => Ok(()),
             amount => Err(PaymentError::WrongCharge {
-                payment_key: payment["paymentKey"].as_str().unwrap_or(charge.payment_key).to_string(),
+                payment_key: payment["paymentKey"]
+                    .as_str()
+                    .unwrap_or(charge.payment_key)
+                    .to_string(),
                 amount: amount.unwrap_or(0),
             }),
         }
@@ -282,13 +311,20 @@ impl Toss {
             // Approved, possibly partly cancelled: what is left is still taken.
             Some("DONE") | Some("PARTIAL_CANCELED") => Ok(PaymentState::Charged {
                 payment_key: key,
-                amount: payment["balanceAmount"].as_i64().or(payment["totalAmount"].as_i64()).unwrap_or(0),
+                amount: payment["balanceAmount"]
+                    .as_i64()
+                    .or(payment["totalAmount"].as_i64())
+                    .unwrap_or(0),
             }),
             Some("CANCELED") => Ok(PaymentState::Refunded),
             // Checkout opened, authenticated but never approved, aborted, expired, or a virtual
             // account still waiting for its deposit: nothing is taken.
-            Some("READY" | "IN_PROGRESS" | "ABORTED" | "EXPIRED" | "WAITING_FOR_DEPOSIT") => Ok(PaymentState::NotCharged),
-            other => Err(PaymentError::Unavailable(format!("Toss Payments reported the unknown payment status {other:?}"))),
+            Some("READY" | "IN_PROGRESS" | "ABORTED" | "EXPIRED" | "WAITING_FOR_DEPOSIT") => {
+                Ok(PaymentState::NotCharged)
+            }
+            other => Err(PaymentError::Unavailable(format!(
+                "Toss Payments reported the unknown payment status {other:?}"
+            ))),
         }
     }
 }
@@ -308,10 +344,12 @@ impl PaymentProvider for Toss {
         match self.send(HTTP.post(self.url(&["confirm"])?).json(&body)).await? {
             Ok(payment) => Self::approved(&payment, charge, true),
             // A retry after an answer we never got: the payment may be done already.
-            Err(e) if e.code == "ALREADY_PROCESSED_PAYMENT" => match self.send(HTTP.get(self.url(&[charge.payment_key])?)).await? {
-                Ok(payment) => Self::approved(&payment, charge, false),
-                Err(e) => Err(PaymentError::Declined { code: e.code, message: e.message }),
-            },
+            Err(e) if e.code == "ALREADY_PROCESSED_PAYMENT" => {
+                match self.send(HTTP.get(self.url(&[charge.payment_key])?)).await? {
+                    Ok(payment) => Self::approved(&payment, charge, false),
+                    Err(e) => Err(PaymentError::Declined { code: e.code, message: e.message }),
+                }
+            }
             Err(e) => Err(PaymentError::Declined { code: e.code, message: e.message }),
         }
     }
@@ -322,13 +360,19 @@ impl PaymentProvider for Toss {
             .post(self.url(&[refund.payment_key, "cancel"])?)
             // Per order and payment: the cancel of a wrong approval must not answer for a later
             // refund of the same order paid under another key.
-            .header("Idempotency-Key", format!("lectern-refund-{}-{}", refund.order_id, refund.payment_key))
+            .header(
+                "Idempotency-Key",
+                format!("lectern-refund-{}-{}", refund.order_id, refund.payment_key),
+            )
             .json(&body);
         match self.send(req).await? {
             Ok(payment) if payment["status"].as_str() == Some("CANCELED") => Ok(()),
             Ok(payment) => Err(PaymentError::Declined {
                 code: "CANCEL_NOT_DONE".into(),
-                message: format!("the payment is {}, not CANCELED", payment["status"].as_str().unwrap_or("in an unknown state")),
+                message: format!(
+                    "the payment is {}, not CANCELED",
+                    payment["status"].as_str().unwrap_or("in an unknown state")
+                ),
             }),
             Err(e) if e.code == "ALREADY_CANCELED_PAYMENT" => Ok(()),
             Err(e) => Err(PaymentError::Declined { code: e.code, message: e.message }),
@@ -342,13 +386,20 @@ impl PaymentProvider for Toss {
             Asked::Cancel => self.url(&[lookup.payment_key])?,
         };
         match self.send(HTTP.get(url)).await? {
-            Ok(payment) if payment["orderId"].as_str() != Some(lookup.order_id) => Err(PaymentError::Misconfigured(format!(
-                "Toss Payments answered a lookup of order {} with a payment of another order",
-                lookup.order_id
-            ))),
+            Ok(payment) if payment["orderId"].as_str() != Some(lookup.order_id) => {
+                Err(PaymentError::Misconfigured(format!(
+                    "Toss Payments answered a lookup of order {} with a payment of another order",
+                    lookup.order_id
+                )))
+            }
             Ok(payment) => Self::state(&payment),
-            Err(e) if e.code == "NOT_FOUND_PAYMENT" || e.code == "NOT_FOUND_PAYMENT_SESSION" => Ok(PaymentState::NotCharged),
-            Err(e) => Err(PaymentError::Unavailable(format!("Toss Payments answered a lookup with [{}] {}", e.code, e.message))),
+            Err(e) if e.code == "NOT_FOUND_PAYMENT" || e.code == "NOT_FOUND_PAYMENT_SESSION" => {
+                Ok(PaymentState::NotCharged)
+            }
+            Err(e) => Err(PaymentError::Unavailable(format!(
+                "Toss Payments answered a lookup with [{}] {}",
+                e.code, e.message
+            ))),
         }
     }
 }

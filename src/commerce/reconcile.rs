@@ -58,7 +58,12 @@ impl Settled {
 }
 
 /// Look at due intents until `shutdown` turns true, once every `every`.
-pub async fn run(db: Db, payments: std::sync::Arc<Payments>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    db: Db,
+    payments: std::sync::Arc<Payments>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         match pass(&db, &payments).await {
             Ok(0) => {}
@@ -88,7 +93,9 @@ pub async fn pass(db: &Db, payments: &Payments) -> ApiResult<usize> {
         match hold_payment_lock(db, due.user_id, payments.lock_lease, Duration::ZERO, work).await {
             Ok(Some(Settled::Unknown)) | Ok(None) => {}
             Ok(Some(_)) => settled += 1,
-            Err(e) => tracing::warn!(order_id = due.order_id, error = %e, "settling a payment intent failed"),
+            Err(e) => {
+                tracing::warn!(order_id = due.order_id, error = %e, "settling a payment intent failed")
+            }
         }
     }
     Ok(settled)
@@ -100,19 +107,32 @@ pub async fn settle(db: &Db, payments: &Payments, intent: &IntentRow) -> ApiResu
     let order = intent_order(db, intent).await?;
     let provider = &payments.provider;
     if intent.provider != provider.name() {
-        return unsettled(db, payments, intent, &format!("made through {}, which is not the configured provider", intent.provider)).await;
+        return unsettled(
+            db,
+            payments,
+            intent,
+            &format!("made through {}, which is not the configured provider", intent.provider),
+        )
+        .await;
     }
     let asked = match kind {
         IntentKind::Confirming => Asked::Confirm,
         IntentKind::Refunding => Asked::Cancel,
     };
-    let lookup = Lookup { asked, order_id: &order.payment_order_id, payment_key: &intent.payment_key, amount: intent.amount };
+    let lookup = Lookup {
+        asked,
+        order_id: &order.payment_order_id,
+        payment_key: &intent.payment_key,
+        amount: intent.amount,
+    };
     let state = match provider.lookup(&lookup).await {
         Ok(state) => state,
         Err(e) => return unsettled(db, payments, intent, &e.to_string()).await,
     };
     let outcome = match (kind, state) {
-        (IntentKind::Confirming, PaymentState::Charged { payment_key, amount }) if amount == order.amount => {
+        (IntentKind::Confirming, PaymentState::Charged { payment_key, amount })
+            if amount == order.amount =>
+        {
             let charge = Movement { provider: provider.name(), payment_key: &payment_key };
             if !db::mark_paid(db, &order, Some(charge), now()).await? {
                 db::drop_intent(db, order.id).await?;
@@ -120,7 +140,12 @@ pub async fn settle(db: &Db, payments: &Payments, intent: &IntentRow) -> ApiResu
             Settled::Paid
         }
         (IntentKind::Confirming, PaymentState::Charged { payment_key, amount }) => {
-            tracing::error!(order_id = order.id, amount, expected = order.amount, "the provider charged the wrong amount; cancelling it");
+            tracing::error!(
+                order_id = order.id,
+                amount,
+                expected = order.amount,
+                "the provider charged the wrong amount; cancelling it"
+            );
             return give_back_wrong_charge(db, payments, &order, &payment_key, amount).await;
         }
         (IntentKind::Confirming, PaymentState::NotCharged | PaymentState::Refunded) => {
@@ -128,9 +153,14 @@ pub async fn settle(db: &Db, payments: &Payments, intent: &IntentRow) -> ApiResu
             Settled::Pending
         }
         (IntentKind::Refunding, PaymentState::Refunded) => refunded(db, &order, intent).await?,
-        (IntentKind::Refunding, PaymentState::Charged { .. }) => return carry_out_refund(db, payments, intent).await,
+        (IntentKind::Refunding, PaymentState::Charged { .. }) => {
+            return carry_out_refund(db, payments, intent).await
+        }
         (IntentKind::Refunding, PaymentState::NotCharged) => {
-            tracing::error!(order_id = order.id, "a paid order's payment is unknown to the provider; its refund is dropped");
+            tracing::error!(
+                order_id = order.id,
+                "a paid order's payment is unknown to the provider; its refund is dropped"
+            );
             db::drop_intent(db, order.id).await?;
             Settled::Refused("the provider knows no such payment".into())
         }
@@ -139,10 +169,19 @@ pub async fn settle(db: &Db, payments: &Payments, intent: &IntentRow) -> ApiResu
 }
 
 /// Send (or send again) the cancel a `refunding` intent stands for, and apply the answer.
-pub async fn carry_out_refund(db: &Db, payments: &Payments, intent: &IntentRow) -> ApiResult<Settled> {
+pub async fn carry_out_refund(
+    db: &Db,
+    payments: &Payments,
+    intent: &IntentRow,
+) -> ApiResult<Settled> {
     let order = intent_order(db, intent).await?;
     let reason = intent.reason.as_deref().unwrap_or("Refund requested by the buyer");
-    let refund = Refund { payment_key: &intent.payment_key, order_id: &order.payment_order_id, amount: order.amount, reason };
+    let refund = Refund {
+        payment_key: &intent.payment_key,
+        order_id: &order.payment_order_id,
+        amount: order.amount,
+        reason,
+    };
     let outcome = match payments.provider.cancel(&refund).await {
         Ok(()) => refunded(db, &order, intent).await?,
         Err(PaymentError::Declined { code, message }) => {
@@ -157,7 +196,13 @@ pub async fn carry_out_refund(db: &Db, payments: &Payments, intent: &IntentRow) 
 
 /// Cancel a payment the provider approved for `amount` instead of `order`'s amount: money that
 /// was taken but must not be kept. The order stays pending.
-pub async fn give_back_wrong_charge(db: &Db, payments: &Payments, order: &OrderRow, payment_key: &str, amount: i64) -> ApiResult<Settled> {
+pub async fn give_back_wrong_charge(
+    db: &Db,
+    payments: &Payments,
+    order: &OrderRow,
+    payment_key: &str,
+    amount: i64,
+) -> ApiResult<Settled> {
     let refund = Refund {
         payment_key,
         order_id: &order.payment_order_id,
@@ -189,21 +234,35 @@ async fn refunded(db: &Db, order: &OrderRow, intent: &IntentRow) -> ApiResult<Se
 }
 
 async fn intent_order(db: &Db, intent: &IntentRow) -> ApiResult<OrderRow> {
-    db::order(db, intent.order_id)
-        .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("payment intent of the missing order {}", intent.order_id)))
+    db::order(db, intent.order_id).await?.ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!(
+            "payment intent of the missing order {}",
+            intent.order_id
+        ))
+    })
 }
 
 /// Record a look without a clear answer; the intent is looked at again later.
-async fn unsettled(db: &Db, payments: &Payments, intent: &IntentRow, why: &str) -> ApiResult<Settled> {
+async fn unsettled(
+    db: &Db,
+    payments: &Payments,
+    intent: &IntentRow,
+    why: &str,
+) -> ApiResult<Settled> {
     tracing::warn!(order_id = intent.order_id, kind = %intent.kind, checks = intent.checks + 1, why, "payment intent still unsettled");
-    db::intent_unsettled(db, intent.order_id, why, now() + payments.recheck_after.as_secs() as i64).await?;
+    db::intent_unsettled(db, intent.order_id, why, now() + payments.recheck_after.as_secs() as i64)
+        .await?;
     Ok(counted(IntentKind::parse(&intent.kind)?, intent.order_id, Settled::Unknown))
 }
 
 fn counted(kind: IntentKind, order_id: i64, outcome: Settled) -> Settled {
     if outcome != Settled::Unknown {
-        tracing::info!(order_id, kind = kind.as_str(), outcome = outcome.label(), "payment intent settled");
+        tracing::info!(
+            order_id,
+            kind = kind.as_str(),
+            outcome = outcome.label(),
+            "payment intent settled"
+        );
     }
     metrics::counter!("lectern_payment_intents_settled_total", "kind" => kind.as_str(), "outcome" => outcome.label()).increment(1);
     outcome

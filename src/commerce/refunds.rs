@@ -20,14 +20,23 @@ use crate::error::{ApiError, ApiResult};
 use crate::learning::progress::watched_fraction;
 
 /// Refund an order (its buyer within policy, or an admin). `reason` is kept by the provider.
-pub async fn refund(db: &Db, payments: &Arc<Payments>, caller: &Caller, id: i64, reason: Option<&str>) -> ApiResult<Order> {
+pub async fn refund(
+    db: &Db,
+    payments: &Arc<Payments>,
+    caller: &Caller,
+    id: i64,
+    reason: Option<&str>,
+) -> ApiResult<Order> {
     let order = visible_order(db, caller, id).await?;
     refundable(&order)?;
     let reason = match reason.map(str::trim) {
         None | Some("") if caller.is_admin() => "Refunded by an administrator",
         None | Some("") => "Refund requested by the buyer",
         Some(r) if r.chars().count() > 200 || r.chars().any(char::is_control) => {
-            return Err(ApiError::unprocessable("invalid_reason", "reason must be at most 200 characters without control characters"))
+            return Err(ApiError::unprocessable(
+                "invalid_reason",
+                "reason must be at most 200 characters without control characters",
+            ))
         }
         Some(r) => r,
     }
@@ -38,7 +47,15 @@ pub async fn refund(db: &Db, payments: &Arc<Payments>, caller: &Caller, id: i64,
     }
     let (db, shared, by) = (db.clone(), payments.clone(), caller.user_id);
     payments
-        .detached(async move { with_payment_lock(&db, order.user_id, shared.lock_lease, give_back(&db, &shared, by, id, &reason)).await })
+        .detached(async move {
+            with_payment_lock(
+                &db,
+                order.user_id,
+                shared.lock_lease,
+                give_back(&db, &shared, by, id, &reason),
+            )
+            .await
+        })
         .await
 }
 
@@ -46,13 +63,23 @@ pub async fn refund(db: &Db, payments: &Arc<Payments>, caller: &Caller, id: i64,
 fn refundable(order: &OrderRow) -> ApiResult<()> {
     match OrderStatus::of(order)? {
         OrderStatus::Paid => Ok(()),
-        OrderStatus::Pending => Err(ApiError::conflict("order_not_paid", "this order is not paid; there is nothing to refund")),
-        OrderStatus::Refunded => Err(ApiError::conflict("order_already_refunded", "this order is already refunded")),
+        OrderStatus::Pending => Err(ApiError::conflict(
+            "order_not_paid",
+            "this order is not paid; there is nothing to refund",
+        )),
+        OrderStatus::Refunded => {
+            Err(ApiError::conflict("order_already_refunded", "this order is already refunded"))
+        }
     }
 }
 
 /// 403 when the buyer may not refund the order by themselves: too late, or watched too much.
-async fn within_policy(db: &Db, payments: &Payments, order: &OrderRow, items: &[OrderItemRow]) -> ApiResult<()> {
+async fn within_policy(
+    db: &Db,
+    payments: &Payments,
+    order: &OrderRow,
+    items: &[OrderItemRow],
+) -> ApiResult<()> {
     let window = i64::try_from(payments.refund_window.as_secs()).unwrap_or(i64::MAX);
     let paid_at = order.paid_at.unwrap_or(order.created_at);
     if now().saturating_sub(paid_at) > window {
@@ -79,7 +106,13 @@ async fn within_policy(db: &Db, payments: &Payments, order: &OrderRow, items: &[
 }
 
 /// The part of [`refund`] done under the buyer's payment lock.
-async fn give_back(db: &Db, payments: &Payments, refunded_by: i64, id: i64, reason: &str) -> ApiResult<Order> {
+async fn give_back(
+    db: &Db,
+    payments: &Payments,
+    refunded_by: i64,
+    id: i64,
+    reason: &str,
+) -> ApiResult<Order> {
     let provider = &payments.provider;
     if db::intent(db, id).await?.is_none() {
         // Read again: a racing refund may have finished while we waited for the lock.
@@ -109,7 +142,9 @@ async fn give_back(db: &Db, payments: &Payments, refunded_by: i64, id: i64, reas
             // A free order: no money moved, none goes back.
             _ => {
                 if !db::mark_refunded(db, &order, None, Some(refunded_by), now()).await? {
-                    return Err(ApiError::internal(anyhow::anyhow!("order {id} stopped being paid while its buyer's payment lock was held")));
+                    return Err(ApiError::internal(anyhow::anyhow!(
+                        "order {id} stopped being paid while its buyer's payment lock was held"
+                    )));
                 }
                 return refunded_view(db, id).await;
             }
@@ -117,7 +152,11 @@ async fn give_back(db: &Db, payments: &Payments, refunded_by: i64, id: i64, reas
     }
     // The refund is decided and recorded: carry it out (or go on with one an earlier request
     // started), exactly as the reconciler would.
-    let intent = db::intent(db, id).await?.ok_or_else(|| ApiError::internal(anyhow::anyhow!("the refund intent of order {id} vanished under its lock")))?;
+    let intent = db::intent(db, id).await?.ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!(
+            "the refund intent of order {id} vanished under its lock"
+        ))
+    })?;
     match reconcile::carry_out_refund(db, payments, &intent).await? {
         Settled::Refunded => refunded_view(db, id).await,
         Settled::Unknown => Err(ApiError::conflict(

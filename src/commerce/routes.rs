@@ -43,7 +43,10 @@ pub struct CommerceApi;
 /// The caller's cart, at current prices.
 #[utoipa::path(get, path = "/api/v1/cart", tag = "commerce", security(("bearer" = [])),
     responses((status = 200, body = Cart), (status = 401, body = ErrorBody)))]
-pub async fn get_cart(State(st): State<AppState>, Auth(caller): Auth) -> ApiResult<axum::Json<Cart>> {
+pub async fn get_cart(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+) -> ApiResult<axum::Json<Cart>> {
     Ok(axum::Json(super::cart::cart(&st.db, &caller).await?))
 }
 
@@ -70,7 +73,11 @@ pub async fn add_to_cart(
 /// Take a course out of the cart.
 #[utoipa::path(delete, path = "/api/v1/cart/items/{course_id}", tag = "commerce", params(("course_id" = i64, Path)),
     security(("bearer" = [])), responses((status = 204), (status = 404, body = ErrorBody, description = "not in the cart")))]
-pub async fn remove_from_cart(State(st): State<AppState>, Auth(caller): Auth, Path(course_id): Path<i64>) -> ApiResult<StatusCode> {
+pub async fn remove_from_cart(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(course_id): Path<i64>,
+) -> ApiResult<StatusCode> {
     super::cart::remove(&st.db, &caller, course_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -95,17 +102,32 @@ static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-rep
               (status = 404, body = ErrorBody, description = "no such published course"),
               (status = 409, body = ErrorBody, description = "`already_owned`"),
               (status = 422, body = ErrorBody, description = "`cart_empty`, `no_courses`, `mixed_currencies`, `idempotency_key_reused`")))]
-pub async fn place_order(State(st): State<AppState>, Auth(caller): Auth, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn place_order(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let req: PlaceOrderRequest = optional_json(&headers, &body)?.unwrap_or_default();
     let idempotency_key = match headers.get(&IDEMPOTENCY_KEY) {
         None => None,
         Some(v) => Some(
             v.to_str()
-                .map_err(|_| ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be visible ASCII"))?
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_idempotency_key",
+                        "Idempotency-Key must be visible ASCII",
+                    )
+                })?
                 .to_string(),
         ),
     };
-    let (order, replayed) = super::orders::place(&st.db, &caller, PlaceOrder { course_ids: req.course_ids, idempotency_key }).await?;
+    let (order, replayed) = super::orders::place(
+        &st.db,
+        &caller,
+        PlaceOrder { course_ids: req.course_ids, idempotency_key },
+    )
+    .await?;
     let mut resp = (StatusCode::CREATED, axum::Json(order)).into_response();
     if replayed {
         resp.headers_mut().insert(IDEMPOTENT_REPLAYED.clone(), HeaderValue::from_static("true"));
@@ -115,7 +137,10 @@ pub async fn place_order(State(st): State<AppState>, Auth(caller): Auth, headers
 
 /// A JSON body that may be left out entirely (no body, no content type); when sent, it must be
 /// JSON.
-fn optional_json<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> ApiResult<Option<T>> {
+fn optional_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Option<T>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -139,7 +164,11 @@ fn optional_json<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Byt
 /// The caller's orders, newest first.
 #[utoipa::path(get, path = "/api/v1/me/orders", tag = "commerce", params(PageParams), security(("bearer" = [])),
     responses((status = 200, body = Paged<Order>), (status = 400, body = ErrorBody)))]
-pub async fn my_orders(State(st): State<AppState>, Auth(caller): Auth, Query(q): Query<PageParams>) -> ApiResult<axum::Json<Paged<Order>>> {
+pub async fn my_orders(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Query(q): Query<PageParams>,
+) -> ApiResult<axum::Json<Paged<Order>>> {
     let (page, per_page) = q.resolve()?;
     let (items, total) = super::orders::list_mine(&st.db, &caller, page, per_page).await?;
     Ok(axum::Json(Paged { items, total, page, per_page }))
@@ -148,7 +177,11 @@ pub async fn my_orders(State(st): State<AppState>, Auth(caller): Auth, Query(q):
 /// One order: for its buyer and admins (404 for anyone else).
 #[utoipa::path(get, path = "/api/v1/orders/{order_id}", tag = "commerce", params(("order_id" = i64, Path)),
     security(("bearer" = [])), responses((status = 200, body = Order), (status = 404, body = ErrorBody)))]
-pub async fn get_order(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<axum::Json<Order>> {
+pub async fn get_order(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<Order>> {
     Ok(axum::Json(super::orders::get(&st.db, &caller, id).await?))
 }
 
@@ -205,7 +238,9 @@ pub async fn refund_order(
     body: Bytes,
 ) -> ApiResult<axum::Json<Order>> {
     let req: RefundRequest = optional_json(&headers, &body)?.unwrap_or_default();
-    Ok(axum::Json(super::refunds::refund(&st.db, &st.payments, &caller, id, req.reason.as_deref()).await?))
+    Ok(axum::Json(
+        super::refunds::refund(&st.db, &st.payments, &caller, id, req.reason.as_deref()).await?,
+    ))
 }
 
 /// The dashboard's date range.
@@ -227,5 +262,7 @@ pub async fn instructor_dashboard(
     Auth(caller): Auth,
     Query(q): Query<DashboardParams>,
 ) -> ApiResult<axum::Json<Dashboard>> {
-    Ok(axum::Json(super::dashboard::dashboard(&st.db, &caller, q.from.as_deref(), q.to.as_deref()).await?))
+    Ok(axum::Json(
+        super::dashboard::dashboard(&st.db, &caller, q.from.as_deref(), q.to.as_deref()).await?,
+    ))
 }

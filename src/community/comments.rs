@@ -99,7 +99,8 @@ pub async fn list(
 ) -> ApiResult<(Vec<CommentThread>, i64)> {
     crate::catalog::visible_course(db, caller, course_id).await?;
     let newest_first = order == ThreadOrder::NewestFirst;
-    let (roots, total) = db::threads_of_course(db, course_id, newest_first, per_page, (page - 1) * per_page).await?;
+    let (roots, total) =
+        db::threads_of_course(db, course_id, newest_first, per_page, (page - 1) * per_page).await?;
     let ids: Vec<i64> = roots.iter().map(|r| r.id).collect();
     let mut replies: HashMap<i64, Vec<Comment>> = HashMap::new();
     for reply in db::first_replies(db, &ids, inline_replies).await? {
@@ -122,7 +123,13 @@ pub async fn list(
 /// One page of the replies to comment `id` (oldest first) and how many there are; 404 when
 /// the comment does not exist or its course is hidden from `caller`. A reply has no replies
 /// of its own: its page is empty.
-pub async fn replies(db: &Db, caller: Option<&Caller>, id: i64, page: i64, per_page: i64) -> ApiResult<(Vec<Comment>, i64)> {
+pub async fn replies(
+    db: &Db,
+    caller: Option<&Caller>,
+    id: i64,
+    page: i64,
+    per_page: i64,
+) -> ApiResult<(Vec<Comment>, i64)> {
     let comment = db::comment(db.pool(), id).await?.ok_or(ApiError::not_found("comment"))?;
     crate::catalog::visible_course(db, caller, comment.course_id).await.map_err(|e| match e {
         ApiError::NotFound { .. } => ApiError::not_found("comment"),
@@ -134,14 +141,28 @@ pub async fn replies(db: &Db, caller: Option<&Caller>, id: i64, page: i64, per_p
 
 /// Comment on a published course, or reply to a comment on it (`parent_id`): 422
 /// `invalid_parent` when the parent is not a comment of this course.
-pub async fn create(db: &Db, caller: &Caller, course_id: i64, content: &str, parent_id: Option<i64>) -> ApiResult<Comment> {
+pub async fn create(
+    db: &Db,
+    caller: &Caller,
+    course_id: i64,
+    content: &str,
+    parent_id: Option<i64>,
+) -> ApiResult<Comment> {
     open_course(db, caller, course_id).await?;
     let content = text("content", content, 1, MAX_CONTENT_CHARS)?;
-    let bad_parent = || ApiError::unprocessable("invalid_parent", "parent_id must name a comment on the same course");
+    let bad_parent = || {
+        ApiError::unprocessable(
+            "invalid_parent",
+            "parent_id must name a comment on the same course",
+        )
+    };
     let root = match parent_id {
         None => None,
         Some(p) => {
-            let parent = db::comment(db.pool(), p).await?.filter(|c| c.course_id == course_id).ok_or_else(bad_parent)?;
+            let parent = db::comment(db.pool(), p)
+                .await?
+                .filter(|c| c.course_id == course_id)
+                .ok_or_else(bad_parent)?;
             Some(parent.parent_id.unwrap_or(parent.id))
         }
     };

@@ -19,11 +19,17 @@ pub struct ReviewRow {
     pub updated_at: i64,
 }
 
-const REVIEW_SELECT: &str = "SELECT r.id, r.course_id, r.user_id, u.name AS user_name, r.rating, r.content, \
+const REVIEW_SELECT: &str =
+    "SELECT r.id, r.course_id, r.user_id, u.name AS user_name, r.rating, r.content, \
      r.created_at, r.updated_at FROM reviews r JOIN users u ON u.id = r.user_id";
 
 /// One page of a course's reviews, newest first, and how many there are.
-pub async fn reviews_of_course(db: &Db, course_id: i64, limit: i64, offset: i64) -> Result<(Vec<ReviewRow>, i64), sqlx::Error> {
+pub async fn reviews_of_course(
+    db: &Db,
+    course_id: i64,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<ReviewRow>, i64), sqlx::Error> {
     let rows = sqlx::query_as(&format!(
         "{REVIEW_SELECT} WHERE r.course_id = $1 ORDER BY r.created_at DESC, r.id DESC LIMIT $2 OFFSET $3"
     ))
@@ -32,13 +38,18 @@ pub async fn reviews_of_course(db: &Db, course_id: i64, limit: i64, offset: i64)
     .bind(offset)
     .fetch_all(db.pool())
     .await?;
-    let (total,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM reviews WHERE course_id = $1").bind(course_id).fetch_one(db.pool()).await?;
+    let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM reviews WHERE course_id = $1")
+        .bind(course_id)
+        .fetch_one(db.pool())
+        .await?;
     Ok((rows, total))
 }
 
 pub async fn review(db: &Db, id: i64) -> Result<Option<ReviewRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{REVIEW_SELECT} WHERE r.id = $1")).bind(id).fetch_optional(db.pool()).await
+    sqlx::query_as(&format!("{REVIEW_SELECT} WHERE r.id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
 }
 
 /// Insert a review by a student actively enrolled in the course, checked in the same
@@ -71,7 +82,13 @@ pub async fn insert_review(
 /// Change a review's rating and/or content (`None` leaves a field alone), only while its
 /// author is still enrolled in the course: checked in the statement itself. False when
 /// nothing was changed (no such review, or its author's enrollment was refunded).
-pub async fn update_review(db: &Db, id: i64, rating: Option<i64>, content: Option<&str>, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn update_review(
+    db: &Db,
+    id: i64,
+    rating: Option<i64>,
+    content: Option<&str>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE reviews SET rating = COALESCE($2, rating), content = COALESCE($3, content), updated_at = $4 \
          WHERE id = $1 AND EXISTS (SELECT 1 FROM enrollments e \
@@ -106,7 +123,8 @@ pub struct CommentRow {
     pub deleted_at: Option<i64>,
 }
 
-const COMMENT_SELECT: &str = "SELECT m.id, m.course_id, m.parent_id, m.user_id, u.name AS user_name, m.content, \
+const COMMENT_SELECT: &str =
+    "SELECT m.id, m.course_id, m.parent_id, m.user_id, u.name AS user_name, m.content, \
      m.created_at, m.updated_at, m.deleted_at FROM comments m JOIN users u ON u.id = m.user_id";
 
 /// One page of a course's top-level comments and how many there are.
@@ -117,7 +135,8 @@ pub async fn threads_of_course(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<CommentRow>, i64), sqlx::Error> {
-    let order = if newest_first { "m.created_at DESC, m.id DESC" } else { "m.created_at ASC, m.id ASC" };
+    let order =
+        if newest_first { "m.created_at DESC, m.id DESC" } else { "m.created_at ASC, m.id ASC" };
     let rows = sqlx::query_as(&format!(
         "{COMMENT_SELECT} WHERE m.course_id = $1 AND m.parent_id IS NULL ORDER BY {order} LIMIT $2 OFFSET $3"
     ))
@@ -126,17 +145,22 @@ pub async fn threads_of_course(
     .bind(offset)
     .fetch_all(db.pool())
     .await?;
-    let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM comments WHERE course_id = $1 AND parent_id IS NULL")
-        .bind(course_id)
-        .fetch_one(db.pool())
-        .await?;
+    let (total,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM comments WHERE course_id = $1 AND parent_id IS NULL")
+            .bind(course_id)
+            .fetch_one(db.pool())
+            .await?;
     Ok((rows, total))
 }
 
 /// The first `per_thread` replies (oldest first) to each of the comments `parent_ids`, in one
 /// query whose cost grows with what it returns, not with the threads' length: each thread's
 /// part is its own `LIMIT` over the `(parent_id, created_at)` index.
-pub async fn first_replies(db: &Db, parent_ids: &[i64], per_thread: i64) -> Result<Vec<CommentRow>, sqlx::Error> {
+pub async fn first_replies(
+    db: &Db,
+    parent_ids: &[i64],
+    per_thread: i64,
+) -> Result<Vec<CommentRow>, sqlx::Error> {
     if parent_ids.is_empty() || per_thread <= 0 {
         return Ok(Vec::new());
     }
@@ -175,7 +199,12 @@ pub async fn reply_counts(db: &Db, parent_ids: &[i64]) -> Result<HashMap<i64, i6
 }
 
 /// One page of the replies to comment `parent_id`, oldest first, and how many there are.
-pub async fn replies_page(db: &Db, parent_id: i64, limit: i64, offset: i64) -> Result<(Vec<CommentRow>, i64), sqlx::Error> {
+pub async fn replies_page(
+    db: &Db,
+    parent_id: i64,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<CommentRow>, i64), sqlx::Error> {
     let rows = sqlx::query_as(&format!(
         "{COMMENT_SELECT} WHERE m.parent_id = $1 ORDER BY m.created_at ASC, m.id ASC LIMIT $2 OFFSET $3"
     ))
@@ -184,12 +213,17 @@ pub async fn replies_page(db: &Db, parent_id: i64, limit: i64, offset: i64) -> R
     .bind(offset)
     .fetch_all(db.pool())
     .await?;
-    let (total,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM comments WHERE parent_id = $1").bind(parent_id).fetch_one(db.pool()).await?;
+    let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM comments WHERE parent_id = $1")
+        .bind(parent_id)
+        .fetch_one(db.pool())
+        .await?;
     Ok((rows, total))
 }
 
-pub async fn comment<'e>(exec: impl Executor<'e, Database = Any>, id: i64) -> Result<Option<CommentRow>, sqlx::Error> {
+pub async fn comment<'e>(
+    exec: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> Result<Option<CommentRow>, sqlx::Error> {
     sqlx::query_as(&format!("{COMMENT_SELECT} WHERE m.id = $1")).bind(id).fetch_optional(exec).await
 }
 
@@ -198,7 +232,10 @@ pub async fn comment<'e>(exec: impl Executor<'e, Database = Any>, id: i64) -> Re
 /// (a reply added, a comment deleted or tombstoned) lock the thread's top-level comment, so
 /// they run one at a time per thread.
 pub async fn lock_comment(conn: &mut AnyConnection, id: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE comments SET updated_at = updated_at WHERE id = $1").bind(id).execute(conn).await?;
+    let done = sqlx::query("UPDATE comments SET updated_at = updated_at WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -226,7 +263,11 @@ pub async fn insert_comment(
 
 /// Delete comment `id` if nothing replies to it (when `only_tombstone`, only if it is also a
 /// tombstone already). True when it was deleted.
-pub async fn delete_comment_without_replies(conn: &mut AnyConnection, id: i64, only_tombstone: bool) -> Result<bool, sqlx::Error> {
+pub async fn delete_comment_without_replies(
+    conn: &mut AnyConnection,
+    id: i64,
+    only_tombstone: bool,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "DELETE FROM comments WHERE id = $1 AND ($2 = 0 OR deleted_at IS NOT NULL) \
          AND NOT EXISTS (SELECT 1 FROM comments r WHERE r.parent_id = $1)",
@@ -239,7 +280,11 @@ pub async fn delete_comment_without_replies(conn: &mut AnyConnection, id: i64, o
 }
 
 /// Turn comment `id` into a tombstone: its text is erased, its place in the thread kept.
-pub async fn tombstone_comment(conn: &mut AnyConnection, id: i64, now: i64) -> Result<(), sqlx::Error> {
+pub async fn tombstone_comment(
+    conn: &mut AnyConnection,
+    id: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE comments SET content = '', deleted_at = $2, updated_at = $2 WHERE id = $1")
         .bind(id)
         .bind(now)

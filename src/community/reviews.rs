@@ -53,18 +53,34 @@ fn content(c: &str) -> ApiResult<String> {
 }
 
 /// One page of a course's reviews, newest first, and their total.
-pub async fn list(db: &Db, caller: Option<&Caller>, course_id: i64, page: i64, per_page: i64) -> ApiResult<(Vec<Review>, i64)> {
+pub async fn list(
+    db: &Db,
+    caller: Option<&Caller>,
+    course_id: i64,
+    page: i64,
+    per_page: i64,
+) -> ApiResult<(Vec<Review>, i64)> {
     crate::catalog::visible_course(db, caller, course_id).await?;
-    let (rows, total) = db::reviews_of_course(db, course_id, per_page, (page - 1) * per_page).await?;
+    let (rows, total) =
+        db::reviews_of_course(db, course_id, per_page, (page - 1) * per_page).await?;
     Ok((rows.into_iter().map(Review::from).collect(), total))
 }
 
 /// Review a course the caller is enrolled in: 403 when not enrolled (or it is their own
 /// course), 409 when they have reviewed it already.
-pub async fn create(db: &Db, caller: &Caller, course_id: i64, stars: i64, text: Option<&str>) -> ApiResult<Review> {
+pub async fn create(
+    db: &Db,
+    caller: &Caller,
+    course_id: i64,
+    stars: i64,
+    text: Option<&str>,
+) -> ApiResult<Review> {
     let course = open_course(db, caller, course_id).await?;
     if course.instructor_id == caller.user_id {
-        return Err(ApiError::forbidden("own_course", "instructors do not review their own courses"));
+        return Err(ApiError::forbidden(
+            "own_course",
+            "instructors do not review their own courses",
+        ));
     }
     if !crate::catalog::db::is_enrolled(db, caller.user_id, course_id).await? {
         return Err(not_enrolled());
@@ -74,9 +90,10 @@ pub async fn create(db: &Db, caller: &Caller, course_id: i64, stars: i64, text: 
     match db::insert_review(db, course_id, caller.user_id, stars, &text, now()).await {
         Ok(Some(id)) => find(db, id).await,
         Ok(None) => Err(not_enrolled()),
-        Err(e) if is_unique_violation(&e) => {
-            Err(ApiError::conflict("review_exists", "you have reviewed this course already; change that review instead"))
-        }
+        Err(e) if is_unique_violation(&e) => Err(ApiError::conflict(
+            "review_exists",
+            "you have reviewed this course already; change that review instead",
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -100,7 +117,13 @@ async fn own_review(db: &Db, caller: &Caller, id: i64, admin_too: bool) -> ApiRe
 /// Change the caller's own review; absent fields stay as they are. Only while the caller is
 /// enrolled: once their enrollment is refunded the review stays as it was (403
 /// `not_enrolled`; deleting it is still allowed).
-pub async fn update(db: &Db, caller: &Caller, id: i64, stars: Option<i64>, text: Option<&str>) -> ApiResult<Review> {
+pub async fn update(
+    db: &Db,
+    caller: &Caller,
+    id: i64,
+    stars: Option<i64>,
+    text: Option<&str>,
+) -> ApiResult<Review> {
     own_review(db, caller, id, false).await?;
     let stars = stars.map(rating).transpose()?;
     let text = text.map(content).transpose()?;

@@ -41,7 +41,9 @@ pub async fn list_reviews(
     Query(p): Query<PageParams>,
 ) -> ApiResult<axum::Json<Paged<Review>>> {
     let (page, per_page) = p.resolve()?;
-    let (items, total) = super::reviews::list(&st.db, caller.as_ref().map(|a| &a.0), course_id, page, per_page).await?;
+    let (items, total) =
+        super::reviews::list(&st.db, caller.as_ref().map(|a| &a.0), course_id, page, per_page)
+            .await?;
     Ok(axum::Json(Paged { items, total, page, per_page }))
 }
 
@@ -70,7 +72,9 @@ pub async fn create_review(
     Json(req): Json<CreateReview>,
 ) -> ApiResult<(StatusCode, axum::Json<Review>)> {
     st.limits.post(caller.user_id)?;
-    let review = super::reviews::create(&st.db, &caller, course_id, req.rating, req.content.as_deref()).await?;
+    let review =
+        super::reviews::create(&st.db, &caller, course_id, req.rating, req.content.as_deref())
+            .await?;
     Ok((StatusCode::CREATED, axum::Json(review)))
 }
 
@@ -96,13 +100,19 @@ pub async fn update_review(
     Json(req): Json<UpdateReview>,
 ) -> ApiResult<axum::Json<Review>> {
     st.limits.post(caller.user_id)?;
-    Ok(axum::Json(super::reviews::update(&st.db, &caller, id, req.rating, req.content.as_deref()).await?))
+    Ok(axum::Json(
+        super::reviews::update(&st.db, &caller, id, req.rating, req.content.as_deref()).await?,
+    ))
 }
 
 /// Delete a review: its author or an admin (404 for anyone else).
 #[utoipa::path(delete, path = "/api/v1/reviews/{review_id}", tag = "community", params(("review_id" = i64, Path)),
     security(("bearer" = [])), responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn delete_review(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+pub async fn delete_review(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
     super::reviews::delete(&st.db, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -140,10 +150,14 @@ pub async fn list_comments(
     };
     let inline = q.replies_per_thread.unwrap_or(INLINE_REPLIES);
     if !(0..=MAX_INLINE_REPLIES).contains(&inline) {
-        return Err(ApiError::bad_request("invalid_replies_per_thread", "replies_per_thread is 0 to 100"));
+        return Err(ApiError::bad_request(
+            "invalid_replies_per_thread",
+            "replies_per_thread is 0 to 100",
+        ));
     }
     let caller = caller.as_ref().map(|a| &a.0);
-    let (items, total) = super::comments::list(&st.db, caller, course_id, order, page, per_page, inline).await?;
+    let (items, total) =
+        super::comments::list(&st.db, caller, course_id, order, page, per_page, inline).await?;
     Ok(axum::Json(Paged { items, total, page, per_page }))
 }
 
@@ -160,7 +174,8 @@ pub async fn list_replies(
     Query(p): Query<PageParams>,
 ) -> ApiResult<axum::Json<Paged<Comment>>> {
     let (page, per_page) = p.resolve()?;
-    let (items, total) = super::comments::replies(&st.db, caller.as_ref().map(|a| &a.0), id, page, per_page).await?;
+    let (items, total) =
+        super::comments::replies(&st.db, caller.as_ref().map(|a| &a.0), id, page, per_page).await?;
     Ok(axum::Json(Paged { items, total, page, per_page }))
 }
 
@@ -189,7 +204,8 @@ pub async fn create_comment(
     Json(req): Json<CreateComment>,
 ) -> ApiResult<(StatusCode, axum::Json<Comment>)> {
     st.limits.post(caller.user_id)?;
-    let comment = super::comments::create(&st.db, &caller, course_id, &req.content, req.parent_id).await?;
+    let comment =
+        super::comments::create(&st.db, &caller, course_id, &req.content, req.parent_id).await?;
     Ok((StatusCode::CREATED, axum::Json(comment)))
 }
 
@@ -197,7 +213,11 @@ pub async fn create_comment(
 /// its thread as `deleted: true` without content or author.
 #[utoipa::path(delete, path = "/api/v1/comments/{comment_id}", tag = "community", params(("comment_id" = i64, Path)),
     security(("bearer" = [])), responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn delete_comment(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+pub async fn delete_comment(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
     super::comments::delete(&st.db, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

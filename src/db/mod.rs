@@ -99,17 +99,22 @@ impl Db {
 /// existing files are left alone.
 async fn create_private_sqlite_file(url: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url).context("parsing the SQLite URL")?;
+    let opts =
+        sqlx::sqlite::SqliteConnectOptions::from_str(url).context("parsing the SQLite URL")?;
     let path = opts.get_filename().to_path_buf();
-    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || url.contains("mode=memory") {
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || url.contains("mode=memory")
+    {
         return Ok(());
     }
-    tokio::task::spawn_blocking(move || match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        // A directory that does not exist yet: leave the error to SQLite, which words it.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("creating the database file {}", path.display()))),
+    tokio::task::spawn_blocking(move || {
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            // A directory that does not exist yet: leave the error to SQLite, which words it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e)
+                .context(format!("creating the database file {}", path.display()))),
+        }
     })
     .await?
 }
@@ -156,7 +161,8 @@ pub fn is_outage(err: &sqlx::Error) -> bool {
             // plain SQLITE_ERROR, told apart by its message.
             let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some_and(|_| {
                 let primary = code.parse::<i64>().map(|c| c & 0xff).unwrap_or(0);
-                matches!(primary, 5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 26) || db.message().starts_with("no such table")
+                matches!(primary, 5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 26)
+                    || db.message().starts_with("no such table")
             });
             postgres || sqlite
         }

@@ -93,14 +93,20 @@ fn parse_addr(s: &str) -> Option<IpAddr> {
     if let Ok(sock) = s.parse::<SocketAddr>() {
         return Some(sock.ip().to_canonical());
     }
-    s.strip_prefix('[')?.split_once(']').and_then(|(ip, _)| ip.parse::<IpAddr>().ok()).map(|ip| ip.to_canonical())
+    s.strip_prefix('[')?
+        .split_once(']')
+        .and_then(|(ip, _)| ip.parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
 }
 
 impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = ApiError;
 
     /// Resolved once per request by the access-log middleware; resolved here when it did not.
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(client) = parts.extensions.get::<ClientAddr>() {
             return Ok(*client);
         }
@@ -124,7 +130,10 @@ mod tests {
     fn resolve(peer: &str, headers: &[(&str, &str)], trusted: &str) -> String {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
-            map.append(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            map.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         ClientAddr::resolve(peer.parse().unwrap(), &map, &trusted.parse().unwrap()).to_string()
     }

@@ -33,7 +33,10 @@ where
         // Content type, body limit and syntax are axum's checks; the shape is ours.
         let axum::Json(value) = axum::Json::<Value>::from_request(req, state).await?;
         serde_path_to_error::deserialize(Strict(value)).map(Json).map_err(|e| {
-            ApiError::unprocessable("invalid_body", format!("Failed to deserialize the JSON body into the target type: {e}"))
+            ApiError::unprocessable(
+                "invalid_body",
+                format!("Failed to deserialize the JSON body into the target type: {e}"),
+            )
         })
     }
 }
@@ -50,14 +53,20 @@ impl<'de> IntoDeserializer<'de, serde_json::Error> for Strict {
 }
 
 impl Strict {
-    fn visit_array<'de, V: Visitor<'de>>(items: Vec<Value>, visitor: V) -> Result<V::Value, serde_json::Error> {
+    fn visit_array<'de, V: Visitor<'de>>(
+        items: Vec<Value>,
+        visitor: V,
+    ) -> Result<V::Value, serde_json::Error> {
         let mut seq = SeqDeserializer::new(items.into_iter().map(Strict));
         let out = visitor.visit_seq(&mut seq)?;
         seq.end()?;
         Ok(out)
     }
 
-    fn visit_object<'de, V: Visitor<'de>>(map: serde_json::Map<String, Value>, visitor: V) -> Result<V::Value, serde_json::Error> {
+    fn visit_object<'de, V: Visitor<'de>>(
+        map: serde_json::Map<String, Value>,
+        visitor: V,
+    ) -> Result<V::Value, serde_json::Error> {
         let mut entries = MapDeserializer::new(map.into_iter().map(|(k, v)| (k, Strict(v))));
         let out = visitor.visit_map(&mut entries)?;
         entries.end()?;
@@ -95,7 +104,11 @@ impl<'de> Deserializer<'de> for Strict {
         }
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -128,8 +141,12 @@ fn unexpected(v: &Value) -> de::Unexpected<'_> {
 impl From<JsonRejection> for ApiError {
     fn from(rej: JsonRejection) -> Self {
         match rej {
-            JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("malformed_json", e.body_text()),
-            JsonRejection::JsonDataError(e) => ApiError::unprocessable("invalid_body", e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::bad_request("malformed_json", e.body_text())
+            }
+            JsonRejection::JsonDataError(e) => {
+                ApiError::unprocessable("invalid_body", e.body_text())
+            }
             JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType {
                 code: "expected_json",
                 message: "send the body as JSON with Content-Type: application/json".into(),
@@ -146,7 +163,8 @@ pub struct Auth(pub Caller);
 
 fn bearer(parts: &Parts) -> Option<Result<&str, ApiError>> {
     let value = parts.headers.get(axum::http::header::AUTHORIZATION)?;
-    let bad = || ApiError::unauthorized("invalid_token", "Authorization must be `Bearer <access token>`");
+    let bad =
+        || ApiError::unauthorized("invalid_token", "Authorization must be `Bearer <access token>`");
     let Ok(text) = value.to_str() else { return Some(Err(bad())) };
     let Some((scheme, token)) = text.split_once(' ') else { return Some(Err(bad())) };
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
@@ -158,9 +176,14 @@ fn bearer(parts: &Parts) -> Option<Result<&str, ApiError>> {
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match bearer(parts) {
-            None => Err(ApiError::unauthorized("missing_token", "sign in: this needs an access token")),
+            None => {
+                Err(ApiError::unauthorized("missing_token", "sign in: this needs an access token"))
+            }
             Some(token) => Ok(Auth(state.accounts.authenticate(token?).await?)),
         }
     }
@@ -170,7 +193,10 @@ impl FromRequestParts<AppState> for Auth {
 impl OptionalFromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
         match bearer(parts) {
             None => Ok(None),
             Some(token) => Ok(Some(Auth(state.accounts.authenticate(token?).await?))),
@@ -214,7 +240,10 @@ impl PageParams {
         let page = self.page.unwrap_or(1);
         let per_page = self.per_page.unwrap_or(20);
         if page < 1 || !(1..=100).contains(&per_page) || page > 1_000_000 {
-            return Err(ApiError::bad_request("invalid_page", "page starts at 1 and per_page is 1 to 100"));
+            return Err(ApiError::bad_request(
+                "invalid_page",
+                "page starts at 1 and per_page is 1 to 100",
+            ));
         }
         Ok((page, per_page))
     }
@@ -249,7 +278,8 @@ mod tests {
     }
 
     fn strict<T: DeserializeOwned>(json: &str) -> Result<T, String> {
-        serde_path_to_error::deserialize(Strict(serde_json::from_str(json).unwrap())).map_err(|e| e.to_string())
+        serde_path_to_error::deserialize(Strict(serde_json::from_str(json).unwrap()))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -257,17 +287,26 @@ mod tests {
         assert!(strict::<Body>("[]").unwrap_err().contains("expected a JSON object"));
         assert!(strict::<Body>(r#"["x", null]"#).is_err());
         let nested = strict::<Body>(r#"{"items": [[0, "Intro"]]}"#).unwrap_err();
-        assert!(nested.starts_with("items[0]") && nested.contains("expected a JSON object"), "{nested}");
+        assert!(
+            nested.starts_with("items[0]") && nested.contains("expected a JSON object"),
+            "{nested}"
+        );
     }
 
     #[test]
     fn everything_else_reads_as_serde_json_would() {
         let body: Body = strict(r#"{"name": "A", "items": [{"start": 0, "title": "Intro"}, {"start": 1.5, "title": "Next"}]}"#).unwrap();
         assert_eq!(body.items.unwrap()[1], Chapter { start: 1.5, title: "Next".into() });
-        assert_eq!(strict::<Body>(r#"{"items": null}"#).unwrap(), Body { name: String::new(), items: None });
+        assert_eq!(
+            strict::<Body>(r#"{"items": null}"#).unwrap(),
+            Body { name: String::new(), items: None }
+        );
         assert!(strict::<Body>(r#"{"name": 42}"#).unwrap_err().starts_with("name"));
         assert_eq!(strict::<Vec<i64>>("[1, 2]").unwrap(), vec![1, 2]);
-        assert_eq!(strict::<Value>(r#"{"a": [1, {"b": null}]}"#).unwrap(), serde_json::json!({"a": [1, {"b": null}]}));
+        assert_eq!(
+            strict::<Value>(r#"{"a": [1, {"b": null}]}"#).unwrap(),
+            serde_json::json!({"a": [1, {"b": null}]})
+        );
         assert_eq!(strict::<Option<Option<i64>>>("null").unwrap(), None);
     }
 }

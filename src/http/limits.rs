@@ -25,7 +25,8 @@ struct Bucket<K: Hash + Eq + Clone>(Option<DefaultKeyedRateLimiter<K>>);
 impl<K: Hash + Eq + Clone> Bucket<K> {
     fn new(per_period: u32, period: Duration) -> Self {
         Bucket(NonZeroU32::new(per_period).map(|n| {
-            let quota = Quota::with_period(period / n.get()).expect("non-zero period").allow_burst(n);
+            let quota =
+                Quota::with_period(period / n.get()).expect("non-zero period").allow_burst(n);
             RateLimiter::keyed(quota)
         }))
     }
@@ -37,7 +38,10 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
             limiter.retain_recent();
         }
         checked.map_err(|not_until| ApiError::TooManyRequests {
-            retry_after_secs: not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1),
+            retry_after_secs: not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                .max(1),
         })
     }
 }
@@ -57,7 +61,10 @@ impl Limits {
     pub fn new(cfg: &Config) -> Limits {
         Limits {
             signups: Bucket::new(cfg.signups_per_address_per_hour, HOUR),
-            password_changes_per_address: Bucket::new(cfg.password_changes_per_address_per_hour, HOUR),
+            password_changes_per_address: Bucket::new(
+                cfg.password_changes_per_address_per_hour,
+                HOUR,
+            ),
             password_changes_per_user: Bucket::new(cfg.password_changes_per_address_per_hour, HOUR),
             posts: Bucket::new(cfg.posts_per_user_per_minute, MINUTE),
         }

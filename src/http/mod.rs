@@ -19,9 +19,11 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower::ServiceExt;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tracing::Instrument;
 
 use crate::accounts::Accounts;
@@ -74,7 +76,8 @@ pub fn router(state: AppState) -> Router {
     let plain = app.clone();
     let with_cors = app.layer(cors(&state.cfg));
     let dispatch = tower::service_fn(move |req: Request| {
-        let preflight_or_normal = req.method() != Method::OPTIONS || req.headers().contains_key("access-control-request-method");
+        let preflight_or_normal = req.method() != Method::OPTIONS
+            || req.headers().contains_key("access-control-request-method");
         let svc = if preflight_or_normal { with_cors.clone() } else { plain.clone() };
         svc.oneshot(req)
     });
@@ -89,10 +92,20 @@ fn cors(cfg: &Config) -> CorsLayer {
         None => AllowOrigin::any(),
         Some(list) => AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok())),
     };
-    let names = |names: &[&'static str]| names.iter().map(|n| HeaderName::from_static(n)).collect::<Vec<_>>();
+    let names = |names: &[&'static str]| {
+        names.iter().map(|n| HeaderName::from_static(n)).collect::<Vec<_>>()
+    };
     CorsLayer::new()
         .allow_origin(origin)
-        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers(names(&[
             "authorization",
             "content-type",
@@ -137,25 +150,36 @@ pub fn base_url(cfg: &Config, headers: &axum::http::HeaderMap) -> String {
     if let Some(url) = cfg.public_url.as_deref().filter(|u| !u.is_empty()) {
         return url.trim_end_matches('/').to_string();
     }
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or("").trim());
-    let proto = get("x-forwarded-proto").filter(|p| *p == "https" || *p == "http").unwrap_or("http");
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(',').next().unwrap_or("").trim())
+    };
+    let proto =
+        get("x-forwarded-proto").filter(|p| *p == "https" || *p == "http").unwrap_or("http");
     let host = get("x-forwarded-host")
         .or(get("host"))
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)))
+        .filter(|h| {
+            !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
         .map(str::to_string)
         .unwrap_or_else(|| cfg.listen.to_string());
     format!("{proto}://{host}")
 }
 
 /// Query parameters whose values must never be logged.
-const SENSITIVE_PARAMS: &[&str] = &["token", "access_token", "refresh_token", "signature", "sig", "key", "password"];
+const SENSITIVE_PARAMS: &[&str] =
+    &["token", "access_token", "refresh_token", "signature", "sig", "key", "password"];
 
 /// The query string with the values of [`SENSITIVE_PARAMS`] replaced.
 pub fn redact_query(query: &str) -> String {
     query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if SENSITIVE_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s)) => format!("{k}=REDACTED"),
+            Some((k, _)) if SENSITIVE_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s)) => {
+                format!("{k}=REDACTED")
+            }
             _ => pair.to_string(),
         })
         .collect::<Vec<_>>()
@@ -164,7 +188,11 @@ pub fn redact_query(query: &str) -> String {
 
 /// One span and one access-log line per request, plus request metrics. Resolves the client
 /// address once (through trusted proxies) for the handlers' [`client::ClientAddr`].
-async fn access_log(axum::extract::State(st): axum::extract::State<AppState>, mut req: Request, next: Next) -> Response {
+async fn access_log(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -177,7 +205,8 @@ async fn access_log(axum::extract::State(st): axum::extract::State<AppState>, mu
         .unwrap_or("-")
         .to_string();
     let peer = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let resolved = peer.map(|p| client::ClientAddr::resolve(p, req.headers(), &st.cfg.trusted_proxies));
+    let resolved =
+        peer.map(|p| client::ClientAddr::resolve(p, req.headers(), &st.cfg.trusted_proxies));
     if let Some(c) = resolved {
         req.extensions_mut().insert(c);
     }
@@ -197,10 +226,13 @@ async fn access_log(axum::extract::State(st): axum::extract::State<AppState>, mu
             "{method} {path}"
         )
     });
-    let route = route.unwrap_or_else(|| if status == 404 { "unmatched".into() } else { path_family(&path) });
+    let route =
+        route
+            .unwrap_or_else(|| if status == 404 { "unmatched".into() } else { path_family(&path) });
     let labels = [("method", method.to_string()), ("route", route), ("status", status.to_string())];
     metrics::counter!("lectern_http_requests_total", &labels).increment(1);
-    metrics::histogram!("lectern_http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    metrics::histogram!("lectern_http_request_duration_seconds", &labels[..2])
+        .record(elapsed.as_secs_f64());
     resp
 }
 

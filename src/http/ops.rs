@@ -15,7 +15,10 @@ use super::AppState;
 use crate::error::{ApiError, ApiResult};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics_text))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
 }
 
 /// Health answer.
@@ -54,24 +57,37 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Ready
         tracing::warn!(error = %e, "readiness: storage unreachable");
         return Err(ApiError::Unavailable { message: "object storage unreachable".into() });
     }
-    Ok(axum::Json(Ready { status: "ok", environment: state.cfg.env, payment_provider: state.payments.provider.name() }))
+    Ok(axum::Json(Ready {
+        status: "ok",
+        environment: state.cfg.env,
+        payment_provider: state.payments.provider.name(),
+    }))
 }
 
 /// Prometheus text exposition of the process's metrics. With `metrics_token` configured, only
 /// for `Authorization: Bearer <metrics_token>`.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, content_type = "text/plain"), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn metrics_text(State(state): State<AppState>, headers: axum::http::HeaderMap) -> ApiResult<impl IntoResponse> {
+pub async fn metrics_text(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<impl IntoResponse> {
     let required = state.cfg.metrics_token.expose();
     if !required.is_empty() {
-        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
         // Compared as digests, so the comparison's timing says nothing about the token.
         let matches = given.is_some_and(|g| {
             use sha2::Digest;
             sha2::Sha256::digest(g.as_bytes()) == sha2::Sha256::digest(required.as_bytes())
         });
         if !matches {
-            return Err(ApiError::unauthorized("metrics_token_required", "/metrics needs Authorization: Bearer <metrics token>"));
+            return Err(ApiError::unauthorized(
+                "metrics_token_required",
+                "/metrics needs Authorization: Bearer <metrics token>",
+            ));
         }
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()))

@@ -26,12 +26,20 @@ pub enum Entitlement {
 
 impl Entitlement {
     pub fn allowed(self) -> bool {
-        matches!(self, Entitlement::Enrolled | Entitlement::Preview | Entitlement::Owner | Entitlement::Admin)
+        matches!(
+            self,
+            Entitlement::Enrolled | Entitlement::Preview | Entitlement::Owner | Entitlement::Admin
+        )
     }
 }
 
 /// May `caller` watch `lecture` of `course`?
-pub async fn may_watch(db: &Db, caller: Option<&Caller>, course: &CourseRow, lecture: &LectureRow) -> Result<Entitlement, sqlx::Error> {
+pub async fn may_watch(
+    db: &Db,
+    caller: Option<&Caller>,
+    course: &CourseRow,
+    lecture: &LectureRow,
+) -> Result<Entitlement, sqlx::Error> {
     if let Some(c) = caller {
         if c.role == Role::Admin {
             return Ok(Entitlement::Admin);
@@ -45,7 +53,9 @@ pub async fn may_watch(db: &Db, caller: Option<&Caller>, course: &CourseRow, lec
     }
     match caller {
         None => Ok(Entitlement::SignInRequired),
-        Some(c) if crate::catalog::db::is_enrolled(db, c.user_id, course.id).await? => Ok(Entitlement::Enrolled),
+        Some(c) if crate::catalog::db::is_enrolled(db, c.user_id, course.id).await? => {
+            Ok(Entitlement::Enrolled)
+        }
         Some(_) => Ok(Entitlement::NotEntitled),
     }
 }
@@ -54,7 +64,12 @@ pub async fn may_watch(db: &Db, caller: Option<&Caller>, course: &CourseRow, lec
 /// `source` says how: `order`, `free`, `admin`. `exec` is a pool or, to enroll as part of a
 /// larger change (a payment), a transaction — the duplicate is skipped with `ON CONFLICT`
 /// rather than caught, so it never aborts that transaction.
-pub async fn enroll<'e, E>(exec: E, user_id: i64, course_id: i64, source: &str) -> Result<(), sqlx::Error>
+pub async fn enroll<'e, E>(
+    exec: E,
+    user_id: i64,
+    course_id: i64,
+    source: &str,
+) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -106,12 +121,16 @@ pub async fn enrolled_courses(
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
-        out.push((<CourseRow as sqlx::FromRow<_>>::from_row(row)?, row.try_get::<i64, _>("enrolled_at")?));
+        out.push((
+            <CourseRow as sqlx::FromRow<_>>::from_row(row)?,
+            row.try_get::<i64, _>("enrolled_at")?,
+        ));
     }
-    let (total,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM enrollments WHERE user_id = $1 AND revoked_at IS NULL")
-            .bind(user_id)
-            .fetch_one(db.pool())
-            .await?;
+    let (total,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM enrollments WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .fetch_one(db.pool())
+    .await?;
     Ok((out, total))
 }

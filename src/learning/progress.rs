@@ -64,7 +64,8 @@ pub async fn record(
     // Milliseconds, and past every earlier report of this person in this course even when two
     // land in the same millisecond, so that "the lecture reported last" is well defined.
     let t_ms = chrono::Utc::now().timestamp_millis();
-    let reported_at = "(SELECT CASE WHEN MAX(updated_at) >= $7 THEN MAX(updated_at) + 1 ELSE $7 END \
+    let reported_at =
+        "(SELECT CASE WHEN MAX(updated_at) >= $7 THEN MAX(updated_at) + 1 ELSE $7 END \
                        FROM lecture_progress WHERE user_id = $1 AND course_id = $3)";
     let completed_at = if done == 1 { Some(t) } else { None };
     // One statement: the merge, completion by the furthest point (so a lecture reported in
@@ -97,7 +98,11 @@ pub async fn record(
 }
 
 /// `user_id`'s progress through `course_id`.
-pub async fn course_progress(db: &Db, user_id: i64, course_id: i64) -> Result<CourseProgress, sqlx::Error> {
+pub async fn course_progress(
+    db: &Db,
+    user_id: i64,
+    course_id: i64,
+) -> Result<CourseProgress, sqlx::Error> {
     let lectures: Vec<LectureProgress> = sqlx::query_as(
         "SELECT p.lecture_id, p.position_seconds, p.furthest_seconds, p.completed FROM lecture_progress p \
          JOIN lectures l ON l.id = p.lecture_id WHERE p.user_id = $1 AND p.course_id = $2 ORDER BY l.position, l.id",
@@ -118,7 +123,8 @@ pub async fn course_progress(db: &Db, user_id: i64, course_id: i64) -> Result<Co
     .fetch_optional(db.pool())
     .await?;
     let completed = lectures.iter().filter(|l| l.completed != 0).count() as i64;
-    let percent = if total == 0 { 0.0 } else { (completed as f64 * 1000.0 / total as f64).round() / 10.0 };
+    let percent =
+        if total == 0 { 0.0 } else { (completed as f64 * 1000.0 / total as f64).round() / 10.0 };
     Ok(CourseProgress {
         course_id,
         completed_lectures: completed,

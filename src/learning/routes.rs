@@ -45,9 +45,13 @@ pub async fn put_progress(
     Path(lecture_id): Path<i64>,
     Json(report): Json<ProgressReport>,
 ) -> ApiResult<axum::Json<LectureProgress>> {
-    let (lecture, course) = crate::catalog::visible_lecture(&st.db, Some(&caller), lecture_id).await?;
+    let (lecture, course) =
+        crate::catalog::visible_lecture(&st.db, Some(&caller), lecture_id).await?;
     if !super::may_watch(&st.db, Some(&caller), &course, &lecture).await?.allowed() {
-        return Err(ApiError::forbidden("not_enrolled", "enroll in this course to record progress"));
+        return Err(ApiError::forbidden(
+            "not_enrolled",
+            "enroll in this course to record progress",
+        ));
     }
     let limit = lecture.duration_seconds.map_or(86_400.0, |d| d + 5.0);
     let p = report.position_seconds;
@@ -57,8 +61,16 @@ pub async fn put_progress(
             format!("position_seconds must be between 0 and the lecture's length ({limit:.0} s)"),
         ));
     }
-    let saved =
-        progress::record(&st.db, caller.user_id, lecture.id, course.id, p, report.completed, lecture.duration_seconds).await?;
+    let saved = progress::record(
+        &st.db,
+        caller.user_id,
+        lecture.id,
+        course.id,
+        p,
+        report.completed,
+        lecture.duration_seconds,
+    )
+    .await?;
     Ok(axum::Json(saved))
 }
 
@@ -100,7 +112,8 @@ pub async fn my_courses(
     Query(page): Query<PageParams>,
 ) -> ApiResult<axum::Json<Paged<MyCourse>>> {
     let (page, per_page) = page.resolve()?;
-    let (rows, total) = super::enrolled_courses(&st.db, caller.user_id, per_page, (page - 1) * per_page).await?;
+    let (rows, total) =
+        super::enrolled_courses(&st.db, caller.user_id, per_page, (page - 1) * per_page).await?;
     let mut items = Vec::with_capacity(rows.len());
     for (course, enrolled_at) in rows {
         let p = progress::course_progress(&st.db, caller.user_id, course.id).await?;

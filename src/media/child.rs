@@ -24,8 +24,18 @@ pub struct Limits {
 /// credential chain read. Everything else (notably every `LECTERN_*` variable, which may hold
 /// the JWT secret, playback keys or payment keys) stays behind.
 fn inherited(name: &str, aws: bool) -> bool {
-    const PLAIN: &[&str] =
-        &["PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL", "RUST_LOG", "RUST_BACKTRACE", "SSL_CERT_FILE", "SSL_CERT_DIR"];
+    const PLAIN: &[&str] = &[
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "TZ",
+        "LANG",
+        "LC_ALL",
+        "RUST_LOG",
+        "RUST_BACKTRACE",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ];
     PLAIN.contains(&name) || name.starts_with("LC_") || (aws && name.starts_with("AWS_"))
 }
 
@@ -74,7 +84,10 @@ fn set_limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::R
             return Err(io::Error::last_os_error());
         }
         let max = current.rlim_max;
-        let limit = libc::rlimit { rlim_cur: (soft as libc::rlim_t).min(max), rlim_max: (hard as libc::rlim_t).min(max) };
+        let limit = libc::rlimit {
+            rlim_cur: (soft as libc::rlim_t).min(max),
+            rlim_max: (hard as libc::rlim_t).min(max),
+        };
         if libc::setrlimit(resource, &limit) != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -88,9 +101,19 @@ mod tests {
 
     #[test]
     fn secrets_in_the_environment_are_not_inherited() {
-        for name in ["LECTERN_JWT_SECRET", "LECTERN_PLAYBACK_KEYS", "LECTERN_TOSS_SECRET_KEY", "LECTERN_CHILD_CONFIG", "DATABASE_URL"] {
+        for name in [
+            "LECTERN_JWT_SECRET",
+            "LECTERN_PLAYBACK_KEYS",
+            "LECTERN_TOSS_SECRET_KEY",
+            "LECTERN_CHILD_CONFIG",
+            "DATABASE_URL",
+        ] {
             assert!(!inherited(name, true), "{name}");
         }
-        assert!(inherited("PATH", false) && inherited("AWS_PROFILE", true) && !inherited("AWS_PROFILE", false));
+        assert!(
+            inherited("PATH", false)
+                && inherited("AWS_PROFILE", true)
+                && !inherited("AWS_PROFILE", false)
+        );
     }
 }

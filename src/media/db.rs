@@ -26,15 +26,25 @@ pub struct VideoRow {
     pub ready_at: Option<i64>,
 }
 
-const VIDEO_COLUMNS: &str = "id, lecture_id, uploader_id, status, progress, original_filename, source_size, \
+const VIDEO_COLUMNS: &str =
+    "id, lecture_id, uploader_id, status, progress, original_filename, source_size, \
      output_prefix, duration_seconds, renditions, hls_key, error, created_at, ready_at";
 
 pub async fn video(db: &Db, id: i64) -> Result<Option<VideoRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {VIDEO_COLUMNS} FROM videos WHERE id = $1")).bind(id).fetch_optional(db.pool()).await
+    sqlx::query_as(&format!("SELECT {VIDEO_COLUMNS} FROM videos WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
 }
 
 /// A new video, `uploading`.
-pub async fn insert_video<'e, E>(exec: E, lecture_id: i64, uploader_id: i64, filename: &str, now: i64) -> Result<i64, sqlx::Error>
+pub async fn insert_video<'e, E>(
+    exec: E,
+    lecture_id: i64,
+    uploader_id: i64,
+    filename: &str,
+    now: i64,
+) -> Result<i64, sqlx::Error>
 where
     E: Executor<'e, Database = Any>,
 {
@@ -68,7 +78,12 @@ where
 }
 
 /// A streamed PUT in progress says it is alive and how many bytes it holds.
-pub async fn touch_receiving(db: &Db, id: i64, receiving_bytes: i64, now: i64) -> Result<(), sqlx::Error> {
+pub async fn touch_receiving(
+    db: &Db,
+    id: i64,
+    receiving_bytes: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE videos SET receiving_bytes = $2, updated_at = $3 WHERE id = $1 AND status = 'uploading'")
         .bind(id)
         .bind(receiving_bytes)
@@ -80,7 +95,12 @@ pub async fn touch_receiving(db: &Db, id: i64, receiving_bytes: i64, now: i64) -
 
 /// Record the stored source's size on a video that is still `uploading`. False when it is not
 /// (someone else completed or removed it): the caller rolls back.
-pub async fn source_stored<'e, E>(exec: E, id: i64, size: i64, now: i64) -> Result<bool, sqlx::Error>
+pub async fn source_stored<'e, E>(
+    exec: E,
+    id: i64,
+    size: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error>
 where
     E: Executor<'e, Database = Any>,
 {
@@ -114,7 +134,12 @@ pub async fn delete_video(db: &Db, id: i64) -> Result<(), sqlx::Error> {
 }
 
 /// Move progress forward only: concurrent or late reports never make it go back.
-pub async fn advance_progress(db: &Db, id: i64, progress: f64, now: i64) -> Result<(), sqlx::Error> {
+pub async fn advance_progress(
+    db: &Db,
+    id: i64,
+    progress: f64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE videos SET progress = $2, updated_at = $3 WHERE id = $1 AND progress < $2 AND status = 'processing'")
         .bind(id)
         .bind(progress.clamp(0.0, 1.0))
@@ -124,7 +149,13 @@ pub async fn advance_progress(db: &Db, id: i64, progress: f64, now: i64) -> Resu
     Ok(())
 }
 
-pub async fn set_status(db: &Db, id: i64, status: &str, error: Option<&str>, now: i64) -> Result<(), sqlx::Error> {
+pub async fn set_status(
+    db: &Db,
+    id: i64,
+    status: &str,
+    error: Option<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE videos SET status = $2, error = $3, updated_at = $4 WHERE id = $1")
         .bind(id)
         .bind(status)
@@ -135,7 +166,12 @@ pub async fn set_status(db: &Db, id: i64, status: &str, error: Option<&str>, now
     Ok(())
 }
 
-pub async fn set_source_size<'e, E>(exec: E, id: i64, size: i64, now: i64) -> Result<(), sqlx::Error>
+pub async fn set_source_size<'e, E>(
+    exec: E,
+    id: i64,
+    size: i64,
+    now: i64,
+) -> Result<(), sqlx::Error>
 where
     E: Executor<'e, Database = Any>,
 {
@@ -149,8 +185,10 @@ where
 }
 
 pub async fn video_ids_of_lecture(db: &Db, lecture_id: i64) -> Result<Vec<i64>, sqlx::Error> {
-    let rows: Vec<(i64,)> =
-        sqlx::query_as("SELECT id FROM videos WHERE lecture_id = $1").bind(lecture_id).fetch_all(db.pool()).await?;
+    let rows: Vec<(i64,)> = sqlx::query_as("SELECT id FROM videos WHERE lecture_id = $1")
+        .bind(lecture_id)
+        .fetch_all(db.pool())
+        .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
@@ -191,11 +229,15 @@ pub struct UploadRow {
     pub completed_at: Option<i64>,
 }
 
-const UPLOAD_COLUMNS: &str = "id, video_id, user_id, length, upload_offset, metadata, multipart_id, parts, tail_key, \
+const UPLOAD_COLUMNS: &str =
+    "id, video_id, user_id, length, upload_offset, metadata, multipart_id, parts, tail_key, \
      tail_size, expires_at, completed_at";
 
 pub async fn upload(db: &Db, id: &str) -> Result<Option<UploadRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1")).bind(id).fetch_optional(db.pool()).await
+    sqlx::query_as(&format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
 }
 
 pub async fn insert_upload<'e, E>(
@@ -228,7 +270,13 @@ where
 
 /// Take (or, with the same `token`, extend) the upload's write lock until `until`. False when
 /// another request holds it.
-pub async fn lock_upload(db: &Db, id: &str, token: &str, now: i64, until: i64) -> Result<bool, sqlx::Error> {
+pub async fn lock_upload(
+    db: &Db,
+    id: &str,
+    token: &str,
+    now: i64,
+    until: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE uploads SET lock_token = $2, locked_until = $4 WHERE id = $1 \
          AND (lock_token IS NULL OR lock_token = $2 OR locked_until < $3)",
@@ -254,7 +302,13 @@ pub async fn unlock_upload(db: &Db, id: &str, token: &str) -> Result<(), sqlx::E
 /// Record progress of an upload (offset, parts, tail, length, expiry, completion) if `token`
 /// still holds its lock, and charge `new_bytes` to its uploader's usage for today, in one
 /// transaction. False when the lock was lost: nothing is written.
-pub async fn save_upload_state(db: &Db, u: &UploadRow, token: &str, new_bytes: i64, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn save_upload_state(
+    db: &Db,
+    u: &UploadRow,
+    token: &str,
+    new_bytes: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let mut tx = db.pool().begin().await?;
     let done = sqlx::query(
         "UPDATE uploads SET upload_offset = $2, multipart_id = $3, parts = $4, tail_key = $5, tail_size = $6, \
@@ -285,7 +339,12 @@ pub async fn save_upload_state(db: &Db, u: &UploadRow, token: &str, new_bytes: i
 
 /// Mark the upload complete (its bytes all stored, its tail gone) if `token` holds its lock
 /// and it was not complete yet. False otherwise: the caller rolls back.
-pub async fn mark_upload_complete<'e, E>(exec: E, id: &str, token: &str, now: i64) -> Result<bool, sqlx::Error>
+pub async fn mark_upload_complete<'e, E>(
+    exec: E,
+    id: &str,
+    token: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error>
 where
     E: Executor<'e, Database = Any>,
 {
@@ -341,7 +400,12 @@ pub fn usage_day(now: i64) -> i64 {
 }
 
 /// Add `bytes` to what `user_id` uploaded today.
-pub async fn charge_usage<'e, E>(exec: E, user_id: i64, bytes: i64, now: i64) -> Result<(), sqlx::Error>
+pub async fn charge_usage<'e, E>(
+    exec: E,
+    user_id: i64,
+    bytes: i64,
+    now: i64,
+) -> Result<(), sqlx::Error>
 where
     E: Executor<'e, Database = Any>,
 {
@@ -359,18 +423,24 @@ where
 
 /// Bytes `user_id` uploaded today.
 pub async fn usage_today(db: &Db, user_id: i64, now: i64) -> Result<i64, sqlx::Error> {
-    let row: Option<(i64,)> = sqlx::query_as("SELECT bytes FROM upload_usage WHERE user_id = $1 AND day = $2")
-        .bind(user_id)
-        .bind(usage_day(now))
-        .fetch_optional(db.pool())
-        .await?;
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT bytes FROM upload_usage WHERE user_id = $1 AND day = $2")
+            .bind(user_id)
+            .bind(usage_day(now))
+            .fetch_optional(db.pool())
+            .await?;
     Ok(row.map_or(0, |r| r.0))
 }
 
 /// `user_id`'s uploads in progress, other than video `except`: how many, and the bytes they
 /// hold (a tus upload its length, or its offset while the length is deferred; a streamed PUT
 /// its `receiving_bytes`). Expired tus uploads no longer count.
-pub async fn uploads_in_progress(db: &Db, user_id: i64, except: Option<i64>, now: i64) -> Result<(i64, i64), sqlx::Error> {
+pub async fn uploads_in_progress(
+    db: &Db,
+    user_id: i64,
+    except: Option<i64>,
+    now: i64,
+) -> Result<(i64, i64), sqlx::Error> {
     sqlx::query_as(
         "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN u.id IS NULL THEN v.receiving_bytes \
          ELSE COALESCE(u.length, u.upload_offset) END), 0) AS BIGINT) \

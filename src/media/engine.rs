@@ -66,7 +66,10 @@ pub enum FailureKind {
 impl FailureKind {
     /// Retrying the same input with the same options cannot help.
     pub fn is_permanent(self) -> bool {
-        matches!(self, FailureKind::Invalid | FailureKind::Unprocessable | FailureKind::InvalidOptions)
+        matches!(
+            self,
+            FailureKind::Invalid | FailureKind::Unprocessable | FailureKind::InvalidOptions
+        )
     }
 
     /// Whether the message may be shown to the video's owner as it is.
@@ -115,7 +118,9 @@ pub fn child_main() -> anyhow::Result<()> {
     emit(&EngineEvent::Probed { info });
     let Some(out_dir) = &req.out_dir else { return Ok(()) };
     let encryption = match &req.encryption {
-        Some((key, iv, key_uri)) => Some(HlsEncryption { key: hex16(key)?, iv: hex16(iv)?, key_uri: key_uri.clone() }),
+        Some((key, iv, key_uri)) => {
+            Some(HlsEncryption { key: hex16(key)?, iv: hex16(iv)?, key_uri: key_uri.clone() })
+        }
         None => None,
     };
     let opts = TranscodeOptions {
@@ -149,7 +154,10 @@ impl Engine {
     /// Start `exe engine` with `limits` and send it `req`.
     pub async fn start(exe: &Path, req: &EngineRequest, limits: Limits) -> std::io::Result<Engine> {
         let mut cmd = Command::new(exe);
-        cmd.arg(ENGINE_SUBCOMMAND).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.arg(ENGINE_SUBCOMMAND)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         child::configure(&mut cmd, limits, false);
         let mut child = cmd.spawn()?;
         let mut stdin = child.stdin.take().expect("piped");
@@ -167,7 +175,9 @@ impl Engine {
             match self.lines.next_line().await {
                 Ok(Some(line)) => match serde_json::from_str(&line) {
                     Ok(event) => return Some(event),
-                    Err(e) => tracing::warn!(error = %e, "an engine process wrote a line that is not an event"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "an engine process wrote a line that is not an event")
+                    }
                 },
                 Ok(None) | Err(_) => return None,
             }

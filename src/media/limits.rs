@@ -49,7 +49,10 @@ impl Limit {
             },
             Limit::Daily => ApiError::LimitReached {
                 code: "daily_upload_quota",
-                message: format!("this would exceed your daily upload quota of {} bytes", cfg.upload_daily_quota_bytes),
+                message: format!(
+                    "this would exceed your daily upload quota of {} bytes",
+                    cfg.upload_daily_quota_bytes
+                ),
                 retry_after_secs: Some((DAY_SECS - now.rem_euclid(DAY_SECS)) as u64),
             },
         }
@@ -93,7 +96,13 @@ impl Allowance {
 
 /// May `user_id` begin an upload of `declared` bytes (if known)? Checks the number of uploads
 /// in progress, their bytes and today's quota.
-pub async fn begin(db: &Db, cfg: &Config, user_id: i64, declared: Option<u64>, now: i64) -> Result<Allowance, ApiError> {
+pub async fn begin(
+    db: &Db,
+    cfg: &Config,
+    user_id: i64,
+    declared: Option<u64>,
+    now: i64,
+) -> Result<Allowance, ApiError> {
     let (count, held) = db::uploads_in_progress(db, user_id, None, now).await?;
     if count as u64 >= cfg.upload_max_concurrent {
         return Err(Limit::Concurrent.error(cfg, now));
@@ -107,12 +116,24 @@ pub async fn begin(db: &Db, cfg: &Config, user_id: i64, declared: Option<u64>, n
 }
 
 /// The allowance of the upload whose video is `video_id`, for a request adding to it.
-pub async fn resume(db: &Db, cfg: &Config, user_id: i64, video_id: i64, now: i64) -> Result<Allowance, ApiError> {
+pub async fn resume(
+    db: &Db,
+    cfg: &Config,
+    user_id: i64,
+    video_id: i64,
+    now: i64,
+) -> Result<Allowance, ApiError> {
     let (_, held) = db::uploads_in_progress(db, user_id, Some(video_id), now).await?;
     allowance(db, cfg, user_id, held, now).await
 }
 
-async fn allowance(db: &Db, cfg: &Config, user_id: i64, held_by_others: i64, now: i64) -> Result<Allowance, ApiError> {
+async fn allowance(
+    db: &Db,
+    cfg: &Config,
+    user_id: i64,
+    held_by_others: i64,
+    now: i64,
+) -> Result<Allowance, ApiError> {
     let used = db::usage_today(db, user_id, now).await?;
     Ok(Allowance {
         max_total: cfg.upload_max_bytes_in_progress.saturating_sub(held_by_others.max(0) as u64),
@@ -139,7 +160,9 @@ mod tests {
     #[test]
     fn the_daily_quota_frees_up_at_utc_midnight() {
         let cfg = Config::default();
-        let ApiError::LimitReached { retry_after_secs, .. } = Limit::Daily.error(&cfg, 10 * DAY_SECS + 3600) else {
+        let ApiError::LimitReached { retry_after_secs, .. } =
+            Limit::Daily.error(&cfg, 10 * DAY_SECS + 3600)
+        else {
             panic!("not a limit error")
         };
         assert_eq!(retry_after_secs, Some((DAY_SECS - 3600) as u64));

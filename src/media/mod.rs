@@ -69,7 +69,8 @@ pub struct Video {
 
 impl From<VideoRow> for Video {
     fn from(v: VideoRow) -> Self {
-        let renditions = v.renditions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default();
+        let renditions =
+            v.renditions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default();
         Video {
             id: v.id,
             lecture_id: v.lecture_id,
@@ -142,10 +143,16 @@ impl From<UploadError> for ApiError {
     fn from(e: UploadError) -> Self {
         match e {
             UploadError::TooLarge(_) => ApiError::PayloadTooLarge,
-            UploadError::NotMedia(_) => ApiError::UnsupportedMediaType { code: "not_a_video", message: e.to_string() },
+            UploadError::NotMedia(_) => {
+                ApiError::UnsupportedMediaType { code: "not_a_video", message: e.to_string() }
+            }
             UploadError::Empty => ApiError::bad_request("empty_upload", e.to_string()),
-            UploadError::Interrupted(_) => ApiError::bad_request("upload_interrupted", e.to_string()),
-            UploadError::Idle(_) => ApiError::RequestTimeout { code: "upload_idle_timeout", message: e.to_string() },
+            UploadError::Interrupted(_) => {
+                ApiError::bad_request("upload_interrupted", e.to_string())
+            }
+            UploadError::Idle(_) => {
+                ApiError::RequestTimeout { code: "upload_idle_timeout", message: e.to_string() }
+            }
             UploadError::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -170,7 +177,12 @@ where
 /// Count bytes through a stream into `seen` and fail it once more than `limit` have passed;
 /// `over` is set when that happened, so the caller can tell "too large" from a broken
 /// connection.
-pub fn limited(body: ByteStream, limit: u64, over: Arc<AtomicBool>, seen: Arc<AtomicU64>) -> ByteStream {
+pub fn limited(
+    body: ByteStream,
+    limit: u64,
+    over: Arc<AtomicBool>,
+    seen: Arc<AtomicU64>,
+) -> ByteStream {
     Box::pin(body.map(move |chunk| {
         let chunk = chunk?;
         let total = seen.fetch_add(chunk.len() as u64, Ordering::SeqCst) + chunk.len() as u64;
@@ -195,7 +207,10 @@ pub fn idle_limited(body: ByteStream, idle: Duration, stalled: Arc<AtomicBool>) 
                 Ok(None) => None,
                 Err(_) => {
                     stalled.store(true, Ordering::SeqCst);
-                    let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "the upload body stalled");
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the upload body stalled",
+                    );
                     Some((Err(e), None))
                 }
             }
@@ -260,7 +275,8 @@ impl Drop for PutGuard {
             tracing::info!(video = self.video_id, "streamed upload cancelled; removing its video");
             // Without a runtime (the process is ending) housekeeping removes it later.
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let (db, storage, id) = (self.st.db.clone(), self.st.storage.clone(), self.video_id);
+                let (db, storage, id) =
+                    (self.st.db.clone(), self.st.storage.clone(), self.video_id);
                 rt.spawn(async move { remove_videos(&db, &storage, &[id]).await });
             }
         }
@@ -286,19 +302,41 @@ pub async fn upload_streamed(
     let allowance = limits::begin(&st.db, cfg, caller.user_id, declared_len, now()).await?;
     let (cap, binding) = allowance.cap(cfg.max_upload_bytes);
     let stalled = Arc::new(AtomicBool::new(false));
-    let body = idle_limited(body, Duration::from_secs(cfg.upload_idle_timeout_secs), stalled.clone());
-    let (head, rest) = peek(body).await.map_err(|e| if stalled.load(Ordering::SeqCst) { UploadError::Idle(cfg.upload_idle_timeout_secs) } else { e })?;
+    let body =
+        idle_limited(body, Duration::from_secs(cfg.upload_idle_timeout_secs), stalled.clone());
+    let (head, rest) = peek(body).await.map_err(|e| {
+        if stalled.load(Ordering::SeqCst) {
+            UploadError::Idle(cfg.upload_idle_timeout_secs)
+        } else {
+            e
+        }
+    })?;
     if head.is_empty() {
         return Err(UploadError::Empty.into());
     }
     sniff::verdict(&head).map_err(UploadError::NotMedia)?;
 
     let declared = declared_len.unwrap_or(0);
-    let video_id = db::insert_receiving_video(st.db.pool(), lecture_id, caller.user_id, filename, declared as i64, now()).await?;
+    let video_id = db::insert_receiving_video(
+        st.db.pool(),
+        lecture_id,
+        caller.user_id,
+        filename,
+        declared as i64,
+        now(),
+    )
+    .await?;
     let (over, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let guard = PutGuard::new(st, video_id, declared, seen.clone());
     let whole: ByteStream = Box::pin(futures::stream::once(async move { Ok(head) }).chain(rest));
-    let stored = st.storage.put(&keys::source(video_id), limited(whole, cap, over.clone(), seen), "application/octet-stream").await;
+    let stored = st
+        .storage
+        .put(
+            &keys::source(video_id),
+            limited(whole, cap, over.clone(), seen),
+            "application/octet-stream",
+        )
+        .await;
     let meta = match stored {
         Ok(meta) => meta,
         Err(e) => {
@@ -313,8 +351,12 @@ pub async fn upload_streamed(
                 UploadError::Idle(cfg.upload_idle_timeout_secs)
             } else {
                 match e {
-                    crate::storage::StorageError::Io(io) => UploadError::Interrupted(io.to_string()),
-                    other => UploadError::Internal(anyhow::Error::new(other).context("storing an upload")),
+                    crate::storage::StorageError::Io(io) => {
+                        UploadError::Interrupted(io.to_string())
+                    }
+                    other => UploadError::Internal(
+                        anyhow::Error::new(other).context("storing an upload"),
+                    ),
                 }
             }
             .into());
@@ -325,13 +367,20 @@ pub async fn upload_streamed(
     if !db::source_stored(&mut *tx, video_id, meta.size as i64, t).await? {
         tx.rollback().await?;
         guard.remove().await;
-        return Err(ApiError::internal(anyhow::anyhow!("video {video_id} stopped being an upload while it was stored")));
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "video {video_id} stopped being an upload while it was stored"
+        )));
     }
     db::charge_usage(&mut *tx, caller.user_id, meta.size as i64, t).await?;
     queue::enqueue(&mut *tx, video_id, cfg.job_max_attempts as i64).await?;
     tx.commit().await?;
     guard.keep();
-    tracing::info!(video = video_id, lecture = lecture_id, bytes = meta.size, "video uploaded; transcode queued");
+    tracing::info!(
+        video = video_id,
+        lecture = lecture_id,
+        bytes = meta.size,
+        "video uploaded; transcode queued"
+    );
     let row = db::video(&st.db, video_id).await?.ok_or(ApiError::not_found("video"))?;
     Ok(row.into())
 }
@@ -348,7 +397,11 @@ pub async fn remove_abandoned_puts(st: &AppState) -> anyhow::Result<usize> {
 }
 
 /// Housekeeping for the serving process, every `every` until `shutdown`: see [`housekeeping`].
-pub async fn maintenance(st: AppState, every: std::time::Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn maintenance(
+    st: AppState,
+    every: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         housekeeping(&st).await;
         if tokio::time::timeout(every, shutdown.changed()).await.is_ok() && *shutdown.borrow() {

@@ -67,7 +67,12 @@ where
 /// Claim the next runnable job (queued and due, or running with an expired lease) for
 /// `worker`, leased for `lease_secs`, with `budget_secs` until its deadline. The job and its
 /// video change together.
-pub async fn claim(db: &Db, worker: &str, lease_secs: i64, budget_secs: i64) -> Result<Option<Job>, sqlx::Error> {
+pub async fn claim(
+    db: &Db,
+    worker: &str,
+    lease_secs: i64,
+    budget_secs: i64,
+) -> Result<Option<Job>, sqlx::Error> {
     let t = now();
     let lock = match db.backend() {
         Backend::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -100,7 +105,12 @@ pub async fn claim(db: &Db, worker: &str, lease_secs: i64, budget_secs: i64) -> 
 
 /// Extend the lease by `lease_secs`, but never past the attempt's deadline. False when
 /// `worker` no longer holds it (it expired and was taken over).
-pub async fn heartbeat(db: &Db, job: i64, worker: &str, lease_secs: i64) -> Result<bool, sqlx::Error> {
+pub async fn heartbeat(
+    db: &Db,
+    job: i64,
+    worker: &str,
+    lease_secs: i64,
+) -> Result<bool, sqlx::Error> {
     let t = now();
     let done = sqlx::query(
         "UPDATE jobs SET lease_expires_at = CASE WHEN deadline_at IS NOT NULL AND deadline_at < $3 THEN deadline_at \
@@ -117,7 +127,12 @@ pub async fn heartbeat(db: &Db, job: i64, worker: &str, lease_secs: i64) -> Resu
 
 /// Move the running attempt's deadline to `deadline` (Unix seconds), once the budget is known.
 /// False when `worker` no longer holds the job.
-pub async fn set_deadline(db: &Db, job: i64, worker: &str, deadline: i64) -> Result<bool, sqlx::Error> {
+pub async fn set_deadline(
+    db: &Db,
+    job: i64,
+    worker: &str,
+    deadline: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE jobs SET deadline_at = $3, updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
     )
@@ -142,7 +157,12 @@ pub struct Published<'a> {
 /// Atomically: mark the job done (if `worker` still holds it), the video ready with its
 /// outputs, the lecture pointed at the new video with its duration, and the course total
 /// recomputed. [`PublishOutcome::LeaseLost`] when another worker holds the job now.
-pub async fn publish(db: &Db, job: &Job, worker: &str, out: &Published<'_>) -> Result<PublishOutcome, sqlx::Error> {
+pub async fn publish(
+    db: &Db,
+    job: &Job,
+    worker: &str,
+    out: &Published<'_>,
+) -> Result<PublishOutcome, sqlx::Error> {
     let t = now();
     let mut tx = db.pool().begin().await?;
     let done = sqlx::query(
@@ -208,7 +228,11 @@ pub async fn publish(db: &Db, job: &Job, worker: &str, out: &Published<'_>) -> R
 
 /// Record a `video.*` webhook event about `video_id` in the transaction `conn` that changed it:
 /// the video as its owner's `GET /videos/{id}` shows its status, duration and error.
-async fn video_event(conn: &mut sqlx::AnyConnection, kind: EventType, video_id: i64) -> Result<(), sqlx::Error> {
+async fn video_event(
+    conn: &mut sqlx::AnyConnection,
+    kind: EventType,
+    video_id: i64,
+) -> Result<(), sqlx::Error> {
     #[derive(FromRow)]
     struct Row {
         lecture_id: i64,
@@ -224,7 +248,9 @@ async fn video_event(conn: &mut sqlx::AnyConnection, kind: EventType, video_id: 
     .bind(video_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(Row { lecture_id, course_id, status, duration_seconds, error }) = row else { return Ok(()) };
+    let Some(Row { lecture_id, course_id, status, duration_seconds, error }) = row else {
+        return Ok(());
+    };
     let video = serde_json::json!({
         "id": video_id, "lecture_id": lecture_id, "status": status, "duration_seconds": duration_seconds, "error": error,
     });
@@ -254,7 +280,12 @@ pub struct Failure<'a> {
 /// Record a failure. Permanent failures and those on the last attempt fail the job and its
 /// video; others go back on the queue after a backoff. Returns true when the job is now
 /// `failed`.
-pub async fn fail(db: &Db, job: &Job, worker: &str, failure: &Failure<'_>) -> Result<bool, sqlx::Error> {
+pub async fn fail(
+    db: &Db,
+    job: &Job,
+    worker: &str,
+    failure: &Failure<'_>,
+) -> Result<bool, sqlx::Error> {
     let permanent = failure.permanent;
     let t = now();
     let final_failure = permanent || job.attempts >= job.max_attempts;
@@ -284,7 +315,8 @@ pub async fn fail(db: &Db, job: &Job, worker: &str, failure: &Failure<'_>) -> Re
         .await?
     };
     if done.rows_affected() == 1 {
-        let (status, error) = if final_failure { ("failed", Some(failure.public)) } else { ("queued", None) };
+        let (status, error) =
+            if final_failure { ("failed", Some(failure.public)) } else { ("queued", None) };
         let marked = sqlx::query("UPDATE videos SET status = $2, error = $3, updated_at = $4 WHERE id = $1 AND status <> 'ready'")
             .bind(job.video_id)
             .bind(status)

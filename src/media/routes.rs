@@ -23,7 +23,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/lectures/{lecture_id}/video", put(put_video))
         .route("/api/v1/videos/{video_id}", get(get_video))
         .route("/api/v1/uploads", axum::routing::options(tus_options).post(tus_create))
-        .route("/api/v1/uploads/{upload_id}", axum::routing::head(tus_head).patch(tus_patch).delete(tus_delete).post(tus_post_override))
+        .route(
+            "/api/v1/uploads/{upload_id}",
+            axum::routing::head(tus_head)
+                .patch(tus_patch)
+                .delete(tus_delete)
+                .post(tus_post_override),
+        )
 }
 
 /// The answer to an accepted upload.
@@ -61,14 +67,23 @@ pub async fn put_video(
         .and_then(|d| d.split("filename=").nth(1))
         .map(|f| f.trim_matches(['"', ' ', ';']).chars().take(255).collect::<String>())
         .unwrap_or_default();
-    let video = super::upload_streamed(&st, &caller, lecture_id, &filename, declared, body_stream(body)).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(UploadAccepted { video_id: video.id, status: video.status })))
+    let video =
+        super::upload_streamed(&st, &caller, lecture_id, &filename, declared, body_stream(body))
+            .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(UploadAccepted { video_id: video.id, status: video.status }),
+    ))
 }
 
 /// A video's state, renditions and duration (lecture owner and admins).
 #[utoipa::path(get, path = "/api/v1/videos/{video_id}", tag = "videos", params(("video_id" = i64, Path)),
     security(("bearer" = [])), responses((status = 200, body = Video), (status = 404, body = ErrorBody)))]
-pub async fn get_video(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<axum::Json<Video>> {
+pub async fn get_video(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<Video>> {
     Ok(axum::Json(super::get_video(&st.db, &caller, id).await?))
 }
 
@@ -111,7 +126,10 @@ fn int_header(headers: &HeaderMap, name: &str) -> Result<Option<i64>, Response> 
     match header_str(headers, name) {
         None => Ok(None),
         Some(v) => v.trim().parse::<i64>().ok().filter(|n| *n >= 0).map(Some).ok_or_else(|| {
-            tus(ApiError::bad_request("invalid_header", format!("{name} must be a non-negative integer")))
+            tus(ApiError::bad_request(
+                "invalid_header",
+                format!("{name} must be a non-negative integer"),
+            ))
         }),
     }
 }
@@ -134,7 +152,12 @@ pub async fn tus_options(State(st): State<AppState>) -> Response {
     params(("Upload-Length" = Option<i64>, Header), ("Upload-Metadata" = String, Header), ("Tus-Resumable" = String, Header)),
     responses((status = 201, description = "created; Location names the upload"), (status = 412), (status = 413, body = ErrorBody),
               (status = 429, description = "a per-user upload limit is reached", body = ErrorBody)))]
-pub async fn tus_create(State(st): State<AppState>, Auth(caller): Auth, headers: HeaderMap, body: Body) -> Response {
+pub async fn tus_create(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if let Err(r) = check_version(&headers) {
         return r;
     }
@@ -144,7 +167,10 @@ pub async fn tus_create(State(st): State<AppState>, Auth(caller): Auth, headers:
     };
     let deferred = header_str(&headers, "upload-defer-length") == Some("1");
     if length.is_none() && !deferred {
-        return tus(ApiError::bad_request("missing_length", "send Upload-Length or Upload-Defer-Length: 1"));
+        return tus(ApiError::bad_request(
+            "missing_length",
+            "send Upload-Length or Upload-Defer-Length: 1",
+        ));
     }
     let metadata = header_str(&headers, "upload-metadata").unwrap_or("");
     let (id, _video) = match tus::create(&st, &caller, length, metadata).await {
@@ -160,9 +186,13 @@ pub async fn tus_create(State(st): State<AppState>, Auth(caller): Auth, headers:
             Err(e) => return tus_error(e),
         }
     }
-    resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("valid location"));
+    resp.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_str(&location).expect("valid location"));
     if let Ok(info) = tus::info(&st, &caller, &id).await {
-        resp.headers_mut().insert("upload-expires", HeaderValue::from_str(&http_date(info.expires_at)).expect("date"));
+        resp.headers_mut().insert(
+            "upload-expires",
+            HeaderValue::from_str(&http_date(info.expires_at)).expect("date"),
+        );
     }
     resp
 }
@@ -179,7 +209,12 @@ fn patched_headers(resp: &mut Response, p: &tus::Patched) {
 /// tus offset query.
 #[utoipa::path(head, path = "/api/v1/uploads/{upload_id}", tag = "videos", params(("upload_id" = String, Path)),
     security(("bearer" = [])), responses((status = 200, description = "Upload-Offset and Upload-Length headers"), (status = 404), (status = 410)))]
-pub async fn tus_head(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub async fn tus_head(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = check_version(&headers) {
         return r;
     }
@@ -192,7 +227,10 @@ pub async fn tus_head(State(st): State<AppState>, Auth(caller): Auth, Path(id): 
                 Some(len) => h.insert("upload-length", HeaderValue::from(len)),
                 None => h.insert("upload-defer-length", HeaderValue::from_static("1")),
             };
-            h.insert("upload-expires", HeaderValue::from_str(&http_date(info.expires_at)).expect("date"));
+            h.insert(
+                "upload-expires",
+                HeaderValue::from_str(&http_date(info.expires_at)).expect("date"),
+            );
             if let Some(v) = info.video_id {
                 h.insert("lectern-video-id", HeaderValue::from(v));
             }
@@ -269,7 +307,12 @@ pub async fn tus_post_override(
 /// tus termination: drop the upload and what it received.
 #[utoipa::path(delete, path = "/api/v1/uploads/{upload_id}", tag = "videos", params(("upload_id" = String, Path)),
     security(("bearer" = [])), responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn tus_delete(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub async fn tus_delete(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = check_version(&headers) {
         return r;
     }

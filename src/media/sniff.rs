@@ -37,7 +37,11 @@ pub fn verdict(head: &[u8]) -> Result<(), &'static str> {
     // Text (HTML, JSON, CSV, a script…): no media container starts with printable text only.
     // Leading UTF-8 BOM or whitespace counts as text too.
     let sample = &head[..head.len().min(SNIFF_LEN)];
-    if sample.len() >= 16 && sample.iter().all(|&b| b == b'\n' || b == b'\r' || b == b'\t' || (0x20..0x7f).contains(&b)) {
+    if sample.len() >= 16
+        && sample
+            .iter()
+            .all(|&b| b == b'\n' || b == b'\r' || b == b'\t' || (0x20..0x7f).contains(&b))
+    {
         return Err("text");
     }
     Ok(())
@@ -58,7 +62,10 @@ mod tests {
         assert_eq!(verdict(b"%PDF-1.7\n%\xe2\xe3"), Err("a PDF document"));
         assert_eq!(verdict(b"<!doctype html><html><head><title>x</title>"), Err("text"));
         assert_eq!(verdict(b"{\"this\": \"is json, not a video\"}"), Err("text"));
-        assert_eq!(verdict(b"#EXTM3U\n#\x01\x02\n#EXT-X-TARGETDURATION:10\nfile:/etc/x.ts\n"), Err("a playlist (it only names other files)"));
+        assert_eq!(
+            verdict(b"#EXTM3U\n#\x01\x02\n#EXT-X-TARGETDURATION:10\nfile:/etc/x.ts\n"),
+            Err("a playlist (it only names other files)")
+        );
         assert!(verdict(b"ffconcat version 1.0\nfile '/etc/x.ts'\n").is_err());
     }
 }

@@ -32,7 +32,11 @@ pub async fn supervise(cfg: &Config, n: usize, shutdown: watch::Receiver<bool>) 
     };
     let settings = WorkerSettings::from(cfg);
     let config_json = serde_json::to_string(&settings).expect("settings serialize");
-    let limits = Limits { address_space: Some(cfg.engine_memory_limit_bytes), file_size: None, cpu_secs: None };
+    let limits = Limits {
+        address_space: Some(cfg.engine_memory_limit_bytes),
+        file_size: None,
+        cpu_secs: None,
+    };
     let grace = Duration::from_secs(cfg.worker_grace_secs + 5);
     let mut set = JoinSet::new();
     for slot in 0..n {
@@ -72,7 +76,12 @@ pub async fn supervise(cfg: &Config, n: usize, shutdown: watch::Receiver<bool>) 
     while set.join_next().await.is_some() {}
 }
 
-fn spawn(exe: &std::path::Path, settings_json: &str, slot: usize, limits: Limits) -> std::io::Result<Child> {
+fn spawn(
+    exe: &std::path::Path,
+    settings_json: &str,
+    slot: usize,
+    limits: Limits,
+) -> std::io::Result<Child> {
     let mut cmd = Command::new(exe);
     cmd.args(["worker", "--child"]);
     // Storage may use the AWS SDK's own credential chain, which reads AWS_* variables.

@@ -37,7 +37,8 @@ use crate::storage::{keys, stream_from_bytes, ByteStream, CompletedPart, ObjectK
 /// The protocol version spoken.
 pub const TUS_VERSION: &str = "1.0.0";
 /// Extensions supported, as `Tus-Extension` lists them.
-pub const TUS_EXTENSIONS: &str = "creation,creation-defer-length,creation-with-upload,termination,expiration";
+pub const TUS_EXTENSIONS: &str =
+    "creation,creation-defer-length,creation-with-upload,termination,expiration";
 /// Size of the multipart parts written to storage.
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// How long a write lock lasts without data flowing.
@@ -70,7 +71,12 @@ pub struct UploadInfo {
 
 /// Parse `Upload-Metadata`: comma-separated `key base64value` pairs (value optional).
 pub fn parse_metadata(header: &str) -> Result<Vec<(String, String)>, ApiError> {
-    let bad = || ApiError::bad_request("invalid_metadata", "Upload-Metadata must be comma-separated `key base64value` pairs");
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_metadata",
+            "Upload-Metadata must be comma-separated `key base64value` pairs",
+        )
+    };
     header
         .split(',')
         .map(str::trim)
@@ -80,7 +86,9 @@ pub fn parse_metadata(header: &str) -> Result<Vec<(String, String)>, ApiError> {
             let key = it.next().ok_or_else(bad)?.to_string();
             let value = match it.next() {
                 Some(v) => {
-                    let raw = base64::engine::general_purpose::STANDARD.decode(v.trim()).map_err(|_| bad())?;
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(v.trim())
+                        .map_err(|_| bad())?;
                     String::from_utf8(raw).map_err(|_| bad())?
                 }
                 None => String::new(),
@@ -100,13 +108,22 @@ fn valid_id(id: &str) -> bool {
 }
 
 /// `POST /uploads`: a new upload for the lecture named in the metadata.
-pub async fn create(st: &AppState, caller: &Caller, length: Option<i64>, metadata: &str) -> ApiResult<(String, i64)> {
+pub async fn create(
+    st: &AppState,
+    caller: &Caller,
+    length: Option<i64>,
+    metadata: &str,
+) -> ApiResult<(String, i64)> {
     let pairs = parse_metadata(metadata)?;
     let lecture_id: i64 = meta(&pairs, "lecture_id")
-        .ok_or_else(|| ApiError::bad_request("missing_lecture_id", "Upload-Metadata must carry lecture_id"))?
+        .ok_or_else(|| {
+            ApiError::bad_request("missing_lecture_id", "Upload-Metadata must carry lecture_id")
+        })?
         .trim()
         .parse()
-        .map_err(|_| ApiError::bad_request("invalid_lecture_id", "lecture_id must be an integer"))?;
+        .map_err(|_| {
+            ApiError::bad_request("invalid_lecture_id", "lecture_id must be an integer")
+        })?;
     if let Some(len) = length {
         if len <= 0 {
             return Err(ApiError::bad_request("empty_upload", "Upload-Length must be positive"));
@@ -118,12 +135,22 @@ pub async fn create(st: &AppState, caller: &Caller, length: Option<i64>, metadat
     crate::catalog::editable_lecture(&st.db, caller, lecture_id).await?;
     let t = now();
     limits::begin(&st.db, &st.cfg, caller.user_id, length.map(|l| l as u64), t).await?;
-    let filename: String = meta(&pairs, "filename").or(meta(&pairs, "name")).unwrap_or("").chars().take(255).collect();
+    let filename: String =
+        meta(&pairs, "filename").or(meta(&pairs, "name")).unwrap_or("").chars().take(255).collect();
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut tx = st.db.pool().begin().await?;
     let video_id = db::insert_video(&mut *tx, lecture_id, caller.user_id, &filename, t).await?;
-    db::insert_upload(&mut *tx, &id, video_id, caller.user_id, length, metadata, t, t + st.cfg.upload_expiry_secs as i64)
-        .await?;
+    db::insert_upload(
+        &mut *tx,
+        &id,
+        video_id,
+        caller.user_id,
+        length,
+        metadata,
+        t,
+        t + st.cfg.upload_expiry_secs as i64,
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(upload = %id, video = video_id, lecture = lecture_id, ?length, "tus upload created");
     Ok((id, video_id))
@@ -134,7 +161,10 @@ async fn owned(st: &AppState, caller: &Caller, id: &str) -> Result<UploadRow, Tu
     if !valid_id(id) {
         return Err(ApiError::not_found("upload").into());
     }
-    let u = db::upload(&st.db, id).await.map_err(ApiError::from)?.ok_or(ApiError::not_found("upload"))?;
+    let u = db::upload(&st.db, id)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or(ApiError::not_found("upload"))?;
     if u.user_id != caller.user_id && !caller.is_admin() {
         return Err(ApiError::not_found("upload").into());
     }
@@ -161,7 +191,10 @@ pub async fn terminate(st: &AppState, caller: &Caller, id: &str) -> Result<(), T
     let u = match owned(st, caller, id).await {
         Ok(u) => u,
         // An expired upload can still be terminated.
-        Err(TusError::Expired) => db::upload(&st.db, id).await.map_err(ApiError::from)?.ok_or(ApiError::not_found("upload"))?,
+        Err(TusError::Expired) => db::upload(&st.db, id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::not_found("upload"))?,
         Err(e) => return Err(e),
     };
     drop_upload(st, &u, u.completed_at.is_none()).await.map_err(ApiError::from)?;
@@ -291,7 +324,12 @@ pub struct Patched {
 
 /// Check a PATCH against the upload's state: its offset and any new length. Applies a newly
 /// declared length to `u`.
-fn check_patch(st: &AppState, u: &mut UploadRow, offset: i64, new_length: Option<i64>) -> Result<(), TusError> {
+fn check_patch(
+    st: &AppState,
+    u: &mut UploadRow,
+    offset: i64,
+    new_length: Option<i64>,
+) -> Result<(), TusError> {
     if u.completed_at.is_none() && u.expires_at < now() {
         return Err(TusError::Expired);
     }
@@ -301,12 +339,22 @@ fn check_patch(st: &AppState, u: &mut UploadRow, offset: i64, new_length: Option
     if let Some(len) = new_length {
         match u.length {
             Some(existing) if existing != len => {
-                return Err(ApiError::bad_request("length_mismatch", "Upload-Length cannot change once set").into())
+                return Err(ApiError::bad_request(
+                    "length_mismatch",
+                    "Upload-Length cannot change once set",
+                )
+                .into())
             }
             _ if len < u.upload_offset || len <= 0 => {
-                return Err(ApiError::bad_request("invalid_length", "Upload-Length is smaller than what was received").into())
+                return Err(ApiError::bad_request(
+                    "invalid_length",
+                    "Upload-Length is smaller than what was received",
+                )
+                .into())
             }
-            _ if len as u64 > st.cfg.max_upload_bytes => return Err(ApiError::PayloadTooLarge.into()),
+            _ if len as u64 > st.cfg.max_upload_bytes => {
+                return Err(ApiError::PayloadTooLarge.into())
+            }
             _ => u.length = Some(len),
         }
     }
@@ -327,7 +375,11 @@ pub async fn append(
     // Refuse what is wrong already without taking the lock…
     check_patch(st, &mut u, offset, new_length)?;
     if u.completed_at.is_some() {
-        return Ok(Patched { offset: u.upload_offset, expires_at: u.expires_at, completed_video: Some(u.video_id) });
+        return Ok(Patched {
+            offset: u.upload_offset,
+            expires_at: u.expires_at,
+            completed_video: Some(u.video_id),
+        });
     }
     let token = uuid::Uuid::new_v4().simple().to_string();
     let t = now();
@@ -337,14 +389,29 @@ pub async fn append(
     let result = async {
         // …and check again on the state as it is under the lock: another request may have
         // written between our first read and the lock.
-        let mut u = db::upload(&st.db, id).await.map_err(ApiError::from)?.ok_or(ApiError::not_found("upload"))?;
+        let mut u = db::upload(&st.db, id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::not_found("upload"))?;
         check_patch(st, &mut u, offset, new_length)?;
         if u.completed_at.is_some() {
-            return Ok(Patched { offset: u.upload_offset, expires_at: u.expires_at, completed_video: Some(u.video_id) });
+            return Ok(Patched {
+                offset: u.upload_offset,
+                expires_at: u.expires_at,
+                completed_video: Some(u.video_id),
+            });
         }
         let allowance = limits::resume(&st.db, &st.cfg, u.user_id, u.video_id, now()).await?;
         let saved_offset = u.upload_offset;
-        let writer = Writer { st, token: &token, u, saved_offset, start: saved_offset, allowance, refreshed: Instant::now() };
+        let writer = Writer {
+            st,
+            token: &token,
+            u,
+            saved_offset,
+            start: saved_offset,
+            allowance,
+            refreshed: Instant::now(),
+        };
         writer.run(body).await
     }
     .await;
@@ -386,7 +453,10 @@ impl Writer<'_> {
     /// Extend the lock now; `Locked` when another request has taken it over.
     async fn refresh_lock(&mut self) -> Result<(), TusError> {
         let t = now();
-        if !db::lock_upload(&self.st.db, &self.u.id, self.token, t, t + LOCK_SECS).await.map_err(ApiError::from)? {
+        if !db::lock_upload(&self.st.db, &self.u.id, self.token, t, t + LOCK_SECS)
+            .await
+            .map_err(ApiError::from)?
+        {
             return Err(TusError::Locked);
         }
         self.refreshed = Instant::now();
@@ -398,7 +468,10 @@ impl Writer<'_> {
         let t = now();
         self.u.expires_at = t + self.st.cfg.upload_expiry_secs as i64;
         let gained = self.u.upload_offset - self.saved_offset;
-        if !db::save_upload_state(&self.st.db, &self.u, self.token, gained, t).await.map_err(ApiError::from)? {
+        if !db::save_upload_state(&self.st.db, &self.u, self.token, gained, t)
+            .await
+            .map_err(ApiError::from)?
+        {
             return Err(TusError::Locked);
         }
         self.saved_offset = self.u.upload_offset;
@@ -407,7 +480,10 @@ impl Writer<'_> {
 
     /// The next chunk of `body`, keeping the lock while the client is silent (the body ends
     /// itself with an error once it has been silent past the idle timeout).
-    async fn next_chunk(&mut self, body: &mut ByteStream) -> Result<Option<std::io::Result<Bytes>>, TusError> {
+    async fn next_chunk(
+        &mut self,
+        body: &mut ByteStream,
+    ) -> Result<Option<std::io::Result<Bytes>>, TusError> {
         loop {
             match tokio::time::timeout(Duration::from_secs(LOCK_REFRESH_SECS), body.next()).await {
                 Ok(chunk) => return Ok(chunk),
@@ -418,12 +494,17 @@ impl Writer<'_> {
 
     async fn run(mut self, body: ByteStream) -> Result<Patched, TusError> {
         let stalled = Arc::new(AtomicBool::new(false));
-        let mut body = super::idle_limited(body, Duration::from_secs(self.st.cfg.upload_idle_timeout_secs), stalled);
+        let mut body = super::idle_limited(
+            body,
+            Duration::from_secs(self.st.cfg.upload_idle_timeout_secs),
+            stalled,
+        );
         let source = keys::source(self.u.video_id);
         // Start from the tail left by earlier requests.
         let mut buf = BytesMut::with_capacity(PART_SIZE);
         if let Some(tail) = self.u.tail_key.clone() {
-            let key = ObjectKey::new(tail).map_err(|e| ApiError::internal(anyhow::Error::new(e)))?;
+            let key =
+                ObjectKey::new(tail).map_err(|e| ApiError::internal(anyhow::Error::new(e)))?;
             let got = self.st.storage.get(&key, None).await.map_err(ApiError::internal)?;
             let mut s = got.body;
             while let Some(chunk) = s.next().await {
@@ -431,7 +512,8 @@ impl Writer<'_> {
             }
         }
         // Bytes on record were sniffed before they were recorded.
-        let mut sniffed = self.u.upload_offset >= sniff::SNIFF_LEN as i64 || self.u.length == Some(self.u.upload_offset);
+        let mut sniffed = self.u.upload_offset >= sniff::SNIFF_LEN as i64
+            || self.u.length == Some(self.u.upload_offset);
         let mut interrupted = None;
         loop {
             let chunk = match self.next_chunk(&mut body).await? {
@@ -444,12 +526,18 @@ impl Writer<'_> {
             };
             let received = self.parts_bytes() + buf.len() as i64 + chunk.len() as i64;
             if self.u.length.is_some_and(|len| received > len) {
-                return Err(ApiError::bad_request("exceeds_length", "the body goes past Upload-Length").into());
+                return Err(ApiError::bad_request(
+                    "exceeds_length",
+                    "the body goes past Upload-Length",
+                )
+                .into());
             }
             if received as u64 > self.st.cfg.max_upload_bytes {
                 return Err(ApiError::PayloadTooLarge.into());
             }
-            if let Err(limit) = self.allowance.check(received as u64, (received - self.start) as u64) {
+            if let Err(limit) =
+                self.allowance.check(received as u64, (received - self.start) as u64)
+            {
                 return Err(limit.error(&self.st.cfg, now()).into());
             }
             buf.extend_from_slice(&chunk);
@@ -463,7 +551,8 @@ impl Writer<'_> {
             }
             self.keep_lock().await?;
         }
-        let complete = self.u.length.is_some_and(|len| self.parts_bytes() + buf.len() as i64 == len);
+        let complete =
+            self.u.length.is_some_and(|len| self.parts_bytes() + buf.len() as i64 == len);
         if complete && !sniffed {
             self.sniff(&buf).await?;
         }
@@ -478,7 +567,11 @@ impl Writer<'_> {
             if let Some(why) = interrupted {
                 tracing::info!(upload = %self.u.id, offset = self.u.upload_offset, "tus PATCH interrupted ({why}); progress kept");
             }
-            Ok(Patched { offset: self.u.upload_offset, expires_at: self.u.expires_at, completed_video: None })
+            Ok(Patched {
+                offset: self.u.upload_offset,
+                expires_at: self.u.expires_at,
+                completed_video: None,
+            })
         }
     }
 
@@ -497,7 +590,10 @@ impl Writer<'_> {
         let mp = match &self.u.multipart_id {
             Some(mp) => mp.clone(),
             None => {
-                let mp = storage.create_multipart(source, "application/octet-stream").await.map_err(ApiError::internal)?;
+                let mp = storage
+                    .create_multipart(source, "application/octet-stream")
+                    .await
+                    .map_err(ApiError::internal)?;
                 self.u.multipart_id = Some(mp.clone());
                 mp
             }
@@ -531,7 +627,11 @@ impl Writer<'_> {
         let size = tail.len() as i64;
         if size > 0 {
             let key = keys::upload_tail(&self.u.id, &uuid::Uuid::new_v4().simple().to_string());
-            self.st.storage.put(&key, stream_from_bytes(tail), "application/octet-stream").await.map_err(ApiError::internal)?;
+            self.st
+                .storage
+                .put(&key, stream_from_bytes(tail), "application/octet-stream")
+                .await
+                .map_err(ApiError::internal)?;
             self.u.tail_key = Some(key.to_string());
         }
         let base = self.u.upload_offset - self.u.tail_size;
@@ -564,7 +664,11 @@ impl Writer<'_> {
         } else if self.u.multipart_id.is_none() {
             // Small enough for one object: it is the source itself.
             let size = last.len() as i64;
-            self.st.storage.put(source, stream_from_bytes(last), "application/octet-stream").await.map_err(ApiError::internal)?;
+            self.st
+                .storage
+                .put(source, stream_from_bytes(last), "application/octet-stream")
+                .await
+                .map_err(ApiError::internal)?;
             self.u.upload_offset = size;
             self.u.tail_size = 0;
         } else if !last.is_empty() {
@@ -576,7 +680,11 @@ impl Writer<'_> {
         self.drop_tail(old_tail).await;
         let video_id = complete(self.st, &self.u, self.token).await?;
         tracing::info!(upload = %self.u.id, video = video_id, bytes = self.u.upload_offset, "tus upload complete; transcode queued");
-        Ok(Patched { offset: self.u.upload_offset, expires_at: self.u.expires_at, completed_video: Some(video_id) })
+        Ok(Patched {
+            offset: self.u.upload_offset,
+            expires_at: self.u.expires_at,
+            completed_video: Some(video_id),
+        })
     }
 }
 
@@ -617,9 +725,15 @@ async fn complete(st: &AppState, u: &UploadRow, token: &str) -> Result<i64, TusE
     }
     if !db::source_stored(&mut *tx, u.video_id, u.upload_offset, t).await.map_err(ApiError::from)? {
         tx.rollback().await.map_err(ApiError::from)?;
-        return Err(ApiError::internal(anyhow::anyhow!("upload {}: its video is no longer uploading", u.id)).into());
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "upload {}: its video is no longer uploading",
+            u.id
+        ))
+        .into());
     }
-    queue::enqueue(&mut *tx, u.video_id, st.cfg.job_max_attempts as i64).await.map_err(ApiError::from)?;
+    queue::enqueue(&mut *tx, u.video_id, st.cfg.job_max_attempts as i64)
+        .await
+        .map_err(ApiError::from)?;
     tx.commit().await.map_err(ApiError::from)?;
     remove_scratch(st, &u.id).await;
     Ok(u.video_id)

@@ -137,7 +137,8 @@ pub struct WorkerCtx {
 impl WorkerCtx {
     /// A context whose engine steps run this very executable.
     pub fn new(settings: WorkerSettings, db: Db, storage: Storage) -> anyhow::Result<WorkerCtx> {
-        let exe = std::env::current_exe().context("finding our own executable (it runs the engine)")?;
+        let exe =
+            std::env::current_exe().context("finding our own executable (it runs the engine)")?;
         Ok(WorkerCtx { settings: Arc::new(settings), db, storage, exe })
     }
 }
@@ -148,7 +149,14 @@ pub async fn run(ctx: WorkerCtx, worker_id: String, mut shutdown: watch::Receive
     let s = &ctx.settings;
     let poll = Duration::from_millis(s.worker_poll_ms.max(50));
     while !*shutdown.borrow() {
-        match queue::claim(&ctx.db, &worker_id, s.job_lease_secs as i64, s.job_budget_base_secs as i64).await {
+        match queue::claim(
+            &ctx.db,
+            &worker_id,
+            s.job_lease_secs as i64,
+            s.job_budget_base_secs as i64,
+        )
+        .await
+        {
             Ok(Some(job)) => process(&ctx, &worker_id, job, &mut shutdown).await,
             Ok(None) => {
                 let _ = tokio::time::timeout(poll, shutdown.changed()).await;
@@ -215,7 +223,8 @@ impl Attempt<'_> {
     fn allowed(&self) -> Duration {
         let s = &self.ctx.settings;
         let per_video = s.job_budget_per_video_second * self.video_seconds.unwrap_or(0.0);
-        Duration::from_secs(s.job_budget_base_secs) + Duration::from_secs_f64(per_video.clamp(0.0, 1e9))
+        Duration::from_secs(s.job_budget_base_secs)
+            + Duration::from_secs_f64(per_video.clamp(0.0, 1e9))
     }
 
     fn deadline(&self) -> Instant {
@@ -224,7 +233,11 @@ impl Attempt<'_> {
 
     fn over_time(&self) -> Failed {
         let allowed = self.allowed().as_secs();
-        let allowed = if allowed < 120 { format!("{allowed} seconds") } else { format!("{} minutes", allowed / 60) };
+        let allowed = if allowed < 120 {
+            format!("{allowed} seconds")
+        } else {
+            format!("{} minutes", allowed / 60)
+        };
         Failed::over_budget(match self.video_seconds {
             Some(secs) => format!(
                 "processing took longer than the {allowed} allowed for {secs:.1} s of video and was stopped; \
@@ -242,7 +255,10 @@ impl Attempt<'_> {
     }
 
     /// Run `step` until it is done, the job's deadline passes, or the lease is lost.
-    async fn within<T>(&mut self, step: impl Future<Output = Result<T, Outcome>>) -> Result<T, Outcome> {
+    async fn within<T>(
+        &mut self,
+        step: impl Future<Output = Result<T, Outcome>>,
+    ) -> Result<T, Outcome> {
         let deadline = tokio::time::Instant::from_std(self.deadline());
         let over_time = self.over_time();
         tokio::select! {
@@ -265,7 +281,11 @@ impl Attempt<'_> {
         }
     }
 
-    fn request(&self, out_dir: Option<PathBuf>, encryption: Option<(String, String, String)>) -> EngineRequest {
+    fn request(
+        &self,
+        out_dir: Option<PathBuf>,
+        encryption: Option<(String, String, String)>,
+    ) -> EngineRequest {
         let s = &self.ctx.settings;
         EngineRequest {
             input: self.scratch.join("source"),
@@ -280,8 +300,15 @@ impl Attempt<'_> {
 }
 
 async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::Receiver<bool>) {
-    tracing::info!(worker, job = job.id, video = job.video_id, attempt = job.attempts, "transcode started");
-    let scratch = ctx.settings.data_dir.join("scratch").join(format!("job-{}-{}", job.id, job.attempts));
+    tracing::info!(
+        worker,
+        job = job.id,
+        video = job.video_id,
+        attempt = job.attempts,
+        "transcode started"
+    );
+    let scratch =
+        ctx.settings.data_dir.join("scratch").join(format!("job-{}-{}", job.id, job.attempts));
     let prefix = keys::hls_output(job.video_id, job.id, job.attempts);
     let mut attempt = Attempt {
         ctx,
@@ -300,25 +327,46 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
     match outcome {
         Outcome::Done(summary) => {
             metrics::counter!("lectern_transcodes_total", "result" => "ready").increment(1);
-            metrics::histogram!("lectern_transcode_speed_realtime").record(summary.duration_seconds / elapsed.max(0.001));
-            tracing::info!(worker, job = job.id, video = job.video_id, duration = summary.duration_seconds, secs = elapsed, "transcode published");
+            metrics::histogram!("lectern_transcode_speed_realtime")
+                .record(summary.duration_seconds / elapsed.max(0.001));
+            tracing::info!(
+                worker,
+                job = job.id,
+                video = job.video_id,
+                duration = summary.duration_seconds,
+                secs = elapsed,
+                "transcode published"
+            );
         }
         Outcome::Failed(failed) => {
             let _ = ctx.storage.delete_prefix(&prefix).await;
-            let record = queue::Failure { public: &failed.public, internal: &failed.internal, permanent: failed.permanent };
+            let record = queue::Failure {
+                public: &failed.public,
+                internal: &failed.internal,
+                permanent: failed.permanent,
+            };
             let reason = &failed.internal;
             match queue::fail(&ctx.db, &job, worker, &record).await {
                 Ok(true) => {
-                    metrics::counter!("lectern_transcodes_total", "result" => "failed").increment(1);
+                    metrics::counter!("lectern_transcodes_total", "result" => "failed")
+                        .increment(1);
                     tracing::warn!(worker, job = job.id, video = job.video_id, %reason, "transcode failed for good")
                 }
-                Ok(false) => tracing::warn!(worker, job = job.id, video = job.video_id, %reason, "transcode failed; will retry"),
-                Err(e) => tracing::error!(worker, job = job.id, error = %e, "recording a failure failed"),
+                Ok(false) => {
+                    tracing::warn!(worker, job = job.id, video = job.video_id, %reason, "transcode failed; will retry")
+                }
+                Err(e) => {
+                    tracing::error!(worker, job = job.id, error = %e, "recording a failure failed")
+                }
             }
         }
         Outcome::LeaseLost => {
             let _ = ctx.storage.delete_prefix(&prefix).await;
-            tracing::warn!(worker, job = job.id, "lease lost to another worker, or past its deadline; outputs discarded");
+            tracing::warn!(
+                worker,
+                job = job.id,
+                "lease lost to another worker, or past its deadline; outputs discarded"
+            );
         }
         Outcome::ShutDown => {
             let _ = ctx.storage.delete_prefix(&prefix).await;
@@ -338,21 +386,33 @@ fn overall(stage_start: f64, stage_span: f64, p: f64) -> f64 {
 }
 
 /// Fetch, probe, transcode, publish; any `Err` is how the attempt ended early.
-async fn run_attempt(a: &mut Attempt<'_>, prefix: &ObjectKey, shutdown: &mut watch::Receiver<bool>) -> Result<Outcome, Outcome> {
+async fn run_attempt(
+    a: &mut Attempt<'_>,
+    prefix: &ObjectKey,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Outcome, Outcome> {
     let (ctx, job) = (a.ctx, a.job);
     let internal = |e: anyhow::Error| Outcome::Failed(Failed::internal(job, e));
     let _ = tokio::fs::remove_dir_all(&a.scratch).await;
-    tokio::fs::create_dir_all(&a.scratch).await.context("making scratch space").map_err(internal)?;
+    tokio::fs::create_dir_all(&a.scratch)
+        .await
+        .context("making scratch space")
+        .map_err(internal)?;
     let source = a.scratch.join("source");
     let scratch_budget = ctx.settings.job_scratch_budget_bytes;
     let over_scratch = a.over_scratch();
     a.within(fetch_source(ctx, job, &source, scratch_budget, over_scratch)).await?;
-    media_db::advance_progress(&ctx.db, job.video_id, 0.05, now()).await.map_err(|e| internal(e.into()))?;
+    media_db::advance_progress(&ctx.db, job.video_id, 0.05, now())
+        .await
+        .map_err(|e| internal(e.into()))?;
 
     let info = probe(a).await?;
     a.video_seconds = Some(info.duration_seconds);
     let deadline = now() + a.deadline().saturating_duration_since(Instant::now()).as_secs() as i64;
-    if !queue::set_deadline(&ctx.db, job.id, a.worker, deadline).await.map_err(|e| internal(e.into()))? {
+    if !queue::set_deadline(&ctx.db, job.id, a.worker, deadline)
+        .await
+        .map_err(|e| internal(e.into()))?
+    {
         return Err(Outcome::LeaseLost);
     }
 
@@ -367,17 +427,32 @@ async fn run_attempt(a: &mut Attempt<'_>, prefix: &ObjectKey, shutdown: &mut wat
     let key_hex = key.as_ref().map(|(k, _, _)| k.clone());
     let summary = transcode(a, key, shutdown).await?;
     let (worker, scratch) = (a.worker, a.scratch.clone());
-    a.within(publish_outputs(ctx, worker, job, &scratch, prefix, &summary, key_hex.as_deref())).await
+    a.within(publish_outputs(ctx, worker, job, &scratch, prefix, &summary, key_hex.as_deref()))
+        .await
 }
 
 /// Copy the stored source into scratch space, refusing to hold more than the scratch budget.
-async fn fetch_source(ctx: &WorkerCtx, job: &Job, dest: &Path, budget: u64, over: Failed) -> Result<(), Outcome> {
+async fn fetch_source(
+    ctx: &WorkerCtx,
+    job: &Job,
+    dest: &Path,
+    budget: u64,
+    over: Failed,
+) -> Result<(), Outcome> {
     let internal = |e: anyhow::Error| Outcome::Failed(Failed::internal(job, e));
-    let got = ctx.storage.get(&keys::source(job.video_id), None).await.context("reading the uploaded source").map_err(internal)?;
+    let got = ctx
+        .storage
+        .get(&keys::source(job.video_id), None)
+        .await
+        .context("reading the uploaded source")
+        .map_err(internal)?;
     if got.meta.size > budget {
         return Err(Outcome::Failed(over));
     }
-    let mut file = tokio::fs::File::create(dest).await.context("creating the source copy").map_err(internal)?;
+    let mut file = tokio::fs::File::create(dest)
+        .await
+        .context("creating the source copy")
+        .map_err(internal)?;
     let mut body = got.body;
     let mut written = 0u64;
     while let Some(chunk) = body.next().await {
@@ -386,7 +461,10 @@ async fn fetch_source(ctx: &WorkerCtx, job: &Job, dest: &Path, budget: u64, over
         if written > budget {
             return Err(Outcome::Failed(over));
         }
-        file.write_all(&chunk).await.context("copying the source to scratch space").map_err(internal)?;
+        file.write_all(&chunk)
+            .await
+            .context("copying the source to scratch space")
+            .map_err(internal)?;
     }
     file.flush().await.context("copying the source to scratch space").map_err(internal)?;
     Ok(())
@@ -434,7 +512,9 @@ async fn probe(a: &mut Attempt<'_>) -> Result<ProbeInfo, Outcome> {
         .within(async {
             match engine.next().await {
                 Some(EngineEvent::Probed { info }) => Ok(Ok(info)),
-                Some(EngineEvent::Failed { kind, message }) => Err(engine_failure(job, kind, message)),
+                Some(EngineEvent::Failed { kind, message }) => {
+                    Err(engine_failure(job, kind, message))
+                }
                 _ => Ok(Err(engine.wait().await)),
             }
         })
@@ -454,10 +534,11 @@ async fn transcode(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<TranscodeSummary, Outcome> {
     let (ctx, job) = (a.ctx, a.job);
-    let mut engine = Engine::start(&ctx.exe, &a.request(Some(a.scratch.join("out")), key), a.engine_limits())
-        .await
-        .context("starting an engine process")
-        .map_err(|e| Outcome::Failed(Failed::internal(job, e)))?;
+    let mut engine =
+        Engine::start(&ctx.exe, &a.request(Some(a.scratch.join("out")), key), a.engine_limits())
+            .await
+            .context("starting an engine process")
+            .map_err(|e| Outcome::Failed(Failed::internal(job, e)))?;
     let deadline = tokio::time::Instant::from_std(a.deadline());
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut progress = 0.0;
@@ -536,7 +617,8 @@ async fn publish_outputs(
     summary: &TranscodeSummary,
     hls_key: Option<&str>,
 ) -> Result<Outcome, Outcome> {
-    let internal = |e: anyhow::Error| Outcome::Failed(Failed::internal(job, e.context("storing the outputs")));
+    let internal =
+        |e: anyhow::Error| Outcome::Failed(Failed::internal(job, e.context("storing the outputs")));
     let out = scratch.join("out");
     let files = tokio::task::spawn_blocking({
         let out = out.clone();
@@ -550,15 +632,28 @@ async fn publish_outputs(
         let rel_str = rel.to_str().context("output file name is not UTF-8").map_err(internal)?;
         let key = prefix.join(rel_str).map_err(|e| internal(e.into()))?;
         let file = tokio::fs::File::open(out.join(rel)).await.map_err(|e| internal(e.into()))?;
-        ctx.storage.put(&key, stream_from_reader(file), content_type(rel_str)).await.map_err(|e| internal(e.into()))?;
-        media_db::advance_progress(&ctx.db, job.video_id, overall(0.9, 0.09, (i + 1) as f64 / total), now())
+        ctx.storage
+            .put(&key, stream_from_reader(file), content_type(rel_str))
             .await
             .map_err(|e| internal(e.into()))?;
+        media_db::advance_progress(
+            &ctx.db,
+            job.video_id,
+            overall(0.9, 0.09, (i + 1) as f64 / total),
+            now(),
+        )
+        .await
+        .map_err(|e| internal(e.into()))?;
     }
     let renditions: Vec<RenditionInfo> = summary
         .renditions
         .iter()
-        .map(|r| RenditionInfo { name: r.name.clone(), width: r.width, height: r.height, bandwidth: r.bandwidth })
+        .map(|r| RenditionInfo {
+            name: r.name.clone(),
+            width: r.width,
+            height: r.height,
+            bandwidth: r.bandwidth,
+        })
         .collect();
     let renditions_json = serde_json::to_string(&renditions).map_err(|e| internal(e.into()))?;
     let published = Published {
@@ -574,7 +669,9 @@ async fn publish_outputs(
             if let Ok(objects) = ctx.storage.list(&keys::video(job.video_id)).await {
                 for obj in objects {
                     let k = obj.key.as_str();
-                    if k != keys::source(job.video_id).as_str() && !k.starts_with(&format!("{}/", prefix.as_str())) {
+                    if k != keys::source(job.video_id).as_str()
+                        && !k.starts_with(&format!("{}/", prefix.as_str()))
+                    {
                         let _ = ctx.storage.delete(&obj.key).await;
                     }
                 }
@@ -597,7 +694,8 @@ struct Lease {
 impl Lease {
     fn keep(ctx: &WorkerCtx, job: i64, worker: &str) -> Lease {
         let (tx, lost) = watch::channel(false);
-        let (db, worker, lease_secs) = (ctx.db.clone(), worker.to_string(), ctx.settings.job_lease_secs as i64);
+        let (db, worker, lease_secs) =
+            (ctx.db.clone(), worker.to_string(), ctx.settings.job_lease_secs as i64);
         let task = tokio::spawn(async move {
             let beat = Duration::from_secs((lease_secs as u64 / 3).max(1));
             loop {

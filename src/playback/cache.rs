@@ -65,7 +65,11 @@ impl ObjectCache {
                 })
                 .build()
         });
-        ObjectCache { cache, max_object: max_object.min(u32::MAX as u64 / 2), loads: AtomicU64::new(0) }
+        ObjectCache {
+            cache,
+            max_object: max_object.min(u32::MAX as u64 / 2),
+            loads: AtomicU64::new(0),
+        }
     }
 
     /// How many times an object was read from the store into the cache.
@@ -75,7 +79,11 @@ impl ObjectCache {
 
     /// The published object `key`, from memory or (once, however many ask at the same time)
     /// from `storage`.
-    pub async fn get(&self, storage: &Storage, key: &ObjectKey) -> Result<Arc<CachedObject>, CacheMiss> {
+    pub async fn get(
+        &self,
+        storage: &Storage,
+        key: &ObjectKey,
+    ) -> Result<Arc<CachedObject>, CacheMiss> {
         let Some(cache) = &self.cache else { return Err(CacheMiss::Uncacheable) };
         if let Some(hit) = cache.get(key).await {
             metrics::counter!("lectern_hls_cache_total", "result" => "hit").increment(1);
@@ -99,10 +107,16 @@ impl ObjectCache {
         let mut body = BytesMut::with_capacity(got.meta.size as usize);
         let mut stream = got.body;
         while let Some(chunk) = stream.next().await {
-            body.extend_from_slice(&chunk.map_err(|e| CacheMiss::Failed(format!("reading {key}: {e}")))?);
+            body.extend_from_slice(
+                &chunk.map_err(|e| CacheMiss::Failed(format!("reading {key}: {e}")))?,
+            );
         }
         if body.len() as u64 != got.meta.size {
-            return Err(CacheMiss::Failed(format!("{key}: read {} bytes of {}", body.len(), got.meta.size)));
+            return Err(CacheMiss::Failed(format!(
+                "{key}: read {} bytes of {}",
+                body.len(),
+                got.meta.size
+            )));
         }
         Ok(CachedObject { meta: got.meta, body: body.freeze() })
     }

@@ -52,7 +52,11 @@ impl Playback {
     }
 
     /// The ready video `id`, from the cache or (once) the database. `None` if it is not ready.
-    pub async fn ready_video(&self, db: &Db, id: i64) -> Result<Option<Arc<ReadyVideo>>, sqlx::Error> {
+    pub async fn ready_video(
+        &self,
+        db: &Db,
+        id: i64,
+    ) -> Result<Option<Arc<ReadyVideo>>, sqlx::Error> {
         if let Some(v) = self.cache.lock().expect("cache lock").get(&id) {
             return Ok(Some(v.clone()));
         }
@@ -102,10 +106,16 @@ pub async fn start_session(
     let (lecture, course) = crate::catalog::visible_lecture(db, caller, lecture_id).await?;
     match crate::learning::may_watch(db, caller, &course, &lecture).await? {
         Entitlement::SignInRequired => {
-            return Err(ApiError::unauthorized("sign_in_required", "sign in and enroll to watch this lecture"))
+            return Err(ApiError::unauthorized(
+                "sign_in_required",
+                "sign in and enroll to watch this lecture",
+            ))
         }
         Entitlement::NotEntitled => {
-            return Err(ApiError::forbidden("not_enrolled", "enroll in this course to watch this lecture"))
+            return Err(ApiError::forbidden(
+                "not_enrolled",
+                "enroll in this course to watch this lecture",
+            ))
         }
         _ => {}
     }

@@ -66,14 +66,29 @@ mod tests {
 
     #[test]
     fn every_child_uri_carries_the_token() {
-        let m = String::from_utf8(rewrite(MASTER.as_bytes(), Rewrite { token: "T", public_segments: true }).unwrap()).unwrap();
+        let m = String::from_utf8(
+            rewrite(MASTER.as_bytes(), Rewrite { token: "T", public_segments: true }).unwrap(),
+        )
+        .unwrap();
         assert!(m.contains("360p/index.m3u8?token=T"), "{m}");
-        let private = String::from_utf8(rewrite(MEDIA.as_bytes(), Rewrite { token: "T", public_segments: false }).unwrap()).unwrap();
-        assert!(private.contains("seg_00000.ts?token=T") && private.contains("seg_00001.ts?token=T"), "{private}");
+        let private = String::from_utf8(
+            rewrite(MEDIA.as_bytes(), Rewrite { token: "T", public_segments: false }).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            private.contains("seg_00000.ts?token=T") && private.contains("seg_00001.ts?token=T"),
+            "{private}"
+        );
         assert!(private.contains("URI=\"../key?token=T\""), "{private}");
         assert!(private.contains("#EXT-X-ENDLIST"));
-        let public = String::from_utf8(rewrite(MEDIA.as_bytes(), Rewrite { token: "T", public_segments: true }).unwrap()).unwrap();
-        assert!(public.contains("\nseg_00000.ts\n") && public.contains("URI=\"../key?token=T\""), "{public}");
+        let public = String::from_utf8(
+            rewrite(MEDIA.as_bytes(), Rewrite { token: "T", public_segments: true }).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            public.contains("\nseg_00000.ts\n") && public.contains("URI=\"../key?token=T\""),
+            "{public}"
+        );
         assert!(rewrite(b"not a playlist", Rewrite { token: "T", public_segments: true }).is_none());
     }
 }

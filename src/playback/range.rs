@@ -96,17 +96,24 @@ pub fn parse_range(header: &str, len: u64) -> Option<Result<Range<u64>, ()>> {
 
 /// Does an `If-None-Match` list match `etag` (weak comparison)?
 fn etag_list_matches(list: &str, etag: &str) -> bool {
-    list.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/").trim_matches('"') == etag)
+    list.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/").trim_matches('"') == etag)
 }
 
 /// Unix seconds of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
 pub fn parse_http_date(s: &str) -> Option<i64> {
-    chrono::NaiveDateTime::parse_from_str(s.trim(), "%a, %d %b %Y %H:%M:%S GMT").ok().map(|d| d.and_utc().timestamp())
+    chrono::NaiveDateTime::parse_from_str(s.trim(), "%a, %d %b %Y %H:%M:%S GMT")
+        .ok()
+        .map(|d| d.and_utc().timestamp())
 }
 
 /// Unix seconds as an IMF-fixdate.
 pub fn http_date(ts: i64) -> String {
-    chrono::DateTime::from_timestamp(ts, 0).unwrap_or_default().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    chrono::DateTime::from_timestamp(ts, 0)
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -121,7 +128,8 @@ mod tests {
         m
     }
 
-    const V: Validators<'static> = Validators { len: 1000, etag: "abc", last_modified: 1_700_000_000 };
+    const V: Validators<'static> =
+        Validators { len: 1000, etag: "abc", last_modified: 1_700_000_000 };
 
     #[test]
     fn ranges_follow_rfc_9110() {
@@ -146,12 +154,27 @@ mod tests {
         assert_eq!(decide(&h(&[("if-none-match", "\"old\"")]), &V), Answer::Full);
         let date = http_date(V.last_modified);
         assert_eq!(decide(&h(&[("if-modified-since", &date)]), &V), Answer::NotModified);
-        assert_eq!(decide(&h(&[("if-modified-since", &http_date(V.last_modified - 10))]), &V), Answer::Full);
+        assert_eq!(
+            decide(&h(&[("if-modified-since", &http_date(V.last_modified - 10))]), &V),
+            Answer::Full
+        );
         assert_eq!(decide(&h(&[("range", "bytes=10-19")]), &V), Answer::Partial(10..20));
-        assert_eq!(decide(&h(&[("range", "bytes=10-19"), ("if-range", "\"abc\"")]), &V), Answer::Partial(10..20));
-        assert_eq!(decide(&h(&[("range", "bytes=10-19"), ("if-range", "\"old\"")]), &V), Answer::Full);
-        assert_eq!(decide(&h(&[("range", "bytes=10-19"), ("if-range", "W/\"abc\"")]), &V), Answer::Full);
-        assert_eq!(decide(&h(&[("range", "bytes=10-19"), ("if-range", &date)]), &V), Answer::Partial(10..20));
+        assert_eq!(
+            decide(&h(&[("range", "bytes=10-19"), ("if-range", "\"abc\"")]), &V),
+            Answer::Partial(10..20)
+        );
+        assert_eq!(
+            decide(&h(&[("range", "bytes=10-19"), ("if-range", "\"old\"")]), &V),
+            Answer::Full
+        );
+        assert_eq!(
+            decide(&h(&[("range", "bytes=10-19"), ("if-range", "W/\"abc\"")]), &V),
+            Answer::Full
+        );
+        assert_eq!(
+            decide(&h(&[("range", "bytes=10-19"), ("if-range", &date)]), &V),
+            Answer::Partial(10..20)
+        );
         assert_eq!(decide(&h(&[("range", "bytes=5000-")]), &V), Answer::Unsatisfiable);
         assert_eq!(parse_http_date(&date), Some(V.last_modified));
     }

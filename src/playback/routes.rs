@@ -10,13 +10,13 @@ use bytes::Bytes;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::cache::CacheMiss;
 use super::range::{decide, http_date, Answer, Validators};
 use super::tokens::PlaybackTokenError;
 use super::{playlist, PlaybackSession, ReadyVideo};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{Auth, Path, Query};
 use crate::http::{base_url, AppState};
-use super::cache::CacheMiss;
 use crate::storage::{content_type, ObjectMeta, StorageError};
 
 pub fn router() -> Router<AppState> {
@@ -38,7 +38,14 @@ pub async fn start_playback(
     headers: HeaderMap,
 ) -> ApiResult<axum::Json<PlaybackSession>> {
     let base = base_url(&st.cfg, &headers);
-    let session = super::start_session(&st.db, &st.playback, caller.as_ref().map(|a| &a.0), lecture_id, &base).await?;
+    let session = super::start_session(
+        &st.db,
+        &st.playback,
+        caller.as_ref().map(|a| &a.0),
+        lecture_id,
+        &base,
+    )
+    .await?;
     Ok(axum::Json(session))
 }
 
@@ -51,15 +58,22 @@ pub struct TokenQuery {
 #[derive(Debug, PartialEq, Eq)]
 enum HlsObject<'a> {
     Master,
-    Media { rendition: &'a str },
-    Segment { rendition: &'a str, name: &'a str },
+    Media {
+        rendition: &'a str,
+    },
+    Segment {
+        rendition: &'a str,
+        name: &'a str,
+    },
     Key,
     /// Poster, sprite, thumbnail track.
     Asset(&'a str),
 }
 
 fn plain(seg: &str, max: usize) -> bool {
-    !seg.is_empty() && seg.len() <= max && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !seg.is_empty()
+        && seg.len() <= max
+        && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Map the path below `/hls/{video}/` to an object, refusing anything else.
@@ -72,7 +86,8 @@ fn classify(rest: &str) -> Option<HlsObject<'_>> {
         [rendition, "index.m3u8"] if plain(rendition, 16) => Some(HlsObject::Media { rendition }),
         [rendition, name] if plain(rendition, 16) => {
             let (stem, ext) = name.rsplit_once('.')?;
-            (plain(stem, 64) && matches!(ext, "ts" | "m4s" | "mp4")).then_some(HlsObject::Segment { rendition, name })
+            (plain(stem, 64) && matches!(ext, "ts" | "m4s" | "mp4"))
+                .then_some(HlsObject::Segment { rendition, name })
         }
         _ => None,
     }
@@ -81,7 +96,9 @@ fn classify(rest: &str) -> Option<HlsObject<'_>> {
 fn token_error(e: PlaybackTokenError) -> ApiError {
     match e {
         PlaybackTokenError::Missing => ApiError::unauthorized("missing_token", e.to_string()),
-        PlaybackTokenError::Expired | PlaybackTokenError::Invalid => ApiError::unauthorized("invalid_token", e.to_string()),
+        PlaybackTokenError::Expired | PlaybackTokenError::Invalid => {
+            ApiError::unauthorized("invalid_token", e.to_string())
+        }
         PlaybackTokenError::WrongVideo => ApiError::forbidden("wrong_video", e.to_string()),
     }
 }
@@ -115,13 +132,25 @@ pub async fn serve_hls(
     }
 }
 
-async fn serve(st: &AppState, video: &str, rest: &str, token: Option<&str>, req: Request) -> ApiResult<Response> {
+async fn serve(
+    st: &AppState,
+    video: &str,
+    rest: &str,
+    token: Option<&str>,
+    req: Request,
+) -> ApiResult<Response> {
     // Encoded separators or dots never name an object; refuse before anything else.
     let raw = req.uri().path().to_ascii_lowercase();
-    if raw.contains("%2f") || raw.contains("%5c") || raw.contains("%2e") || raw.contains('\\') || rest.split('/').any(|s| s == ".." || s == ".") {
+    if raw.contains("%2f")
+        || raw.contains("%5c")
+        || raw.contains("%2e")
+        || raw.contains('\\')
+        || rest.split('/').any(|s| s == ".." || s == ".")
+    {
         return Err(ApiError::bad_request("invalid_path", "the path is not valid"));
     }
-    let video_id: i64 = video.parse().ok().filter(|v| *v > 0).ok_or(ApiError::not_found("video"))?;
+    let video_id: i64 =
+        video.parse().ok().filter(|v| *v > 0).ok_or(ApiError::not_found("video"))?;
     let object = classify(rest).ok_or(ApiError::not_found("object"))?;
     let head = req.method() == Method::HEAD;
     let headers = req.headers();
@@ -132,7 +161,8 @@ async fn serve(st: &AppState, video: &str, rest: &str, token: Option<&str>, req:
     if needs_token {
         st.playback.keys.verify(token, video_id).map_err(token_error)?;
     }
-    let ready = st.playback.ready_video(&st.db, video_id).await?.ok_or(ApiError::not_found("video"))?;
+    let ready =
+        st.playback.ready_video(&st.db, video_id).await?.ok_or(ApiError::not_found("video"))?;
     let encrypted = ready.key.is_some();
     if !needs_token && !encrypted {
         st.playback.keys.verify(token, video_id).map_err(token_error)?;
@@ -147,8 +177,19 @@ async fn serve(st: &AppState, video: &str, rest: &str, token: Option<&str>, req:
     let resp = match object {
         HlsObject::Key => {
             let key = ready.key.ok_or(ApiError::not_found("key"))?;
-            let meta = ObjectMeta { size: 16, last_modified: 0, etag: hex::encode(Sha256::digest(key))[..32].to_string() };
-            Ok(respond_bytes(headers, head, Bytes::copy_from_slice(&key), &meta, "application/octet-stream", NO_STORE))
+            let meta = ObjectMeta {
+                size: 16,
+                last_modified: 0,
+                etag: hex::encode(Sha256::digest(key))[..32].to_string(),
+            };
+            Ok(respond_bytes(
+                headers,
+                head,
+                Bytes::copy_from_slice(&key),
+                &meta,
+                "application/octet-stream",
+                NO_STORE,
+            ))
         }
         HlsObject::Master => {
             let token = token.expect("verified");
@@ -156,24 +197,40 @@ async fn serve(st: &AppState, video: &str, rest: &str, token: Option<&str>, req:
         }
         HlsObject::Media { rendition } => {
             let token = token.expect("verified");
-            rewritten(st, &ready, &format!("{rendition}/index.m3u8"), token, encrypted, headers, head).await
+            rewritten(
+                st,
+                &ready,
+                &format!("{rendition}/index.m3u8"),
+                token,
+                encrypted,
+                headers,
+                head,
+            )
+            .await
         }
         HlsObject::Asset(name) if name.ends_with(".vtt") => {
             let token = token.expect("verified");
             let (raw, meta) = read_small(st, &ready, name).await?;
-            let text = String::from_utf8_lossy(&raw).replace("sprite.jpg#", &format!("sprite.jpg?token={token}#"));
+            let text = String::from_utf8_lossy(&raw)
+                .replace("sprite.jpg#", &format!("sprite.jpg?token={token}#"));
             let body = Bytes::from(text);
             let meta = ObjectMeta { size: body.len() as u64, etag: digest_etag(&body), ..meta };
             Ok(respond_bytes(headers, head, body, &meta, content_type(name), NO_STORE))
         }
-        HlsObject::Asset(name) => stream_object(st, &ready, name, headers, head, PRIVATE_CACHE).await,
+        HlsObject::Asset(name) => {
+            stream_object(st, &ready, name, headers, head, PRIVATE_CACHE).await
+        }
         HlsObject::Segment { rendition, name } => {
             let cache = if encrypted { IMMUTABLE } else { PRIVATE_CACHE };
             stream_object(st, &ready, &format!("{rendition}/{name}"), headers, head, cache).await
         }
     }?;
     if !head {
-        let sent = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+        let sent = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
         metrics::counter!("lectern_hls_bytes_total", "kind" => kind).increment(sent);
     }
     Ok(resp)
@@ -228,10 +285,16 @@ async fn rewritten(
     head: bool,
 ) -> ApiResult<Response> {
     let (raw, meta) = read_small(st, v, rel).await?;
-    let body = playlist::rewrite(&raw, playlist::Rewrite { token, public_segments })
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("stored playlist {rel} does not parse")))?;
+    let body =
+        playlist::rewrite(&raw, playlist::Rewrite { token, public_segments }).ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!("stored playlist {rel} does not parse"))
+        })?;
     let body = Bytes::from(body);
-    let meta = ObjectMeta { size: body.len() as u64, etag: digest_etag(&body), last_modified: meta.last_modified };
+    let meta = ObjectMeta {
+        size: body.len() as u64,
+        etag: digest_etag(&body),
+        last_modified: meta.last_modified,
+    };
     Ok(respond_bytes(headers, head, body, &meta, "application/vnd.apple.mpegurl", NO_STORE))
 }
 
@@ -241,18 +304,29 @@ fn base_headers(resp: &mut Response, meta: &ObjectMeta, ctype: &str, cache: &str
     h.insert(header::CACHE_CONTROL, HeaderValue::from_str(cache).expect("cache control"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{}\"", meta.etag)).expect("etag"));
-    h.insert(header::LAST_MODIFIED, HeaderValue::from_str(&http_date(meta.last_modified)).expect("date"));
+    h.insert(
+        header::LAST_MODIFIED,
+        HeaderValue::from_str(&http_date(meta.last_modified)).expect("date"),
+    );
 }
 
 /// A response for `answer`, with the body (or the range of it) from `body_for`.
-fn shaped(answer: &Answer, meta: &ObjectMeta, ctype: &str, cache: &str, head: bool, body: Option<Body>) -> Response {
+fn shaped(
+    answer: &Answer,
+    meta: &ObjectMeta,
+    ctype: &str,
+    cache: &str,
+    head: bool,
+    body: Option<Body>,
+) -> Response {
     let (status, len, range) = match answer {
         Answer::NotModified => (StatusCode::NOT_MODIFIED, None, None),
         Answer::Full => (StatusCode::OK, Some(meta.size), None),
         Answer::Partial(r) => (StatusCode::PARTIAL_CONTENT, Some(r.end - r.start), Some(r.clone())),
         Answer::Unsatisfiable => (StatusCode::RANGE_NOT_SATISFIABLE, Some(0), None),
     };
-    let mut resp = Response::new(if head { Body::empty() } else { body.unwrap_or_else(Body::empty) });
+    let mut resp =
+        Response::new(if head { Body::empty() } else { body.unwrap_or_else(Body::empty) });
     *resp.status_mut() = status;
     base_headers(&mut resp, meta, ctype, cache);
     let h = resp.headers_mut();
@@ -260,17 +334,34 @@ fn shaped(answer: &Answer, meta: &ObjectMeta, ctype: &str, cache: &str, head: bo
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     if let Some(r) = range {
-        h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end - 1, meta.size)).expect("range"));
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end - 1, meta.size))
+                .expect("range"),
+        );
     }
     if *answer == Answer::Unsatisfiable {
-        h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{}", meta.size)).expect("range"));
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes */{}", meta.size)).expect("range"),
+        );
         h.remove(header::CACHE_CONTROL);
     }
     resp
 }
 
-fn respond_bytes(headers: &HeaderMap, head: bool, body: Bytes, meta: &ObjectMeta, ctype: &str, cache: &str) -> Response {
-    let answer = decide(headers, &Validators { len: meta.size, etag: &meta.etag, last_modified: meta.last_modified });
+fn respond_bytes(
+    headers: &HeaderMap,
+    head: bool,
+    body: Bytes,
+    meta: &ObjectMeta,
+    ctype: &str,
+    cache: &str,
+) -> Response {
+    let answer = decide(
+        headers,
+        &Validators { len: meta.size, etag: &meta.etag, last_modified: meta.last_modified },
+    );
     let part = match &answer {
         Answer::Full => Some(Body::from(body)),
         Answer::Partial(r) => Some(Body::from(body.slice(r.start as usize..r.end as usize))),
@@ -284,16 +375,35 @@ fn respond_bytes(headers: &HeaderMap, head: bool, body: Bytes, meta: &ObjectMeta
 ///
 /// A streamed whole object costs one read: it is opened once and its metadata decides the
 /// answer. Only a range request reopens it at the right offset.
-async fn stream_object(st: &AppState, v: &ReadyVideo, rel: &str, headers: &HeaderMap, head: bool, cache: &str) -> ApiResult<Response> {
+async fn stream_object(
+    st: &AppState,
+    v: &ReadyVideo,
+    rel: &str,
+    headers: &HeaderMap,
+    head: bool,
+    cache: &str,
+) -> ApiResult<Response> {
     let key = v.prefix.join(rel).map_err(|_| ApiError::not_found("object"))?;
     match st.playback.objects.get(&st.storage, &key).await {
-        Ok(hit) => return Ok(respond_bytes(headers, head, hit.body.clone(), &hit.meta, content_type(rel), cache)),
+        Ok(hit) => {
+            return Ok(respond_bytes(
+                headers,
+                head,
+                hit.body.clone(),
+                &hit.meta,
+                content_type(rel),
+                cache,
+            ))
+        }
         Err(CacheMiss::Uncacheable) => {}
         Err(other) => return Err(cache_error(other)),
     }
     let whole = st.storage.get(&key, None).await.map_err(storage_error)?;
     let meta = whole.meta.clone();
-    let answer = decide(headers, &Validators { len: meta.size, etag: &meta.etag, last_modified: meta.last_modified });
+    let answer = decide(
+        headers,
+        &Validators { len: meta.size, etag: &meta.etag, last_modified: meta.last_modified },
+    );
     let body = match (&answer, head) {
         (Answer::Full, false) => Some(Body::from_stream(whole.body)),
         (Answer::Partial(r), false) => {
@@ -314,8 +424,21 @@ mod tests {
     fn only_known_objects_are_served() {
         assert_eq!(classify("master.m3u8"), Some(HlsObject::Master));
         assert_eq!(classify("720p/index.m3u8"), Some(HlsObject::Media { rendition: "720p" }));
-        assert_eq!(classify("720p/seg_00001.ts"), Some(HlsObject::Segment { rendition: "720p", name: "seg_00001.ts" }));
-        for bad in ["../source", "720p/../../source", "source", "720p/seg.exe", "a/b/c.ts", "", "720p/", "/etc/passwd", "720p/.ts"] {
+        assert_eq!(
+            classify("720p/seg_00001.ts"),
+            Some(HlsObject::Segment { rendition: "720p", name: "seg_00001.ts" })
+        );
+        for bad in [
+            "../source",
+            "720p/../../source",
+            "source",
+            "720p/seg.exe",
+            "a/b/c.ts",
+            "",
+            "720p/",
+            "/etc/passwd",
+            "720p/.ts",
+        ] {
             assert_eq!(classify(bad), None, "{bad}");
         }
     }

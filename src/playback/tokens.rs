@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 
-use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 
 const TYP: &str = "playback";
@@ -71,7 +73,10 @@ impl PlaybackKeys {
         Ok(PlaybackKeys {
             signing_kid: kid,
             signing: EncodingKey::from_secret(secret.as_bytes()),
-            verifying: pairs.into_iter().map(|(k, s)| (k, DecodingKey::from_secret(s.as_bytes()))).collect(),
+            verifying: pairs
+                .into_iter()
+                .map(|(k, s)| (k, DecodingKey::from_secret(s.as_bytes())))
+                .collect(),
             validation,
             ttl_secs: ttl_secs as i64,
         })
@@ -84,24 +89,34 @@ impl PlaybackKeys {
     /// A token for `sub` to play `video_id` until `now + ttl`.
     pub fn issue(&self, sub: &str, video_id: i64, now: i64) -> (String, i64) {
         let exp = now + self.ttl_secs;
-        let claims = PlaybackClaims { sub: sub.to_string(), vid: video_id, typ: TYP.into(), iat: now, exp };
+        let claims =
+            PlaybackClaims { sub: sub.to_string(), vid: video_id, typ: TYP.into(), iat: now, exp };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.signing_kid.clone());
         (encode(&header, &claims, &self.signing).expect("HS256 encoding cannot fail"), exp)
     }
 
     /// Check the token opens `video_id`.
-    pub fn verify(&self, token: Option<&str>, video_id: i64) -> Result<PlaybackClaims, PlaybackTokenError> {
+    pub fn verify(
+        &self,
+        token: Option<&str>,
+        video_id: i64,
+    ) -> Result<PlaybackClaims, PlaybackTokenError> {
         let token = token.filter(|t| !t.is_empty()).ok_or(PlaybackTokenError::Missing)?;
         let header = decode_header(token).map_err(|_| PlaybackTokenError::Invalid)?;
         if header.alg != Algorithm::HS256 {
             return Err(PlaybackTokenError::Invalid);
         }
-        let key = header.kid.as_deref().and_then(|k| self.verifying.get(k)).ok_or(PlaybackTokenError::Invalid)?;
-        let data = decode::<PlaybackClaims>(token, key, &self.validation).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => PlaybackTokenError::Expired,
-            _ => PlaybackTokenError::Invalid,
-        })?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|k| self.verifying.get(k))
+            .ok_or(PlaybackTokenError::Invalid)?;
+        let data =
+            decode::<PlaybackClaims>(token, key, &self.validation).map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => PlaybackTokenError::Expired,
+                _ => PlaybackTokenError::Invalid,
+            })?;
         if data.claims.typ != TYP {
             return Err(PlaybackTokenError::Invalid);
         }
@@ -126,7 +141,10 @@ mod tests {
         let rotated = PlaybackKeys::parse(&format!("new:{B},old:{A}"), 60).unwrap();
         assert_eq!(rotated.verify(Some(&token), 3).unwrap().sub, "7");
         let (fresh, _) = rotated.issue("7", 3, chrono::Utc::now().timestamp());
-        assert!(fresh.len() > 20 && old.verify(Some(&fresh), 3).is_err(), "old servers cannot read new-key tokens");
+        assert!(
+            fresh.len() > 20 && old.verify(Some(&fresh), 3).is_err(),
+            "old servers cannot read new-key tokens"
+        );
         let dropped = PlaybackKeys::parse(&format!("new:{B}"), 60).unwrap();
         assert_eq!(dropped.verify(Some(&token), 3).unwrap_err(), PlaybackTokenError::Invalid);
     }

@@ -24,8 +24,8 @@ use tokio::fs;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{
-    stream_from_reader, ByteStream, CompletedPart, GetObject, ListedObject, ObjectKey, ObjectMeta, ObjectStore,
-    StorageError,
+    stream_from_reader, ByteStream, CompletedPart, GetObject, ListedObject, ObjectKey, ObjectMeta,
+    ObjectStore, StorageError,
 };
 
 /// Objects as files under `root`.
@@ -57,7 +57,9 @@ impl FsStore {
     }
 
     fn upload_dir(&self, upload_id: &str) -> Result<PathBuf, StorageError> {
-        if upload_id.is_empty() || !upload_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if upload_id.is_empty()
+            || !upload_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(StorageError::NoSuchUpload(upload_id.to_string()));
         }
         Ok(self.root.join(MULTIPART_DIR).join(upload_id))
@@ -69,9 +71,13 @@ impl FsStore {
 
     /// Write `body` to a fresh temp file on the blocking pool, hashing it as it goes; returns
     /// the file (removed when dropped unless published), its size and content hash.
-    async fn write_temp(&self, mut body: ByteStream) -> Result<(TempFile, u64, String), StorageError> {
+    async fn write_temp(
+        &self,
+        mut body: ByteStream,
+    ) -> Result<(TempFile, u64, String), StorageError> {
         let tmp = TempFile::new(self.tmp_path());
-        let mut state: Option<(Option<std::fs::File>, Sha256, u64)> = Some((None, Sha256::new(), 0));
+        let mut state: Option<(Option<std::fs::File>, Sha256, u64)> =
+            Some((None, Sha256::new(), 0));
         let mut batch: Vec<Bytes> = Vec::new();
         let mut batched = 0;
         loop {
@@ -91,7 +97,8 @@ impl FsStore {
             }
             let chunks = std::mem::take(&mut batch);
             batched = 0;
-            let (file, mut hasher, mut size) = state.take().expect("state is put back after each batch");
+            let (file, mut hasher, mut size) =
+                state.take().expect("state is put back after each batch");
             state = Some(
                 tmp.run(move |path| {
                     let mut file = match file {
@@ -200,19 +207,32 @@ fn not_found_as(key: &ObjectKey) -> impl Fn(std::io::Error) -> StorageError + '_
 
 #[async_trait]
 impl ObjectStore for FsStore {
-    async fn put(&self, key: &ObjectKey, body: ByteStream, _content_type: &str) -> Result<ObjectMeta, StorageError> {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        body: ByteStream,
+        _content_type: &str,
+    ) -> Result<ObjectMeta, StorageError> {
         let (tmp, _size, etag) = self.write_temp(body).await?;
         tmp.publish(self.path_of(key), Some(etag)).await?;
         self.head(key).await
     }
 
-    async fn get(&self, key: &ObjectKey, range: Option<Range<u64>>) -> Result<GetObject, StorageError> {
+    async fn get(
+        &self,
+        key: &ObjectKey,
+        range: Option<Range<u64>>,
+    ) -> Result<GetObject, StorageError> {
         let path = self.path_of(key);
         let mut file = fs::File::open(&path).await.map_err(not_found_as(key))?;
         let meta = meta_of(&path, &file).await.map_err(not_found_as(key))?;
         let range = match range {
             Some(r) if r.start > r.end || r.end > meta.size => {
-                return Err(StorageError::InvalidRange { start: r.start, end: r.end, size: meta.size })
+                return Err(StorageError::InvalidRange {
+                    start: r.start,
+                    end: r.end,
+                    size: meta.size,
+                })
             }
             Some(r) => r,
             None => 0..meta.size,
@@ -246,7 +266,11 @@ impl ObjectStore for FsStore {
         while let Some(dir) = stack.pop() {
             let mut entries = match fs::read_dir(&dir).await {
                 Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(20) => continue,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(20) =>
+                {
+                    continue
+                }
                 Err(e) => return Err(e.into()),
             };
             while let Some(entry) = entries.next_entry().await? {
@@ -259,7 +283,10 @@ impl ObjectStore for FsStore {
                 if ft.is_dir() {
                     stack.push(entry.path());
                 } else if ft.is_file() {
-                    let rel = entry.path().strip_prefix(&self.root).map(|p| p.to_string_lossy().into_owned());
+                    let rel = entry
+                        .path()
+                        .strip_prefix(&self.root)
+                        .map(|p| p.to_string_lossy().into_owned());
                     if let Ok(rel) = rel {
                         if let Ok(key) = ObjectKey::new(rel) {
                             out.push(ListedObject { key, size: entry.metadata().await?.len() });
@@ -272,7 +299,11 @@ impl ObjectStore for FsStore {
         Ok(out)
     }
 
-    async fn create_multipart(&self, _key: &ObjectKey, _content_type: &str) -> Result<String, StorageError> {
+    async fn create_multipart(
+        &self,
+        _key: &ObjectKey,
+        _content_type: &str,
+    ) -> Result<String, StorageError> {
         let id = uuid::Uuid::new_v4().to_string();
         fs::create_dir_all(self.upload_dir(&id)?).await?;
         Ok(id)
@@ -312,15 +343,20 @@ impl ObjectStore for FsStore {
             return Err(StorageError::NoSuchUpload(upload_id.to_string()));
         }
         let tmp = TempFile::new(self.tmp_path());
-        let part_files: Vec<(i32, PathBuf)> =
-            parts.iter().map(|p| (p.part_number, dir.join(format!("{:05}", p.part_number)))).collect();
+        let part_files: Vec<(i32, PathBuf)> = parts
+            .iter()
+            .map(|p| (p.part_number, dir.join(format!("{:05}", p.part_number))))
+            .collect();
         let id = upload_id.to_string();
         // Concatenating gigabytes is the kernel's work (copy_file_range), on the blocking pool.
         tmp.run(move |path| {
             let mut out = std::fs::File::create(path)?;
             for (n, part) in &part_files {
                 let mut f = std::fs::File::open(part).map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::NotFound, format!("multipart upload {id} has no part {n}"))
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("multipart upload {id} has no part {n}"),
+                    )
                 })?;
                 std::io::copy(&mut f, &mut out)?;
             }

@@ -82,7 +82,9 @@ fn is_valid_key(key: &str) -> bool {
         && key.split('/').all(|seg| {
             !seg.is_empty()
                 && !seg.starts_with('.')
-                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
         })
 }
 
@@ -197,10 +199,19 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 pub trait ObjectStore: Send + Sync + 'static {
     /// Store `body` under `key`, replacing any object there. Large bodies go up in parts
     /// (S3 multipart) without ever being held whole. Readers never see a partial object.
-    async fn put(&self, key: &ObjectKey, body: ByteStream, content_type: &str) -> Result<ObjectMeta, StorageError>;
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        body: ByteStream,
+        content_type: &str,
+    ) -> Result<ObjectMeta, StorageError>;
 
     /// Read the object, or the byte range `range` of it (which must lie within it).
-    async fn get(&self, key: &ObjectKey, range: Option<Range<u64>>) -> Result<GetObject, StorageError>;
+    async fn get(
+        &self,
+        key: &ObjectKey,
+        range: Option<Range<u64>>,
+    ) -> Result<GetObject, StorageError>;
 
     async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StorageError>;
 
@@ -212,7 +223,11 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn list(&self, prefix: &ObjectKey) -> Result<Vec<ListedObject>, StorageError>;
 
     /// Begin a multipart upload to `key`; returns its upload id.
-    async fn create_multipart(&self, key: &ObjectKey, content_type: &str) -> Result<String, StorageError>;
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+    ) -> Result<String, StorageError>;
 
     /// Upload part `part_number` (1-based). Every part but the last must be at least
     /// [`MIN_PART_SIZE`] bytes.

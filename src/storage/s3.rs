@@ -11,7 +11,9 @@ use std::ops::Range;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkCompletedPart};
@@ -20,7 +22,10 @@ use aws_smithy_types::body::SdkBody;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 
-use super::{ByteStream, CompletedPart, GetObject, ListedObject, ObjectKey, ObjectMeta, ObjectStore, StorageError};
+use super::{
+    ByteStream, CompletedPart, GetObject, ListedObject, ObjectKey, ObjectMeta, ObjectStore,
+    StorageError,
+};
 use crate::config::Config;
 
 /// Size of the parts `put` sends when a body outgrows one request.
@@ -41,7 +46,13 @@ impl S3Store {
         let mut builder = match (&cfg.s3_access_key, cfg.s3_secret_key.is_empty()) {
             (Some(ak), false) => aws_sdk_s3::config::Builder::new()
                 .behavior_version(BehaviorVersion::latest())
-                .credentials_provider(Credentials::new(ak, cfg.s3_secret_key.expose(), None, None, "lectern-config")),
+                .credentials_provider(Credentials::new(
+                    ak,
+                    cfg.s3_secret_key.expose(),
+                    None,
+                    None,
+                    "lectern-config",
+                )),
             _ => {
                 let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
                 aws_sdk_s3::config::Builder::from(&shared)
@@ -65,14 +76,25 @@ impl S3Store {
         }
         match self.client.create_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(()),
-            Err(e) if matches!(e.code(), Some("BucketAlreadyOwnedByYou") | Some("BucketAlreadyExists")) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("BucketAlreadyOwnedByYou") | Some("BucketAlreadyExists")
+                ) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(backend(e, "creating the bucket")),
         }
     }
 
     /// Begin a multipart upload in a task of its own, so that a `put` dropped while the
     /// request is in flight still learns the upload's id and aborts it.
-    async fn create_multipart_owned(&self, key: &ObjectKey, content_type: &str) -> Result<String, StorageError> {
+    async fn create_multipart_owned(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+    ) -> Result<String, StorageError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (store, key, content_type) = (self.clone(), key.clone(), content_type.to_string());
         tokio::spawn(async move {
@@ -81,10 +103,17 @@ impl S3Store {
                 let _ = store.abort_multipart(&key, &upload_id).await;
             }
         });
-        rx.await.map_err(|_| StorageError::Backend(anyhow::anyhow!("CreateMultipartUpload task ended")))?
+        rx.await.map_err(|_| {
+            StorageError::Backend(anyhow::anyhow!("CreateMultipartUpload task ended"))
+        })?
     }
 
-    async fn put_bytes(&self, key: &ObjectKey, body: Bytes, content_type: &str) -> Result<(), StorageError> {
+    async fn put_bytes(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -102,13 +131,17 @@ fn backend<E>(err: SdkError<E>, what: &'static str) -> StorageError
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    StorageError::Backend(anyhow::anyhow!("{what}: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))
+    StorageError::Backend(anyhow::anyhow!(
+        "{what}: {}",
+        aws_sdk_s3::error::DisplayErrorContext(&err)
+    ))
 }
 
 fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
     match err {
         SdkError::ServiceError(se) => {
-            se.raw().status().as_u16() == 404 || matches!(se.err().code(), Some("NoSuchKey") | Some("NotFound"))
+            se.raw().status().as_u16() == 404
+                || matches!(se.err().code(), Some("NoSuchKey") | Some("NotFound"))
         }
         _ => false,
     }
@@ -120,7 +153,11 @@ fn unquote(etag: Option<&str>) -> String {
 
 /// Read up to `limit` bytes from `body` into one buffer; `carry` holds what the previous call
 /// read past its limit.
-async fn fill(body: &mut ByteStream, carry: &mut BytesMut, limit: usize) -> std::io::Result<(Bytes, bool)> {
+async fn fill(
+    body: &mut ByteStream,
+    carry: &mut BytesMut,
+    limit: usize,
+) -> std::io::Result<(Bytes, bool)> {
     while carry.len() < limit {
         match body.next().await {
             Some(chunk) => carry.extend_from_slice(&chunk?),
@@ -166,7 +203,12 @@ impl Drop for AbortOnDrop {
 
 #[async_trait]
 impl ObjectStore for S3Store {
-    async fn put(&self, key: &ObjectKey, mut body: ByteStream, content_type: &str) -> Result<ObjectMeta, StorageError> {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        mut body: ByteStream,
+        content_type: &str,
+    ) -> Result<ObjectMeta, StorageError> {
         let mut carry = BytesMut::new();
         let (first, done) = fill(&mut body, &mut carry, PUT_PART_SIZE).await?;
         if done {
@@ -174,7 +216,11 @@ impl ObjectStore for S3Store {
             return self.head(key).await;
         }
         let upload_id = self.create_multipart_owned(key, content_type).await?;
-        let guard = AbortOnDrop { store: self.clone(), key: key.clone(), upload_id: Some(upload_id.clone()) };
+        let guard = AbortOnDrop {
+            store: self.clone(),
+            key: key.clone(),
+            upload_id: Some(upload_id.clone()),
+        };
         let result = async {
             let mut parts = Vec::new();
             let mut chunk = first;
@@ -182,7 +228,10 @@ impl ObjectStore for S3Store {
             loop {
                 let n = parts.len() as i32 + 1;
                 let len = chunk.len() as u64;
-                parts.push(self.upload_part(key, &upload_id, n, super::stream_from_bytes(chunk), len).await?);
+                parts.push(
+                    self.upload_part(key, &upload_id, n, super::stream_from_bytes(chunk), len)
+                        .await?,
+                );
                 if last {
                     break;
                 }
@@ -203,12 +252,20 @@ impl ObjectStore for S3Store {
         result
     }
 
-    async fn get(&self, key: &ObjectKey, range: Option<Range<u64>>) -> Result<GetObject, StorageError> {
+    async fn get(
+        &self,
+        key: &ObjectKey,
+        range: Option<Range<u64>>,
+    ) -> Result<GetObject, StorageError> {
         let mut req = self.client.get_object().bucket(&self.bucket).key(key.as_str());
         let meta = self.head(key).await?;
         let range = match range {
             Some(r) if r.start > r.end || r.end > meta.size => {
-                return Err(StorageError::InvalidRange { start: r.start, end: r.end, size: meta.size })
+                return Err(StorageError::InvalidRange {
+                    start: r.start,
+                    end: r.end,
+                    size: meta.size,
+                })
             }
             Some(r) => r,
             None => 0..meta.size,
@@ -234,13 +291,16 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StorageError> {
-        let out = self.client.head_object().bucket(&self.bucket).key(key.as_str()).send().await.map_err(|e| {
-            if is_not_found(&e) {
-                StorageError::NotFound(key.clone())
-            } else {
-                backend(e, "HeadObject")
-            }
-        })?;
+        let out =
+            self.client.head_object().bucket(&self.bucket).key(key.as_str()).send().await.map_err(
+                |e| {
+                    if is_not_found(&e) {
+                        StorageError::NotFound(key.clone())
+                    } else {
+                        backend(e, "HeadObject")
+                    }
+                },
+            )?;
         Ok(ObjectMeta {
             size: out.content_length().unwrap_or(0).max(0) as u64,
             last_modified: out.last_modified().map(|t| t.secs()).unwrap_or(0),
@@ -277,7 +337,11 @@ impl ObjectStore for S3Store {
         Ok(out)
     }
 
-    async fn create_multipart(&self, key: &ObjectKey, content_type: &str) -> Result<String, StorageError> {
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+    ) -> Result<String, StorageError> {
         let out = self
             .client
             .create_multipart_upload()
@@ -288,7 +352,9 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| backend(e, "CreateMultipartUpload"))?;
         out.upload_id().map(str::to_string).ok_or_else(|| {
-            StorageError::Backend(anyhow::anyhow!("CreateMultipartUpload answered without an upload id"))
+            StorageError::Backend(anyhow::anyhow!(
+                "CreateMultipartUpload answered without an upload id"
+            ))
         })
     }
 
@@ -332,7 +398,12 @@ impl ObjectStore for S3Store {
     ) -> Result<ObjectMeta, StorageError> {
         let parts = parts
             .iter()
-            .map(|p| SdkCompletedPart::builder().part_number(p.part_number).e_tag(format!("\"{}\"", p.etag)).build())
+            .map(|p| {
+                SdkCompletedPart::builder()
+                    .part_number(p.part_number)
+                    .e_tag(format!("\"{}\"", p.etag))
+                    .build()
+            })
             .collect();
         self.client
             .complete_multipart_upload()
@@ -353,7 +424,15 @@ impl ObjectStore for S3Store {
     }
 
     async fn abort_multipart(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StorageError> {
-        match self.client.abort_multipart_upload().bucket(&self.bucket).key(key.as_str()).upload_id(upload_id).send().await {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if matches!(e.code(), Some("NoSuchUpload")) || is_not_found(&e) => Ok(()),
             Err(e) => Err(backend(e, "AbortMultipartUpload")),

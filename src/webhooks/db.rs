@@ -22,7 +22,8 @@ pub struct EndpointRow {
     pub updated_at: i64,
 }
 
-const ENDPOINT_SELECT: &str = "SELECT id, owner_id, scope, url, events, description, secret, enabled, failures_in_a_row, \
+const ENDPOINT_SELECT: &str =
+    "SELECT id, owner_id, scope, url, events, description, secret, enabled, failures_in_a_row, \
      created_at, updated_at FROM webhook_endpoints";
 
 /// A new endpoint.
@@ -53,7 +54,10 @@ pub async fn insert_endpoint(db: &Db, e: &NewEndpoint<'_>, now: i64) -> Result<i
 }
 
 pub async fn endpoint(db: &Db, id: i64) -> Result<Option<EndpointRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{ENDPOINT_SELECT} WHERE id = $1")).bind(id).fetch_optional(db.pool()).await
+    sqlx::query_as(&format!("{ENDPOINT_SELECT} WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
 }
 
 /// Endpoints of `owner` (every endpoint when `None`), oldest first.
@@ -101,18 +105,22 @@ pub async fn record_event(
     now: i64,
 ) -> Result<u64, sqlx::Error> {
     let pattern = format!("% {kind} %");
-    let subscribed: Vec<(i64, String, i64)> =
-        sqlx::query_as("SELECT id, scope, owner_id FROM webhook_endpoints WHERE enabled = 1 AND events LIKE $1")
-            .bind(&pattern)
-            .fetch_all(&mut *conn)
-            .await?;
+    let subscribed: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT id, scope, owner_id FROM webhook_endpoints WHERE enabled = 1 AND events LIKE $1",
+    )
+    .bind(&pattern)
+    .fetch_all(&mut *conn)
+    .await?;
     if subscribed.is_empty() {
         return Ok(0);
     }
     let mut owners = Vec::new();
     for course_id in course_ids {
         let owner: Option<(i64,)> =
-            sqlx::query_as("SELECT instructor_id FROM courses WHERE id = $1").bind(course_id).fetch_optional(&mut *conn).await?;
+            sqlx::query_as("SELECT instructor_id FROM courses WHERE id = $1")
+                .bind(course_id)
+                .fetch_optional(&mut *conn)
+                .await?;
         owners.extend(owner.map(|o| o.0));
     }
     let targets: Vec<(i64,)> = subscribed
@@ -137,7 +145,14 @@ pub async fn record_event(
     Ok(targets.len() as u64)
 }
 
-async fn insert_attempt<'e, E>(exec: E, endpoint_id: i64, event_id: &str, attempt: i64, due_at: i64, now: i64) -> Result<i64, sqlx::Error>
+async fn insert_attempt<'e, E>(
+    exec: E,
+    endpoint_id: i64,
+    event_id: &str,
+    attempt: i64,
+    due_at: i64,
+    now: i64,
+) -> Result<i64, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -169,7 +184,13 @@ pub struct AttemptRow {
 
 /// Take up to `limit` due attempts for `owner` until `lease_until`: pending ones whose time
 /// has come, and ones whose node died mid-attempt. Each is taken by one node only.
-pub async fn claim_due(db: &Db, owner: &str, now: i64, lease_until: i64, limit: i64) -> Result<Vec<AttemptRow>, sqlx::Error> {
+pub async fn claim_due(
+    db: &Db,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<AttemptRow>, sqlx::Error> {
     let candidates: Vec<(i64,)> = sqlx::query_as(
         "SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE e.enabled = 1 \
          AND ((d.status = 'pending' AND d.due_at <= $1) OR (d.status = 'delivering' AND d.lease_expires_at < $1)) \
@@ -219,7 +240,13 @@ pub struct Finished<'a> {
 /// Record the end of an attempt held by `owner`, schedule the next one and keep the
 /// endpoint's failure count, in one transaction. False when the lease was lost (another node
 /// took the attempt over): nothing is recorded.
-pub async fn finish_attempt(db: &Db, a: &AttemptRow, owner: &str, f: &Finished<'_>, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn finish_attempt(
+    db: &Db,
+    a: &AttemptRow,
+    owner: &str,
+    f: &Finished<'_>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let mut tx = db.pool().begin().await?;
     let done = sqlx::query(
         "UPDATE webhook_deliveries SET status = $3, response_status = $4, error = $5, finished_at = $6, lease_expires_at = NULL \
@@ -238,7 +265,10 @@ pub async fn finish_attempt(db: &Db, a: &AttemptRow, owner: &str, f: &Finished<'
         return Ok(false);
     }
     if f.succeeded {
-        sqlx::query("UPDATE webhook_endpoints SET failures_in_a_row = 0 WHERE id = $1").bind(a.endpoint_id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE webhook_endpoints SET failures_in_a_row = 0 WHERE id = $1")
+            .bind(a.endpoint_id)
+            .execute(&mut *tx)
+            .await?;
     } else {
         sqlx::query(
             "UPDATE webhook_endpoints SET failures_in_a_row = failures_in_a_row + 1, \
@@ -271,7 +301,11 @@ pub struct DeliveryRow {
 }
 
 /// The newest `limit` attempts of an endpoint, newest first.
-pub async fn deliveries(db: &Db, endpoint_id: i64, limit: i64) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+pub async fn deliveries(
+    db: &Db,
+    endpoint_id: i64,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT d.id, d.event_id, ev.type AS kind, d.attempt, d.status, d.response_status, d.error, d.due_at, d.created_at \
          FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id WHERE d.endpoint_id = $1 ORDER BY d.id DESC LIMIT $2",
@@ -284,14 +318,23 @@ pub async fn deliveries(db: &Db, endpoint_id: i64, limit: i64) -> Result<Vec<Del
 
 /// Queue the event of delivery `delivery_id` of `endpoint_id` again, now, as attempt 1 of a
 /// new series. `None` when there is no such delivery of that endpoint.
-pub async fn resend(db: &Db, endpoint_id: i64, delivery_id: i64, now: i64) -> Result<Option<i64>, sqlx::Error> {
-    let event: Option<(String,)> = sqlx::query_as("SELECT event_id FROM webhook_deliveries WHERE id = $1 AND endpoint_id = $2")
-        .bind(delivery_id)
-        .bind(endpoint_id)
-        .fetch_optional(db.pool())
-        .await?;
+pub async fn resend(
+    db: &Db,
+    endpoint_id: i64,
+    delivery_id: i64,
+    now: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let event: Option<(String,)> = sqlx::query_as(
+        "SELECT event_id FROM webhook_deliveries WHERE id = $1 AND endpoint_id = $2",
+    )
+    .bind(delivery_id)
+    .bind(endpoint_id)
+    .fetch_optional(db.pool())
+    .await?;
     match event {
-        Some((event_id,)) => Ok(Some(insert_attempt(db.pool(), endpoint_id, &event_id, 1, now, now).await?)),
+        Some((event_id,)) => {
+            Ok(Some(insert_attempt(db.pool(), endpoint_id, &event_id, 1, now, now).await?))
+        }
         None => Ok(None),
     }
 }

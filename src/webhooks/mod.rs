@@ -85,7 +85,12 @@ impl EventType {
 
 /// Record that `kind` happened (to the courses `course_ids`, if it is about any) with `data`,
 /// for every endpoint that wants it. `conn` is the transaction making the change.
-pub async fn emit(conn: &mut sqlx::AnyConnection, kind: EventType, course_ids: &[i64], data: Value) -> Result<(), sqlx::Error> {
+pub async fn emit(
+    conn: &mut sqlx::AnyConnection,
+    kind: EventType,
+    course_ids: &[i64],
+    data: Value,
+) -> Result<(), sqlx::Error> {
     let t = now();
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     let body = json!({"type": kind.as_str(), "timestamp": rfc3339(t), "data": data}).to_string();
@@ -144,13 +149,19 @@ pub struct EndpointInput {
 /// The stored form of a list of event types: each known (422 otherwise), at least one.
 fn events_field(events: &[String]) -> ApiResult<String> {
     if events.is_empty() {
-        return Err(ApiError::unprocessable("no_events", "events must name at least one event type"));
+        return Err(ApiError::unprocessable(
+            "no_events",
+            "events must name at least one event type",
+        ));
     }
     let mut kinds = Vec::new();
     for e in events {
         let kind = EventType::parse(e).ok_or_else(|| {
             let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-            ApiError::unprocessable("unknown_event", format!("unknown event type {e:?}; known: {}", known.join(", ")))
+            ApiError::unprocessable(
+                "unknown_event",
+                format!("unknown event type {e:?}; known: {}", known.join(", ")),
+            )
         })?;
         if !kinds.contains(&kind.as_str()) {
             kinds.push(kind.as_str());
@@ -162,7 +173,10 @@ fn events_field(events: &[String]) -> ApiResult<String> {
 fn description_field(d: &str) -> ApiResult<String> {
     let d = d.trim();
     if d.chars().count() > 500 || d.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::unprocessable("invalid_description", "description must be at most 500 characters"));
+        return Err(ApiError::unprocessable(
+            "invalid_description",
+            "description must be at most 500 characters",
+        ));
     }
     Ok(d.to_string())
 }
@@ -176,18 +190,38 @@ fn new_secret() -> String {
 }
 
 /// Register an endpoint for `caller` (an admin or an instructor).
-pub async fn create(db: &Db, cfg: &Config, caller: &Caller, input: EndpointInput) -> ApiResult<CreatedEndpoint> {
+pub async fn create(
+    db: &Db,
+    cfg: &Config,
+    caller: &Caller,
+    input: EndpointInput,
+) -> ApiResult<CreatedEndpoint> {
     let scope = match caller.role {
         Role::Admin => "all",
         Role::Instructor => "own",
-        Role::Student => return Err(ApiError::forbidden("not_instructor", "only instructors and admins register webhooks")),
+        Role::Student => {
+            return Err(ApiError::forbidden(
+                "not_instructor",
+                "only instructors and admins register webhooks",
+            ))
+        }
     };
-    let url = input.url.ok_or_else(|| ApiError::unprocessable("url_required", "url is required"))?;
-    delivery::check_target(&url, cfg.webhook_allow_private).await.map_err(|why| ApiError::unprocessable("invalid_url", why))?;
+    let url =
+        input.url.ok_or_else(|| ApiError::unprocessable("url_required", "url is required"))?;
+    delivery::check_target(&url, cfg.webhook_allow_private)
+        .await
+        .map_err(|why| ApiError::unprocessable("invalid_url", why))?;
     let events = events_field(&input.events.unwrap_or_default())?;
     let description = description_field(input.description.as_deref().unwrap_or(""))?;
     let secret = new_secret();
-    let new = db::NewEndpoint { owner_id: caller.user_id, scope, url: url.trim(), events: &events, description: &description, secret: &secret };
+    let new = db::NewEndpoint {
+        owner_id: caller.user_id,
+        scope,
+        url: url.trim(),
+        events: &events,
+        description: &description,
+        secret: &secret,
+    };
     let id = db::insert_endpoint(db, &new, now()).await?;
     let row = db::endpoint(db, id).await?.ok_or(ApiError::not_found("webhook"))?;
     Ok(CreatedEndpoint { endpoint: view(row), secret })
@@ -204,17 +238,28 @@ pub async fn visible(db: &Db, caller: &Caller, id: i64) -> ApiResult<db::Endpoin
 /// The caller's endpoints (an admin's: everyone's).
 pub async fn list(db: &Db, caller: &Caller) -> ApiResult<Vec<Endpoint>> {
     if caller.role == Role::Student {
-        return Err(ApiError::forbidden("not_instructor", "only instructors and admins have webhooks"));
+        return Err(ApiError::forbidden(
+            "not_instructor",
+            "only instructors and admins have webhooks",
+        ));
     }
     let owner = (!caller.is_admin()).then_some(caller.user_id);
     Ok(db::endpoints(db, owner).await?.into_iter().map(view).collect())
 }
 
 /// Change an endpoint's URL, events, description or switch it on or off.
-pub async fn update(db: &Db, cfg: &Config, caller: &Caller, id: i64, input: EndpointInput) -> ApiResult<Endpoint> {
+pub async fn update(
+    db: &Db,
+    cfg: &Config,
+    caller: &Caller,
+    id: i64,
+    input: EndpointInput,
+) -> ApiResult<Endpoint> {
     let mut row = visible(db, caller, id).await?;
     if let Some(url) = input.url {
-        delivery::check_target(&url, cfg.webhook_allow_private).await.map_err(|why| ApiError::unprocessable("invalid_url", why))?;
+        delivery::check_target(&url, cfg.webhook_allow_private)
+            .await
+            .map_err(|why| ApiError::unprocessable("invalid_url", why))?;
         row.url = url.trim().to_string();
     }
     if let Some(events) = input.events {

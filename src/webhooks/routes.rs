@@ -17,7 +17,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/webhooks", post(create_webhook).get(list_webhooks))
         .route("/api/v1/webhooks/{webhook_id}", patch(update_webhook).delete(delete_webhook))
         .route("/api/v1/webhooks/{webhook_id}/deliveries", get(list_deliveries))
-        .route("/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/resend", post(resend_delivery))
+        .route(
+            "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/resend",
+            post(resend_delivery),
+        )
 }
 
 /// This module's part of the OpenAPI document.
@@ -54,7 +57,12 @@ pub async fn create_webhook(
     Auth(caller): Auth,
     Json(req): Json<CreateWebhook>,
 ) -> ApiResult<(StatusCode, axum::Json<CreatedEndpoint>)> {
-    let input = EndpointInput { url: Some(req.url), events: Some(req.events), description: req.description, enabled: None };
+    let input = EndpointInput {
+        url: Some(req.url),
+        events: Some(req.events),
+        description: req.description,
+        enabled: None,
+    };
     Ok((StatusCode::CREATED, axum::Json(super::create(&st.db, &st.cfg, &caller, input).await?)))
 }
 
@@ -66,7 +74,10 @@ pub struct Webhooks {
 
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
     responses((status = 200, body = Webhooks), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list_webhooks(State(st): State<AppState>, Auth(caller): Auth) -> ApiResult<axum::Json<Webhooks>> {
+pub async fn list_webhooks(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+) -> ApiResult<axum::Json<Webhooks>> {
     Ok(axum::Json(Webhooks { items: super::list(&st.db, &caller).await? }))
 }
 
@@ -93,13 +104,22 @@ pub async fn update_webhook(
     Path(id): Path<i64>,
     Json(req): Json<UpdateWebhook>,
 ) -> ApiResult<axum::Json<Endpoint>> {
-    let input = EndpointInput { url: req.url, events: req.events, description: req.description, enabled: req.enabled };
+    let input = EndpointInput {
+        url: req.url,
+        events: req.events,
+        description: req.description,
+        enabled: req.enabled,
+    };
     Ok(axum::Json(super::update(&st.db, &st.cfg, &caller, id, input).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/webhooks/{webhook_id}", tag = "webhooks", params(("webhook_id" = i64, Path)),
     security(("bearer" = [])), responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn delete_webhook(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+pub async fn delete_webhook(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
     super::delete(&st.db, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -112,7 +132,11 @@ pub struct Deliveries {
 
 #[utoipa::path(get, path = "/api/v1/webhooks/{webhook_id}/deliveries", tag = "webhooks", params(("webhook_id" = i64, Path)),
     security(("bearer" = [])), responses((status = 200, body = Deliveries), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn list_deliveries(State(st): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> ApiResult<axum::Json<Deliveries>> {
+pub async fn list_deliveries(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<Deliveries>> {
     Ok(axum::Json(Deliveries { items: super::deliveries(&st.db, &caller, id).await? }))
 }
 
@@ -120,7 +144,11 @@ pub async fn list_deliveries(State(st): State<AppState>, Auth(caller): Auth, Pat
 #[utoipa::path(post, path = "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/resend", tag = "webhooks",
     params(("webhook_id" = i64, Path), ("delivery_id" = i64, Path)), security(("bearer" = [])),
     responses((status = 202), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn resend_delivery(State(st): State<AppState>, Auth(caller): Auth, Path((id, delivery)): Path<(i64, i64)>) -> ApiResult<StatusCode> {
+pub async fn resend_delivery(
+    State(st): State<AppState>,
+    Auth(caller): Auth,
+    Path((id, delivery)): Path<(i64, i64)>,
+) -> ApiResult<StatusCode> {
     super::resend(&st.db, &caller, id, delivery).await?;
     Ok(StatusCode::ACCEPTED)
 }

@@ -51,7 +51,8 @@ macro_rules! on_both_setups {
 
 /// Base URL of the PostgreSQL server tests create their databases on.
 pub fn postgres_admin_url() -> String {
-    std::env::var("LECTERN_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("LECTERN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 /// A PostgreSQL database made for one test and dropped after it.
@@ -67,7 +68,10 @@ impl TempPgDb {
         let mut conn = sqlx::PgConnection::connect(&format!("{admin}/postgres"))
             .await
             .expect("PostgreSQL must run at LECTERN_TEST_POSTGRES_URL (default 127.0.0.1:5432, user postgres)");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
         TempPgDb { url: format!("{admin}/{name}"), name }
     }
 }
@@ -102,7 +106,8 @@ pub fn test_config(dir: &Path) -> Config {
 /// Start Lectern on 127.0.0.1:0: its base URL, state, a shutdown trigger and the serving task.
 async fn serve(
     cfg: &Config,
-) -> (String, lectern::http::AppState, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+) -> (String, lectern::http::AppState, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)
+{
     let app = lectern::App::start(cfg.clone()).await.expect("server starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -111,9 +116,15 @@ async fn serve(
     // The payment reconciler runs beside the server, as in `lectern serve`.
     let (stop_background, background) = tokio::sync::watch::channel(false);
     let every = Duration::from_secs(cfg.reconcile_interval_secs.max(1));
-    let reconciler = tokio::spawn(lectern::commerce::reconcile::run(state.db.clone(), state.payments.clone(), every, background.clone()));
+    let reconciler = tokio::spawn(lectern::commerce::reconcile::run(
+        state.db.clone(),
+        state.payments.clone(),
+        every,
+        background.clone(),
+    ));
     let settings = lectern::webhooks::delivery::Settings::from_config(cfg);
-    let webhooks = tokio::spawn(lectern::webhooks::delivery::run(state.db.clone(), settings, background));
+    let webhooks =
+        tokio::spawn(lectern::webhooks::delivery::run(state.db.clone(), settings, background));
     let task = tokio::spawn(async move {
         lectern::http::serve(listener, state, async {
             let _ = rx.await;
@@ -146,7 +157,11 @@ impl TestServer {
     }
 
     /// Start with `storage` and a chance to adjust the configuration.
-    pub async fn start_with(backend: Backend, storage: StorageKind, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    pub async fn start_with(
+        backend: Backend,
+        storage: StorageKind,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = test_config(dir.path());
         let pg = match backend {
@@ -183,7 +198,9 @@ impl TestServer {
     /// Temporary files of the filesystem store plus multipart uploads left open on S3: what an
     /// upload that did not finish may leave behind.
     pub fn pending_upload_scratch(&self) -> usize {
-        let tmp = std::fs::read_dir(self.cfg.data_dir.join("objects").join(".tmp")).map(|d| d.count()).unwrap_or(0);
+        let tmp = std::fs::read_dir(self.cfg.data_dir.join("objects").join(".tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0);
         tmp + self._s3.as_ref().map_or(0, |s| s.pending_multipart_uploads())
     }
 
@@ -193,7 +210,13 @@ impl TestServer {
 
     /// Send a request with an optional bearer token and JSON body; returns status and JSON
     /// (or `Value::Null` for an empty body).
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -207,7 +230,8 @@ impl TestServer {
         let value = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: body is not JSON: {text}"))
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{status}: body is not JSON: {text}"))
         };
         if status.is_server_error() {
             panic!("server error {status}: {value}");
@@ -226,7 +250,11 @@ impl TestServer {
     /// Sign up `email` (password `password123`) and return the created user.
     pub async fn signup(&self, email: &str) -> Value {
         let (status, user) = self
-            .post("/api/v1/auth/signup", None, json!({"email": email, "password": "password123", "name": "Test User"}))
+            .post(
+                "/api/v1/auth/signup",
+                None,
+                json!({"email": email, "password": "password123", "name": "Test User"}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{user}");
         user
@@ -234,16 +262,26 @@ impl TestServer {
 
     /// Log in and return `(access_token, refresh_token)`.
     pub async fn login(&self, email: &str, password: &str) -> (String, String) {
-        let (status, body) = self.post("/api/v1/auth/login", None, json!({"email": email, "password": password})).await;
+        let (status, body) = self
+            .post("/api/v1/auth/login", None, json!({"email": email, "password": password}))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        (body["access_token"].as_str().unwrap().to_string(), body["refresh_token"].as_str().unwrap().to_string())
+        (
+            body["access_token"].as_str().unwrap().to_string(),
+            body["refresh_token"].as_str().unwrap().to_string(),
+        )
     }
 
     /// Make the admin `admin@example.com` (as `lectern user create` does) and sign in as them.
     pub async fn admin(&self) -> String {
         self.app_state
             .accounts
-            .create_user("admin@example.com", "password123", "Admin", lectern::accounts::Role::Admin)
+            .create_user(
+                "admin@example.com",
+                "password123",
+                "Admin",
+                lectern::accounts::Role::Admin,
+            )
             .await
             .unwrap();
         self.login("admin@example.com", "password123").await.0
@@ -296,31 +334,53 @@ impl Drop for TestServer {
 /// Assert the one error shape and its code.
 pub fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "unexpected error body: {body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "error without message: {body}");
+    assert!(
+        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error without message: {body}"
+    );
 }
 
 impl TestServer {
     /// A new user who has become an instructor; returns an access token that says so.
     pub async fn instructor(&self, email: &str) -> String {
         let (access, refresh) = self.new_user(email).await;
-        let (status, body) = self.post("/api/v1/me/instructor", Some(&access), json!({"headline": "Teacher", "bio": ""})).await;
+        let (status, body) = self
+            .post("/api/v1/me/instructor", Some(&access), json!({"headline": "Teacher", "bio": ""}))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let (status, pair) = self.post("/api/v1/auth/refresh", None, json!({"refresh_token": refresh})).await;
+        let (status, pair) =
+            self.post("/api/v1/auth/refresh", None, json!({"refresh_token": refresh})).await;
         assert_eq!(status, StatusCode::OK, "{pair}");
         pair["access_token"].as_str().unwrap().to_string()
     }
 
     /// A draft course with one section and one lecture: `(course_id, section_id, lecture_id)`.
     pub async fn course_with_lecture(&self, token: &str, title: &str) -> (i64, i64, i64) {
-        let (status, course) = self.post("/api/v1/courses", Some(token), json!({"title": title, "price": 55000, "currency": "KRW"})).await;
+        let (status, course) = self
+            .post(
+                "/api/v1/courses",
+                Some(token),
+                json!({"title": title, "price": 55000, "currency": "KRW"}),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{course}");
         let course_id = course["id"].as_i64().unwrap();
-        let (status, section) =
-            self.post(&format!("/api/v1/courses/{course_id}/sections"), Some(token), json!({"title": "Basics"})).await;
+        let (status, section) = self
+            .post(
+                &format!("/api/v1/courses/{course_id}/sections"),
+                Some(token),
+                json!({"title": "Basics"}),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{section}");
         let section_id = section["id"].as_i64().unwrap();
-        let (status, lecture) =
-            self.post(&format!("/api/v1/sections/{section_id}/lectures"), Some(token), json!({"title": "Intro"})).await;
+        let (status, lecture) = self
+            .post(
+                &format!("/api/v1/sections/{section_id}/lectures"),
+                Some(token),
+                json!({"title": "Intro"}),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{lecture}");
         (course_id, section_id, lecture["id"].as_i64().unwrap())
     }
@@ -340,7 +400,11 @@ pub fn ffmpeg(args: &str, out: &Path) {
 /// A 16:9 clip with a test pattern and a tone, `secs` long, at `w`×`h`.
 pub fn clip(dir: &Path, name: &str, w: u32, h: u32, secs: f64, audio: bool) -> std::path::PathBuf {
     let out = dir.join(name);
-    let audio_in = if audio { format!("-f lavfi -i sine=frequency=440:sample_rate=48000:duration={secs}") } else { String::new() };
+    let audio_in = if audio {
+        format!("-f lavfi -i sine=frequency=440:sample_rate=48000:duration={secs}")
+    } else {
+        String::new()
+    };
     let audio_codec = if audio { "-c:a aac -b:a 96k" } else { "" };
     ffmpeg(
         &format!(
@@ -358,7 +422,8 @@ impl TestServer {
             .args(["worker", "--child"])
             .env(
                 lectern::media::supervisor::CHILD_CONFIG_ENV,
-                serde_json::to_string(&lectern::media::worker::WorkerSettings::from(&self.cfg)).unwrap(),
+                serde_json::to_string(&lectern::media::worker::WorkerSettings::from(&self.cfg))
+                    .unwrap(),
             )
             .env("RUST_LOG", "warn")
             .kill_on_drop(true)
@@ -407,15 +472,21 @@ impl TestServer {
     /// Copy a video's published HLS output out of storage into a temp dir (works for S3 too).
     pub async fn fetch_outputs(&self, video_id: i64) -> tempfile::TempDir {
         use futures::StreamExt;
-        let (prefix, key): (Option<String>, Option<String>) = sqlx::query_as("SELECT output_prefix, hls_key FROM videos WHERE id = $1")
-            .bind(video_id)
-            .fetch_one(self.app_state.db.pool())
-            .await
-            .unwrap();
+        let (prefix, key): (Option<String>, Option<String>) =
+            sqlx::query_as("SELECT output_prefix, hls_key FROM videos WHERE id = $1")
+                .bind(video_id)
+                .fetch_one(self.app_state.db.pool())
+                .await
+                .unwrap();
         let prefix = lectern::storage::ObjectKey::new(prefix.expect("published")).unwrap();
         let dir = tempfile::tempdir().unwrap();
         for obj in self.app_state.storage.list(&prefix).await.unwrap() {
-            let rel = obj.key.as_str().strip_prefix(&format!("{}/", prefix.as_str())).unwrap().to_string();
+            let rel = obj
+                .key
+                .as_str()
+                .strip_prefix(&format!("{}/", prefix.as_str()))
+                .unwrap()
+                .to_string();
             let dest = dir.path().join(&rel);
             std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
             let mut body = self.app_state.storage.get(&obj.key, None).await.unwrap().body;
@@ -441,7 +512,11 @@ pub fn assert_decodes(master: &Path) {
         .args(["-map", "0", "-f", "null", "-"])
         .output()
         .unwrap();
-    assert!(out.status.success() && out.stderr.is_empty(), "decoding {master:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "decoding {master:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Process ids of `pid`'s children (each thread lists the children it started).

@@ -23,7 +23,8 @@ fn binary() -> String {
     if let Ok(b) = std::env::var("S3S_FS_BIN") {
         return b;
     }
-    let home_bin = std::path::Path::new(&std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/s3s-fs");
+    let home_bin =
+        std::path::Path::new(&std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/s3s-fs");
     if home_bin.exists() {
         return home_bin.to_string_lossy().into_owned();
     }
@@ -34,7 +35,16 @@ impl S3Server {
     pub async fn start() -> S3Server {
         let root = tempfile::tempdir().unwrap();
         let mut child = Command::new(binary())
-            .args(["--host", "127.0.0.1", "--port", "0", "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--access-key",
+                ACCESS_KEY,
+                "--secret-key",
+                SECRET_KEY,
+            ])
             .arg(root.path())
             .env("RUST_LOG", "s3s_fs=info")
             .env("NO_COLOR", "1")
@@ -42,7 +52,9 @@ impl S3Server {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("s3s-fs must be installed: cargo install s3s-fs@0.14.1 --features binary --locked");
+            .expect(
+                "s3s-fs must be installed: cargo install s3s-fs@0.14.1 --features binary --locked",
+            );
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let endpoint = tokio::time::timeout(Duration::from_secs(20), async {
             while let Some(line) = lines.next_line().await.unwrap() {
@@ -63,7 +75,11 @@ impl S3Server {
     /// `.upload-<id>.json` per upload in its root).
     pub fn pending_multipart_uploads(&self) -> usize {
         std::fs::read_dir(self._root.path())
-            .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with(".upload-")).count())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(".upload-"))
+                    .count()
+            })
             .unwrap_or(0)
     }
 

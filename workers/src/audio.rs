@@ -34,7 +34,12 @@ struct Params {
 
 impl Params {
     fn of(f: &frame::Audio) -> Self {
-        Params { rate: f.rate(), format: f.format(), layout_bits: f.channel_layout().bits(), channels: f.channels() }
+        Params {
+            rate: f.rate(),
+            format: f.format(),
+            layout_bits: f.channel_layout().bits(),
+            channels: f.channels(),
+        }
     }
 }
 
@@ -75,15 +80,19 @@ impl AudioChain {
     ) -> Result<Self, MediaError> {
         let ast = ictx.stream(index).expect("probed index");
         let tb = ast.time_base();
-        let mut ctx =
-            codec::Context::from_parameters(ast.parameters()).map_err(|e| ff_err("reading the audio stream", e))?;
+        let mut ctx = codec::Context::from_parameters(ast.parameters())
+            .map_err(|e| ff_err("reading the audio stream", e))?;
         unsafe { (*ctx.as_mut_ptr()).pkt_timebase = tb.into() };
         let decoder = ctx.decoder().audio().map_err(|e| ff_err("opening the audio decoder", e))?;
         let (src_rate, src_channels) = unsafe {
             let par = (*ast.as_ptr()).codecpar;
             ((*par).sample_rate, (*par).ch_layout.nb_channels.max((*par).channels))
         };
-        let rate = if src_rate > 0 && (44100 % src_rate == 0 || src_rate % 44100 == 0) { 44100 } else { 48000 };
+        let rate = if src_rate > 0 && (44100 % src_rate == 0 || src_rate % 44100 == 0) {
+            44100
+        } else {
+            48000
+        };
         let (layout, channel_layout, bitrate) = if src_channels == 1 {
             ("mono", ffmpeg::ChannelLayout::MONO, AAC_MONO_BITRATE)
         } else {
@@ -140,7 +149,11 @@ impl AudioChain {
     }
 
     /// Decode one packet; encoded AAC packets go to `emit`.
-    pub fn send_packet(&mut self, pkt: &Packet, emit: &mut dyn FnMut(&Packet) -> Result<(), MediaError>) -> Result<(), MediaError> {
+    pub fn send_packet(
+        &mut self,
+        pkt: &Packet,
+        emit: &mut dyn FnMut(&Packet) -> Result<(), MediaError>,
+    ) -> Result<(), MediaError> {
         if self.decoder.send_packet(pkt).is_err() {
             self.decode_errors += 1;
         }
@@ -148,7 +161,10 @@ impl AudioChain {
     }
 
     /// End of input: flush decoder, filters and encoder.
-    pub fn finish(&mut self, emit: &mut dyn FnMut(&Packet) -> Result<(), MediaError>) -> Result<(), MediaError> {
+    pub fn finish(
+        &mut self,
+        emit: &mut dyn FnMut(&Packet) -> Result<(), MediaError>,
+    ) -> Result<(), MediaError> {
         let _ = self.decoder.send_eof();
         self.drain_decoder(emit)?;
         self.close_front(self.end, emit)?;
@@ -158,7 +174,10 @@ impl AudioChain {
         self.drain_encoder(emit)
     }
 
-    fn drain_decoder(&mut self, emit: &mut dyn FnMut(&Packet) -> Result<(), MediaError>) -> Result<(), MediaError> {
+    fn drain_decoder(
+        &mut self,
+        emit: &mut dyn FnMut(&Packet) -> Result<(), MediaError>,
+    ) -> Result<(), MediaError> {
         let mut f = frame::Audio::empty();
         loop {
             match self.decoder.receive_frame(&mut f) {
@@ -186,7 +205,10 @@ impl AudioChain {
 
             let params = Params::of(&f);
             if self.front.as_ref().is_some_and(|(_, p)| *p != params) {
-                tracing::debug!(?params, "audio format changed mid-stream; rebuilding the input stage");
+                tracing::debug!(
+                    ?params,
+                    "audio format changed mid-stream; rebuilding the input stage"
+                );
                 self.close_front(pts, emit)?;
             }
             if self.front.is_none() {
@@ -199,7 +221,11 @@ impl AudioChain {
 
     fn front_graph(&self, f: &frame::Audio) -> Result<Graph, MediaError> {
         let bits = f.channel_layout().bits();
-        let layout = if bits != 0 { format!("channel_layout=0x{bits:x}") } else { format!("channels={}", f.channels()) };
+        let layout = if bits != 0 {
+            format!("channel_layout=0x{bits:x}")
+        } else {
+            format!("channels={}", f.channels())
+        };
         let args = format!(
             "time_base={}/{}:sample_rate={}:sample_fmt={}:{layout}",
             self.tb.numerator(),
@@ -215,7 +241,11 @@ impl AudioChain {
     }
 
     /// Flush and drop the input stage (at a format change or at the end).
-    fn close_front(&mut self, pts: i64, emit: &mut dyn FnMut(&Packet) -> Result<(), MediaError>) -> Result<(), MediaError> {
+    fn close_front(
+        &mut self,
+        pts: i64,
+        emit: &mut dyn FnMut(&Packet) -> Result<(), MediaError>,
+    ) -> Result<(), MediaError> {
         if let Some((g, _)) = self.front.as_mut() {
             g.close(pts)?;
             self.pump_front(emit)?;
@@ -225,7 +255,10 @@ impl AudioChain {
     }
 
     /// Move everything the input stage has ready into the output stage.
-    fn pump_front(&mut self, emit: &mut dyn FnMut(&Packet) -> Result<(), MediaError>) -> Result<(), MediaError> {
+    fn pump_front(
+        &mut self,
+        emit: &mut dyn FnMut(&Packet) -> Result<(), MediaError>,
+    ) -> Result<(), MediaError> {
         let mut f = frame::Audio::empty();
         loop {
             let Some((front, _)) = self.front.as_mut() else { return Ok(()) };
@@ -244,7 +277,10 @@ impl AudioChain {
         }
     }
 
-    fn drain_back(&mut self, emit: &mut dyn FnMut(&Packet) -> Result<(), MediaError>) -> Result<(), MediaError> {
+    fn drain_back(
+        &mut self,
+        emit: &mut dyn FnMut(&Packet) -> Result<(), MediaError>,
+    ) -> Result<(), MediaError> {
         let sink_tb = self.back.sink_time_base(0);
         let mut f = frame::Audio::empty();
         while self.back.pull(0, &mut f)? {
@@ -258,7 +294,10 @@ impl AudioChain {
         Ok(())
     }
 
-    fn drain_encoder(&mut self, emit: &mut dyn FnMut(&Packet) -> Result<(), MediaError>) -> Result<(), MediaError> {
+    fn drain_encoder(
+        &mut self,
+        emit: &mut dyn FnMut(&Packet) -> Result<(), MediaError>,
+    ) -> Result<(), MediaError> {
         let mut pkt = Packet::empty();
         loop {
             match self.encoder.receive_packet(&mut pkt) {

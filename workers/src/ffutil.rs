@@ -64,7 +64,15 @@ unsafe extern "C" fn log_callback(
     // bare message is what ends up (readably) in error messages.
     let mut prefix: c_int = 0;
     unsafe {
-        ffi::av_log_format_line2(avcl, level, fmt, vl, buf.as_mut_ptr(), buf.len() as c_int, &mut prefix);
+        ffi::av_log_format_line2(
+            avcl,
+            level,
+            fmt,
+            vl,
+            buf.as_mut_ptr(),
+            buf.len() as c_int,
+            &mut prefix,
+        );
     }
     let msg = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
     let msg = msg.trim();
@@ -126,9 +134,9 @@ pub(crate) fn ff_err(context: &str, e: ffmpeg::Error) -> MediaError {
 fn is_deterministic(e: &ffmpeg::Error) -> bool {
     use ffmpeg::Error::*;
     match e {
-        InvalidData | PatchWelcome | Bug | Bug2 | Experimental | DecoderNotFound | EncoderNotFound
-        | DemuxerNotFound | MuxerNotFound | FilterNotFound | OptionNotFound | StreamNotFound | BsfNotFound
-        | ProtocolNotFound => true,
+        InvalidData | PatchWelcome | Bug | Bug2 | Experimental | DecoderNotFound
+        | EncoderNotFound | DemuxerNotFound | MuxerNotFound | FilterNotFound | OptionNotFound
+        | StreamNotFound | BsfNotFound | ProtocolNotFound => true,
         Other { errno } => {
             use ffmpeg::error::{EDOM, EINVAL, ENOSYS, ENOTSUP, ERANGE};
             [EINVAL, ERANGE, EDOM, ENOSYS, ENOTSUP].contains(errno)
@@ -152,7 +160,9 @@ pub(crate) fn redact(msg: &str) -> String {
         token.clear();
     };
     for c in msg.chars() {
-        if c.is_whitespace() || matches!(c, '\'' | '"' | '`' | '(' | ')' | '[' | ']' | '<' | '>' | ',' | ';') {
+        if c.is_whitespace()
+            || matches!(c, '\'' | '"' | '`' | '(' | ')' | '[' | ']' | '<' | '>' | ',' | ';')
+        {
             flush(&mut token, &mut out);
             out.push(c);
         } else {
@@ -188,10 +198,16 @@ mod tests {
 
     #[test]
     fn errors_the_same_work_meets_again_are_permanent() {
-        for e in [ffmpeg::Error::from(-ffmpeg::error::EINVAL), ffmpeg::Error::InvalidData, ffmpeg::Error::EncoderNotFound] {
+        for e in [
+            ffmpeg::Error::from(-ffmpeg::error::EINVAL),
+            ffmpeg::Error::InvalidData,
+            ffmpeg::Error::EncoderNotFound,
+        ] {
             assert!(ff_err("opening the JPEG encoder", e).is_permanent(), "{e:?}");
         }
-        for e in [ffmpeg::Error::from(-ffmpeg::error::ENOMEM), ffmpeg::Error::from(-ffmpeg::error::EIO)] {
+        for e in
+            [ffmpeg::Error::from(-ffmpeg::error::ENOMEM), ffmpeg::Error::from(-ffmpeg::error::EIO)]
+        {
             assert!(!ff_err("encoding video", e).is_permanent(), "{e:?}");
         }
     }
@@ -202,9 +218,15 @@ mod tests {
             redact("Opening 'file:/data/scratch/job-1-1/source' for reading"),
             "Opening '…' for reading"
         );
-        assert_eq!(redact("Failed to open http://10.0.0.5:9000/bucket/x.ts: denied"), "Failed to open … denied");
+        assert_eq!(
+            redact("Failed to open http://10.0.0.5:9000/bucket/x.ts: denied"),
+            "Failed to open … denied"
+        );
         assert_eq!(redact("/tmp/x/seg_00001.ts: No space left"), "… No space left");
-        assert_eq!(redact("Invalid data found when processing input"), "Invalid data found when processing input");
+        assert_eq!(
+            redact("Invalid data found when processing input"),
+            "Invalid data found when processing input"
+        );
         assert_eq!(redact("width 16/9 is odd"), "width 16/9 is odd");
     }
 }

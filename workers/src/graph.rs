@@ -71,7 +71,8 @@ pub(crate) fn build_graph(
     spec: &str,
 ) -> Result<Graph, MediaError> {
     let find = |name: &str| {
-        filter::find(name).ok_or_else(|| MediaError::Ffmpeg(format!("the {name} filter is not available")))
+        filter::find(name)
+            .ok_or_else(|| MediaError::Ffmpeg(format!("the {name} filter is not available")))
     };
     let mut graph = filter::Graph::new();
     let mut src_ctx = graph
@@ -81,7 +82,8 @@ pub(crate) fn build_graph(
     let sink_filter = find(sink_filter)?;
     let mut sinks = Vec::with_capacity(sink_names.len());
     for name in sink_names {
-        let ctx = graph.add(&sink_filter, name, "").map_err(|e| ff_err("creating a buffer sink", e))?;
+        let ctx =
+            graph.add(&sink_filter, name, "").map_err(|e| ff_err("creating a buffer sink", e))?;
         sinks.push(unsafe { ctx.as_ptr() } as *mut ffi::AVFilterContext);
     }
     {
@@ -94,4 +96,3 @@ pub(crate) fn build_graph(
     graph.validate().map_err(|e| ff_err(&format!("configuring the filter graph {spec:?}"), e))?;
     Ok(Graph { _graph: graph, src, sinks })
 }
-

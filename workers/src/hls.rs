@@ -5,7 +5,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use ffmpeg_next::ffi;
-use m3u8_rs::{Key, KeyMethod, MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, Resolution, VariantStream};
+use m3u8_rs::{
+    Key, KeyMethod, MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, Resolution,
+    VariantStream,
+};
 
 use crate::{HlsEncryption, MediaError};
 
@@ -56,12 +59,18 @@ impl Packaged {
 }
 
 fn invalid_playlist(path: &Path, why: impl std::fmt::Display) -> MediaError {
-    MediaError::Ffmpeg(format!("the HLS muxer wrote an unusable playlist {}: {why}", path.display()))
+    MediaError::Ffmpeg(format!(
+        "the HLS muxer wrote an unusable playlist {}: {why}",
+        path.display()
+    ))
 }
 
 /// Replace FFmpeg's media playlist in `dir` (`index.m3u8`) by a clean one, encrypting the
 /// segments first when asked. Returns the segment list.
-pub(crate) fn package_rendition(dir: &Path, encryption: Option<&HlsEncryption>) -> Result<Packaged, MediaError> {
+pub(crate) fn package_rendition(
+    dir: &Path,
+    encryption: Option<&HlsEncryption>,
+) -> Result<Packaged, MediaError> {
     let path = dir.join("index.m3u8");
     let raw = fs::read(&path)?;
     let parsed = m3u8_rs::parse_media_playlist_res(&raw).map_err(|e| invalid_playlist(&path, e))?;
@@ -254,7 +263,14 @@ fn encrypt_file_in_place(path: &Path, key: &[u8; 16], iv: &[u8; 16]) -> Result<(
             filled
         };
         unsafe {
-            ffi::av_aes_crypt(aes.0, buf.as_mut_ptr(), buf.as_ptr(), (whole / 16) as i32, chain.as_mut_ptr(), 0);
+            ffi::av_aes_crypt(
+                aes.0,
+                buf.as_mut_ptr(),
+                buf.as_ptr(),
+                (whole / 16) as i32,
+                chain.as_mut_ptr(),
+                0,
+            );
         }
         output.write_all(&buf[..whole])?;
         filled = 0;
@@ -285,11 +301,13 @@ mod tests {
     fn aes_matches_known_vector() {
         // NIST SP 800-38A F.2.1 (CBC-AES128), first block, then one block of PKCS#7 padding.
         let key: [u8; 16] = [
-            0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6, 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c,
+            0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6, 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf,
+            0x4f, 0x3c,
         ];
         let iv: [u8; 16] = core::array::from_fn(|i| i as u8);
         let plain: [u8; 16] = [
-            0x6b, 0xc1, 0xbe, 0xe2, 0x2e, 0x40, 0x9f, 0x96, 0xe9, 0x3d, 0x7e, 0x11, 0x73, 0x93, 0x17, 0x2a,
+            0x6b, 0xc1, 0xbe, 0xe2, 0x2e, 0x40, 0x9f, 0x96, 0xe9, 0x3d, 0x7e, 0x11, 0x73, 0x93,
+            0x17, 0x2a,
         ];
         let dir = std::env::temp_dir().join(format!("lectern-aes-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
@@ -301,7 +319,10 @@ mod tests {
         assert_eq!(out.len(), 32);
         assert_eq!(
             &out[..16],
-            &[0x76, 0x49, 0xab, 0xac, 0x81, 0x19, 0xb2, 0x46, 0xce, 0xe9, 0x8e, 0x9b, 0x12, 0xe9, 0x19, 0x7d]
+            &[
+                0x76, 0x49, 0xab, 0xac, 0x81, 0x19, 0xb2, 0x46, 0xce, 0xe9, 0x8e, 0x9b, 0x12, 0xe9,
+                0x19, 0x7d
+            ]
         );
     }
 }

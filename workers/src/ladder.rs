@@ -20,7 +20,8 @@ pub struct Rendition {
 }
 
 /// Standard rungs: short side and video maxrate.
-const RUNGS: [(u32, u64); 4] = [(1080, 5_000_000), (720, 2_800_000), (480, 1_400_000), (360, 800_000)];
+const RUNGS: [(u32, u64); 4] =
+    [(1080, 5_000_000), (720, 2_800_000), (480, 1_400_000), (360, 800_000)];
 
 /// Plan the ladder for a probed source, highest rendition first.
 ///
@@ -47,7 +48,8 @@ pub fn plan_ladder(info: &ProbeInfo) -> Vec<Rendition> {
         let (width, height) = (floor_even(dw), floor_even(dh));
         let area = width as f64 * height as f64;
         // Scale the 360p budget by area, with a floor that keeps tiny sources watchable.
-        let max_bitrate = ((800_000.0 * area / (640.0 * 360.0)).max(250_000.0) / 1000.0).round() as u64 * 1000;
+        let max_bitrate =
+            ((800_000.0 * area / (640.0 * 360.0)).max(250_000.0) / 1000.0).round() as u64 * 1000;
         out.push(Rendition { name: format!("{}p", width.min(height)), width, height, max_bitrate });
     }
     out
@@ -107,7 +109,10 @@ mod tests {
     #[test]
     fn odd_size_is_not_upscaled() {
         let l = plan_ladder(&info(1281, 721));
-        assert_eq!(sizes(&l), vec![("720p".into(), 1280, 720), ("480p".into(), 852, 480), ("360p".into(), 640, 360)]);
+        assert_eq!(
+            sizes(&l),
+            vec![("720p".into(), 1280, 720), ("480p".into(), 852, 480), ("360p".into(), 640, 360)]
+        );
         let l = plan_ladder(&info(1280, 719));
         assert_eq!(l[0].name, "480p");
     }
@@ -115,7 +120,10 @@ mod tests {
     #[test]
     fn portrait_goes_by_short_side() {
         let l = plan_ladder(&info(720, 1280));
-        assert_eq!(sizes(&l), vec![("720p".into(), 720, 1280), ("480p".into(), 480, 854), ("360p".into(), 360, 640)]);
+        assert_eq!(
+            sizes(&l),
+            vec![("720p".into(), 720, 1280), ("480p".into(), 480, 854), ("360p".into(), 360, 640)]
+        );
     }
 
     #[test]

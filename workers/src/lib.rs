@@ -182,6 +182,9 @@ impl MediaError {
     /// True for failures that retrying cannot fix ([`MediaError::Invalid`],
     /// [`MediaError::Unprocessable`], [`MediaError::InvalidOptions`]).
     pub fn is_permanent(&self) -> bool {
-        matches!(self, MediaError::Invalid(_) | MediaError::Unprocessable(_) | MediaError::InvalidOptions(_))
+        matches!(
+            self,
+            MediaError::Invalid(_) | MediaError::Unprocessable(_) | MediaError::InvalidOptions(_)
+        )
     }
 }

@@ -89,23 +89,20 @@ pub fn probe(input: &Path) -> Result<ProbeInfo, MediaError> {
 /// the worker's machine, image sequences read sibling files, and network and device formats
 /// have no business in an upload. Names are libavformat's first demuxer names.
 pub(crate) const ALLOWED_DEMUXERS: &[&str] = &[
-    "mov",       // MP4, MOV, M4V, 3GP
-    "matroska",  // MKV, WebM
-    "mpegts",    // MPEG-TS, broadcast and camcorder recordings (.ts, .mts, .m2ts)
-    "mpeg",      // MPEG program streams (.mpg, .vob)
-    "avi",
-    "flv",
-    "mxf",
-    "asf",       // WMV
-    "ogg",       // Theora
-    "dv",
-    "nut",
-    "ivf",       // VP8/VP9/AV1 in IVF
+    "mov",      // MP4, MOV, M4V, 3GP
+    "matroska", // MKV, WebM
+    "mpegts",   // MPEG-TS, broadcast and camcorder recordings (.ts, .mts, .m2ts)
+    "mpeg",     // MPEG program streams (.mpg, .vob)
+    "avi", "flv", "mxf", "asf", // WMV
+    "ogg", // Theora
+    "dv", "nut", "ivf", // VP8/VP9/AV1 in IVF
 ];
 
 /// Audio-only containers: refused with the same reason as an audio track in a video container.
-const AUDIO_ONLY_DEMUXERS: &[&str] =
-    &["mp3", "wav", "aac", "flac", "ac3", "eac3", "aiff", "w64", "amr", "ape", "wv", "dts", "truehd", "au", "caf"];
+const AUDIO_ONLY_DEMUXERS: &[&str] = &[
+    "mp3", "wav", "aac", "flac", "ac3", "eac3", "aiff", "w64", "amr", "ape", "wv", "dts", "truehd",
+    "au", "caf",
+];
 
 /// Open a file for demuxing, mapping failures to readable errors.
 ///
@@ -116,7 +113,10 @@ const AUDIO_ONLY_DEMUXERS: &[&str] =
 pub(crate) fn open_input(path: &Path) -> Result<ffmpeg::format::context::Input, MediaError> {
     let meta = std::fs::metadata(path)?;
     if meta.is_dir() {
-        return Err(MediaError::Io(std::io::Error::other(format!("{} is a directory", path.display()))));
+        return Err(MediaError::Io(std::io::Error::other(format!(
+            "{} is a directory",
+            path.display()
+        ))));
     }
     if meta.len() == 0 {
         return Err(MediaError::Invalid("the file is empty".into()));
@@ -136,7 +136,8 @@ fn input_url(path: &Path) -> Result<CString, MediaError> {
     use std::os::unix::ffi::OsStrExt;
     let mut bytes = b"file:".to_vec();
     bytes.extend_from_slice(path.as_os_str().as_bytes());
-    CString::new(bytes).map_err(|_| MediaError::Io(std::io::Error::other("the input path contains a NUL byte")))
+    CString::new(bytes)
+        .map_err(|_| MediaError::Io(std::io::Error::other("the input path contains a NUL byte")))
 }
 
 /// Whether a demuxer (by its comma-separated names) is on the allow-list.
@@ -173,13 +174,20 @@ fn detect_format(url: &CStr) -> Result<(*const ffi::AVInputFormat, i32), MediaEr
     unsafe {
         let mut raw = opts.disown();
         let mut pb: *mut ffi::AVIOContext = ptr::null_mut();
-        let r = ffi::avio_open2(&mut pb, url.as_ptr(), ffi::AVIO_FLAG_READ as c_int, ptr::null(), &mut raw);
+        let r = ffi::avio_open2(
+            &mut pb,
+            url.as_ptr(),
+            ffi::AVIO_FLAG_READ as c_int,
+            ptr::null(),
+            &mut raw,
+        );
         drop(ffmpeg::Dictionary::own(raw));
         if r < 0 {
             return Err(open_error(r));
         }
         let mut format: *const ffi::AVInputFormat = ptr::null();
-        let score = ffi::av_probe_input_buffer2(pb, &mut format, url.as_ptr(), ptr::null_mut(), 0, 0);
+        let score =
+            ffi::av_probe_input_buffer2(pb, &mut format, url.as_ptr(), ptr::null_mut(), 0, 0);
         ffi::avio_closep(&mut pb);
         if score < 0 || format.is_null() {
             return Err(open_error(if score < 0 { score } else { ffi::AVERROR_INVALIDDATA }));
@@ -286,7 +294,9 @@ fn open_failure_message(e: ffmpeg::Error, detail: Option<String>) -> String {
         ffmpeg::Error::InvalidData | ffmpeg::Error::DemuxerNotFound => {
             format!("the file is not a video format we can read, or it is damaged ({detail})")
         }
-        ffmpeg::Error::Eof => format!("the file ends too early to be read; it looks truncated ({detail})"),
+        ffmpeg::Error::Eof => {
+            format!("the file ends too early to be read; it looks truncated ({detail})")
+        }
         _ => format!("the file could not be opened as media ({detail})"),
     }
 }
@@ -296,7 +306,10 @@ fn codecpar(stream: &ffmpeg::format::stream::Stream) -> *const ffi::AVCodecParam
 }
 
 /// Inspect an opened input: pick the streams, validate, describe.
-pub(crate) fn analyze(ictx: &ffmpeg::format::context::Input, path: &Path) -> Result<Probed, MediaError> {
+pub(crate) fn analyze(
+    ictx: &ffmpeg::format::context::Input,
+    path: &Path,
+) -> Result<Probed, MediaError> {
     // Only allow-listed demuxers get this far (see `open_input`).
     let container = ictx.format().name().to_owned();
 
@@ -330,7 +343,9 @@ pub(crate) fn analyze(ictx: &ffmpeg::format::context::Input, path: &Path) -> Res
     let vpar = vst.parameters();
     let video_codec = vpar.id().name().to_owned();
     if ffmpeg::decoder::find(vpar.id()).is_none() {
-        return Err(MediaError::Invalid(format!("the video codec ({video_codec}) is not supported")));
+        return Err(MediaError::Invalid(format!(
+            "the video codec ({video_codec}) is not supported"
+        )));
     }
     let par = codecpar(&vst);
     let (width, height, field_order) = unsafe { ((*par).width, (*par).height, (*par).field_order) };
@@ -357,7 +372,8 @@ pub(crate) fn analyze(ictx: &ffmpeg::format::context::Input, path: &Path) -> Res
             std::ptr::null_mut(),
         )
     };
-    let sar = if sar.num > 0 && sar.den > 0 && (sar.num as f64 / sar.den as f64 - 1.0).abs() > 1e-3 {
+    let sar = if sar.num > 0 && sar.den > 0 && (sar.num as f64 / sar.den as f64 - 1.0).abs() > 1e-3
+    {
         ffmpeg::Rational::new(sar.num, sar.den)
     } else {
         ffmpeg::Rational::new(1, 1)
@@ -411,7 +427,10 @@ pub(crate) fn analyze(ictx: &ffmpeg::format::context::Input, path: &Path) -> Res
                 duration_seconds / 3600.0
             )
         } else {
-            format!("the video is too long ({:.1} hours; the limit is 12 hours)", duration_seconds / 3600.0)
+            format!(
+                "the video is too long ({:.1} hours; the limit is 12 hours)",
+                duration_seconds / 3600.0
+            )
         }));
     }
     let video_start = if vst.start_time() != ffi::AV_NOPTS_VALUE {
@@ -419,7 +438,13 @@ pub(crate) fn analyze(ictx: &ffmpeg::format::context::Input, path: &Path) -> Res
     } else {
         let start = unsafe { (*ictx.as_ptr()).start_time };
         if start != ffi::AV_NOPTS_VALUE && tb.denominator() > 0 {
-            unsafe { ffi::av_rescale_q(start, ffi::AVRational { num: 1, den: ffi::AV_TIME_BASE }, tb.into()) }
+            unsafe {
+                ffi::av_rescale_q(
+                    start,
+                    ffi::AVRational { num: 1, den: ffi::AV_TIME_BASE },
+                    tb.into(),
+                )
+            }
         } else {
             0
         }
@@ -484,7 +509,8 @@ fn scan_duration(path: &Path) -> Result<f64, MediaError> {
         .streams()
         .map(|st| {
             let kind = st.parameters().medium();
-            let usable = (kind == media::Type::Video && !st.disposition().contains(Disposition::ATTACHED_PIC))
+            let usable = (kind == media::Type::Video
+                && !st.disposition().contains(Disposition::ATTACHED_PIC))
                 || kind == media::Type::Audio;
             (usable && st.time_base().denominator() > 0).then(|| f64::from(st.time_base()))
         })
@@ -534,7 +560,12 @@ pub(crate) fn check_coded_size(width: u32, height: u32, at: Option<f64>) -> Resu
 /// The size a `width`×`height` picture with sample aspect ratio `sar` is shown at (square
 /// pixels), refused under the same limits as the coded size: a sample aspect ratio of 1:1000
 /// would otherwise turn 640×360 into a 1×360 picture (and 1000:1 into a 640000-pixel-wide one).
-pub(crate) fn displayed_size(width: u32, height: u32, sar: ffmpeg::Rational, at: Option<f64>) -> Result<(u32, u32), MediaError> {
+pub(crate) fn displayed_size(
+    width: u32,
+    height: u32,
+    sar: ffmpeg::Rational,
+    at: Option<f64>,
+) -> Result<(u32, u32), MediaError> {
     let ratio = if sar.numerator() > 0 && sar.denominator() > 0 {
         sar.numerator() as f64 / sar.denominator() as f64
     } else {
@@ -542,7 +573,11 @@ pub(crate) fn displayed_size(width: u32, height: u32, sar: ffmpeg::Rational, at:
     };
     let dw = (width as f64 * ratio).round();
     if !(dw >= MIN_SIDE as f64 && dw <= MAX_SIDE as f64) {
-        let shown = if dw.is_finite() && dw < 1e9 { format!("{}", dw.max(0.0) as u64) } else { "an absurd width".into() };
+        let shown = if dw.is_finite() && dw < 1e9 {
+            format!("{}", dw.max(0.0) as u64)
+        } else {
+            "an absurd width".into()
+        };
         return Err(MediaError::Invalid(format!(
             "the picture{} is shown {shown}×{height} pixels after its pixel aspect ratio {}:{}, which is not supported \
              (each side must be {MIN_SIDE}–{MAX_SIDE} pixels)",
@@ -593,7 +628,17 @@ mod tests {
         let tmp = tempfile_dir();
         let segment = tmp.join("segment.ts");
         let made = std::process::Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=10"])
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=64x64:rate=10",
+            ])
             .args(["-t", "1", "-c:v", "mpeg2video"])
             .arg(&segment)
             .status()
@@ -602,7 +647,10 @@ mod tests {
         let playlist = tmp.join("list.m3u8");
         std::fs::write(
             &playlist,
-            format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nfile:{}\n#EXT-X-ENDLIST\n", segment.display()),
+            format!(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nfile:{}\n#EXT-X-ENDLIST\n",
+                segment.display()
+            ),
         )
         .unwrap();
         let hls = CString::new("hls").unwrap();
@@ -610,7 +658,10 @@ mod tests {
         assert!(!format.is_null());
         let url = input_url(&playlist).unwrap();
         // The nested demuxer is allowed too: only the I/O hook stands in the way.
-        assert!(open_guarded(&url, format, "hls,mpegts").is_err(), "the playlist's segment was opened");
+        assert!(
+            open_guarded(&url, format, "hls,mpegts").is_err(),
+            "the playlist's segment was opened"
+        );
         let _ = std::fs::remove_dir_all(&tmp);
     }
 

@@ -30,10 +30,20 @@ const SAMPLE_RATE: i32 = 48_000;
 /// CPU-bound. Unusable arguments (odd or out-of-range sides, non-positive or over-12-hour
 /// durations, tones outside 1–20 000 Hz) give [`MediaError::InvalidOptions`]; an unwritable `out`
 /// gives [`MediaError::Io`]. On failure after `out` was created, it is removed.
-pub fn write_sample_clip(out: &Path, width: u32, height: u32, seconds: f64, tone_hz: u32) -> Result<(), MediaError> {
+pub fn write_sample_clip(
+    out: &Path,
+    width: u32,
+    height: u32,
+    seconds: f64,
+    tone_hz: u32,
+) -> Result<(), MediaError> {
     ffutil::init();
     let bad = |m: &str| Err(MediaError::InvalidOptions(m.to_owned()));
-    if !(16..=8192).contains(&width) || !(16..=8192).contains(&height) || width % 2 != 0 || height % 2 != 0 {
+    if !(16..=8192).contains(&width)
+        || !(16..=8192).contains(&height)
+        || width % 2 != 0
+        || height % 2 != 0
+    {
         return bad("the width and height must be even numbers between 16 and 8192");
     }
     if !(seconds.is_finite() && seconds > 0.0 && seconds <= 12.0 * 3600.0) {
@@ -82,7 +92,10 @@ fn write(
     // Encoders: H.264 (ultrafast, 2-second GOP) and AAC-LC.
     let x264 = ffmpeg::encoder::find_by_name("libx264")
         .ok_or_else(|| MediaError::Ffmpeg("FFmpeg was built without libx264".into()))?;
-    let mut v = codec::Context::new_with_codec(x264).encoder().video().map_err(|e| ff_err("creating x264", e))?;
+    let mut v = codec::Context::new_with_codec(x264)
+        .encoder()
+        .video()
+        .map_err(|e| ff_err("creating x264", e))?;
     v.set_width(width);
     v.set_height(height);
     v.set_format(Pixel::YUV420P);
@@ -92,7 +105,10 @@ fn write(
     v.set_gop(2 * FPS as u32);
     let aac = ffmpeg::encoder::find(codec::Id::AAC)
         .ok_or_else(|| MediaError::Ffmpeg("FFmpeg was built without the aac encoder".into()))?;
-    let mut a = codec::Context::new_with_codec(aac).encoder().audio().map_err(|e| ff_err("creating AAC", e))?;
+    let mut a = codec::Context::new_with_codec(aac)
+        .encoder()
+        .audio()
+        .map_err(|e| ff_err("creating AAC", e))?;
     a.set_rate(SAMPLE_RATE);
     a.set_channel_layout(ffmpeg::ChannelLayout::STEREO);
     a.set_format(ffmpeg::format::Sample::F32(ffmpeg::format::sample::Type::Planar));
@@ -108,8 +124,12 @@ fn write(
     let aenc = a.open_as(aac).map_err(|e| ff_err("opening the AAC encoder", e))?;
     let frame_size = aenc.frame_size();
 
-    octx.add_stream_with(&venc).map_err(|e| ff_err("adding the video stream", e))?.set_time_base(venc.time_base());
-    octx.add_stream_with(&aenc).map_err(|e| ff_err("adding the audio stream", e))?.set_time_base(aenc.time_base());
+    octx.add_stream_with(&venc)
+        .map_err(|e| ff_err("adding the video stream", e))?
+        .set_time_base(venc.time_base());
+    octx.add_stream_with(&aenc)
+        .map_err(|e| ff_err("adding the audio stream", e))?
+        .set_time_base(aenc.time_base());
     let mut mux_opts = ffmpeg::Dictionary::new();
     mux_opts.set("movflags", "+faststart");
     octx.write_header_with(mux_opts).map_err(|e| ff_err("starting the MP4 muxer", e))?;
@@ -117,7 +137,8 @@ fn write(
     // The sources: a filter graph whose only open ends are the two sinks.
     let mut graph = filter::Graph::new();
     for (kind, name) in [("buffersink", "vout"), ("abuffersink", "aout")] {
-        let f = filter::find(kind).ok_or_else(|| MediaError::Ffmpeg(format!("the {kind} filter is not available")))?;
+        let f = filter::find(kind)
+            .ok_or_else(|| MediaError::Ffmpeg(format!("the {kind} filter is not available")))?;
         graph.add(&f, name, "").map_err(|e| ff_err("creating a buffer sink", e))?;
     }
     let spec = format!(
@@ -195,7 +216,10 @@ impl Track {
                     if pkt.duration() <= 0 {
                         pkt.set_duration(self.packet_duration);
                     }
-                    pkt.rescale_ts(self.enc_tb, octx.stream(self.stream).expect("added").time_base());
+                    pkt.rescale_ts(
+                        self.enc_tb,
+                        octx.stream(self.stream).expect("added").time_base(),
+                    );
                     pkt.write_interleaved(octx).map_err(|e| ff_err("writing the MP4 file", e))?;
                 }
                 Err(ffmpeg::Error::Eof) => return Ok(()),

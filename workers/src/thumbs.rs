@@ -117,7 +117,8 @@ impl SpriteSheet {
             if i > 0 && start >= duration {
                 break;
             }
-            let end = if i + 1 == n { duration } else { ((i + 1) as f64 * self.interval).min(duration) };
+            let end =
+                if i + 1 == n { duration } else { ((i + 1) as f64 * self.interval).min(duration) };
             let end = end.max(start + 0.001);
             let (x, y) = ((i % COLUMNS) * tw, (i / COLUMNS) * th);
             let _ = writeln!(
@@ -140,8 +141,9 @@ fn vtt_time(t: f64) -> String {
 /// Encode one yuv420p (limited range) picture as a full-range JPEG with the mjpeg encoder.
 pub(crate) fn write_jpeg(src: &frame::Video, path: &Path) -> Result<(), MediaError> {
     let (w, h) = (src.width(), src.height());
-    let mut sws = scaling::Context::get(src.format(), w, h, Pixel::YUVJ420P, w, h, scaling::Flags::BICUBIC)
-        .map_err(|e| ff_err("preparing the JPEG colour conversion", e))?;
+    let mut sws =
+        scaling::Context::get(src.format(), w, h, Pixel::YUVJ420P, w, h, scaling::Flags::BICUBIC)
+            .map_err(|e| ff_err("preparing the JPEG colour conversion", e))?;
     let mut full = frame::Video::empty();
     sws.run(src, &mut full).map_err(|e| ff_err("converting a picture for JPEG", e))?;
     full.set_pts(Some(0));

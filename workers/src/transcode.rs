@@ -59,8 +59,18 @@ pub struct TranscodeSummary {
     pub output_bytes: u64,
 }
 
-const X264_PRESETS: [&str; 10] =
-    ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"];
+const X264_PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
 const X264_CRF: &str = "21";
 
 /// Transcode `input` into a complete HLS package in `out_dir` (created if missing).
@@ -132,7 +142,9 @@ pub fn transcode(
     hls::write_master(out_dir, &variants)?;
 
     // Thumbnails.
-    let poster = done.poster.ok_or_else(|| MediaError::Ffmpeg("no frame was available for the poster".into()))?;
+    let poster = done
+        .poster
+        .ok_or_else(|| MediaError::Ffmpeg("no frame was available for the poster".into()))?;
     thumbs::write_jpeg(&poster, &out_dir.join("poster.jpg"))?;
     done.sprite.write(out_dir, done.duration)?;
 
@@ -176,7 +188,10 @@ fn check_alignment(outputs: &[FinishedOutput], packaged: &[Packaged]) {
     let Some(first) = packaged.first() else { return };
     for (out, p) in outputs.iter().zip(packaged).skip(1) {
         let same = p.segments.len() == first.segments.len()
-            && p.segments.iter().zip(&first.segments).all(|(a, b)| (a.duration - b.duration).abs() < 0.002);
+            && p.segments
+                .iter()
+                .zip(&first.segments)
+                .all(|(a, b)| (a.duration - b.duration).abs() < 0.002);
         if !same {
             tracing::warn!(rendition = %out.rendition.name, "segments are not aligned with the top rendition");
         }
@@ -354,8 +369,8 @@ impl<'a> Pipeline<'a> {
         // Video decoder.
         let vst = ictx.stream(probed.video_index).expect("probed index");
         let vtb = vst.time_base();
-        let mut ctx =
-            codec::Context::from_parameters(vst.parameters()).map_err(|e| ff_err("reading the video stream", e))?;
+        let mut ctx = codec::Context::from_parameters(vst.parameters())
+            .map_err(|e| ff_err("reading the video stream", e))?;
         unsafe {
             (*ctx.as_mut_ptr()).thread_count = threads;
             (*ctx.as_mut_ptr()).pkt_timebase = vtb.into();
@@ -378,7 +393,14 @@ impl<'a> Pipeline<'a> {
 
         // Audio decoder + the single AAC encoder, on the video's timeline.
         let audio = match probed.audio_index {
-            Some(index) => Some(AudioChain::open(ictx, index, probed.video_start, vtb, cap_seconds, global_header)?),
+            Some(index) => Some(AudioChain::open(
+                ictx,
+                index,
+                probed.video_start,
+                vtb,
+                cap_seconds,
+                global_header,
+            )?),
             None => None,
         };
 
@@ -406,7 +428,8 @@ impl<'a> Pipeline<'a> {
             enc.set_gop(gop);
             enc.set_max_bit_rate(r.max_bitrate as usize);
             unsafe {
-                (*enc.as_mut_ptr()).rc_buffer_size = (2 * r.max_bitrate).min(i32::MAX as u64) as i32;
+                (*enc.as_mut_ptr()).rc_buffer_size =
+                    (2 * r.max_bitrate).min(i32::MAX as u64) as i32;
                 (*enc.as_mut_ptr()).thread_count = threads;
             }
             if global_header {
@@ -427,7 +450,9 @@ impl<'a> Pipeline<'a> {
             dict.set("profile", "high");
             dict.set("forced-idr", "1");
             dict.set("x264-params", &format!("keyint={gop}:min-keyint={gop}:scenecut=0"));
-            let encoder = enc.open_with(dict).map_err(|e| ff_err(&format!("opening x264 for {}", r.name), e))?;
+            let encoder = enc
+                .open_with(dict)
+                .map_err(|e| ff_err(&format!("opening x264 for {}", r.name), e))?;
             let extradata = unsafe {
                 let c = encoder.as_ptr();
                 if (*c).extradata.is_null() || (*c).extradata_size <= 0 {
@@ -446,7 +471,8 @@ impl<'a> Pipeline<'a> {
                 fs::remove_dir_all(&dir)?;
             }
             fs::create_dir_all(&dir)?;
-            let (mux, video_tb, audio_tb) = open_muxer(&dir, opts.segment_seconds, &encoder, enc_tb, audio.as_ref())?;
+            let (mux, video_tb, audio_tb) =
+                open_muxer(&dir, opts.segment_seconds, &encoder, enc_tb, audio.as_ref())?;
             outputs.push(Output {
                 rendition: r.clone(),
                 dir,
@@ -467,7 +493,10 @@ impl<'a> Pipeline<'a> {
         Ok(Pipeline {
             probed,
             fps,
-            keyframes: Keyframes { frame_seconds: 1.0 / fps_f, segment_seconds: opts.segment_seconds },
+            keyframes: Keyframes {
+                frame_seconds: 1.0 / fps_f,
+                segment_seconds: opts.segment_seconds,
+            },
             video: VideoIn {
                 index: probed.video_index,
                 decoder,
@@ -493,7 +522,11 @@ impl<'a> Pipeline<'a> {
     }
 
     /// Demux everything, decoding and encoding as we go, then flush the whole chain.
-    fn run(&mut self, ictx: &mut ffmpeg::format::context::Input, progress: &mut Progress) -> Result<(), MediaError> {
+    fn run(
+        &mut self,
+        ictx: &mut ffmpeg::format::context::Input,
+        progress: &mut Progress,
+    ) -> Result<(), MediaError> {
         let mut consecutive_errors = 0u32;
         loop {
             let mut packet = Packet::empty();
@@ -560,9 +593,9 @@ impl<'a> Pipeline<'a> {
             audio.finish(&mut |p| write_audio(outputs, p, tb))?;
         }
         for out in &mut self.outputs {
-            out.mux
-                .write_trailer()
-                .map_err(|e| ff_err(&format!("finishing the {} segments", out.rendition.name), e))?;
+            out.mux.write_trailer().map_err(|e| {
+                ff_err(&format!("finishing the {} segments", out.rendition.name), e)
+            })?;
         }
         Ok(())
     }
@@ -605,7 +638,8 @@ impl<'a> Pipeline<'a> {
         if f.width() == 0 || f.height() == 0 {
             return Ok(());
         }
-        let frame_ticks = (1.0 / f64::from(self.fps) / f64::from(self.video.tb)).round().max(1.0) as i64;
+        let frame_ticks =
+            (1.0 / f64::from(self.fps) / f64::from(self.video.tb)).round().max(1.0) as i64;
         let v = &mut self.video;
         let pts = match f.timestamp().or(f.pts()) {
             Some(ts) => ts - v.t0,
@@ -737,7 +771,11 @@ impl<'a> Pipeline<'a> {
                 }
                 out.last_pts = Some(n);
                 f.set_pts(Some(n));
-                f.set_kind(if self.keyframes.is_segment_start(n) { picture::Type::I } else { picture::Type::None });
+                f.set_kind(if self.keyframes.is_segment_start(n) {
+                    picture::Type::I
+                } else {
+                    picture::Type::None
+                });
                 if i == 0 && (self.poster.is_none() || n <= self.poster_frame) {
                     self.poster = Some(ffutil::frame_ref(&f)?);
                 }
@@ -759,13 +797,21 @@ impl<'a> Pipeline<'a> {
         let video_seconds = frames as f64 / f64::from(fps);
         let audio_seconds = self.audio.as_ref().map_or(0.0, |a| a.samples as f64 / a.rate as f64);
         if frames == 0 {
-            return Err(MediaError::Invalid("no picture in the video stream could be decoded".into()));
+            return Err(MediaError::Invalid(
+                "no picture in the video stream could be decoded".into(),
+            ));
         }
         if self.video.decode_errors > 0 {
-            tracing::warn!(errors = self.video.decode_errors, "some video packets could not be decoded");
+            tracing::warn!(
+                errors = self.video.decode_errors,
+                "some video packets could not be decoded"
+            );
         }
         if self.video.dropped > 0 {
-            tracing::warn!(frames = self.video.dropped, "dropped video frames stamped past the probed duration");
+            tracing::warn!(
+                frames = self.video.dropped,
+                "dropped video frames stamped past the probed duration"
+            );
         }
         if let Some(a) = self.audio.as_ref().filter(|a| a.decode_errors > 0) {
             tracing::warn!(errors = a.decode_errors, "some audio packets could not be decoded");
@@ -832,7 +878,12 @@ fn open_muxer(
     let hls = CString::new("hls").expect("no NUL");
     let mut octx = unsafe {
         let mut ps = ptr::null_mut();
-        let r = ffi::avformat_alloc_output_context2(&mut ps, ptr::null_mut(), hls.as_ptr(), c_playlist.as_ptr());
+        let r = ffi::avformat_alloc_output_context2(
+            &mut ps,
+            ptr::null_mut(),
+            hls.as_ptr(),
+            c_playlist.as_ptr(),
+        );
         if r < 0 || ps.is_null() {
             return Err(ff_err("creating the HLS muxer", ffmpeg::Error::from(r)));
         }
@@ -840,11 +891,13 @@ fn open_muxer(
         ffmpeg::format::context::Output::wrap(ps)
     };
     {
-        let mut st = octx.add_stream_with(video).map_err(|e| ff_err("adding the video stream", e))?;
+        let mut st =
+            octx.add_stream_with(video).map_err(|e| ff_err("adding the video stream", e))?;
         st.set_time_base(video_enc_tb);
     }
     if let Some(a) = audio {
-        let mut st = octx.add_stream_with(&a.encoder).map_err(|e| ff_err("adding the audio stream", e))?;
+        let mut st =
+            octx.add_stream_with(&a.encoder).map_err(|e| ff_err("adding the audio stream", e))?;
         st.set_time_base(a.enc_tb);
     }
     // hlsenc expands the segment pattern with av_get_frame_filename: escape '%' in the path.

@@ -33,7 +33,16 @@ fn refused(input: &Path) -> String {
 fn host_file(dir: &Path) -> PathBuf {
     let secret = dir.join("secret.ts");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
         secret.to_str().unwrap(),
     ]);
     secret
@@ -83,10 +92,26 @@ fn mkv_whose_timestamps_jump_to_ten_million_seconds_is_refused_at_once() {
     let input = tmp.path().join("jump.mkv");
     ffmpeg_to_pipe(
         &[
-            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=2", "-f", "lavfi", "-i",
-            "sine=sample_rate=48000:duration=2", "-vf", "setpts='if(lt(T,1),PTS,PTS+10000000/TB)'", "-af",
-            "asetpts='if(lt(T,1),PTS,PTS+10000000/TB)'", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
-            "-f", "matroska",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30:duration=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=sample_rate=48000:duration=2",
+            "-vf",
+            "setpts='if(lt(T,1),PTS,PTS+10000000/TB)'",
+            "-af",
+            "asetpts='if(lt(T,1),PTS,PTS+10000000/TB)'",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "-f",
+            "matroska",
         ],
         &input,
     );
@@ -102,20 +127,41 @@ fn frames_stamped_past_the_probed_duration_are_dropped_not_filled() {
     let piece = |name: &str, secs: &str, offset: &str| {
         let p = tmp.path().join(name);
         ffmpeg(&[
-            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t",
-            secs, "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-output_ts_offset", offset,
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=sample_rate=48000",
+            "-t",
+            secs,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "-output_ts_offset",
+            offset,
             p.to_str().unwrap(),
         ]);
         std::fs::read(p).unwrap()
     };
-    let joined = [piece("a.ts", "1", "0"), piece("b.ts", "1", "36000"), piece("c.ts", "4", "1")].concat();
+    let joined =
+        [piece("a.ts", "1", "0"), piece("b.ts", "1", "36000"), piece("c.ts", "4", "1")].concat();
     let input = tmp.path().join("excursion.ts");
     std::fs::write(&input, joined).unwrap();
     let info = probe(&input).unwrap();
     assert!(info.duration_seconds < 6.0, "{info:?}");
     let out = tmp.path().join("out");
     let summary = run(&input, &out, &fast_opts()).expect("transcode");
-    assert!(summary.duration_seconds < 7.0, "the timeline was filled past the cap: {}", summary.duration_seconds);
+    assert!(
+        summary.duration_seconds < 7.0,
+        "the timeline was filled past the cap: {}",
+        summary.duration_seconds
+    );
     let pl = read_media(&out.join("240p/index.m3u8"));
     let total: f64 = pl.segments.iter().map(|s| s.duration as f64).sum();
     assert!(total < 7.0, "{total} s of segments");
@@ -126,11 +172,21 @@ fn frames_stamped_past_the_probed_duration_are_dropped_not_filled() {
 fn extreme_pixel_aspect_ratios_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     // Matroska keeps such ratios (as its display size); MPEG-4 Part 2 carries them as they are.
-    for (name, sar, shown) in [("thin.mkv", "1/1000", "1×360"), ("wide.mkv", "100/1", "64000×360")] {
+    for (name, sar, shown) in [("thin.mkv", "1/1000", "1×360"), ("wide.mkv", "100/1", "64000×360")]
+    {
         let input = tmp.path().join(name);
         ffmpeg(&[
-            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "1", "-vf", &format!("setsar={sar}"), "-c:v",
-            "mpeg4", input.to_str().unwrap(),
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25",
+            "-t",
+            "1",
+            "-vf",
+            &format!("setsar={sar}"),
+            "-c:v",
+            "mpeg4",
+            input.to_str().unwrap(),
         ]);
         let msg = refused(&input);
         assert!(msg.contains(shown) && msg.contains("aspect ratio"), "{name}: {msg}");
@@ -144,15 +200,36 @@ fn a_picture_too_large_in_the_middle_of_the_stream_is_refused() {
     let a = tmp.path().join("a.ts");
     let b = tmp.path().join("b.ts");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "1", "-c:v", "libx264", "-preset", "ultrafast",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-t",
+        "1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
         a.to_str().unwrap(),
     ]);
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=8400x64:rate=25", "-t", "0.4", "-c:v", "libx264", "-preset", "ultrafast",
-        "-output_ts_offset", "1", b.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=8400x64:rate=25",
+        "-t",
+        "0.4",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-output_ts_offset",
+        "1",
+        b.to_str().unwrap(),
     ]);
     let input = tmp.path().join("joined.ts");
-    std::fs::write(&input, [std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()].concat()).unwrap();
+    std::fs::write(&input, [std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()].concat())
+        .unwrap();
     assert_eq!(probe(&input).map(|i| (i.width, i.height)).unwrap(), (320, 240));
     match transcode(&input, &tmp.path().join("out"), &fast_opts(), &mut |_| {}) {
         Err(MediaError::Invalid(m)) => assert!(m.contains("8400×64"), "{m}"),

@@ -78,8 +78,25 @@ fn truncated_faststart_mp4() {
     let tmp = tempfile::tempdir().unwrap();
     let full = tmp.path().join("fast.mp4");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine", "-t", "4",
-        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-movflags", "+faststart", full.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine",
+        "-t",
+        "4",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        "-movflags",
+        "+faststart",
+        full.to_str().unwrap(),
     ]);
     let bytes = std::fs::read(&full).unwrap();
     let cut = tmp.path().join("cut.mp4");
@@ -87,7 +104,9 @@ fn truncated_faststart_mp4() {
     // probe only reads the index, so it may still accept the file; transcoding must not.
     let out = tmp.path().join("out");
     match transcode(&cut, &out, &fast_opts(), &mut |_| {}) {
-        Err(MediaError::Invalid(m)) => assert!(m.contains("incomplete") || m.contains("truncated"), "{m}"),
+        Err(MediaError::Invalid(m)) => {
+            assert!(m.contains("incomplete") || m.contains("truncated"), "{m}")
+        }
         other => panic!("should be Invalid, got {other:?}"),
     }
 }
@@ -96,7 +115,17 @@ fn truncated_faststart_mp4() {
 fn audio_only() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("talk.m4a");
-    ffmpeg(&["-f", "lavfi", "-i", "sine=frequency=300", "-t", "2", "-c:a", "aac", input.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=300",
+        "-t",
+        "2",
+        "-c:a",
+        "aac",
+        input.to_str().unwrap(),
+    ]);
     assert_eq!(rejected(&input), "no video stream found (audio-only file)");
 }
 
@@ -104,11 +133,36 @@ fn audio_only() {
 fn audio_with_cover_art_is_still_audio_only() {
     let tmp = tempfile::tempdir().unwrap();
     let cover = tmp.path().join("cover.png");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=320x320", "-frames:v", "1", cover.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x320",
+        "-frames:v",
+        "1",
+        cover.to_str().unwrap(),
+    ]);
     let input = tmp.path().join("song.mp3");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "sine", "-i", cover.to_str().unwrap(), "-t", "2", "-map", "0:a", "-map", "1:v",
-        "-c:a", "libmp3lame", "-c:v", "png", "-disposition:v", "attached_pic", input.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "sine",
+        "-i",
+        cover.to_str().unwrap(),
+        "-t",
+        "2",
+        "-map",
+        "0:a",
+        "-map",
+        "1:v",
+        "-c:a",
+        "libmp3lame",
+        "-c:v",
+        "png",
+        "-disposition:v",
+        "attached_pic",
+        input.to_str().unwrap(),
     ]);
     assert_eq!(rejected(&input), "no video stream found (audio-only file)");
 }
@@ -117,7 +171,15 @@ fn audio_with_cover_art_is_still_audio_only() {
 fn still_image() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("slide.png");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=640x360", "-frames:v", "1", input.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360",
+        "-frames:v",
+        "1",
+        input.to_str().unwrap(),
+    ]);
     let msg = rejected(&input);
     assert!(msg.contains("still image"), "{msg}");
 }
@@ -126,7 +188,17 @@ fn still_image() {
 fn absurd_sizes() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("small.mkv");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=8x8:rate=5", "-t", "1", "-c:v", "ffv1", input.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=8x8:rate=5",
+        "-t",
+        "1",
+        "-c:v",
+        "ffv1",
+        input.to_str().unwrap(),
+    ]);
     let msg = rejected(&input);
     assert!(msg.contains("8×8"), "{msg}");
 }

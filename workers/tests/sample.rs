@@ -17,7 +17,8 @@ fn sample_clip_probes_and_transcodes() {
     assert_eq!(info.audio_codec.as_deref(), Some("aac"));
 
     let out = tmp.path().join("hls");
-    let summary = transcode(&clip, &out, &TranscodeOptions::default(), &mut |_| {}).expect("transcode");
+    let summary =
+        transcode(&clip, &out, &TranscodeOptions::default(), &mut |_| {}).expect("transcode");
     assert!(out.join("master.m3u8").is_file());
     assert!(!summary.renditions.is_empty());
     assert!((summary.duration_seconds - 3.0).abs() <= 0.1, "duration {}", summary.duration_seconds);
@@ -30,7 +31,9 @@ fn sample_clip_probes_and_transcodes() {
 fn unusable_arguments_are_rejected() {
     let tmp = tempfile::tempdir().unwrap();
     let clip = tmp.path().join("bad.mp4");
-    for (w, h, s, hz) in [(641, 360, 3.0, 440), (640, 360, 0.0, 440), (640, 360, f64::NAN, 440), (640, 360, 3.0, 0)] {
+    for (w, h, s, hz) in
+        [(641, 360, 3.0, 440), (640, 360, 0.0, 440), (640, 360, f64::NAN, 440), (640, 360, 3.0, 0)]
+    {
         let err = write_sample_clip(&clip, w, h, s, hz).unwrap_err();
         assert!(matches!(err, MediaError::InvalidOptions(_)), "{w}x{h} {s}s {hz}Hz: {err:?}");
     }

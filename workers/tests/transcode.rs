@@ -17,12 +17,21 @@ fn hd_with_audio() {
     let out = tmp.path().join("out");
     // The default preset, so that the High profile shows in CODECS.
     let summary = run(&input, &out, &TranscodeOptions::default()).expect("transcode");
-    assert!(summary.renditions.iter().all(|r| r.codecs.starts_with("avc1.64")), "{:?}", summary.renditions);
+    assert!(
+        summary.renditions.iter().all(|r| r.codecs.starts_with("avc1.64")),
+        "{:?}",
+        summary.renditions
+    );
     assert!(summary.source.has_audio);
     assert_eq!(summary.source.audio_codec.as_deref(), Some("aac"));
     assert_eq!(summary.renditions[0].frame_rate, 25.0);
-    let playlists =
-        check_package(&out, &summary, &[("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360)], 5.0, true);
+    let playlists = check_package(
+        &out,
+        &summary,
+        &[("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360)],
+        5.0,
+        true,
+    );
     // 4-second segments: 4 s + 1 s.
     assert_eq!(playlists[0].segments.len(), 2);
     assert!((playlists[0].segments[0].duration - 4.0).abs() < 0.01);
@@ -53,7 +62,8 @@ fn no_audio() {
     let opts = TranscodeOptions { segment_seconds: 2.0, ..fast_opts() };
     let summary = run(&input, &out, &opts).expect("transcode");
     assert!(!summary.source.has_audio);
-    let playlists = check_package(&out, &summary, &[("480p", 854, 480), ("360p", 640, 360)], 4.0, false);
+    let playlists =
+        check_package(&out, &summary, &[("480p", 854, 480), ("360p", 640, 360)], 4.0, false);
     assert_eq!(playlists[0].segments.len(), 2);
     assert_eq!(playlists[0].target_duration, 2);
 }
@@ -64,7 +74,13 @@ fn portrait() {
     let input = make_clip(tmp.path(), "portrait.mp4", 720, 1280, "25", 3.0, true);
     let out = tmp.path().join("out");
     let summary = run(&input, &out, &fast_opts()).expect("transcode");
-    check_package(&out, &summary, &[("720p", 720, 1280), ("480p", 480, 854), ("360p", 360, 640)], 3.0, true);
+    check_package(
+        &out,
+        &summary,
+        &[("720p", 720, 1280), ("480p", 480, 854), ("360p", 360, 640)],
+        3.0,
+        true,
+    );
 }
 
 #[test]
@@ -76,7 +92,15 @@ fn rotated_phone_video_comes_out_upright() {
     for tag in ["90", "270"] {
         let rotated = tmp.path().join(format!("rotated{tag}.mp4"));
         let meta = format!("rotate={tag}");
-        ffmpeg(&["-i", landscape.to_str().unwrap(), "-c", "copy", "-metadata:s:v:0", &meta, rotated.to_str().unwrap()]);
+        ffmpeg(&[
+            "-i",
+            landscape.to_str().unwrap(),
+            "-c",
+            "copy",
+            "-metadata:s:v:0",
+            &meta,
+            rotated.to_str().unwrap(),
+        ]);
         // The display matrix really is there.
         let probe = ffprobe(&rotated, &[]);
         let v = stream(&probe, "video").unwrap();
@@ -99,9 +123,30 @@ fn rotated_phone_video_comes_out_upright() {
         // Same orientation as FFmpeg's own autorotation: compare the first frames.
         let reference = tmp.path().join(format!("ref{tag}.y4m"));
         let ours = tmp.path().join(format!("ours{tag}.y4m"));
-        ffmpeg(&["-i", rotated.to_str().unwrap(), "-frames:v", "1", "-vf", "scale=360:640", "-pix_fmt", "yuv420p", reference.to_str().unwrap()]);
-        ffmpeg(&["-i", out.join("360p/index.m3u8").to_str().unwrap(), "-frames:v", "1", "-pix_fmt", "yuv420p", ours.to_str().unwrap()]);
-        assert!(psnr(&ours, &reference) > 30.0, "rotate={tag}: not oriented like ffmpeg's autorotation");
+        ffmpeg(&[
+            "-i",
+            rotated.to_str().unwrap(),
+            "-frames:v",
+            "1",
+            "-vf",
+            "scale=360:640",
+            "-pix_fmt",
+            "yuv420p",
+            reference.to_str().unwrap(),
+        ]);
+        ffmpeg(&[
+            "-i",
+            out.join("360p/index.m3u8").to_str().unwrap(),
+            "-frames:v",
+            "1",
+            "-pix_fmt",
+            "yuv420p",
+            ours.to_str().unwrap(),
+        ]);
+        assert!(
+            psnr(&ours, &reference) > 30.0,
+            "rotate={tag}: not oriented like ffmpeg's autorotation"
+        );
     }
 }
 
@@ -111,15 +156,39 @@ fn odd_size() {
     let input = tmp.path().join("odd.mp4");
     // testsrc2 rounds sizes to even; scale afterwards, and use 4:4:4 so x264 accepts odd sizes.
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25", "-f", "lavfi", "-i", "sine=frequency=300",
-        "-t", "3", "-vf", "scale=1281:721", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv444p",
-        "-c:a", "aac", input.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=300",
+        "-t",
+        "3",
+        "-vf",
+        "scale=1281:721",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv444p",
+        "-c:a",
+        "aac",
+        input.to_str().unwrap(),
     ]);
     let probe = ffprobe(&input, &[]);
     assert_eq!(stream(&probe, "video").unwrap()["width"], 1281);
     let out = tmp.path().join("out");
     let summary = run(&input, &out, &fast_opts()).expect("transcode");
-    check_package(&out, &summary, &[("720p", 1280, 720), ("480p", 852, 480), ("360p", 640, 360)], 3.0, true);
+    check_package(
+        &out,
+        &summary,
+        &[("720p", 1280, 720), ("480p", 852, 480), ("360p", 640, 360)],
+        3.0,
+        true,
+    );
 }
 
 #[test]
@@ -128,9 +197,23 @@ fn variable_frame_rate_comes_out_constant() {
     let input = tmp.path().join("vfr.mp4");
     // 2 s at 30 fps followed by 2 s at 15 fps, timestamps kept as they are.
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=15",
-        "-filter_complex", "[0]trim=duration=2[a];[1]trim=duration=2,setpts=PTS-STARTPTS[b];[a][b]concat=n=2:v=1:a=0",
-        "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "ultrafast", input.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=15",
+        "-filter_complex",
+        "[0]trim=duration=2[a];[1]trim=duration=2,setpts=PTS-STARTPTS[b];[a][b]concat=n=2:v=1:a=0",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        input.to_str().unwrap(),
     ]);
     let out = tmp.path().join("out");
     let opts = TranscodeOptions { segment_seconds: 2.0, ..fast_opts() };
@@ -243,7 +326,18 @@ fn rerun_replaces_previous_output() {
 /// (pts_time, pict_type) of the first video frame in a file.
 fn first_frame_of(path: &Path) -> (f64, String) {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-read_intervals", "%+#1", "-show_entries", "frame=pts_time,pict_type", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-read_intervals",
+            "%+#1",
+            "-show_entries",
+            "frame=pts_time,pict_type",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .unwrap();
@@ -297,12 +391,48 @@ fn formats_changing_mid_stream() {
     let a = tmp.path().join("a.ts");
     let b = tmp.path().join("b.ts");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=44100", "-t", "2",
-        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-ac", "1", a.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=sample_rate=44100",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        "-ac",
+        "1",
+        a.to_str().unwrap(),
     ]);
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "2",
-        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-ac", "2", "-output_ts_offset", "2", b.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=sample_rate=48000",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        "-ac",
+        "2",
+        "-output_ts_offset",
+        "2",
+        b.to_str().unwrap(),
     ]);
     let mut joined = std::fs::read(&a).unwrap();
     joined.extend(std::fs::read(&b).unwrap());

@@ -14,7 +14,11 @@ pub fn ffmpeg(args: &[&str]) {
         .args(args)
         .output()
         .expect("ffmpeg CLI");
-    assert!(out.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// ffprobe JSON for `path` (streams + format), with extra leading args.
@@ -25,7 +29,12 @@ pub fn ffprobe(path: &Path, extra: &[&str]) -> serde_json::Value {
         .arg(path)
         .output()
         .expect("ffprobe CLI");
-    assert!(out.status.success(), "ffprobe {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
 }
 
@@ -35,7 +44,15 @@ pub fn stream<'a>(probe: &'a serde_json::Value, kind: &str) -> Option<&'a serde_
 }
 
 /// A 16:9-ish test pattern clip, optional sine audio, H.264/AAC in MP4.
-pub fn make_clip(dir: &Path, name: &str, w: u32, h: u32, rate: &str, seconds: f64, audio: bool) -> PathBuf {
+pub fn make_clip(
+    dir: &Path,
+    name: &str,
+    w: u32,
+    h: u32,
+    rate: &str,
+    seconds: f64,
+    audio: bool,
+) -> PathBuf {
     let path = dir.join(name);
     let size = format!("testsrc2=size={w}x{h}:rate={rate}");
     let t = format!("{seconds}");
@@ -59,7 +76,11 @@ pub fn fast_opts() -> TranscodeOptions {
 }
 
 /// Transcode, checking the progress contract along the way.
-pub fn run(input: &Path, out: &Path, opts: &TranscodeOptions) -> Result<TranscodeSummary, MediaError> {
+pub fn run(
+    input: &Path,
+    out: &Path,
+    opts: &TranscodeOptions,
+) -> Result<TranscodeSummary, MediaError> {
     let mut seen: Vec<f64> = Vec::new();
     let res = transcode(input, out, opts, &mut |p| seen.push(p));
     for w in seen.windows(2) {
@@ -93,7 +114,11 @@ pub fn decodes_cleanly(input: &Path, pre: &[&str]) {
         .output()
         .expect("ffmpeg CLI");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stderr.trim().is_empty(), "{} does not decode cleanly: {stderr}", input.display());
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "{} does not decode cleanly: {stderr}",
+        input.display()
+    );
 }
 
 /// Everything a finished package must satisfy. `expected` lists (name, width, height), highest
@@ -127,7 +152,9 @@ pub fn check_package(
         let codecs = v.codecs.as_deref().expect("CODECS");
         let avc1 = codecs.split(',').next().unwrap();
         assert!(
-            avc1.len() == 11 && avc1.starts_with("avc1.") && avc1[5..].chars().all(|c| c.is_ascii_hexdigit()),
+            avc1.len() == 11
+                && avc1.starts_with("avc1.")
+                && avc1[5..].chars().all(|c| c.is_ascii_hexdigit()),
             "codecs {codecs}"
         );
         assert_eq!(codecs.ends_with(",mp4a.40.2"), with_audio, "codecs {codecs}");
@@ -160,12 +187,18 @@ pub fn check_package(
             );
             total += seg.duration as f64;
         }
-        assert!((total - expected_duration).abs() <= 0.1, "{name}: playlist total {total} vs {expected_duration}");
+        assert!(
+            (total - expected_duration).abs() <= 0.1,
+            "{name}: playlist total {total} vs {expected_duration}"
+        );
         if pl.segments[0].key.is_none() {
             decodes_cleanly(&dir.join("index.m3u8"), &[]);
             let probe = ffprobe(&dir.join("index.m3u8"), &[]);
             let v = stream(&probe, "video").expect("video stream");
-            assert_eq!((v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()), (*w as u64, *h as u64));
+            assert_eq!(
+                (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()),
+                (*w as u64, *h as u64)
+            );
             assert_eq!(stream(&probe, "audio").is_some(), with_audio);
             // Every segment must decode on its own (independent segments).
             for seg in &pl.segments {
@@ -179,7 +212,12 @@ pub fn check_package(
     for pl in &playlists[1..] {
         assert_eq!(pl.segments.len(), playlists[0].segments.len(), "segment counts differ");
         for (a, b) in pl.segments.iter().zip(&playlists[0].segments) {
-            assert!((a.duration - b.duration).abs() < 0.002, "segment durations differ: {} vs {}", a.duration, b.duration);
+            assert!(
+                (a.duration - b.duration).abs() < 0.002,
+                "segment durations differ: {} vs {}",
+                a.duration,
+                b.duration
+            );
         }
     }
 
