@@ -393,11 +393,8 @@ impl Config {
             return Err(ConfigError::Invalid("LECTERN_STORAGE=s3 needs LECTERN_S3_BUCKET".into()));
         }
         let url = self.database_url.expose();
-        if !url.is_empty()
-            && !(url.starts_with("sqlite:")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"))
-        {
+        let known = ["sqlite:", "postgres://", "postgresql://"];
+        if !url.is_empty() && !known.iter().any(|scheme| url.starts_with(scheme)) {
             return Err(ConfigError::Invalid(
                 "LECTERN_DATABASE_URL must start with sqlite: or postgres://".into(),
             ));

@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::accounts::{Caller, Role};
+use crate::app::AppState;
 use crate::catalog::{CourseInput, LectureInput};
 use crate::db::now;
-use crate::http::AppState;
 use crate::media::worker::{WorkerCtx, WorkerSettings};
 use crate::storage::{keys, stream_from_reader};
 
@@ -70,7 +70,7 @@ pub async fn fill(st: &AppState, progress: &mut dyn FnMut(&str)) -> anyhow::Resu
         sqlx::query_as("SELECT id FROM categories WHERE parent_id IS NOT NULL ORDER BY id LIMIT 1")
             .fetch_optional(st.db.pool())
             .await?;
-    let api = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
+    let api = |e: crate::error::Error| anyhow::anyhow!("{e}");
 
     let scratch = st.cfg.data_dir.join("scratch").join("demo");
     tokio::fs::create_dir_all(&scratch).await?;

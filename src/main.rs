@@ -282,7 +282,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
     let housekeeping = tokio::spawn(lectern::media::maintenance(
-        app.state.clone(),
+        app.state.uploads.clone(),
         Duration::from_secs(30),
         rx.clone(),
     ));

@@ -397,7 +397,7 @@ async fn a_put_dropped_midway_leaves_nothing_behind(b: Backend, s: StorageKind) 
         futures::stream::iter((0..12).map(move |_| Ok(chunk.clone())))
             .chain(futures::stream::pending()),
     );
-    let st = srv.app_state.clone();
+    let st = srv.app_state.uploads.clone();
     let lecture = lectures[0];
     let upload = tokio::spawn(async move {
         let _ = lectern::media::upload_streamed(&st, &caller, lecture, "x.mp4", None, body).await;
@@ -495,7 +495,7 @@ async fn uploading_videos_a_dead_put_left_behind_are_removed(b: Backend) {
         .await
         .unwrap();
 
-    lectern::media::housekeeping(&srv.app_state).await;
+    lectern::media::housekeeping(&srv.app_state.uploads).await;
     let left: Vec<(i64, i64)> = sqlx::query_as("SELECT id, lecture_id FROM videos ORDER BY id")
         .fetch_all(db)
         .await

@@ -417,8 +417,7 @@ async fn unencrypted_videos_gate_segments_by_token(b: Backend, s: StorageKind) {
     let token = session["token"].as_str().unwrap().to_string();
     let vid = session["video_id"].as_i64().unwrap();
     let base = f.srv.url(&format!("/hls/{vid}"));
-    let master =
-        get(&f, &session["url"].as_str().unwrap().to_string(), &[]).await.text().await.unwrap();
+    let master = get(&f, session["url"].as_str().unwrap(), &[]).await.text().await.unwrap();
     let variant = master.lines().find(|l| l.contains("index.m3u8")).unwrap().to_string();
     let media = get(&f, &format!("{base}/{variant}"), &[]).await.text().await.unwrap();
     assert!(!media.contains("EXT-X-KEY"), "{media}");

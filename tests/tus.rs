@@ -415,7 +415,7 @@ async fn unfinished_uploads_expire(b: Backend, s: StorageKind) {
     let url = resp.headers()["location"].to_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(head(&srv, &url, &t).await.status(), StatusCode::GONE);
-    let removed = lectern::media::tus::expire(&srv.app_state).await.unwrap();
+    let removed = lectern::media::tus::expire(&srv.app_state.uploads).await.unwrap();
     assert_eq!(removed, 1);
     assert_eq!(head(&srv, &url, &t).await.status(), StatusCode::NOT_FOUND);
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM videos")
@@ -571,7 +571,7 @@ async fn a_completion_cut_short_is_finished_by_housekeeping(b: Backend, s: Stora
     assert_eq!(video_state(&srv, video_id).await, ("uploading".to_string(), None, 0));
 
     allow_jobs(&srv, b).await;
-    lectern::media::housekeeping(&srv.app_state).await;
+    lectern::media::housekeeping(&srv.app_state.uploads).await;
     assert_eq!(
         video_state(&srv, video_id).await,
         ("queued".to_string(), Some(bytes.len() as i64), 1)
@@ -582,7 +582,7 @@ async fn a_completion_cut_short_is_finished_by_housekeeping(b: Backend, s: Stora
     assert_eq!(sha_of(&srv, video_id).await, hex::encode(Sha256::digest(&bytes)));
     assert_eq!(scratch(&srv).await, Vec::<String>::new());
     // A second round changes nothing.
-    lectern::media::housekeeping(&srv.app_state).await;
+    lectern::media::housekeeping(&srv.app_state.uploads).await;
     assert_eq!(video_state(&srv, video_id).await.2, 1);
 }
 
@@ -615,7 +615,7 @@ async fn a_completed_upload_an_older_crash_left_without_a_job_gets_one(b: Backen
         .await
         .unwrap();
 
-    lectern::media::housekeeping(&srv.app_state).await;
+    lectern::media::housekeeping(&srv.app_state.uploads).await;
     assert_eq!(
         video_state(&srv, video_id).await,
         ("queued".to_string(), Some(bytes.len() as i64), 1)
@@ -625,7 +625,7 @@ async fn a_completed_upload_an_older_crash_left_without_a_job_gets_one(b: Backen
         Vec::<String>::new(),
         "a finished upload keeps no scratch objects"
     );
-    lectern::media::housekeeping(&srv.app_state).await;
+    lectern::media::housekeeping(&srv.app_state.uploads).await;
     assert_eq!(video_state(&srv, video_id).await.2, 1, "repair is done once");
 }
 
@@ -665,7 +665,7 @@ async fn scratch_objects_no_upload_points_to_are_removed(b: Backend, s: StorageK
     );
     put(stray.clone()).await;
 
-    lectern::media::housekeeping(&srv.app_state).await;
+    lectern::media::housekeeping(&srv.app_state.uploads).await;
     let left = scratch(&srv).await;
     assert!(
         !left.contains(&stray.to_string()),

@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 use self::db::UserRow;
 use self::tokens::{hash_refresh_token, new_refresh_token, new_session_id, AccessTokens};
 use crate::db::{is_unique_violation, now, rfc3339, Db};
-use crate::error::ApiError;
+use crate::error::Error;
 
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -135,21 +135,21 @@ impl From<sqlx::Error> for AccountError {
     }
 }
 
-impl From<AccountError> for ApiError {
+impl From<AccountError> for Error {
     fn from(e: AccountError) -> Self {
         match e {
-            AccountError::Invalid(code, msg) => ApiError::unprocessable(code, msg),
-            AccountError::EmailTaken => ApiError::conflict("email_taken", e.to_string()),
+            AccountError::Invalid(code, msg) => Error::invalid(code, msg),
+            AccountError::EmailTaken => Error::conflict("email_taken", e.to_string()),
             AccountError::BadCredentials => {
-                ApiError::unauthorized("invalid_credentials", e.to_string())
+                Error::unauthenticated("invalid_credentials", e.to_string())
             }
-            AccountError::WrongPassword => ApiError::forbidden("wrong_password", e.to_string()),
+            AccountError::WrongPassword => Error::denied("wrong_password", e.to_string()),
             AccountError::BadRefreshToken(msg) => {
-                ApiError::unauthorized("invalid_refresh_token", msg)
+                Error::unauthenticated("invalid_refresh_token", msg)
             }
-            AccountError::RateLimited(secs) => ApiError::TooManyRequests { retry_after_secs: secs },
-            AccountError::NoSuchUser => ApiError::not_found("user"),
-            AccountError::Internal(e) => ApiError::Internal(e),
+            AccountError::RateLimited(secs) => Error::RateLimited { retry_after_secs: secs },
+            AccountError::NoSuchUser => Error::not_found("user"),
+            AccountError::Internal(e) => Error::Internal(e),
         }
     }
 }
@@ -355,17 +355,17 @@ impl Accounts {
     }
 
     /// Verify a bearer access token and that its session is still live.
-    pub async fn authenticate(&self, bearer: &str) -> Result<Caller, ApiError> {
+    pub async fn authenticate(&self, bearer: &str) -> Result<Caller, Error> {
         let claims = self
             .tokens
             .verify(bearer)
-            .map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
+            .map_err(|e| Error::unauthenticated("invalid_token", e.to_string()))?;
         let user_id = claims
             .sub
             .parse()
-            .map_err(|_| ApiError::unauthorized("invalid_token", "the access token is invalid"))?;
+            .map_err(|_| Error::unauthenticated("invalid_token", "the access token is invalid"))?;
         if !db::session_is_active(&self.db, &claims.sid).await? {
-            return Err(ApiError::unauthorized(
+            return Err(Error::unauthenticated(
                 "session_revoked",
                 "this session has been signed out",
             ));

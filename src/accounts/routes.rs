@@ -8,10 +8,12 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{ProfileChanges, Role, TokenPair, User};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::Error;
+use crate::http::error::{ApiResult, ErrorBody};
+
+use crate::app::AppState;
 use crate::http::client::ClientAddr;
 use crate::http::extract::{Auth, Json};
-use crate::http::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -42,7 +44,7 @@ pub async fn signup(
     client: ClientAddr,
     Json(req): Json<SignupRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<User>)> {
-    st.limits.signup(client)?;
+    st.quotas.signup(client.limit_key())?;
     let user = st.accounts.create_user(&req.email, &req.password, &req.name, Role::Student).await?;
     Ok((StatusCode::CREATED, axum::Json(user)))
 }
@@ -122,7 +124,7 @@ pub async fn update_me(
     Json(req): Json<UpdateMeRequest>,
 ) -> ApiResult<axum::Json<User>> {
     if req.role.is_some() {
-        return Err(ApiError::forbidden(
+        return Err(Error::denied(
             "role_not_editable",
             "a role cannot be changed through the profile",
         ));
@@ -148,7 +150,7 @@ pub async fn change_password(
     client: ClientAddr,
     Json(req): Json<ChangePasswordRequest>,
 ) -> ApiResult<StatusCode> {
-    st.limits.password_change(client, caller.user_id)?;
+    st.quotas.password_change(client.limit_key(), caller.user_id)?;
     st.accounts.change_password(&caller, &req.old_password, &req.new_password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,7 +15,7 @@ use crate::accounts::Caller;
 use sqlx::AnyConnection;
 
 use crate::db::{is_unique_violation, Db};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 
 /// A category and, for a top-level one, its children (each with `children: []`).
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,7 +50,7 @@ impl From<CategoryRow> for Category {
 }
 
 /// The whole tree: top-level categories in order, each with its children in order.
-pub async fn tree(db: &Db) -> ApiResult<Vec<Category>> {
+pub async fn tree(db: &Db) -> Result<Vec<Category>> {
     let rows = db::categories(db).await?;
     let (top, children): (Vec<CategoryRow>, Vec<CategoryRow>) =
         rows.into_iter().partition(|r| r.parent_id.is_none());
@@ -64,23 +64,23 @@ pub async fn tree(db: &Db) -> ApiResult<Vec<Category>> {
 }
 
 /// One category with its children; 404 when there is none.
-async fn category(db: &Db, id: i64) -> ApiResult<Category> {
+async fn category(db: &Db, id: i64) -> Result<Category> {
     let mut category =
-        Category::from(db::category(db.pool(), id).await?.ok_or(ApiError::not_found("category"))?);
+        Category::from(db::category(db.pool(), id).await?.ok_or(Error::not_found("category"))?);
     category.children =
         db::child_categories(db.pool(), id).await?.into_iter().map(Category::from).collect();
     Ok(category)
 }
 
-fn require_admin(caller: &Caller) -> ApiResult<()> {
+fn require_admin(caller: &Caller) -> Result<()> {
     if caller.is_admin() {
         Ok(())
     } else {
-        Err(ApiError::forbidden("admins_only", "only admins change categories"))
+        Err(Error::denied("admins_only", "only admins change categories"))
     }
 }
 
-fn slug(s: &str) -> ApiResult<String> {
+fn slug(s: &str) -> Result<String> {
     let ok = (1..=64).contains(&s.len())
         && s.split('-').all(|part| {
             !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
@@ -88,39 +88,36 @@ fn slug(s: &str) -> ApiResult<String> {
     if ok {
         Ok(s.to_string())
     } else {
-        Err(ApiError::unprocessable(
+        Err(Error::invalid(
             "invalid_slug",
             "slug is 1 to 64 lowercase ASCII letters and digits, words joined by single hyphens",
         ))
     }
 }
 
-fn position(p: i64) -> ApiResult<i64> {
+fn position(p: i64) -> Result<i64> {
     if (1..=1_000_000).contains(&p) {
         Ok(p)
     } else {
-        Err(ApiError::unprocessable("invalid_position", "position is 1 to 1000000"))
+        Err(Error::invalid("invalid_position", "position is 1 to 1000000"))
     }
 }
 
 /// Check that `parent_id` names a top-level category (inside a transaction that has locked it).
-async fn top_level_parent(conn: &mut AnyConnection, parent_id: i64) -> ApiResult<i64> {
+async fn top_level_parent(conn: &mut AnyConnection, parent_id: i64) -> Result<i64> {
     match db::category(conn, parent_id).await? {
         Some(p) if p.parent_id.is_none() => Ok(p.id),
-        Some(_) => Err(ApiError::unprocessable(
+        Some(_) => Err(Error::invalid(
             "invalid_parent",
             "categories have two levels: the parent must be top-level",
         )),
-        None => Err(ApiError::unprocessable(
-            "invalid_parent",
-            format!("there is no category {parent_id}"),
-        )),
+        None => Err(Error::invalid("invalid_parent", format!("there is no category {parent_id}"))),
     }
 }
 
-fn slug_taken(e: sqlx::Error) -> ApiError {
+fn slug_taken(e: sqlx::Error) -> Error {
     if is_unique_violation(&e) {
-        ApiError::conflict("slug_taken", "another category has this slug")
+        Error::conflict("slug_taken", "another category has this slug")
     } else {
         e.into()
     }
@@ -137,7 +134,7 @@ pub struct CategoryInput {
     pub position: Option<i64>,
 }
 
-pub async fn create(db: &Db, caller: &Caller, input: CategoryInput) -> ApiResult<Category> {
+pub async fn create(db: &Db, caller: &Caller, input: CategoryInput) -> Result<Category> {
     require_admin(caller)?;
     let name = text("name", &input.name, 1, 100)?;
     let name_en = text("name_en", input.name_en.as_deref().unwrap_or(""), 0, 100)?;
@@ -148,10 +145,7 @@ pub async fn create(db: &Db, caller: &Caller, input: CategoryInput) -> ApiResult
         Some(p) => {
             let mut tx = db.pool().begin().await?;
             if !db::lock_categories(&mut tx, &[p]).await? {
-                return Err(ApiError::unprocessable(
-                    "invalid_parent",
-                    format!("there is no category {p}"),
-                ));
+                return Err(Error::invalid("invalid_parent", format!("there is no category {p}")));
             }
             let parent = top_level_parent(&mut tx, p).await?;
             let position = match position {
@@ -185,7 +179,7 @@ pub struct CategoryPatch {
     pub position: Option<i64>,
 }
 
-pub async fn update(db: &Db, caller: &Caller, id: i64, p: CategoryPatch) -> ApiResult<Category> {
+pub async fn update(db: &Db, caller: &Caller, id: i64, p: CategoryPatch) -> Result<Category> {
     require_admin(caller)?;
     let mut changes = CategoryChanges {
         name: p.name.as_deref().map(|n| text("name", n, 1, 100)).transpose()?,
@@ -196,10 +190,7 @@ pub async fn update(db: &Db, caller: &Caller, id: i64, p: CategoryPatch) -> ApiR
     };
     let new_parent = match p.parent_id {
         Some(Some(parent)) if parent == id => {
-            return Err(ApiError::unprocessable(
-                "invalid_parent",
-                "a category cannot be its own parent",
-            ));
+            return Err(Error::invalid("invalid_parent", "a category cannot be its own parent"));
         }
         Some(Some(parent)) => Some(parent),
         _ => None,
@@ -208,8 +199,8 @@ pub async fn update(db: &Db, caller: &Caller, id: i64, p: CategoryPatch) -> ApiR
     let locked: Vec<i64> = std::iter::once(id).chain(new_parent).collect();
     if !db::lock_categories(&mut tx, &locked).await? {
         return Err(match db::category(&mut *tx, id).await? {
-            None => ApiError::not_found("category"),
-            Some(_) => ApiError::unprocessable(
+            None => Error::not_found("category"),
+            Some(_) => Error::invalid(
                 "invalid_parent",
                 format!("there is no category {}", new_parent.unwrap_or(0)),
             ),
@@ -219,7 +210,7 @@ pub async fn update(db: &Db, caller: &Caller, id: i64, p: CategoryPatch) -> ApiR
         (Some(Some(_)), Some(parent)) => {
             let parent = top_level_parent(&mut tx, parent).await?;
             if !db::child_categories(&mut *tx, id).await?.is_empty() {
-                return Err(ApiError::unprocessable(
+                return Err(Error::invalid(
                     "invalid_parent",
                     "this category has children; categories have two levels",
                 ));
@@ -235,14 +226,14 @@ pub async fn update(db: &Db, caller: &Caller, id: i64, p: CategoryPatch) -> ApiR
 
 /// Delete a category without children; its courses become uncategorised. A child being added
 /// meanwhile locks it too, so the check and the delete see the same children.
-pub async fn delete(db: &Db, caller: &Caller, id: i64) -> ApiResult<()> {
+pub async fn delete(db: &Db, caller: &Caller, id: i64) -> Result<()> {
     require_admin(caller)?;
     let mut tx = db.pool().begin().await?;
     if !db::lock_categories(&mut tx, &[id]).await? {
-        return Err(ApiError::not_found("category"));
+        return Err(Error::not_found("category"));
     }
     if !db::child_categories(&mut *tx, id).await?.is_empty() {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "category_has_children",
             "move or delete this category's children first",
         ));

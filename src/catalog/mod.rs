@@ -20,7 +20,7 @@ use self::db::{
 use self::search::SearchQuery;
 use crate::accounts::{Caller, Role};
 use crate::db::{now, rfc3339, Db};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 
 /// The instructor of a course, as shown on it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -130,21 +130,21 @@ pub fn can_edit(caller: &Caller, course: &CourseRow) -> bool {
 }
 
 /// The course if `caller` may see it: published, or theirs, or they are an admin. 404 otherwise.
-pub async fn visible_course(db: &Db, caller: Option<&Caller>, id: i64) -> ApiResult<CourseRow> {
-    let course = db::course(db, id).await?.ok_or(ApiError::not_found("course"))?;
+pub async fn visible_course(db: &Db, caller: Option<&Caller>, id: i64) -> Result<CourseRow> {
+    let course = db::course(db, id).await?.ok_or(Error::not_found("course"))?;
     if course.status == "published" || caller.is_some_and(|c| can_edit(c, &course)) {
         Ok(course)
     } else {
-        Err(ApiError::not_found("course"))
+        Err(Error::not_found("course"))
     }
 }
 
 /// The course if `caller` may change it: 404 when they cannot see it, 403 when they can but
 /// it is not theirs.
-pub async fn editable_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<CourseRow> {
+pub async fn editable_course(db: &Db, caller: &Caller, id: i64) -> Result<CourseRow> {
     let course = visible_course(db, Some(caller), id).await?;
     if !can_edit(caller, &course) {
-        return Err(ApiError::forbidden(
+        return Err(Error::denied(
             "not_course_owner",
             "only the course's instructor or an admin may change it",
         ));
@@ -158,11 +158,10 @@ pub async fn visible_lecture(
     db: &Db,
     caller: Option<&Caller>,
     lecture_id: i64,
-) -> ApiResult<(LectureRow, CourseRow)> {
-    let lecture =
-        db::lecture(db.pool(), lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;
+) -> Result<(LectureRow, CourseRow)> {
+    let lecture = db::lecture(db.pool(), lecture_id).await?.ok_or(Error::not_found("lecture"))?;
     let course = visible_course(db, caller, lecture.course_id).await.map_err(|e| match e {
-        ApiError::NotFound { .. } => ApiError::not_found("lecture"),
+        Error::NotFound { .. } => Error::not_found("lecture"),
         other => other,
     })?;
     Ok((lecture, course))
@@ -173,28 +172,27 @@ pub async fn editable_lecture(
     db: &Db,
     caller: &Caller,
     lecture_id: i64,
-) -> ApiResult<(LectureRow, CourseRow)> {
-    let lecture =
-        db::lecture(db.pool(), lecture_id).await?.ok_or(ApiError::not_found("lecture"))?;
+) -> Result<(LectureRow, CourseRow)> {
+    let lecture = db::lecture(db.pool(), lecture_id).await?.ok_or(Error::not_found("lecture"))?;
     let course = editable_course(db, caller, lecture.course_id).await.map_err(|e| match e {
-        ApiError::NotFound { .. } => ApiError::not_found("lecture"),
+        Error::NotFound { .. } => Error::not_found("lecture"),
         other => other,
     })?;
     Ok((lecture, course))
 }
 
 /// Check a text field: trimmed, `min..=max` characters, no control characters but newlines and tabs.
-pub fn text(field: &'static str, value: &str, min: usize, max: usize) -> ApiResult<String> {
+pub fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<String> {
     let v = value.trim();
     let n = v.chars().count();
     if n < min || n > max {
-        return Err(ApiError::unprocessable(
+        return Err(Error::invalid(
             "invalid_field",
             format!("{field} must be {min} to {max} characters"),
         ));
     }
     if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
-        return Err(ApiError::unprocessable(
+        return Err(Error::invalid(
             "invalid_field",
             format!("{field} contains control characters"),
         ));
@@ -202,46 +200,40 @@ pub fn text(field: &'static str, value: &str, min: usize, max: usize) -> ApiResu
     Ok(v.to_string())
 }
 
-fn currency(c: &str) -> ApiResult<String> {
+fn currency(c: &str) -> Result<String> {
     let c = c.trim().to_ascii_uppercase();
     if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) {
         Ok(c)
     } else {
-        Err(ApiError::unprocessable(
+        Err(Error::invalid(
             "invalid_currency",
             "currency must be a three-letter ISO 4217 code such as KRW or USD",
         ))
     }
 }
 
-fn price(p: i64) -> ApiResult<i64> {
+fn price(p: i64) -> Result<i64> {
     if (0..=1_000_000_000_000).contains(&p) {
         Ok(p)
     } else {
-        Err(ApiError::unprocessable(
-            "invalid_price",
-            "price must be a non-negative integer in minor units",
-        ))
+        Err(Error::invalid("invalid_price", "price must be a non-negative integer in minor units"))
     }
 }
 
 const LEVELS: &[&str] = &["all", "beginner", "intermediate", "advanced"];
 
-fn level(l: &str) -> ApiResult<String> {
+fn level(l: &str) -> Result<String> {
     if LEVELS.contains(&l) {
         Ok(l.to_string())
     } else {
-        Err(ApiError::unprocessable(
-            "invalid_level",
-            format!("level must be one of {}", LEVELS.join(", ")),
-        ))
+        Err(Error::invalid("invalid_level", format!("level must be one of {}", LEVELS.join(", "))))
     }
 }
 
-async fn category(db: &Db, id: Option<i64>) -> ApiResult<Option<i64>> {
+async fn category(db: &Db, id: Option<i64>) -> Result<Option<i64>> {
     match id {
         Some(id) if !db::category_exists(db, id).await? => {
-            Err(ApiError::unprocessable("unknown_category", format!("there is no category {id}")))
+            Err(Error::invalid("unknown_category", format!("there is no category {id}")))
         }
         other => Ok(other),
     }
@@ -257,13 +249,9 @@ pub struct CourseInput {
     pub level: Option<String>,
 }
 
-pub async fn create_course(
-    db: &Db,
-    caller: &Caller,
-    input: CourseInput,
-) -> ApiResult<CourseDetail> {
+pub async fn create_course(db: &Db, caller: &Caller, input: CourseInput) -> Result<CourseDetail> {
     if caller.role == Role::Student {
-        return Err(ApiError::forbidden(
+        return Err(Error::denied(
             "instructors_only",
             "only instructors create courses; become one with POST /api/v1/me/instructor",
         ));
@@ -287,7 +275,7 @@ pub async fn create_course(
 }
 
 /// The course page as `caller` may see it.
-pub async fn course_detail(db: &Db, caller: Option<&Caller>, id: i64) -> ApiResult<CourseDetail> {
+pub async fn course_detail(db: &Db, caller: Option<&Caller>, id: i64) -> Result<CourseDetail> {
     let course = visible_course(db, caller, id).await?;
     let privileged = caller.is_some_and(|c| can_edit(c, &course));
     let lectures = db::lectures_of_course(db, id).await?;
@@ -342,7 +330,7 @@ pub async fn update_course(
     caller: &Caller,
     id: i64,
     p: CoursePatch,
-) -> ApiResult<CourseDetail> {
+) -> Result<CourseDetail> {
     editable_course(db, caller, id).await?;
     let changes = CourseChanges {
         title: p.title.as_deref().map(|t| text("title", t, 1, 200)).transpose()?,
@@ -365,14 +353,14 @@ pub async fn update_course(
 
 /// Publish: needs at least one lecture. Checked in the statement that publishes, under the
 /// course's lock, so a lecture deleted meanwhile cannot leave an empty course published.
-pub async fn publish_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<CourseDetail> {
+pub async fn publish_course(db: &Db, caller: &Caller, id: i64) -> Result<CourseDetail> {
     editable_course(db, caller, id).await?;
     let mut tx = db.pool().begin().await?;
     if !db::lock_course(&mut tx, id).await? {
-        return Err(ApiError::not_found("course"));
+        return Err(Error::not_found("course"));
     }
     if !db::publish_if_not_empty(&mut tx, id, now()).await? {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "course_empty",
             "a course needs at least one lecture before it is published",
         ));
@@ -384,15 +372,15 @@ pub async fn publish_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<Cour
 /// Delete a course. One that students are enrolled in cannot be deleted (409): counted under
 /// the course's lock, just before the delete. Returns the ids of its videos, whose stored
 /// objects the caller removes.
-pub async fn delete_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<i64>> {
+pub async fn delete_course(db: &Db, caller: &Caller, id: i64) -> Result<Vec<i64>> {
     editable_course(db, caller, id).await?;
     let videos = crate::media::db::video_ids_of_course(db, id).await?;
     let mut tx = db.pool().begin().await?;
     if !db::lock_course(&mut tx, id).await? {
-        return Err(ApiError::not_found("course"));
+        return Err(Error::not_found("course"));
     }
     if db::active_enrollments(&mut tx, id).await? > 0 {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "course_has_students",
             "students are enrolled in this course; it cannot be deleted",
         ));
@@ -403,12 +391,10 @@ pub async fn delete_course(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<i
 }
 
 /// A position given by a client, clamped into `1..=count+1` (append when absent).
-fn slot(requested: Option<i64>, count: i64) -> ApiResult<i64> {
+fn slot(requested: Option<i64>, count: i64) -> Result<i64> {
     match requested {
         None => Ok(count + 1),
-        Some(p) if p < 1 => {
-            Err(ApiError::unprocessable("invalid_position", "position starts at 1"))
-        }
+        Some(p) if p < 1 => Err(Error::invalid("invalid_position", "position starts at 1")),
         Some(p) => Ok(p.min(count + 1)),
     }
 }
@@ -420,10 +406,10 @@ async fn curriculum_tx(
     db: &Db,
     course_id: i64,
     what: &'static str,
-) -> ApiResult<sqlx::Transaction<'static, sqlx::Any>> {
+) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
     let mut tx = db.pool().begin().await?;
     if !db::lock_course(&mut tx, course_id).await? {
-        return Err(ApiError::not_found(what));
+        return Err(Error::not_found(what));
     }
     Ok(tx)
 }
@@ -434,7 +420,7 @@ pub async fn create_section(
     course_id: i64,
     title: &str,
     position: Option<i64>,
-) -> ApiResult<Section> {
+) -> Result<Section> {
     editable_course(db, caller, course_id).await?;
     let title = text("title", title, 1, 200)?;
     let mut tx = curriculum_tx(db, course_id, "course").await?;
@@ -445,10 +431,10 @@ pub async fn create_section(
     Ok(Section { id, course_id, title, position: pos, lectures: vec![] })
 }
 
-async fn editable_section(db: &Db, caller: &Caller, id: i64) -> ApiResult<SectionRow> {
-    let section = db::section(db.pool(), id).await?.ok_or(ApiError::not_found("section"))?;
+async fn editable_section(db: &Db, caller: &Caller, id: i64) -> Result<SectionRow> {
+    let section = db::section(db.pool(), id).await?.ok_or(Error::not_found("section"))?;
     editable_course(db, caller, section.course_id).await.map_err(|e| match e {
-        ApiError::NotFound { .. } => ApiError::not_found("section"),
+        Error::NotFound { .. } => Error::not_found("section"),
         other => other,
     })?;
     Ok(section)
@@ -461,11 +447,11 @@ pub async fn update_section(
     id: i64,
     title: Option<&str>,
     position: Option<i64>,
-) -> ApiResult<Section> {
+) -> Result<Section> {
     let course_id = editable_section(db, caller, id).await?.course_id;
     let title = title.map(|t| text("title", t, 1, 200)).transpose()?;
     let mut tx = curriculum_tx(db, course_id, "section").await?;
-    let s = db::section(&mut *tx, id).await?.ok_or(ApiError::not_found("section"))?;
+    let s = db::section(&mut *tx, id).await?.ok_or(Error::not_found("section"))?;
     if let Some(t) = title {
         db::rename_section(&mut tx, id, &t).await?;
     }
@@ -480,7 +466,7 @@ pub async fn update_section(
         }
     }
     tx.commit().await?;
-    let s = db::section(db.pool(), id).await?.ok_or(ApiError::not_found("section"))?;
+    let s = db::section(db.pool(), id).await?.ok_or(Error::not_found("section"))?;
     let lectures = db::lectures_of_course(db, s.course_id)
         .await?
         .into_iter()
@@ -490,11 +476,11 @@ pub async fn update_section(
     Ok(Section { id, course_id: s.course_id, title: s.title, position: s.position, lectures })
 }
 
-pub async fn delete_section(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<i64>> {
+pub async fn delete_section(db: &Db, caller: &Caller, id: i64) -> Result<Vec<i64>> {
     let course_id = editable_section(db, caller, id).await?.course_id;
     let videos = crate::media::db::video_ids_of_section(db, id).await?;
     let mut tx = curriculum_tx(db, course_id, "section").await?;
-    let s = db::section(&mut *tx, id).await?.ok_or(ApiError::not_found("section"))?;
+    let s = db::section(&mut *tx, id).await?.ok_or(Error::not_found("section"))?;
     db::delete_row(&mut tx, Ordered::Section, id).await?;
     db::close_gap(&mut tx, Ordered::Section, course_id, s.position).await?;
     db::refresh_course_duration(&mut *tx, course_id).await?;
@@ -515,12 +501,12 @@ pub async fn create_lecture(
     caller: &Caller,
     section_id: i64,
     input: LectureInput,
-) -> ApiResult<Lecture> {
+) -> Result<Lecture> {
     let course_id = editable_section(db, caller, section_id).await?.course_id;
     let title = text("title", &input.title, 1, 200)?;
     let description = text("description", input.description.as_deref().unwrap_or(""), 0, 20_000)?;
     let mut tx = curriculum_tx(db, course_id, "section").await?;
-    db::section(&mut *tx, section_id).await?.ok_or(ApiError::not_found("section"))?;
+    db::section(&mut *tx, section_id).await?.ok_or(Error::not_found("section"))?;
     let pos = slot(input.position, db::child_count(&mut tx, Ordered::Lecture, section_id).await?)?;
     db::open_gap(&mut tx, Ordered::Lecture, section_id, pos).await?;
     let new = NewLecture {
@@ -533,7 +519,7 @@ pub async fn create_lecture(
     };
     let id = db::insert_lecture(&mut tx, &new, now()).await?;
     tx.commit().await?;
-    let row = db::lecture(db.pool(), id).await?.ok_or(ApiError::not_found("lecture"))?;
+    let row = db::lecture(db.pool(), id).await?.ok_or(Error::not_found("lecture"))?;
     Ok(Lecture::from_row(row, true))
 }
 
@@ -548,25 +534,20 @@ pub struct LecturePatch {
 }
 
 /// Change a lecture's text and/or move it, in one transaction.
-pub async fn update_lecture(
-    db: &Db,
-    caller: &Caller,
-    id: i64,
-    p: LecturePatch,
-) -> ApiResult<Lecture> {
+pub async fn update_lecture(db: &Db, caller: &Caller, id: i64, p: LecturePatch) -> Result<Lecture> {
     let (_, course) = editable_lecture(db, caller, id).await?;
     let title = p.title.as_deref().map(|t| text("title", t, 1, 200)).transpose()?;
     let description =
         p.description.as_deref().map(|d| text("description", d, 0, 20_000)).transpose()?;
     let mut tx = curriculum_tx(db, course.id, "lecture").await?;
-    let lecture = db::lecture(&mut *tx, id).await?.ok_or(ApiError::not_found("lecture"))?;
+    let lecture = db::lecture(&mut *tx, id).await?.ok_or(Error::not_found("lecture"))?;
     if p.position.is_some() || p.section_id.is_some_and(|s| s != lecture.section_id) {
         let target = p.section_id.unwrap_or(lecture.section_id);
         let section = db::section(&mut *tx, target)
             .await?
             .filter(|s| s.course_id == course.id)
             .ok_or_else(|| {
-                ApiError::unprocessable(
+                Error::invalid(
                     "invalid_section",
                     "section_id must name a section of the same course",
                 )
@@ -593,16 +574,16 @@ pub async fn update_lecture(
     )
     .await?;
     tx.commit().await?;
-    let row = db::lecture(db.pool(), id).await?.ok_or(ApiError::not_found("lecture"))?;
+    let row = db::lecture(db.pool(), id).await?.ok_or(Error::not_found("lecture"))?;
     Ok(Lecture::from_row(row, true))
 }
 
 /// Delete a lecture; returns the ids of its videos, whose stored objects the caller removes.
-pub async fn delete_lecture(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<i64>> {
+pub async fn delete_lecture(db: &Db, caller: &Caller, id: i64) -> Result<Vec<i64>> {
     let (_, course) = editable_lecture(db, caller, id).await?;
     let videos = crate::media::db::video_ids_of_lecture(db, id).await?;
     let mut tx = curriculum_tx(db, course.id, "lecture").await?;
-    let lecture = db::lecture(&mut *tx, id).await?.ok_or(ApiError::not_found("lecture"))?;
+    let lecture = db::lecture(&mut *tx, id).await?.ok_or(Error::not_found("lecture"))?;
     db::delete_row(&mut tx, Ordered::Lecture, id).await?;
     db::close_gap(&mut tx, Ordered::Lecture, lecture.section_id, lecture.position).await?;
     db::refresh_course_duration(&mut *tx, course.id).await?;
@@ -619,11 +600,11 @@ pub async fn list_courses(
     sort: Option<&str>,
     category: Option<i64>,
     q: Option<&str>,
-) -> ApiResult<(Vec<CourseSummary>, i64)> {
+) -> Result<(Vec<CourseSummary>, i64)> {
     let search = q.map(SearchQuery::parse).transpose()?.flatten();
     let sort = match sort {
         Some(name) => CourseSort::parse(name).ok_or_else(|| {
-            ApiError::bad_request(
+            Error::malformed(
                 "invalid_sort",
                 format!("sort is one of {}", CourseSort::NAMES.join(", ")),
             )

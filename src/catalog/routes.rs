@@ -12,9 +12,10 @@ use super::{
     CourseDetail, CourseInput, CoursePatch, CourseSummary, Lecture, LectureInput, LecturePatch,
     Section,
 };
-use crate::error::{ApiResult, ErrorBody};
+use crate::app::AppState;
+use crate::http::error::ApiResult;
+use crate::http::error::ErrorBody;
 use crate::http::extract::{Auth, Json, PageParams, Paged, Path, Query};
-use crate::http::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -159,7 +160,7 @@ pub async fn delete_course(
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
     let videos = super::delete_course(&st.db, &caller, id).await?;
-    crate::media::forget_video_objects(&st, videos);
+    crate::media::forget_video_objects(&st.db, &st.storage, videos);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -221,7 +222,7 @@ pub async fn delete_section(
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
     let videos = super::delete_section(&st.db, &caller, id).await?;
-    crate::media::forget_video_objects(&st, videos);
+    crate::media::forget_video_objects(&st.db, &st.storage, videos);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -291,7 +292,7 @@ pub async fn delete_lecture(
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
     let videos = super::delete_lecture(&st.db, &caller, id).await?;
-    crate::media::forget_video_objects(&st, videos);
+    crate::media::forget_video_objects(&st.db, &st.storage, videos);
     Ok(StatusCode::NO_CONTENT)
 }
 

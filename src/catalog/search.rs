@@ -23,7 +23,7 @@
 //! trigram word similarity (title, then description); then the newest.
 
 use crate::db::Backend;
-use crate::error::ApiError;
+use crate::error::Error;
 
 /// Longest query accepted, in characters.
 const MAX_QUERY_CHARS: usize = 200;
@@ -41,10 +41,10 @@ pub struct SearchQuery {
 
 impl SearchQuery {
     /// Parse `?q=`: `None` when it is blank; 400 when it is too long or has too many terms.
-    pub fn parse(q: &str) -> Result<Option<SearchQuery>, ApiError> {
+    pub fn parse(q: &str) -> Result<Option<SearchQuery>, Error> {
         let text = q.trim();
         if text.chars().count() > MAX_QUERY_CHARS {
-            return Err(ApiError::bad_request(
+            return Err(Error::malformed(
                 "invalid_query",
                 format!("q is at most {MAX_QUERY_CHARS} characters"),
             ));
@@ -59,7 +59,7 @@ impl SearchQuery {
             return Ok(None);
         }
         if terms.len() > MAX_TERMS {
-            return Err(ApiError::bad_request(
+            return Err(Error::malformed(
                 "invalid_query",
                 format!("q has at most {MAX_TERMS} words"),
             ));

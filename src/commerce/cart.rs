@@ -7,7 +7,7 @@ use super::db::{self, CartRow};
 use super::purchasable_course;
 use crate::accounts::Caller;
 use crate::db::{is_unique_violation, now, rfc3339, Db};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 
 /// A course in the cart, at its current title and price.
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,20 +49,20 @@ impl From<Vec<CartRow>> for Cart {
     }
 }
 
-pub async fn cart(db: &Db, caller: &Caller) -> ApiResult<Cart> {
+pub async fn cart(db: &Db, caller: &Caller) -> Result<Cart> {
     Ok(db::cart(db, caller.user_id).await?.into())
 }
 
 /// Put a course in the cart: it must be purchasable by the caller, not in the cart yet (409
 /// `already_in_cart`), and in the currency of what is there (409 `mixed_currencies`).
-pub async fn add(db: &Db, caller: &Caller, course_id: i64) -> ApiResult<Cart> {
+pub async fn add(db: &Db, caller: &Caller, course_id: i64) -> Result<Cart> {
     let course = purchasable_course(db, caller, course_id).await?;
     let lines = db::cart(db, caller.user_id).await?;
     if lines.iter().any(|l| l.course_id == course_id) {
         return Err(already_in_cart());
     }
     if let Some(other) = lines.iter().find(|l| l.currency != course.currency) {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "mixed_currencies",
             format!(
                 "the cart holds {} courses; this one is priced in {}",
@@ -77,15 +77,15 @@ pub async fn add(db: &Db, caller: &Caller, course_id: i64) -> ApiResult<Cart> {
     }
 }
 
-fn already_in_cart() -> ApiError {
-    ApiError::conflict("already_in_cart", "this course is already in your cart")
+fn already_in_cart() -> Error {
+    Error::conflict("already_in_cart", "this course is already in your cart")
 }
 
 /// Take a course out of the cart (404 when it is not there).
-pub async fn remove(db: &Db, caller: &Caller, course_id: i64) -> ApiResult<()> {
+pub async fn remove(db: &Db, caller: &Caller, course_id: i64) -> Result<()> {
     if db::remove_from_cart(db, caller.user_id, course_id).await? {
         Ok(())
     } else {
-        Err(ApiError::not_found("cart item"))
+        Err(Error::not_found("cart item"))
     }
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::db::{self, SalesScope};
 use crate::accounts::{Caller, Role};
 use crate::db::Db;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::learning::progress::course_engagement;
 
 /// One course's figures.
@@ -89,9 +89,9 @@ pub struct Dashboard {
     pub totals: DashboardTotals,
 }
 
-fn day(field: &str, value: &str) -> ApiResult<NaiveDate> {
+fn day(field: &str, value: &str) -> Result<NaiveDate> {
     NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
-        ApiError::bad_request("invalid_date", format!("{field} must be a date such as 2025-03-01"))
+        Error::malformed("invalid_date", format!("{field} must be a date such as 2025-03-01"))
     })
 }
 
@@ -107,10 +107,10 @@ pub async fn dashboard(
     caller: &Caller,
     from: Option<&str>,
     to: Option<&str>,
-) -> ApiResult<Dashboard> {
+) -> Result<Dashboard> {
     let scope = match caller.role {
         Role::Student => {
-            return Err(ApiError::forbidden(
+            return Err(Error::denied(
                 "instructors_only",
                 "the dashboard is for instructors; become one with POST /api/v1/me/instructor",
             ))
@@ -122,7 +122,7 @@ pub async fn dashboard(
     let to = to.map(|t| day("to", t)).transpose()?;
     if let (Some(f), Some(t)) = (from, to) {
         if f > t {
-            return Err(ApiError::bad_request("invalid_date_range", "from must not be after to"));
+            return Err(Error::malformed("invalid_date_range", "from must not be after to"));
         }
     }
     let start = from.map(midnight).unwrap_or(i64::MIN);

@@ -72,7 +72,7 @@ use crate::accounts::Caller;
 use crate::catalog::db::CourseRow;
 use crate::config::Config;
 use crate::db::{now, Db};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 
 /// How payments and refunds are configured, and the work they have in flight. Shared by every
 /// request of a process (`AppState::payments`).
@@ -110,30 +110,28 @@ impl Payments {
     /// the work: it finishes, and its outcome is recorded all the same.
     pub async fn detached<T: Send + 'static>(
         &self,
-        work: impl Future<Output = ApiResult<T>> + Send + 'static,
-    ) -> ApiResult<T> {
+        work: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
         match self.tasks.spawn(work).await {
             Ok(answer) => answer,
-            Err(e) => {
-                Err(ApiError::internal(anyhow::Error::new(e).context("a payment task failed")))
-            }
+            Err(e) => Err(Error::internal(anyhow::Error::new(e).context("a payment task failed"))),
         }
     }
 }
 
 /// The course if `caller` may buy it: it exists and is published (404), is not theirs (403)
 /// and they are not enrolled in it (409).
-pub async fn purchasable_course(db: &Db, caller: &Caller, course_id: i64) -> ApiResult<CourseRow> {
+pub async fn purchasable_course(db: &Db, caller: &Caller, course_id: i64) -> Result<CourseRow> {
     let course =
-        crate::catalog::db::course(db, course_id).await?.ok_or(ApiError::not_found("course"))?;
+        crate::catalog::db::course(db, course_id).await?.ok_or(Error::not_found("course"))?;
     if course.instructor_id == caller.user_id {
-        return Err(ApiError::forbidden("own_course", "an instructor cannot buy their own course"));
+        return Err(Error::denied("own_course", "an instructor cannot buy their own course"));
     }
     if course.status != "published" {
-        return Err(ApiError::not_found("course"));
+        return Err(Error::not_found("course"));
     }
     if crate::catalog::db::is_enrolled(db, caller.user_id, course_id).await? {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "already_owned",
             format!("you are already enrolled in course {course_id}"),
         ));
@@ -149,10 +147,10 @@ async fn with_payment_lock<T>(
     db: &Db,
     user_id: i64,
     lease: Duration,
-    work: impl Future<Output = ApiResult<T>>,
-) -> ApiResult<T> {
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
     hold_payment_lock(db, user_id, lease, lease, work).await?.ok_or_else(|| {
-        ApiError::conflict(
+        Error::conflict(
             "payment_in_progress",
             "another payment or refund of yours is in progress; retry in a moment",
         )
@@ -166,8 +164,8 @@ async fn hold_payment_lock<T>(
     user_id: i64,
     lease: Duration,
     patience: Duration,
-    work: impl Future<Output = ApiResult<T>>,
-) -> ApiResult<Option<T>> {
+    work: impl Future<Output = Result<T>>,
+) -> Result<Option<T>> {
     let holder = uuid::Uuid::new_v4().simple().to_string();
     let lease_secs = i64::try_from(lease.as_secs()).unwrap_or(i64::MAX / 2);
     let deadline = Instant::now() + patience;

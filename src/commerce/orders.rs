@@ -12,7 +12,7 @@ use super::reconcile::{self, Settled};
 use super::{purchasable_course, with_payment_lock, Payments};
 use crate::accounts::Caller;
 use crate::db::{is_unique_violation, now, rfc3339, Db};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 
 /// Most courses one order may hold.
 const MAX_ITEMS: usize = 100;
@@ -31,12 +31,12 @@ pub enum OrderStatus {
 
 impl OrderStatus {
     /// The status of a stored order.
-    pub fn of(row: &OrderRow) -> ApiResult<OrderStatus> {
+    pub fn of(row: &OrderRow) -> Result<OrderStatus> {
         match row.status.as_str() {
             "pending" => Ok(OrderStatus::Pending),
             "paid" => Ok(OrderStatus::Paid),
             "refunded" => Ok(OrderStatus::Refunded),
-            other => Err(ApiError::internal(anyhow::anyhow!(
+            other => Err(Error::internal(anyhow::anyhow!(
                 "order {} has the unknown status {other:?}",
                 row.id
             ))),
@@ -79,11 +79,7 @@ pub struct Order {
 }
 
 /// An order, its lines and the kind of its payment intent (if any) as the API shows them.
-pub fn view(
-    row: OrderRow,
-    items: Vec<OrderItemRow>,
-    intent: Option<IntentKind>,
-) -> ApiResult<Order> {
+pub fn view(row: OrderRow, items: Vec<OrderItemRow>, intent: Option<IntentKind>) -> Result<Order> {
     Ok(Order {
         status: OrderStatus::of(&row)?,
         id: row.id,
@@ -103,25 +99,25 @@ pub fn view(
 }
 
 /// The stored order `row` with its lines, as the API shows it.
-pub async fn show(db: &Db, row: OrderRow) -> ApiResult<Order> {
+pub async fn show(db: &Db, row: OrderRow) -> Result<Order> {
     let items = db::items_of(db, row.id).await?;
     let intent = db::intent(db, row.id).await?.map(|i| IntentKind::parse(&i.kind)).transpose()?;
     view(row, items, intent)
 }
 
 /// The order if `caller` may see it: its buyer or an admin. 404 for anyone else.
-pub async fn visible_order(db: &Db, caller: &Caller, id: i64) -> ApiResult<OrderRow> {
+pub async fn visible_order(db: &Db, caller: &Caller, id: i64) -> Result<OrderRow> {
     match db::order(db, id).await? {
         Some(o) if o.user_id == caller.user_id || caller.is_admin() => Ok(o),
-        _ => Err(ApiError::not_found("order")),
+        _ => Err(Error::not_found("order")),
     }
 }
 
 /// The order if `caller` bought it. 404 for anyone else.
-async fn own_order(db: &Db, caller: &Caller, id: i64) -> ApiResult<OrderRow> {
+async fn own_order(db: &Db, caller: &Caller, id: i64) -> Result<OrderRow> {
     match db::order(db, id).await? {
         Some(o) if o.user_id == caller.user_id => Ok(o),
-        _ => Err(ApiError::not_found("order")),
+        _ => Err(Error::not_found("order")),
     }
 }
 
@@ -135,7 +131,7 @@ pub struct PlaceOrder {
 
 /// Place an order: every course must be purchasable by the caller and of one currency. Answers
 /// the order and whether it was made by an earlier request with the same idempotency key.
-pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> ApiResult<(Order, bool)> {
+pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> Result<(Order, bool)> {
     let key = req.idempotency_key.as_deref().map(idempotency_key).transpose()?;
     let course_ids = req.course_ids.map(|ids| distinct(&ids));
     let fingerprint = fingerprint(course_ids.as_deref());
@@ -146,17 +142,14 @@ pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> ApiResult<(Orde
     }
     let course_ids = match course_ids {
         Some(ids) if ids.is_empty() => {
-            return Err(ApiError::unprocessable(
-                "no_courses",
-                "course_ids must name at least one course",
-            ))
+            return Err(Error::invalid("no_courses", "course_ids must name at least one course"))
         }
         Some(ids) => ids,
         None => {
             let ids: Vec<i64> =
                 db::cart(db, caller.user_id).await?.into_iter().map(|l| l.course_id).collect();
             if ids.is_empty() {
-                return Err(ApiError::unprocessable(
+                return Err(Error::invalid(
                     "cart_empty",
                     "your cart is empty; add courses or send course_ids",
                 ));
@@ -165,7 +158,7 @@ pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> ApiResult<(Orde
         }
     };
     if course_ids.len() > MAX_ITEMS {
-        return Err(ApiError::unprocessable(
+        return Err(Error::invalid(
             "too_many_courses",
             format!("an order holds at most {MAX_ITEMS} courses"),
         ));
@@ -176,7 +169,7 @@ pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> ApiResult<(Orde
         let course = purchasable_course(db, caller, id).await?;
         match &currency {
             Some(c) if *c != course.currency => {
-                return Err(ApiError::unprocessable(
+                return Err(Error::invalid(
                     "mixed_currencies",
                     format!(
                         "an order is paid in one currency; it holds {c} and {} courses",
@@ -202,7 +195,7 @@ pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> ApiResult<(Orde
     };
     match db::insert_order(db, &new, now()).await {
         Ok(id) => {
-            let row = db::order(db, id).await?.ok_or(ApiError::not_found("order"))?;
+            let row = db::order(db, id).await?.ok_or(Error::not_found("order"))?;
             Ok((show(db, row).await?, false))
         }
         Err(e) => match key {
@@ -211,7 +204,7 @@ pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> ApiResult<(Orde
                 let earlier = db::order_by_idempotency_key(db, caller.user_id, key)
                     .await?
                     .ok_or_else(|| {
-                        ApiError::internal(
+                        Error::internal(
                             anyhow::Error::new(e)
                                 .context("idempotency key taken but no order has it"),
                         )
@@ -224,9 +217,9 @@ pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> ApiResult<(Orde
 }
 
 /// Answer an earlier request's order again, if the request was the same.
-async fn replay(db: &Db, earlier: OrderRow, fingerprint: &str) -> ApiResult<(Order, bool)> {
+async fn replay(db: &Db, earlier: OrderRow, fingerprint: &str) -> Result<(Order, bool)> {
     if earlier.request_hash != fingerprint {
-        return Err(ApiError::unprocessable(
+        return Err(Error::invalid(
             "idempotency_key_reused",
             "this Idempotency-Key was already used for a different order request",
         ));
@@ -235,11 +228,11 @@ async fn replay(db: &Db, earlier: OrderRow, fingerprint: &str) -> ApiResult<(Ord
 }
 
 /// A checked `Idempotency-Key`: 1 to 255 visible ASCII characters.
-fn idempotency_key(key: &str) -> ApiResult<&str> {
+fn idempotency_key(key: &str) -> Result<&str> {
     if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(key)
     } else {
-        Err(ApiError::bad_request(
+        Err(Error::malformed(
             "invalid_idempotency_key",
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
         ))
@@ -267,7 +260,7 @@ fn fingerprint(course_ids: Option<&[i64]>) -> String {
 }
 
 /// One order of the caller's.
-pub async fn get(db: &Db, caller: &Caller, id: i64) -> ApiResult<Order> {
+pub async fn get(db: &Db, caller: &Caller, id: i64) -> Result<Order> {
     let row = visible_order(db, caller, id).await?;
     show(db, row).await
 }
@@ -278,7 +271,7 @@ pub async fn list_mine(
     caller: &Caller,
     page: i64,
     per_page: i64,
-) -> ApiResult<(Vec<Order>, i64)> {
+) -> Result<(Vec<Order>, i64)> {
     let (rows, items, total) =
         db::orders_of_user(db, caller.user_id, per_page, (page - 1) * per_page).await?;
     let intents = db::intents_of_user(db, caller.user_id).await?;
@@ -293,7 +286,7 @@ pub async fn list_mine(
                 .transpose()?;
             view(row, mine, intent)
         })
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     Ok((orders, total))
 }
 
@@ -315,16 +308,16 @@ pub async fn confirm(
     caller: &Caller,
     id: i64,
     req: Confirm,
-) -> ApiResult<Order> {
+) -> Result<Order> {
     let order = own_order(db, caller, id).await?;
     if req.amount < 0 {
-        return Err(ApiError::unprocessable(
+        return Err(Error::invalid(
             "invalid_amount",
             "amount must be a non-negative integer in minor units",
         ));
     }
     if req.amount != order.amount {
-        return Err(ApiError::bad_request(
+        return Err(Error::malformed(
             "amount_mismatch",
             format!(
                 "amount {} does not match the order's amount {} {}",
@@ -343,7 +336,7 @@ pub async fn confirm(
         Some(checked_payment_key(req.payment_key.as_deref())?.to_string())
     };
     if payment_key.is_some() && !payments.provider.supports_currency(&order.currency) {
-        return Err(ApiError::unprocessable(
+        return Err(Error::invalid(
             "unsupported_currency",
             format!(
                 "the payment provider {} cannot take {} payments",
@@ -367,12 +360,7 @@ pub async fn confirm(
 }
 
 /// The part of [`confirm`] done under the buyer's payment lock.
-async fn settle(
-    db: &Db,
-    payments: &Payments,
-    id: i64,
-    payment_key: Option<&str>,
-) -> ApiResult<Order> {
+async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>) -> Result<Order> {
     // An intent left by an earlier confirmation that lost its answer: find out what happened
     // before anything else is sent.
     if let Some(intent) = db::intent(db, id).await? {
@@ -381,7 +369,7 @@ async fn settle(
         }
     }
     // Read again: a racing confirmation may have finished while we waited for the lock.
-    let order = db::order(db, id).await?.ok_or(ApiError::not_found("order"))?;
+    let order = db::order(db, id).await?.ok_or(Error::not_found("order"))?;
     match OrderStatus::of(&order)? {
         OrderStatus::Paid => return show(db, order).await,
         OrderStatus::Refunded => return Err(refunded()),
@@ -390,13 +378,13 @@ async fn settle(
     let items = db::items_of(db, id).await?;
     for item in &items {
         if crate::catalog::db::course(db, item.course_id).await?.is_none() {
-            return Err(ApiError::conflict(
+            return Err(Error::conflict(
                 "course_unavailable",
                 format!("“{}” is no longer offered; place a new order", item.title),
             ));
         }
         if crate::catalog::db::is_enrolled(db, order.user_id, item.course_id).await? {
-            return Err(ApiError::conflict(
+            return Err(Error::conflict(
                 "already_owned",
                 format!(
                     "you are already enrolled in “{}”; place a new order without it",
@@ -409,11 +397,11 @@ async fn settle(
     let Some(key) = payment_key else {
         // A free order: nothing to take.
         if !db::mark_paid(db, &order, None, now()).await? {
-            return Err(ApiError::internal(anyhow::anyhow!(
+            return Err(Error::internal(anyhow::anyhow!(
                 "order {id} stopped being pending while its buyer's payment lock was held"
             )));
         }
-        return show(db, db::order(db, id).await?.ok_or(ApiError::not_found("order"))?).await;
+        return show(db, db::order(db, id).await?.ok_or(Error::not_found("order"))?).await;
     };
     let intent = NewIntent {
         order_id: id,
@@ -433,15 +421,15 @@ async fn settle(
         Ok(()) => {
             let charge = Movement { provider: provider.name(), payment_key: key };
             if !db::mark_paid(db, &order, Some(charge), now()).await? {
-                return Err(ApiError::internal(anyhow::anyhow!(
+                return Err(Error::internal(anyhow::anyhow!(
                     "order {id} stopped being pending while its buyer's payment lock was held"
                 )));
             }
-            view(db::order(db, id).await?.ok_or(ApiError::not_found("order"))?, items, None)
+            view(db::order(db, id).await?.ok_or(Error::not_found("order"))?, items, None)
         }
         Err(PaymentError::Declined { code, message }) => {
             db::drop_intent(db, id).await?;
-            Err(ApiError::payment_required(
+            Err(Error::payment_declined(
                 "payment_declined",
                 format!("the payment was declined ({code}: {message}); the order is still pending and may be paid another way"),
             ))
@@ -458,7 +446,7 @@ async fn settle(
             {
                 return Err(payment_pending());
             }
-            Err(ApiError::payment_required(
+            Err(Error::payment_declined(
                 "payment_mismatch",
                 format!("the payment provider approved {amount} instead of the order's {} {}; that payment was cancelled and the order is still pending", order.amount, order.currency),
             ))
@@ -472,32 +460,32 @@ async fn settle(
         Err(PaymentError::Misconfigured(cause)) => {
             // Refused before anything was charged: our credentials or address are wrong.
             db::drop_intent(db, id).await?;
-            Err(ApiError::internal(anyhow::anyhow!("payment provider: {cause}")))
+            Err(Error::internal(anyhow::anyhow!("payment provider: {cause}")))
         }
     }
 }
 
-fn payment_pending() -> ApiError {
-    ApiError::conflict(
+fn payment_pending() -> Error {
+    Error::conflict(
         "payment_pending",
         "the payment provider has not answered yet; the order stays pending until it does (retry, or check the order shortly)",
     )
 }
 
-fn refunded() -> ApiError {
-    ApiError::conflict("order_refunded", "this order was refunded; place a new one")
+fn refunded() -> Error {
+    Error::conflict("order_refunded", "this order was refunded; place a new one")
 }
 
 /// A checked payment key: present, 1 to 200 characters, no control characters.
-fn checked_payment_key(key: Option<&str>) -> ApiResult<&str> {
+fn checked_payment_key(key: Option<&str>) -> Result<&str> {
     let key = key.map(str::trim).filter(|k| !k.is_empty()).ok_or_else(|| {
-        ApiError::unprocessable(
+        Error::invalid(
             "payment_key_required",
             "payment_key is required for an order that is not free",
         )
     })?;
     if key.chars().count() > 200 || key.chars().any(char::is_control) {
-        return Err(ApiError::unprocessable(
+        return Err(Error::invalid(
             "invalid_payment_key",
             "payment_key must be 1 to 200 characters without control characters",
         ));

@@ -27,7 +27,7 @@ use super::db::{self, IntentKind, IntentRow, Movement, OrderRow};
 use super::payments::{Asked, Lookup, PaymentError, PaymentState, Refund};
 use super::{hold_payment_lock, Payments};
 use crate::db::{now, Db};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 
 /// Where an intent left its order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +80,7 @@ pub async fn run(
 }
 
 /// One look at every due intent whose buyer's lock is free. Answers how many were settled.
-pub async fn pass(db: &Db, payments: &Payments) -> ApiResult<usize> {
+pub async fn pass(db: &Db, payments: &Payments) -> Result<usize> {
     let mut settled = 0;
     for due in db::due_intents(db, now(), 100).await? {
         let work = async {
@@ -102,7 +102,7 @@ pub async fn pass(db: &Db, payments: &Payments) -> ApiResult<usize> {
 }
 
 /// Ask the provider about `intent` and apply the answer. The caller holds the buyer's lock.
-pub async fn settle(db: &Db, payments: &Payments, intent: &IntentRow) -> ApiResult<Settled> {
+pub async fn settle(db: &Db, payments: &Payments, intent: &IntentRow) -> Result<Settled> {
     let kind = IntentKind::parse(&intent.kind)?;
     let order = intent_order(db, intent).await?;
     let provider = &payments.provider;
@@ -169,11 +169,7 @@ pub async fn settle(db: &Db, payments: &Payments, intent: &IntentRow) -> ApiResu
 }
 
 /// Send (or send again) the cancel a `refunding` intent stands for, and apply the answer.
-pub async fn carry_out_refund(
-    db: &Db,
-    payments: &Payments,
-    intent: &IntentRow,
-) -> ApiResult<Settled> {
+pub async fn carry_out_refund(db: &Db, payments: &Payments, intent: &IntentRow) -> Result<Settled> {
     let order = intent_order(db, intent).await?;
     let reason = intent.reason.as_deref().unwrap_or("Refund requested by the buyer");
     let refund = Refund {
@@ -202,7 +198,7 @@ pub async fn give_back_wrong_charge(
     order: &OrderRow,
     payment_key: &str,
     amount: i64,
-) -> ApiResult<Settled> {
+) -> Result<Settled> {
     let refund = Refund {
         payment_key,
         order_id: &order.payment_order_id,
@@ -218,14 +214,14 @@ pub async fn give_back_wrong_charge(
             let why = format!("cancelling a payment approved for the wrong amount: {e}");
             match db::intent(db, order.id).await? {
                 Some(intent) => unsettled(db, payments, &intent, &why).await,
-                None => Err(ApiError::internal(anyhow::anyhow!("order {}: {why}", order.id))),
+                None => Err(Error::internal(anyhow::anyhow!("order {}: {why}", order.id))),
             }
         }
     }
 }
 
 /// Mark the intent's order refunded, by whoever asked for the refund.
-async fn refunded(db: &Db, order: &OrderRow, intent: &IntentRow) -> ApiResult<Settled> {
+async fn refunded(db: &Db, order: &OrderRow, intent: &IntentRow) -> Result<Settled> {
     let refund = Movement { provider: &intent.provider, payment_key: &intent.payment_key };
     if !db::mark_refunded(db, order, Some(refund), intent.requested_by, now()).await? {
         db::drop_intent(db, order.id).await?;
@@ -233,22 +229,14 @@ async fn refunded(db: &Db, order: &OrderRow, intent: &IntentRow) -> ApiResult<Se
     Ok(Settled::Refunded)
 }
 
-async fn intent_order(db: &Db, intent: &IntentRow) -> ApiResult<OrderRow> {
+async fn intent_order(db: &Db, intent: &IntentRow) -> Result<OrderRow> {
     db::order(db, intent.order_id).await?.ok_or_else(|| {
-        ApiError::internal(anyhow::anyhow!(
-            "payment intent of the missing order {}",
-            intent.order_id
-        ))
+        Error::internal(anyhow::anyhow!("payment intent of the missing order {}", intent.order_id))
     })
 }
 
 /// Record a look without a clear answer; the intent is looked at again later.
-async fn unsettled(
-    db: &Db,
-    payments: &Payments,
-    intent: &IntentRow,
-    why: &str,
-) -> ApiResult<Settled> {
+async fn unsettled(db: &Db, payments: &Payments, intent: &IntentRow, why: &str) -> Result<Settled> {
     tracing::warn!(order_id = intent.order_id, kind = %intent.kind, checks = intent.checks + 1, why, "payment intent still unsettled");
     db::intent_unsettled(db, intent.order_id, why, now() + payments.recheck_after.as_secs() as i64)
         .await?;

@@ -16,7 +16,7 @@ use super::reconcile::{self, Settled};
 use super::{with_payment_lock, Payments};
 use crate::accounts::Caller;
 use crate::db::{now, Db};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::learning::progress::watched_fraction;
 
 /// Refund an order (its buyer within policy, or an admin). `reason` is kept by the provider.
@@ -26,14 +26,14 @@ pub async fn refund(
     caller: &Caller,
     id: i64,
     reason: Option<&str>,
-) -> ApiResult<Order> {
+) -> Result<Order> {
     let order = visible_order(db, caller, id).await?;
     refundable(&order)?;
     let reason = match reason.map(str::trim) {
         None | Some("") if caller.is_admin() => "Refunded by an administrator",
         None | Some("") => "Refund requested by the buyer",
         Some(r) if r.chars().count() > 200 || r.chars().any(char::is_control) => {
-            return Err(ApiError::unprocessable(
+            return Err(Error::invalid(
                 "invalid_reason",
                 "reason must be at most 200 characters without control characters",
             ))
@@ -60,15 +60,15 @@ pub async fn refund(
 }
 
 /// 409 unless the order is paid.
-fn refundable(order: &OrderRow) -> ApiResult<()> {
+fn refundable(order: &OrderRow) -> Result<()> {
     match OrderStatus::of(order)? {
         OrderStatus::Paid => Ok(()),
-        OrderStatus::Pending => Err(ApiError::conflict(
+        OrderStatus::Pending => Err(Error::conflict(
             "order_not_paid",
             "this order is not paid; there is nothing to refund",
         )),
         OrderStatus::Refunded => {
-            Err(ApiError::conflict("order_already_refunded", "this order is already refunded"))
+            Err(Error::conflict("order_already_refunded", "this order is already refunded"))
         }
     }
 }
@@ -79,11 +79,11 @@ async fn within_policy(
     payments: &Payments,
     order: &OrderRow,
     items: &[OrderItemRow],
-) -> ApiResult<()> {
+) -> Result<()> {
     let window = i64::try_from(payments.refund_window.as_secs()).unwrap_or(i64::MAX);
     let paid_at = order.paid_at.unwrap_or(order.created_at);
     if now().saturating_sub(paid_at) > window {
-        return Err(ApiError::forbidden(
+        return Err(Error::denied(
             "refund_window_expired",
             format!("refunds are possible within {} days of payment", window / (24 * 3600)),
         ));
@@ -91,7 +91,7 @@ async fn within_policy(
     for item in items {
         let watched = watched_fraction(db, order.user_id, item.course_id).await?;
         if watched >= payments.refund_max_watched_fraction {
-            return Err(ApiError::forbidden(
+            return Err(Error::denied(
                 "refund_course_watched",
                 format!(
                     "{:.0}% of “{}” has been watched; refunds are possible while less than {:.0}% is",
@@ -112,16 +112,16 @@ async fn give_back(
     refunded_by: i64,
     id: i64,
     reason: &str,
-) -> ApiResult<Order> {
+) -> Result<Order> {
     let provider = &payments.provider;
     if db::intent(db, id).await?.is_none() {
         // Read again: a racing refund may have finished while we waited for the lock.
-        let order = db::order(db, id).await?.ok_or(ApiError::not_found("order"))?;
+        let order = db::order(db, id).await?.ok_or(Error::not_found("order"))?;
         refundable(&order)?;
         match (&order.provider, &order.payment_key) {
             (Some(name), Some(key)) => {
                 if name != provider.name() {
-                    return Err(ApiError::conflict(
+                    return Err(Error::conflict(
                         "provider_changed",
                         format!("this order was paid through {name}, which is no longer the configured payment provider"),
                     ));
@@ -142,7 +142,7 @@ async fn give_back(
             // A free order: no money moved, none goes back.
             _ => {
                 if !db::mark_refunded(db, &order, None, Some(refunded_by), now()).await? {
-                    return Err(ApiError::internal(anyhow::anyhow!(
+                    return Err(Error::internal(anyhow::anyhow!(
                         "order {id} stopped being paid while its buyer's payment lock was held"
                     )));
                 }
@@ -153,21 +153,19 @@ async fn give_back(
     // The refund is decided and recorded: carry it out (or go on with one an earlier request
     // started), exactly as the reconciler would.
     let intent = db::intent(db, id).await?.ok_or_else(|| {
-        ApiError::internal(anyhow::anyhow!(
-            "the refund intent of order {id} vanished under its lock"
-        ))
+        Error::internal(anyhow::anyhow!("the refund intent of order {id} vanished under its lock"))
     })?;
     match reconcile::carry_out_refund(db, payments, &intent).await? {
         Settled::Refunded => refunded_view(db, id).await,
-        Settled::Unknown => Err(ApiError::conflict(
+        Settled::Unknown => Err(Error::conflict(
             "refund_pending",
             "the payment provider has not answered yet; the refund is recorded and will be completed as soon as it does",
         )),
-        Settled::Refused(why) => Err(ApiError::conflict("refund_declined", format!("the payment provider refused the refund ({why})"))),
-        Settled::Paid | Settled::Pending => Err(ApiError::internal(anyhow::anyhow!("order {id}: a refund intent settled as not refunded"))),
+        Settled::Refused(why) => Err(Error::conflict("refund_declined", format!("the payment provider refused the refund ({why})"))),
+        Settled::Paid | Settled::Pending => Err(Error::internal(anyhow::anyhow!("order {id}: a refund intent settled as not refunded"))),
     }
 }
 
-async fn refunded_view(db: &Db, id: i64) -> ApiResult<Order> {
-    show(db, db::order(db, id).await?.ok_or(ApiError::not_found("order"))?).await
+async fn refunded_view(db: &Db, id: i64) -> Result<Order> {
+    show(db, db::order(db, id).await?.ok_or(Error::not_found("order"))?).await
 }

@@ -12,9 +12,11 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use super::cart::Cart;
 use super::dashboard::Dashboard;
 use super::orders::{Confirm, Order, PlaceOrder};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::Error;
+use crate::http::error::{ApiResult, ErrorBody};
+
+use crate::app::AppState;
 use crate::http::extract::{Auth, Json, PageParams, Paged, Path, Query};
-use crate::http::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -114,7 +116,7 @@ pub async fn place_order(
         Some(v) => Some(
             v.to_str()
                 .map_err(|_| {
-                    ApiError::bad_request(
+                    Error::malformed(
                         "invalid_idempotency_key",
                         "Idempotency-Key must be visible ASCII",
                     )
@@ -150,14 +152,14 @@ fn optional_json<T: serde::de::DeserializeOwned>(
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return Err(ApiError::UnsupportedMediaType {
+        return Err(Error::UnsupportedMedia {
             code: "expected_json",
             message: "send the body as JSON with Content-Type: application/json".into(),
         });
     }
     serde_json::from_slice(body).map(Some).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::unprocessable("invalid_body", e.to_string()),
-        _ => ApiError::bad_request("malformed_json", e.to_string()),
+        serde_json::error::Category::Data => Error::invalid("invalid_body", e.to_string()),
+        _ => Error::malformed("malformed_json", e.to_string()),
     })
 }
 

@@ -26,7 +26,7 @@ use super::{open_course, Author, MAX_CONTENT_CHARS};
 use crate::accounts::Caller;
 use crate::catalog::text;
 use crate::db::{now, rfc3339, Db};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 
 /// A comment or reply as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -96,7 +96,7 @@ pub async fn list(
     page: i64,
     per_page: i64,
     inline_replies: i64,
-) -> ApiResult<(Vec<CommentThread>, i64)> {
+) -> Result<(Vec<CommentThread>, i64)> {
     crate::catalog::visible_course(db, caller, course_id).await?;
     let newest_first = order == ThreadOrder::NewestFirst;
     let (roots, total) =
@@ -129,10 +129,10 @@ pub async fn replies(
     id: i64,
     page: i64,
     per_page: i64,
-) -> ApiResult<(Vec<Comment>, i64)> {
-    let comment = db::comment(db.pool(), id).await?.ok_or(ApiError::not_found("comment"))?;
+) -> Result<(Vec<Comment>, i64)> {
+    let comment = db::comment(db.pool(), id).await?.ok_or(Error::not_found("comment"))?;
     crate::catalog::visible_course(db, caller, comment.course_id).await.map_err(|e| match e {
-        ApiError::NotFound { .. } => ApiError::not_found("comment"),
+        Error::NotFound { .. } => Error::not_found("comment"),
         other => other,
     })?;
     let (rows, total) = db::replies_page(db, id, per_page, (page - 1) * per_page).await?;
@@ -147,15 +147,11 @@ pub async fn create(
     course_id: i64,
     content: &str,
     parent_id: Option<i64>,
-) -> ApiResult<Comment> {
+) -> Result<Comment> {
     open_course(db, caller, course_id).await?;
     let content = text("content", content, 1, MAX_CONTENT_CHARS)?;
-    let bad_parent = || {
-        ApiError::unprocessable(
-            "invalid_parent",
-            "parent_id must name a comment on the same course",
-        )
-    };
+    let bad_parent =
+        || Error::invalid("invalid_parent", "parent_id must name a comment on the same course");
     let root = match parent_id {
         None => None,
         Some(p) => {
@@ -175,14 +171,14 @@ pub async fn create(
     }
     let id = db::insert_comment(&mut tx, course_id, caller.user_id, root, &content, now()).await?;
     tx.commit().await?;
-    Ok(db::comment(db.pool(), id).await?.ok_or(ApiError::not_found("comment"))?.into())
+    Ok(db::comment(db.pool(), id).await?.ok_or(Error::not_found("comment"))?.into())
 }
 
 /// Delete a comment: its author or an admin (404 for others, and for one already deleted).
 /// Removing it, or keeping it as a tombstone, and removing a tombstone left without replies
 /// are one change.
-pub async fn delete(db: &Db, caller: &Caller, id: i64) -> ApiResult<()> {
-    let gone = || ApiError::not_found("comment");
+pub async fn delete(db: &Db, caller: &Caller, id: i64) -> Result<()> {
+    let gone = || Error::not_found("comment");
     let seen = db::comment(db.pool(), id).await?.ok_or_else(gone)?;
     let mut tx = db.pool().begin().await?;
     if !db::lock_comment(&mut tx, seen.parent_id.unwrap_or(id)).await? {

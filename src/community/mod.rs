@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use crate::accounts::Caller;
 use crate::catalog::db::CourseRow;
 use crate::db::Db;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 
 /// Who wrote a review or comment.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -34,10 +34,10 @@ pub struct Author {
 pub const MAX_CONTENT_CHARS: usize = 5000;
 
 /// The course `course_id` if `caller` may write a review or comment on it: it must be published.
-async fn open_course(db: &Db, caller: &Caller, course_id: i64) -> ApiResult<CourseRow> {
+async fn open_course(db: &Db, caller: &Caller, course_id: i64) -> Result<CourseRow> {
     let course = crate::catalog::visible_course(db, Some(caller), course_id).await?;
     if course.status != "published" {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "course_not_published",
             "reviews and comments open when the course is published",
         ));

@@ -11,7 +11,7 @@ use super::{open_course, Author, MAX_CONTENT_CHARS};
 use crate::accounts::Caller;
 use crate::catalog::text;
 use crate::db::{is_unique_violation, now, rfc3339, Db};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 
 /// A review as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -40,15 +40,15 @@ impl From<ReviewRow> for Review {
     }
 }
 
-fn rating(r: i64) -> ApiResult<i64> {
+fn rating(r: i64) -> Result<i64> {
     if (1..=5).contains(&r) {
         Ok(r)
     } else {
-        Err(ApiError::unprocessable("invalid_rating", "rating is a whole number from 1 to 5"))
+        Err(Error::invalid("invalid_rating", "rating is a whole number from 1 to 5"))
     }
 }
 
-fn content(c: &str) -> ApiResult<String> {
+fn content(c: &str) -> Result<String> {
     text("content", c, 0, MAX_CONTENT_CHARS)
 }
 
@@ -59,7 +59,7 @@ pub async fn list(
     course_id: i64,
     page: i64,
     per_page: i64,
-) -> ApiResult<(Vec<Review>, i64)> {
+) -> Result<(Vec<Review>, i64)> {
     crate::catalog::visible_course(db, caller, course_id).await?;
     let (rows, total) =
         db::reviews_of_course(db, course_id, per_page, (page - 1) * per_page).await?;
@@ -74,13 +74,10 @@ pub async fn create(
     course_id: i64,
     stars: i64,
     text: Option<&str>,
-) -> ApiResult<Review> {
+) -> Result<Review> {
     let course = open_course(db, caller, course_id).await?;
     if course.instructor_id == caller.user_id {
-        return Err(ApiError::forbidden(
-            "own_course",
-            "instructors do not review their own courses",
-        ));
+        return Err(Error::denied("own_course", "instructors do not review their own courses"));
     }
     if !crate::catalog::db::is_enrolled(db, caller.user_id, course_id).await? {
         return Err(not_enrolled());
@@ -90,7 +87,7 @@ pub async fn create(
     match db::insert_review(db, course_id, caller.user_id, stars, &text, now()).await {
         Ok(Some(id)) => find(db, id).await,
         Ok(None) => Err(not_enrolled()),
-        Err(e) if is_unique_violation(&e) => Err(ApiError::conflict(
+        Err(e) if is_unique_violation(&e) => Err(Error::conflict(
             "review_exists",
             "you have reviewed this course already; change that review instead",
         )),
@@ -98,20 +95,20 @@ pub async fn create(
     }
 }
 
-fn not_enrolled() -> ApiError {
-    ApiError::forbidden("not_enrolled", "only students enrolled in the course may review it")
+fn not_enrolled() -> Error {
+    Error::denied("not_enrolled", "only students enrolled in the course may review it")
 }
 
-async fn find(db: &Db, id: i64) -> ApiResult<Review> {
-    Ok(db::review(db, id).await?.ok_or(ApiError::not_found("review"))?.into())
+async fn find(db: &Db, id: i64) -> Result<Review> {
+    Ok(db::review(db, id).await?.ok_or(Error::not_found("review"))?.into())
 }
 
 /// The review `id` if `caller` wrote it (or, with `admin_too`, is an admin); 404 otherwise.
-async fn own_review(db: &Db, caller: &Caller, id: i64, admin_too: bool) -> ApiResult<ReviewRow> {
+async fn own_review(db: &Db, caller: &Caller, id: i64, admin_too: bool) -> Result<ReviewRow> {
     db::review(db, id)
         .await?
         .filter(|r| r.user_id == caller.user_id || (admin_too && caller.is_admin()))
-        .ok_or(ApiError::not_found("review"))
+        .ok_or(Error::not_found("review"))
 }
 
 /// Change the caller's own review; absent fields stay as they are. Only while the caller is
@@ -123,14 +120,14 @@ pub async fn update(
     id: i64,
     stars: Option<i64>,
     text: Option<&str>,
-) -> ApiResult<Review> {
+) -> Result<Review> {
     own_review(db, caller, id, false).await?;
     let stars = stars.map(rating).transpose()?;
     let text = text.map(content).transpose()?;
     if !db::update_review(db, id, stars, text.as_deref(), now()).await? {
         // Deleted meanwhile is a 404; otherwise the enrollment is what is missing.
         own_review(db, caller, id, false).await?;
-        return Err(ApiError::forbidden(
+        return Err(Error::denied(
             "not_enrolled",
             "your enrollment in this course has ended (refunded); the review can no longer be changed",
         ));
@@ -139,7 +136,7 @@ pub async fn update(
 }
 
 /// Delete a review: its author or an admin.
-pub async fn delete(db: &Db, caller: &Caller, id: i64) -> ApiResult<()> {
+pub async fn delete(db: &Db, caller: &Caller, id: i64) -> Result<()> {
     own_review(db, caller, id, true).await?;
     db::delete_review(db, id).await?;
     Ok(())

@@ -9,9 +9,11 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::comments::{Comment, CommentThread, ThreadOrder, INLINE_REPLIES, MAX_INLINE_REPLIES};
 use super::reviews::Review;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::Error;
+use crate::http::error::{ApiResult, ErrorBody};
+
+use crate::app::AppState;
 use crate::http::extract::{Auth, Json, PageParams, Paged, Path, Query};
-use crate::http::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -71,7 +73,7 @@ pub async fn create_review(
     Path(course_id): Path<i64>,
     Json(req): Json<CreateReview>,
 ) -> ApiResult<(StatusCode, axum::Json<Review>)> {
-    st.limits.post(caller.user_id)?;
+    st.quotas.post(caller.user_id)?;
     let review =
         super::reviews::create(&st.db, &caller, course_id, req.rating, req.content.as_deref())
             .await?;
@@ -99,7 +101,7 @@ pub async fn update_review(
     Path(id): Path<i64>,
     Json(req): Json<UpdateReview>,
 ) -> ApiResult<axum::Json<Review>> {
-    st.limits.post(caller.user_id)?;
+    st.quotas.post(caller.user_id)?;
     Ok(axum::Json(
         super::reviews::update(&st.db, &caller, id, req.rating, req.content.as_deref()).await?,
     ))
@@ -146,11 +148,11 @@ pub async fn list_comments(
     let order = match q.sort.as_deref() {
         None | Some("newest") => ThreadOrder::NewestFirst,
         Some("oldest") => ThreadOrder::OldestFirst,
-        Some(_) => return Err(ApiError::bad_request("invalid_sort", "sort is newest or oldest")),
+        Some(_) => return Err(Error::malformed("invalid_sort", "sort is newest or oldest")),
     };
     let inline = q.replies_per_thread.unwrap_or(INLINE_REPLIES);
     if !(0..=MAX_INLINE_REPLIES).contains(&inline) {
-        return Err(ApiError::bad_request(
+        return Err(Error::malformed(
             "invalid_replies_per_thread",
             "replies_per_thread is 0 to 100",
         ));
@@ -203,7 +205,7 @@ pub async fn create_comment(
     Path(course_id): Path<i64>,
     Json(req): Json<CreateComment>,
 ) -> ApiResult<(StatusCode, axum::Json<Comment>)> {
-    st.limits.post(caller.user_id)?;
+    st.quotas.post(caller.user_id)?;
     let comment =
         super::comments::create(&st.db, &caller, course_id, &req.content, req.parent_id).await?;
     Ok((StatusCode::CREATED, axum::Json(comment)))

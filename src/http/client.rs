@@ -15,9 +15,9 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 
-use super::AppState;
+use crate::app::AppState;
 use crate::config::TrustedProxies;
-use crate::error::ApiError;
+use crate::error::Error;
 
 /// The client's address, resolved through trusted proxies. Also an extractor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +100,7 @@ fn parse_addr(s: &str) -> Option<IpAddr> {
 }
 
 impl FromRequestParts<AppState> for ClientAddr {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
     /// Resolved once per request by the access-log middleware; resolved here when it did not.
     async fn from_request_parts(

@@ -8,11 +8,11 @@ use serde::de::value::{MapDeserializer, SeqDeserializer};
 use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, Visitor};
 use serde_json::Value;
 
-use super::AppState;
 use crate::accounts::Caller;
-use crate::error::ApiError;
+use crate::app::AppState;
+use crate::error::Error;
 
-/// A JSON request body, with its rejections turned into [`ApiError`]s.
+/// A JSON request body, with its rejections turned into [`Error`]s.
 ///
 /// Stricter than `axum::Json` about shapes: a struct is only ever filled from a JSON object.
 /// serde's derived structs also accept an array, field by field in order, so without this
@@ -27,13 +27,13 @@ where
     T: DeserializeOwned,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         // Content type, body limit and syntax are axum's checks; the shape is ours.
         let axum::Json(value) = axum::Json::<Value>::from_request(req, state).await?;
         serde_path_to_error::deserialize(Strict(value)).map(Json).map_err(|e| {
-            ApiError::unprocessable(
+            Error::invalid(
                 "invalid_body",
                 format!("Failed to deserialize the JSON body into the target type: {e}"),
             )
@@ -138,21 +138,17 @@ fn unexpected(v: &Value) -> de::Unexpected<'_> {
     }
 }
 
-impl From<JsonRejection> for ApiError {
+impl From<JsonRejection> for Error {
     fn from(rej: JsonRejection) -> Self {
         match rej {
-            JsonRejection::JsonSyntaxError(e) => {
-                ApiError::bad_request("malformed_json", e.body_text())
-            }
-            JsonRejection::JsonDataError(e) => {
-                ApiError::unprocessable("invalid_body", e.body_text())
-            }
-            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType {
+            JsonRejection::JsonSyntaxError(e) => Error::malformed("malformed_json", e.body_text()),
+            JsonRejection::JsonDataError(e) => Error::invalid("invalid_body", e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => Error::UnsupportedMedia {
                 code: "expected_json",
                 message: "send the body as JSON with Content-Type: application/json".into(),
             },
-            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-            other => ApiError::bad_request("bad_body", other.body_text()),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge,
+            other => Error::malformed("bad_body", other.body_text()),
         }
     }
 }
@@ -161,10 +157,10 @@ impl From<JsonRejection> for ApiError {
 #[derive(Debug, Clone)]
 pub struct Auth(pub Caller);
 
-fn bearer(parts: &Parts) -> Option<Result<&str, ApiError>> {
+fn bearer(parts: &Parts) -> Option<Result<&str, Error>> {
     let value = parts.headers.get(axum::http::header::AUTHORIZATION)?;
     let bad =
-        || ApiError::unauthorized("invalid_token", "Authorization must be `Bearer <access token>`");
+        || Error::unauthenticated("invalid_token", "Authorization must be `Bearer <access token>`");
     let Ok(text) = value.to_str() else { return Some(Err(bad())) };
     let Some((scheme, token)) = text.split_once(' ') else { return Some(Err(bad())) };
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
@@ -174,7 +170,7 @@ fn bearer(parts: &Parts) -> Option<Result<&str, ApiError>> {
 }
 
 impl FromRequestParts<AppState> for Auth {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -182,7 +178,7 @@ impl FromRequestParts<AppState> for Auth {
     ) -> Result<Self, Self::Rejection> {
         match bearer(parts) {
             None => {
-                Err(ApiError::unauthorized("missing_token", "sign in: this needs an access token"))
+                Err(Error::unauthenticated("missing_token", "sign in: this needs an access token"))
             }
             Some(token) => Ok(Auth(state.accounts.authenticate(token?).await?)),
         }
@@ -191,7 +187,7 @@ impl FromRequestParts<AppState> for Auth {
 
 /// `Option<Auth>`: no header means anonymous; a header that is present must be valid.
 impl OptionalFromRequestParts<AppState> for Auth {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -206,24 +202,24 @@ impl OptionalFromRequestParts<AppState> for Auth {
 
 /// `axum::extract::Query`, with its rejection in the one error shape (400).
 #[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+#[from_request(via(axum::extract::Query), rejection(Error))]
 pub struct Query<T>(pub T);
 
-impl From<axum::extract::rejection::QueryRejection> for ApiError {
+impl From<axum::extract::rejection::QueryRejection> for Error {
     fn from(rej: axum::extract::rejection::QueryRejection) -> Self {
-        ApiError::bad_request("invalid_query", rej.body_text())
+        Error::malformed("invalid_query", rej.body_text())
     }
 }
 
 /// `axum::extract::Path`, with its rejection in the one error shape: a malformed id is a 404,
 /// since no such thing can exist.
 #[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
+#[from_request(via(axum::extract::Path), rejection(Error))]
 pub struct Path<T>(pub T);
 
-impl From<axum::extract::rejection::PathRejection> for ApiError {
+impl From<axum::extract::rejection::PathRejection> for Error {
     fn from(_: axum::extract::rejection::PathRejection) -> Self {
-        ApiError::not_found("resource")
+        Error::not_found("resource")
     }
 }
 
@@ -236,11 +232,11 @@ pub struct PageParams {
 
 impl PageParams {
     /// `(page, per_page)`, checked.
-    pub fn resolve(&self) -> Result<(i64, i64), ApiError> {
+    pub fn resolve(&self) -> Result<(i64, i64), Error> {
         let page = self.page.unwrap_or(1);
         let per_page = self.per_page.unwrap_or(20);
         if page < 1 || !(1..=100).contains(&per_page) || page > 1_000_000 {
-            return Err(ApiError::bad_request(
+            return Err(Error::malformed(
                 "invalid_page",
                 "page starts at 1 and per_page is 1 to 100",
             ));

@@ -4,13 +4,12 @@
 //! (through trusted proxies only); [`limits`] holds the per-address and per-user quotas.
 
 pub mod client;
+pub mod error;
 pub mod extract;
-pub mod limits;
 pub mod openapi;
 pub mod ops;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -18,7 +17,6 @@ use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
@@ -26,26 +24,9 @@ use tower_http::request_id::{
 };
 use tracing::Instrument;
 
-use crate::accounts::Accounts;
+use crate::app::AppState;
 use crate::config::Config;
-use crate::db::Db;
-use crate::error::ApiError;
-use crate::storage::Storage;
-
-/// Everything a handler may need. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub cfg: Arc<Config>,
-    pub db: Db,
-    pub storage: Storage,
-    pub accounts: Accounts,
-    pub playback: Arc<crate::playback::Playback>,
-    /// The payment provider and the payment work in flight.
-    pub payments: Arc<crate::commerce::Payments>,
-    pub metrics: PrometheusHandle,
-    /// Per-address and per-user quotas on sign-ups, password changes and posts.
-    pub limits: Arc<limits::Limits>,
-}
+use crate::error::Error;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -66,8 +47,8 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(api)
         .merge(openapi::router())
-        .fallback(|| async { ApiError::not_found("route") })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .fallback(|| async { Error::not_found("route") })
+        .method_not_allowed_fallback(|| async { error::method_not_allowed() })
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(state.clone(), access_log));
 

@@ -6,8 +6,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::AppState;
 use crate::accounts::routes as accounts;
+use crate::app::AppState;
 use crate::catalog::routes as catalog;
 use crate::media::routes as media;
 use crate::playback::routes as playback;
@@ -26,7 +26,7 @@ use crate::playback::routes as playback;
         media::tus_delete,
         playback::start_playback, playback::serve_hls,
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    components(schemas(crate::http::error::ErrorBody, crate::http::error::ErrorDetail)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Sign-up, login, token refresh and logout"),

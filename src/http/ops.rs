@@ -11,8 +11,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::app::AppState;
+use crate::error::Error;
+use crate::http::error::ApiResult;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -47,15 +48,15 @@ pub struct Ready {
 
 /// The database and the object store both answer; says which payment provider is in use.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = Ready), (status = 503, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Ready), (status = 503, body = crate::http::error::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Ready>> {
     if let Err(e) = state.db.ping().await {
         tracing::warn!(error = %e, "readiness: database unreachable");
-        return Err(ApiError::Unavailable { message: "database unreachable".into() });
+        return Err(Error::Unavailable { message: "database unreachable".into() });
     }
     if let Err(e) = state.storage.check().await {
         tracing::warn!(error = %e, "readiness: storage unreachable");
-        return Err(ApiError::Unavailable { message: "object storage unreachable".into() });
+        return Err(Error::Unavailable { message: "object storage unreachable".into() });
     }
     Ok(axum::Json(Ready {
         status: "ok",
@@ -67,7 +68,7 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Ready
 /// Prometheus text exposition of the process's metrics. With `metrics_token` configured, only
 /// for `Authorization: Bearer <metrics_token>`.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, content_type = "text/plain"), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, content_type = "text/plain"), (status = 401, body = crate::http::error::ErrorBody)))]
 pub async fn metrics_text(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -84,7 +85,7 @@ pub async fn metrics_text(
             sha2::Sha256::digest(g.as_bytes()) == sha2::Sha256::digest(required.as_bytes())
         });
         if !matches {
-            return Err(ApiError::unauthorized(
+            return Err(Error::unauthenticated(
                 "metrics_token_required",
                 "/metrics needs Authorization: Bearer <metrics token>",
             ));

@@ -8,9 +8,11 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::progress::{self, CourseProgress, LectureProgress};
 use crate::catalog::CourseSummary;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::Error;
+use crate::http::error::{ApiResult, ErrorBody};
+
+use crate::app::AppState;
 use crate::http::extract::{Auth, Json, PageParams, Paged, Path, Query};
-use crate::http::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -48,15 +50,12 @@ pub async fn put_progress(
     let (lecture, course) =
         crate::catalog::visible_lecture(&st.db, Some(&caller), lecture_id).await?;
     if !super::may_watch(&st.db, Some(&caller), &course, &lecture).await?.allowed() {
-        return Err(ApiError::forbidden(
-            "not_enrolled",
-            "enroll in this course to record progress",
-        ));
+        return Err(Error::denied("not_enrolled", "enroll in this course to record progress"));
     }
     let limit = lecture.duration_seconds.map_or(86_400.0, |d| d + 5.0);
     let p = report.position_seconds;
     if !p.is_finite() || p < 0.0 || p > limit {
-        return Err(ApiError::unprocessable(
+        return Err(Error::invalid(
             "invalid_position",
             format!("position_seconds must be between 0 and the lecture's length ({limit:.0} s)"),
         ));
@@ -85,7 +84,7 @@ pub async fn get_progress(
     let course = crate::catalog::visible_course(&st.db, Some(&caller), course_id).await?;
     let enrolled = crate::catalog::db::is_enrolled(&st.db, caller.user_id, course_id).await?;
     if !enrolled && !crate::catalog::can_edit(&caller, &course) {
-        return Err(ApiError::forbidden("not_enrolled", "you are not enrolled in this course"));
+        return Err(Error::denied("not_enrolled", "you are not enrolled in this course"));
     }
     Ok(axum::Json(progress::course_progress(&st.db, caller.user_id, course_id).await?))
 }

@@ -240,29 +240,33 @@ pub async fn upload(db: &Db, id: &str) -> Result<Option<UploadRow>, sqlx::Error>
         .await
 }
 
-pub async fn insert_upload<'e, E>(
-    exec: E,
-    id: &str,
-    video_id: i64,
-    user_id: i64,
-    length: Option<i64>,
-    metadata: &str,
-    now: i64,
-    expires_at: i64,
-) -> Result<(), sqlx::Error>
+/// A new tus upload's row.
+pub struct NewUpload<'a> {
+    pub id: &'a str,
+    pub video_id: i64,
+    pub user_id: i64,
+    /// `None` while the client defers the length.
+    pub length: Option<i64>,
+    /// The `Upload-Metadata` header as sent.
+    pub metadata: &'a str,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+pub async fn insert_upload<'e, E>(exec: E, u: &NewUpload<'_>) -> Result<(), sqlx::Error>
 where
     E: Executor<'e, Database = Any>,
 {
     sqlx::query(
         "INSERT INTO uploads (id, video_id, user_id, length, metadata, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(id)
-    .bind(video_id)
-    .bind(user_id)
-    .bind(length)
-    .bind(metadata)
-    .bind(now)
-    .bind(expires_at)
+    .bind(u.id)
+    .bind(u.video_id)
+    .bind(u.user_id)
+    .bind(u.length)
+    .bind(u.metadata)
+    .bind(u.created_at)
+    .bind(u.expires_at)
     .execute(exec)
     .await?;
     Ok(())

@@ -7,9 +7,8 @@
 //! at the same instant may both pass a check that only one of them would pass alone, which
 //! these limits (generous, there to stop abuse) can afford.
 
-use crate::config::Config;
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::Error;
 
 use super::db;
 
@@ -29,9 +28,9 @@ pub enum Limit {
 
 impl Limit {
     /// The 429 for this limit, at `now`.
-    pub fn error(self, cfg: &Config, now: i64) -> ApiError {
+    pub fn error(self, cfg: &super::UploadSettings, now: i64) -> Error {
         match self {
-            Limit::Concurrent => ApiError::LimitReached {
+            Limit::Concurrent => Error::LimitReached {
                 code: "too_many_uploads",
                 message: format!(
                     "you already have {} uploads in progress; finish or cancel one first",
@@ -39,7 +38,7 @@ impl Limit {
                 ),
                 retry_after_secs: None,
             },
-            Limit::BytesInProgress => ApiError::LimitReached {
+            Limit::BytesInProgress => Error::LimitReached {
                 code: "upload_bytes_in_progress",
                 message: format!(
                     "your unfinished uploads would exceed {} bytes; finish or cancel one first",
@@ -47,7 +46,7 @@ impl Limit {
                 ),
                 retry_after_secs: None,
             },
-            Limit::Daily => ApiError::LimitReached {
+            Limit::Daily => Error::LimitReached {
                 code: "daily_upload_quota",
                 message: format!(
                     "this would exceed your daily upload quota of {} bytes",
@@ -98,11 +97,11 @@ impl Allowance {
 /// in progress, their bytes and today's quota.
 pub async fn begin(
     db: &Db,
-    cfg: &Config,
+    cfg: &super::UploadSettings,
     user_id: i64,
     declared: Option<u64>,
     now: i64,
-) -> Result<Allowance, ApiError> {
+) -> Result<Allowance, Error> {
     let (count, held) = db::uploads_in_progress(db, user_id, None, now).await?;
     if count as u64 >= cfg.upload_max_concurrent {
         return Err(Limit::Concurrent.error(cfg, now));
@@ -118,22 +117,22 @@ pub async fn begin(
 /// The allowance of the upload whose video is `video_id`, for a request adding to it.
 pub async fn resume(
     db: &Db,
-    cfg: &Config,
+    cfg: &super::UploadSettings,
     user_id: i64,
     video_id: i64,
     now: i64,
-) -> Result<Allowance, ApiError> {
+) -> Result<Allowance, Error> {
     let (_, held) = db::uploads_in_progress(db, user_id, Some(video_id), now).await?;
     allowance(db, cfg, user_id, held, now).await
 }
 
 async fn allowance(
     db: &Db,
-    cfg: &Config,
+    cfg: &super::UploadSettings,
     user_id: i64,
     held_by_others: i64,
     now: i64,
-) -> Result<Allowance, ApiError> {
+) -> Result<Allowance, Error> {
     let used = db::usage_today(db, user_id, now).await?;
     Ok(Allowance {
         max_total: cfg.upload_max_bytes_in_progress.saturating_sub(held_by_others.max(0) as u64),
@@ -159,8 +158,8 @@ mod tests {
 
     #[test]
     fn the_daily_quota_frees_up_at_utc_midnight() {
-        let cfg = Config::default();
-        let ApiError::LimitReached { retry_after_secs, .. } =
+        let cfg = crate::media::UploadSettings::from_config(&crate::config::Config::default());
+        let Error::LimitReached { retry_after_secs, .. } =
             Limit::Daily.error(&cfg, 10 * DAY_SECS + 3600)
         else {
             panic!("not a limit error")

@@ -33,9 +33,49 @@ use utoipa::ToSchema;
 use self::db::VideoRow;
 use crate::accounts::Caller;
 use crate::db::{now, rfc3339, Db};
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
+use crate::error::{Error, Result};
 use crate::storage::{keys, ByteStream, Storage};
+
+/// The limits and lifetimes uploads run under, taken from the configuration once.
+#[derive(Clone, Debug)]
+pub struct UploadSettings {
+    pub max_upload_bytes: u64,
+    pub upload_expiry_secs: u64,
+    pub upload_idle_timeout_secs: u64,
+    pub job_max_attempts: u32,
+    pub upload_max_concurrent: u64,
+    pub upload_max_bytes_in_progress: u64,
+    pub upload_daily_quota_bytes: u64,
+}
+
+impl UploadSettings {
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        UploadSettings {
+            max_upload_bytes: cfg.max_upload_bytes,
+            upload_expiry_secs: cfg.upload_expiry_secs,
+            upload_idle_timeout_secs: cfg.upload_idle_timeout_secs,
+            job_max_attempts: cfg.job_max_attempts,
+            upload_max_concurrent: cfg.upload_max_concurrent,
+            upload_max_bytes_in_progress: cfg.upload_max_bytes_in_progress,
+            upload_daily_quota_bytes: cfg.upload_daily_quota_bytes,
+        }
+    }
+}
+
+/// What uploads and their housekeeping work with: the database, the object store and the
+/// upload settings. Cheap to clone.
+#[derive(Clone)]
+pub struct Uploads {
+    pub db: Db,
+    pub storage: Storage,
+    pub cfg: Arc<UploadSettings>,
+}
+
+impl Uploads {
+    pub fn new(db: Db, storage: Storage, cfg: UploadSettings) -> Self {
+        Uploads { db, storage, cfg: Arc::new(cfg) }
+    }
+}
 
 /// One rendition of a ready video.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -88,12 +128,12 @@ impl From<VideoRow> for Video {
 }
 
 /// The video, for its lecture's owner or an admin (404 for anyone else).
-pub async fn get_video(db: &Db, caller: &Caller, id: i64) -> ApiResult<Video> {
-    let video = db::video(db, id).await?.ok_or(ApiError::not_found("video"))?;
+pub async fn get_video(db: &Db, caller: &Caller, id: i64) -> Result<Video> {
+    let video = db::video(db, id).await?.ok_or(Error::not_found("video"))?;
     // Someone who may not edit the lecture learns nothing of its video; any other failure (the
     // database's) stays what it is.
     crate::catalog::editable_lecture(db, caller, video.lecture_id).await.map_err(|e| match e {
-        ApiError::NotFound { .. } | ApiError::Forbidden { .. } => ApiError::not_found("video"),
+        Error::NotFound { .. } | Error::Denied { .. } => Error::not_found("video"),
         other => other,
     })?;
     Ok(video.into())
@@ -101,11 +141,11 @@ pub async fn get_video(db: &Db, caller: &Caller, id: i64) -> ApiResult<Video> {
 
 /// Remove the stored objects and the rows of videos that are gone or replaced, in the
 /// background (the request that caused it does not wait).
-pub fn forget_video_objects(st: &AppState, videos: Vec<i64>) {
+pub fn forget_video_objects(db: &Db, storage: &Storage, videos: Vec<i64>) {
     if videos.is_empty() {
         return;
     }
-    let (storage, db) = (st.storage.clone(), st.db.clone());
+    let (storage, db) = (storage.clone(), db.clone());
     tokio::spawn(async move { remove_videos(&db, &storage, &videos).await });
 }
 
@@ -139,21 +179,19 @@ pub enum UploadError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<UploadError> for ApiError {
+impl From<UploadError> for Error {
     fn from(e: UploadError) -> Self {
         match e {
-            UploadError::TooLarge(_) => ApiError::PayloadTooLarge,
+            UploadError::TooLarge(_) => Error::TooLarge,
             UploadError::NotMedia(_) => {
-                ApiError::UnsupportedMediaType { code: "not_a_video", message: e.to_string() }
+                Error::UnsupportedMedia { code: "not_a_video", message: e.to_string() }
             }
-            UploadError::Empty => ApiError::bad_request("empty_upload", e.to_string()),
-            UploadError::Interrupted(_) => {
-                ApiError::bad_request("upload_interrupted", e.to_string())
-            }
+            UploadError::Empty => Error::malformed("empty_upload", e.to_string()),
+            UploadError::Interrupted(_) => Error::malformed("upload_interrupted", e.to_string()),
             UploadError::Idle(_) => {
-                ApiError::RequestTimeout { code: "upload_idle_timeout", message: e.to_string() }
+                Error::Stalled { code: "upload_idle_timeout", message: e.to_string() }
             }
-            UploadError::Internal(e) => ApiError::Internal(e),
+            UploadError::Internal(e) => Error::Internal(e),
         }
     }
 }
@@ -224,7 +262,7 @@ const PUT_TOUCH_SECS: u64 = 10;
 
 /// A streamed PUT that has not touched its video for this long is dead: its body has been
 /// silent past the idle timeout, or the process holding it is gone.
-fn abandoned_put_secs(cfg: &crate::config::Config) -> i64 {
+fn abandoned_put_secs(cfg: &UploadSettings) -> i64 {
     (cfg.upload_idle_timeout_secs.max(PUT_TOUCH_SECS) + 120) as i64
 }
 
@@ -232,14 +270,14 @@ fn abandoned_put_secs(cfg: &crate::config::Config) -> i64 {
 /// before [`PutGuard::keep`] — the request failed or was cancelled — it removes the video and
 /// its objects.
 struct PutGuard {
-    st: AppState,
+    st: Uploads,
     video_id: i64,
     ticker: tokio::task::JoinHandle<()>,
     armed: bool,
 }
 
 impl PutGuard {
-    fn new(st: &AppState, video_id: i64, declared: u64, seen: Arc<AtomicU64>) -> PutGuard {
+    fn new(st: &Uploads, video_id: i64, declared: u64, seen: Arc<AtomicU64>) -> PutGuard {
         let db = st.db.clone();
         let ticker = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(PUT_TOUCH_SECS));
@@ -287,13 +325,13 @@ impl Drop for PutGuard {
 /// without holding it in memory, then record it and enqueue the transcode in one transaction.
 /// `declared_len` is the request's Content-Length, if any.
 pub async fn upload_streamed(
-    st: &AppState,
+    st: &Uploads,
     caller: &Caller,
     lecture_id: i64,
     filename: &str,
     declared_len: Option<u64>,
     body: ByteStream,
-) -> ApiResult<Video> {
+) -> Result<Video> {
     crate::catalog::editable_lecture(&st.db, caller, lecture_id).await?;
     let cfg = &st.cfg;
     if declared_len.is_some_and(|n| n > cfg.max_upload_bytes) {
@@ -367,7 +405,7 @@ pub async fn upload_streamed(
     if !db::source_stored(&mut *tx, video_id, meta.size as i64, t).await? {
         tx.rollback().await?;
         guard.remove().await;
-        return Err(ApiError::internal(anyhow::anyhow!(
+        return Err(Error::internal(anyhow::anyhow!(
             "video {video_id} stopped being an upload while it was stored"
         )));
     }
@@ -381,13 +419,13 @@ pub async fn upload_streamed(
         bytes = meta.size,
         "video uploaded; transcode queued"
     );
-    let row = db::video(&st.db, video_id).await?.ok_or(ApiError::not_found("video"))?;
+    let row = db::video(&st.db, video_id).await?.ok_or(Error::not_found("video"))?;
     Ok(row.into())
 }
 
 /// Remove the videos of streamed PUTs whose request died with its server (nothing touched them
 /// past [`abandoned_put_secs`]). Returns how many.
-pub async fn remove_abandoned_puts(st: &AppState) -> anyhow::Result<usize> {
+pub async fn remove_abandoned_puts(st: &Uploads) -> anyhow::Result<usize> {
     let dead = db::abandoned_put_videos(&st.db, now() - abandoned_put_secs(&st.cfg)).await?;
     if !dead.is_empty() {
         tracing::info!(videos = ?dead, "removing videos of streamed uploads that never finished");
@@ -398,7 +436,7 @@ pub async fn remove_abandoned_puts(st: &AppState) -> anyhow::Result<usize> {
 
 /// Housekeeping for the serving process, every `every` until `shutdown`: see [`housekeeping`].
 pub async fn maintenance(
-    st: AppState,
+    st: Uploads,
     every: std::time::Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -414,7 +452,7 @@ pub async fn maintenance(
 /// crash cut short, remove scratch objects no upload needs and videos of streamed uploads that
 /// died, fail jobs whose workers vanished on their last attempt, publish queue depth. Each
 /// step logs its own failure and the others still run.
-pub async fn housekeeping(st: &AppState) {
+pub async fn housekeeping(st: &Uploads) {
     if let Err(e) = tus::expire(st).await {
         tracing::warn!(error = %e, "expiring uploads failed");
     }

@@ -12,9 +12,12 @@ use utoipa::ToSchema;
 
 use super::tus::{self, TusError, TUS_EXTENSIONS, TUS_VERSION};
 use super::Video;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::Error;
+use crate::http::error::{ApiResult, ErrorBody};
+
+use crate::app::AppState;
+use crate::http::base_url;
 use crate::http::extract::{Auth, Path};
-use crate::http::{base_url, AppState};
 use crate::playback::range::http_date;
 use crate::storage::ByteStream;
 
@@ -67,9 +70,15 @@ pub async fn put_video(
         .and_then(|d| d.split("filename=").nth(1))
         .map(|f| f.trim_matches(['"', ' ', ';']).chars().take(255).collect::<String>())
         .unwrap_or_default();
-    let video =
-        super::upload_streamed(&st, &caller, lecture_id, &filename, declared, body_stream(body))
-            .await?;
+    let video = super::upload_streamed(
+        &st.uploads,
+        &caller,
+        lecture_id,
+        &filename,
+        declared,
+        body_stream(body),
+    )
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(UploadAccepted { video_id: video.id, status: video.status }),
@@ -99,37 +108,34 @@ fn tus(resp: impl IntoResponse) -> Response {
 
 fn tus_error(e: TusError) -> Response {
     tus(match e {
-        TusError::OffsetMismatch { .. } => ApiError::conflict("offset_mismatch", e.to_string()),
-        TusError::Expired => ApiError::Gone { what: "upload" },
-        TusError::Locked => ApiError::Locked { code: "upload_locked", message: e.to_string() },
+        TusError::OffsetMismatch { .. } => Error::conflict("offset_mismatch", e.to_string()),
+        TusError::Expired => Error::Gone { what: "upload" },
+        TusError::Locked => Error::Busy { code: "upload_locked", message: e.to_string() },
         TusError::Api(api) => api,
     })
 }
 
-/// Refuse requests without `Tus-Resumable: 1.0.0` (412, as the protocol says).
-fn check_version(headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal of a request without `Tus-Resumable: 1.0.0` (412, as the protocol says).
+fn version_refused(headers: &HeaderMap) -> Option<Response> {
     if header_str(headers, "tus-resumable") == Some(TUS_VERSION) {
-        return Ok(());
+        return None;
     }
-    let body = crate::error::ErrorBody {
-        error: crate::error::ErrorDetail {
+    let body = crate::http::error::ErrorBody {
+        error: crate::http::error::ErrorDetail {
             code: "tus_version".into(),
             message: format!("send Tus-Resumable: {TUS_VERSION}"),
         },
     };
     let mut resp = tus((StatusCode::PRECONDITION_FAILED, axum::Json(body)));
     resp.headers_mut().insert("tus-version", HeaderValue::from_static(TUS_VERSION));
-    Err(resp)
+    Some(resp)
 }
 
-fn int_header(headers: &HeaderMap, name: &str) -> Result<Option<i64>, Response> {
+fn int_header(headers: &HeaderMap, name: &str) -> Result<Option<i64>, Error> {
     match header_str(headers, name) {
         None => Ok(None),
         Some(v) => v.trim().parse::<i64>().ok().filter(|n| *n >= 0).map(Some).ok_or_else(|| {
-            tus(ApiError::bad_request(
-                "invalid_header",
-                format!("{name} must be a non-negative integer"),
-            ))
+            Error::malformed("invalid_header", format!("{name} must be a non-negative integer"))
         }),
     }
 }
@@ -158,22 +164,22 @@ pub async fn tus_create(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(r) = check_version(&headers) {
+    if let Some(r) = version_refused(&headers) {
         return r;
     }
     let length = match int_header(&headers, "upload-length") {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(e) => return tus(e),
     };
     let deferred = header_str(&headers, "upload-defer-length") == Some("1");
     if length.is_none() && !deferred {
-        return tus(ApiError::bad_request(
+        return tus(Error::malformed(
             "missing_length",
             "send Upload-Length or Upload-Defer-Length: 1",
         ));
     }
     let metadata = header_str(&headers, "upload-metadata").unwrap_or("");
-    let (id, _video) = match tus::create(&st, &caller, length, metadata).await {
+    let (id, _video) = match tus::create(&st.uploads, &caller, length, metadata).await {
         Ok(x) => x,
         Err(e) => return tus(e),
     };
@@ -181,14 +187,14 @@ pub async fn tus_create(
     let with_body = header_str(&headers, "content-type") == Some("application/offset+octet-stream");
     let mut resp = tus(StatusCode::CREATED);
     if with_body {
-        match tus::append(&st, &caller, &id, 0, None, body_stream(body)).await {
+        match tus::append(&st.uploads, &caller, &id, 0, None, body_stream(body)).await {
             Ok(p) => patched_headers(&mut resp, &p),
             Err(e) => return tus_error(e),
         }
     }
     resp.headers_mut()
         .insert(header::LOCATION, HeaderValue::from_str(&location).expect("valid location"));
-    if let Ok(info) = tus::info(&st, &caller, &id).await {
+    if let Ok(info) = tus::info(&st.uploads, &caller, &id).await {
         resp.headers_mut().insert(
             "upload-expires",
             HeaderValue::from_str(&http_date(info.expires_at)).expect("date"),
@@ -215,10 +221,10 @@ pub async fn tus_head(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_version(&headers) {
+    if let Some(r) = version_refused(&headers) {
         return r;
     }
-    match tus::info(&st, &caller, &id).await {
+    match tus::info(&st.uploads, &caller, &id).await {
         Ok(info) => {
             let mut resp = tus(StatusCode::OK);
             let h = resp.headers_mut();
@@ -260,25 +266,25 @@ pub async fn tus_patch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(r) = check_version(&headers) {
+    if let Some(r) = version_refused(&headers) {
         return r;
     }
     if header_str(&headers, "content-type") != Some("application/offset+octet-stream") {
-        return tus(ApiError::UnsupportedMediaType {
+        return tus(Error::UnsupportedMedia {
             code: "expected_offset_octet_stream",
             message: "PATCH bodies are Content-Type: application/offset+octet-stream".into(),
         });
     }
     let offset = match int_header(&headers, "upload-offset") {
         Ok(Some(o)) => o,
-        Ok(None) => return tus(ApiError::bad_request("missing_offset", "send Upload-Offset")),
-        Err(r) => return r,
+        Ok(None) => return tus(Error::malformed("missing_offset", "send Upload-Offset")),
+        Err(e) => return tus(e),
     };
     let length = match int_header(&headers, "upload-length") {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(e) => return tus(e),
     };
-    match tus::append(&st, &caller, &id, offset, length, body_stream(body)).await {
+    match tus::append(&st.uploads, &caller, &id, offset, length, body_stream(body)).await {
         Ok(p) => {
             let mut resp = tus(StatusCode::NO_CONTENT);
             patched_headers(&mut resp, &p);
@@ -300,7 +306,7 @@ pub async fn tus_post_override(
     match header_str(&headers, "x-http-method-override").map(str::to_ascii_uppercase).as_deref() {
         Some("PATCH") => tus_patch(st, auth, id, headers, body).await,
         Some("DELETE") => tus_delete(st, auth, id, headers).await,
-        _ => tus(ApiError::MethodNotAllowed),
+        _ => tus(crate::http::error::method_not_allowed()),
     }
 }
 
@@ -313,10 +319,10 @@ pub async fn tus_delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_version(&headers) {
+    if let Some(r) = version_refused(&headers) {
         return r;
     }
-    match tus::terminate(&st, &caller, &id).await {
+    match tus::terminate(&st.uploads, &caller, &id).await {
         Ok(()) => tus(StatusCode::NO_CONTENT),
         Err(e) => tus_error(e),
     }

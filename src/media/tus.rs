@@ -27,11 +27,11 @@ use futures::StreamExt;
 
 use super::db::{self, UploadRow};
 use super::limits::{self, Allowance};
+use super::Uploads;
 use super::{queue, sniff, UploadError};
 use crate::accounts::Caller;
 use crate::db::now;
-use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
+use crate::error::{Error, Result};
 use crate::storage::{keys, stream_from_bytes, ByteStream, CompletedPart, ObjectKey};
 
 /// The protocol version spoken.
@@ -56,7 +56,7 @@ pub enum TusError {
     #[error("another request is writing this upload; retry shortly")]
     Locked,
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(#[from] Error),
 }
 
 /// The state of an upload as HEAD reports it.
@@ -70,9 +70,9 @@ pub struct UploadInfo {
 }
 
 /// Parse `Upload-Metadata`: comma-separated `key base64value` pairs (value optional).
-pub fn parse_metadata(header: &str) -> Result<Vec<(String, String)>, ApiError> {
+pub fn parse_metadata(header: &str) -> Result<Vec<(String, String)>, Error> {
     let bad = || {
-        ApiError::bad_request(
+        Error::malformed(
             "invalid_metadata",
             "Upload-Metadata must be comma-separated `key base64value` pairs",
         )
@@ -109,27 +109,25 @@ fn valid_id(id: &str) -> bool {
 
 /// `POST /uploads`: a new upload for the lecture named in the metadata.
 pub async fn create(
-    st: &AppState,
+    st: &Uploads,
     caller: &Caller,
     length: Option<i64>,
     metadata: &str,
-) -> ApiResult<(String, i64)> {
+) -> Result<(String, i64)> {
     let pairs = parse_metadata(metadata)?;
     let lecture_id: i64 = meta(&pairs, "lecture_id")
         .ok_or_else(|| {
-            ApiError::bad_request("missing_lecture_id", "Upload-Metadata must carry lecture_id")
+            Error::malformed("missing_lecture_id", "Upload-Metadata must carry lecture_id")
         })?
         .trim()
         .parse()
-        .map_err(|_| {
-            ApiError::bad_request("invalid_lecture_id", "lecture_id must be an integer")
-        })?;
+        .map_err(|_| Error::malformed("invalid_lecture_id", "lecture_id must be an integer"))?;
     if let Some(len) = length {
         if len <= 0 {
-            return Err(ApiError::bad_request("empty_upload", "Upload-Length must be positive"));
+            return Err(Error::malformed("empty_upload", "Upload-Length must be positive"));
         }
         if len as u64 > st.cfg.max_upload_bytes {
-            return Err(ApiError::PayloadTooLarge);
+            return Err(Error::TooLarge);
         }
     }
     crate::catalog::editable_lecture(&st.db, caller, lecture_id).await?;
@@ -140,33 +138,29 @@ pub async fn create(
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut tx = st.db.pool().begin().await?;
     let video_id = db::insert_video(&mut *tx, lecture_id, caller.user_id, &filename, t).await?;
-    db::insert_upload(
-        &mut *tx,
-        &id,
+    let upload = db::NewUpload {
+        id: &id,
         video_id,
-        caller.user_id,
+        user_id: caller.user_id,
         length,
         metadata,
-        t,
-        t + st.cfg.upload_expiry_secs as i64,
-    )
-    .await?;
+        created_at: t,
+        expires_at: t + st.cfg.upload_expiry_secs as i64,
+    };
+    db::insert_upload(&mut *tx, &upload).await?;
     tx.commit().await?;
     tracing::info!(upload = %id, video = video_id, lecture = lecture_id, ?length, "tus upload created");
     Ok((id, video_id))
 }
 
 /// The upload, if `caller` made it and it has not expired.
-async fn owned(st: &AppState, caller: &Caller, id: &str) -> Result<UploadRow, TusError> {
+async fn owned(st: &Uploads, caller: &Caller, id: &str) -> Result<UploadRow, TusError> {
     if !valid_id(id) {
-        return Err(ApiError::not_found("upload").into());
+        return Err(Error::not_found("upload").into());
     }
-    let u = db::upload(&st.db, id)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or(ApiError::not_found("upload"))?;
+    let u = db::upload(&st.db, id).await.map_err(Error::from)?.ok_or(Error::not_found("upload"))?;
     if u.user_id != caller.user_id && !caller.is_admin() {
-        return Err(ApiError::not_found("upload").into());
+        return Err(Error::not_found("upload").into());
     }
     if u.completed_at.is_none() && u.expires_at < now() {
         return Err(TusError::Expired);
@@ -175,7 +169,7 @@ async fn owned(st: &AppState, caller: &Caller, id: &str) -> Result<UploadRow, Tu
 }
 
 /// `HEAD /uploads/{id}`.
-pub async fn info(st: &AppState, caller: &Caller, id: &str) -> Result<UploadInfo, TusError> {
+pub async fn info(st: &Uploads, caller: &Caller, id: &str) -> Result<UploadInfo, TusError> {
     let u = owned(st, caller, id).await?;
     Ok(UploadInfo {
         id: u.id,
@@ -187,23 +181,22 @@ pub async fn info(st: &AppState, caller: &Caller, id: &str) -> Result<UploadInfo
 }
 
 /// `DELETE /uploads/{id}`: drop what was received. A finished upload's video stays.
-pub async fn terminate(st: &AppState, caller: &Caller, id: &str) -> Result<(), TusError> {
+pub async fn terminate(st: &Uploads, caller: &Caller, id: &str) -> Result<(), TusError> {
     let u = match owned(st, caller, id).await {
         Ok(u) => u,
         // An expired upload can still be terminated.
-        Err(TusError::Expired) => db::upload(&st.db, id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or(ApiError::not_found("upload"))?,
+        Err(TusError::Expired) => {
+            db::upload(&st.db, id).await.map_err(Error::from)?.ok_or(Error::not_found("upload"))?
+        }
         Err(e) => return Err(e),
     };
-    drop_upload(st, &u, u.completed_at.is_none()).await.map_err(ApiError::from)?;
+    drop_upload(st, &u, u.completed_at.is_none()).await.map_err(Error::from)?;
     Ok(())
 }
 
 /// Remove an upload: its scratch objects and multipart upload, with `with_video` its video's
 /// objects, then its row (and the video's) in one transaction.
-async fn drop_upload(st: &AppState, u: &UploadRow, with_video: bool) -> Result<(), sqlx::Error> {
+async fn drop_upload(st: &Uploads, u: &UploadRow, with_video: bool) -> Result<(), sqlx::Error> {
     discard(st, u).await;
     if with_video {
         if let Err(e) = st.storage.delete_prefix(&keys::video(u.video_id)).await {
@@ -214,7 +207,7 @@ async fn drop_upload(st: &AppState, u: &UploadRow, with_video: bool) -> Result<(
 }
 
 /// Remove an upload's scratch objects and abort its multipart upload.
-async fn discard(st: &AppState, u: &UploadRow) {
+async fn discard(st: &Uploads, u: &UploadRow) {
     if let Some(mp) = &u.multipart_id {
         if let Err(e) = st.storage.abort_multipart(&keys::source(u.video_id), mp).await {
             tracing::warn!(upload = %u.id, error = %e, "aborting a multipart upload failed");
@@ -223,14 +216,14 @@ async fn discard(st: &AppState, u: &UploadRow) {
     remove_scratch(st, &u.id).await;
 }
 
-async fn remove_scratch(st: &AppState, id: &str) {
+async fn remove_scratch(st: &Uploads, id: &str) {
     if let Err(e) = st.storage.delete_prefix(&keys::upload(id)).await {
         tracing::warn!(upload = %id, error = %e, "removing an upload's scratch objects failed");
     }
 }
 
 /// Delete uploads that expired unfinished, with their videos. Returns how many.
-pub async fn expire(st: &AppState) -> anyhow::Result<usize> {
+pub async fn expire(st: &Uploads) -> anyhow::Result<usize> {
     let expired = db::expired_uploads(&st.db, now()).await?;
     for u in &expired {
         drop_upload(st, u, true).await?;
@@ -242,7 +235,7 @@ pub async fn expire(st: &AppState) -> anyhow::Result<usize> {
 /// Finish what crashes left half done: uploads whose bytes are all stored but whose completion
 /// was cut short are completed, and completed uploads that an older version left without a
 /// transcode job get one. Returns how many uploads were repaired.
-pub async fn repair(st: &AppState) -> anyhow::Result<usize> {
+pub async fn repair(st: &Uploads) -> anyhow::Result<usize> {
     let mut repaired = 0;
     for u in db::received_uploads(&st.db, now()).await? {
         let token = uuid::Uuid::new_v4().simple().to_string();
@@ -289,7 +282,7 @@ pub async fn repair(st: &AppState) -> anyhow::Result<usize> {
 /// Remove scratch prefixes (`uploads/<id>/`) of uploads that are finished or gone: what a
 /// request killed after storing a tail, or before removing its prefix, left behind. Returns
 /// how many prefixes were removed.
-pub async fn sweep_scratch(st: &AppState) -> anyhow::Result<usize> {
+pub async fn sweep_scratch(st: &Uploads) -> anyhow::Result<usize> {
     let root = keys::uploads();
     let mut ids: Vec<String> = st
         .storage
@@ -325,7 +318,7 @@ pub struct Patched {
 /// Check a PATCH against the upload's state: its offset and any new length. Applies a newly
 /// declared length to `u`.
 fn check_patch(
-    st: &AppState,
+    st: &Uploads,
     u: &mut UploadRow,
     offset: i64,
     new_length: Option<i64>,
@@ -339,22 +332,20 @@ fn check_patch(
     if let Some(len) = new_length {
         match u.length {
             Some(existing) if existing != len => {
-                return Err(ApiError::bad_request(
+                return Err(Error::malformed(
                     "length_mismatch",
                     "Upload-Length cannot change once set",
                 )
                 .into())
             }
             _ if len < u.upload_offset || len <= 0 => {
-                return Err(ApiError::bad_request(
+                return Err(Error::malformed(
                     "invalid_length",
                     "Upload-Length is smaller than what was received",
                 )
                 .into())
             }
-            _ if len as u64 > st.cfg.max_upload_bytes => {
-                return Err(ApiError::PayloadTooLarge.into())
-            }
+            _ if len as u64 > st.cfg.max_upload_bytes => return Err(Error::TooLarge.into()),
             _ => u.length = Some(len),
         }
     }
@@ -364,7 +355,7 @@ fn check_patch(
 /// `PATCH /uploads/{id}` (and the body of a creation-with-upload `POST`): append `body` at
 /// `offset`. `new_length` sets a deferred length.
 pub async fn append(
-    st: &AppState,
+    st: &Uploads,
     caller: &Caller,
     id: &str,
     offset: i64,
@@ -383,16 +374,14 @@ pub async fn append(
     }
     let token = uuid::Uuid::new_v4().simple().to_string();
     let t = now();
-    if !db::lock_upload(&st.db, id, &token, t, t + LOCK_SECS).await.map_err(ApiError::from)? {
+    if !db::lock_upload(&st.db, id, &token, t, t + LOCK_SECS).await.map_err(Error::from)? {
         return Err(TusError::Locked);
     }
     let result = async {
         // …and check again on the state as it is under the lock: another request may have
         // written between our first read and the lock.
-        let mut u = db::upload(&st.db, id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or(ApiError::not_found("upload"))?;
+        let mut u =
+            db::upload(&st.db, id).await.map_err(Error::from)?.ok_or(Error::not_found("upload"))?;
         check_patch(st, &mut u, offset, new_length)?;
         if u.completed_at.is_some() {
             return Ok(Patched {
@@ -421,7 +410,7 @@ pub async fn append(
 
 /// One PATCH's writing state.
 struct Writer<'a> {
-    st: &'a AppState,
+    st: &'a Uploads,
     token: &'a str,
     u: UploadRow,
     /// The offset the database holds (what has been charged to the uploader's usage).
@@ -455,7 +444,7 @@ impl Writer<'_> {
         let t = now();
         if !db::lock_upload(&self.st.db, &self.u.id, self.token, t, t + LOCK_SECS)
             .await
-            .map_err(ApiError::from)?
+            .map_err(Error::from)?
         {
             return Err(TusError::Locked);
         }
@@ -470,7 +459,7 @@ impl Writer<'_> {
         let gained = self.u.upload_offset - self.saved_offset;
         if !db::save_upload_state(&self.st.db, &self.u, self.token, gained, t)
             .await
-            .map_err(ApiError::from)?
+            .map_err(Error::from)?
         {
             return Err(TusError::Locked);
         }
@@ -503,12 +492,11 @@ impl Writer<'_> {
         // Start from the tail left by earlier requests.
         let mut buf = BytesMut::with_capacity(PART_SIZE);
         if let Some(tail) = self.u.tail_key.clone() {
-            let key =
-                ObjectKey::new(tail).map_err(|e| ApiError::internal(anyhow::Error::new(e)))?;
-            let got = self.st.storage.get(&key, None).await.map_err(ApiError::internal)?;
+            let key = ObjectKey::new(tail).map_err(|e| Error::internal(anyhow::Error::new(e)))?;
+            let got = self.st.storage.get(&key, None).await.map_err(Error::internal)?;
             let mut s = got.body;
             while let Some(chunk) = s.next().await {
-                buf.extend_from_slice(&chunk.map_err(ApiError::internal)?);
+                buf.extend_from_slice(&chunk.map_err(Error::internal)?);
             }
         }
         // Bytes on record were sniffed before they were recorded.
@@ -526,14 +514,12 @@ impl Writer<'_> {
             };
             let received = self.parts_bytes() + buf.len() as i64 + chunk.len() as i64;
             if self.u.length.is_some_and(|len| received > len) {
-                return Err(ApiError::bad_request(
-                    "exceeds_length",
-                    "the body goes past Upload-Length",
-                )
-                .into());
+                return Err(
+                    Error::malformed("exceeds_length", "the body goes past Upload-Length").into()
+                );
             }
             if received as u64 > self.st.cfg.max_upload_bytes {
-                return Err(ApiError::PayloadTooLarge.into());
+                return Err(Error::TooLarge.into());
             }
             if let Err(limit) =
                 self.allowance.check(received as u64, (received - self.start) as u64)
@@ -578,8 +564,8 @@ impl Writer<'_> {
     /// Refuse what is clearly not a video, dropping the upload.
     async fn sniff(&mut self, head: &[u8]) -> Result<(), TusError> {
         if let Err(what) = sniff::verdict(head) {
-            drop_upload(self.st, &self.u, true).await.map_err(ApiError::from)?;
-            return Err(ApiError::from(UploadError::NotMedia(what)).into());
+            drop_upload(self.st, &self.u, true).await.map_err(Error::from)?;
+            return Err(Error::from(UploadError::NotMedia(what)).into());
         }
         Ok(())
     }
@@ -593,7 +579,7 @@ impl Writer<'_> {
                 let mp = storage
                     .create_multipart(source, "application/octet-stream")
                     .await
-                    .map_err(ApiError::internal)?;
+                    .map_err(Error::internal)?;
                 self.u.multipart_id = Some(mp.clone());
                 mp
             }
@@ -603,7 +589,7 @@ impl Writer<'_> {
         let done = storage
             .upload_part(source, &mp, parts.len() as i32 + 1, stream_from_bytes(part), len)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(Error::internal)?;
         parts.push(done);
         self.u.parts = serde_json::to_string(&parts).expect("parts serialize");
         self.u.upload_offset = self.parts_bytes() + len as i64;
@@ -631,7 +617,7 @@ impl Writer<'_> {
                 .storage
                 .put(&key, stream_from_bytes(tail), "application/octet-stream")
                 .await
-                .map_err(ApiError::internal)?;
+                .map_err(Error::internal)?;
             self.u.tail_key = Some(key.to_string());
         }
         let base = self.u.upload_offset - self.u.tail_size;
@@ -668,7 +654,7 @@ impl Writer<'_> {
                 .storage
                 .put(source, stream_from_bytes(last), "application/octet-stream")
                 .await
-                .map_err(ApiError::internal)?;
+                .map_err(Error::internal)?;
             self.u.upload_offset = size;
             self.u.tail_size = 0;
         } else if !last.is_empty() {
@@ -694,7 +680,7 @@ impl Writer<'_> {
 /// objects. Safe to run again after a crash at any point: a multipart upload that is already
 /// assembled (completing it again fails, with whatever error the store gives for an unknown
 /// upload) is recognised by the source object being there, whole. Returns the video id.
-async fn complete(st: &AppState, u: &UploadRow, token: &str) -> Result<i64, TusError> {
+async fn complete(st: &Uploads, u: &UploadRow, token: &str) -> Result<i64, TusError> {
     let source = keys::source(u.video_id);
     let mut assembling = None;
     if let Some(mp) = &u.multipart_id {
@@ -703,13 +689,13 @@ async fn complete(st: &AppState, u: &UploadRow, token: &str) -> Result<i64, TusE
     }
     let stored = match st.storage.head(&source).await {
         Ok(meta) => meta,
-        Err(e) => return Err(ApiError::internal(assembling.unwrap_or(e)).into()),
+        Err(e) => return Err(Error::internal(assembling.unwrap_or(e)).into()),
     };
     if stored.size as i64 != u.upload_offset {
         if let Some(e) = assembling {
-            return Err(ApiError::internal(e).into());
+            return Err(Error::internal(e).into());
         }
-        return Err(ApiError::internal(anyhow::anyhow!(
+        return Err(Error::internal(anyhow::anyhow!(
             "upload {}: the source holds {} bytes, {} were received",
             u.id,
             stored.size,
@@ -718,14 +704,14 @@ async fn complete(st: &AppState, u: &UploadRow, token: &str) -> Result<i64, TusE
         .into());
     }
     let t = now();
-    let mut tx = st.db.pool().begin().await.map_err(ApiError::from)?;
-    if !db::mark_upload_complete(&mut *tx, &u.id, token, t).await.map_err(ApiError::from)? {
-        tx.rollback().await.map_err(ApiError::from)?;
+    let mut tx = st.db.pool().begin().await.map_err(Error::from)?;
+    if !db::mark_upload_complete(&mut *tx, &u.id, token, t).await.map_err(Error::from)? {
+        tx.rollback().await.map_err(Error::from)?;
         return Err(TusError::Locked);
     }
-    if !db::source_stored(&mut *tx, u.video_id, u.upload_offset, t).await.map_err(ApiError::from)? {
-        tx.rollback().await.map_err(ApiError::from)?;
-        return Err(ApiError::internal(anyhow::anyhow!(
+    if !db::source_stored(&mut *tx, u.video_id, u.upload_offset, t).await.map_err(Error::from)? {
+        tx.rollback().await.map_err(Error::from)?;
+        return Err(Error::internal(anyhow::anyhow!(
             "upload {}: its video is no longer uploading",
             u.id
         ))
@@ -733,8 +719,8 @@ async fn complete(st: &AppState, u: &UploadRow, token: &str) -> Result<i64, TusE
     }
     queue::enqueue(&mut *tx, u.video_id, st.cfg.job_max_attempts as i64)
         .await
-        .map_err(ApiError::from)?;
-    tx.commit().await.map_err(ApiError::from)?;
+        .map_err(Error::from)?;
+    tx.commit().await.map_err(Error::from)?;
     remove_scratch(st, &u.id).await;
     Ok(u.video_id)
 }

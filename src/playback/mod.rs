@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 use self::tokens::PlaybackKeys;
 use crate::accounts::Caller;
 use crate::db::{now, rfc3339, Db};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::learning::Entitlement;
 use crate::storage::ObjectKey;
 
@@ -102,17 +102,17 @@ pub async fn start_session(
     caller: Option<&Caller>,
     lecture_id: i64,
     base_url: &str,
-) -> ApiResult<PlaybackSession> {
+) -> Result<PlaybackSession> {
     let (lecture, course) = crate::catalog::visible_lecture(db, caller, lecture_id).await?;
     match crate::learning::may_watch(db, caller, &course, &lecture).await? {
         Entitlement::SignInRequired => {
-            return Err(ApiError::unauthorized(
+            return Err(Error::unauthenticated(
                 "sign_in_required",
                 "sign in and enroll to watch this lecture",
             ))
         }
         Entitlement::NotEntitled => {
-            return Err(ApiError::forbidden(
+            return Err(Error::denied(
                 "not_enrolled",
                 "enroll in this course to watch this lecture",
             ))
@@ -120,10 +120,10 @@ pub async fn start_session(
         _ => {}
     }
     let video_id = lecture.video_id.ok_or_else(|| {
-        ApiError::conflict("video_not_ready", "this lecture's video is not ready yet")
+        Error::conflict("video_not_ready", "this lecture's video is not ready yet")
     })?;
     if pb.ready_video(db, video_id).await?.is_none() {
-        return Err(ApiError::conflict("video_not_ready", "this lecture's video is not ready yet"));
+        return Err(Error::conflict("video_not_ready", "this lecture's video is not ready yet"));
     }
     let sub = caller.map_or_else(|| "anonymous".to_string(), |c| c.user_id.to_string());
     let (token, exp) = pb.keys.issue(&sub, video_id, now());

@@ -14,9 +14,12 @@ use super::cache::CacheMiss;
 use super::range::{decide, http_date, Answer, Validators};
 use super::tokens::PlaybackTokenError;
 use super::{playlist, PlaybackSession, ReadyVideo};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::Error;
+use crate::http::error::{ApiResult, ErrorBody};
+
+use crate::app::AppState;
+use crate::http::base_url;
 use crate::http::extract::{Auth, Path, Query};
-use crate::http::{base_url, AppState};
 use crate::storage::{content_type, ObjectMeta, StorageError};
 
 pub fn router() -> Router<AppState> {
@@ -93,13 +96,13 @@ fn classify(rest: &str) -> Option<HlsObject<'_>> {
     }
 }
 
-fn token_error(e: PlaybackTokenError) -> ApiError {
+fn token_error(e: PlaybackTokenError) -> Error {
     match e {
-        PlaybackTokenError::Missing => ApiError::unauthorized("missing_token", e.to_string()),
+        PlaybackTokenError::Missing => Error::unauthenticated("missing_token", e.to_string()),
         PlaybackTokenError::Expired | PlaybackTokenError::Invalid => {
-            ApiError::unauthorized("invalid_token", e.to_string())
+            Error::unauthenticated("invalid_token", e.to_string())
         }
-        PlaybackTokenError::WrongVideo => ApiError::forbidden("wrong_video", e.to_string()),
+        PlaybackTokenError::WrongVideo => Error::denied("wrong_video", e.to_string()),
     }
 }
 
@@ -147,11 +150,10 @@ async fn serve(
         || raw.contains('\\')
         || rest.split('/').any(|s| s == ".." || s == ".")
     {
-        return Err(ApiError::bad_request("invalid_path", "the path is not valid"));
+        return Err(Error::malformed("invalid_path", "the path is not valid"));
     }
-    let video_id: i64 =
-        video.parse().ok().filter(|v| *v > 0).ok_or(ApiError::not_found("video"))?;
-    let object = classify(rest).ok_or(ApiError::not_found("object"))?;
+    let video_id: i64 = video.parse().ok().filter(|v| *v > 0).ok_or(Error::not_found("video"))?;
+    let object = classify(rest).ok_or(Error::not_found("object"))?;
     let head = req.method() == Method::HEAD;
     let headers = req.headers();
 
@@ -162,7 +164,7 @@ async fn serve(
         st.playback.keys.verify(token, video_id).map_err(token_error)?;
     }
     let ready =
-        st.playback.ready_video(&st.db, video_id).await?.ok_or(ApiError::not_found("video"))?;
+        st.playback.ready_video(&st.db, video_id).await?.ok_or(Error::not_found("video"))?;
     let encrypted = ready.key.is_some();
     if !needs_token && !encrypted {
         st.playback.keys.verify(token, video_id).map_err(token_error)?;
@@ -176,7 +178,7 @@ async fn serve(
     };
     let resp = match object {
         HlsObject::Key => {
-            let key = ready.key.ok_or(ApiError::not_found("key"))?;
+            let key = ready.key.ok_or(Error::not_found("key"))?;
             let meta = ObjectMeta {
                 size: 16,
                 last_modified: 0,
@@ -240,17 +242,17 @@ fn digest_etag(b: &[u8]) -> String {
     hex::encode(&Sha256::digest(b)[..16])
 }
 
-fn storage_error(e: StorageError) -> ApiError {
+fn storage_error(e: StorageError) -> Error {
     match e {
-        StorageError::NotFound(_) | StorageError::InvalidKey(_) => ApiError::not_found("object"),
-        other => ApiError::internal(anyhow::Error::new(other).context("reading a stored object")),
+        StorageError::NotFound(_) | StorageError::InvalidKey(_) => Error::not_found("object"),
+        other => Error::internal(anyhow::Error::new(other).context("reading a stored object")),
     }
 }
 
 /// Read a small stored object (a playlist, a track) whole: from the cache, or the store.
 async fn read_small(st: &AppState, v: &ReadyVideo, rel: &str) -> ApiResult<(Bytes, ObjectMeta)> {
     use futures::StreamExt;
-    let key = v.prefix.join(rel).map_err(|_| ApiError::not_found("object"))?;
+    let key = v.prefix.join(rel).map_err(|_| Error::not_found("object"))?;
     match st.playback.objects.get(&st.storage, &key).await {
         Ok(hit) => return Ok((hit.body.clone(), hit.meta.clone())),
         Err(CacheMiss::Uncacheable) => {}
@@ -258,20 +260,20 @@ async fn read_small(st: &AppState, v: &ReadyVideo, rel: &str) -> ApiResult<(Byte
     }
     let got = st.storage.get(&key, None).await.map_err(storage_error)?;
     if got.meta.size > 4 * 1024 * 1024 {
-        return Err(ApiError::internal(anyhow::anyhow!("playlist {key} is implausibly large")));
+        return Err(Error::internal(anyhow::anyhow!("playlist {key} is implausibly large")));
     }
     let mut body = got.body;
     let mut out = Vec::with_capacity(got.meta.size as usize);
     while let Some(chunk) = body.next().await {
-        out.extend_from_slice(&chunk.map_err(|e| ApiError::internal(anyhow::Error::new(e)))?);
+        out.extend_from_slice(&chunk.map_err(|e| Error::internal(anyhow::Error::new(e)))?);
     }
     Ok((Bytes::from(out), got.meta))
 }
 
-fn cache_error(e: CacheMiss) -> ApiError {
+fn cache_error(e: CacheMiss) -> Error {
     match e {
-        CacheMiss::NotFound => ApiError::not_found("object"),
-        other => ApiError::internal(anyhow::anyhow!("reading a stored object: {other}")),
+        CacheMiss::NotFound => Error::not_found("object"),
+        other => Error::internal(anyhow::anyhow!("reading a stored object: {other}")),
     }
 }
 
@@ -285,10 +287,8 @@ async fn rewritten(
     head: bool,
 ) -> ApiResult<Response> {
     let (raw, meta) = read_small(st, v, rel).await?;
-    let body =
-        playlist::rewrite(&raw, playlist::Rewrite { token, public_segments }).ok_or_else(|| {
-            ApiError::internal(anyhow::anyhow!("stored playlist {rel} does not parse"))
-        })?;
+    let body = playlist::rewrite(&raw, playlist::Rewrite { token, public_segments })
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("stored playlist {rel} does not parse")))?;
     let body = Bytes::from(body);
     let meta = ObjectMeta {
         size: body.len() as u64,
@@ -383,7 +383,7 @@ async fn stream_object(
     head: bool,
     cache: &str,
 ) -> ApiResult<Response> {
-    let key = v.prefix.join(rel).map_err(|_| ApiError::not_found("object"))?;
+    let key = v.prefix.join(rel).map_err(|_| Error::not_found("object"))?;
     match st.playback.objects.get(&st.storage, &key).await {
         Ok(hit) => {
             return Ok(respond_bytes(

@@ -38,7 +38,7 @@ use utoipa::ToSchema;
 use crate::accounts::{Caller, Role};
 use crate::config::Config;
 use crate::db::{now, rfc3339, Db};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,18 +147,15 @@ pub struct EndpointInput {
 }
 
 /// The stored form of a list of event types: each known (422 otherwise), at least one.
-fn events_field(events: &[String]) -> ApiResult<String> {
+fn events_field(events: &[String]) -> Result<String> {
     if events.is_empty() {
-        return Err(ApiError::unprocessable(
-            "no_events",
-            "events must name at least one event type",
-        ));
+        return Err(Error::invalid("no_events", "events must name at least one event type"));
     }
     let mut kinds = Vec::new();
     for e in events {
         let kind = EventType::parse(e).ok_or_else(|| {
             let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-            ApiError::unprocessable(
+            Error::invalid(
                 "unknown_event",
                 format!("unknown event type {e:?}; known: {}", known.join(", ")),
             )
@@ -170,10 +167,10 @@ fn events_field(events: &[String]) -> ApiResult<String> {
     Ok(format!(" {} ", kinds.join(" ")))
 }
 
-fn description_field(d: &str) -> ApiResult<String> {
+fn description_field(d: &str) -> Result<String> {
     let d = d.trim();
     if d.chars().count() > 500 || d.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::unprocessable(
+        return Err(Error::invalid(
             "invalid_description",
             "description must be at most 500 characters",
         ));
@@ -195,22 +192,21 @@ pub async fn create(
     cfg: &Config,
     caller: &Caller,
     input: EndpointInput,
-) -> ApiResult<CreatedEndpoint> {
+) -> Result<CreatedEndpoint> {
     let scope = match caller.role {
         Role::Admin => "all",
         Role::Instructor => "own",
         Role::Student => {
-            return Err(ApiError::forbidden(
+            return Err(Error::denied(
                 "not_instructor",
                 "only instructors and admins register webhooks",
             ))
         }
     };
-    let url =
-        input.url.ok_or_else(|| ApiError::unprocessable("url_required", "url is required"))?;
+    let url = input.url.ok_or_else(|| Error::invalid("url_required", "url is required"))?;
     delivery::check_target(&url, cfg.webhook_allow_private)
         .await
-        .map_err(|why| ApiError::unprocessable("invalid_url", why))?;
+        .map_err(|why| Error::invalid("invalid_url", why))?;
     let events = events_field(&input.events.unwrap_or_default())?;
     let description = description_field(input.description.as_deref().unwrap_or(""))?;
     let secret = new_secret();
@@ -223,25 +219,22 @@ pub async fn create(
         secret: &secret,
     };
     let id = db::insert_endpoint(db, &new, now()).await?;
-    let row = db::endpoint(db, id).await?.ok_or(ApiError::not_found("webhook"))?;
+    let row = db::endpoint(db, id).await?.ok_or(Error::not_found("webhook"))?;
     Ok(CreatedEndpoint { endpoint: view(row), secret })
 }
 
 /// The endpoint if `caller` owns it or is an admin; 404 otherwise.
-pub async fn visible(db: &Db, caller: &Caller, id: i64) -> ApiResult<db::EndpointRow> {
+pub async fn visible(db: &Db, caller: &Caller, id: i64) -> Result<db::EndpointRow> {
     match db::endpoint(db, id).await? {
         Some(e) if e.owner_id == caller.user_id || caller.is_admin() => Ok(e),
-        _ => Err(ApiError::not_found("webhook")),
+        _ => Err(Error::not_found("webhook")),
     }
 }
 
 /// The caller's endpoints (an admin's: everyone's).
-pub async fn list(db: &Db, caller: &Caller) -> ApiResult<Vec<Endpoint>> {
+pub async fn list(db: &Db, caller: &Caller) -> Result<Vec<Endpoint>> {
     if caller.role == Role::Student {
-        return Err(ApiError::forbidden(
-            "not_instructor",
-            "only instructors and admins have webhooks",
-        ));
+        return Err(Error::denied("not_instructor", "only instructors and admins have webhooks"));
     }
     let owner = (!caller.is_admin()).then_some(caller.user_id);
     Ok(db::endpoints(db, owner).await?.into_iter().map(view).collect())
@@ -254,12 +247,12 @@ pub async fn update(
     caller: &Caller,
     id: i64,
     input: EndpointInput,
-) -> ApiResult<Endpoint> {
+) -> Result<Endpoint> {
     let mut row = visible(db, caller, id).await?;
     if let Some(url) = input.url {
         delivery::check_target(&url, cfg.webhook_allow_private)
             .await
-            .map_err(|why| ApiError::unprocessable("invalid_url", why))?;
+            .map_err(|why| Error::invalid("invalid_url", why))?;
         row.url = url.trim().to_string();
     }
     if let Some(events) = input.events {
@@ -272,10 +265,10 @@ pub async fn update(
         row.enabled = i64::from(enabled);
     }
     db::update_endpoint(db, &row, now()).await?;
-    Ok(view(db::endpoint(db, id).await?.ok_or(ApiError::not_found("webhook"))?))
+    Ok(view(db::endpoint(db, id).await?.ok_or(Error::not_found("webhook"))?))
 }
 
-pub async fn delete(db: &Db, caller: &Caller, id: i64) -> ApiResult<()> {
+pub async fn delete(db: &Db, caller: &Caller, id: i64) -> Result<()> {
     visible(db, caller, id).await?;
     db::delete_endpoint(db, id).await?;
     Ok(())
@@ -302,7 +295,7 @@ pub struct Delivery {
 }
 
 /// The newest 100 attempts of an endpoint.
-pub async fn deliveries(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<Delivery>> {
+pub async fn deliveries(db: &Db, caller: &Caller, id: i64) -> Result<Vec<Delivery>> {
     visible(db, caller, id).await?;
     Ok(db::deliveries(db, id, 100)
         .await?
@@ -322,8 +315,8 @@ pub async fn deliveries(db: &Db, caller: &Caller, id: i64) -> ApiResult<Vec<Deli
 }
 
 /// Send a delivery's event again, now.
-pub async fn resend(db: &Db, caller: &Caller, id: i64, delivery_id: i64) -> ApiResult<()> {
+pub async fn resend(db: &Db, caller: &Caller, id: i64, delivery_id: i64) -> Result<()> {
     visible(db, caller, id).await?;
-    db::resend(db, id, delivery_id, now()).await?.ok_or(ApiError::not_found("delivery"))?;
+    db::resend(db, id, delivery_id, now()).await?.ok_or(Error::not_found("delivery"))?;
     Ok(())
 }

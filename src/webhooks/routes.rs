@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use super::{CreatedEndpoint, Delivery, Endpoint, EndpointInput};
-use crate::error::{ApiResult, ErrorBody};
+use crate::app::AppState;
+use crate::http::error::ApiResult;
+use crate::http::error::ErrorBody;
 use crate::http::extract::{Auth, Json, Path};
-use crate::http::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

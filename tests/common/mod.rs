@@ -106,8 +106,7 @@ pub fn test_config(dir: &Path) -> Config {
 /// Start Lectern on 127.0.0.1:0: its base URL, state, a shutdown trigger and the serving task.
 async fn serve(
     cfg: &Config,
-) -> (String, lectern::http::AppState, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)
-{
+) -> (String, lectern::AppState, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let app = lectern::App::start(cfg.clone()).await.expect("server starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -143,7 +142,7 @@ pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,
     pub cfg: Config,
-    pub app_state: lectern::http::AppState,
+    pub app_state: lectern::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _pg: Option<TempPgDb>,

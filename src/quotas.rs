@@ -5,7 +5,8 @@
 //! check before calling the domain, so the CLI and the demo seeder are never limited.
 //!
 //! Kept in process memory, like the login throttle: behind a load balancer each server
-//! counts on its own. Client addresses are [`ClientAddr::limit_key`]s (IPv6 per /64).
+//! counts on its own. Callers pass client addresses as `http::client::ClientAddr::limit_key`
+//! gives them (IPv6 per /64).
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -15,9 +16,9 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use super::client::ClientAddr;
 use crate::config::Config;
-use crate::error::{ApiError, ApiResult};
+use crate::error::Error;
+use crate::error::Result;
 
 /// One quota over many keys; `None` when the quota is 0 (unlimited).
 struct Bucket<K: Hash + Eq + Clone>(Option<DefaultKeyedRateLimiter<K>>);
@@ -31,13 +32,13 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
         }))
     }
 
-    fn take(&self, key: K) -> ApiResult<()> {
+    fn take(&self, key: K) -> Result<()> {
         let Some(limiter) = &self.0 else { return Ok(()) };
         let checked = limiter.check_key(&key);
         if limiter.len() > 100_000 {
             limiter.retain_recent();
         }
-        checked.map_err(|not_until| ApiError::TooManyRequests {
+        checked.map_err(|not_until| Error::RateLimited {
             retry_after_secs: not_until
                 .wait_time_from(DefaultClock::default().now())
                 .as_secs()
@@ -47,7 +48,7 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
 }
 
 /// The quotas, built once from the configuration.
-pub struct Limits {
+pub struct Quotas {
     signups: Bucket<IpAddr>,
     password_changes_per_address: Bucket<IpAddr>,
     password_changes_per_user: Bucket<i64>,
@@ -57,9 +58,9 @@ pub struct Limits {
 const HOUR: Duration = Duration::from_secs(3600);
 const MINUTE: Duration = Duration::from_secs(60);
 
-impl Limits {
-    pub fn new(cfg: &Config) -> Limits {
-        Limits {
+impl Quotas {
+    pub fn new(cfg: &Config) -> Quotas {
+        Quotas {
             signups: Bucket::new(cfg.signups_per_address_per_hour, HOUR),
             password_changes_per_address: Bucket::new(
                 cfg.password_changes_per_address_per_hour,
@@ -71,18 +72,18 @@ impl Limits {
     }
 
     /// One sign-up from `client`.
-    pub fn signup(&self, client: ClientAddr) -> ApiResult<()> {
-        self.signups.take(client.limit_key())
+    pub fn signup(&self, client: IpAddr) -> Result<()> {
+        self.signups.take(client)
     }
 
     /// One password change by `user_id` from `client`: both are counted.
-    pub fn password_change(&self, client: ClientAddr, user_id: i64) -> ApiResult<()> {
-        self.password_changes_per_address.take(client.limit_key())?;
+    pub fn password_change(&self, client: IpAddr, user_id: i64) -> Result<()> {
+        self.password_changes_per_address.take(client)?;
         self.password_changes_per_user.take(user_id)
     }
 
     /// One comment, review or review edit by `user_id`.
-    pub fn post(&self, user_id: i64) -> ApiResult<()> {
+    pub fn post(&self, user_id: i64) -> Result<()> {
         self.posts.take(user_id)
     }
 }

@@ -1,0 +1,194 @@
+//! The application: [`AppState`], what every request handler and background loop may use,
+//! and [`App::start`], which makes it from a configuration (data dir, database, migrations,
+//! storage, keys). Routers take the state from here, so `http` and the features' `routes.rs`
+//! files depend on this module and not on each other.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::accounts::tokens::AccessTokens;
+use crate::accounts::Accounts;
+use crate::config::{Config, Secret, StorageKind};
+use crate::db::{Backend, Db};
+use crate::quotas::Quotas;
+use crate::storage::Storage;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+/// Everything a handler may need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub db: Db,
+    pub storage: Storage,
+    pub accounts: Accounts,
+    pub playback: Arc<crate::playback::Playback>,
+    /// The payment provider and the payment work in flight.
+    pub payments: Arc<crate::commerce::Payments>,
+    /// Uploads and their housekeeping.
+    pub uploads: crate::media::Uploads,
+    pub metrics: PrometheusHandle,
+    /// Per-address and per-user quotas on sign-ups, password changes and posts.
+    pub quotas: Arc<Quotas>,
+}
+
+/// A started Lectern: configuration, database and storage, ready to serve.
+pub struct App {
+    pub state: AppState,
+}
+
+impl App {
+    /// Prepare the data dir, connect to and migrate the database, open the object store.
+    pub async fn start(cfg: Config) -> anyhow::Result<App> {
+        create_private_dir(&cfg.data_dir)
+            .await
+            .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
+        let db = Db::connect(&cfg.effective_database_url(), cfg.database_max_connections).await?;
+        db.migrate().await?;
+        let storage = crate::storage::open(&cfg).await.context("opening object storage")?;
+        let jwt_secret = jwt_secret(&cfg, db.backend()).await?;
+        let tokens = Arc::new(AccessTokens::new(&jwt_secret, cfg.access_token_ttl_secs));
+        let accounts = Accounts::new(
+            db.clone(),
+            tokens,
+            cfg.refresh_token_ttl_secs,
+            cfg.login_attempts_per_minute,
+        );
+        let keys = if cfg.playback_keys.is_empty() {
+            format!("local:{}", local_secret(&cfg, "playback-secret").await?.expose())
+        } else {
+            cfg.playback_keys.expose().to_string()
+        };
+        let keys =
+            crate::playback::tokens::PlaybackKeys::parse(&keys, cfg.playback_token_ttl_secs)?;
+        let objects = crate::playback::cache::ObjectCache::new(
+            cfg.hls_cache_bytes,
+            cfg.hls_cache_max_object_bytes,
+        );
+        let playback = Arc::new(crate::playback::Playback::new(keys, objects));
+        let payments = Arc::new(crate::commerce::Payments::from_config(&cfg));
+        let quotas = Arc::new(Quotas::new(&cfg));
+        let uploads = crate::media::Uploads::new(
+            db.clone(),
+            storage.clone(),
+            crate::media::UploadSettings::from_config(&cfg),
+        );
+        let state = AppState {
+            cfg: Arc::new(cfg),
+            db,
+            storage,
+            accounts,
+            playback,
+            payments,
+            uploads,
+            metrics: crate::http::ops::metrics_handle(),
+            quotas,
+        };
+        Ok(App { state })
+    }
+
+    /// What a worker process needs, without migrating (the serving process does that).
+    pub async fn worker_context(
+        settings: crate::media::worker::WorkerSettings,
+    ) -> anyhow::Result<crate::media::worker::WorkerCtx> {
+        let cfg = settings.to_config();
+        let db = Db::connect(&cfg.effective_database_url(), 4).await?;
+        let storage = crate::storage::open(&cfg).await.context("opening object storage")?;
+        crate::media::worker::WorkerCtx::new(settings, db, storage)
+    }
+
+    /// The warning to print at start-up when orders are paid without money changing hands.
+    pub fn payment_warning(&self) -> Option<&'static str> {
+        (self.state.payments.provider.name() == "dev").then_some(
+            "the payment provider is `dev`: every order is approved without taking money. \
+             Set LECTERN_PAYMENT_PROVIDER=toss for real payments; LECTERN_ENV=production refuses to start with `dev`.",
+        )
+    }
+
+    /// A human summary of where things are kept, printed at start-up.
+    pub fn describe(&self) -> String {
+        let cfg = &self.state.cfg;
+        let db = match self.state.db.backend() {
+            Backend::Sqlite if cfg.database_url.is_empty() => {
+                format!("SQLite at {}", cfg.data_dir.join("lectern.db").display())
+            }
+            Backend::Sqlite => "SQLite (LECTERN_DATABASE_URL)".to_string(),
+            Backend::Postgres => "PostgreSQL (LECTERN_DATABASE_URL)".to_string(),
+        };
+        let objects = match cfg.storage {
+            StorageKind::Fs => format!("files under {}", cfg.data_dir.join("objects").display()),
+            StorageKind::S3 => format!(
+                "S3 bucket {} at {}",
+                cfg.s3_bucket.as_deref().unwrap_or("?"),
+                cfg.s3_endpoint.as_deref().unwrap_or("the AWS default endpoint")
+            ),
+        };
+        format!(
+            "data dir: {}\ndatabase: {db}\nobjects:  {objects}\ncreate an admin with: lectern user create --email you@example.com --password '…' --role admin",
+            cfg.data_dir.display()
+        )
+    }
+}
+
+/// The configured access-token key, or one made once and kept in the data dir.
+async fn jwt_secret(cfg: &Config, backend: Backend) -> anyhow::Result<Secret> {
+    if !cfg.jwt_secret.is_empty() {
+        return Ok(cfg.jwt_secret.clone());
+    }
+    if backend == Backend::Postgres {
+        tracing::warn!("LECTERN_JWT_SECRET is not set: tokens are signed with a key kept in this machine's data dir; set it when several servers share the database");
+    }
+    local_secret(cfg, "jwt-secret").await
+}
+
+/// A random secret made once and kept in the data dir under `name`.
+async fn local_secret(cfg: &Config, name: &str) -> anyhow::Result<Secret> {
+    let path = cfg.data_dir.join(name);
+    match tokio::fs::read_to_string(&path).await {
+        Ok(s) if s.trim().len() >= 32 => Ok(Secret::new(s.trim())),
+        _ => {
+            use rand::RngCore;
+            let mut raw = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut raw);
+            let secret = hex::encode(raw);
+            write_private(&path, &secret)
+                .await
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(Secret::new(secret))
+        }
+    }
+}
+
+/// Create `dir` (and missing parents) readable by this user only: it holds the database, the
+/// signing keys and every upload. An existing directory keeps the mode its operator gave it,
+/// with a warning when others may read it.
+async fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        let mode = std::fs::metadata(&dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "the data directory is readable by other users; chmod 700 it");
+        }
+        Ok(())
+    })
+    .await?
+}
+
+async fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = path.to_path_buf();
+    let contents = contents.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        f.write_all(contents.as_bytes())
+    })
+    .await?
+}
