@@ -49,49 +49,74 @@ pub struct DemoSummary {
 
 /// Fill the instance. Refuses when it already has users.
 pub async fn fill(st: &AppState, progress: &mut dyn FnMut(&str)) -> anyhow::Result<DemoSummary> {
-    let (users,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(st.db.pool()).await?;
-    if users > 0 {
+    if crate::accounts::db::user_count(&st.db).await? > 0 {
         bail!("this instance already has users; `lectern demo` only fills an empty one (use a fresh --data-dir)");
     }
-    let err = |e: crate::accounts::AccountError| anyhow::anyhow!("{e}");
     let teacher = st
         .accounts
         .create_user(DEMO_INSTRUCTOR, DEMO_PASSWORD, "김강사 (Demo Instructor)", Role::Instructor)
-        .await
-        .map_err(err)?;
+        .await?;
     let student = st
         .accounts
         .create_user(DEMO_STUDENT, DEMO_PASSWORD, "이학생 (Demo Student)", Role::Student)
-        .await
-        .map_err(err)?;
-    let caller = Caller { user_id: teacher.id, role: Role::Instructor, session_id: String::new() };
-    let category: Option<(i64,)> =
-        sqlx::query_as("SELECT id FROM categories WHERE parent_id IS NOT NULL ORDER BY id LIMIT 1")
-            .fetch_optional(st.db.pool())
-            .await?;
-    let api = |e: crate::error::Error| anyhow::anyhow!("{e}");
-
+        .await?;
     let scratch = st.cfg.data_dir.join("scratch").join("demo");
     tokio::fs::create_dir_all(&scratch).await?;
+    let mut seeder = Seeder {
+        st,
+        caller: Caller { user_id: teacher.id, role: Role::Instructor, session_id: String::new() },
+        category: crate::catalog::db::first_subcategory(&st.db).await?,
+        scratch: scratch.clone(),
+        videos: Vec::new(),
+    };
     let mut summary = DemoSummary { courses: Vec::new(), preview_lecture: 0, videos: 0 };
-    let mut videos = Vec::new();
     for (ci, c) in COURSES.iter().enumerate() {
+        let (course_id, preview) = seeder.course(c, progress).await?;
+        if ci == 0 {
+            summary.preview_lecture = preview;
+            crate::learning::enroll(st.db.pool(), student.id, course_id, "demo").await?;
+        }
+        summary.courses.push((course_id, c.title.to_string()));
+    }
+    transcode_all(st, progress).await?;
+    summary.videos = seeder.videos.len();
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    Ok(summary)
+}
+
+/// What the demo's courses are made with.
+struct Seeder<'a> {
+    st: &'a AppState,
+    /// The demo instructor.
+    caller: Caller,
+    category: Option<i64>,
+    scratch: std::path::PathBuf,
+    videos: Vec<i64>,
+}
+
+impl Seeder<'_> {
+    /// Make and publish course `c` with a video for each lecture; returns its id and the id of
+    /// its free-preview lecture.
+    async fn course(
+        &mut self,
+        c: &DemoCourse,
+        progress: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<(i64, i64)> {
+        let db = &self.st.db;
         let input = CourseInput {
             title: c.title.into(),
             description: Some(c.description.into()),
             price: c.price,
             currency: Some("KRW".into()),
-            category_id: category.map(|c| c.0),
+            category_id: self.category,
             level: Some("beginner".into()),
         };
-        let course = crate::catalog::create_course(&st.db, &caller, input).await.map_err(api)?;
-        let course_id = course.course.id;
+        let course_id = crate::catalog::create_course(db, &self.caller, input).await?.course.id;
+        let mut preview = 0;
         for (si, (section_title, lectures)) in c.sections.iter().enumerate() {
             let section =
-                crate::catalog::create_section(&st.db, &caller, course_id, section_title, None)
-                    .await
-                    .map_err(api)?;
+                crate::catalog::create_section(db, &self.caller, course_id, section_title, None)
+                    .await?;
             for (li, title) in lectures.iter().enumerate() {
                 let is_preview = si == 0 && li == 0;
                 let input = LectureInput {
@@ -100,78 +125,70 @@ pub async fn fill(st: &AppState, progress: &mut dyn FnMut(&str)) -> anyhow::Resu
                     is_preview,
                     position: None,
                 };
-                let lecture = crate::catalog::create_lecture(&st.db, &caller, section.id, input)
-                    .await
-                    .map_err(api)?;
-                if is_preview && ci == 0 {
-                    summary.preview_lecture = lecture.id;
+                let lecture =
+                    crate::catalog::create_lecture(db, &self.caller, section.id, input).await?;
+                if is_preview {
+                    preview = lecture.id;
                 }
                 progress(&format!("making a video for “{title}”"));
-                let clip = scratch.join(format!("lecture-{}.mp4", lecture.id));
-                let (w, h, secs, tone) =
-                    if li % 2 == 0 { (1280, 720, 12.0, 440) } else { (854, 480, 8.0, 660) };
-                let path = clip.clone();
-                tokio::task::spawn_blocking(move || {
-                    lectern_workers::write_sample_clip(&path, w, h, secs, tone)
-                })
-                .await?
-                .map_err(|e| anyhow::anyhow!("generating a demo clip: {e}"))?;
-                let video_id = crate::media::db::insert_video(
-                    st.db.pool(),
-                    lecture.id,
-                    teacher.id,
-                    "demo.mp4",
-                    now(),
-                )
-                .await?;
-                let file = tokio::fs::File::open(&clip).await?;
-                let meta = st
-                    .storage
-                    .put(&keys::source(video_id), stream_from_reader(file), "video/mp4")
-                    .await?;
-                crate::media::db::set_source_size(st.db.pool(), video_id, meta.size as i64, now())
-                    .await?;
-                crate::media::queue::enqueue(
-                    st.db.pool(),
-                    video_id,
-                    st.cfg.job_max_attempts as i64,
-                )
-                .await?;
-                let _ = tokio::fs::remove_file(&clip).await;
-                videos.push(video_id);
+                self.video(lecture.id, li % 2 == 0).await?;
             }
         }
-        crate::catalog::publish_course(&st.db, &caller, course_id).await.map_err(api)?;
-        if ci == 0 {
-            crate::learning::enroll(st.db.pool(), student.id, course_id, "demo").await?;
-        }
-        summary.courses.push((course_id, c.title.to_string()));
+        crate::catalog::publish_course(db, &self.caller, course_id).await?;
+        Ok((course_id, preview))
     }
 
-    // Transcode with one in-process worker, the same code `lectern serve`'s pool runs.
+    /// Generate a clip for `lecture_id` (720p or 480p), store it as the lecture's source and
+    /// queue its transcode.
+    async fn video(&mut self, lecture_id: i64, large: bool) -> anyhow::Result<()> {
+        let st = self.st;
+        let clip = self.scratch.join(format!("lecture-{lecture_id}.mp4"));
+        let (w, h, secs, tone) = if large { (1280, 720, 12.0, 440) } else { (854, 480, 8.0, 660) };
+        let path = clip.clone();
+        tokio::task::spawn_blocking(move || {
+            lectern_workers::write_sample_clip(&path, w, h, secs, tone)
+        })
+        .await?
+        .context("generating a demo clip")?;
+        let video_id = crate::media::db::insert_video(
+            st.db.pool(),
+            lecture_id,
+            self.caller.user_id,
+            "demo.mp4",
+            now(),
+        )
+        .await?;
+        let file = tokio::fs::File::open(&clip).await?;
+        let meta =
+            st.storage.put(&keys::source(video_id), stream_from_reader(file), "video/mp4").await?;
+        crate::media::db::set_source_size(st.db.pool(), video_id, meta.size as i64, now()).await?;
+        crate::media::queue::enqueue(st.db.pool(), video_id, st.cfg.job_max_attempts as i64)
+            .await?;
+        let _ = tokio::fs::remove_file(&clip).await;
+        self.videos.push(video_id);
+        Ok(())
+    }
+}
+
+/// Transcode every queued video with one in-process worker, the same code `lectern serve`'s
+/// pool runs, reporting as they finish.
+async fn transcode_all(st: &AppState, progress: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
     let ctx = WorkerCtx::new(WorkerSettings::from(&*st.cfg), st.db.clone(), st.storage.clone())?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let worker =
         tokio::spawn(crate::media::worker::run(ctx, format!("demo-{}", std::process::id()), rx));
-    loop {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT status FROM videos").fetch_all(st.db.pool()).await?;
-        let done = rows.iter().filter(|r| r.0 == "ready" || r.0 == "failed").count();
-        progress(&format!("transcoding: {done}/{} videos done", rows.len()));
-        if done == rows.len() {
-            break;
+    let counts = loop {
+        let counts = crate::media::db::status_counts(&st.db).await?;
+        progress(&format!("transcoding: {}/{} videos done", counts.finished(), counts.total));
+        if counts.finished() == counts.total {
+            break counts;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    };
     let _ = tx.send(true);
     worker.await.context("demo worker")?;
-    let (failed,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM videos WHERE status = 'failed'")
-        .fetch_one(st.db.pool())
-        .await?;
-    if failed > 0 {
-        bail!("{failed} demo video(s) failed to transcode; see the log");
+    if counts.failed > 0 {
+        bail!("{} demo video(s) failed to transcode; see the log", counts.failed);
     }
-    summary.videos = videos.len();
-    let _ = tokio::fs::remove_dir_all(&scratch).await;
-    Ok(summary)
+    Ok(())
 }

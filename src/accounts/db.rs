@@ -40,6 +40,12 @@ pub async fn insert_user(
     .await
 }
 
+/// How many accounts there are.
+pub async fn user_count(db: &Db) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(db.pool()).await?;
+    Ok(n)
+}
+
 pub async fn user_by_email(db: &Db, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1"))
         .bind(email)

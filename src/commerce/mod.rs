@@ -130,7 +130,7 @@ pub async fn purchasable_course(db: &Db, caller: &Caller, course_id: i64) -> Res
     if course.status != "published" {
         return Err(Error::not_found("course"));
     }
-    if crate::catalog::db::is_enrolled(db, caller.user_id, course_id).await? {
+    if crate::learning::is_enrolled(db, caller.user_id, course_id).await? {
         return Err(Error::conflict(
             "already_owned",
             format!("you are already enrolled in course {course_id}"),

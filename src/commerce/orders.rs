@@ -383,7 +383,7 @@ async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>
                 format!("“{}” is no longer offered; place a new order", item.title),
             ));
         }
-        if crate::catalog::db::is_enrolled(db, order.user_id, item.course_id).await? {
+        if crate::learning::is_enrolled(db, order.user_id, item.course_id).await? {
             return Err(Error::conflict(
                 "already_owned",
                 format!(

@@ -79,7 +79,7 @@ pub async fn create(
     if course.instructor_id == caller.user_id {
         return Err(Error::denied("own_course", "instructors do not review their own courses"));
     }
-    if !crate::catalog::db::is_enrolled(db, caller.user_id, course_id).await? {
+    if !crate::learning::is_enrolled(db, caller.user_id, course_id).await? {
         return Err(not_enrolled());
     }
     let stars = rating(stars)?;

@@ -82,7 +82,7 @@ pub async fn get_progress(
     Path(course_id): Path<i64>,
 ) -> ApiResult<axum::Json<CourseProgress>> {
     let course = crate::catalog::visible_course(&st.db, Some(&caller), course_id).await?;
-    let enrolled = crate::catalog::db::is_enrolled(&st.db, caller.user_id, course_id).await?;
+    let enrolled = crate::learning::is_enrolled(&st.db, caller.user_id, course_id).await?;
     if !enrolled && !crate::catalog::can_edit(&caller, &course) {
         return Err(Error::denied("not_enrolled", "you are not enrolled in this course"));
     }

@@ -26,6 +26,30 @@ pub struct VideoRow {
     pub ready_at: Option<i64>,
 }
 
+/// How many videos there are, and how many of them are done (ready or failed).
+pub struct StatusCounts {
+    pub total: i64,
+    pub ready: i64,
+    pub failed: i64,
+}
+
+impl StatusCounts {
+    /// Ready or failed: nothing more will happen to them.
+    pub fn finished(&self) -> i64 {
+        self.ready + self.failed
+    }
+}
+
+pub async fn status_counts(db: &Db) -> Result<StatusCounts, sqlx::Error> {
+    let (total, ready, failed): (i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN status = 'ready' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                CAST(COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) FROM videos",
+    )
+    .fetch_one(db.pool())
+    .await?;
+    Ok(StatusCounts { total, ready, failed })
+}
+
 const VIDEO_COLUMNS: &str =
     "id, lecture_id, uploader_id, status, progress, original_filename, source_size, \
      output_prefix, duration_seconds, renditions, hls_key, error, created_at, ready_at";

@@ -60,13 +60,9 @@ impl Playback {
         if let Some(v) = self.cache.lock().expect("cache lock").get(&id) {
             return Ok(Some(v.clone()));
         }
-        let row: Option<(String, Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT status, output_prefix, hls_key FROM videos WHERE id = $1")
-                .bind(id)
-                .fetch_optional(db.pool())
-                .await?;
-        let Some((status, Some(prefix), key)) = row else { return Ok(None) };
-        if status != "ready" {
+        let Some(row) = crate::media::db::video(db, id).await? else { return Ok(None) };
+        let (Some(prefix), key) = (row.output_prefix, row.hls_key) else { return Ok(None) };
+        if row.status != "ready" {
             return Ok(None);
         }
         let Ok(prefix) = ObjectKey::new(prefix) else { return Ok(None) };

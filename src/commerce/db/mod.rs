@@ -1,10 +1,15 @@
-//! SQL for carts, orders and their items, payment intents, the payment ledger, the per-buyer
-//! payment lock and the dashboard's sales figures.
+//! SQL for carts, orders and their items, the payment ledger and the per-buyer payment lock;
+//! payment intents and the dashboard's sales figures in their own files.
 
 use sqlx::FromRow;
 
 use crate::db::Db;
 use crate::webhooks::{self, EventType};
+
+mod intents;
+pub use intents::*;
+mod sales;
+pub use sales::*;
 
 /// A cart line with the course's current title and price.
 #[derive(Debug, Clone, FromRow)]
@@ -244,154 +249,6 @@ pub async fn unlock(db: &Db, user_id: i64, holder: &str) -> Result<(), sqlx::Err
     Ok(())
 }
 
-/// What a payment intent is about to do to its order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IntentKind {
-    /// A pending order's payment was sent for approval.
-    Confirming,
-    /// A paid order's payment was sent for cancellation.
-    Refunding,
-}
-
-impl IntentKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IntentKind::Confirming => "confirming",
-            IntentKind::Refunding => "refunding",
-        }
-    }
-
-    /// The kind of a stored intent; an unknown word is an error, never a guess.
-    pub fn parse(s: &str) -> Result<IntentKind, sqlx::Error> {
-        match s {
-            "confirming" => Ok(IntentKind::Confirming),
-            "refunding" => Ok(IntentKind::Refunding),
-            other => {
-                Err(sqlx::Error::Decode(format!("unknown payment intent kind {other:?}").into()))
-            }
-        }
-    }
-}
-
-/// A confirmation or refund sent to the provider whose outcome is not recorded yet.
-#[derive(Debug, Clone, FromRow)]
-pub struct IntentRow {
-    pub order_id: i64,
-    pub user_id: i64,
-    /// `confirming` or `refunding`; see [`IntentKind`].
-    pub kind: String,
-    pub provider: String,
-    pub payment_key: String,
-    pub amount: i64,
-    pub reason: Option<String>,
-    pub requested_by: Option<i64>,
-    pub started_at: i64,
-    /// Lookups that found no clear answer so far.
-    pub checks: i64,
-    pub last_error: Option<String>,
-    pub next_check_at: i64,
-}
-
-const INTENT_SELECT: &str =
-    "SELECT order_id, user_id, kind, provider, payment_key, amount, reason, requested_by, \
-     started_at, checks, last_error, next_check_at FROM payment_intents";
-
-/// A new payment intent.
-pub struct NewIntent<'a> {
-    pub order_id: i64,
-    pub user_id: i64,
-    pub kind: IntentKind,
-    pub provider: &'a str,
-    pub payment_key: &'a str,
-    pub amount: i64,
-    pub reason: Option<&'a str>,
-    pub requested_by: Option<i64>,
-    /// When the reconciler may first look at it, should its request never finish.
-    pub next_check_at: i64,
-}
-
-/// Record that `i` is about to be sent to the provider. One intent per order: a second is a
-/// unique violation.
-pub async fn insert_intent(db: &Db, i: &NewIntent<'_>, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO payment_intents (order_id, user_id, kind, provider, payment_key, amount, reason, requested_by, started_at, next_check_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(i.order_id)
-    .bind(i.user_id)
-    .bind(i.kind.as_str())
-    .bind(i.provider)
-    .bind(i.payment_key)
-    .bind(i.amount)
-    .bind(i.reason)
-    .bind(i.requested_by)
-    .bind(now)
-    .bind(i.next_check_at)
-    .execute(db.pool())
-    .await?;
-    Ok(())
-}
-
-/// The intent in flight for an order, if any.
-pub async fn intent(db: &Db, order_id: i64) -> Result<Option<IntentRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{INTENT_SELECT} WHERE order_id = $1"))
-        .bind(order_id)
-        .fetch_optional(db.pool())
-        .await
-}
-
-/// The intents in flight for `user_id`'s orders.
-pub async fn intents_of_user(db: &Db, user_id: i64) -> Result<Vec<IntentRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{INTENT_SELECT} WHERE user_id = $1"))
-        .bind(user_id)
-        .fetch_all(db.pool())
-        .await
-}
-
-/// Intents due for a look at `now`, oldest first.
-pub async fn due_intents(db: &Db, now: i64, limit: i64) -> Result<Vec<IntentRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "{INTENT_SELECT} WHERE next_check_at <= $1 ORDER BY next_check_at, order_id LIMIT $2"
-    ))
-    .bind(now)
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await
-}
-
-/// How many intents are open.
-pub async fn open_intents(db: &Db) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM payment_intents").fetch_one(db.pool()).await?;
-    Ok(n)
-}
-
-/// Forget an intent whose outcome left the order as it was (declined, never reached the
-/// provider, or given back).
-pub async fn drop_intent(db: &Db, order_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM payment_intents WHERE order_id = $1")
-        .bind(order_id)
-        .execute(db.pool())
-        .await?;
-    Ok(())
-}
-
-/// Note a look that found no clear answer, and when to look again.
-pub async fn intent_unsettled(
-    db: &Db,
-    order_id: i64,
-    error: &str,
-    next_check_at: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE payment_intents SET checks = checks + 1, last_error = $2, next_check_at = $3 WHERE order_id = $1")
-        .bind(order_id)
-        .bind(error)
-        .bind(next_check_at)
-        .execute(db.pool())
-        .await?;
-    Ok(())
-}
-
 /// Money that moved through a provider, for the ledger.
 #[derive(Debug, Clone, Copy)]
 pub struct Movement<'a> {
@@ -549,104 +406,4 @@ async fn record_movement(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-/// Whose sales a dashboard covers: one instructor's courses, or every course (admins).
-#[derive(Debug, Clone, Copy)]
-pub enum SalesScope {
-    Instructor(i64),
-    Everything,
-}
-
-impl SalesScope {
-    /// `(filter on?, instructor id)` for the `($1 = 0 OR c.instructor_id = $2)` filter.
-    fn binds(self) -> (i64, i64) {
-        match self {
-            SalesScope::Instructor(id) => (1, id),
-            SalesScope::Everything => (0, 0),
-        }
-    }
-}
-
-/// One course's sales between two instants (`[from, to)`, Unix seconds).
-#[derive(Debug, Clone, FromRow)]
-pub struct CourseSalesRow {
-    pub course_id: i64,
-    pub title: String,
-    pub status: String,
-    pub currency: String,
-    /// Prices of the course in orders paid in the range (in the course's currency).
-    pub gross_revenue: i64,
-    /// Prices of the course in orders refunded in the range (in the course's currency).
-    pub refunded_amount: i64,
-    pub paid_orders: i64,
-    pub refunds: i64,
-    /// Active enrollments now.
-    pub enrollments: i64,
-}
-
-/// Per-course sales of the scope's courses, by course id.
-pub async fn course_sales(
-    db: &Db,
-    scope: SalesScope,
-    from: i64,
-    to: i64,
-) -> Result<Vec<CourseSalesRow>, sqlx::Error> {
-    let (filtered, instructor) = scope.binds();
-    sqlx::query_as(
-        "SELECT c.id AS course_id, c.title, c.status, c.currency, \
-           CAST(COALESCE(SUM(CASE WHEN o.paid_at >= $3 AND o.paid_at < $4 AND o.currency = c.currency THEN i.price ELSE 0 END), 0) AS BIGINT) AS gross_revenue, \
-           CAST(COALESCE(SUM(CASE WHEN o.refunded_at >= $3 AND o.refunded_at < $4 AND o.currency = c.currency THEN i.price ELSE 0 END), 0) AS BIGINT) AS refunded_amount, \
-           CAST(COALESCE(SUM(CASE WHEN o.paid_at >= $3 AND o.paid_at < $4 THEN 1 ELSE 0 END), 0) AS BIGINT) AS paid_orders, \
-           CAST(COALESCE(SUM(CASE WHEN o.refunded_at >= $3 AND o.refunded_at < $4 THEN 1 ELSE 0 END), 0) AS BIGINT) AS refunds, \
-           CAST((SELECT COUNT(*) FROM enrollments e WHERE e.course_id = c.id AND e.revoked_at IS NULL) AS BIGINT) AS enrollments \
-         FROM courses c \
-         LEFT JOIN order_items i ON i.course_id = c.id \
-         LEFT JOIN orders o ON o.id = i.order_id \
-         WHERE ($1 = 0 OR c.instructor_id = $2) \
-         GROUP BY c.id, c.title, c.status, c.currency ORDER BY c.id",
-    )
-    .bind(filtered)
-    .bind(instructor)
-    .bind(from)
-    .bind(to)
-    .fetch_all(db.pool())
-    .await
-}
-
-/// Sales of the scope's courses in one currency between two instants.
-#[derive(Debug, Clone, FromRow)]
-pub struct CurrencySalesRow {
-    pub currency: String,
-    pub gross_revenue: i64,
-    pub refunded_amount: i64,
-    /// Distinct orders (an order with two of the courses counts once).
-    pub paid_orders: i64,
-    pub refunds: i64,
-}
-
-/// Sales of the scope's courses per order currency, whatever the courses' currencies are now.
-pub async fn sales_by_currency(
-    db: &Db,
-    scope: SalesScope,
-    from: i64,
-    to: i64,
-) -> Result<Vec<CurrencySalesRow>, sqlx::Error> {
-    let (filtered, instructor) = scope.binds();
-    sqlx::query_as(
-        "SELECT o.currency, \
-           CAST(COALESCE(SUM(CASE WHEN o.paid_at >= $3 AND o.paid_at < $4 THEN i.price ELSE 0 END), 0) AS BIGINT) AS gross_revenue, \
-           CAST(COALESCE(SUM(CASE WHEN o.refunded_at >= $3 AND o.refunded_at < $4 THEN i.price ELSE 0 END), 0) AS BIGINT) AS refunded_amount, \
-           CAST(COUNT(DISTINCT CASE WHEN o.paid_at >= $3 AND o.paid_at < $4 THEN o.id END) AS BIGINT) AS paid_orders, \
-           CAST(COUNT(DISTINCT CASE WHEN o.refunded_at >= $3 AND o.refunded_at < $4 THEN o.id END) AS BIGINT) AS refunds \
-         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN courses c ON c.id = i.course_id \
-         WHERE o.paid_at IS NOT NULL AND ($1 = 0 OR c.instructor_id = $2) \
-         GROUP BY o.currency ORDER BY o.currency",
-    )
-    .bind(filtered)
-    .bind(instructor)
-    .bind(from)
-    .bind(to)
-    .fetch_all(db.pool())
-    .await
 }

@@ -1,0 +1,286 @@
+//! SQL for courses and the published listing; categories and the curriculum (sections and
+//! lectures) in their own files.
+
+use sqlx::{AnyConnection, FromRow};
+
+use super::search::{SearchQuery, SearchSql};
+use crate::db::Db;
+
+mod categories;
+pub use categories::*;
+mod curriculum;
+pub use curriculum::*;
+
+/// A course as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct CourseRow {
+    pub id: i64,
+    pub instructor_id: i64,
+    pub instructor_name: String,
+    pub category_id: Option<i64>,
+    pub title: String,
+    pub description: String,
+    pub price: i64,
+    pub currency: String,
+    pub level: String,
+    pub status: String,
+    pub duration_seconds: f64,
+    pub created_at: i64,
+    pub published_at: Option<i64>,
+    /// Active enrollments, kept by triggers (migration 0007).
+    pub enrollment_count: i64,
+    /// Number of reviews and their average rating (0 without reviews), kept by triggers.
+    pub rating_count: i64,
+    pub rating_avg: f64,
+}
+
+/// The columns of a [`CourseRow`], over `courses c` joined with `users u`.
+macro_rules! course_columns {
+    () => {
+        "c.id, c.instructor_id, u.name AS instructor_name, c.category_id, c.title, c.description, c.price, \
+         c.currency, c.level, c.status, c.duration_seconds, c.created_at, c.published_at, c.enrollment_count, \
+         c.rating_count, c.rating_avg"
+    };
+}
+
+/// The columns of a [`CourseRow`], over [`COURSE_FROM`].
+pub(crate) const COURSE_COLUMNS: &str = course_columns!();
+/// The tables a [`CourseRow`] is read from: `c` the course, `u` its instructor.
+pub(crate) const COURSE_FROM: &str = "courses c JOIN users u ON u.id = c.instructor_id";
+pub(crate) const COURSE_SELECT: &str =
+    concat!("SELECT ", course_columns!(), " FROM courses c JOIN users u ON u.id = c.instructor_id");
+
+pub async fn course(db: &Db, id: i64) -> Result<Option<CourseRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{COURSE_SELECT} WHERE c.id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
+}
+
+/// Fields of a new course.
+pub struct NewCourse<'a> {
+    pub instructor_id: i64,
+    pub category_id: Option<i64>,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub price: i64,
+    pub currency: &'a str,
+    pub level: &'a str,
+}
+
+pub async fn insert_course(db: &Db, c: &NewCourse<'_>, now: i64) -> Result<i64, sqlx::Error> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO courses (instructor_id, category_id, title, description, price, currency, level, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
+    )
+    .bind(c.instructor_id)
+    .bind(c.category_id)
+    .bind(c.title)
+    .bind(c.description)
+    .bind(c.price)
+    .bind(c.currency)
+    .bind(c.level)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(id)
+}
+
+/// Changes to a course; `None` leaves a field alone. `category_id: Some(None)` clears it.
+#[derive(Default)]
+pub struct CourseChanges {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<i64>,
+    pub currency: Option<String>,
+    pub level: Option<String>,
+    pub category_id: Option<Option<i64>>,
+}
+
+pub async fn update_course(
+    db: &Db,
+    id: i64,
+    ch: &CourseChanges,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let (set_cat, cat) = match ch.category_id {
+        Some(c) => (1i64, c),
+        None => (0, None),
+    };
+    sqlx::query(
+        "UPDATE courses SET title = COALESCE($2, title), description = COALESCE($3, description), \
+         price = COALESCE($4, price), currency = COALESCE($5, currency), level = COALESCE($6, level), \
+         category_id = CASE WHEN $7 = 1 THEN $8 ELSE category_id END, updated_at = $9 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(ch.title.as_deref())
+    .bind(ch.description.as_deref())
+    .bind(ch.price)
+    .bind(ch.currency.as_deref())
+    .bind(ch.level.as_deref())
+    .bind(set_cat)
+    .bind(cat)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_course(conn: &mut AnyConnection, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM courses WHERE id = $1").bind(id).execute(conn).await?;
+    Ok(())
+}
+
+/// Take course `id`'s write lock for the rest of the transaction, as the transaction's first
+/// statement; false when there is no such course.
+///
+/// Every change to a course's curriculum takes it first, so such changes run one at a time
+/// per course: on PostgreSQL it is a row lock; on SQLite, a write as the first statement
+/// makes the transaction the writer before it reads anything (a read first would leave it
+/// with a snapshot it could not upgrade when another writer got in between).
+pub async fn lock_course(conn: &mut AnyConnection, id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE courses SET updated_at = updated_at WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Publish course `id` when it has a lecture; false when it has none.
+pub async fn publish_if_not_empty(
+    conn: &mut AnyConnection,
+    id: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let before: Option<(String,)> = sqlx::query_as("SELECT status FROM courses WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let done = sqlx::query(
+        "UPDATE courses SET status = 'published', published_at = COALESCE(published_at, $2), updated_at = $2 \
+         WHERE id = $1 AND EXISTS (SELECT 1 FROM lectures WHERE course_id = $1)",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let published = done.rows_affected() == 1;
+    // A draft that became published: `course.published`, recorded in the caller's transaction.
+    if published && before.is_some_and(|(s,)| s == "draft") {
+        let c: CourseRow = sqlx::query_as(&format!("{COURSE_SELECT} WHERE c.id = $1"))
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+        let course = serde_json::json!({
+            "id": c.id, "title": c.title, "status": c.status, "price": c.price, "currency": c.currency,
+            "instructor": {"id": c.instructor_id, "name": c.instructor_name}, "published_at": c.published_at.map(crate::db::rfc3339),
+        });
+        let data = serde_json::json!({"course_id": id, "course": course});
+        crate::webhooks::emit(conn, crate::webhooks::EventType::CoursePublished, &[id], data)
+            .await?;
+    }
+    Ok(published)
+}
+
+/// How a list of courses is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CourseSort {
+    /// Most recently published first.
+    Newest,
+    /// Most active enrollments first.
+    Popular,
+    /// Highest average rating first.
+    Rating,
+    PriceAsc,
+    PriceDesc,
+    /// Best search match first (see [`super::search`]); without a search, the same as `Newest`.
+    Relevance,
+}
+
+impl CourseSort {
+    /// The `?sort=` names, in the order the API documents them.
+    pub const NAMES: &'static [&'static str] =
+        &["newest", "popular", "rating", "price_asc", "price_desc", "relevance"];
+
+    /// The sort named `name`, if any.
+    pub fn parse(name: &str) -> Option<CourseSort> {
+        Some(match name {
+            "newest" => CourseSort::Newest,
+            "popular" => CourseSort::Popular,
+            "rating" => CourseSort::Rating,
+            "price_asc" => CourseSort::PriceAsc,
+            "price_desc" => CourseSort::PriceDesc,
+            "relevance" => CourseSort::Relevance,
+            _ => return None,
+        })
+    }
+}
+
+/// Which published courses to list.
+pub struct CourseFilter<'a> {
+    /// A category; a top-level one includes its children.
+    pub category: Option<i64>,
+    pub search: Option<&'a SearchQuery>,
+    pub sort: CourseSort,
+}
+
+/// One page of published courses and how many match in all.
+pub async fn list_published(
+    db: &Db,
+    limit: i64,
+    offset: i64,
+    f: &CourseFilter<'_>,
+) -> Result<(Vec<CourseRow>, i64), sqlx::Error> {
+    const NEWEST: &str = "c.published_at DESC, c.id DESC";
+    let mut from = "courses c JOIN users u ON u.id = c.instructor_id".to_string();
+    // Without a category the filter is left out entirely (not `$1 = 0 OR …`), so the planner
+    // can walk the sort's index and stop at the page.
+    let mut filter = if f.category.is_some() {
+        "c.status = 'published' AND $1 = 1 AND (c.category_id = $2 OR c.category_id IN \
+         (SELECT id FROM categories WHERE parent_id = $2))"
+            .to_string()
+    } else {
+        "c.status = 'published' AND $1 = 0 AND $2 = 0".to_string()
+    };
+    let (mut filter_args, mut order_args, mut relevance) =
+        (Vec::new(), Vec::new(), NEWEST.to_string());
+    if let Some(q) = f.search {
+        let sql = SearchSql::build(db.backend(), q, 3);
+        from = sql.from;
+        filter.push_str(&sql.condition);
+        (filter_args, order_args, relevance) = (sql.filter_args, sql.order_args, sql.relevance);
+    }
+    let order = match f.sort {
+        CourseSort::Newest => NEWEST,
+        CourseSort::PriceAsc => "c.price ASC, c.id DESC",
+        CourseSort::PriceDesc => "c.price DESC, c.id DESC",
+        // Kept on the course row by triggers (migration 0007), so these sorts use an index.
+        CourseSort::Popular => "c.enrollment_count DESC, c.id DESC",
+        CourseSort::Rating => "c.rating_avg DESC, c.id DESC",
+        CourseSort::Relevance => &relevance,
+    };
+    // Placeholders: $1, $2 (category), the search filter's, the relevance order's, then the page.
+    let (has_cat, cat) = (f.category.is_some() as i64, f.category.unwrap_or(0));
+    let order_args = if f.sort == CourseSort::Relevance { order_args } else { Vec::new() };
+    let page_at = 3 + filter_args.len() + order_args.len();
+    let sql = format!(
+        concat!("SELECT ", course_columns!(), " FROM {} WHERE {} ORDER BY {} LIMIT ${} OFFSET ${}"),
+        from,
+        filter,
+        order,
+        page_at,
+        page_at + 1
+    );
+    let mut rows = sqlx::query_as(&sql).bind(has_cat).bind(cat);
+    for arg in filter_args.iter().chain(&order_args) {
+        rows = rows.bind(arg.as_str());
+    }
+    let rows = rows.bind(limit).bind(offset).fetch_all(db.pool()).await?;
+    let count_sql = format!("SELECT COUNT(*) FROM {from} WHERE {filter}");
+    let mut count = sqlx::query_as(&count_sql).bind(has_cat).bind(cat);
+    for arg in &filter_args {
+        count = count.bind(arg.as_str());
+    }
+    let (total,): (i64,) = count.fetch_one(db.pool()).await?;
+    Ok((rows, total))
+}
