@@ -3,6 +3,8 @@
 #
 #   deploy/dev.sh serve [ARGS…]   build and run `lectern serve` (embedded defaults: ./data)
 #   deploy/dev.sh test  [ARGS…]   run the whole test suite (SQLite, PostgreSQL, fs, S3, FFmpeg)
+#   deploy/dev.sh unit            the fast tier: unit tests of pure functions, no services needed
+#   deploy/dev.sh check           rustfmt --check and clippy -D warnings (CI runs it first)
 #
 # Each installs what it needs when it is missing: FFmpeg's libraries and clang for the build,
 # and for the tests PostgreSQL, the S3 test server (s3s-fs) and the ffmpeg CLI. Packages come
@@ -113,8 +115,19 @@ case "$cmd" in
             exec cargo test --workspace --no-fail-fast "$@"
         fi
         ;;
+    unit)
+        apt_ensure "${BUILD_PACKAGES[@]}"
+        need_cargo
+        exec cargo test --workspace --lib "$@"
+        ;;
+    check)
+        apt_ensure "${BUILD_PACKAGES[@]}"
+        need_cargo
+        cargo fmt --all --check
+        exec cargo clippy --workspace --all-targets -- -D warnings
+        ;;
     *)
-        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac
