@@ -169,18 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(_) => serve(cfg).await,
         Command::Engine => unreachable!("handled before the configuration is loaded"),
-        Command::Worker(args) => {
-            let n = args.concurrency.unwrap_or_else(|| cfg.effective_workers()).max(1);
-            App::start(cfg.clone()).await?; // make sure the schema is there
-            let (tx, rx) = watch::channel(false);
-            let shutdown = shutdown_signal();
-            println!("Lectern worker pool: {n} worker process(es)");
-            let pool = tokio::spawn(async move { supervise(&cfg, n, rx).await });
-            shutdown.await;
-            let _ = tx.send(true);
-            pool.await?;
-            Ok(())
-        }
+        Command::Worker(args) => worker_pool(cfg, args.concurrency).await,
         Command::Transcode { input, out, preset, segment_seconds } => {
             let opts = lectern_workers::TranscodeOptions {
                 x264_preset: preset.unwrap_or(cfg.x264_preset),
@@ -199,77 +188,97 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database is up to date\n{}", app.describe());
             Ok(())
         }
-        Command::Demo => {
-            let listen = cfg.listen;
-            let app = App::start(cfg).await?;
-            let summary =
-                lectern::demo::fill(&app.state, &mut |line| eprintln!("demo: {line}")).await?;
-            let base = format!("http://{listen}");
-            println!(
-                "Demo ready: {} courses, {} transcoded videos.\n",
-                summary.courses.len(),
-                summary.videos
-            );
-            for (id, title) in &summary.courses {
-                println!("  course {id}: {title}");
-            }
-            println!(
-                "\n  instructor: {} / {pw}\n  student:    {} / {pw}  (enrolled in the first course)\n",
-                lectern::demo::DEMO_INSTRUCTOR,
-                lectern::demo::DEMO_STUDENT,
-                pw = lectern::demo::DEMO_PASSWORD
-            );
-            println!("Start the server:  lectern serve   (same --data-dir / configuration)");
-            println!("Watch the free preview, no sign-in needed:");
-            println!(
-                "  curl -s -X POST {base}/api/v1/lectures/{}/playback",
-                summary.preview_lecture
-            );
-            println!("  then open the \"url\" it returns in Safari, or: ffplay \"<url>\"");
-            println!("Sign in as the student and play any lecture of the first course:");
-            println!("  curl -s {base}/api/v1/auth/login -H 'content-type: application/json' \\");
-            println!(
-                "       -d '{{\"email\":\"{}\",\"password\":\"{}\"}}'",
-                lectern::demo::DEMO_STUDENT,
-                lectern::demo::DEMO_PASSWORD
-            );
-            println!("API docs: {base}/api/docs");
-            Ok(())
-        }
-        Command::Enroll { user, course } => {
-            let app = App::start(cfg).await?;
-            let db = &app.state.db;
-            let email =
-                lectern::accounts::normalize_email(&user).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let user = lectern::accounts::db::user_by_email(db, &email)
-                .await?
-                .context("no user with that email")?;
-            lectern::catalog::db::course(db, course).await?.context("no such course")?;
-            lectern::learning::enroll(db.pool(), user.id, course, "admin").await?;
-            println!("enrolled {} in course {course}", user.email);
-            Ok(())
-        }
+        Command::Demo => demo(cfg).await,
+        Command::Enroll { user, course } => enroll(cfg, &user, course).await,
         Command::User(UserCommand::Create { email, password, role, name }) => {
-            let password = if password == "-" {
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
-                line.trim_end_matches(['\r', '\n']).to_string()
-            } else {
-                password
-            };
-            let name =
-                name.unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_string());
-            let app = App::start(cfg).await?;
-            let user = app
-                .state
-                .accounts
-                .create_user(&email, &password, &name, role)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("created {} {} (id {})", user.role, user.email, user.id);
-            Ok(())
+            create_user(cfg, &email, password, role, name).await
         }
     }
+}
+
+/// `lectern worker`: a pool of `n` worker processes until a shutdown signal.
+async fn worker_pool(cfg: Config, concurrency: Option<usize>) -> anyhow::Result<()> {
+    let n = concurrency.unwrap_or_else(|| cfg.effective_workers()).max(1);
+    App::start(cfg.clone()).await?; // make sure the schema is there
+    let (tx, rx) = watch::channel(false);
+    let shutdown = shutdown_signal();
+    println!("Lectern worker pool: {n} worker process(es)");
+    let pool = tokio::spawn(async move { supervise(&cfg, n, rx).await });
+    shutdown.await;
+    let _ = tx.send(true);
+    pool.await?;
+    Ok(())
+}
+
+/// `lectern demo`: fill the instance and say how to use it.
+async fn demo(cfg: Config) -> anyhow::Result<()> {
+    let listen = cfg.listen;
+    let app = App::start(cfg).await?;
+    let summary = lectern::demo::fill(&app.state, &mut |line| eprintln!("demo: {line}")).await?;
+    let base = format!("http://{listen}");
+    println!(
+        "Demo ready: {} courses, {} transcoded videos.\n",
+        summary.courses.len(),
+        summary.videos
+    );
+    for (id, title) in &summary.courses {
+        println!("  course {id}: {title}");
+    }
+    println!(
+        "\n  instructor: {} / {pw}\n  student:    {} / {pw}  (enrolled in the first course)\n",
+        lectern::demo::DEMO_INSTRUCTOR,
+        lectern::demo::DEMO_STUDENT,
+        pw = lectern::demo::DEMO_PASSWORD
+    );
+    println!("Start the server:  lectern serve   (same --data-dir / configuration)");
+    println!("Watch the free preview, no sign-in needed:");
+    println!("  curl -s -X POST {base}/api/v1/lectures/{}/playback", summary.preview_lecture);
+    println!("  then open the \"url\" it returns in Safari, or: ffplay \"<url>\"");
+    println!("Sign in as the student and play any lecture of the first course:");
+    println!("  curl -s {base}/api/v1/auth/login -H 'content-type: application/json' \\");
+    println!(
+        "       -d '{{\"email\":\"{}\",\"password\":\"{}\"}}'",
+        lectern::demo::DEMO_STUDENT,
+        lectern::demo::DEMO_PASSWORD
+    );
+    println!("API docs: {base}/api/docs");
+    Ok(())
+}
+
+/// `lectern enroll`: enroll a user (by email) in a course, as an admin would.
+async fn enroll(cfg: Config, user: &str, course: i64) -> anyhow::Result<()> {
+    let app = App::start(cfg).await?;
+    let db = &app.state.db;
+    let email = lectern::accounts::normalize_email(user)?;
+    let user = lectern::accounts::db::user_by_email(db, &email)
+        .await?
+        .context("no user with that email")?;
+    lectern::catalog::db::course(db, course).await?.context("no such course")?;
+    lectern::learning::enroll(db.pool(), user.id, course, "admin").await?;
+    println!("enrolled {} in course {course}", user.email);
+    Ok(())
+}
+
+/// `lectern user create`; a password of `-` is read from standard input.
+async fn create_user(
+    cfg: Config,
+    email: &str,
+    password: String,
+    role: lectern::accounts::Role,
+    name: Option<String>,
+) -> anyhow::Result<()> {
+    let password = if password == "-" {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        password
+    };
+    let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_string());
+    let app = App::start(cfg).await?;
+    let user = app.state.accounts.create_user(email, &password, &name, role).await?;
+    println!("created {} {} (id {})", user.role, user.email, user.id);
+    Ok(())
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
