@@ -1,319 +1,41 @@
-//! Decode once, fan out: one decoder, one filter graph, N x264 encoders, one AAC encoder, N HLS
-//! muxers — all driven from the calling thread.
+//! The decode-once pipeline: demux, decode, filter, fan out to the encoders.
 
 use std::ffi::CString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::time::Instant;
 
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::ffi;
 use ffmpeg_next::format::Pixel;
 use ffmpeg_next::{codec, frame, picture, Packet, Rational, Rescale};
-use serde::{Deserialize, Serialize};
 
 use crate::audio::AudioChain;
 use crate::ffutil::{self, ff_err};
 use crate::graph::{build_graph, is_again, Graph};
-use crate::hls::{self, Packaged, Variant};
+use crate::hls;
 use crate::probe::{self, Probed};
-use crate::thumbs::{self, SpriteSheet};
-use crate::{plan_ladder, MediaError, ProbeInfo, Rendition, TranscodeOptions};
+use crate::thumbs::SpriteSheet;
+use crate::{MediaError, Rendition, TranscodeOptions};
 
-/// What was produced for one rendition.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RenditionSummary {
-    /// Rendition (and directory) name, e.g. `"720p"`.
-    pub name: String,
-    /// Output width in pixels.
-    pub width: u32,
-    /// Output height in pixels.
-    pub height: u32,
-    /// Peak segment bitrate in bits/s (the master playlist's `BANDWIDTH`).
-    pub bandwidth: u64,
-    /// Whole-rendition average bitrate in bits/s (`AVERAGE-BANDWIDTH`).
-    pub average_bandwidth: u64,
-    /// RFC 6381 codecs string, e.g. `"avc1.64001f,mp4a.40.2"`.
-    pub codecs: String,
-    /// Constant output frame rate.
-    pub frame_rate: f64,
-    /// Number of segments.
-    pub segments: usize,
-    /// Total bytes of the rendition's segments (as stored, i.e. encrypted when encryption is on).
-    pub bytes: u64,
-}
-
-/// The result of a successful [`transcode`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TranscodeSummary {
-    /// Exact duration of the output: max(video frames / fps, audio samples / sample rate).
-    pub duration_seconds: f64,
-    /// The renditions, highest first (same order as in `master.m3u8`).
-    pub renditions: Vec<RenditionSummary>,
-    /// What the source looked like.
-    pub source: ProbeInfo,
-    /// Wall-clock time the transcode took, in seconds.
-    pub elapsed_seconds: f64,
-    /// Total size of everything written into the output directory.
-    pub output_bytes: u64,
-}
-
-const X264_PRESETS: [&str; 10] = [
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
-];
-const X264_CRF: &str = "21";
-
-/// Transcode `input` into a complete HLS package in `out_dir` (created if missing).
-///
-/// Writes `master.m3u8`, `<rendition>/index.m3u8` + `<rendition>/seg_NNNNN.ts` for every rung of
-/// [`plan_ladder`], `poster.jpg`, `sprite.jpg` and `thumbnails.vtt`. The source is decoded once;
-/// every rendition is encoded from the same constant-frame-rate frames with keyframes forced at
-/// every segment boundary, so segments align across renditions. Audio is encoded once to AAC-LC
-/// and shared by all renditions.
-///
-/// `progress` receives non-decreasing values in `0..=1` (decoded position / duration), ending
-/// with exactly `1.0` on success. Everything runs on the calling thread (plus codec threads):
-/// call it from a blocking context. On error, `out_dir` may hold partial output.
-pub fn transcode(
-    input: &Path,
-    out_dir: &Path,
-    opts: &TranscodeOptions,
-    progress: &mut dyn FnMut(f64),
-) -> Result<TranscodeSummary, MediaError> {
-    ffutil::init();
-    let started = Instant::now();
-    check_options(opts)?;
-    let mut progress = Progress { f: progress, last: -1.0 };
-    progress.report(0.0);
-
-    let mut ictx = probe::open_input(input)?;
-    let probed = probe::analyze(&ictx, input)?;
-    let ladder = plan_ladder(&probed.info);
-    fs::create_dir_all(out_dir)?;
-
-    let mut pipeline = Pipeline::new(&ictx, &probed, &ladder, opts, out_dir)?;
-    pipeline.run(&mut ictx, &mut progress)?;
-    let done = pipeline.finish()?;
-
-    // Packaging: clean media playlists (+ encryption), then the master playlist.
-    let mut renditions = Vec::with_capacity(done.outputs.len());
-    let mut variants = Vec::with_capacity(done.outputs.len());
-    let mut packaged_all: Vec<Packaged> = Vec::new();
-    for out in &done.outputs {
-        let packaged = hls::package_rendition(&out.dir, opts.encryption.as_ref())?;
-        let codecs = match done.has_audio {
-            true => format!("{},mp4a.40.2", out.avc1),
-            false => out.avc1.clone(),
-        };
-        let summary = RenditionSummary {
-            name: out.rendition.name.clone(),
-            width: out.rendition.width,
-            height: out.rendition.height,
-            bandwidth: packaged.peak_bandwidth(),
-            average_bandwidth: packaged.average_bandwidth(),
-            codecs: codecs.clone(),
-            frame_rate: f64::from(done.fps),
-            segments: packaged.segments.len(),
-            bytes: packaged.total_bytes(),
-        };
-        variants.push(Variant {
-            uri: format!("{}/index.m3u8", out.rendition.name),
-            bandwidth: summary.bandwidth,
-            average_bandwidth: summary.average_bandwidth,
-            codecs,
-            width: summary.width,
-            height: summary.height,
-            frame_rate: summary.frame_rate,
-        });
-        renditions.push(summary);
-        packaged_all.push(packaged);
-    }
-    check_alignment(&done.outputs, &packaged_all);
-    hls::write_master(out_dir, &variants)?;
-
-    // Thumbnails.
-    let poster = done
-        .poster
-        .ok_or_else(|| MediaError::Ffmpeg("no frame was available for the poster".into()))?;
-    thumbs::write_jpeg(&poster, &out_dir.join("poster.jpg"))?;
-    done.sprite.write(out_dir, done.duration)?;
-
-    let output_bytes = dir_size(out_dir)?;
-    progress.finish();
-    Ok(TranscodeSummary {
-        duration_seconds: done.duration,
-        renditions,
-        source: probed.info,
-        elapsed_seconds: started.elapsed().as_secs_f64(),
-        output_bytes,
-    })
-}
-
-fn check_options(opts: &TranscodeOptions) -> Result<(), MediaError> {
-    if !X264_PRESETS.contains(&opts.x264_preset.as_str()) {
-        return Err(MediaError::InvalidOptions(format!(
-            "unknown x264 preset {:?} (expected one of {})",
-            opts.x264_preset,
-            X264_PRESETS.join(", ")
-        )));
-    }
-    if !(opts.segment_seconds.is_finite() && (1.0..=30.0).contains(&opts.segment_seconds)) {
-        return Err(MediaError::InvalidOptions(format!(
-            "segment_seconds must be between 1 and 30, not {}",
-            opts.segment_seconds
-        )));
-    }
-    if let Some(enc) = &opts.encryption {
-        if enc.key_uri.is_empty() || enc.key_uri.chars().any(|c| c == '"' || c.is_control()) {
-            return Err(MediaError::InvalidOptions(
-                "the key URI must be non-empty and free of quotes and control characters".into(),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Segments must line up across renditions; that is what the forced keyframes guarantee.
-fn check_alignment(outputs: &[FinishedOutput], packaged: &[Packaged]) {
-    let Some(first) = packaged.first() else { return };
-    for (out, p) in outputs.iter().zip(packaged).skip(1) {
-        let same = p.segments.len() == first.segments.len()
-            && p.segments
-                .iter()
-                .zip(&first.segments)
-                .all(|(a, b)| (a.duration - b.duration).abs() < 0.002);
-        if !same {
-            tracing::warn!(rendition = %out.rendition.name, "segments are not aligned with the top rendition");
-        }
-    }
-}
-
-fn dir_size(dir: &Path) -> std::io::Result<u64> {
-    let mut total = 0;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let ft = entry.file_type()?;
-        if ft.is_dir() {
-            total += dir_size(&entry.path())?;
-        } else if ft.is_file() {
-            total += entry.metadata()?.len();
-        }
-    }
-    Ok(total)
-}
-
-/// Forwards monotonic progress, throttled to 0.5 % steps.
-struct Progress<'a> {
-    f: &'a mut dyn FnMut(f64),
-    last: f64,
-}
-
-impl Progress<'_> {
-    fn report(&mut self, p: f64) {
-        if !p.is_finite() {
-            return;
-        }
-        let p = p.clamp(0.0, 0.99);
-        if p >= self.last + 0.005 || (self.last < 0.0 && p >= 0.0) {
-            self.last = p;
-            (self.f)(p);
-        }
-    }
-
-    fn finish(&mut self) {
-        self.last = 1.0;
-        (self.f)(1.0);
-    }
-}
-
-/// Where the output timeline ends, in seconds: the probed duration plus a little slack for
-/// containers that round it (1 s, or 1 % of long files); [`probe::MAX_DURATION`] when the source
-/// has no timestamps to measure at all. Nothing — no frame, no gap filled with copies or
-/// silence — reaches past it.
-pub(crate) fn timeline_cap(duration_seconds: f64) -> f64 {
-    if duration_seconds > 0.0 {
-        duration_seconds + (duration_seconds * 0.01).max(1.0)
-    } else {
-        probe::MAX_DURATION
-    }
-}
-
-/// Choose the constant output frame rate: the source's average, snapped to a standard rate when
-/// close, otherwise rounded to an integer; rates above 60 are divided evenly (120 → 60, 100 → 50).
-pub(crate) fn output_frame_rate(source_fps: f64) -> Rational {
-    let mut f = if source_fps.is_finite() && source_fps > 0.0 { source_fps } else { 30.0 };
-    let mut k = 1.0;
-    while f / k > 60.5 {
-        k += 1.0;
-    }
-    f /= k;
-    const STANDARD: [(i32, i32); 8] =
-        [(24000, 1001), (24, 1), (25, 1), (30000, 1001), (30, 1), (50, 1), (60000, 1001), (60, 1)];
-    for (n, d) in STANDARD {
-        let s = n as f64 / d as f64;
-        if (f - s).abs() / s < 0.0005 {
-            return Rational::new(n, d);
-        }
-    }
-    Rational::new((f.round() as i32).clamp(1, 60), 1)
-}
-
-/// Which frames start a segment (and so must be IDR frames), from their time.
-#[derive(Clone, Copy)]
-struct Keyframes {
-    /// Seconds per output frame.
-    frame_seconds: f64,
-    segment_seconds: f64,
-}
-
-impl Keyframes {
-    fn segment_of(&self, n: i64) -> i64 {
-        (n as f64 * self.frame_seconds / self.segment_seconds + 1e-9).floor() as i64
-    }
-    /// Frame `n` (output frame number = pts in 1/fps) is the first frame of a segment.
-    fn is_segment_start(&self, n: i64) -> bool {
-        n <= 0 || self.segment_of(n) != self.segment_of(n - 1)
-    }
-}
-
-/// One rendition's encoder and muxer.
-struct Output {
-    rendition: Rendition,
-    dir: PathBuf,
-    encoder: ffmpeg::encoder::Video,
-    enc_tb: Rational,
-    mux: ffmpeg::format::context::Output,
-    video_tb: Rational,
-    audio_tb: Option<Rational>,
-    frames: u64,
-    last_pts: Option<i64>,
-    avc1: String,
-}
+use super::encoder::{drain_video_encoder, open_muxer, write_audio, Output, X264_CRF};
+use super::timeline::{output_frame_rate, timeline_cap, Keyframes};
+use super::Progress;
 
 /// What `Pipeline::finish` hands back for packaging.
-struct FinishedOutput {
-    rendition: Rendition,
-    dir: PathBuf,
-    avc1: String,
+pub(super) struct FinishedOutput {
+    pub rendition: Rendition,
+    pub dir: PathBuf,
+    pub avc1: String,
 }
 
-struct Finished {
-    outputs: Vec<FinishedOutput>,
-    fps: Rational,
-    duration: f64,
-    has_audio: bool,
-    poster: Option<frame::Video>,
-    sprite: SpriteSheet,
+pub(super) struct Finished {
+    pub outputs: Vec<FinishedOutput>,
+    pub fps: Rational,
+    pub duration: f64,
+    pub has_audio: bool,
+    pub poster: Option<frame::Video>,
+    pub sprite: SpriteSheet,
 }
 
 /// Size and pixel format of decoded pictures (a change needs a new filter graph).
@@ -337,7 +59,7 @@ struct VideoIn {
     dropped: u64,
 }
 
-struct Pipeline<'a> {
+pub(super) struct Pipeline<'a> {
     probed: &'a Probed,
     fps: Rational,
     keyframes: Keyframes,
@@ -353,7 +75,7 @@ struct Pipeline<'a> {
 }
 
 impl<'a> Pipeline<'a> {
-    fn new(
+    pub fn new(
         ictx: &ffmpeg::format::context::Input,
         probed: &'a Probed,
         ladder: &[Rendition],
@@ -522,7 +244,7 @@ impl<'a> Pipeline<'a> {
     }
 
     /// Demux everything, decoding and encoding as we go, then flush the whole chain.
-    fn run(
+    pub fn run(
         &mut self,
         ictx: &mut ffmpeg::format::context::Input,
         progress: &mut Progress,
@@ -791,7 +513,7 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
-    fn finish(self) -> Result<Finished, MediaError> {
+    pub fn finish(self) -> Result<Finished, MediaError> {
         let fps = self.fps;
         let frames = self.outputs.first().map_or(0, |o| o.frames);
         let video_seconds = frames as f64 / f64::from(fps);
@@ -828,124 +550,5 @@ impl<'a> Pipeline<'a> {
             poster: self.poster,
             sprite: self.sprite,
         })
-    }
-}
-
-fn drain_video_encoder(out: &mut Output) -> Result<(), MediaError> {
-    let mut pkt = Packet::empty();
-    loop {
-        match out.encoder.receive_packet(&mut pkt) {
-            Ok(()) => {
-                pkt.set_stream(0);
-                if pkt.duration() <= 0 {
-                    pkt.set_duration(1);
-                }
-                pkt.rescale_ts(out.enc_tb, out.video_tb);
-                pkt.write_interleaved(&mut out.mux)
-                    .map_err(|e| ff_err(&format!("writing {} segments", out.rendition.name), e))?;
-            }
-            Err(ffmpeg::Error::Eof) => return Ok(()),
-            Err(e) if is_again(&e) => return Ok(()),
-            Err(e) => return Err(ff_err("encoding video", e)),
-        }
-    }
-}
-
-/// Encode once, mux everywhere: the same AAC packet goes into every rendition's muxer.
-fn write_audio(outputs: &mut [Output], pkt: &Packet, pkt_tb: Rational) -> Result<(), MediaError> {
-    for out in outputs.iter_mut() {
-        let Some(audio_tb) = out.audio_tb else { continue };
-        let mut copy = pkt.clone();
-        copy.set_stream(1);
-        copy.rescale_ts(pkt_tb, audio_tb);
-        copy.write_interleaved(&mut out.mux)
-            .map_err(|e| ff_err(&format!("writing {} segments", out.rendition.name), e))?;
-    }
-    Ok(())
-}
-
-/// An "hls" muxer writing `dir/index.m3u8` and `dir/seg_%05d.ts`.
-fn open_muxer(
-    dir: &Path,
-    segment_seconds: f64,
-    video: &ffmpeg::encoder::Video,
-    video_enc_tb: Rational,
-    audio: Option<&AudioChain>,
-) -> Result<(ffmpeg::format::context::Output, Rational, Option<Rational>), MediaError> {
-    let playlist = dir.join("index.m3u8");
-    let c_playlist = CString::new(playlist.to_string_lossy().as_bytes())
-        .map_err(|_| MediaError::Io(std::io::Error::other("output path contains a NUL byte")))?;
-    let hls = CString::new("hls").expect("no NUL");
-    let mut octx = unsafe {
-        let mut ps = ptr::null_mut();
-        let r = ffi::avformat_alloc_output_context2(
-            &mut ps,
-            ptr::null_mut(),
-            hls.as_ptr(),
-            c_playlist.as_ptr(),
-        );
-        if r < 0 || ps.is_null() {
-            return Err(ff_err("creating the HLS muxer", ffmpeg::Error::from(r)));
-        }
-        // The hls muxer does its own I/O (AVFMT_NOFILE): `pb` stays NULL.
-        ffmpeg::format::context::Output::wrap(ps)
-    };
-    {
-        let mut st =
-            octx.add_stream_with(video).map_err(|e| ff_err("adding the video stream", e))?;
-        st.set_time_base(video_enc_tb);
-    }
-    if let Some(a) = audio {
-        let mut st =
-            octx.add_stream_with(&a.encoder).map_err(|e| ff_err("adding the audio stream", e))?;
-        st.set_time_base(a.enc_tb);
-    }
-    // hlsenc expands the segment pattern with av_get_frame_filename: escape '%' in the path.
-    let pattern = format!("{}/seg_%05d.ts", dir.to_string_lossy().replace('%', "%%"));
-    let mut opts = ffmpeg::Dictionary::new();
-    opts.set("hls_time", &format!("{segment_seconds}"));
-    opts.set("hls_playlist_type", "vod");
-    opts.set("hls_list_size", "0");
-    opts.set("hls_flags", "independent_segments");
-    opts.set("hls_segment_type", "mpegts");
-    opts.set("hls_segment_filename", &pattern);
-    opts.set("start_number", "0");
-    let unused: Vec<(String, String)> = octx
-        .write_header_with(opts)
-        .map_err(|e| ff_err("starting the HLS muxer", e))?
-        .iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    for (k, v) in unused {
-        tracing::warn!(option = %k, value = %v, "the HLS muxer ignored an option");
-    }
-    let video_tb = octx.stream(0).expect("added").time_base();
-    let audio_tb = audio.map(|_| octx.stream(1).expect("added").time_base());
-    Ok((octx, video_tb, audio_tb))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frame_rates() {
-        assert_eq!(output_frame_rate(25.0), Rational::new(25, 1));
-        assert_eq!(output_frame_rate(29.97), Rational::new(30000, 1001));
-        assert_eq!(output_frame_rate(120.0), Rational::new(60, 1));
-        assert_eq!(output_frame_rate(100.0), Rational::new(50, 1));
-        assert_eq!(output_frame_rate(27.3), Rational::new(27, 1));
-        assert_eq!(output_frame_rate(0.0), Rational::new(30, 1));
-        assert_eq!(output_frame_rate(0.2), Rational::new(1, 1));
-    }
-
-    #[test]
-    fn keyframes_follow_time() {
-        let k = Keyframes { frame_seconds: 1.0 / 25.0, segment_seconds: 4.0 };
-        let starts: Vec<i64> = (0..450).filter(|&n| k.is_segment_start(n)).collect();
-        assert_eq!(starts, vec![0, 100, 200, 300, 400]);
-        let k = Keyframes { frame_seconds: 1001.0 / 30000.0, segment_seconds: 4.0 };
-        let starts: Vec<i64> = (0..500).filter(|&n| k.is_segment_start(n)).collect();
-        assert_eq!(starts, vec![0, 120, 240, 360, 480]);
     }
 }
