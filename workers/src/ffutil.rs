@@ -183,6 +183,25 @@ pub(crate) fn frame_ref(src: &ffmpeg::frame::Video) -> Result<ffmpeg::frame::Vid
     Ok(dst)
 }
 
+/// The codec parameters of `stream`, for the fields ffmpeg-next has no accessor for.
+pub(crate) fn codecpar<'a>(
+    stream: &'a ffmpeg::format::stream::Stream,
+) -> &'a ffi::AVCodecParameters {
+    // SAFETY: every stream of an opened format context has its `codecpar` allocated (by
+    // `avformat_new_stream`), owned by the stream and freed only with the context, which
+    // `stream` borrows. libavformat changes it only while reading packets, which needs the
+    // context mutably, and that borrow rules out for as long as the reference lives.
+    unsafe { &*(*stream.as_ptr()).codecpar }
+}
+
+/// The demuxer context behind `ictx`, for the fields ffmpeg-next has no accessor for.
+pub(crate) fn format_context(ictx: &ffmpeg::format::context::Input) -> &ffi::AVFormatContext {
+    // SAFETY: an `Input` always wraps a context opened by `avformat_open_input` (non-null),
+    // freed only when the `Input` is dropped; the shared borrow of `ictx` rules out reading
+    // packets (which changes the context) for as long as the reference lives.
+    unsafe { &*ictx.as_ptr() }
+}
+
 /// `r` as f64, or None when it is not a usable positive rate.
 pub(crate) fn positive_rate(r: ffmpeg::Rational) -> Option<f64> {
     if r.numerator() > 0 && r.denominator() > 0 {
