@@ -202,6 +202,14 @@ pub(crate) fn format_context(ictx: &ffmpeg::format::context::Input) -> &ffi::AVF
     unsafe { &*ictx.as_ptr() }
 }
 
+/// Set the thread-count hint of a codec context that is not open yet (0: the codec decides),
+/// keeping its default threading types (ffmpeg-next's `set_threading` would replace them).
+pub(crate) fn set_thread_count(ctx: &mut ffmpeg::codec::Context, threads: i32) {
+    // SAFETY: `ctx` owns a valid codec context; `thread_count` is a plain field that
+    // avcodec_open2 reads, and the exclusive borrow rules out any other access meanwhile.
+    unsafe { (*ctx.as_mut_ptr()).thread_count = threads };
+}
+
 /// `r` as f64, or None when it is not a usable positive rate.
 pub(crate) fn positive_rate(r: ffmpeg::Rational) -> Option<f64> {
     if r.numerator() > 0 && r.denominator() > 0 {

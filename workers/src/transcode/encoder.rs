@@ -1,19 +1,90 @@
 //! One rendition's output: its x264 encoder and its HLS muxer.
 
 use std::ffi::CString;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::ptr;
 
 use ffmpeg_next as ffmpeg;
-use ffmpeg_next::ffi;
-use ffmpeg_next::{Packet, Rational};
+use ffmpeg_next::format::stream::Stream;
+use ffmpeg_next::format::Pixel;
+use ffmpeg_next::{codec, color, ffi, Packet, Rational};
 
 use crate::audio::AudioChain;
-use crate::ffutil::ff_err;
+use crate::ffutil::{codecpar, ff_err, set_thread_count};
 use crate::graph::is_again;
-use crate::{MediaError, Rendition};
+use crate::hls;
+use crate::{MediaError, Rendition, TranscodeOptions};
 
-pub(super) const X264_CRF: &str = "21";
+/// x264's constant rate factor: the quality every rendition aims at (capped by its maxrate).
+const X264_CRF: &str = "21";
+
+/// What every rendition's x264 encoder and HLS muxer share.
+pub(super) struct EncoderSetup<'a> {
+    x264: ffmpeg::Codec,
+    /// The constant output frame rate; the encoders' time base is its inverse.
+    fps: Rational,
+    /// Frames per segment: x264's fixed keyframe interval.
+    gop: u32,
+    /// Thread-count hint for each encoder (0: x264 decides).
+    threads: i32,
+    opts: &'a TranscodeOptions,
+    /// The HLS muxer wants codec headers out of band (extradata), not in the stream.
+    global_header: bool,
+    colors: SourceColors,
+}
+
+impl<'a> EncoderSetup<'a> {
+    pub fn new(
+        fps: Rational,
+        gop: u32,
+        threads: i32,
+        opts: &'a TranscodeOptions,
+        global_header: bool,
+        colors: SourceColors,
+    ) -> Result<Self, MediaError> {
+        let x264 = ffmpeg::encoder::find_by_name("libx264")
+            .ok_or_else(|| MediaError::Ffmpeg("FFmpeg was built without libx264".into()))?;
+        Ok(EncoderSetup { x264, fps, gop, threads, opts, global_header, colors })
+    }
+}
+
+/// The source's colour description. Pixels keep the source's colour matrix, primaries and
+/// transfer (only the range is normalised to limited), so the encoders say so in the VUI
+/// instead of leaving players to guess.
+#[derive(Clone, Copy)]
+pub(super) struct SourceColors {
+    primaries: color::Primaries,
+    transfer: color::TransferCharacteristic,
+    space: color::Space,
+}
+
+impl SourceColors {
+    pub fn of(stream: &Stream) -> Self {
+        let par = codecpar(stream);
+        SourceColors {
+            primaries: par.color_primaries.into(),
+            transfer: par.color_trc.into(),
+            space: par.color_space.into(),
+        }
+    }
+}
+
+/// Whether FFmpeg's hls muxer wants global headers (so the encoders must put SPS/PPS and the
+/// AAC config in their extradata).
+pub(super) fn hls_wants_global_header() -> Result<bool, MediaError> {
+    let name = CString::new("hls").expect("no NUL");
+    // SAFETY: `name` is a NUL-terminated string that outlives the call; NULL file name and MIME
+    // type are allowed. The result is NULL or one of libavformat's static muxer descriptions,
+    // valid for the life of the process.
+    unsafe {
+        let f = ffi::av_guess_format(name.as_ptr(), ptr::null(), ptr::null());
+        if f.is_null() {
+            return Err(MediaError::Ffmpeg("FFmpeg was built without the hls muxer".into()));
+        }
+        Ok(((*f).flags as u32 & ffi::AVFMT_GLOBALHEADER as u32) != 0)
+    }
+}
 
 /// One rendition's encoder and muxer.
 pub(super) struct Output {
@@ -27,6 +98,101 @@ pub(super) struct Output {
     pub frames: u64,
     pub last_pts: Option<i64>,
     pub avc1: String,
+}
+
+impl Output {
+    /// Open rendition `r`'s x264 encoder and an HLS muxer writing into `out_dir/<name>/`
+    /// (emptied first), carrying `audio`'s stream too when there is audio.
+    pub fn open(
+        r: &Rendition,
+        setup: &EncoderSetup,
+        out_dir: &Path,
+        audio: Option<&AudioChain>,
+    ) -> Result<Self, MediaError> {
+        let enc_tb = setup.fps.invert();
+        let encoder = open_x264(r, setup, enc_tb)?;
+        let avc1 = avc1_of(&encoder).unwrap_or_else(|| {
+            tracing::warn!(rendition = %r.name, "no SPS in x264's extradata; assuming High@4.0");
+            "avc1.640028".to_owned()
+        });
+        let dir = out_dir.join(&r.name);
+        if dir.exists() {
+            fs::remove_dir_all(&dir)?;
+        }
+        fs::create_dir_all(&dir)?;
+        let (mux, video_tb, audio_tb) =
+            open_muxer(&dir, setup.opts.segment_seconds, &encoder, enc_tb, audio)?;
+        Ok(Output {
+            rendition: r.clone(),
+            dir,
+            encoder,
+            enc_tb,
+            mux,
+            video_tb,
+            audio_tb,
+            frames: 0,
+            last_pts: None,
+            avc1,
+        })
+    }
+}
+
+/// An x264 encoder for `r`: constant quality capped by the rendition's maxrate, keyframes only
+/// where the pipeline forces them (every segment start).
+fn open_x264(
+    r: &Rendition,
+    setup: &EncoderSetup,
+    enc_tb: Rational,
+) -> Result<ffmpeg::encoder::Video, MediaError> {
+    let mut enc = codec::Context::new_with_codec(setup.x264)
+        .encoder()
+        .video()
+        .map_err(|e| ff_err("creating an x264 encoder", e))?;
+    enc.set_width(r.width);
+    enc.set_height(r.height);
+    enc.set_format(Pixel::YUV420P);
+    enc.set_time_base(enc_tb);
+    enc.set_frame_rate(Some(setup.fps));
+    enc.set_aspect_ratio(Rational::new(1, 1));
+    enc.set_gop(setup.gop);
+    enc.set_max_bit_rate(r.max_bitrate as usize);
+    // SAFETY: `enc` owns a valid, not yet opened codec context; `rc_buffer_size` is a plain
+    // field that avcodec_open2 reads (ffmpeg-next has no setter for it).
+    unsafe {
+        (*enc.as_mut_ptr()).rc_buffer_size = (2 * r.max_bitrate).min(i32::MAX as u64) as i32;
+    }
+    set_thread_count(&mut enc, setup.threads);
+    if setup.global_header {
+        enc.set_flags(codec::Flags::GLOBAL_HEADER);
+    }
+    enc.set_color_primaries(setup.colors.primaries);
+    enc.set_color_transfer_characteristic(setup.colors.transfer);
+    enc.set_colorspace(setup.colors.space);
+    enc.set_color_range(color::Range::MPEG);
+    let gop = setup.gop;
+    let mut dict = ffmpeg::Dictionary::new();
+    dict.set("preset", &setup.opts.x264_preset);
+    dict.set("crf", X264_CRF);
+    dict.set("profile", "high");
+    dict.set("forced-idr", "1");
+    dict.set("x264-params", &format!("keyint={gop}:min-keyint={gop}:scenecut=0"));
+    enc.open_with(dict).map_err(|e| ff_err(&format!("opening x264 for {}", r.name), e))
+}
+
+/// The RFC 6381 `avc1.PPCCLL` string of an opened encoder, from the SPS in its extradata.
+fn avc1_of(encoder: &ffmpeg::encoder::Video) -> Option<String> {
+    // SAFETY: `encoder` is an opened codec context; its `extradata` is NULL or points at
+    // `extradata_size` bytes it owns and leaves alone while we hold `&encoder`, and the
+    // slice does not outlive this function.
+    let extradata = unsafe {
+        let c = encoder.as_ptr();
+        if (*c).extradata.is_null() || (*c).extradata_size <= 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts((*c).extradata, (*c).extradata_size as usize)
+        }
+    };
+    hls::avc1_codecs(extradata)
 }
 
 pub(super) fn drain_video_encoder(out: &mut Output) -> Result<(), MediaError> {
@@ -67,7 +233,7 @@ pub(super) fn write_audio(
 }
 
 /// An "hls" muxer writing `dir/index.m3u8` and `dir/seg_%05d.ts`.
-pub(super) fn open_muxer(
+fn open_muxer(
     dir: &Path,
     segment_seconds: f64,
     video: &ffmpeg::encoder::Video,

@@ -1,25 +1,26 @@
 //! The decode-once pipeline: demux, decode, filter, fan out to the encoders.
 
-use std::ffi::CString;
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::ptr;
 
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::ffi;
+use ffmpeg_next::format::stream::Stream;
 use ffmpeg_next::format::Pixel;
 use ffmpeg_next::{codec, frame, picture, Packet, Rational, Rescale};
 
 use crate::audio::AudioChain;
-use crate::ffutil::{self, ff_err};
+use crate::ffutil::{self, ff_err, set_thread_count};
 use crate::graph::{build_graph, is_again, Graph};
-use crate::hls;
 use crate::probe::{self, Probed};
 use crate::thumbs::SpriteSheet;
 use crate::{MediaError, Rendition, TranscodeOptions};
 
-use super::encoder::{drain_video_encoder, open_muxer, write_audio, Output, X264_CRF};
-use super::timeline::{output_frame_rate, timeline_cap, Keyframes};
+use super::encoder::{
+    drain_video_encoder, hls_wants_global_header, write_audio, EncoderSetup, Output, SourceColors,
+};
+use super::timeline::{
+    gop_frames, missing_video, output_frame_rate, poster_frame, timeline_cap, Keyframes,
+};
 use super::Progress;
 
 /// What `Pipeline::finish` hands back for packaging.
@@ -74,7 +75,45 @@ pub(super) struct Pipeline<'a> {
     progress_duration: f64,
 }
 
+impl VideoIn {
+    /// Open the decoder for the video stream `vst` (stream `index`), on a timeline starting at
+    /// `t0` and ending `cap_seconds` later.
+    fn open(
+        vst: &Stream,
+        index: usize,
+        threads: i32,
+        t0: i64,
+        cap_seconds: f64,
+    ) -> Result<Self, MediaError> {
+        let tb = vst.time_base();
+        let mut ctx = codec::Context::from_parameters(vst.parameters())
+            .map_err(|e| ff_err("reading the video stream", e))?;
+        set_thread_count(&mut ctx, threads);
+        let mut decoder = ctx.decoder();
+        decoder.set_packet_time_base(tb);
+        let decoder = decoder.video().map_err(|e| match ffutil::take_last_error() {
+            Some(d) => MediaError::Invalid(format!("the video stream cannot be decoded ({d})")),
+            None => MediaError::Invalid(format!("the video stream cannot be decoded ({e})")),
+        })?;
+        Ok(VideoIn {
+            index,
+            decoder,
+            tb,
+            t0,
+            end: 0,
+            last_pts: None,
+            frames: 0,
+            decode_errors: 0,
+            graph: None,
+            cap: (cap_seconds / f64::from(tb)).ceil() as i64,
+            dropped: 0,
+        })
+    }
+}
+
 impl<'a> Pipeline<'a> {
+    /// Open everything the transcode needs: the decoders, the AAC encoder, and one x264
+    /// encoder and HLS muxer per rung of `ladder` (in `out_dir/<name>/`).
     pub fn new(
         ictx: &ffmpeg::format::context::Input,
         probed: &'a Probed,
@@ -84,34 +123,13 @@ impl<'a> Pipeline<'a> {
     ) -> Result<Self, MediaError> {
         let info = &probed.info;
         let fps = output_frame_rate(info.frame_rate);
-        let fps_f = f64::from(fps);
-        let gop = (fps_f * opts.segment_seconds).round().max(1.0) as u32;
         let threads = opts.threads.min(64) as i32;
-
-        // Video decoder.
-        let vst = ictx.stream(probed.video_index).expect("probed index");
-        let vtb = vst.time_base();
-        let mut ctx = codec::Context::from_parameters(vst.parameters())
-            .map_err(|e| ff_err("reading the video stream", e))?;
-        unsafe {
-            (*ctx.as_mut_ptr()).thread_count = threads;
-            (*ctx.as_mut_ptr()).pkt_timebase = vtb.into();
-        }
-        let decoder = ctx.decoder().video().map_err(|e| match ffutil::take_last_error() {
-            Some(d) => MediaError::Invalid(format!("the video stream cannot be decoded ({d})")),
-            None => MediaError::Invalid(format!("the video stream cannot be decoded ({e})")),
-        })?;
-
-        let global_header = unsafe {
-            let name = CString::new("hls").expect("no NUL");
-            let f = ffi::av_guess_format(name.as_ptr(), ptr::null(), ptr::null());
-            if f.is_null() {
-                return Err(MediaError::Ffmpeg("FFmpeg was built without the hls muxer".into()));
-            }
-            ((*f).flags as u32 & ffi::AVFMT_GLOBALHEADER as u32) != 0
-        };
-
         let cap_seconds = timeline_cap(info.duration_seconds);
+
+        let vst = ictx.stream(probed.video_index).expect("probed index");
+        let video =
+            VideoIn::open(&vst, probed.video_index, threads, probed.video_start, cap_seconds)?;
+        let global_header = hls_wants_global_header()?;
 
         // Audio decoder + the single AAC encoder, on the video's timeline.
         let audio = match probed.audio_index {
@@ -119,123 +137,35 @@ impl<'a> Pipeline<'a> {
                 ictx,
                 index,
                 probed.video_start,
-                vtb,
+                video.tb,
                 cap_seconds,
                 global_header,
             )?),
             None => None,
         };
 
-        let colors = unsafe {
-            let par = (*vst.as_ptr()).codecpar;
-            ((*par).color_primaries, (*par).color_trc, (*par).color_space)
-        };
-
         // One x264 encoder and one HLS muxer per rendition.
-        let x264 = ffmpeg::encoder::find_by_name("libx264")
-            .ok_or_else(|| MediaError::Ffmpeg("FFmpeg was built without libx264".into()))?;
-        let mut outputs = Vec::with_capacity(ladder.len());
-        for r in ladder {
-            let mut enc = codec::Context::new_with_codec(x264)
-                .encoder()
-                .video()
-                .map_err(|e| ff_err("creating an x264 encoder", e))?;
-            let enc_tb = fps.invert();
-            enc.set_width(r.width);
-            enc.set_height(r.height);
-            enc.set_format(Pixel::YUV420P);
-            enc.set_time_base(enc_tb);
-            enc.set_frame_rate(Some(fps));
-            enc.set_aspect_ratio(Rational::new(1, 1));
-            enc.set_gop(gop);
-            enc.set_max_bit_rate(r.max_bitrate as usize);
-            unsafe {
-                (*enc.as_mut_ptr()).rc_buffer_size =
-                    (2 * r.max_bitrate).min(i32::MAX as u64) as i32;
-                (*enc.as_mut_ptr()).thread_count = threads;
-            }
-            if global_header {
-                enc.set_flags(codec::Flags::GLOBAL_HEADER);
-            }
-            // Pixels keep the source's colour matrix/primaries/transfer (only the range is
-            // normalised to limited), so say so in the VUI instead of leaving players to guess.
-            unsafe {
-                let c = enc.as_mut_ptr();
-                (*c).color_primaries = colors.0;
-                (*c).color_trc = colors.1;
-                (*c).colorspace = colors.2;
-                (*c).color_range = ffi::AVColorRange::AVCOL_RANGE_MPEG;
-            }
-            let mut dict = ffmpeg::Dictionary::new();
-            dict.set("preset", &opts.x264_preset);
-            dict.set("crf", X264_CRF);
-            dict.set("profile", "high");
-            dict.set("forced-idr", "1");
-            dict.set("x264-params", &format!("keyint={gop}:min-keyint={gop}:scenecut=0"));
-            let encoder = enc
-                .open_with(dict)
-                .map_err(|e| ff_err(&format!("opening x264 for {}", r.name), e))?;
-            let extradata = unsafe {
-                let c = encoder.as_ptr();
-                if (*c).extradata.is_null() || (*c).extradata_size <= 0 {
-                    &[][..]
-                } else {
-                    std::slice::from_raw_parts((*c).extradata, (*c).extradata_size as usize)
-                }
-            };
-            let avc1 = hls::avc1_codecs(extradata).unwrap_or_else(|| {
-                tracing::warn!(rendition = %r.name, "no SPS in x264's extradata; assuming High@4.0");
-                "avc1.640028".to_owned()
-            });
-
-            let dir = out_dir.join(&r.name);
-            if dir.exists() {
-                fs::remove_dir_all(&dir)?;
-            }
-            fs::create_dir_all(&dir)?;
-            let (mux, video_tb, audio_tb) =
-                open_muxer(&dir, opts.segment_seconds, &encoder, enc_tb, audio.as_ref())?;
-            outputs.push(Output {
-                rendition: r.clone(),
-                dir,
-                encoder,
-                enc_tb,
-                mux,
-                video_tb,
-                audio_tb,
-                frames: 0,
-                last_pts: None,
-                avc1,
-            });
-        }
+        let gop = gop_frames(fps, opts.segment_seconds);
+        let colors = SourceColors::of(&vst);
+        let setup = EncoderSetup::new(fps, gop, threads, opts, global_header, colors)?;
+        let outputs = ladder
+            .iter()
+            .map(|r| Output::open(r, &setup, out_dir, audio.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
 
         let known_duration = info.duration_seconds;
-        let sprite = SpriteSheet::new(known_duration, info.display_width, info.display_height);
-        let poster_time = if known_duration > 0.0 { (known_duration / 3.0).min(3.0) } else { 3.0 };
         Ok(Pipeline {
             probed,
             fps,
             keyframes: Keyframes {
-                frame_seconds: 1.0 / fps_f,
+                frame_seconds: 1.0 / f64::from(fps),
                 segment_seconds: opts.segment_seconds,
             },
-            video: VideoIn {
-                index: probed.video_index,
-                decoder,
-                tb: vtb,
-                t0: probed.video_start,
-                end: 0,
-                last_pts: None,
-                frames: 0,
-                decode_errors: 0,
-                graph: None,
-                cap: (cap_seconds / f64::from(vtb)).ceil() as i64,
-                dropped: 0,
-            },
+            video,
             audio,
             outputs,
-            sprite,
-            poster_frame: (poster_time * fps_f).floor() as i64,
+            sprite: SpriteSheet::new(known_duration, info.display_width, info.display_height),
+            poster_frame: poster_frame(known_duration, fps),
             poster: None,
             read_errors: 0,
             truncated: false,
@@ -326,12 +256,12 @@ impl<'a> Pipeline<'a> {
     /// on the way, or the index (e.g. an MP4 written "faststart") promises media that is not there.
     fn check_truncation(&self) -> Result<(), MediaError> {
         let got = self.video.end as f64 * f64::from(self.video.tb);
-        let short = if self.read_errors > 0 || self.truncated {
-            let expected = self.probed.video_duration.unwrap_or(self.probed.info.duration_seconds);
-            (expected > 0.0 && got < expected - (0.02 * expected).max(1.0)).then_some(expected)
-        } else {
-            self.probed.video_duration.filter(|&expected| got < expected * 0.9 - 0.5)
-        };
+        let short = missing_video(
+            got,
+            self.probed.video_duration,
+            self.probed.info.duration_seconds,
+            self.read_errors > 0 || self.truncated,
+        );
         match short {
             Some(expected) => Err(MediaError::Invalid(format!(
                 "the file is incomplete or damaged: only {got:.1} s of its {expected:.1} s of video could be read \

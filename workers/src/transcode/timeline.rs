@@ -36,6 +36,39 @@ pub(super) fn output_frame_rate(source_fps: f64) -> Rational {
     Rational::new((f.round() as i32).clamp(1, 60), 1)
 }
 
+/// Frames per segment at `fps`: x264's fixed keyframe interval (at least 1).
+pub(super) fn gop_frames(fps: Rational, segment_seconds: f64) -> u32 {
+    (f64::from(fps) * segment_seconds).round().max(1.0) as u32
+}
+
+/// The output frame the poster is taken from: the one at min(3 s, duration/3), or at 3 s when
+/// the duration is unknown.
+pub(super) fn poster_frame(duration_seconds: f64, fps: Rational) -> i64 {
+    let poster_time = if duration_seconds > 0.0 { (duration_seconds / 3.0).min(3.0) } else { 3.0 };
+    (poster_time * f64::from(fps)).floor() as i64
+}
+
+/// The video duration a file promised but did not deliver (`got` seconds were decoded), if it
+/// fell short enough to call the file truncated; `None` when it is complete enough.
+///
+/// After read errors (`read_trouble`) the video stream's stated duration, else the container's,
+/// is expected to within 2 % (at least 1 s). Without them only the stream's own stated duration
+/// counts, with a wide margin (90 % less half a second): an index (e.g. an MP4 written
+/// "faststart") may promise media that is not there.
+pub(super) fn missing_video(
+    got: f64,
+    video_duration: Option<f64>,
+    container_duration: f64,
+    read_trouble: bool,
+) -> Option<f64> {
+    if read_trouble {
+        let expected = video_duration.unwrap_or(container_duration);
+        (expected > 0.0 && got < expected - (0.02 * expected).max(1.0)).then_some(expected)
+    } else {
+        video_duration.filter(|&expected| got < expected * 0.9 - 0.5)
+    }
+}
+
 /// Which frames start a segment (and so must be IDR frames), from their time.
 #[derive(Clone, Copy)]
 pub(super) struct Keyframes {
@@ -77,5 +110,49 @@ mod tests {
         let k = Keyframes { frame_seconds: 1001.0 / 30000.0, segment_seconds: 4.0 };
         let starts: Vec<i64> = (0..500).filter(|&n| k.is_segment_start(n)).collect();
         assert_eq!(starts, vec![0, 120, 240, 360, 480]);
+    }
+
+    #[test]
+    fn the_timeline_ends_a_little_after_the_probed_duration() {
+        assert_eq!(timeline_cap(10.0), 11.0);
+        assert_eq!(timeline_cap(50.0), 51.0);
+        // Long files get 1 % slack.
+        assert_eq!(timeline_cap(3600.0), 3636.0);
+        // No duration at all: the longest accepted one.
+        assert_eq!(timeline_cap(0.0), probe::MAX_DURATION);
+        assert_eq!(timeline_cap(-1.0), probe::MAX_DURATION);
+    }
+
+    #[test]
+    fn one_keyframe_interval_per_segment() {
+        assert_eq!(gop_frames(Rational::new(25, 1), 4.0), 100);
+        assert_eq!(gop_frames(Rational::new(30000, 1001), 4.0), 120);
+        assert_eq!(gop_frames(Rational::new(24000, 1001), 6.0), 144);
+        assert_eq!(gop_frames(Rational::new(1, 1), 1.0), 1);
+        assert_eq!(gop_frames(Rational::new(1, 10), 1.0), 1);
+    }
+
+    #[test]
+    fn poster_is_taken_at_3_seconds_or_a_third_of_short_videos() {
+        let fps = Rational::new(25, 1);
+        assert_eq!(poster_frame(600.0, fps), 75);
+        assert_eq!(poster_frame(6.0, fps), 50);
+        assert_eq!(poster_frame(1.5, fps), 12);
+        assert_eq!(poster_frame(0.0, fps), 75);
+    }
+
+    #[test]
+    fn truncation_needs_a_real_shortfall() {
+        // Clean read: only the stream's own duration counts, with a wide margin.
+        assert_eq!(missing_video(5.0, Some(60.0), 60.0, false), Some(60.0));
+        assert_eq!(missing_video(54.0, Some(60.0), 60.0, false), None);
+        assert_eq!(missing_video(53.0, Some(60.0), 60.0, false), Some(60.0));
+        assert_eq!(missing_video(5.0, None, 60.0, false), None);
+        // After read errors: to within 2 % (at least 1 s) of the stream's or container's duration.
+        assert_eq!(missing_video(58.5, Some(60.0), 0.0, true), Some(60.0));
+        assert_eq!(missing_video(59.2, Some(60.0), 0.0, true), None);
+        assert_eq!(missing_video(3400.0, None, 3600.0, true), Some(3600.0));
+        assert_eq!(missing_video(3550.0, None, 3600.0, true), None);
+        assert_eq!(missing_video(0.0, None, 0.0, true), None);
     }
 }
