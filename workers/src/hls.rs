@@ -3,6 +3,7 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 
 use ffmpeg_next::ffi;
 use m3u8_rs::{
@@ -225,21 +226,46 @@ pub(crate) fn avc1_codecs(extradata: &[u8]) -> Option<String> {
     None
 }
 
+/// libavutil's AES context, keyed for encryption; freed on drop.
+struct Aes(NonNull<ffi::AVAES>);
+
+impl Aes {
+    fn encrypting(key: &[u8; 16]) -> Result<Self, MediaError> {
+        // SAFETY: av_aes_alloc has no preconditions; it returns NULL or a new context.
+        let ctx = NonNull::new(unsafe { ffi::av_aes_alloc() })
+            .ok_or_else(|| MediaError::Ffmpeg("allocating an AES context failed".into()))?;
+        let aes = Aes(ctx);
+        // SAFETY: `aes.0` is a live context from av_aes_alloc, and `key` holds exactly the 128
+        // bits the call is told to read.
+        if unsafe { ffi::av_aes_init(aes.0.as_ptr(), key.as_ptr(), 128, 0) } < 0 {
+            return Err(MediaError::Ffmpeg("initialising AES-128 failed".into()));
+        }
+        Ok(aes)
+    }
+
+    /// Encrypt `data`, a whole number of 16-byte blocks, in place in CBC mode; `chain` is the
+    /// IV going in and the last ciphertext block coming out.
+    fn encrypt_cbc(&mut self, data: &mut [u8], chain: &mut [u8; 16]) {
+        assert!(data.len() % 16 == 0, "AES works on whole 16-byte blocks");
+        let blocks = (data.len() / 16) as i32;
+        let p = data.as_mut_ptr();
+        // SAFETY: the context was keyed for encryption in `encrypting`; `p` is valid for
+        // `blocks` whole blocks, and the same buffer as source and destination is fine (each
+        // block is read before it is written); `chain` is the 16-byte IV, updated in place.
+        unsafe { ffi::av_aes_crypt(self.0.as_ptr(), p, p, blocks, chain.as_mut_ptr(), 0) };
+    }
+}
+
+impl Drop for Aes {
+    fn drop(&mut self) {
+        // SAFETY: the context came from av_aes_alloc (av_malloc) and is freed only here, once.
+        unsafe { ffi::av_free(self.0.as_ptr().cast()) };
+    }
+}
+
 /// AES-128-CBC with PKCS#7 padding, as HLS `METHOD=AES-128` expects; libavutil's AES, streamed.
 fn encrypt_file_in_place(path: &Path, key: &[u8; 16], iv: &[u8; 16]) -> Result<(), MediaError> {
-    struct Aes(*mut ffi::AVAES);
-    impl Drop for Aes {
-        fn drop(&mut self) {
-            unsafe { ffi::av_free(self.0 as *mut _) };
-        }
-    }
-    let aes = Aes(unsafe { ffi::av_aes_alloc() });
-    if aes.0.is_null() {
-        return Err(MediaError::Ffmpeg("allocating an AES context failed".into()));
-    }
-    if unsafe { ffi::av_aes_init(aes.0, key.as_ptr(), 128, 0) } < 0 {
-        return Err(MediaError::Ffmpeg("initialising AES-128 failed".into()));
-    }
+    let mut aes = Aes::encrypting(key)?;
     let mut chain = *iv;
     let tmp = tmp_path(path);
     let mut input = File::open(path)?;
@@ -262,16 +288,7 @@ fn encrypt_file_in_place(path: &Path, key: &[u8; 16], iv: &[u8; 16]) -> Result<(
         } else {
             filled
         };
-        unsafe {
-            ffi::av_aes_crypt(
-                aes.0,
-                buf.as_mut_ptr(),
-                buf.as_ptr(),
-                (whole / 16) as i32,
-                chain.as_mut_ptr(),
-                0,
-            );
-        }
+        aes.encrypt_cbc(&mut buf[..whole], &mut chain);
         output.write_all(&buf[..whole])?;
         filled = 0;
         if eof {

@@ -78,6 +78,7 @@
 //! last error message FFmpeg logs on the calling thread is used to make error messages specific.
 
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod audio;
 mod ffutil;

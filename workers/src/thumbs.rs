@@ -147,10 +147,10 @@ pub(crate) fn write_jpeg(src: &frame::Video, path: &Path) -> Result<(), MediaErr
     let mut full = frame::Video::empty();
     sws.run(src, &mut full).map_err(|e| ff_err("converting a picture for JPEG", e))?;
     full.set_pts(Some(0));
-    unsafe {
-        (*full.as_mut_ptr()).quality = JPEG_QUALITY * ffi::FF_QP2LAMBDA;
-        (*full.as_mut_ptr()).color_range = ffi::AVColorRange::AVCOL_RANGE_JPEG;
-    }
+    full.set_color_range(ffmpeg::color::Range::JPEG);
+    // SAFETY: `full` is a valid frame we own; `quality` is a plain field the mjpeg encoder reads
+    // as the frame's quantiser (ffmpeg-next has a getter for it but no setter).
+    unsafe { (*full.as_mut_ptr()).quality = JPEG_QUALITY * ffi::FF_QP2LAMBDA };
 
     let codec = ffmpeg::encoder::find(ffmpeg::codec::Id::MJPEG)
         .ok_or_else(|| MediaError::Ffmpeg("the mjpeg encoder is not available".into()))?;

@@ -53,7 +53,8 @@ pub(crate) fn open_input(path: &Path) -> Result<ffmpeg::format::context::Input, 
     let url = input_url(path)?;
     ffutil::clear_last_error();
     let (format, score) = detect_format(&url)?;
-    let name = unsafe { CStr::from_ptr((*format).name) }.to_string_lossy().into_owned();
+    // SAFETY: every demuxer description has a static, NUL-terminated `name`.
+    let name = unsafe { CStr::from_ptr(format.name) }.to_string_lossy().into_owned();
     if !is_allowed(&name) {
         return Err(MediaError::Invalid(refusal(&name, score)));
     }
@@ -97,12 +98,15 @@ fn refusal(names: &str, score: i32) -> String {
 }
 
 /// Detect the container of `url` the way libavformat would, without running any demuxer.
-fn detect_format(url: &CStr) -> Result<(*const ffi::AVInputFormat, i32), MediaError> {
+fn detect_format(url: &CStr) -> Result<(&'static ffi::AVInputFormat, i32), MediaError> {
     let mut opts = ffmpeg::Dictionary::new();
     opts.set("protocol_whitelist", "file");
-    unsafe {
+    let mut pb: *mut ffi::AVIOContext = ptr::null_mut();
+    // SAFETY: `url` is NUL-terminated and outlives the call, `pb` is a valid out-pointer, and
+    // the options are handed over disowned and taken back (and freed) right after, with
+    // whatever entries the call left unused.
+    let r = unsafe {
         let mut raw = opts.disown();
-        let mut pb: *mut ffi::AVIOContext = ptr::null_mut();
         let r = ffi::avio_open2(
             &mut pb,
             url.as_ptr(),
@@ -111,46 +115,67 @@ fn detect_format(url: &CStr) -> Result<(*const ffi::AVInputFormat, i32), MediaEr
             &mut raw,
         );
         drop(ffmpeg::Dictionary::own(raw));
-        if r < 0 {
-            return Err(open_error(r));
-        }
-        let mut format: *const ffi::AVInputFormat = ptr::null();
+        r
+    };
+    if r < 0 {
+        return Err(open_error(r));
+    }
+    let mut format: *const ffi::AVInputFormat = ptr::null();
+    // SAFETY: `pb` was just opened for reading and is closed (and set to NULL) right after;
+    // `format` is a valid out-pointer; a NULL log context, offset 0 and maximum probe size 0
+    // (the default) are allowed.
+    let score = unsafe {
         let score =
             ffi::av_probe_input_buffer2(pb, &mut format, url.as_ptr(), ptr::null_mut(), 0, 0);
         ffi::avio_closep(&mut pb);
-        if score < 0 || format.is_null() {
-            return Err(open_error(if score < 0 { score } else { ffi::AVERROR_INVALIDDATA }));
-        }
-        Ok((format, score))
+        score
+    };
+    if score < 0 || format.is_null() {
+        return Err(open_error(if score < 0 { score } else { ffi::AVERROR_INVALIDDATA }));
     }
+    // SAFETY: not NULL, and demuxer descriptions are static data of libavformat.
+    Ok((unsafe { &*format }, score))
 }
 
 /// Open `url` with `format` forced (which must be on `formats`, a comma-separated list), the
 /// `file` protocol only, and [`only_the_input`] as the I/O hook.
 fn open_guarded(
     url: &CStr,
-    format: *const ffi::AVInputFormat,
+    format: &'static ffi::AVInputFormat,
     formats: &str,
 ) -> Result<ffmpeg::format::context::Input, MediaError> {
     let mut opts = ffmpeg::Dictionary::new();
     opts.set("protocol_whitelist", "file");
     opts.set("format_whitelist", formats);
+    // SAFETY: avformat_alloc_context has no preconditions; NULL means out of memory.
+    let mut ctx = unsafe { ffi::avformat_alloc_context() };
+    if ctx.is_null() {
+        return Err(MediaError::Ffmpeg("out of memory opening the input".into()));
+    }
+    // SAFETY: `ctx` is a fresh, valid context nothing else knows of yet; setting `io_open`
+    // before opening is how the API lets a caller hook the context's I/O (libavformat's
+    // default is kept for the hook to call through to).
     unsafe {
-        let mut ctx = ffi::avformat_alloc_context();
-        if ctx.is_null() {
-            return Err(MediaError::Ffmpeg("out of memory opening the input".into()));
-        }
         if let Some(default) = (*ctx).io_open {
             let _ = DEFAULT_IO_OPEN.set(default);
         }
         (*ctx).io_open = Some(only_the_input);
+    }
+    // SAFETY: `ctx` is that fresh context (on failure the call frees it and sets it to NULL),
+    // `url` is NUL-terminated, `format` a static demuxer description, and the options are
+    // handed over and taken back as in `detect_format`.
+    let r = unsafe {
         let mut raw = opts.disown();
-        // On failure this frees the context.
         let r = ffi::avformat_open_input(&mut ctx, url.as_ptr(), format, &mut raw);
         drop(ffmpeg::Dictionary::own(raw));
-        if r < 0 {
-            return Err(open_error(r));
-        }
+        r
+    };
+    if r < 0 {
+        return Err(open_error(r));
+    }
+    // SAFETY: `ctx` is now an opened input context: on failure it is closed here and never
+    // used again, on success it is handed to `Input`, which owns it and closes it on drop.
+    unsafe {
         let r = ffi::avformat_find_stream_info(ctx, ptr::null_mut());
         if r < 0 {
             ffi::avformat_close_input(&mut ctx);
@@ -174,6 +199,11 @@ static DEFAULT_IO_OPEN: OnceLock<IoOpen> = OnceLock::new();
 /// The I/O hook of every opened upload: the context may open its own URL once — the main input,
 /// before it has any — and nothing else. Whatever a demuxer would open besides (segments of a
 /// playlist, files named by a script, external references) is refused.
+///
+/// # Safety
+///
+/// Only for libavformat to call, as a context's `io_open`: `s` is NULL or the live context,
+/// `url` NULL or a NUL-terminated string, the other arguments as `io_open` documents them.
 unsafe extern "C" fn only_the_input(
     s: *mut ffi::AVFormatContext,
     pb: *mut *mut ffi::AVIOContext,
@@ -181,6 +211,9 @@ unsafe extern "C" fn only_the_input(
     flags: c_int,
     options: *mut *mut ffi::AVDictionary,
 ) -> c_int {
+    // SAFETY: by the contract above, `s` is NULL or a live context, whose `url` (set by
+    // avformat_open_input before any I/O) is NULL or NUL-terminated like `url`; every pointer
+    // is checked for NULL before it is read.
     let is_the_input = unsafe {
         !s.is_null()
             && (*s).pb.is_null()
@@ -189,6 +222,8 @@ unsafe extern "C" fn only_the_input(
             && CStr::from_ptr(url) == CStr::from_ptr((*s).url)
     };
     match DEFAULT_IO_OPEN.get() {
+        // SAFETY: libavformat's own hook, called with the arguments libavformat gave us,
+        // unchanged.
         Some(open) if is_the_input => unsafe { open(s, pb, url, flags, options) },
         _ => {
             tracing::warn!(target: "ffmpeg", "refused to open a file or URL named inside an upload");
@@ -268,8 +303,10 @@ mod tests {
         )
         .unwrap();
         let hls = CString::new("hls").unwrap();
-        let format = unsafe { ffi::av_find_input_format(hls.as_ptr()) };
-        assert!(!format.is_null());
+        // SAFETY: `hls` is NUL-terminated and outlives the call; the result is NULL or a static
+        // demuxer description.
+        let format = unsafe { ffi::av_find_input_format(hls.as_ptr()).as_ref() };
+        let format = format.expect("the hls demuxer");
         let url = input_url(&playlist).unwrap();
         // The nested demuxer is allowed too: only the I/O hook stands in the way.
         assert!(

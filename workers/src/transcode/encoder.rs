@@ -244,6 +244,9 @@ fn open_muxer(
     let c_playlist = CString::new(playlist.to_string_lossy().as_bytes())
         .map_err(|_| MediaError::Io(std::io::Error::other("output path contains a NUL byte")))?;
     let hls = CString::new("hls").expect("no NUL");
+    // SAFETY: both strings are NUL-terminated and outlive the call, `ps` is a valid
+    // out-pointer, and a NULL output format is allowed (the name picks it). The new context is
+    // only wrapped when the call succeeded, and `Output` then owns it (freeing it on drop).
     let mut octx = unsafe {
         let mut ps = ptr::null_mut();
         let r = ffi::avformat_alloc_output_context2(
