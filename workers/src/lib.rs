@@ -72,6 +72,22 @@
 //! The cost — a few percent of container overhead compared with fMP4 — is acceptable for
 //! lecture content.
 //!
+//! # Layout
+//!
+//! * `probe/` — opening an upload safely (`open`: demuxer allow-list, `file:` only, an I/O hook
+//!   that opens nothing but the input), describing it (`analyze`) and the size/duration
+//!   `limits` every picture must meet.
+//! * `ladder` — the rendition ladder, a pure function of the probed display size.
+//! * `transcode/` — the entry point and packaging (`mod`), the decode-once `pipeline`, each
+//!   rendition's x264 `encoder` and HLS muxer, and the `timeline` arithmetic (output frame rate,
+//!   timeline cap, segment starts).
+//! * `audio` — the single decode → normalise → AAC-LC chain shared by every rendition.
+//! * `graph` — a thin libavfilter graph wrapper (one buffer source, N sinks).
+//! * `hls` — playlists rewritten with m3u8-rs, AES-128 segment encryption, the master playlist.
+//! * `thumbs` — the poster JPEG, the sprite sheet and its WebVTT index.
+//! * `sample` — synthetic lecture clips for demos and smoke tests.
+//! * `ffutil` — FFmpeg initialisation, log routing into `tracing`, error mapping, small helpers.
+//!
 //! # Logging
 //!
 //! FFmpeg's own log output is routed into [`tracing`] (target `ffmpeg`) instead of stderr, and the
@@ -96,13 +112,6 @@ pub use ladder::{plan_ladder, Rendition};
 pub use probe::{probe, ProbeInfo};
 pub use sample::write_sample_clip;
 pub use transcode::{transcode, RenditionSummary, TranscodeSummary};
-
-/// Initialise FFmpeg's libraries once per process and report their version.
-pub fn ffmpeg_version() -> Result<String, ffmpeg_next::Error> {
-    ffutil::init();
-    let v = ffmpeg_next::util::version();
-    Ok(format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff))
-}
 
 /// Options for [`transcode`].
 #[derive(Clone, Debug, PartialEq)]

@@ -2,6 +2,7 @@
 //! muxers — all driven from the calling thread.
 
 mod encoder;
+mod package;
 mod pipeline;
 mod timeline;
 
@@ -12,12 +13,11 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::ffutil;
-use crate::hls::{self, Packaged, Variant};
 use crate::probe;
 use crate::thumbs;
 use crate::{plan_ladder, MediaError, ProbeInfo, TranscodeOptions};
 
-use pipeline::{FinishedOutput, Pipeline};
+use pipeline::Pipeline;
 
 /// What was produced for one rendition.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -103,41 +103,7 @@ pub fn transcode(
     pipeline.run(&mut ictx, &mut progress)?;
     let done = pipeline.finish()?;
 
-    // Packaging: clean media playlists (+ encryption), then the master playlist.
-    let mut renditions = Vec::with_capacity(done.outputs.len());
-    let mut variants = Vec::with_capacity(done.outputs.len());
-    let mut packaged_all: Vec<Packaged> = Vec::new();
-    for out in &done.outputs {
-        let packaged = hls::package_rendition(&out.dir, opts.encryption.as_ref())?;
-        let codecs = match done.has_audio {
-            true => format!("{},mp4a.40.2", out.avc1),
-            false => out.avc1.clone(),
-        };
-        let summary = RenditionSummary {
-            name: out.rendition.name.clone(),
-            width: out.rendition.width,
-            height: out.rendition.height,
-            bandwidth: packaged.peak_bandwidth(),
-            average_bandwidth: packaged.average_bandwidth(),
-            codecs: codecs.clone(),
-            frame_rate: f64::from(done.fps),
-            segments: packaged.segments.len(),
-            bytes: packaged.total_bytes(),
-        };
-        variants.push(Variant {
-            uri: format!("{}/index.m3u8", out.rendition.name),
-            bandwidth: summary.bandwidth,
-            average_bandwidth: summary.average_bandwidth,
-            codecs,
-            width: summary.width,
-            height: summary.height,
-            frame_rate: summary.frame_rate,
-        });
-        renditions.push(summary);
-        packaged_all.push(packaged);
-    }
-    check_alignment(&done.outputs, &packaged_all);
-    hls::write_master(out_dir, &variants)?;
+    let renditions = package::package(out_dir, &done, opts.encryption.as_ref())?;
 
     // Thumbnails.
     let poster = done
@@ -157,6 +123,7 @@ pub fn transcode(
     })
 }
 
+/// Refuse options no transcode can honour, before any work starts.
 fn check_options(opts: &TranscodeOptions) -> Result<(), MediaError> {
     if !X264_PRESETS.contains(&opts.x264_preset.as_str()) {
         return Err(MediaError::InvalidOptions(format!(
@@ -181,21 +148,7 @@ fn check_options(opts: &TranscodeOptions) -> Result<(), MediaError> {
     Ok(())
 }
 
-/// Segments must line up across renditions; that is what the forced keyframes guarantee.
-fn check_alignment(outputs: &[FinishedOutput], packaged: &[Packaged]) {
-    let Some(first) = packaged.first() else { return };
-    for (out, p) in outputs.iter().zip(packaged).skip(1) {
-        let same = p.segments.len() == first.segments.len()
-            && p.segments
-                .iter()
-                .zip(&first.segments)
-                .all(|(a, b)| (a.duration - b.duration).abs() < 0.002);
-        if !same {
-            tracing::warn!(rendition = %out.rendition.name, "segments are not aligned with the top rendition");
-        }
-    }
-}
-
+/// Total size of the files under `dir`, recursively.
 fn dir_size(dir: &Path) -> std::io::Result<u64> {
     let mut total = 0;
     for entry in fs::read_dir(dir)? {
@@ -231,5 +184,69 @@ impl Progress<'_> {
     fn finish(&mut self) {
         self.last = 1.0;
         (self.f)(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HlsEncryption;
+
+    fn invalid(opts: &TranscodeOptions) -> String {
+        match check_options(opts) {
+            Err(MediaError::InvalidOptions(m)) => m,
+            other => panic!("expected InvalidOptions, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn options_are_checked_before_any_work() {
+        assert!(check_options(&TranscodeOptions::default()).is_ok());
+        for preset in X264_PRESETS {
+            let opts = TranscodeOptions { x264_preset: preset.into(), ..Default::default() };
+            assert!(check_options(&opts).is_ok(), "{preset}");
+        }
+        let m = invalid(&TranscodeOptions { x264_preset: "turbo".into(), ..Default::default() });
+        assert!(m.starts_with("unknown x264 preset \"turbo\" (expected one of ultrafast,"), "{m}");
+        for segment_seconds in [0.5, 30.5, f64::NAN, f64::INFINITY] {
+            let m = invalid(&TranscodeOptions { segment_seconds, ..Default::default() });
+            assert!(m.starts_with("segment_seconds must be between 1 and 30"), "{m}");
+        }
+        for ok in [1.0, 30.0, 6.0] {
+            let opts = TranscodeOptions { segment_seconds: ok, ..Default::default() };
+            assert!(check_options(&opts).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn the_key_uri_must_fit_in_a_playlist_attribute() {
+        let with_uri = |key_uri: &str| TranscodeOptions {
+            encryption: Some(HlsEncryption { key: [1; 16], iv: [2; 16], key_uri: key_uri.into() }),
+            ..Default::default()
+        };
+        assert!(check_options(&with_uri("https://example.test/keys/7?t=abc")).is_ok());
+        assert!(check_options(&with_uri("key.bin")).is_ok());
+        for bad in ["", "a\"b", "line\nbreak", "tab\there"] {
+            assert!(
+                invalid(&with_uri(bad)).starts_with("the key URI must be non-empty"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn progress_is_monotonic_throttled_and_ends_at_one() {
+        let mut seen = Vec::new();
+        {
+            let mut f = |p| seen.push(p);
+            let mut progress = Progress { f: &mut f, last: -1.0 };
+            for p in [0.0, 0.001, 0.004, 0.006, 0.5, 0.3, 0.502, f64::NAN, 2.0, 3.0] {
+                progress.report(p);
+            }
+            progress.finish();
+        }
+        // 0.001/0.004 are within 0.5 % of 0; 0.3 goes backwards; 0.502 is too close to 0.5;
+        // NaN is ignored; 2.0 is held at 0.99 until the end, which alone reports 1.
+        assert_eq!(seen, vec![0.0, 0.006, 0.5, 0.99, 1.0]);
     }
 }

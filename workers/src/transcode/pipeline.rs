@@ -179,25 +179,34 @@ impl<'a> Pipeline<'a> {
         ictx: &mut ffmpeg::format::context::Input,
         progress: &mut Progress,
     ) -> Result<(), MediaError> {
+        while let Some(packet) = self.next_packet(ictx)? {
+            self.feed(&packet, progress)?;
+        }
+        self.flush()
+    }
+
+    /// The next packet, or `None` where reading ends: at the end of the input, or where it
+    /// gave up early (damaged beyond resynchronising, or failing), which `check_truncation`
+    /// judges once everything read is decoded.
+    fn next_packet(
+        &mut self,
+        ictx: &mut ffmpeg::format::context::Input,
+    ) -> Result<Option<Packet>, MediaError> {
         let mut consecutive_errors = 0u32;
         loop {
             let mut packet = Packet::empty();
             match packet.read(ictx) {
-                Ok(()) => consecutive_errors = 0,
-                Err(ffmpeg::Error::Eof) => break,
-                Err(e) if is_again(&e) && consecutive_errors < 1000 => {
-                    consecutive_errors += 1;
-                    continue;
-                }
+                Ok(()) => return Ok(Some(packet)),
+                Err(ffmpeg::Error::Eof) => return Ok(None),
+                Err(e) if is_again(&e) && consecutive_errors < 1000 => consecutive_errors += 1,
                 Err(ffmpeg::Error::InvalidData) => {
                     // A damaged packet; the demuxer can usually resynchronise.
                     self.read_errors += 1;
                     consecutive_errors += 1;
                     if consecutive_errors > 1000 {
                         self.truncated = true;
-                        break;
+                        return Ok(None);
                     }
-                    continue;
                 }
                 Err(ffmpeg::Error::Other { errno }) if errno != ffmpeg::error::EINVAL => {
                     return Err(MediaError::Io(std::io::Error::from_raw_os_error(errno)));
@@ -206,26 +215,34 @@ impl<'a> Pipeline<'a> {
                     tracing::warn!(error = %e, "reading the input stopped early");
                     self.read_errors += 1;
                     self.truncated = true;
-                    break;
+                    return Ok(None);
                 }
-            }
-            let index = packet.stream();
-            if index == self.video.index {
-                if self.video.decoder.send_packet(&packet).is_err() {
-                    self.video.decode_errors += 1;
-                }
-                self.drain_video_decoder()?;
-                if self.progress_duration > 0.0 {
-                    let t = self.video.end as f64 * f64::from(self.video.tb);
-                    progress.report(t / self.progress_duration);
-                }
-            } else if let Some(audio) = self.audio.as_mut().filter(|a| a.index == index) {
-                let (outputs, tb) = (&mut self.outputs, audio.enc_tb);
-                audio.send_packet(&packet, &mut |p| write_audio(outputs, p, tb))?;
             }
         }
+    }
 
-        // End of input: flush the decoder, then the graph, then the encoders.
+    /// Decode one packet of the video or the audio stream (others are skipped) and pass on
+    /// whatever that produces.
+    fn feed(&mut self, packet: &Packet, progress: &mut Progress) -> Result<(), MediaError> {
+        let index = packet.stream();
+        if index == self.video.index {
+            if self.video.decoder.send_packet(packet).is_err() {
+                self.video.decode_errors += 1;
+            }
+            self.drain_video_decoder()?;
+            if self.progress_duration > 0.0 {
+                let t = self.video.end as f64 * f64::from(self.video.tb);
+                progress.report(t / self.progress_duration);
+            }
+        } else if let Some(audio) = self.audio.as_mut().filter(|a| a.index == index) {
+            let (outputs, tb) = (&mut self.outputs, audio.enc_tb);
+            audio.send_packet(packet, &mut |p| write_audio(outputs, p, tb))?;
+        }
+        Ok(())
+    }
+
+    /// End of input: flush the decoder, then the graph, then the encoders, then the muxers.
+    fn flush(&mut self) -> Result<(), MediaError> {
         let _ = self.video.decoder.send_eof();
         self.drain_video_decoder()?;
         if self.video.graph.is_none() {
