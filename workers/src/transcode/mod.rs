@@ -2,6 +2,7 @@
 //! muxers — all driven from the calling thread.
 
 mod encoder;
+mod fanout;
 mod package;
 mod pipeline;
 mod timeline;

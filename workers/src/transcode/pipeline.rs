@@ -18,6 +18,7 @@ use crate::{MediaError, Rendition, TranscodeOptions};
 use super::encoder::{
     drain_video_encoder, hls_wants_global_header, write_audio, EncoderSetup, Output, SourceColors,
 };
+use super::fanout::{buffer_args, FanOut};
 use super::timeline::{
     gop_frames, missing_video, output_frame_rate, poster_frame, timeline_cap, Keyframes,
 };
@@ -337,9 +338,7 @@ impl<'a> Pipeline<'a> {
         // as coded and as shown (after its sample aspect ratio).
         let at = Some(pts.max(0) as f64 * f64::from(v.tb));
         probe::check_coded_size(f.width(), f.height(), at)?;
-        let sar = f.aspect_ratio();
-        let sar = if sar.numerator() > 0 && sar.denominator() > 0 { sar } else { self.probed.sar };
-        probe::displayed_size(f.width(), f.height(), sar, at)?;
+        probe::displayed_size(f.width(), f.height(), self.frame_sar(f), at)?;
 
         // Pictures changing size/format mid-stream (resized screen recordings, spliced files):
         // finish the current graph up to this frame and start a fresh one.
@@ -368,59 +367,35 @@ impl<'a> Pipeline<'a> {
 
     /// buffer → [yadif] → [rotation] → fps → split → (scale → sink) × N, (select → scale → sink).
     fn video_graph(&self, f: &frame::Video) -> Result<Graph, MediaError> {
-        let sar = f.aspect_ratio();
-        let sar = if sar.numerator() > 0 && sar.denominator() > 0 { sar } else { self.probed.sar };
-        let args = format!(
-            "video_size={}x{}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}",
-            f.width(),
-            f.height(),
+        let args = buffer_args(
+            (f.width(), f.height()),
             ffi::AVPixelFormat::from(f.format()) as i32,
-            self.video.tb.numerator(),
-            self.video.tb.denominator(),
-            sar.numerator(),
-            sar.denominator()
+            self.video.tb,
+            self.frame_sar(f),
         );
-        let mut chain: Vec<String> = Vec::new();
-        if self.probed.interlaced {
-            chain.push("yadif=mode=send_frame:deint=interlaced".into());
+        let sizes: Vec<(u32, u32)> =
+            self.outputs.iter().map(|o| (o.rendition.width, o.rendition.height)).collect();
+        let fan_out = FanOut {
+            interlaced: self.probed.interlaced,
+            rotation: self.probed.rotation_exact,
+            fps: self.fps,
+            first: self.outputs.iter().all(|o| o.frames == 0),
+            sizes: &sizes,
+            thumbs_taken: self.sprite.len(),
+            thumb_interval: self.sprite.interval,
+            tile: (self.sprite.tile_w, self.sprite.tile_h),
+        };
+        build_graph("buffer", &args, "buffersink", &fan_out.sink_names(), &fan_out.spec())
+    }
+
+    /// The sample aspect ratio of a decoded picture: its own, else the stream's.
+    fn frame_sar(&self, f: &frame::Video) -> Rational {
+        let sar = f.aspect_ratio();
+        if sar.numerator() > 0 && sar.denominator() > 0 {
+            sar
+        } else {
+            self.probed.sar
         }
-        let theta = self.probed.rotation_exact;
-        if (theta - 90.0).abs() < 1.0 {
-            chain.push("transpose=clock".into());
-        } else if (theta - 180.0).abs() < 1.0 {
-            chain.push("hflip".into());
-            chain.push("vflip".into());
-        } else if (theta - 270.0).abs() < 1.0 {
-            chain.push("transpose=cclock".into());
-        } else if theta.abs() > 1.0 && (theta - 360.0).abs() > 1.0 {
-            chain.push(format!("rotate={theta:.3}*PI/180"));
-        }
-        // The first graph pins the timeline to start at 0; a graph rebuilt mid-stream continues it.
-        let first = self.outputs.iter().all(|o| o.frames == 0);
-        let start = if first { ":start_time=0" } else { "" };
-        chain.push(format!("fps=fps={}/{}{start}", self.fps.numerator(), self.fps.denominator()));
-        let n = self.outputs.len();
-        let mut spec = format!("[in]{},split={}", chain.join(","), n + 1);
-        for i in 0..=n {
-            spec.push_str(&format!("[s{i}]"));
-        }
-        for (i, out) in self.outputs.iter().enumerate() {
-            spec.push_str(&format!(
-                ";[s{i}]scale={}:{}:flags=bicubic:out_range=tv,setsar=1,format=yuv420p[v{i}]",
-                out.rendition.width, out.rendition.height
-            ));
-        }
-        // One thumbnail every `interval` seconds of output time (counting those already taken).
-        spec.push_str(&format!(
-            ";[s{n}]select='gte(t,(selected_n+{})*{:.6})',scale={}:{}:flags=bicubic:out_range=tv,setsar=1,format=yuv420p[thumbs]",
-            self.sprite.len(),
-            self.sprite.interval,
-            self.sprite.tile_w,
-            self.sprite.tile_h
-        ));
-        let mut sinks: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();
-        sinks.push("thumbs".into());
-        build_graph("buffer", &args, "buffersink", &sinks, &spec)
     }
 
     /// Pull everything the video graph has ready: encode renditions, collect thumbnails.
