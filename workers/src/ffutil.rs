@@ -278,4 +278,13 @@ mod tests {
         );
         assert_eq!(redact("width 16/9 is odd"), "width 16/9 is odd");
     }
+
+    #[test]
+    fn only_positive_ratios_are_rates() {
+        assert_eq!(positive_rate(ffmpeg::Rational::new(30000, 1001)), Some(30000.0 / 1001.0));
+        assert_eq!(positive_rate(ffmpeg::Rational::new(25, 1)), Some(25.0));
+        for (n, d) in [(0, 1), (25, 0), (0, 0), (-25, 1), (25, -1)] {
+            assert_eq!(positive_rate(ffmpeg::Rational::new(n, d)), None, "{n}/{d}");
+        }
+    }
 }

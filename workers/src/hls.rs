@@ -80,11 +80,7 @@ pub(crate) fn package_rendition(
     }
     let mut segments = Vec::with_capacity(parsed.segments.len());
     for seg in &parsed.segments {
-        let file_name = seg
-            .uri
-            .rsplit(['/', '\\'])
-            .next()
-            .filter(|n| !n.is_empty())
+        let file_name = segment_file_name(&seg.uri)
             .ok_or_else(|| invalid_playlist(&path, "a segment without a URI"))?
             .to_owned();
         let seg_path = dir.join(&file_name);
@@ -95,9 +91,7 @@ pub(crate) fn package_rendition(
         segments.push(Segment { file_name, duration: seg.duration as f64, bytes });
     }
 
-    let max = segments.iter().map(|s| s.duration).fold(0.0, f64::max);
-    // ceil(), ignoring float noise in the muxer's six-decimal EXTINF values.
-    let target_duration = ((max - 1e-3).ceil() as u64).max(1);
+    let target_duration = target_duration(&segments);
     let key = encryption.map(|enc| Key {
         method: KeyMethod::AES128,
         uri: Some(enc.key_uri.clone()),
@@ -128,6 +122,18 @@ pub(crate) fn package_rendition(
     playlist.write_to(&mut out)?;
     write_atomically(&path, &out)?;
     Ok(Packaged { segments })
+}
+
+/// The file name a segment URI of FFmpeg's playlist names (the segments sit beside it).
+fn segment_file_name(uri: &str) -> Option<&str> {
+    uri.rsplit(['/', '\\']).next().filter(|n| !n.is_empty())
+}
+
+/// `EXT-X-TARGETDURATION`: the longest segment, rounded up to whole seconds (at least 1),
+/// ignoring float noise in the muxer's six-decimal EXTINF values.
+fn target_duration(segments: &[Segment]) -> u64 {
+    let max = segments.iter().map(|s| s.duration).fold(0.0, f64::max);
+    ((max - 1e-3).ceil() as u64).max(1)
 }
 
 /// A variant for the master playlist.
@@ -312,6 +318,71 @@ mod tests {
         let ed = [0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0xac];
         assert_eq!(avc1_codecs(&ed).as_deref(), Some("avc1.42c01e"));
         assert_eq!(avc1_codecs(&[0, 0, 1, 0x68, 1, 2, 3]), None);
+    }
+
+    fn segments(durations_and_bytes: &[(f64, u64)]) -> Packaged {
+        Packaged {
+            segments: durations_and_bytes
+                .iter()
+                .map(|&(duration, bytes)| Segment { file_name: "s.ts".into(), duration, bytes })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn bandwidths_are_bits_per_second_rounded_up() {
+        let p = segments(&[(4.0, 1_000_000), (4.0, 1_500_001), (1.0, 100_000)]);
+        assert_eq!(p.total_bytes(), 2_600_001);
+        assert_eq!(p.total_duration(), 9.0);
+        // 1 500 001 bytes in 4 s: 3 000 002 bit/s.
+        assert_eq!(p.peak_bandwidth(), 3_000_002);
+        // 20 800 008 bits over 9 s, rounded up.
+        assert_eq!(p.average_bandwidth(), 2_311_112);
+        // Zero-length segments do not make an infinite peak; nothing at all is 0.
+        assert_eq!(segments(&[(0.0, 5000), (2.0, 1000)]).peak_bandwidth(), 4000);
+        assert_eq!(segments(&[]).peak_bandwidth(), 0);
+        assert_eq!(segments(&[]).average_bandwidth(), 0);
+    }
+
+    #[test]
+    fn target_duration_rounds_up_but_not_float_noise() {
+        let durations = |ds: &[f64]| {
+            ds.iter()
+                .map(|&duration| Segment { file_name: "s.ts".into(), duration, bytes: 0 })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(target_duration(&durations(&[4.0, 4.0, 1.2])), 4);
+        assert_eq!(target_duration(&durations(&[4.0005, 3.9])), 4);
+        assert_eq!(target_duration(&durations(&[4.2, 3.9])), 5);
+        assert_eq!(target_duration(&durations(&[0.4])), 1);
+        assert_eq!(target_duration(&[]), 1);
+    }
+
+    #[test]
+    fn segment_uris_come_down_to_their_file_names() {
+        assert_eq!(segment_file_name("seg_00001.ts"), Some("seg_00001.ts"));
+        assert_eq!(segment_file_name("/tmp/job/720p/seg_00001.ts"), Some("seg_00001.ts"));
+        assert_eq!(segment_file_name("C:\\out\\seg_00002.ts"), Some("seg_00002.ts"));
+        assert_eq!(segment_file_name("dir/"), None);
+        assert_eq!(segment_file_name(""), None);
+    }
+
+    #[test]
+    fn hex_is_lower_case_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+        assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn codecs_from_avcc_and_escaped_sps() {
+        // avcC: version 1, profile High (0x64), constraints 0, level 4.0 (0x28).
+        assert_eq!(avc1_codecs(&[1, 0x64, 0x00, 0x28, 0xff]).as_deref(), Some("avc1.640028"));
+        // An emulation-prevention byte (the 03 of 00 00 03) inside the SPS is skipped.
+        let ed = [0, 0, 1, 0x67, 0x00, 0x00, 0x03, 0x01];
+        assert_eq!(avc1_codecs(&ed).as_deref(), Some("avc1.000001"));
+        // Too short to hold profile, constraints and level.
+        assert_eq!(avc1_codecs(&[0, 0, 1, 0x67, 0x64]), None);
+        assert_eq!(avc1_codecs(&[]), None);
     }
 
     #[test]

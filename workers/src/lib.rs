@@ -198,3 +198,26 @@ impl MediaError {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_of_the_input_or_options_are_permanent() {
+        assert!(MediaError::Invalid("no video".into()).is_permanent());
+        assert!(MediaError::Unprocessable("bad data".into()).is_permanent());
+        assert!(MediaError::InvalidOptions("preset".into()).is_permanent());
+        assert!(!MediaError::Ffmpeg("out of memory".into()).is_permanent());
+        assert!(!MediaError::Io(std::io::Error::other("disk full")).is_permanent());
+    }
+
+    #[test]
+    fn the_key_never_shows_in_debug_output() {
+        let enc = HlsEncryption { key: [0xab; 16], iv: [0x01; 16], key_uri: "key.bin".into() };
+        assert_eq!(
+            format!("{enc:?}"),
+            "HlsEncryption { key: \"<redacted>\", iv: \"01010101010101010101010101010101\", key_uri: \"key.bin\" }"
+        );
+    }
+}

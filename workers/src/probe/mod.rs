@@ -55,7 +55,8 @@ pub(crate) struct Probed {
     pub audio_index: Option<usize>,
     /// Whether the stream declares interlaced content (then the graph deinterlaces).
     pub interlaced: bool,
-    /// Exact rotation angle in degrees for angles that are not a multiple of 90.
+    /// Clockwise rotation in degrees as read, before [`ProbeInfo::rotation_degrees`] rounds it:
+    /// the graph undoes quarter turns losslessly and any other angle with `rotate`.
     pub rotation_exact: f64,
     /// Sample aspect ratio (1/1 when unknown).
     pub sar: ffmpeg::Rational,

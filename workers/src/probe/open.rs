@@ -269,6 +269,72 @@ fn open_failure_message(e: ffmpeg::Error, detail: Option<String>) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn only_containers_of_one_files_own_media_are_allowed() {
+        for names in ["mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "mpegts", "avi", "ivf"] {
+            assert!(is_allowed(names), "{names}");
+        }
+        for names in ["hls", "concat", "image2", "mp3", "lavfi", "http", "", "mp4"] {
+            assert!(!is_allowed(names), "{names}");
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_the_file_is() {
+        let sure = ffi::AVPROBE_SCORE_MAX;
+        assert!(refusal("hls,applehttp", sure).starts_with("this is an HLS playlist"));
+        assert!(refusal("concat", sure).starts_with("this is an FFmpeg script"));
+        assert_eq!(refusal("png_pipe", sure), "this is a still image, not a video");
+        assert_eq!(refusal("gif", sure), "this is a still image, not a video");
+        assert_eq!(
+            refusal("tty", sure),
+            "the file is not a video (it looks like text or other data)"
+        );
+        assert_eq!(refusal("wav", sure), "no video stream found (audio-only file)");
+        assert!(refusal("rm", sure).starts_with("files in the rm format are not accepted"));
+        // A weak guess says nothing about what the file is.
+        assert_eq!(
+            refusal("hls", ffi::AVPROBE_SCORE_MAX / 4 - 1),
+            "the file is not a video format we can read, or it is damaged"
+        );
+    }
+
+    #[test]
+    fn open_failures_read_as_what_went_wrong() {
+        let m =
+            open_failure_message(ffmpeg::Error::InvalidData, Some("moov atom not found".into()));
+        assert!(m.contains("MP4 'moov' atom) is missing"), "{m}");
+        // Without FFmpeg's own last words, the error's description stands in.
+        let m = open_failure_message(ffmpeg::Error::InvalidData, None);
+        let expected = format!(
+            "the file is not a video format we can read, or it is damaged ({})",
+            ffmpeg::Error::InvalidData
+        );
+        assert_eq!(m, expected);
+        let m = open_failure_message(ffmpeg::Error::Eof, Some("short read".into()));
+        assert_eq!(m, "the file ends too early to be read; it looks truncated (short read)");
+        let m = open_failure_message(ffmpeg::Error::Bug, Some("odd".into()));
+        assert_eq!(m, "the file could not be opened as media (odd)");
+    }
+
+    #[test]
+    fn only_machine_trouble_counts_as_io() {
+        use ffmpeg::error::{EACCES, EINVAL, EIO, ENOENT, ENOMEM};
+        for errno in [ENOENT, EACCES, ENOMEM, EIO] {
+            assert!(is_io_errno(errno), "{errno}");
+            assert!(matches!(open_error(-errno), MediaError::Io(_)), "{errno}");
+        }
+        assert!(!is_io_errno(EINVAL));
+        assert!(matches!(open_error(ffi::AVERROR_INVALIDDATA), MediaError::Invalid(_)));
+    }
+
+    #[test]
+    fn the_input_is_always_read_through_the_file_protocol() {
+        let url = input_url(Path::new("/data/up/http:evil.mp4")).unwrap();
+        assert_eq!(url.to_bytes(), b"file:/data/up/http:evil.mp4");
+        assert!(input_url(Path::new("a\0b")).is_err());
+    }
+
     /// Even a demuxer that reads other files (forced here, and allowed for the test) cannot open
     /// anything but the one input through the guarded context.
     #[test]
