@@ -21,32 +21,24 @@ const X264_CRF: &str = "21";
 
 /// What every rendition's x264 encoder and HLS muxer share.
 pub(super) struct EncoderSetup<'a> {
-    x264: ffmpeg::Codec,
+    /// libx264 (see [`find_x264`]).
+    pub x264: ffmpeg::Codec,
     /// The constant output frame rate; the encoders' time base is its inverse.
-    fps: Rational,
+    pub fps: Rational,
     /// Frames per segment: x264's fixed keyframe interval.
-    gop: u32,
+    pub gop: u32,
     /// Thread-count hint for each encoder (0: x264 decides).
-    threads: i32,
-    opts: &'a TranscodeOptions,
+    pub threads: i32,
+    pub opts: &'a TranscodeOptions,
     /// The HLS muxer wants codec headers out of band (extradata), not in the stream.
-    global_header: bool,
-    colors: SourceColors,
+    pub global_header: bool,
+    pub colors: SourceColors,
 }
 
-impl<'a> EncoderSetup<'a> {
-    pub fn new(
-        fps: Rational,
-        gop: u32,
-        threads: i32,
-        opts: &'a TranscodeOptions,
-        global_header: bool,
-        colors: SourceColors,
-    ) -> Result<Self, MediaError> {
-        let x264 = ffmpeg::encoder::find_by_name("libx264")
-            .ok_or_else(|| MediaError::Ffmpeg("FFmpeg was built without libx264".into()))?;
-        Ok(EncoderSetup { x264, fps, gop, threads, opts, global_header, colors })
-    }
+/// The libx264 encoder, which FFmpeg may have been built without.
+pub(super) fn find_x264() -> Result<ffmpeg::Codec, MediaError> {
+    ffmpeg::encoder::find_by_name("libx264")
+        .ok_or_else(|| MediaError::Ffmpeg("FFmpeg was built without libx264".into()))
 }
 
 /// The source's colour description. Pixels keep the source's colour matrix, primaries and

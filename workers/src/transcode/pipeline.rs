@@ -16,7 +16,8 @@ use crate::thumbs::SpriteSheet;
 use crate::{MediaError, Rendition, TranscodeOptions};
 
 use super::encoder::{
-    drain_video_encoder, hls_wants_global_header, write_audio, EncoderSetup, Output, SourceColors,
+    drain_video_encoder, find_x264, hls_wants_global_header, write_audio, EncoderSetup, Output,
+    SourceColors,
 };
 use super::fanout::{buffer_args, FanOut};
 use super::timeline::{
@@ -146,9 +147,15 @@ impl<'a> Pipeline<'a> {
         };
 
         // One x264 encoder and one HLS muxer per rendition.
-        let gop = gop_frames(fps, opts.segment_seconds);
-        let colors = SourceColors::of(&vst);
-        let setup = EncoderSetup::new(fps, gop, threads, opts, global_header, colors)?;
+        let setup = EncoderSetup {
+            colors: SourceColors::of(&vst),
+            x264: find_x264()?,
+            fps,
+            gop: gop_frames(fps, opts.segment_seconds),
+            threads,
+            opts,
+            global_header,
+        };
         let outputs = ladder
             .iter()
             .map(|r| Output::open(r, &setup, out_dir, audio.as_ref()))
