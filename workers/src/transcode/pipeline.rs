@@ -32,6 +32,7 @@ pub(super) struct FinishedOutput {
     pub avc1: String,
 }
 
+/// The pipeline's results, once everything is encoded and muxed.
 pub(super) struct Finished {
     pub outputs: Vec<FinishedOutput>,
     pub fps: Rational,
@@ -44,6 +45,7 @@ pub(super) struct Finished {
 /// Size and pixel format of decoded pictures (a change needs a new filter graph).
 type PictureKey = (u32, u32, Pixel);
 
+/// The video stream's decoder and its place on the output timeline.
 struct VideoIn {
     index: usize,
     decoder: ffmpeg::decoder::Video,
@@ -62,6 +64,7 @@ struct VideoIn {
     dropped: u64,
 }
 
+/// One decoder per stream, one filter graph, N x264 encoders and muxers, one AAC chain.
 pub(super) struct Pipeline<'a> {
     probed: &'a Probed,
     fps: Rational,
@@ -442,6 +445,7 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
+    /// The results, refusing a video of which no picture could be decoded.
     pub fn finish(self) -> Result<Finished, MediaError> {
         let fps = self.fps;
         let frames = self.outputs.first().map_or(0, |o| o.frames);
