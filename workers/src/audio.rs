@@ -13,10 +13,9 @@
 //! late, trimming when it starts early) and `async=1` keeps it in sync across timestamp gaps.
 
 use ffmpeg_next as ffmpeg;
-use ffmpeg_next::ffi;
 use ffmpeg_next::{codec, frame, Packet, Rational, Rescale};
 
-use crate::ffutil::ff_err;
+use crate::ffutil::{codecpar, ff_err};
 use crate::graph::{build_graph, is_again, Graph};
 use crate::MediaError;
 
@@ -43,6 +42,27 @@ impl Params {
     }
 }
 
+/// The AAC sample rate for a source at `source_rate` Hz: 44.1 kHz for the 44.1 kHz family
+/// (11025, 22050, 88200, …), else 48 kHz.
+fn output_rate(source_rate: i32) -> i32 {
+    if source_rate > 0 && (44100 % source_rate == 0 || source_rate % 44100 == 0) {
+        44100
+    } else {
+        48000
+    }
+}
+
+/// The AAC channel layout (filter name and layout) and bitrate for a source with `channels`
+/// channels: mono stays mono, everything else becomes stereo.
+fn output_layout(channels: i32) -> (&'static str, ffmpeg::ChannelLayout, usize) {
+    if channels == 1 {
+        ("mono", ffmpeg::ChannelLayout::MONO, AAC_MONO_BITRATE)
+    } else {
+        ("stereo", ffmpeg::ChannelLayout::STEREO, AAC_STEREO_BITRATE)
+    }
+}
+
+/// Decoder, two-stage filter chain and AAC encoder of the one audio stream carried over.
 pub(crate) struct AudioChain {
     pub index: usize,
     decoder: ffmpeg::decoder::Audio,
@@ -80,24 +100,15 @@ impl AudioChain {
     ) -> Result<Self, MediaError> {
         let ast = ictx.stream(index).expect("probed index");
         let tb = ast.time_base();
-        let mut ctx = codec::Context::from_parameters(ast.parameters())
+        let ctx = codec::Context::from_parameters(ast.parameters())
             .map_err(|e| ff_err("reading the audio stream", e))?;
-        unsafe { (*ctx.as_mut_ptr()).pkt_timebase = tb.into() };
-        let decoder = ctx.decoder().audio().map_err(|e| ff_err("opening the audio decoder", e))?;
-        let (src_rate, src_channels) = unsafe {
-            let par = (*ast.as_ptr()).codecpar;
-            ((*par).sample_rate, (*par).ch_layout.nb_channels.max((*par).channels))
-        };
-        let rate = if src_rate > 0 && (44100 % src_rate == 0 || src_rate % 44100 == 0) {
-            44100
-        } else {
-            48000
-        };
-        let (layout, channel_layout, bitrate) = if src_channels == 1 {
-            ("mono", ffmpeg::ChannelLayout::MONO, AAC_MONO_BITRATE)
-        } else {
-            ("stereo", ffmpeg::ChannelLayout::STEREO, AAC_STEREO_BITRATE)
-        };
+        let mut decoder = ctx.decoder();
+        decoder.set_packet_time_base(tb);
+        let decoder = decoder.audio().map_err(|e| ff_err("opening the audio decoder", e))?;
+        let par = codecpar(&ast);
+        let rate = output_rate(par.sample_rate);
+        let (layout, channel_layout, bitrate) =
+            output_layout(par.ch_layout.nb_channels.max(par.channels));
         let aac = ffmpeg::encoder::find(codec::Id::AAC)
             .ok_or_else(|| MediaError::Ffmpeg("FFmpeg was built without the aac encoder".into()))?;
         let mut enc = codec::Context::new_with_codec(aac)
@@ -118,7 +129,7 @@ impl AudioChain {
             "time_base=1/{rate}:sample_rate={rate}:sample_fmt=fltp:channel_layout=0x{:x}",
             channel_layout.bits()
         );
-        let back = build_graph(
+        let mut back = build_graph(
             "abuffer",
             &back_args,
             "abuffersink",
@@ -127,7 +138,7 @@ impl AudioChain {
         )?;
         let frame_size = encoder.frame_size();
         if frame_size > 0 {
-            unsafe { ffi::av_buffersink_set_frame_size(back.sink(0), frame_size) };
+            back.set_sink_frame_size(0, frame_size);
         }
         Ok(AudioChain {
             index,
@@ -306,6 +317,31 @@ impl AudioChain {
                 Err(e) if is_again(&e) => return Ok(()),
                 Err(e) => return Err(ff_err("encoding audio", e)),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_44_1_khz_family_stays_at_44_1_khz() {
+        for rate in [44100, 22050, 11025, 88200, 176400] {
+            assert_eq!(output_rate(rate), 44100, "{rate}");
+        }
+        for rate in [48000, 32000, 96000, 8000, 16000, 0, -1] {
+            assert_eq!(output_rate(rate), 48000, "{rate}");
+        }
+    }
+
+    #[test]
+    fn mono_stays_mono_and_the_rest_becomes_stereo() {
+        let (name, layout, bitrate) = output_layout(1);
+        assert_eq!((name, layout, bitrate), ("mono", ffmpeg::ChannelLayout::MONO, 64_000));
+        for channels in [2, 6, 8, 0] {
+            let (name, layout, bitrate) = output_layout(channels);
+            assert_eq!((name, layout, bitrate), ("stereo", ffmpeg::ChannelLayout::STEREO, 128_000));
         }
     }
 }

@@ -15,11 +15,9 @@ pub(crate) fn init() {
     INIT.call_once(|| {
         // In FFmpeg ≥ 4 this only registers devices; it cannot meaningfully fail.
         let _ = ffmpeg::init();
-        unsafe {
-            // Messages above WARNING (x264's statistics, muxer chatter…) are not even formatted.
-            ffi::av_log_set_level(ffi::AV_LOG_WARNING);
-            install_log_callback();
-        }
+        // Messages above WARNING (x264's statistics, muxer chatter…) are not even formatted.
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Warning);
+        install_log_callback();
     });
 }
 
@@ -41,13 +39,23 @@ pub(crate) fn take_last_error() -> Option<String> {
 // The va_list ABI differs between targets; the bindgen type used here is the x86-64 one. On
 // other targets FFmpeg's default logger is kept (quiet apart from warnings and errors).
 #[cfg(target_arch = "x86_64")]
-unsafe fn install_log_callback() {
+fn install_log_callback() {
+    // SAFETY: `log_callback` has the exact signature libavutil calls its log callback with on
+    // this target; it may be called from any thread at any time, and only touches thread-local
+    // state and `tracing` (both thread-safe), so installing it process-wide is sound.
     unsafe { ffi::av_log_set_callback(Some(log_callback)) };
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn install_log_callback() {}
+fn install_log_callback() {}
 
+/// FFmpeg's log callback: ERROR and worse are remembered per thread (see [`take_last_error`])
+/// and logged at `debug`, WARNING at `trace`, anything chattier is dropped.
+///
+/// # Safety
+///
+/// Only for libavutil to call, with `av_log`'s arguments: `avcl` NULL or a pointer to a struct
+/// whose first member is an `AVClass` pointer, `fmt` a printf format for the arguments in `vl`.
 #[cfg(target_arch = "x86_64")]
 unsafe extern "C" fn log_callback(
     avcl: *mut std::ffi::c_void,
@@ -63,6 +71,9 @@ unsafe extern "C" fn log_callback(
     // Format without the "[name @ 0x…]" prefix: that part is for humans reading stderr, and the
     // bare message is what ends up (readably) in error messages.
     let mut prefix: c_int = 0;
+    // SAFETY: `avcl`, `fmt` and `vl` are av_log's own arguments, passed on unchanged and used
+    // once (see the function's contract); `buf` is writable for the length passed, and
+    // `prefix` is a live int.
     unsafe {
         ffi::av_log_format_line2(
             avcl,
@@ -74,11 +85,14 @@ unsafe extern "C" fn log_callback(
             &mut prefix,
         );
     }
+    // SAFETY: av_log_format_line2 leaves a NUL-terminated string of at most `buf.len()` bytes
+    // (NUL included) in `buf`, which outlives `msg`'s use below.
     let msg = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
     let msg = msg.trim();
     if msg.is_empty() {
         return;
     }
+    // SAFETY: `avcl` is av_log's context argument (see the function's contract).
     let component = unsafe { class_name(avcl) };
     if level <= ffi::AV_LOG_ERROR {
         tracing::debug!(target: "ffmpeg", component, "{msg}");
@@ -90,29 +104,35 @@ unsafe extern "C" fn log_callback(
 }
 
 /// The `item_name` of the AVClass-carrying struct `avcl` points at ("mov,mp4,…", "libx264", …).
+///
+/// # Safety
+///
+/// `avcl` is NULL or points at a live struct whose first member is a (possibly NULL)
+/// `const AVClass *`, as every context passed to `av_log` does.
 #[cfg(target_arch = "x86_64")]
 unsafe fn class_name(avcl: *mut std::ffi::c_void) -> &'static str {
-    unsafe {
-        if avcl.is_null() {
-            return "";
-        }
+    if avcl.is_null() {
+        return "";
+    }
+    // SAFETY: by the contract above, a non-NULL `avcl` starts with an `AVClass` pointer, which
+    // is NULL or points at one of FFmpeg's static class descriptions; `item_name` takes the
+    // context itself.
+    let name = unsafe {
         let class = *(avcl as *const *const ffi::AVClass);
         if class.is_null() {
             return "";
         }
         match (*class).item_name {
-            Some(item_name) => {
-                let p = item_name(avcl);
-                if p.is_null() {
-                    ""
-                } else {
-                    // Item names are static strings (codec/format/filter names) in FFmpeg.
-                    std::ffi::CStr::from_ptr(p).to_str().unwrap_or("")
-                }
-            }
-            None => "",
+            Some(item_name) => item_name(avcl),
+            None => return "",
         }
+    };
+    if name.is_null() {
+        return "";
     }
+    // SAFETY: item names are static NUL-terminated strings in FFmpeg (codec, format and filter
+    // names), so the `'static` borrow holds.
+    unsafe { std::ffi::CStr::from_ptr(name) }.to_str().unwrap_or("")
 }
 
 /// A library failure, with context and FFmpeg's own last words: [`MediaError::Unprocessable`]
@@ -176,11 +196,40 @@ pub(crate) fn redact(msg: &str) -> String {
 /// A new reference to `src`'s data (no pixel copy).
 pub(crate) fn frame_ref(src: &ffmpeg::frame::Video) -> Result<ffmpeg::frame::Video, MediaError> {
     let mut dst = ffmpeg::frame::Video::empty();
+    // SAFETY: `dst` is a freshly allocated, empty frame and `src` a valid one we borrow; on
+    // success `dst` shares `src`'s buffers (reference-counted), on failure it stays empty.
     let r = unsafe { ffi::av_frame_ref(dst.as_mut_ptr(), src.as_ptr()) };
     if r < 0 {
         return Err(ff_err("referencing a frame", ffmpeg::Error::from(r)));
     }
     Ok(dst)
+}
+
+/// The codec parameters of `stream`, for the fields ffmpeg-next has no accessor for.
+pub(crate) fn codecpar<'a>(
+    stream: &'a ffmpeg::format::stream::Stream,
+) -> &'a ffi::AVCodecParameters {
+    // SAFETY: every stream of an opened format context has its `codecpar` allocated (by
+    // `avformat_new_stream`), owned by the stream and freed only with the context, which
+    // `stream` borrows. libavformat changes it only while reading packets, which needs the
+    // context mutably, and that borrow rules out for as long as the reference lives.
+    unsafe { &*(*stream.as_ptr()).codecpar }
+}
+
+/// The demuxer context behind `ictx`, for the fields ffmpeg-next has no accessor for.
+pub(crate) fn format_context(ictx: &ffmpeg::format::context::Input) -> &ffi::AVFormatContext {
+    // SAFETY: an `Input` always wraps a context opened by `avformat_open_input` (non-null),
+    // freed only when the `Input` is dropped; the shared borrow of `ictx` rules out reading
+    // packets (which changes the context) for as long as the reference lives.
+    unsafe { &*ictx.as_ptr() }
+}
+
+/// Set the thread-count hint of a codec context that is not open yet (0: the codec decides),
+/// keeping its default threading types (ffmpeg-next's `set_threading` would replace them).
+pub(crate) fn set_thread_count(ctx: &mut ffmpeg::codec::Context, threads: i32) {
+    // SAFETY: `ctx` owns a valid codec context; `thread_count` is a plain field that
+    // avcodec_open2 reads, and the exclusive borrow rules out any other access meanwhile.
+    unsafe { (*ctx.as_mut_ptr()).thread_count = threads };
 }
 
 /// `r` as f64, or None when it is not a usable positive rate.
@@ -228,5 +277,14 @@ mod tests {
             "Invalid data found when processing input"
         );
         assert_eq!(redact("width 16/9 is odd"), "width 16/9 is odd");
+    }
+
+    #[test]
+    fn only_positive_ratios_are_rates() {
+        assert_eq!(positive_rate(ffmpeg::Rational::new(30000, 1001)), Some(30000.0 / 1001.0));
+        assert_eq!(positive_rate(ffmpeg::Rational::new(25, 1)), Some(25.0));
+        for (n, d) in [(0, 1), (25, 0), (0, 0), (-25, 1), (25, -1)] {
+            assert_eq!(positive_rate(ffmpeg::Rational::new(n, d)), None, "{n}/{d}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 
 use ffmpeg_next::ffi;
 use m3u8_rs::{
@@ -79,11 +80,7 @@ pub(crate) fn package_rendition(
     }
     let mut segments = Vec::with_capacity(parsed.segments.len());
     for seg in &parsed.segments {
-        let file_name = seg
-            .uri
-            .rsplit(['/', '\\'])
-            .next()
-            .filter(|n| !n.is_empty())
+        let file_name = segment_file_name(&seg.uri)
             .ok_or_else(|| invalid_playlist(&path, "a segment without a URI"))?
             .to_owned();
         let seg_path = dir.join(&file_name);
@@ -94,9 +91,7 @@ pub(crate) fn package_rendition(
         segments.push(Segment { file_name, duration: seg.duration as f64, bytes });
     }
 
-    let max = segments.iter().map(|s| s.duration).fold(0.0, f64::max);
-    // ceil(), ignoring float noise in the muxer's six-decimal EXTINF values.
-    let target_duration = ((max - 1e-3).ceil() as u64).max(1);
+    let target_duration = target_duration(&segments);
     let key = encryption.map(|enc| Key {
         method: KeyMethod::AES128,
         uri: Some(enc.key_uri.clone()),
@@ -127,6 +122,18 @@ pub(crate) fn package_rendition(
     playlist.write_to(&mut out)?;
     write_atomically(&path, &out)?;
     Ok(Packaged { segments })
+}
+
+/// The file name a segment URI of FFmpeg's playlist names (the segments sit beside it).
+fn segment_file_name(uri: &str) -> Option<&str> {
+    uri.rsplit(['/', '\\']).next().filter(|n| !n.is_empty())
+}
+
+/// `EXT-X-TARGETDURATION`: the longest segment, rounded up to whole seconds (at least 1),
+/// ignoring float noise in the muxer's six-decimal EXTINF values.
+fn target_duration(segments: &[Segment]) -> u64 {
+    let max = segments.iter().map(|s| s.duration).fold(0.0, f64::max);
+    ((max - 1e-3).ceil() as u64).max(1)
 }
 
 /// A variant for the master playlist.
@@ -225,21 +232,46 @@ pub(crate) fn avc1_codecs(extradata: &[u8]) -> Option<String> {
     None
 }
 
+/// libavutil's AES context, keyed for encryption; freed on drop.
+struct Aes(NonNull<ffi::AVAES>);
+
+impl Aes {
+    fn encrypting(key: &[u8; 16]) -> Result<Self, MediaError> {
+        // SAFETY: av_aes_alloc has no preconditions; it returns NULL or a new context.
+        let ctx = NonNull::new(unsafe { ffi::av_aes_alloc() })
+            .ok_or_else(|| MediaError::Ffmpeg("allocating an AES context failed".into()))?;
+        let aes = Aes(ctx);
+        // SAFETY: `aes.0` is a live context from av_aes_alloc, and `key` holds exactly the 128
+        // bits the call is told to read.
+        if unsafe { ffi::av_aes_init(aes.0.as_ptr(), key.as_ptr(), 128, 0) } < 0 {
+            return Err(MediaError::Ffmpeg("initialising AES-128 failed".into()));
+        }
+        Ok(aes)
+    }
+
+    /// Encrypt `data`, a whole number of 16-byte blocks, in place in CBC mode; `chain` is the
+    /// IV going in and the last ciphertext block coming out.
+    fn encrypt_cbc(&mut self, data: &mut [u8], chain: &mut [u8; 16]) {
+        assert!(data.len() % 16 == 0, "AES works on whole 16-byte blocks");
+        let blocks = (data.len() / 16) as i32;
+        let p = data.as_mut_ptr();
+        // SAFETY: the context was keyed for encryption in `encrypting`; `p` is valid for
+        // `blocks` whole blocks, and the same buffer as source and destination is fine (each
+        // block is read before it is written); `chain` is the 16-byte IV, updated in place.
+        unsafe { ffi::av_aes_crypt(self.0.as_ptr(), p, p, blocks, chain.as_mut_ptr(), 0) };
+    }
+}
+
+impl Drop for Aes {
+    fn drop(&mut self) {
+        // SAFETY: the context came from av_aes_alloc (av_malloc) and is freed only here, once.
+        unsafe { ffi::av_free(self.0.as_ptr().cast()) };
+    }
+}
+
 /// AES-128-CBC with PKCS#7 padding, as HLS `METHOD=AES-128` expects; libavutil's AES, streamed.
 fn encrypt_file_in_place(path: &Path, key: &[u8; 16], iv: &[u8; 16]) -> Result<(), MediaError> {
-    struct Aes(*mut ffi::AVAES);
-    impl Drop for Aes {
-        fn drop(&mut self) {
-            unsafe { ffi::av_free(self.0 as *mut _) };
-        }
-    }
-    let aes = Aes(unsafe { ffi::av_aes_alloc() });
-    if aes.0.is_null() {
-        return Err(MediaError::Ffmpeg("allocating an AES context failed".into()));
-    }
-    if unsafe { ffi::av_aes_init(aes.0, key.as_ptr(), 128, 0) } < 0 {
-        return Err(MediaError::Ffmpeg("initialising AES-128 failed".into()));
-    }
+    let mut aes = Aes::encrypting(key)?;
     let mut chain = *iv;
     let tmp = tmp_path(path);
     let mut input = File::open(path)?;
@@ -262,16 +294,7 @@ fn encrypt_file_in_place(path: &Path, key: &[u8; 16], iv: &[u8; 16]) -> Result<(
         } else {
             filled
         };
-        unsafe {
-            ffi::av_aes_crypt(
-                aes.0,
-                buf.as_mut_ptr(),
-                buf.as_ptr(),
-                (whole / 16) as i32,
-                chain.as_mut_ptr(),
-                0,
-            );
-        }
+        aes.encrypt_cbc(&mut buf[..whole], &mut chain);
         output.write_all(&buf[..whole])?;
         filled = 0;
         if eof {
@@ -295,6 +318,71 @@ mod tests {
         let ed = [0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0xac];
         assert_eq!(avc1_codecs(&ed).as_deref(), Some("avc1.42c01e"));
         assert_eq!(avc1_codecs(&[0, 0, 1, 0x68, 1, 2, 3]), None);
+    }
+
+    fn segments(durations_and_bytes: &[(f64, u64)]) -> Packaged {
+        Packaged {
+            segments: durations_and_bytes
+                .iter()
+                .map(|&(duration, bytes)| Segment { file_name: "s.ts".into(), duration, bytes })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn bandwidths_are_bits_per_second_rounded_up() {
+        let p = segments(&[(4.0, 1_000_000), (4.0, 1_500_001), (1.0, 100_000)]);
+        assert_eq!(p.total_bytes(), 2_600_001);
+        assert_eq!(p.total_duration(), 9.0);
+        // 1 500 001 bytes in 4 s: 3 000 002 bit/s.
+        assert_eq!(p.peak_bandwidth(), 3_000_002);
+        // 20 800 008 bits over 9 s, rounded up.
+        assert_eq!(p.average_bandwidth(), 2_311_112);
+        // Zero-length segments do not make an infinite peak; nothing at all is 0.
+        assert_eq!(segments(&[(0.0, 5000), (2.0, 1000)]).peak_bandwidth(), 4000);
+        assert_eq!(segments(&[]).peak_bandwidth(), 0);
+        assert_eq!(segments(&[]).average_bandwidth(), 0);
+    }
+
+    #[test]
+    fn target_duration_rounds_up_but_not_float_noise() {
+        let durations = |ds: &[f64]| {
+            ds.iter()
+                .map(|&duration| Segment { file_name: "s.ts".into(), duration, bytes: 0 })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(target_duration(&durations(&[4.0, 4.0, 1.2])), 4);
+        assert_eq!(target_duration(&durations(&[4.0005, 3.9])), 4);
+        assert_eq!(target_duration(&durations(&[4.2, 3.9])), 5);
+        assert_eq!(target_duration(&durations(&[0.4])), 1);
+        assert_eq!(target_duration(&[]), 1);
+    }
+
+    #[test]
+    fn segment_uris_come_down_to_their_file_names() {
+        assert_eq!(segment_file_name("seg_00001.ts"), Some("seg_00001.ts"));
+        assert_eq!(segment_file_name("/tmp/job/720p/seg_00001.ts"), Some("seg_00001.ts"));
+        assert_eq!(segment_file_name("C:\\out\\seg_00002.ts"), Some("seg_00002.ts"));
+        assert_eq!(segment_file_name("dir/"), None);
+        assert_eq!(segment_file_name(""), None);
+    }
+
+    #[test]
+    fn hex_is_lower_case_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+        assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn codecs_from_avcc_and_escaped_sps() {
+        // avcC: version 1, profile High (0x64), constraints 0, level 4.0 (0x28).
+        assert_eq!(avc1_codecs(&[1, 0x64, 0x00, 0x28, 0xff]).as_deref(), Some("avc1.640028"));
+        // An emulation-prevention byte (the 03 of 00 00 03) inside the SPS is skipped.
+        let ed = [0, 0, 1, 0x67, 0x00, 0x00, 0x03, 0x01];
+        assert_eq!(avc1_codecs(&ed).as_deref(), Some("avc1.000001"));
+        // Too short to hold profile, constraints and level.
+        assert_eq!(avc1_codecs(&[0, 0, 1, 0x67, 0x64]), None);
+        assert_eq!(avc1_codecs(&[]), None);
     }
 
     #[test]

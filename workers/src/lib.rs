@@ -72,12 +72,29 @@
 //! The cost — a few percent of container overhead compared with fMP4 — is acceptable for
 //! lecture content.
 //!
+//! # Layout
+//!
+//! * `probe/` — opening an upload safely (`open`: demuxer allow-list, `file:` only, an I/O hook
+//!   that opens nothing but the input), describing it (`analyze`) and the size/duration
+//!   `limits` every picture must meet.
+//! * `ladder` — the rendition ladder, a pure function of the probed display size.
+//! * `transcode/` — the entry point and packaging (`mod`), the decode-once `pipeline`, each
+//!   rendition's x264 `encoder` and HLS muxer, and the `timeline` arithmetic (output frame rate,
+//!   timeline cap, segment starts).
+//! * `audio` — the single decode → normalise → AAC-LC chain shared by every rendition.
+//! * `graph` — a thin libavfilter graph wrapper (one buffer source, N sinks).
+//! * `hls` — playlists rewritten with m3u8-rs, AES-128 segment encryption, the master playlist.
+//! * `thumbs` — the poster JPEG, the sprite sheet and its WebVTT index.
+//! * `sample` — synthetic lecture clips for demos and smoke tests.
+//! * `ffutil` — FFmpeg initialisation, log routing into `tracing`, error mapping, small helpers.
+//!
 //! # Logging
 //!
 //! FFmpeg's own log output is routed into [`tracing`] (target `ffmpeg`) instead of stderr, and the
 //! last error message FFmpeg logs on the calling thread is used to make error messages specific.
 
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod audio;
 mod ffutil;
@@ -95,13 +112,6 @@ pub use ladder::{plan_ladder, Rendition};
 pub use probe::{probe, ProbeInfo};
 pub use sample::write_sample_clip;
 pub use transcode::{transcode, RenditionSummary, TranscodeSummary};
-
-/// Initialise FFmpeg's libraries once per process and report their version.
-pub fn ffmpeg_version() -> Result<String, ffmpeg_next::Error> {
-    ffutil::init();
-    let v = ffmpeg_next::util::version();
-    Ok(format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff))
-}
 
 /// Options for [`transcode`].
 #[derive(Clone, Debug, PartialEq)]
@@ -186,5 +196,28 @@ impl MediaError {
             self,
             MediaError::Invalid(_) | MediaError::Unprocessable(_) | MediaError::InvalidOptions(_)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_of_the_input_or_options_are_permanent() {
+        assert!(MediaError::Invalid("no video".into()).is_permanent());
+        assert!(MediaError::Unprocessable("bad data".into()).is_permanent());
+        assert!(MediaError::InvalidOptions("preset".into()).is_permanent());
+        assert!(!MediaError::Ffmpeg("out of memory".into()).is_permanent());
+        assert!(!MediaError::Io(std::io::Error::other("disk full")).is_permanent());
+    }
+
+    #[test]
+    fn the_key_never_shows_in_debug_output() {
+        let enc = HlsEncryption { key: [0xab; 16], iv: [0x01; 16], key_uri: "key.bin".into() };
+        assert_eq!(
+            format!("{enc:?}"),
+            "HlsEncryption { key: \"<redacted>\", iv: \"01010101010101010101010101010101\", key_uri: \"key.bin\" }"
+        );
     }
 }

@@ -14,12 +14,12 @@ use crate::hls::write_atomically;
 use crate::MediaError;
 
 /// Width of one sprite thumbnail.
-pub(crate) const TILE_WIDTH: u32 = 160;
+const TILE_WIDTH: u32 = 160;
 /// Tallest sprite thumbnail: even a full sheet (`MAX_TILES / COLUMNS` rows) stays far below
 /// JPEG's 65500-pixel limit.
-pub(crate) const MAX_TILE_HEIGHT: u32 = 640;
+const MAX_TILE_HEIGHT: u32 = 640;
 /// Thumbnails per sprite row.
-pub(crate) const COLUMNS: usize = 10;
+const COLUMNS: usize = 10;
 /// Hard cap on thumbnails, should a container understate its duration badly.
 const MAX_TILES: usize = 400;
 /// JPEG quantiser (FFmpeg `-q:v` scale, 2 = best … 31 = worst).
@@ -111,25 +111,33 @@ impl SpriteSheet {
         }
         write_jpeg(&sheet, &out_dir.join("sprite.jpg"))?;
 
-        let mut vtt = String::from("WEBVTT\n\n");
-        for i in 0..n {
-            let start = i as f64 * self.interval;
-            if i > 0 && start >= duration {
-                break;
-            }
-            let end =
-                if i + 1 == n { duration } else { ((i + 1) as f64 * self.interval).min(duration) };
-            let end = end.max(start + 0.001);
-            let (x, y) = ((i % COLUMNS) * tw, (i / COLUMNS) * th);
-            let _ = writeln!(
-                vtt,
-                "{} --> {}\nsprite.jpg#xywh={x},{y},{tw},{th}\n",
-                vtt_time(start),
-                vtt_time(end)
-            );
-        }
+        let vtt = vtt_index(n, self.interval, (tw, th), duration);
         write_atomically(&out_dir.join("thumbnails.vtt"), vtt.as_bytes())
     }
+}
+
+/// The WebVTT index of a sprite of `tiles` thumbnails of `tile` size taken every `interval`
+/// seconds: one cue per thumbnail, covering `[0, duration]` (the last cue runs to the end;
+/// thumbnails past the end get none).
+fn vtt_index(tiles: usize, interval: f64, tile: (usize, usize), duration: f64) -> String {
+    let (tw, th) = tile;
+    let mut vtt = String::from("WEBVTT\n\n");
+    for i in 0..tiles {
+        let start = i as f64 * interval;
+        if i > 0 && start >= duration {
+            break;
+        }
+        let end = if i + 1 == tiles { duration } else { ((i + 1) as f64 * interval).min(duration) };
+        let end = end.max(start + 0.001);
+        let (x, y) = ((i % COLUMNS) * tw, (i / COLUMNS) * th);
+        let _ = writeln!(
+            vtt,
+            "{} --> {}\nsprite.jpg#xywh={x},{y},{tw},{th}\n",
+            vtt_time(start),
+            vtt_time(end)
+        );
+    }
+    vtt
 }
 
 /// `HH:MM:SS.mmm`.
@@ -147,10 +155,10 @@ pub(crate) fn write_jpeg(src: &frame::Video, path: &Path) -> Result<(), MediaErr
     let mut full = frame::Video::empty();
     sws.run(src, &mut full).map_err(|e| ff_err("converting a picture for JPEG", e))?;
     full.set_pts(Some(0));
-    unsafe {
-        (*full.as_mut_ptr()).quality = JPEG_QUALITY * ffi::FF_QP2LAMBDA;
-        (*full.as_mut_ptr()).color_range = ffi::AVColorRange::AVCOL_RANGE_JPEG;
-    }
+    full.set_color_range(ffmpeg::color::Range::JPEG);
+    // SAFETY: `full` is a valid frame we own; `quality` is a plain field the mjpeg encoder reads
+    // as the frame's quantiser (ffmpeg-next has a getter for it but no setter).
+    unsafe { (*full.as_mut_ptr()).quality = JPEG_QUALITY * ffi::FF_QP2LAMBDA };
 
     let codec = ffmpeg::encoder::find(ffmpeg::codec::Id::MJPEG)
         .ok_or_else(|| MediaError::Ffmpeg("the mjpeg encoder is not available".into()))?;
@@ -185,11 +193,49 @@ pub(crate) fn write_jpeg(src: &frame::Video, path: &Path) -> Result<(), MediaErr
 
 #[cfg(test)]
 mod tests {
-    use super::vtt_time;
+    use super::*;
 
     #[test]
     fn vtt_times() {
         assert_eq!(vtt_time(0.0), "00:00:00.000");
         assert_eq!(vtt_time(3723.5), "01:02:03.500");
+    }
+
+    #[test]
+    fn thumbnails_every_2_seconds_or_a_hundredth_of_the_video() {
+        let s = SpriteSheet::new(60.0, 1920, 1080);
+        assert_eq!((s.interval, s.tile_w, s.tile_h), (2.0, 160, 90));
+        assert_eq!(SpriteSheet::new(3600.0, 1920, 1080).interval, 36.0);
+        // Unknown duration: every 2 s.
+        assert_eq!(SpriteSheet::new(0.0, 1920, 1080).interval, 2.0);
+    }
+
+    #[test]
+    fn tiles_keep_the_aspect_within_bounds() {
+        assert_eq!(SpriteSheet::new(10.0, 640, 480).tile_h, 120);
+        assert_eq!(SpriteSheet::new(10.0, 1080, 1920).tile_h, 284);
+        // Heights are even, at least 2 and at most MAX_TILE_HEIGHT.
+        assert_eq!(SpriteSheet::new(10.0, 854, 480).tile_h, 90);
+        assert_eq!(SpriteSheet::new(10.0, 8192, 16).tile_h, 2);
+        assert_eq!(SpriteSheet::new(10.0, 16, 4096).tile_h, MAX_TILE_HEIGHT);
+        assert_eq!(SpriteSheet::new(10.0, 0, 0).tile_h, 160);
+    }
+
+    #[test]
+    fn cues_cover_the_video_and_point_into_the_grid() {
+        let vtt = vtt_index(3, 2.0, (160, 90), 5.0);
+        assert_eq!(
+            vtt,
+            "WEBVTT\n\n\
+             00:00:00.000 --> 00:00:02.000\nsprite.jpg#xywh=0,0,160,90\n\n\
+             00:00:02.000 --> 00:00:04.000\nsprite.jpg#xywh=160,0,160,90\n\n\
+             00:00:04.000 --> 00:00:05.000\nsprite.jpg#xywh=320,0,160,90\n\n"
+        );
+        // The 11th thumbnail starts the second row; thumbnails past the end get no cue.
+        let vtt = vtt_index(12, 2.0, (160, 90), 21.0);
+        assert!(vtt.contains("00:00:20.000 --> 00:00:21.000\nsprite.jpg#xywh=0,90,160,90\n"));
+        assert!(!vtt.contains("xywh=160,90"), "{vtt}");
+        // A single thumbnail of a video shorter than a millisecond still gets a real cue.
+        assert!(vtt_index(1, 2.0, (160, 90), 0.0).contains("00:00:00.000 --> 00:00:00.001"));
     }
 }
