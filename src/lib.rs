@@ -24,7 +24,8 @@
 //! uses and which never uses this one.
 //!
 //! [`App::start`] turns a configuration into a ready [`http::AppState`] (data dir, database,
-//! migrations, storage); [`http::serve`] serves it.
+//! migrations, storage); [`http::serve`] serves it and [`spawn_background`] starts the loops that
+//! run beside it.
 
 pub mod accounts;
 pub mod catalog;
@@ -43,6 +44,7 @@ pub mod telemetry;
 pub mod webhooks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -142,6 +144,37 @@ impl App {
             cfg.data_dir.display()
         )
     }
+}
+
+/// Start the loops the serving process runs beside the HTTP server: housekeeping
+/// ([`media::maintenance`], every `housekeeping_interval_secs`), the payment reconciler and
+/// webhook delivery. Each ends once `shutdown` turns true; await the handles to see them out.
+///
+/// The transcoding worker pool is not one of them: it supervises processes of the `lectern`
+/// executable, which `lectern serve` starts itself.
+pub fn spawn_background(
+    state: &AppState,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let cfg = &state.cfg;
+    vec![
+        tokio::spawn(media::maintenance(
+            state.clone(),
+            Duration::from_secs(cfg.housekeeping_interval_secs.max(1)),
+            shutdown.clone(),
+        )),
+        tokio::spawn(commerce::reconcile::run(
+            state.db.clone(),
+            state.payments.clone(),
+            Duration::from_secs(cfg.reconcile_interval_secs.max(1)),
+            shutdown.clone(),
+        )),
+        tokio::spawn(webhooks::delivery::run(
+            state.db.clone(),
+            webhooks::delivery::Settings::from_config(cfg),
+            shutdown,
+        )),
+    ]
 }
 
 /// The configured access-token key, or one made once and kept in the data dir.

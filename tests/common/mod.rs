@@ -113,18 +113,10 @@ async fn serve(
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let state = app.state.clone();
-    // The payment reconciler runs beside the server, as in `lectern serve`.
-    let (stop_background, background) = tokio::sync::watch::channel(false);
-    let every = Duration::from_secs(cfg.reconcile_interval_secs.max(1));
-    let reconciler = tokio::spawn(lectern::commerce::reconcile::run(
-        state.db.clone(),
-        state.payments.clone(),
-        every,
-        background.clone(),
-    ));
-    let settings = lectern::webhooks::delivery::Settings::from_config(cfg);
-    let webhooks =
-        tokio::spawn(lectern::webhooks::delivery::run(state.db.clone(), settings, background));
+    // Housekeeping, the payment reconciler and webhook delivery run beside the server, as in
+    // `lectern serve`.
+    let (stop_background, stopped) = tokio::sync::watch::channel(false);
+    let background = lectern::spawn_background(&state, stopped);
     let task = tokio::spawn(async move {
         lectern::http::serve(listener, state, async {
             let _ = rx.await;
@@ -132,8 +124,9 @@ async fn serve(
         .await
         .unwrap();
         let _ = stop_background.send(true);
-        let _ = reconciler.await;
-        let _ = webhooks.await;
+        for handle in background {
+            let _ = handle.await;
+        }
     });
     (base, app.state, tx, task)
 }
