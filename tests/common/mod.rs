@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod s3;
+pub mod tus;
 
+use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -265,6 +267,13 @@ impl TestServer {
         )
     }
 
+    /// The signed-in user's id.
+    pub async fn user_id(&self, token: &str) -> i64 {
+        let (status, me) = self.get("/api/v1/me", Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        me["id"].as_i64().unwrap()
+    }
+
     /// Make the admin `admin@example.com` (as `lectern user create` does) and sign in as them.
     pub async fn admin(&self) -> String {
         self.app_state
@@ -321,6 +330,23 @@ impl Drop for TestServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// Poll `check` every 100 ms until it answers `Some`, for up to `limit`; panics naming `what`
+/// when it never does.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(started.elapsed() < limit, "not after {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
