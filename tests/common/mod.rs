@@ -403,6 +403,29 @@ impl TestServer {
         assert_eq!(status, StatusCode::CREATED, "{lecture}");
         (course_id, section_id, lecture["id"].as_i64().unwrap())
     }
+
+    /// A draft course with `n` (at least one) lectures in one section: `(course_id, lecture ids)`.
+    pub async fn course_with_lectures(
+        &self,
+        token: &str,
+        title: &str,
+        n: usize,
+    ) -> (i64, Vec<i64>) {
+        let (course_id, section_id, first) = self.course_with_lecture(token, title).await;
+        let mut lectures = vec![first];
+        for i in 1..n {
+            let (status, lecture) = self
+                .post(
+                    &format!("/api/v1/sections/{section_id}/lectures"),
+                    Some(token),
+                    json!({"title": format!("L{i}")}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{lecture}");
+            lectures.push(lecture["id"].as_i64().unwrap());
+        }
+        (course_id, lectures)
+    }
 }
 
 /// Make a media file with the ffmpeg CLI: `args` go between `-y` and the output path.
