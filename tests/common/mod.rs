@@ -351,6 +351,11 @@ where
     }
 }
 
+/// The ids of a listing's `items`, in order.
+pub fn ids(list: &Value) -> Vec<i64> {
+    list["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect()
+}
+
 /// Assert the one error shape and its code.
 pub fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "unexpected error body: {body}");
@@ -403,6 +408,28 @@ impl TestServer {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{lecture}");
         (course_id, section_id, lecture["id"].as_i64().unwrap())
+    }
+
+    /// A published course of `token`'s, with one section and one lecture: its id.
+    pub async fn published_course(&self, token: &str, title: &str) -> i64 {
+        let (course_id, _, _) = self.course_with_lecture(token, title).await;
+        let (status, body) = self
+            .post(&format!("/api/v1/courses/{course_id}/publish"), Some(token), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        course_id
+    }
+
+    /// A new user named `name` and enrolled in `course_id` (as `lectern enroll` does, without an
+    /// order): `(access token, user id)`.
+    pub async fn enrolled_student(&self, email: &str, name: &str, course_id: i64) -> (String, i64) {
+        let (token, _) = self.new_user(email).await;
+        let (status, body) =
+            self.call(Method::PATCH, "/api/v1/me", Some(&token), Some(json!({"name": name}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let id = self.user_id(&token).await;
+        lectern::learning::enroll(self.app_state.db.pool(), id, course_id, "test").await.unwrap();
+        (token, id)
     }
 
     /// A draft course with `n` (at least one) lectures in one section: `(course_id, lecture ids)`.
