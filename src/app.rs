@@ -4,6 +4,7 @@
 //! files depend on this module and not on each other.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -128,6 +129,37 @@ impl App {
             cfg.data_dir.display()
         )
     }
+}
+
+/// Start the loops the serving process runs beside the HTTP server: housekeeping
+/// ([`crate::media::maintenance`], every `housekeeping_interval_secs`), the payment reconciler and
+/// webhook delivery. Each ends once `shutdown` turns true; await the handles to see them out.
+///
+/// The transcoding worker pool is not one of them: it supervises processes of the `lectern`
+/// executable, which `lectern serve` starts itself.
+pub fn spawn_background(
+    state: &AppState,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let cfg = &state.cfg;
+    vec![
+        tokio::spawn(crate::media::maintenance(
+            state.uploads.clone(),
+            Duration::from_secs(cfg.housekeeping_interval_secs.max(1)),
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::commerce::reconcile::run(
+            state.db.clone(),
+            state.payments.clone(),
+            Duration::from_secs(cfg.reconcile_interval_secs.max(1)),
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::webhooks::delivery::run(
+            state.db.clone(),
+            crate::webhooks::delivery::Settings::from_config(cfg),
+            shutdown,
+        )),
+    ]
 }
 
 /// The configured access-token key, or one made once and kept in the data dir.

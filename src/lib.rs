@@ -24,7 +24,8 @@
 //! uses and which never uses this one.
 //!
 //! [`App::start`] turns a configuration into a ready [`app::AppState`] (data dir, database,
-//! migrations, storage); [`http::serve`] serves it.
+//! migrations, storage); [`http::serve`] serves it and [`app::spawn_background`] starts the
+//! loops that run beside it.
 
 pub mod accounts;
 pub mod app;
@@ -44,4 +45,4 @@ pub mod storage;
 pub mod telemetry;
 pub mod webhooks;
 
-pub use app::{App, AppState};
+pub use app::{spawn_background, App, AppState};

@@ -3,8 +3,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use std::time::Duration;
-
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use lectern::accounts::Role;
@@ -290,22 +288,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
-    let housekeeping = tokio::spawn(lectern::media::maintenance(
-        app.state.uploads.clone(),
-        Duration::from_secs(30),
-        rx.clone(),
-    ));
-    let reconciler = tokio::spawn(lectern::commerce::reconcile::run(
-        app.state.db.clone(),
-        app.state.payments.clone(),
-        Duration::from_secs(cfg.reconcile_interval_secs.max(1)),
-        rx.clone(),
-    ));
-    let webhooks = tokio::spawn(lectern::webhooks::delivery::run(
-        app.state.db.clone(),
-        lectern::webhooks::delivery::Settings::from_config(&cfg),
-        rx.clone(),
-    ));
+    let background = lectern::spawn_background(&app.state, rx.clone());
     if let Some(warning) = app.payment_warning() {
         eprintln!("WARNING: {warning}");
     }
@@ -324,9 +307,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!("payment calls still running at shutdown; the reconciler settles them on the next start");
     }
     let _ = pool.await;
-    let _ = housekeeping.await;
-    let _ = reconciler.await;
-    let _ = webhooks.await;
+    for task in background {
+        let _ = task.await;
+    }
     app.state.db.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -61,9 +61,12 @@ impl Receiver {
         t
     }
 
+    /// Wait (up to 20 s) until `n` requests have arrived.
     async fn until(&self, n: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while self.got.lock().unwrap().len() < n && std::time::Instant::now() < deadline {
+        while self.got.lock().unwrap().len() < n {
+            let got = self.got.lock().unwrap().len();
+            assert!(std::time::Instant::now() < deadline, "{got} of {n} requests arrived");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -145,14 +148,6 @@ async fn register(srv: &TestServer, token: &str, url: &str, events: &[&str]) -> 
 }
 
 /// A published course of `teacher` with one lecture, priced ₩10,000.
-async fn published(srv: &TestServer, teacher: &str, title: &str) -> i64 {
-    let (course, _, _) = srv.course_with_lecture(teacher, title).await;
-    let (status, body) =
-        srv.post(&format!("/api/v1/courses/{course}/publish"), Some(teacher), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    course
-}
-
 async fn buy(srv: &TestServer, token: &str, course: i64) -> Value {
     let (status, order) =
         srv.post("/api/v1/orders", Some(token), json!({"course_ids": [course]})).await;
@@ -264,7 +259,7 @@ async fn signed_events_reach_the_endpoints_that_may_hear_them(b: Backend) {
     let teacher_hook = register(&srv, &teacher, &teacher_rx.url, &all).await;
     register(&srv, &other, &other_rx.url, &all).await;
 
-    let course = published(&srv, &teacher, "Rust").await;
+    let course = srv.published_course(&teacher, "Rust").await;
     let (student, _) = srv.new_user("student@example.com").await;
     let order = buy(&srv, &student, course).await;
     admin_rx.until(3).await;
@@ -327,7 +322,7 @@ async fn failed_deliveries_are_retried_with_backoff_across_a_restart(b: Backend)
     let admin = srv.admin().await;
     let hook = register(&srv, &admin, &rx.url, &["order.paid"]).await;
     let teacher = srv.instructor("teacher@example.com").await;
-    let course = published(&srv, &teacher, "Retry").await;
+    let course = srv.published_course(&teacher, "Retry").await;
     let (student, _) = srv.new_user("student@example.com").await;
 
     // The receiver fails: three attempts (the first and two retries), then `failed`.
@@ -403,7 +398,7 @@ async fn an_endpoint_failing_again_and_again_is_disabled(b: Backend) {
     let admin = srv.admin().await;
     let hook = register(&srv, &admin, &rx.url, &["order.paid"]).await;
     let teacher = srv.instructor("teacher@example.com").await;
-    let course = published(&srv, &teacher, "Broken").await;
+    let course = srv.published_course(&teacher, "Broken").await;
     let (student, _) = srv.new_user("student@example.com").await;
     buy(&srv, &student, course).await;
     rx.until(2).await;

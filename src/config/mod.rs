@@ -70,6 +70,10 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// How long an unfinished tus upload is kept after its last activity, in seconds.
     pub upload_expiry_secs: u64,
+    /// How often the serving process does its housekeeping (expiring abandoned uploads,
+    /// finishing interrupted ones, removing scratch objects and jobs nothing will finish), in
+    /// seconds.
+    pub housekeeping_interval_secs: u64,
     /// libx264 preset of the transcoder.
     pub x264_preset: String,
     /// HLS segment length in seconds.
@@ -208,6 +212,7 @@ impl Default for Config {
             hls_encryption: true,
             max_upload_bytes: 20 * 1024 * 1024 * 1024,
             upload_expiry_secs: 24 * 3600,
+            housekeeping_interval_secs: 30,
             x264_preset: "veryfast".into(),
             segment_seconds: 4.0,
             job_lease_secs: 20,
@@ -372,6 +377,11 @@ impl Config {
                     .into(),
             ));
         }
+        if self.housekeeping_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "housekeeping_interval_secs must be at least 1".into(),
+            ));
+        }
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
             return Err(ConfigError::Invalid("token lifetimes must be positive".into()));
         }
@@ -423,6 +433,7 @@ fn env_value(key: &str, v: &str) -> Result<figment::value::Value, ConfigError> {
         "max_json_body_bytes",
         "max_upload_bytes",
         "upload_expiry_secs",
+        "housekeeping_interval_secs",
         "job_lease_secs",
         "job_max_attempts",
         "worker_poll_ms",
@@ -549,6 +560,12 @@ mod tests {
             serde_json::json!({}),
         );
         assert!(typo.unwrap_err().to_string().contains("10.0.0.0/33"));
+        let never = Config::load(
+            None,
+            env(&[("LECTERN_HOUSEKEEPING_INTERVAL_SECS", "0")]),
+            serde_json::json!({}),
+        );
+        assert!(never.unwrap_err().to_string().contains("housekeeping_interval_secs"));
     }
 
     #[test]

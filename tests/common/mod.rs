@@ -4,7 +4,10 @@
 #![allow(dead_code)]
 
 pub mod s3;
+pub mod shop;
+pub mod tus;
 
+use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -112,18 +115,10 @@ async fn serve(
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let state = app.state.clone();
-    // The payment reconciler runs beside the server, as in `lectern serve`.
-    let (stop_background, background) = tokio::sync::watch::channel(false);
-    let every = Duration::from_secs(cfg.reconcile_interval_secs.max(1));
-    let reconciler = tokio::spawn(lectern::commerce::reconcile::run(
-        state.db.clone(),
-        state.payments.clone(),
-        every,
-        background.clone(),
-    ));
-    let settings = lectern::webhooks::delivery::Settings::from_config(cfg);
-    let webhooks =
-        tokio::spawn(lectern::webhooks::delivery::run(state.db.clone(), settings, background));
+    // Housekeeping, the payment reconciler and webhook delivery run beside the server, as in
+    // `lectern serve`.
+    let (stop_background, stopped) = tokio::sync::watch::channel(false);
+    let background = lectern::spawn_background(&state, stopped);
     let task = tokio::spawn(async move {
         lectern::http::serve(listener, state, async {
             let _ = rx.await;
@@ -131,8 +126,9 @@ async fn serve(
         .await
         .unwrap();
         let _ = stop_background.send(true);
-        let _ = reconciler.await;
-        let _ = webhooks.await;
+        for handle in background {
+            let _ = handle.await;
+        }
     });
     (base, app.state, tx, task)
 }
@@ -271,6 +267,13 @@ impl TestServer {
         )
     }
 
+    /// The signed-in user's id.
+    pub async fn user_id(&self, token: &str) -> i64 {
+        let (status, me) = self.get("/api/v1/me", Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        me["id"].as_i64().unwrap()
+    }
+
     /// Make the admin `admin@example.com` (as `lectern user create` does) and sign in as them.
     pub async fn admin(&self) -> String {
         self.app_state
@@ -330,6 +333,28 @@ impl Drop for TestServer {
     }
 }
 
+/// Poll `check` every 100 ms until it answers `Some`, for up to `limit`; panics naming `what`
+/// when it never does.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(started.elapsed() < limit, "not after {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The ids of a listing's `items`, in order.
+pub fn ids(list: &Value) -> Vec<i64> {
+    list["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect()
+}
+
 /// Assert the one error shape and its code.
 pub fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "unexpected error body: {body}");
@@ -382,6 +407,51 @@ impl TestServer {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{lecture}");
         (course_id, section_id, lecture["id"].as_i64().unwrap())
+    }
+
+    /// A published course of `token`'s, with one section and one lecture: its id.
+    pub async fn published_course(&self, token: &str, title: &str) -> i64 {
+        let (course_id, _, _) = self.course_with_lecture(token, title).await;
+        let (status, body) = self
+            .post(&format!("/api/v1/courses/{course_id}/publish"), Some(token), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        course_id
+    }
+
+    /// A new user named `name` and enrolled in `course_id` (as `lectern enroll` does, without an
+    /// order): `(access token, user id)`.
+    pub async fn enrolled_student(&self, email: &str, name: &str, course_id: i64) -> (String, i64) {
+        let (token, _) = self.new_user(email).await;
+        let (status, body) =
+            self.call(Method::PATCH, "/api/v1/me", Some(&token), Some(json!({"name": name}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let id = self.user_id(&token).await;
+        lectern::learning::enroll(self.app_state.db.pool(), id, course_id, "test").await.unwrap();
+        (token, id)
+    }
+
+    /// A draft course with `n` (at least one) lectures in one section: `(course_id, lecture ids)`.
+    pub async fn course_with_lectures(
+        &self,
+        token: &str,
+        title: &str,
+        n: usize,
+    ) -> (i64, Vec<i64>) {
+        let (course_id, section_id, first) = self.course_with_lecture(token, title).await;
+        let mut lectures = vec![first];
+        for i in 1..n {
+            let (status, lecture) = self
+                .post(
+                    &format!("/api/v1/sections/{section_id}/lectures"),
+                    Some(token),
+                    json!({"title": format!("L{i}")}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{lecture}");
+            lectures.push(lecture["id"].as_i64().unwrap());
+        }
+        (course_id, lectures)
     }
 }
 
