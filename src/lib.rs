@@ -2,10 +2,15 @@
 //!
 //! # Layout
 //!
+//! - [`app`]      — [`AppState`] (what handlers and background loops use), [`App::start`],
+//!   [`spawn_background`].
 //! - [`config`]   — one typed [`config::Config`]: defaults → TOML → `LECTERN_*` env → flags.
-//! - [`error`]    — the error policy and the one JSON error shape.
+//! - [`error`]    — the error policy and the domain [`error::Error`], named for what went wrong.
 //! - [`http`]     — router assembly, middleware (request ids, access log, CORS, limits),
-//!   extractors, operations endpoints, the OpenAPI document.
+//!   extractors, operations endpoints, the OpenAPI document, and `http::error`: the status
+//!   each domain error becomes and the one JSON error body. Only `http/` and the features'
+//!   `routes.rs` files know axum.
+//! - [`quotas`]   — per-address and per-user write quotas (sign-ups, password changes, posts).
 //! - [`db`]       — SQLite and PostgreSQL pools, migrations, the few dialect-specific helpers.
 //! - [`storage`]  — the object-store interface and its filesystem and S3 backends.
 //! - [`accounts`] — users, roles, passwords, access and refresh tokens, login throttling.
@@ -13,9 +18,11 @@
 //!   English), visibility and ownership rules.
 //! - [`commerce`] — cart, orders, payments (dev and Toss Payments), refunds, dashboard figures.
 //! - [`community`] — reviews and threaded comments.
-//! - [`learning`] — enrollments and entitlement (may this person watch this lecture?).
+//! - [`learning`] — enrollments, entitlement (may this person watch this lecture?), watch
+//!   progress; their SQL in `learning::db`.
 //! - [`playback`] — playback tokens, playlist rewriting, the segment/range server.
-//! - [`media`]    — videos, streamed and tus uploads, the job queue, workers and their pool.
+//! - [`media`]    — videos, streamed and tus uploads (working on [`media::Uploads`], not the
+//!   app state), the job queue, workers and their pool, housekeeping.
 //! - [`demo`]     — `lectern demo`: sample accounts, courses and transcoded videos.
 //! - [`webhooks`] — signed event deliveries (Standard Webhooks) from the database queue.
 //! - [`telemetry`] — `tracing` subscriber set-up.
