@@ -100,7 +100,7 @@ impl App {
 
     /// The warning to print at start-up when orders are paid without money changing hands.
     pub fn payment_warning(&self) -> Option<&'static str> {
-        (self.state.payments.provider.name() == "dev").then_some(
+        (self.state.payments.provider.name() == crate::commerce::payments::ProviderName::Dev).then_some(
             "the payment provider is `dev`: every order is approved without taking money. \
              Set LECTERN_PAYMENT_PROVIDER=toss for real payments; LECTERN_ENV=production refuses to start with `dev`.",
         )

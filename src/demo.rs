@@ -2,6 +2,7 @@
 //! lectures have real (synthetic, generated in-process) videos, transcoded by the same worker
 //! code `lectern serve` runs — so a newcomer sees the whole product in a minute.
 
+use crate::types::{CategoryId, CourseId, LectureId, VideoId};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -42,8 +43,8 @@ const COURSES: &[DemoCourse] = &[
 
 /// What the demo made, for the summary printed at the end.
 pub struct DemoSummary {
-    pub courses: Vec<(i64, String)>,
-    pub preview_lecture: i64,
+    pub courses: Vec<(CourseId, String)>,
+    pub preview_lecture: LectureId,
     pub videos: usize,
 }
 
@@ -69,19 +70,22 @@ pub async fn fill(st: &AppState, progress: &mut dyn FnMut(&str)) -> anyhow::Resu
         scratch: scratch.clone(),
         videos: Vec::new(),
     };
-    let mut summary = DemoSummary { courses: Vec::new(), preview_lecture: 0, videos: 0 };
+    let (mut courses, mut first_preview) = (Vec::new(), None);
     for (ci, c) in COURSES.iter().enumerate() {
         let (course_id, preview) = seeder.course(c, progress).await?;
         if ci == 0 {
-            summary.preview_lecture = preview;
+            first_preview = Some(preview);
             crate::learning::enroll(st.db.pool(), student.id, course_id, "demo").await?;
         }
-        summary.courses.push((course_id, c.title.to_string()));
+        courses.push((course_id, c.title.to_string()));
     }
     transcode_all(st, progress).await?;
-    summary.videos = seeder.videos.len();
     let _ = tokio::fs::remove_dir_all(&scratch).await;
-    Ok(summary)
+    Ok(DemoSummary {
+        courses,
+        preview_lecture: first_preview.context("the demo has no courses")?,
+        videos: seeder.videos.len(),
+    })
 }
 
 /// What the demo's courses are made with.
@@ -89,9 +93,9 @@ struct Seeder<'a> {
     st: &'a AppState,
     /// The demo instructor.
     caller: Caller,
-    category: Option<i64>,
+    category: Option<CategoryId>,
     scratch: std::path::PathBuf,
-    videos: Vec<i64>,
+    videos: Vec<VideoId>,
 }
 
 impl Seeder<'_> {
@@ -101,7 +105,7 @@ impl Seeder<'_> {
         &mut self,
         c: &DemoCourse,
         progress: &mut dyn FnMut(&str),
-    ) -> anyhow::Result<(i64, i64)> {
+    ) -> anyhow::Result<(CourseId, LectureId)> {
         let db = &self.st.db;
         let input = CourseInput {
             title: c.title.into(),
@@ -112,7 +116,7 @@ impl Seeder<'_> {
             level: Some("beginner".into()),
         };
         let course_id = crate::catalog::create_course(db, &self.caller, input).await?.course.id;
-        let mut preview = 0;
+        let mut preview = None;
         for (si, (section_title, lectures)) in c.sections.iter().enumerate() {
             let section =
                 crate::catalog::create_section(db, &self.caller, course_id, section_title, None)
@@ -128,19 +132,19 @@ impl Seeder<'_> {
                 let lecture =
                     crate::catalog::create_lecture(db, &self.caller, section.id, input).await?;
                 if is_preview {
-                    preview = lecture.id;
+                    preview = Some(lecture.id);
                 }
                 progress(&format!("making a video for “{title}”"));
                 self.video(lecture.id, li % 2 == 0).await?;
             }
         }
         crate::catalog::publish_course(db, &self.caller, course_id).await?;
-        Ok((course_id, preview))
+        Ok((course_id, preview.context("a demo course has no free-preview lecture")?))
     }
 
     /// Generate a clip for `lecture_id` (720p or 480p), store it as the lecture's source and
     /// queue its transcode.
-    async fn video(&mut self, lecture_id: i64, large: bool) -> anyhow::Result<()> {
+    async fn video(&mut self, lecture_id: LectureId, large: bool) -> anyhow::Result<()> {
         let st = self.st;
         let clip = self.scratch.join(format!("lecture-{lecture_id}.mp4"));
         let (w, h, secs, tone) = if large { (1280, 720, 12.0, 440) } else { (854, 480, 8.0, 660) };

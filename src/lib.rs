@@ -26,6 +26,8 @@
 //! - [`demo`]     — `lectern demo`: sample accounts, courses and transcoded videos.
 //! - [`webhooks`] — signed event deliveries (Standard Webhooks) from the database queue.
 //! - [`telemetry`] — `tracing` subscriber set-up.
+//! - [`types`]    — the vocabulary everything else speaks: typed ids, [`types::Money`] and
+//!   [`types::Currency`], and [`vocabulary!`] for stored word lists (roles, statuses).
 //!
 //! The transcoding engine is the separate crate `lectern-workers` (`workers/`), which this crate
 //! uses and which never uses this one.
@@ -50,6 +52,7 @@ pub mod playback;
 pub mod quotas;
 pub mod storage;
 pub mod telemetry;
+pub mod types;
 pub mod webhooks;
 
 pub use app::{spawn_background, App, AppState};

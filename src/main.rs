@@ -73,7 +73,7 @@ enum Command {
         user: String,
         /// The course id.
         #[arg(long)]
-        course: i64,
+        course: lectern::types::CourseId,
     },
     /// Internal: run one step of the transcoding engine for a worker (request on stdin).
     #[command(hide = true)]
@@ -244,7 +244,7 @@ async fn demo(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// `lectern enroll`: enroll a user (by email) in a course, as an admin would.
-async fn enroll(cfg: Config, user: &str, course: i64) -> anyhow::Result<()> {
+async fn enroll(cfg: Config, user: &str, course: lectern::types::CourseId) -> anyhow::Result<()> {
     let app = App::start(cfg).await?;
     let db = &app.state.db;
     let email = lectern::accounts::normalize_email(user)?;

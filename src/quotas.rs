@@ -8,6 +8,7 @@
 //! counts on its own. Callers pass client addresses as `http::client::ClientAddr::limit_key`
 //! gives them (IPv6 per /64).
 
+use crate::types::UserId;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -51,8 +52,8 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
 pub struct Quotas {
     signups: Bucket<IpAddr>,
     password_changes_per_address: Bucket<IpAddr>,
-    password_changes_per_user: Bucket<i64>,
-    posts: Bucket<i64>,
+    password_changes_per_user: Bucket<UserId>,
+    posts: Bucket<UserId>,
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -77,13 +78,13 @@ impl Quotas {
     }
 
     /// One password change by `user_id` from `client`: both are counted.
-    pub fn password_change(&self, client: IpAddr, user_id: i64) -> Result<()> {
+    pub fn password_change(&self, client: IpAddr, user_id: UserId) -> Result<()> {
         self.password_changes_per_address.take(client)?;
         self.password_changes_per_user.take(user_id)
     }
 
     /// One comment, review or review edit by `user_id`.
-    pub fn post(&self, user_id: i64) -> Result<()> {
+    pub fn post(&self, user_id: UserId) -> Result<()> {
         self.posts.take(user_id)
     }
 }

@@ -145,45 +145,22 @@ async fn sections_and_lectures_keep_their_order(b: Backend) {
     // Move "Third" to the front, then "Intro" into the preface; positions stay 1..n.
     let third = sections[1]["lectures"][3]["id"].as_i64().unwrap();
     let intro = sections[1]["lectures"][1]["id"].as_i64().unwrap();
-    let (status, moved) = srv
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/lectures/{third}"),
-            Some(&t),
-            Some(json!({"position": 1})),
-        )
-        .await;
+    let (status, moved) =
+        patch(&srv, &t, &format!("/api/v1/lectures/{third}"), json!({"position": 1})).await;
     assert_eq!((status, moved["position"].as_i64()), (StatusCode::OK, Some(1)));
-    let (status, _) = srv
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/lectures/{intro}"),
-            Some(&t),
-            Some(json!({"section_id": s0})),
-        )
-        .await;
+    let (status, _) =
+        patch(&srv, &t, &format!("/api/v1/lectures/{intro}"), json!({"section_id": s0})).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = srv
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/sections/{s1}"),
-            Some(&t),
-            Some(json!({"position": 1, "title": "Core"})),
-        )
-        .await;
+    let (status, _) =
+        patch(&srv, &t, &format!("/api/v1/sections/{s1}"), json!({"position": 1, "title": "Core"}))
+            .await;
     assert_eq!(status, StatusCode::OK);
     let (_, page) = srv.get(&format!("/api/v1/courses/{course_id}"), Some(&t)).await;
     let sections = page["sections"].as_array().unwrap();
     assert_eq!(sections[0]["title"], "Core");
     assert_eq!(titles(&sections[0]), ["Third", "Zeroth", "Second"]);
     assert_eq!(titles(&sections[1]), ["Intro"]);
-    let positions: Vec<i64> = sections[0]["lectures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["position"].as_i64().unwrap())
-        .collect();
-    assert_eq!(positions, [1, 2, 3]);
+    assert_eq!(positions(&sections[0]), [1, 2, 3]);
 
     // Deleting closes the gap.
     let zeroth = sections[0]["lectures"][1]["id"].as_i64().unwrap();
@@ -191,18 +168,27 @@ async fn sections_and_lectures_keep_their_order(b: Backend) {
         srv.call(Method::DELETE, &format!("/api/v1/lectures/{zeroth}"), Some(&t), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, page) = srv.get(&format!("/api/v1/courses/{course_id}"), Some(&t)).await;
-    let positions: Vec<i64> = page["sections"][0]["lectures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["position"].as_i64().unwrap())
-        .collect();
-    assert_eq!(positions, [1, 2]);
+    assert_eq!(positions(&page["sections"][0]), [1, 2]);
     let (status, _) =
         srv.call(Method::DELETE, &format!("/api/v1/sections/{s0}"), Some(&t), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, page) = srv.get(&format!("/api/v1/courses/{course_id}"), Some(&t)).await;
     assert_eq!(page["sections"].as_array().unwrap().len(), 1);
+}
+
+/// PATCH `path` with `body` as `token`.
+async fn patch(srv: &TestServer, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    srv.call(Method::PATCH, path, Some(token), Some(body)).await
+}
+
+/// The positions of a section's lectures, in the order the course page lists them.
+fn positions(section: &Value) -> Vec<i64> {
+    section["lectures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["position"].as_i64().unwrap())
+        .collect()
 }
 
 async fn only_the_owner_or_an_admin_changes_a_course(b: Backend) {
@@ -416,6 +402,39 @@ async fn concurrent_reorders_keep_every_position_unique_and_contiguous(b: Backen
 
     // Thirty changes at once: lectures moved within and across sections, sections moved,
     // lectures and sections added at the front.
+    let changes =
+        reorders(course_id, [s1, s2], &lectures).into_iter().map(|(method, path, body)| {
+            let (srv, t) = (&srv, t.clone());
+            async move { srv.call(method, &path, Some(&t), Some(body)).await }
+        });
+    for (status, body) in futures::future::join_all(changes).await {
+        assert!(status.is_success(), "{status}: {body}");
+    }
+
+    let (sections, lectures) = curriculum_positions(&srv, &t, course_id).await;
+    assert_eq!(sections, (1..=sections.len() as i64).collect::<Vec<_>>(), "section positions");
+    for (i, positions) in lectures.iter().enumerate() {
+        assert_eq!(
+            positions,
+            &(1..=positions.len() as i64).collect::<Vec<_>>(),
+            "lectures of section {i}"
+        );
+    }
+    assert_eq!(lectures.iter().map(Vec::len).sum::<usize>(), 10 + 5, "no lecture lost or doubled");
+
+    // The database itself refuses two rows on one position.
+    let dup = sqlx::query(
+        "INSERT INTO sections (course_id, title, position, created_at) VALUES ($1, 'Dup', 1, 0)",
+    )
+    .bind(course_id)
+    .execute(srv.app_state.db.pool())
+    .await
+    .unwrap_err();
+    assert!(lectern::db::is_unique_violation(&dup), "{dup}");
+}
+
+/// Thirty curriculum changes for course `course_id` (sections `s1`, `s2`), from a fixed seed.
+fn reorders(course_id: i64, [s1, s2]: [i64; 2], lectures: &[i64]) -> Vec<(Method, String, Value)> {
     let mut seed = 7u64;
     let mut next = move |n: u64| {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -449,34 +468,9 @@ async fn concurrent_reorders_keep_every_position_unique_and_contiguous(b: Backen
                 )
             }
         };
-        let srv = &srv;
-        let t = t.clone();
-        changes.push(async move { srv.call(method, &path, Some(&t), Some(body)).await });
+        changes.push((method, path, body));
     }
-    for (status, body) in futures::future::join_all(changes).await {
-        assert!(status.is_success(), "{status}: {body}");
-    }
-
-    let (sections, lectures) = curriculum_positions(&srv, &t, course_id).await;
-    assert_eq!(sections, (1..=sections.len() as i64).collect::<Vec<_>>(), "section positions");
-    for (i, positions) in lectures.iter().enumerate() {
-        assert_eq!(
-            positions,
-            &(1..=positions.len() as i64).collect::<Vec<_>>(),
-            "lectures of section {i}"
-        );
-    }
-    assert_eq!(lectures.iter().map(Vec::len).sum::<usize>(), 10 + 5, "no lecture lost or doubled");
-
-    // The database itself refuses two rows on one position.
-    let dup = sqlx::query(
-        "INSERT INTO sections (course_id, title, position, created_at) VALUES ($1, 'Dup', 1, 0)",
-    )
-    .bind(course_id)
-    .execute(srv.app_state.db.pool())
-    .await
-    .unwrap_err();
-    assert!(lectern::db::is_unique_violation(&dup), "{dup}");
+    changes
 }
 
 on_both_databases!(

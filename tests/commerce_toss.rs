@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 async fn toss_server(b: Backend, fake: &fake_toss::FakeToss) -> TestServer {
     let base = fake.base.clone();
     TestServer::start_with(b, StorageKind::Fs, move |c| {
-        c.payment_provider = "toss".into();
+        c.payment_provider = lectern::commerce::payments::ProviderName::Toss;
         c.toss_api_base = base;
         c.toss_secret_key = Secret::new(fake_toss::SECRET);
         c.payment_timeout_secs = 1;
@@ -155,7 +155,7 @@ async fn toss_server_with(
 ) -> TestServer {
     let base = fake.base.clone();
     TestServer::start_with(b, StorageKind::Fs, move |c| {
-        c.payment_provider = "toss".into();
+        c.payment_provider = lectern::commerce::payments::ProviderName::Toss;
         c.toss_api_base = base;
         c.toss_secret_key = Secret::new(fake_toss::SECRET);
         c.payment_timeout_secs = timeout_secs;

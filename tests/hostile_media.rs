@@ -123,7 +123,11 @@ async fn a_stored_playlist_naming_a_host_file_fails_and_publishes_nothing(
     let bytes = playlist(&host_file(dir.path()));
     srv.app_state
         .storage
-        .put(&keys::source(video), stream_from_bytes(bytes), "application/octet-stream")
+        .put(
+            &keys::source(lectern::types::VideoId::new(video)),
+            stream_from_bytes(bytes),
+            "application/octet-stream",
+        )
         .await
         .unwrap();
     let mut worker = srv.spawn_worker();
@@ -131,9 +135,16 @@ async fn a_stored_playlist_naming_a_host_file_fails_and_publishes_nothing(
     let reason = assert_failed_readably(&srv, &v);
     assert!(reason.contains("playlist"), "{reason}");
     assert_eq!(attempts(&srv, video).await, 1, "a refused file fails at once");
-    let objects = srv.app_state.storage.list(&keys::video(video)).await.unwrap();
+    let objects = srv
+        .app_state
+        .storage
+        .list(&keys::video(lectern::types::VideoId::new(video)))
+        .await
+        .unwrap();
     assert!(
-        objects.iter().all(|o| o.key.as_str() == keys::source(video).as_str()),
+        objects
+            .iter()
+            .all(|o| o.key.as_str() == keys::source(lectern::types::VideoId::new(video)).as_str()),
         "outputs published: {objects:?}"
     );
     assert_scratch_empty(&srv);
@@ -265,7 +276,7 @@ async fn an_internal_failure_tells_the_owner_no_paths_or_endpoints(b: Backend, s
     let dir = tempfile::tempdir().unwrap();
     let video = srv.put_video(&t, lecture, &clip(dir.path(), "a.mp4", 320, 240, 1.0, false)).await;
     // The stored source vanishes before a worker gets to it.
-    srv.app_state.storage.delete(&keys::source(video)).await.unwrap();
+    srv.app_state.storage.delete(&keys::source(lectern::types::VideoId::new(video))).await.unwrap();
     let mut worker = srv.spawn_worker();
     let v = srv.wait_video(&t, video, WAIT).await;
     let reason = assert_failed_readably(&srv, &v);
@@ -400,7 +411,7 @@ async fn a_heartbeat_never_extends_a_lease_past_the_attempt_deadline(b: Backend)
     let db = &srv.app_state.db;
     // A worker whose job is stuck keeps heartbeating with a long lease; its budget is 1 s.
     let job = queue::claim(db, "stuck", 600, 1).await.unwrap().expect("claimed");
-    assert_eq!(job.video_id, video);
+    assert_eq!(job.video_id, lectern::types::VideoId::new(video));
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert!(
         queue::heartbeat(db, job.id, "stuck", 600).await.unwrap(),

@@ -34,15 +34,7 @@ async fn setup(srv: &TestServer) -> (String, String, i64, i64, i64) {
         .await
         .unwrap();
     let (student, _) = srv.new_user("student@example.com").await;
-    let (_, me) = srv.get("/api/v1/me", Some(&student)).await;
-    lectern::learning::enroll(
-        srv.app_state.db.pool(),
-        me["id"].as_i64().unwrap(),
-        course_id,
-        "test",
-    )
-    .await
-    .unwrap();
+    srv.enroll(&student, course_id).await;
     (teacher, student, course_id, l1, l2)
 }
 
@@ -155,9 +147,13 @@ async fn my_courses_lists_active_enrollments_with_progress(b: Backend) {
     );
     assert_eq!(item["last_lecture_id"].as_i64(), Some(l1));
     let (_, me) = srv.get("/api/v1/me", Some(&student)).await;
-    lectern::learning::revoke(srv.app_state.db.pool(), me["id"].as_i64().unwrap(), course_id)
-        .await
-        .unwrap();
+    lectern::learning::revoke(
+        srv.app_state.db.pool(),
+        lectern::types::UserId::new(me["id"].as_i64().unwrap()),
+        lectern::types::CourseId::new(course_id),
+    )
+    .await
+    .unwrap();
     let (_, mine) = srv.get("/api/v1/me/courses", Some(&student)).await;
     assert_eq!(mine["total"].as_i64(), Some(0));
     let (status, _) = srv.get("/api/v1/me/courses", None).await;

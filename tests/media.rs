@@ -206,7 +206,12 @@ async fn a_killed_worker_is_taken_over_and_one_output_set_is_published(b: Backen
         .unwrap();
     assert_eq!(attempts, 2, "the second worker took the job over");
     // Exactly one output set besides the source.
-    let objects = srv.app_state.storage.list(&lectern::storage::keys::video(video)).await.unwrap();
+    let objects = srv
+        .app_state
+        .storage
+        .list(&lectern::storage::keys::video(lectern::types::VideoId::new(video)))
+        .await
+        .unwrap();
     let mut prefixes: Vec<String> =
         objects.iter().map(|o| o.key.as_str().split('/').nth(2).unwrap().to_string()).collect();
     prefixes.dedup();
@@ -232,7 +237,12 @@ async fn a_new_upload_replaces_the_old_video_when_ready(b: Backend, s: StorageKi
     let started = std::time::Instant::now();
     loop {
         let (status, _) = srv.get(&format!("/api/v1/videos/{first}"), Some(&t)).await;
-        let left = srv.app_state.storage.list(&lectern::storage::keys::video(first)).await.unwrap();
+        let left = srv
+            .app_state
+            .storage
+            .list(&lectern::storage::keys::video(lectern::types::VideoId::new(first)))
+            .await
+            .unwrap();
         if status == StatusCode::NOT_FOUND && left.is_empty() {
             break;
         }

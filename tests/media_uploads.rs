@@ -153,7 +153,7 @@ async fn a_put_dropped_midway_leaves_nothing_behind(b: Backend, s: StorageKind) 
     let srv = TestServer::start_with(b, s, |_| {}).await;
     let (t, _, lectures) = course(&srv, 1).await;
     let caller = lectern::accounts::Caller {
-        user_id: srv.user_id(&t).await,
+        user_id: lectern::types::UserId::new(srv.user_id(&t).await),
         role: lectern::accounts::Role::Instructor,
         session_id: String::new(),
     };
@@ -166,7 +166,15 @@ async fn a_put_dropped_midway_leaves_nothing_behind(b: Backend, s: StorageKind) 
     let st = srv.app_state.uploads.clone();
     let lecture = lectures[0];
     let upload = tokio::spawn(async move {
-        let _ = lectern::media::upload_streamed(&st, &caller, lecture, "x.mp4", None, body).await;
+        let _ = lectern::media::upload_streamed(
+            &st,
+            &caller,
+            lectern::types::LectureId::new(lecture),
+            "x.mp4",
+            None,
+            body,
+        )
+        .await;
     });
     let db = srv.app_state.db.pool();
     let count = || async {
@@ -243,7 +251,7 @@ async fn uploading_videos_a_dead_put_left_behind_are_removed(b: Backend) {
     // The dead PUT's video, with its source stored, goes untouched last: once housekeeping has
     // removed it, it has seen everything above too.
     let dead = uploading_video(&srv, user, lectures[0], lectern::db::now()).await;
-    let source = lectern::storage::keys::source(dead);
+    let source = lectern::storage::keys::source(lectern::types::VideoId::new(dead));
     srv.app_state
         .storage
         .put(&source, lectern::storage::stream_from_bytes(vec![0u8; 1000]), "video/mp4")
@@ -268,7 +276,7 @@ async fn uploading_videos_a_dead_put_left_behind_are_removed(b: Backend) {
     assert!(srv
         .app_state
         .storage
-        .list(&lectern::storage::keys::video(dead))
+        .list(&lectern::storage::keys::video(lectern::types::VideoId::new(dead)))
         .await
         .unwrap()
         .is_empty());

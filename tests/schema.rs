@@ -57,78 +57,9 @@ async fn sqlite_schema(url: &str) -> Schema {
     .await
     .unwrap();
     for table in tables.into_iter().filter(|t| !is_search(t)) {
-        let mut pk: Vec<(i64, String)> = Vec::new();
-        for row in sqlx::query("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?)")
-            .bind(&table)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-        {
-            let name: String = row.get(0);
-            let pk_pos: i64 = row.get(3);
-            // A primary key is never null, whatever the declaration says (SQLite lets INTEGER
-            // PRIMARY KEY omit NOT NULL).
-            let not_null = row.get::<i64, _>(2) == 1 || pk_pos > 0;
-            s.columns
-                .entry(table.clone())
-                .or_default()
-                .insert(name.clone(), (normalise_type(row.get(1)), not_null));
-            if pk_pos > 0 {
-                pk.push((pk_pos, name));
-            }
-        }
-        pk.sort();
-        s.primary_keys.insert(table.clone(), pk.into_iter().map(|(_, n)| n).collect());
-        for row in sqlx::query("SELECT name, \"unique\", origin, partial FROM pragma_index_list(?)")
-            .bind(&table)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-        {
-            let (name, unique, origin, partial): (String, i64, String, i64) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
-            if origin == "pk" || is_search(&name) {
-                continue;
-            }
-            let cols: Vec<String> = sqlx::query(
-                "SELECT name, \"desc\" FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno",
-            )
-            .bind(&name)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| {
-                if r.get::<i64, _>(1) == 1 {
-                    format!("{} desc", r.get::<String, _>(0))
-                } else {
-                    r.get(0)
-                }
-            })
-            .collect();
-            s.indexes.insert((table.clone(), cols.join(","), unique == 1, partial == 1));
-        }
-        let mut fks: BTreeMap<i64, (Vec<String>, String, Vec<String>, String)> = BTreeMap::new();
-        for row in sqlx::query("SELECT id, \"table\", \"from\", \"to\", on_delete FROM pragma_foreign_key_list(?) ORDER BY id, seq")
-            .bind(&table)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-        {
-            let e = fks.entry(row.get(0)).or_insert_with(|| (Vec::new(), row.get(1), Vec::new(), row.get(4)));
-            e.0.push(row.get(2));
-            // `REFERENCES users` without a column means its primary key.
-            e.2.push(row.get::<Option<String>, _>(3).unwrap_or_else(|| "id".into()));
-        }
-        for (_, (from, to_table, to, on_delete)) in fks {
-            s.foreign_keys.insert((
-                table.clone(),
-                from.join(","),
-                to_table,
-                to.join(","),
-                on_delete.to_ascii_lowercase(),
-            ));
-        }
+        sqlite_columns(&mut conn, &table, &mut s).await;
+        sqlite_indexes(&mut conn, &table, &mut s).await;
+        sqlite_foreign_keys(&mut conn, &table, &mut s).await;
     }
     for row in sqlx::query("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
         .fetch_all(&mut conn)
@@ -144,6 +75,90 @@ async fn sqlite_schema(url: &str) -> Schema {
         s.triggers.insert((table, words[at].clone(), words[at + 1].clone()));
     }
     s
+}
+
+/// The columns and primary key of `table`.
+async fn sqlite_columns(conn: &mut sqlx::SqliteConnection, table: &str, s: &mut Schema) {
+    let mut pk: Vec<(i64, String)> = Vec::new();
+    for row in sqlx::query("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?)")
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap()
+    {
+        let name: String = row.get(0);
+        let pk_pos: i64 = row.get(3);
+        // A primary key is never null, whatever the declaration says (SQLite lets INTEGER
+        // PRIMARY KEY omit NOT NULL).
+        let not_null = row.get::<i64, _>(2) == 1 || pk_pos > 0;
+        s.columns
+            .entry(table.to_string())
+            .or_default()
+            .insert(name.clone(), (normalise_type(row.get(1)), not_null));
+        if pk_pos > 0 {
+            pk.push((pk_pos, name));
+        }
+    }
+    pk.sort();
+    s.primary_keys.insert(table.to_string(), pk.into_iter().map(|(_, n)| n).collect());
+}
+
+/// The indexes of `table` (but the primary key's and search's).
+async fn sqlite_indexes(conn: &mut sqlx::SqliteConnection, table: &str, s: &mut Schema) {
+    for row in sqlx::query("SELECT name, \"unique\", origin, partial FROM pragma_index_list(?)")
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap()
+    {
+        let (name, unique, origin, partial): (String, i64, String, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if origin == "pk" || is_search(&name) {
+            continue;
+        }
+        let cols: Vec<String> = sqlx::query(
+            "SELECT name, \"desc\" FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno",
+        )
+        .bind(&name)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            if r.get::<i64, _>(1) == 1 {
+                format!("{} desc", r.get::<String, _>(0))
+            } else {
+                r.get(0)
+            }
+        })
+        .collect();
+        s.indexes.insert((table.to_string(), cols.join(","), unique == 1, partial == 1));
+    }
+}
+
+/// The foreign keys of `table`.
+async fn sqlite_foreign_keys(conn: &mut sqlx::SqliteConnection, table: &str, s: &mut Schema) {
+    let mut fks: BTreeMap<i64, (Vec<String>, String, Vec<String>, String)> = BTreeMap::new();
+    for row in sqlx::query("SELECT id, \"table\", \"from\", \"to\", on_delete FROM pragma_foreign_key_list(?) ORDER BY id, seq")
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap()
+    {
+        let e = fks.entry(row.get(0)).or_insert_with(|| (Vec::new(), row.get(1), Vec::new(), row.get(4)));
+        e.0.push(row.get(2));
+        // `REFERENCES users` without a column means its primary key.
+        e.2.push(row.get::<Option<String>, _>(3).unwrap_or_else(|| "id".into()));
+    }
+    for (_, (from, to_table, to, on_delete)) in fks {
+        s.foreign_keys.insert((
+            table.to_string(),
+            from.join(","),
+            to_table,
+            to.join(","),
+            on_delete.to_ascii_lowercase(),
+        ));
+    }
 }
 
 async fn postgres_schema(url: &str) -> Schema {

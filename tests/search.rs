@@ -291,23 +291,35 @@ async fn only_admins_change_categories(b: Backend) {
     let srv = TestServer::start(b).await;
     let (student, _) = srv.new_user("student@example.com").await;
     let teacher = srv.instructor("teacher@example.com").await;
-    srv.app_state
-        .accounts
-        .create_user("admin@example.com", "password123", "Admin", lectern::accounts::Role::Admin)
-        .await
-        .unwrap();
-    let (admin, _) = srv.login("admin@example.com", "password123").await;
+    let admin = srv.admin().await;
+    let who = Who { student, teacher, admin };
+    let (music_id, piano_id) = admins_create_categories(&srv, &who).await;
+    admins_rename_and_reparent_categories(&srv, &who, music_id, piano_id).await;
+    admins_delete_categories(&srv, &who, music_id, piano_id).await;
+}
+
+/// The three kinds of caller of the category endpoints.
+struct Who {
+    student: String,
+    teacher: String,
+    admin: String,
+}
+
+/// Creating: anonymous 401, students and instructors 403, admins make a top-level category
+/// and a child of it; bad input is 422 and a taken slug 409. Answers the two ids.
+async fn admins_create_categories(srv: &TestServer, who: &Who) -> (i64, i64) {
+    let Who { student, teacher, admin } = who;
     let new_top = json!({"name": "음악", "name_en": "Music", "slug": "music"});
 
     let (status, err) = srv.post("/api/v1/categories", None, new_top.clone()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_error(&err, "missing_token");
-    for token in [&student, &teacher] {
+    for token in [student, teacher] {
         let (status, err) = srv.post("/api/v1/categories", Some(token), new_top.clone()).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_error(&err, "admins_only");
     }
-    let (status, music) = srv.post("/api/v1/categories", Some(&admin), new_top.clone()).await;
+    let (status, music) = srv.post("/api/v1/categories", Some(admin), new_top.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{music}");
     assert_eq!(
         (music["name"].as_str(), music["slug"].as_str(), &music["parent_id"]),
@@ -318,7 +330,7 @@ async fn only_admins_change_categories(b: Backend) {
     let (status, piano) = srv
         .post(
             "/api/v1/categories",
-            Some(&admin),
+            Some(admin),
             json!({"name": "피아노", "slug": "piano", "parent_id": music_id}),
         )
         .await;
@@ -329,7 +341,7 @@ async fn only_admins_change_categories(b: Backend) {
     );
     let piano_id = piano["id"].as_i64().unwrap();
 
-    let (status, err) = srv.post("/api/v1/categories", Some(&admin), new_top.clone()).await;
+    let (status, err) = srv.post("/api/v1/categories", Some(admin), new_top.clone()).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_error(&err, "slug_taken");
     let bad = [
@@ -342,22 +354,34 @@ async fn only_admins_change_categories(b: Backend) {
         (json!({"slug": "jazz"}), "invalid_body"),
     ];
     for (body, code) in bad {
-        let (status, err) = srv.post("/api/v1/categories", Some(&admin), body.clone()).await;
+        let (status, err) = srv.post("/api/v1/categories", Some(admin), body.clone()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {err}");
         assert_error(&err, code);
     }
+    (music_id, piano_id)
+}
+
+/// Renaming and moving: admins only; a taken slug is 409; a category with children cannot
+/// become a child, nor a category its own parent; an unknown one is 404.
+async fn admins_rename_and_reparent_categories(
+    srv: &TestServer,
+    who: &Who,
+    music_id: i64,
+    piano_id: i64,
+) {
+    let Who { teacher, admin, .. } = who;
 
     let piano_path = format!("/api/v1/categories/{piano_id}");
     let music_path = format!("/api/v1/categories/{music_id}");
     assert_eq!(
-        srv.call(Method::PATCH, &piano_path, Some(&teacher), Some(json!({"name": "x"}))).await.0,
+        srv.call(Method::PATCH, &piano_path, Some(teacher), Some(json!({"name": "x"}))).await.0,
         StatusCode::FORBIDDEN
     );
     let (status, renamed) = srv
         .call(
             Method::PATCH,
             &piano_path,
-            Some(&admin),
+            Some(admin),
             Some(json!({"name": "피아노 연주", "name_en": "Piano"})),
         )
         .await;
@@ -367,7 +391,7 @@ async fn only_admins_change_categories(b: Backend) {
         (Some("피아노 연주"), Some("Piano"), Some("piano"))
     );
     let (status, err) = srv
-        .call(Method::PATCH, &piano_path, Some(&admin), Some(json!({"slug": "development"})))
+        .call(Method::PATCH, &piano_path, Some(admin), Some(json!({"slug": "development"})))
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_error(&err, "slug_taken");
@@ -375,8 +399,8 @@ async fn only_admins_change_categories(b: Backend) {
         .call(
             Method::PATCH,
             &music_path,
-            Some(&admin),
-            Some(json!({"parent_id": find_id(&srv, "design").await})),
+            Some(admin),
+            Some(json!({"parent_id": find_id(srv, "design").await})),
         )
         .await;
     assert_eq!(
@@ -386,55 +410,62 @@ async fn only_admins_change_categories(b: Backend) {
     );
     assert_error(&err, "invalid_parent");
     let (status, _) = srv
-        .call(Method::PATCH, &piano_path, Some(&admin), Some(json!({"parent_id": piano_id})))
+        .call(Method::PATCH, &piano_path, Some(admin), Some(json!({"parent_id": piano_id})))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         srv.call(
             Method::PATCH,
             "/api/v1/categories/99999",
-            Some(&admin),
+            Some(admin),
             Some(json!({"name": "x"}))
         )
         .await
         .0,
         StatusCode::NOT_FOUND
     );
+}
 
+/// Deleting: a parent with children is refused (409); a child goes, and its courses become
+/// uncategorised; a childless top-level category may move under another and back, and go.
+async fn admins_delete_categories(srv: &TestServer, who: &Who, music_id: i64, piano_id: i64) {
+    let Who { student, teacher, admin } = who;
+    let piano_path = format!("/api/v1/categories/{piano_id}");
+    let music_path = format!("/api/v1/categories/{music_id}");
     // A course in the category; deleting the parent first is refused.
-    let (course, _, _) = srv.course_with_lecture(&teacher, "Chopin études").await;
+    let (course, _, _) = srv.course_with_lecture(teacher, "Chopin études").await;
     srv.call(
         Method::PATCH,
         &format!("/api/v1/courses/{course}"),
-        Some(&teacher),
+        Some(teacher),
         Some(json!({"category_id": piano_id})),
     )
     .await;
-    let (status, err) = srv.call(Method::DELETE, &music_path, Some(&admin), None).await;
+    let (status, err) = srv.call(Method::DELETE, &music_path, Some(admin), None).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_error(&err, "category_has_children");
     assert_eq!(
-        srv.call(Method::DELETE, &piano_path, Some(&student), None).await.0,
+        srv.call(Method::DELETE, &piano_path, Some(student), None).await.0,
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        srv.call(Method::DELETE, &piano_path, Some(&admin), None).await.0,
+        srv.call(Method::DELETE, &piano_path, Some(admin), None).await.0,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        srv.call(Method::DELETE, &piano_path, Some(&admin), None).await.0,
+        srv.call(Method::DELETE, &piano_path, Some(admin), None).await.0,
         StatusCode::NOT_FOUND
     );
-    let (_, page) = srv.get(&format!("/api/v1/courses/{course}"), Some(&teacher)).await;
+    let (_, page) = srv.get(&format!("/api/v1/courses/{course}"), Some(teacher)).await;
     assert_eq!(page["category_id"], Value::Null, "its courses become uncategorised");
 
     // Without children, a top-level category may move under another one, and back.
-    let design = find_id(&srv, "design").await;
+    let design = find_id(srv, "design").await;
     let (status, moved) = srv
         .call(
             Method::PATCH,
             &music_path,
-            Some(&admin),
+            Some(admin),
             Some(json!({"parent_id": design, "position": 9})),
         )
         .await;
@@ -448,10 +479,10 @@ async fn only_admins_change_categories(b: Backend) {
         "music"
     );
     let (status, back) =
-        srv.call(Method::PATCH, &music_path, Some(&admin), Some(json!({"parent_id": null}))).await;
+        srv.call(Method::PATCH, &music_path, Some(admin), Some(json!({"parent_id": null}))).await;
     assert_eq!((status, &back["parent_id"]), (StatusCode::OK, &Value::Null));
     assert_eq!(
-        srv.call(Method::DELETE, &music_path, Some(&admin), None).await.0,
+        srv.call(Method::DELETE, &music_path, Some(admin), None).await.0,
         StatusCode::NO_CONTENT
     );
     let (_, tree) = srv.get("/api/v1/categories", None).await;

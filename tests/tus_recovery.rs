@@ -13,6 +13,7 @@ use common::tus::{
 };
 use common::{assert_error, eventually, Backend, TestServer};
 use lectern::config::StorageKind;
+use lectern::types::UploadId;
 use reqwest::StatusCode;
 
 const MIB: usize = 1024 * 1024;
@@ -159,7 +160,10 @@ async fn a_completed_upload_an_older_crash_left_without_a_job_gets_one(b: Backen
         .unwrap();
     tx.commit().await.unwrap();
     // …and a tail an earlier PATCH stored just before the node died, which no row points to.
-    let orphan = lectern::storage::keys::upload_tail(&id, "0123456789abcdef0123456789abcdef");
+    let orphan = lectern::storage::keys::upload_tail(
+        &UploadId::new(id.clone()),
+        "0123456789abcdef0123456789abcdef",
+    );
     put_scratch(&srv, &orphan, vec![1u8; 1000]).await;
 
     until_queued(&srv, &t, video_id).await;
@@ -201,10 +205,13 @@ async fn scratch_objects_no_upload_points_to_are_removed(b: Backend, s: StorageK
         .await
         .unwrap();
     let tail = tail.expect("a tail is stored");
-    let orphan = lectern::storage::keys::upload_tail(&id, "11111111111111111111111111111111");
+    let orphan = lectern::storage::keys::upload_tail(
+        &UploadId::new(id.clone()),
+        "11111111111111111111111111111111",
+    );
     put_scratch(&srv, &orphan, vec![9u8; 5000]).await;
     let stray = lectern::storage::keys::upload_tail(
-        "22222222222222222222222222222222",
+        &UploadId::new("22222222222222222222222222222222"),
         "33333333333333333333333333333333",
     );
     put_scratch(&srv, &stray, vec![9u8; 5000]).await;
@@ -242,7 +249,10 @@ async fn a_patch_checks_its_offset_against_the_locked_row(b: Backend, s: Storage
     let url = create(&srv, &t, lecture, bytes.len()).await;
     let id = upload_id(&url);
     let db = srv.app_state.db.clone();
-    let tail = lectern::storage::keys::upload_tail(&id, "44444444444444444444444444444444");
+    let tail = lectern::storage::keys::upload_tail(
+        &UploadId::new(id.clone()),
+        "44444444444444444444444444444444",
+    );
     put_scratch(&srv, &tail, bytes[..320].to_vec()).await;
     let mut tx = db.pool().begin().await.unwrap();
     sqlx::query(

@@ -2,16 +2,18 @@
 
 use sqlx::{Any, Executor, FromRow};
 
+use super::Role;
 use crate::db::Db;
+use crate::types::UserId;
 
 /// A user as stored.
 #[derive(Debug, Clone, FromRow)]
 pub struct UserRow {
-    pub id: i64,
+    pub id: UserId,
     pub email: String,
     pub name: String,
     pub password_hash: String,
-    pub role: String,
+    pub role: Role,
     pub headline: String,
     pub bio: String,
     pub created_at: i64,
@@ -24,7 +26,7 @@ pub async fn insert_user(
     email: &str,
     name: &str,
     password_hash: &str,
-    role: &str,
+    role: Role,
     now: i64,
 ) -> Result<UserRow, sqlx::Error> {
     sqlx::query_as(&format!(
@@ -55,7 +57,7 @@ pub async fn user_by_email(db: &Db, email: &str) -> Result<Option<UserRow>, sqlx
 
 pub async fn user_by_id<'e>(
     exec: impl Executor<'e, Database = Any>,
-    id: i64,
+    id: UserId,
 ) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
         .bind(id)
@@ -66,7 +68,7 @@ pub async fn user_by_id<'e>(
 /// Set the given profile fields, leaving `None`s as they are.
 pub async fn update_profile(
     db: &Db,
-    id: i64,
+    id: UserId,
     name: Option<&str>,
     headline: Option<&str>,
     bio: Option<&str>,
@@ -87,7 +89,7 @@ pub async fn update_profile(
 
 pub async fn set_password_hash<'e>(
     exec: impl Executor<'e, Database = Any>,
-    id: i64,
+    id: UserId,
     hash: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -104,7 +106,7 @@ pub async fn set_password_hash<'e>(
 /// statement. `None` when there is no such user.
 pub async fn become_instructor(
     db: &Db,
-    id: i64,
+    id: UserId,
     headline: &str,
     bio: &str,
     now: i64,
@@ -124,7 +126,7 @@ pub async fn become_instructor(
 pub async fn create_session<'e>(
     exec: impl Executor<'e, Database = Any>,
     sid: &str,
-    user_id: i64,
+    user_id: UserId,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO sessions (id, user_id, created_at) VALUES ($1, $2, $3)")
@@ -159,7 +161,7 @@ pub async fn revoke_session(db: &Db, sid: &str, reason: &str, now: i64) -> Resul
 /// Revoke every live session of `user_id` except `keep`.
 pub async fn revoke_other_sessions<'e>(
     exec: impl Executor<'e, Database = Any>,
-    user_id: i64,
+    user_id: UserId,
     keep: &str,
     reason: &str,
     now: i64,
@@ -199,7 +201,7 @@ pub async fn insert_refresh_token<'e>(
 pub struct RefreshRow {
     pub id: i64,
     pub session_id: String,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub expires_at: i64,
     pub spent_at: Option<i64>,
     pub session_revoked_at: Option<i64>,

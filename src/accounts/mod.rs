@@ -12,60 +12,31 @@ pub mod ratelimit;
 pub mod routes;
 pub mod tokens;
 
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use self::db::UserRow;
 use self::tokens::{hash_refresh_token, new_refresh_token, new_session_id, AccessTokens};
 use crate::db::{is_unique_violation, now, rfc3339, Db};
 use crate::error::Error;
+use crate::types::UserId;
 
-/// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Student,
-    Instructor,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Student => "student",
-            Role::Instructor => "instructor",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "student" => Ok(Role::Student),
-            "instructor" => Ok(Role::Instructor),
-            "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role {other:?}: expected student, instructor or admin")),
-        }
+crate::vocabulary! {
+    /// What a user may do.
+    pub enum Role: "role" {
+        Student = "student",
+        Instructor = "instructor",
+        Admin = "admin",
     }
 }
 
 /// A user as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct User {
-    pub id: i64,
+    pub id: UserId,
     pub email: String,
     pub name: String,
     pub role: Role,
@@ -81,7 +52,7 @@ impl From<UserRow> for User {
             id: r.id,
             email: r.email,
             name: r.name,
-            role: r.role.parse().unwrap_or(Role::Student),
+            role: r.role,
             headline: r.headline,
             bio: r.bio,
             created_at: rfc3339(r.created_at),
@@ -216,7 +187,7 @@ pub struct Accounts {
 /// A verified caller: who they are, their role as of their token, and their session.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub role: Role,
     pub session_id: String,
 }
@@ -254,7 +225,7 @@ impl Accounts {
         check_password(password)?;
         let name = check_text("invalid_name", "name", name, 1, 100)?;
         let hash = password::hash(password.to_string()).await?;
-        match db::insert_user(&self.db, &email, &name, &hash, role.as_str(), now()).await {
+        match db::insert_user(&self.db, &email, &name, &hash, role, now()).await {
             Ok(row) => Ok(row.into()),
             Err(e) if is_unique_violation(&e) => Err(AccountError::EmailTaken),
             Err(e) => Err(e.into()),
@@ -301,9 +272,8 @@ impl Accounts {
     ) -> Result<TokenPair, AccountError> {
         let (refresh, hash) = new_refresh_token();
         db::insert_refresh_token(&mut *tx, sid, &hash, t, t + self.refresh_ttl_secs).await?;
-        let role = user.role.parse().unwrap_or(Role::Student);
         Ok(TokenPair {
-            access_token: self.tokens.issue(user.id, role, sid, t),
+            access_token: self.tokens.issue(user.id, user.role, sid, t),
             refresh_token: refresh,
             token_type: "Bearer",
             expires_in: self.tokens.ttl_secs(),
@@ -325,7 +295,7 @@ impl Accounts {
         let mut tx = self.db.pool().begin().await?;
         if row.spent_at.is_some() || !db::spend_refresh_token(&mut *tx, row.id, t).await? {
             drop(tx);
-            tracing::warn!(session = %row.session_id, user = row.user_id, "spent refresh token reused; revoking its session");
+            tracing::warn!(session = %row.session_id, user = %row.user_id, "spent refresh token reused; revoking its session");
             db::revoke_session(&self.db, &row.session_id, "refresh token reuse", t).await?;
             return Err(AccountError::BadRefreshToken(
                 "refresh token already used; the session has been revoked",
@@ -360,10 +330,12 @@ impl Accounts {
             .tokens
             .verify(bearer)
             .map_err(|e| Error::unauthenticated("invalid_token", e.to_string()))?;
-        let user_id = claims
-            .sub
-            .parse()
-            .map_err(|_| Error::unauthenticated("invalid_token", "the access token is invalid"))?;
+        let user_id = claims.sub.parse().map_err(|e| {
+            Error::unauthenticated(
+                "invalid_token",
+                format!("the access token's subject is not a user id ({e})"),
+            )
+        })?;
         if !db::session_is_active(&self.db, &claims.sid).await? {
             return Err(Error::unauthenticated(
                 "session_revoked",
@@ -373,14 +345,14 @@ impl Accounts {
         Ok(Caller { user_id, role: claims.role, session_id: claims.sid })
     }
 
-    pub async fn get(&self, user_id: i64) -> Result<User, AccountError> {
+    pub async fn get(&self, user_id: UserId) -> Result<User, AccountError> {
         Ok(db::user_by_id(self.db.pool(), user_id).await?.ok_or(AccountError::NoSuchUser)?.into())
     }
 
     /// Change the caller's own profile text.
     pub async fn update_profile(
         &self,
-        user_id: i64,
+        user_id: UserId,
         changes: ProfileChanges,
     ) -> Result<User, AccountError> {
         let name = changes
@@ -446,7 +418,7 @@ impl Accounts {
     /// Self-service promotion to instructor, with a headline and bio. Admins stay admins.
     pub async fn become_instructor(
         &self,
-        user_id: i64,
+        user_id: UserId,
         headline: &str,
         bio: &str,
     ) -> Result<User, AccountError> {

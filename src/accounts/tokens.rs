@@ -67,7 +67,7 @@ impl AccessTokens {
     }
 
     /// A new access token for `user_id` in session `sid`.
-    pub fn issue(&self, user_id: i64, role: Role, sid: &str, now: i64) -> String {
+    pub fn issue(&self, user_id: crate::types::UserId, role: Role, sid: &str, now: i64) -> String {
         let claims = AccessClaims {
             sub: user_id.to_string(),
             role,

@@ -16,13 +16,14 @@ use sqlx::AnyConnection;
 
 use crate::db::{is_unique_violation, Db};
 use crate::error::{Error, Result};
+use crate::types::CategoryId;
 
 /// A category and, for a top-level one, its children (each with `children: []`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Category {
-    pub id: i64,
+    pub id: CategoryId,
     /// Null for a top-level category.
-    pub parent_id: Option<i64>,
+    pub parent_id: Option<CategoryId>,
     /// Korean name, e.g. `개발·프로그래밍`.
     pub name: String,
     /// English name, e.g. `Development`; may be empty.
@@ -64,7 +65,7 @@ pub async fn tree(db: &Db) -> Result<Vec<Category>> {
 }
 
 /// One category with its children; 404 when there is none.
-async fn category(db: &Db, id: i64) -> Result<Category> {
+async fn category(db: &Db, id: CategoryId) -> Result<Category> {
     let mut category =
         Category::from(db::category(db.pool(), id).await?.ok_or(Error::not_found("category"))?);
     category.children =
@@ -104,7 +105,7 @@ fn position(p: i64) -> Result<i64> {
 }
 
 /// Check that `parent_id` names a top-level category (inside a transaction that has locked it).
-async fn top_level_parent(conn: &mut AnyConnection, parent_id: i64) -> Result<i64> {
+async fn top_level_parent(conn: &mut AnyConnection, parent_id: CategoryId) -> Result<CategoryId> {
     match db::category(conn, parent_id).await? {
         Some(p) if p.parent_id.is_none() => Ok(p.id),
         Some(_) => Err(Error::invalid(
@@ -129,7 +130,7 @@ pub struct CategoryInput {
     pub name_en: Option<String>,
     pub slug: String,
     /// A top-level category to put it under; none makes it top-level.
-    pub parent_id: Option<i64>,
+    pub parent_id: Option<CategoryId>,
     /// Default: after its siblings.
     pub position: Option<i64>,
 }
@@ -163,7 +164,7 @@ pub async fn create(db: &Db, caller: &Caller, input: CategoryInput) -> Result<Ca
             (None, position, db.pool().begin().await?)
         }
     };
-    let row = CategoryRow { id: 0, parent_id, name, name_en, slug, position };
+    let row = CategoryRow { id: CategoryId::new(0), parent_id, name, name_en, slug, position };
     let id = db::insert_category(&mut tx, &row).await.map_err(slug_taken)?;
     tx.commit().await?;
     category(db, id).await
@@ -175,11 +176,16 @@ pub struct CategoryPatch {
     pub name: Option<String>,
     pub name_en: Option<String>,
     pub slug: Option<String>,
-    pub parent_id: Option<Option<i64>>,
+    pub parent_id: Option<Option<CategoryId>>,
     pub position: Option<i64>,
 }
 
-pub async fn update(db: &Db, caller: &Caller, id: i64, p: CategoryPatch) -> Result<Category> {
+pub async fn update(
+    db: &Db,
+    caller: &Caller,
+    id: CategoryId,
+    p: CategoryPatch,
+) -> Result<Category> {
     require_admin(caller)?;
     let mut changes = CategoryChanges {
         name: p.name.as_deref().map(|n| text("name", n, 1, 100)).transpose()?,
@@ -196,13 +202,13 @@ pub async fn update(db: &Db, caller: &Caller, id: i64, p: CategoryPatch) -> Resu
         _ => None,
     };
     let mut tx = db.pool().begin().await?;
-    let locked: Vec<i64> = std::iter::once(id).chain(new_parent).collect();
+    let locked: Vec<CategoryId> = std::iter::once(id).chain(new_parent).collect();
     if !db::lock_categories(&mut tx, &locked).await? {
         return Err(match db::category(&mut *tx, id).await? {
             None => Error::not_found("category"),
             Some(_) => Error::invalid(
                 "invalid_parent",
-                format!("there is no category {}", new_parent.unwrap_or(0)),
+                format!("there is no category {}", new_parent.map_or(0, CategoryId::get)),
             ),
         });
     }
@@ -226,7 +232,7 @@ pub async fn update(db: &Db, caller: &Caller, id: i64, p: CategoryPatch) -> Resu
 
 /// Delete a category without children; its courses become uncategorised. A child being added
 /// meanwhile locks it too, so the check and the delete see the same children.
-pub async fn delete(db: &Db, caller: &Caller, id: i64) -> Result<()> {
+pub async fn delete(db: &Db, caller: &Caller, id: CategoryId) -> Result<()> {
     require_admin(caller)?;
     let mut tx = db.pool().begin().await?;
     if !db::lock_categories(&mut tx, &[id]).await? {

@@ -16,7 +16,7 @@ fn slot(requested: Option<i64>, count: i64) -> Result<i64> {
 /// course's order until it commits. 404 `what` when the course is gone.
 async fn curriculum_tx(
     db: &Db,
-    course_id: i64,
+    course_id: CourseId,
     what: &'static str,
 ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
     let mut tx = db.pool().begin().await?;
@@ -29,7 +29,7 @@ async fn curriculum_tx(
 pub async fn create_section(
     db: &Db,
     caller: &Caller,
-    course_id: i64,
+    course_id: CourseId,
     title: &str,
     position: Option<i64>,
 ) -> Result<Section> {
@@ -43,7 +43,7 @@ pub async fn create_section(
     Ok(Section { id, course_id, title, position: pos, lectures: vec![] })
 }
 
-async fn editable_section(db: &Db, caller: &Caller, id: i64) -> Result<SectionRow> {
+async fn editable_section(db: &Db, caller: &Caller, id: SectionId) -> Result<SectionRow> {
     let section = db::section(db.pool(), id).await?.ok_or(Error::not_found("section"))?;
     editable_course(db, caller, section.course_id).await.map_err(|e| match e {
         Error::NotFound { .. } => Error::not_found("section"),
@@ -56,7 +56,7 @@ async fn editable_section(db: &Db, caller: &Caller, id: i64) -> Result<SectionRo
 pub async fn update_section(
     db: &Db,
     caller: &Caller,
-    id: i64,
+    id: SectionId,
     title: Option<&str>,
     position: Option<i64>,
 ) -> Result<Section> {
@@ -88,7 +88,7 @@ pub async fn update_section(
     Ok(Section { id, course_id: s.course_id, title: s.title, position: s.position, lectures })
 }
 
-pub async fn delete_section(db: &Db, caller: &Caller, id: i64) -> Result<Vec<i64>> {
+pub async fn delete_section(db: &Db, caller: &Caller, id: SectionId) -> Result<Vec<VideoId>> {
     let course_id = editable_section(db, caller, id).await?.course_id;
     let videos = crate::media::db::video_ids_of_section(db, id).await?;
     let mut tx = curriculum_tx(db, course_id, "section").await?;
@@ -111,7 +111,7 @@ pub struct LectureInput {
 pub async fn create_lecture(
     db: &Db,
     caller: &Caller,
-    section_id: i64,
+    section_id: SectionId,
     input: LectureInput,
 ) -> Result<Lecture> {
     let course_id = editable_section(db, caller, section_id).await?.course_id;
@@ -142,11 +142,16 @@ pub struct LecturePatch {
     pub description: Option<String>,
     pub is_preview: Option<bool>,
     pub position: Option<i64>,
-    pub section_id: Option<i64>,
+    pub section_id: Option<SectionId>,
 }
 
 /// Change a lecture's text and/or move it, in one transaction.
-pub async fn update_lecture(db: &Db, caller: &Caller, id: i64, p: LecturePatch) -> Result<Lecture> {
+pub async fn update_lecture(
+    db: &Db,
+    caller: &Caller,
+    id: LectureId,
+    p: LecturePatch,
+) -> Result<Lecture> {
     let (_, course) = editable_lecture(db, caller, id).await?;
     let title = p.title.as_deref().map(|t| text("title", t, 1, 200)).transpose()?;
     let description =
@@ -191,7 +196,7 @@ pub async fn update_lecture(db: &Db, caller: &Caller, id: i64, p: LecturePatch) 
 }
 
 /// Delete a lecture; returns the ids of its videos, whose stored objects the caller removes.
-pub async fn delete_lecture(db: &Db, caller: &Caller, id: i64) -> Result<Vec<i64>> {
+pub async fn delete_lecture(db: &Db, caller: &Caller, id: LectureId) -> Result<Vec<VideoId>> {
     let (_, course) = editable_lecture(db, caller, id).await?;
     let videos = crate::media::db::video_ids_of_lecture(db, id).await?;
     let mut tx = curriculum_tx(db, course.id, "lecture").await?;

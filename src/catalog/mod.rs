@@ -22,22 +22,24 @@ use self::search::SearchQuery;
 use crate::accounts::{Caller, Role};
 use crate::db::{now, rfc3339, Db};
 use crate::error::{Error, Result};
+use crate::media::VideoStatus;
+use crate::types::{CategoryId, CourseId, Currency, LectureId, Money, SectionId, UserId, VideoId};
 
 pub use curriculum::*;
 
 /// The instructor of a course, as shown on it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InstructorRef {
-    pub id: i64,
+    pub id: UserId,
     pub name: String,
 }
 
 /// A lecture in a course's curriculum.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Lecture {
-    pub id: i64,
-    pub section_id: i64,
-    pub course_id: i64,
+    pub id: LectureId,
+    pub section_id: SectionId,
+    pub course_id: CourseId,
     pub title: String,
     pub description: String,
     pub position: i64,
@@ -45,10 +47,10 @@ pub struct Lecture {
     /// Measured duration of the video being played; null until one is ready.
     pub duration_seconds: Option<f64>,
     /// Status of the newest uploaded video (`uploading`, `queued`, `processing`, `ready`, `failed`), or null.
-    pub video_status: Option<String>,
+    pub video_status: Option<VideoStatus>,
     /// The newest video's id; shown to the course owner and admins only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub video_id: Option<i64>,
+    pub video_id: Option<VideoId>,
 }
 
 impl Lecture {
@@ -71,8 +73,8 @@ impl Lecture {
 /// A section with its lectures.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Section {
-    pub id: i64,
-    pub course_id: i64,
+    pub id: SectionId,
+    pub course_id: CourseId,
     pub title: String,
     pub position: i64,
     pub lectures: Vec<Lecture>,
@@ -81,14 +83,15 @@ pub struct Section {
 /// A course as a list shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CourseSummary {
-    pub id: i64,
+    pub id: CourseId,
     pub title: String,
     pub description: String,
+    /// In minor units of `currency`.
     pub price: i64,
-    pub currency: String,
-    pub level: String,
-    pub status: String,
-    pub category_id: Option<i64>,
+    pub currency: Currency,
+    pub level: Level,
+    pub status: CourseStatus,
+    pub category_id: Option<CategoryId>,
     pub instructor: InstructorRef,
     pub duration_seconds: f64,
     pub created_at: String,
@@ -133,9 +136,9 @@ pub fn can_edit(caller: &Caller, course: &CourseRow) -> bool {
 }
 
 /// The course if `caller` may see it: published, or theirs, or they are an admin. 404 otherwise.
-pub async fn visible_course(db: &Db, caller: Option<&Caller>, id: i64) -> Result<CourseRow> {
+pub async fn visible_course(db: &Db, caller: Option<&Caller>, id: CourseId) -> Result<CourseRow> {
     let course = db::course(db, id).await?.ok_or(Error::not_found("course"))?;
-    if course.status == "published" || caller.is_some_and(|c| can_edit(c, &course)) {
+    if course.status == CourseStatus::Published || caller.is_some_and(|c| can_edit(c, &course)) {
         Ok(course)
     } else {
         Err(Error::not_found("course"))
@@ -144,7 +147,7 @@ pub async fn visible_course(db: &Db, caller: Option<&Caller>, id: i64) -> Result
 
 /// The course if `caller` may change it: 404 when they cannot see it, 403 when they can but
 /// it is not theirs.
-pub async fn editable_course(db: &Db, caller: &Caller, id: i64) -> Result<CourseRow> {
+pub async fn editable_course(db: &Db, caller: &Caller, id: CourseId) -> Result<CourseRow> {
     let course = visible_course(db, Some(caller), id).await?;
     if !can_edit(caller, &course) {
         return Err(Error::denied(
@@ -160,7 +163,7 @@ pub async fn editable_course(db: &Db, caller: &Caller, id: i64) -> Result<Course
 pub async fn visible_lecture(
     db: &Db,
     caller: Option<&Caller>,
-    lecture_id: i64,
+    lecture_id: LectureId,
 ) -> Result<(LectureRow, CourseRow)> {
     let lecture = db::lecture(db.pool(), lecture_id).await?.ok_or(Error::not_found("lecture"))?;
     let course = visible_course(db, caller, lecture.course_id).await.map_err(|e| match e {
@@ -174,7 +177,7 @@ pub async fn visible_lecture(
 pub async fn editable_lecture(
     db: &Db,
     caller: &Caller,
-    lecture_id: i64,
+    lecture_id: LectureId,
 ) -> Result<(LectureRow, CourseRow)> {
     let lecture = db::lecture(db.pool(), lecture_id).await?.ok_or(Error::not_found("lecture"))?;
     let course = editable_course(db, caller, lecture.course_id).await.map_err(|e| match e {
@@ -203,16 +206,8 @@ pub fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<
     Ok(v.to_string())
 }
 
-fn currency(c: &str) -> Result<String> {
-    let c = c.trim().to_ascii_uppercase();
-    if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) {
-        Ok(c)
-    } else {
-        Err(Error::invalid(
-            "invalid_currency",
-            "currency must be a three-letter ISO 4217 code such as KRW or USD",
-        ))
-    }
+fn currency(c: &str) -> Result<Currency> {
+    Currency::lenient(c).map_err(|e| Error::invalid("invalid_currency", e.to_string()))
 }
 
 fn price(p: i64) -> Result<i64> {
@@ -223,17 +218,29 @@ fn price(p: i64) -> Result<i64> {
     }
 }
 
-const LEVELS: &[&str] = &["all", "beginner", "intermediate", "advanced"];
-
-fn level(l: &str) -> Result<String> {
-    if LEVELS.contains(&l) {
-        Ok(l.to_string())
-    } else {
-        Err(Error::invalid("invalid_level", format!("level must be one of {}", LEVELS.join(", "))))
+crate::vocabulary! {
+    /// Whether a course is on sale and visible to everyone.
+    pub enum CourseStatus: "course status" {
+        Draft = "draft",
+        Published = "published",
     }
 }
 
-async fn category(db: &Db, id: Option<i64>) -> Result<Option<i64>> {
+crate::vocabulary! {
+    /// Who a course is for.
+    pub enum Level: "level" {
+        All = "all",
+        Beginner = "beginner",
+        Intermediate = "intermediate",
+        Advanced = "advanced",
+    }
+}
+
+fn level(l: &str) -> Result<Level> {
+    l.parse().map_err(|e: crate::types::UnknownWord| Error::invalid("invalid_level", e.to_string()))
+}
+
+async fn category(db: &Db, id: Option<CategoryId>) -> Result<Option<CategoryId>> {
     match id {
         Some(id) if !db::category_exists(db, id).await? => {
             Err(Error::invalid("unknown_category", format!("there is no category {id}")))
@@ -248,7 +255,7 @@ pub struct CourseInput {
     pub description: Option<String>,
     pub price: i64,
     pub currency: Option<String>,
-    pub category_id: Option<i64>,
+    pub category_id: Option<CategoryId>,
     pub level: Option<String>,
 }
 
@@ -261,24 +268,23 @@ pub async fn create_course(db: &Db, caller: &Caller, input: CourseInput) -> Resu
     }
     let title = text("title", &input.title, 1, 200)?;
     let description = text("description", input.description.as_deref().unwrap_or(""), 0, 20_000)?;
-    let currency = currency(input.currency.as_deref().unwrap_or("KRW"))?;
-    let level = level(input.level.as_deref().unwrap_or("all"))?;
+    let currency = input.currency.as_deref().map(currency).transpose()?.unwrap_or(Currency::KRW);
+    let level = input.level.as_deref().map(level).transpose()?.unwrap_or(Level::All);
     let category_id = category(db, input.category_id).await?;
     let new = NewCourse {
         instructor_id: caller.user_id,
         category_id,
         title: &title,
         description: &description,
-        price: price(input.price)?,
-        currency: &currency,
-        level: &level,
+        price: Money::new(price(input.price)?, currency),
+        level,
     };
     let id = db::insert_course(db, &new, now()).await?;
     course_detail(db, Some(caller), id).await
 }
 
 /// The course page as `caller` may see it.
-pub async fn course_detail(db: &Db, caller: Option<&Caller>, id: i64) -> Result<CourseDetail> {
+pub async fn course_detail(db: &Db, caller: Option<&Caller>, id: CourseId) -> Result<CourseDetail> {
     let course = visible_course(db, caller, id).await?;
     let privileged = caller.is_some_and(|c| can_edit(c, &course));
     let lectures = db::lectures_of_course(db, id).await?;
@@ -325,13 +331,13 @@ pub struct CoursePatch {
     pub price: Option<i64>,
     pub currency: Option<String>,
     pub level: Option<String>,
-    pub category_id: Option<Option<i64>>,
+    pub category_id: Option<Option<CategoryId>>,
 }
 
 pub async fn update_course(
     db: &Db,
     caller: &Caller,
-    id: i64,
+    id: CourseId,
     p: CoursePatch,
 ) -> Result<CourseDetail> {
     editable_course(db, caller, id).await?;
@@ -356,7 +362,7 @@ pub async fn update_course(
 
 /// Publish: needs at least one lecture. Checked in the statement that publishes, under the
 /// course's lock, so a lecture deleted meanwhile cannot leave an empty course published.
-pub async fn publish_course(db: &Db, caller: &Caller, id: i64) -> Result<CourseDetail> {
+pub async fn publish_course(db: &Db, caller: &Caller, id: CourseId) -> Result<CourseDetail> {
     editable_course(db, caller, id).await?;
     let mut tx = db.pool().begin().await?;
     if !db::lock_course(&mut tx, id).await? {
@@ -375,7 +381,7 @@ pub async fn publish_course(db: &Db, caller: &Caller, id: i64) -> Result<CourseD
 /// Delete a course. One that students are enrolled in cannot be deleted (409): counted under
 /// the course's lock, just before the delete. Returns the ids of its videos, whose stored
 /// objects the caller removes.
-pub async fn delete_course(db: &Db, caller: &Caller, id: i64) -> Result<Vec<i64>> {
+pub async fn delete_course(db: &Db, caller: &Caller, id: CourseId) -> Result<Vec<VideoId>> {
     editable_course(db, caller, id).await?;
     let videos = crate::media::db::video_ids_of_course(db, id).await?;
     let mut tx = db.pool().begin().await?;
@@ -400,7 +406,7 @@ pub async fn list_courses(
     page: i64,
     per_page: i64,
     sort: Option<&str>,
-    category: Option<i64>,
+    category: Option<CategoryId>,
     q: Option<&str>,
 ) -> Result<(Vec<CourseSummary>, i64)> {
     let search = q.map(SearchQuery::parse).transpose()?.flatten();

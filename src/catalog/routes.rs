@@ -1,5 +1,6 @@
 //! HTTP handlers for courses, sections and lectures.
 
+use crate::types::{CategoryId, CourseId, LectureId, SectionId};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
@@ -46,7 +47,7 @@ pub struct ListParams {
     /// a whole word or part of one (`rust` finds "Rustacean", `동영상` finds "동영상을").
     pub q: Option<String>,
     /// Category id; a top-level category includes its children.
-    pub category: Option<i64>,
+    pub category: Option<CategoryId>,
     /// `newest`, `popular`, `rating`, `price_asc`, `price_desc`, `relevance`. Default:
     /// `relevance` with `q` (title matches first), `newest` without.
     pub sort: Option<String>,
@@ -77,7 +78,7 @@ pub struct CreateCourse {
     pub price: i64,
     /// ISO 4217; default KRW.
     pub currency: Option<String>,
-    pub category_id: Option<i64>,
+    pub category_id: Option<CategoryId>,
     /// `all` (default), `beginner`, `intermediate`, `advanced`.
     pub level: Option<String>,
 }
@@ -107,7 +108,7 @@ pub async fn create_course(
 pub async fn get_course(
     State(st): State<AppState>,
     caller: Option<Auth>,
-    Path(id): Path<i64>,
+    Path(id): Path<CourseId>,
 ) -> ApiResult<axum::Json<CourseDetail>> {
     Ok(axum::Json(super::course_detail(&st.db, caller.as_ref().map(|a| &a.0), id).await?))
 }
@@ -123,12 +124,14 @@ pub struct UpdateCourse {
     /// A category id, or null to clear it.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>)]
-    pub category_id: Option<Option<i64>>,
+    pub category_id: Option<Option<CategoryId>>,
 }
 
 /// Distinguish an absent field (`None`) from an explicit null (`Some(None)`).
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-    Option::<i64>::deserialize(d).map(Some)
+fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[utoipa::path(patch, path = "/api/v1/courses/{course_id}", tag = "catalog", request_body = UpdateCourse,
@@ -137,7 +140,7 @@ fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option
 pub async fn update_course(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<CourseId>,
     Json(req): Json<UpdateCourse>,
 ) -> ApiResult<axum::Json<CourseDetail>> {
     let patch = CoursePatch {
@@ -157,7 +160,7 @@ pub async fn update_course(
 pub async fn delete_course(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<CourseId>,
 ) -> ApiResult<StatusCode> {
     let videos = super::delete_course(&st.db, &caller, id).await?;
     crate::media::forget_video_objects(&st.db, &st.storage, videos);
@@ -170,7 +173,7 @@ pub async fn delete_course(
 pub async fn publish_course(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<CourseId>,
 ) -> ApiResult<axum::Json<CourseDetail>> {
     Ok(axum::Json(super::publish_course(&st.db, &caller, id).await?))
 }
@@ -187,7 +190,7 @@ pub struct CreateSection {
 pub async fn create_section(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(course_id): Path<i64>,
+    Path(course_id): Path<CourseId>,
     Json(req): Json<CreateSection>,
 ) -> ApiResult<(StatusCode, axum::Json<Section>)> {
     let s = super::create_section(&st.db, &caller, course_id, &req.title, req.position).await?;
@@ -206,7 +209,7 @@ pub struct UpdateSection {
 pub async fn update_section(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<SectionId>,
     Json(req): Json<UpdateSection>,
 ) -> ApiResult<axum::Json<Section>> {
     Ok(axum::Json(
@@ -219,7 +222,7 @@ pub async fn update_section(
 pub async fn delete_section(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<SectionId>,
 ) -> ApiResult<StatusCode> {
     let videos = super::delete_section(&st.db, &caller, id).await?;
     crate::media::forget_video_objects(&st.db, &st.storage, videos);
@@ -241,7 +244,7 @@ pub struct CreateLecture {
 pub async fn create_lecture(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(section_id): Path<i64>,
+    Path(section_id): Path<SectionId>,
     Json(req): Json<CreateLecture>,
 ) -> ApiResult<(StatusCode, axum::Json<Lecture>)> {
     let input = LectureInput {
@@ -263,7 +266,7 @@ pub struct UpdateLecture {
     pub is_preview: Option<bool>,
     pub position: Option<i64>,
     /// Move to another section of the same course.
-    pub section_id: Option<i64>,
+    pub section_id: Option<SectionId>,
 }
 
 #[utoipa::path(patch, path = "/api/v1/lectures/{lecture_id}", tag = "catalog", request_body = UpdateLecture,
@@ -271,7 +274,7 @@ pub struct UpdateLecture {
 pub async fn update_lecture(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<LectureId>,
     Json(req): Json<UpdateLecture>,
 ) -> ApiResult<axum::Json<Lecture>> {
     let patch = LecturePatch {
@@ -289,7 +292,7 @@ pub async fn update_lecture(
 pub async fn delete_lecture(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<LectureId>,
 ) -> ApiResult<StatusCode> {
     let videos = super::delete_lecture(&st.db, &caller, id).await?;
     crate::media::forget_video_objects(&st.db, &st.storage, videos);
@@ -312,7 +315,7 @@ pub struct CreateCategory {
     /// Unique; lowercase ASCII letters, digits and hyphens.
     pub slug: String,
     /// A top-level category to put this one under.
-    pub parent_id: Option<i64>,
+    pub parent_id: Option<CategoryId>,
     /// Sort key among siblings; default: last.
     pub position: Option<i64>,
 }
@@ -345,7 +348,7 @@ pub struct UpdateCategory {
     /// A top-level category, or null to make this one top-level.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>)]
-    pub parent_id: Option<Option<i64>>,
+    pub parent_id: Option<Option<CategoryId>>,
     pub position: Option<i64>,
 }
 
@@ -357,7 +360,7 @@ pub struct UpdateCategory {
 pub async fn update_category(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<CategoryId>,
     Json(req): Json<UpdateCategory>,
 ) -> ApiResult<axum::Json<Category>> {
     let patch = CategoryPatch {
@@ -377,7 +380,7 @@ pub async fn update_category(
 pub async fn delete_category(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<CategoryId>,
 ) -> ApiResult<StatusCode> {
     super::categories::delete(&st.db, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,5 +1,6 @@
 //! The cart: courses a buyer means to order, shown at their current titles and prices.
 
+use crate::types::{CourseId, Currency};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -12,11 +13,11 @@ use crate::error::{Error, Result};
 /// A course in the cart, at its current title and price.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CartItem {
-    pub course_id: i64,
+    pub course_id: CourseId,
     pub title: String,
     /// Minor units of `currency`.
     pub price: i64,
-    pub currency: String,
+    pub currency: Currency,
     pub added_at: String,
 }
 
@@ -28,12 +29,12 @@ pub struct Cart {
     /// Sum of the prices, in minor units of `currency` (0 for an empty cart).
     pub total: i64,
     /// The cart's one currency; null when the cart is empty.
-    pub currency: Option<String>,
+    pub currency: Option<Currency>,
 }
 
 impl From<Vec<CartRow>> for Cart {
     fn from(rows: Vec<CartRow>) -> Cart {
-        let currency = rows.first().map(|r| r.currency.clone());
+        let currency = rows.first().map(|r| r.currency);
         let total = rows.iter().map(|r| r.price).sum();
         let items = rows
             .into_iter()
@@ -55,7 +56,7 @@ pub async fn cart(db: &Db, caller: &Caller) -> Result<Cart> {
 
 /// Put a course in the cart: it must be purchasable by the caller, not in the cart yet (409
 /// `already_in_cart`), and in the currency of what is there (409 `mixed_currencies`).
-pub async fn add(db: &Db, caller: &Caller, course_id: i64) -> Result<Cart> {
+pub async fn add(db: &Db, caller: &Caller, course_id: CourseId) -> Result<Cart> {
     let course = purchasable_course(db, caller, course_id).await?;
     let lines = db::cart(db, caller.user_id).await?;
     if lines.iter().any(|l| l.course_id == course_id) {
@@ -82,7 +83,7 @@ fn already_in_cart() -> Error {
 }
 
 /// Take a course out of the cart (404 when it is not there).
-pub async fn remove(db: &Db, caller: &Caller, course_id: i64) -> Result<()> {
+pub async fn remove(db: &Db, caller: &Caller, course_id: CourseId) -> Result<()> {
     if db::remove_from_cart(db, caller.user_id, course_id).await? {
         Ok(())
     } else {

@@ -10,19 +10,20 @@ use utoipa::ToSchema;
 
 use super::db::{self, SalesScope};
 use crate::accounts::{Caller, Role};
+use crate::catalog::CourseStatus;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::learning::progress::course_engagement;
+use crate::types::{CourseId, Currency};
 
 /// One course's figures.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CourseFigures {
-    pub course_id: i64,
+    pub course_id: CourseId,
     pub title: String,
-    /// `draft` or `published`.
-    pub status: String,
+    pub status: CourseStatus,
     /// The course's currency; the money fields below are in its minor units.
-    pub currency: String,
+    pub currency: Currency,
     /// Net revenue: `gross_revenue - refunded_amount`.
     pub revenue: i64,
     /// Prices of the course in orders paid in the range.
@@ -46,7 +47,7 @@ pub struct CourseFigures {
 /// Money over all the courses in one order currency.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CurrencyTotals {
-    pub currency: String,
+    pub currency: Currency,
     /// Net revenue: `gross_revenue - refunded_amount`, in minor units.
     pub revenue: i64,
     pub gross_revenue: i64,
@@ -64,7 +65,7 @@ pub struct DashboardTotals {
     /// currency; null otherwise (see `by_currency`).
     pub revenue: Option<i64>,
     /// The one currency of all the courses and sales; null when there are several (or none).
-    pub currency: Option<String>,
+    pub currency: Option<Currency>,
     /// Distinct orders paid in the range.
     pub paid_orders: i64,
     /// Distinct orders refunded in the range.
@@ -90,8 +91,8 @@ pub struct Dashboard {
 }
 
 fn day(field: &str, value: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
-        Error::malformed("invalid_date", format!("{field} must be a date such as 2025-03-01"))
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|e| {
+        Error::malformed("invalid_date", format!("{field} must be a date such as 2025-03-01 ({e})"))
     })
 }
 
@@ -127,7 +128,36 @@ pub async fn dashboard(
     }
     let start = from.map(midnight).unwrap_or(i64::MIN);
     let end = to.map(|t| t.succ_opt().map(midnight).unwrap_or(i64::MAX)).unwrap_or(i64::MAX);
+    let courses = course_figures(db, scope, start, end).await?;
+    let by_currency = db::sales_by_currency(db, scope, start, end)
+        .await?
+        .into_iter()
+        .filter(|c| c.paid_orders > 0 || c.refunds > 0)
+        .map(|c| CurrencyTotals {
+            revenue: c.gross_revenue - c.refunded_amount,
+            currency: c.currency,
+            gross_revenue: c.gross_revenue,
+            refunded_amount: c.refunded_amount,
+            paid_orders: c.paid_orders,
+            refunds: c.refunds,
+        })
+        .collect::<Vec<_>>();
+    let totals = totals(&courses, by_currency);
+    Ok(Dashboard {
+        from: from.map(|d| d.to_string()),
+        to: to.map(|d| d.to_string()),
+        courses,
+        totals,
+    })
+}
 
+/// Each course's figures for sales in `[start, end)`.
+async fn course_figures(
+    db: &Db,
+    scope: SalesScope,
+    start: i64,
+    end: i64,
+) -> Result<Vec<CourseFigures>> {
     let mut courses = Vec::new();
     for row in db::course_sales(db, scope, start, end).await? {
         let (watch_seconds, completed_students) = course_engagement(db, row.course_id).await?;
@@ -151,32 +181,22 @@ pub async fn dashboard(
             completed_students,
         });
     }
-    let by_currency = db::sales_by_currency(db, scope, start, end)
-        .await?
-        .into_iter()
-        .filter(|c| c.paid_orders > 0 || c.refunds > 0)
-        .map(|c| CurrencyTotals {
-            revenue: c.gross_revenue - c.refunded_amount,
-            currency: c.currency,
-            gross_revenue: c.gross_revenue,
-            refunded_amount: c.refunded_amount,
-            paid_orders: c.paid_orders,
-            refunds: c.refunds,
-        })
-        .collect::<Vec<_>>();
-    let mut currencies: Vec<&str> = courses
-        .iter()
-        .map(|c| c.currency.as_str())
-        .chain(by_currency.iter().map(|c| c.currency.as_str()))
-        .collect();
+    Ok(courses)
+}
+
+/// The sums over `courses` and the money per currency; one `revenue` only when courses and
+/// sales are all in one currency.
+fn totals(courses: &[CourseFigures], by_currency: Vec<CurrencyTotals>) -> DashboardTotals {
+    let mut currencies: Vec<Currency> =
+        courses.iter().map(|c| c.currency).chain(by_currency.iter().map(|c| c.currency)).collect();
     currencies.sort_unstable();
     currencies.dedup();
     let currency = match currencies.as_slice() {
-        [one] => Some(one.to_string()),
+        [one] => Some(*one),
         _ => None,
     };
-    let totals = DashboardTotals {
-        revenue: currency.as_ref().map(|_| by_currency.iter().map(|c| c.revenue).sum()),
+    DashboardTotals {
+        revenue: currency.map(|_| by_currency.iter().map(|c| c.revenue).sum()),
         currency,
         paid_orders: by_currency.iter().map(|c| c.paid_orders).sum(),
         refunds: by_currency.iter().map(|c| c.refunds).sum(),
@@ -185,11 +205,5 @@ pub async fn dashboard(
         watch_seconds: courses.iter().map(|c| c.watch_seconds).sum(),
         completed_students: courses.iter().map(|c| c.completed_students).sum(),
         by_currency,
-    };
-    Ok(Dashboard {
-        from: from.map(|d| d.to_string()),
-        to: to.map(|d| d.to_string()),
-        courses,
-        totals,
-    })
+    }
 }

@@ -61,6 +61,7 @@ pub mod reconcile;
 pub mod refunds;
 pub mod routes;
 
+use crate::types::{CourseId, UserId};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -121,13 +122,17 @@ impl Payments {
 
 /// The course if `caller` may buy it: it exists and is published (404), is not theirs (403)
 /// and they are not enrolled in it (409).
-pub async fn purchasable_course(db: &Db, caller: &Caller, course_id: i64) -> Result<CourseRow> {
+pub async fn purchasable_course(
+    db: &Db,
+    caller: &Caller,
+    course_id: CourseId,
+) -> Result<CourseRow> {
     let course =
         crate::catalog::db::course(db, course_id).await?.ok_or(Error::not_found("course"))?;
     if course.instructor_id == caller.user_id {
         return Err(Error::denied("own_course", "an instructor cannot buy their own course"));
     }
-    if course.status != "published" {
+    if course.status != crate::catalog::CourseStatus::Published {
         return Err(Error::not_found("course"));
     }
     if crate::learning::is_enrolled(db, caller.user_id, course_id).await? {
@@ -145,7 +150,7 @@ pub async fn purchasable_course(db: &Db, caller: &Caller, course_id: i64) -> Res
 /// dies leaves it to its lease.
 async fn with_payment_lock<T>(
     db: &Db,
-    user_id: i64,
+    user_id: UserId,
     lease: Duration,
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
@@ -161,7 +166,7 @@ async fn with_payment_lock<T>(
 /// when someone else held it all that time.
 async fn hold_payment_lock<T>(
     db: &Db,
-    user_id: i64,
+    user_id: UserId,
     lease: Duration,
     patience: Duration,
     work: impl Future<Output = Result<T>>,
@@ -188,13 +193,13 @@ async fn hold_payment_lock<T>(
             result = &mut work => break result,
             _ = heartbeat.tick() => {
                 if let Err(e) = db::renew_lock(db, user_id, &holder, now() + lease_secs).await {
-                    tracing::warn!(user_id, error = %e, "could not renew a payment lock");
+                    tracing::warn!(%user_id, error = %e, "could not renew a payment lock");
                 }
             }
         }
     };
     if let Err(e) = db::unlock(db, user_id, &holder).await {
-        tracing::warn!(user_id, error = %e, "could not release a payment lock; it expires on its own");
+        tracing::warn!(%user_id, error = %e, "could not release a payment lock; it expires on its own");
     }
     match result {
         Ok(answer) => answer.map(Some),

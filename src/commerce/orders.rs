@@ -6,48 +6,24 @@ use utoipa::ToSchema;
 
 use std::sync::Arc;
 
-use super::db::{self, IntentKind, Movement, NewIntent, NewOrder, OrderItemRow, OrderRow};
-use super::payments::{Charge, PaymentError};
+use super::db::{
+    self, IntentKind, Movement, NewIntent, NewOrder, OrderItemRow, OrderLine, OrderRow, OrderStatus,
+};
+use super::payments::{Charge, PaymentError, ProviderName};
 use super::reconcile::{self, Settled};
 use super::{purchasable_course, with_payment_lock, Payments};
 use crate::accounts::Caller;
 use crate::db::{is_unique_violation, now, rfc3339, Db};
 use crate::error::{Error, Result};
+use crate::types::{CourseId, Currency, Money, OrderId};
 
 /// Most courses one order may hold.
 const MAX_ITEMS: usize = 100;
 
-/// Where an order is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum OrderStatus {
-    /// Placed, not paid yet; may be confirmed (again, after a declined payment).
-    Pending,
-    /// Paid; the buyer is enrolled.
-    Paid,
-    /// Paid and refunded; the enrollments are revoked.
-    Refunded,
-}
-
-impl OrderStatus {
-    /// The status of a stored order.
-    pub fn of(row: &OrderRow) -> Result<OrderStatus> {
-        match row.status.as_str() {
-            "pending" => Ok(OrderStatus::Pending),
-            "paid" => Ok(OrderStatus::Paid),
-            "refunded" => Ok(OrderStatus::Refunded),
-            other => Err(Error::internal(anyhow::anyhow!(
-                "order {} has the unknown status {other:?}",
-                row.id
-            ))),
-        }
-    }
-}
-
 /// A line of an order, as it was when the order was placed.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderItem {
-    pub course_id: i64,
+    pub course_id: CourseId,
     /// The course's title when ordered.
     pub title: String,
     /// The course's price when ordered, in minor units of the order's currency.
@@ -57,31 +33,31 @@ pub struct OrderItem {
 /// An order.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Order {
-    pub id: i64,
+    pub id: OrderId,
     pub status: OrderStatus,
     /// Sum of the items' prices, in minor units of `currency`.
     pub amount: i64,
-    pub currency: String,
+    pub currency: Currency,
     pub items: Vec<OrderItem>,
     /// The order id to give the payment provider's checkout (Toss Payments: `orderId`).
     #[schema(example = "lectern-3f0c9d2e6b7a4c1d8e5f6a7b8c9d0e1f")]
     pub payment_order_id: String,
     /// The provider that took the payment (`dev`, `toss`); null for free orders and until paid.
-    pub payment_provider: Option<String>,
+    pub payment_provider: Option<ProviderName>,
     pub created_at: String,
     pub paid_at: Option<String>,
     pub refunded_at: Option<String>,
     /// A payment operation sent to the provider whose outcome is not known yet: `confirming`
     /// (the order stays `pending` until the provider's answer is in) or `refunding` (it stays
     /// `paid`). Null when nothing is in flight.
-    #[schema(value_type = Option<String>, example = "confirming")]
-    pub payment_intent: Option<&'static str>,
+    #[schema(example = "confirming")]
+    pub payment_intent: Option<IntentKind>,
 }
 
 /// An order, its lines and the kind of its payment intent (if any) as the API shows them.
 pub fn view(row: OrderRow, items: Vec<OrderItemRow>, intent: Option<IntentKind>) -> Result<Order> {
     Ok(Order {
-        status: OrderStatus::of(&row)?,
+        status: row.status,
         id: row.id,
         amount: row.amount,
         currency: row.currency,
@@ -94,19 +70,19 @@ pub fn view(row: OrderRow, items: Vec<OrderItemRow>, intent: Option<IntentKind>)
         created_at: rfc3339(row.created_at),
         paid_at: row.paid_at.map(rfc3339),
         refunded_at: row.refunded_at.map(rfc3339),
-        payment_intent: intent.map(IntentKind::as_str),
+        payment_intent: intent,
     })
 }
 
 /// The stored order `row` with its lines, as the API shows it.
 pub async fn show(db: &Db, row: OrderRow) -> Result<Order> {
     let items = db::items_of(db, row.id).await?;
-    let intent = db::intent(db, row.id).await?.map(|i| IntentKind::parse(&i.kind)).transpose()?;
+    let intent = db::intent(db, row.id).await?.map(|i| i.kind);
     view(row, items, intent)
 }
 
 /// The order if `caller` may see it: its buyer or an admin. 404 for anyone else.
-pub async fn visible_order(db: &Db, caller: &Caller, id: i64) -> Result<OrderRow> {
+pub async fn visible_order(db: &Db, caller: &Caller, id: OrderId) -> Result<OrderRow> {
     match db::order(db, id).await? {
         Some(o) if o.user_id == caller.user_id || caller.is_admin() => Ok(o),
         _ => Err(Error::not_found("order")),
@@ -114,7 +90,7 @@ pub async fn visible_order(db: &Db, caller: &Caller, id: i64) -> Result<OrderRow
 }
 
 /// The order if `caller` bought it. 404 for anyone else.
-async fn own_order(db: &Db, caller: &Caller, id: i64) -> Result<OrderRow> {
+async fn own_order(db: &Db, caller: &Caller, id: OrderId) -> Result<OrderRow> {
     match db::order(db, id).await? {
         Some(o) if o.user_id == caller.user_id => Ok(o),
         _ => Err(Error::not_found("order")),
@@ -124,7 +100,7 @@ async fn own_order(db: &Db, caller: &Caller, id: i64) -> Result<OrderRow> {
 /// What a buyer asks to order.
 pub struct PlaceOrder {
     /// The courses; `None` means the cart's.
-    pub course_ids: Option<Vec<i64>>,
+    pub course_ids: Option<Vec<CourseId>>,
     /// The `Idempotency-Key` header, if sent.
     pub idempotency_key: Option<String>,
 }
@@ -146,7 +122,7 @@ pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> Result<(Order, 
         }
         Some(ids) => ids,
         None => {
-            let ids: Vec<i64> =
+            let ids: Vec<CourseId> =
                 db::cart(db, caller.user_id).await?.into_iter().map(|l| l.course_id).collect();
             if ids.is_empty() {
                 return Err(Error::invalid(
@@ -163,31 +139,11 @@ pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> Result<(Order, 
             format!("an order holds at most {MAX_ITEMS} courses"),
         ));
     }
-    let mut items = Vec::with_capacity(course_ids.len());
-    let mut currency: Option<String> = None;
-    for id in course_ids {
-        let course = purchasable_course(db, caller, id).await?;
-        match &currency {
-            Some(c) if *c != course.currency => {
-                return Err(Error::invalid(
-                    "mixed_currencies",
-                    format!(
-                        "an order is paid in one currency; it holds {c} and {} courses",
-                        course.currency
-                    ),
-                ))
-            }
-            Some(_) => {}
-            None => currency = Some(course.currency.clone()),
-        }
-        items.push((course.id, course.title, course.price));
-    }
-    let currency = currency.unwrap_or_default();
+    let (items, total) = order_lines(db, caller, course_ids).await?;
     let payment_order_id = format!("lectern-{}", uuid::Uuid::new_v4().simple());
     let new = NewOrder {
         user_id: caller.user_id,
-        amount: items.iter().map(|i| i.2).sum(),
-        currency: &currency,
+        total,
         payment_order_id: &payment_order_id,
         idempotency_key: key,
         request_hash: &fingerprint,
@@ -216,6 +172,38 @@ pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> Result<(Order, 
     }
 }
 
+/// The lines of an order for `course_ids` (each purchasable by `caller`) and their total, in
+/// the one currency they all share.
+async fn order_lines(
+    db: &Db,
+    caller: &Caller,
+    course_ids: Vec<CourseId>,
+) -> Result<(Vec<OrderLine>, Money)> {
+    let mut lines = Vec::with_capacity(course_ids.len());
+    let mut total: Option<Money> = None;
+    for id in course_ids {
+        let course = purchasable_course(db, caller, id).await?;
+        let price = course.price();
+        total = Some(match total {
+            None => price,
+            Some(sum) if sum.currency != price.currency => {
+                return Err(Error::invalid(
+                    "mixed_currencies",
+                    format!(
+                        "an order is paid in one currency; it holds {} and {} courses",
+                        sum.currency, price.currency
+                    ),
+                ))
+            }
+            Some(sum) => sum.checked_add(price).ok_or_else(|| {
+                Error::invalid("order_too_large", "the order's total is too large")
+            })?,
+        });
+        lines.push(OrderLine { course_id: course.id, title: course.title, price: price.amount });
+    }
+    Ok((lines, total.unwrap_or(Money::zero(Currency::KRW))))
+}
+
 /// Answer an earlier request's order again, if the request was the same.
 async fn replay(db: &Db, earlier: OrderRow, fingerprint: &str) -> Result<(Order, bool)> {
     if earlier.request_hash != fingerprint {
@@ -240,27 +228,27 @@ fn idempotency_key(key: &str) -> Result<&str> {
 }
 
 /// `ids` without repeats, in their first order.
-fn distinct(ids: &[i64]) -> Vec<i64> {
+fn distinct(ids: &[CourseId]) -> Vec<CourseId> {
     let mut seen = std::collections::HashSet::new();
     ids.iter().copied().filter(|id| seen.insert(*id)).collect()
 }
 
 /// What an order request asked for, independent of order and repeats: "the cart", or a set of
 /// courses. Two requests under one idempotency key must agree on it.
-fn fingerprint(course_ids: Option<&[i64]>) -> String {
+fn fingerprint(course_ids: Option<&[CourseId]>) -> String {
     let text = match course_ids {
         None => "cart".to_string(),
         Some(ids) => {
             let mut ids = ids.to_vec();
             ids.sort_unstable();
-            format!("courses:{}", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
+            format!("courses:{}", ids.iter().map(CourseId::to_string).collect::<Vec<_>>().join(","))
         }
     };
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// One order of the caller's.
-pub async fn get(db: &Db, caller: &Caller, id: i64) -> Result<Order> {
+pub async fn get(db: &Db, caller: &Caller, id: OrderId) -> Result<Order> {
     let row = visible_order(db, caller, id).await?;
     show(db, row).await
 }
@@ -279,11 +267,7 @@ pub async fn list_mine(
         .into_iter()
         .map(|row| {
             let mine = items.iter().filter(|i| i.order_id == row.id).cloned().collect();
-            let intent = intents
-                .iter()
-                .find(|i| i.order_id == row.id)
-                .map(|i| IntentKind::parse(&i.kind))
-                .transpose()?;
+            let intent = intents.iter().find(|i| i.order_id == row.id).map(|i| i.kind);
             view(row, mine, intent)
         })
         .collect::<Result<Vec<_>>>()?;
@@ -306,7 +290,7 @@ pub async fn confirm(
     db: &Db,
     payments: &Arc<Payments>,
     caller: &Caller,
-    id: i64,
+    id: OrderId,
     req: Confirm,
 ) -> Result<Order> {
     let order = own_order(db, caller, id).await?;
@@ -325,7 +309,7 @@ pub async fn confirm(
             ),
         ));
     }
-    match OrderStatus::of(&order)? {
+    match order.status {
         OrderStatus::Paid => return show(db, order).await,
         OrderStatus::Refunded => return Err(refunded()),
         OrderStatus::Pending => {}
@@ -335,7 +319,7 @@ pub async fn confirm(
     } else {
         Some(checked_payment_key(req.payment_key.as_deref())?.to_string())
     };
-    if payment_key.is_some() && !payments.provider.supports_currency(&order.currency) {
+    if payment_key.is_some() && !payments.provider.supports_currency(order.currency) {
         return Err(Error::invalid(
             "unsupported_currency",
             format!(
@@ -360,7 +344,12 @@ pub async fn confirm(
 }
 
 /// The part of [`confirm`] done under the buyer's payment lock.
-async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>) -> Result<Order> {
+async fn settle(
+    db: &Db,
+    payments: &Payments,
+    id: OrderId,
+    payment_key: Option<&str>,
+) -> Result<Order> {
     // An intent left by an earlier confirmation that lost its answer: find out what happened
     // before anything else is sent.
     if let Some(intent) = db::intent(db, id).await? {
@@ -370,13 +359,28 @@ async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>
     }
     // Read again: a racing confirmation may have finished while we waited for the lock.
     let order = db::order(db, id).await?.ok_or(Error::not_found("order"))?;
-    match OrderStatus::of(&order)? {
+    match order.status {
         OrderStatus::Paid => return show(db, order).await,
         OrderStatus::Refunded => return Err(refunded()),
         OrderStatus::Pending => {}
     }
     let items = db::items_of(db, id).await?;
-    for item in &items {
+    still_purchasable(db, &order, &items).await?;
+    let Some(key) = payment_key else {
+        // A free order: nothing to take.
+        if !db::mark_paid(db, &order, None, now()).await? {
+            return Err(Error::internal(anyhow::anyhow!(
+                "order {id} stopped being pending while its buyer's payment lock was held"
+            )));
+        }
+        return show(db, db::order(db, id).await?.ok_or(Error::not_found("order"))?).await;
+    };
+    charge(db, payments, order, items, key).await
+}
+
+/// 409 when a course of the order is gone or its buyer owns one of them by now.
+async fn still_purchasable(db: &Db, order: &OrderRow, items: &[OrderItemRow]) -> Result<()> {
+    for item in items {
         if crate::catalog::db::course(db, item.course_id).await?.is_none() {
             return Err(Error::conflict(
                 "course_unavailable",
@@ -393,16 +397,19 @@ async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>
             ));
         }
     }
-    let provider = &payments.provider;
-    let Some(key) = payment_key else {
-        // A free order: nothing to take.
-        if !db::mark_paid(db, &order, None, now()).await? {
-            return Err(Error::internal(anyhow::anyhow!(
-                "order {id} stopped being pending while its buyer's payment lock was held"
-            )));
-        }
-        return show(db, db::order(db, id).await?.ok_or(Error::not_found("order"))?).await;
-    };
+    Ok(())
+}
+
+/// Take the payment of pending `order` with the provider's `key`: the intent is recorded
+/// first, so an answer that never comes is settled later by the reconciler.
+async fn charge(
+    db: &Db,
+    payments: &Payments,
+    order: OrderRow,
+    items: Vec<OrderItemRow>,
+    key: &str,
+) -> Result<Order> {
+    let (id, provider) = (order.id, &payments.provider);
     let intent = NewIntent {
         order_id: id,
         user_id: order.user_id,
@@ -436,7 +443,7 @@ async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>
         }
         Err(PaymentError::WrongCharge { payment_key, amount }) => {
             tracing::error!(
-                order_id = id,
+                order_id = %id,
                 amount,
                 expected = order.amount,
                 "the provider approved a payment for the wrong amount or order; cancelling it"
@@ -452,7 +459,7 @@ async fn settle(db: &Db, payments: &Payments, id: i64, payment_key: Option<&str>
             ))
         }
         Err(PaymentError::Unavailable(cause)) => {
-            tracing::warn!(order_id = id, %cause, "payment confirmation without an answer; the reconciler will settle it");
+            tracing::warn!(order_id = %id, %cause, "payment confirmation without an answer; the reconciler will settle it");
             db::intent_unsettled(db, id, &cause, now() + payments.recheck_after.as_secs() as i64)
                 .await?;
             Err(payment_pending())

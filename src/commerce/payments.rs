@@ -29,6 +29,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::Config;
+use crate::types::Currency;
 
 /// Why a provider call did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -105,13 +106,23 @@ pub struct Refund<'a> {
     pub reason: &'a str,
 }
 
+crate::vocabulary! {
+    /// A payment provider, as configured (`payment_provider`) and stored with each payment.
+    pub enum ProviderName: "payment provider" {
+        /// [`DevProvider`]: approves without taking money; refused in production.
+        Dev = "dev",
+        /// [`Toss`]: Toss Payments.
+        Toss = "toss",
+    }
+}
+
 /// Charges and refunds through one payment provider.
 #[async_trait]
 pub trait PaymentProvider: Send + Sync {
     /// The name stored with a payment (`dev`, `toss`); refunds go through the same provider.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> ProviderName;
     /// Whether it can take payments in `currency` (ISO 4217).
-    fn supports_currency(&self, currency: &str) -> bool;
+    fn supports_currency(&self, currency: Currency) -> bool;
     /// Approve the payment: after `Ok` the money is taken.
     async fn confirm(&self, charge: &Charge<'_>) -> Result<(), PaymentError>;
     /// Cancel the whole payment: after `Ok` the money is given back.
@@ -123,9 +134,9 @@ pub trait PaymentProvider: Send + Sync {
 
 /// The provider the configuration names (`payment_provider`).
 pub fn from_config(cfg: &Config) -> Box<dyn PaymentProvider> {
-    match cfg.payment_provider.as_str() {
-        "toss" => Box::new(Toss::new(cfg)),
-        _ => Box::new(DevProvider),
+    match cfg.payment_provider {
+        ProviderName::Toss => Box::new(Toss::new(cfg)),
+        ProviderName::Dev => Box::new(DevProvider),
     }
 }
 
@@ -134,11 +145,11 @@ pub struct DevProvider;
 
 #[async_trait]
 impl PaymentProvider for DevProvider {
-    fn name(&self) -> &'static str {
-        "dev"
+    fn name(&self) -> ProviderName {
+        ProviderName::Dev
     }
 
-    fn supports_currency(&self, _currency: &str) -> bool {
+    fn supports_currency(&self, _currency: Currency) -> bool {
         true
     }
 
@@ -331,12 +342,12 @@ impl Toss {
 
 #[async_trait]
 impl PaymentProvider for Toss {
-    fn name(&self) -> &'static str {
-        "toss"
+    fn name(&self) -> ProviderName {
+        ProviderName::Toss
     }
 
-    fn supports_currency(&self, currency: &str) -> bool {
-        currency == "KRW"
+    fn supports_currency(&self, currency: Currency) -> bool {
+        currency == Currency::KRW
     }
 
     async fn confirm(&self, charge: &Charge<'_>) -> Result<(), PaymentError> {

@@ -19,6 +19,7 @@
 //! Every outcome is logged and counted in `lectern_payment_intents_settled_total{kind,outcome}`;
 //! `lectern_payment_intents_open` is how many wait.
 
+use crate::types::OrderId;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -94,7 +95,7 @@ pub async fn pass(db: &Db, payments: &Payments) -> Result<usize> {
             Ok(Some(Settled::Unknown)) | Ok(None) => {}
             Ok(Some(_)) => settled += 1,
             Err(e) => {
-                tracing::warn!(order_id = due.order_id, error = %e, "settling a payment intent failed")
+                tracing::warn!(order_id = %due.order_id, error = %e, "settling a payment intent failed")
             }
         }
     }
@@ -103,7 +104,7 @@ pub async fn pass(db: &Db, payments: &Payments) -> Result<usize> {
 
 /// Ask the provider about `intent` and apply the answer. The caller holds the buyer's lock.
 pub async fn settle(db: &Db, payments: &Payments, intent: &IntentRow) -> Result<Settled> {
-    let kind = IntentKind::parse(&intent.kind)?;
+    let kind = intent.kind;
     let order = intent_order(db, intent).await?;
     let provider = &payments.provider;
     if intent.provider != provider.name() {
@@ -141,7 +142,7 @@ pub async fn settle(db: &Db, payments: &Payments, intent: &IntentRow) -> Result<
         }
         (IntentKind::Confirming, PaymentState::Charged { payment_key, amount }) => {
             tracing::error!(
-                order_id = order.id,
+                order_id = %order.id,
                 amount,
                 expected = order.amount,
                 "the provider charged the wrong amount; cancelling it"
@@ -158,7 +159,7 @@ pub async fn settle(db: &Db, payments: &Payments, intent: &IntentRow) -> Result<
         }
         (IntentKind::Refunding, PaymentState::NotCharged) => {
             tracing::error!(
-                order_id = order.id,
+                order_id = %order.id,
                 "a paid order's payment is unknown to the provider; its refund is dropped"
             );
             db::drop_intent(db, order.id).await?;
@@ -181,7 +182,7 @@ pub async fn carry_out_refund(db: &Db, payments: &Payments, intent: &IntentRow) 
     let outcome = match payments.provider.cancel(&refund).await {
         Ok(()) => refunded(db, &order, intent).await?,
         Err(PaymentError::Declined { code, message }) => {
-            tracing::warn!(order_id = order.id, %code, %message, "the provider refused a refund");
+            tracing::warn!(order_id = %order.id, %code, %message, "the provider refused a refund");
             db::drop_intent(db, order.id).await?;
             Settled::Refused(format!("{code}: {message}"))
         }
@@ -222,7 +223,7 @@ pub async fn give_back_wrong_charge(
 
 /// Mark the intent's order refunded, by whoever asked for the refund.
 async fn refunded(db: &Db, order: &OrderRow, intent: &IntentRow) -> Result<Settled> {
-    let refund = Movement { provider: &intent.provider, payment_key: &intent.payment_key };
+    let refund = Movement { provider: intent.provider, payment_key: &intent.payment_key };
     if !db::mark_refunded(db, order, Some(refund), intent.requested_by, now()).await? {
         db::drop_intent(db, order.id).await?;
     }
@@ -237,16 +238,16 @@ async fn intent_order(db: &Db, intent: &IntentRow) -> Result<OrderRow> {
 
 /// Record a look without a clear answer; the intent is looked at again later.
 async fn unsettled(db: &Db, payments: &Payments, intent: &IntentRow, why: &str) -> Result<Settled> {
-    tracing::warn!(order_id = intent.order_id, kind = %intent.kind, checks = intent.checks + 1, why, "payment intent still unsettled");
+    tracing::warn!(order_id = %intent.order_id, kind = %intent.kind, checks = intent.checks + 1, why, "payment intent still unsettled");
     db::intent_unsettled(db, intent.order_id, why, now() + payments.recheck_after.as_secs() as i64)
         .await?;
-    Ok(counted(IntentKind::parse(&intent.kind)?, intent.order_id, Settled::Unknown))
+    Ok(counted(intent.kind, intent.order_id, Settled::Unknown))
 }
 
-fn counted(kind: IntentKind, order_id: i64, outcome: Settled) -> Settled {
+fn counted(kind: IntentKind, order_id: OrderId, outcome: Settled) -> Settled {
     if outcome != Settled::Unknown {
         tracing::info!(
-            order_id,
+            %order_id,
             kind = kind.as_str(),
             outcome = outcome.label(),
             "payment intent settled"

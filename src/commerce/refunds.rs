@@ -8,10 +8,12 @@
 //! request (see [`Payments::detached`]), and a refund whose answer is lost is finished by the
 //! reconciler.
 
+use crate::types::{OrderId, UserId};
 use std::sync::Arc;
 
+use super::db::OrderStatus;
 use super::db::{self, IntentKind, NewIntent, OrderItemRow, OrderRow};
-use super::orders::{show, visible_order, Order, OrderStatus};
+use super::orders::{show, visible_order, Order};
 use super::reconcile::{self, Settled};
 use super::{with_payment_lock, Payments};
 use crate::accounts::Caller;
@@ -24,7 +26,7 @@ pub async fn refund(
     db: &Db,
     payments: &Arc<Payments>,
     caller: &Caller,
-    id: i64,
+    id: OrderId,
     reason: Option<&str>,
 ) -> Result<Order> {
     let order = visible_order(db, caller, id).await?;
@@ -61,7 +63,7 @@ pub async fn refund(
 
 /// 409 unless the order is paid.
 fn refundable(order: &OrderRow) -> Result<()> {
-    match OrderStatus::of(order)? {
+    match order.status {
         OrderStatus::Paid => Ok(()),
         OrderStatus::Pending => Err(Error::conflict(
             "order_not_paid",
@@ -109,8 +111,8 @@ async fn within_policy(
 async fn give_back(
     db: &Db,
     payments: &Payments,
-    refunded_by: i64,
-    id: i64,
+    refunded_by: UserId,
+    id: OrderId,
     reason: &str,
 ) -> Result<Order> {
     let provider = &payments.provider;
@@ -120,7 +122,7 @@ async fn give_back(
         refundable(&order)?;
         match (&order.provider, &order.payment_key) {
             (Some(name), Some(key)) => {
-                if name != provider.name() {
+                if *name != provider.name() {
                     return Err(Error::conflict(
                         "provider_changed",
                         format!("this order was paid through {name}, which is no longer the configured payment provider"),
@@ -166,6 +168,6 @@ async fn give_back(
     }
 }
 
-async fn refunded_view(db: &Db, id: i64) -> Result<Order> {
+async fn refunded_view(db: &Db, id: OrderId) -> Result<Order> {
     show(db, db::order(db, id).await?.ok_or(Error::not_found("order"))?).await
 }

@@ -1,5 +1,6 @@
 //! HTTP handlers for the cart, orders, payments, refunds and the instructor dashboard.
 
+use crate::types::{CourseId, OrderId};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -55,7 +56,7 @@ pub async fn get_cart(
 /// A course to put in the cart.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AddToCart {
-    pub course_id: i64,
+    pub course_id: CourseId,
 }
 
 /// Put a published course in the cart; answers the cart.
@@ -78,7 +79,7 @@ pub async fn add_to_cart(
 pub async fn remove_from_cart(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(course_id): Path<i64>,
+    Path(course_id): Path<CourseId>,
 ) -> ApiResult<StatusCode> {
     super::cart::remove(&st.db, &caller, course_id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -88,7 +89,7 @@ pub async fn remove_from_cart(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct PlaceOrderRequest {
     /// The courses to order; absent: the cart's.
-    pub course_ids: Option<Vec<i64>>,
+    pub course_ids: Option<Vec<CourseId>>,
 }
 
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -182,7 +183,7 @@ pub async fn my_orders(
 pub async fn get_order(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<OrderId>,
 ) -> ApiResult<axum::Json<Order>> {
     Ok(axum::Json(super::orders::get(&st.db, &caller, id).await?))
 }
@@ -210,7 +211,7 @@ pub struct ConfirmRequest {
 pub async fn confirm_order(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<OrderId>,
     Json(req): Json<ConfirmRequest>,
 ) -> ApiResult<axum::Json<Order>> {
     let confirm = Confirm { payment_key: req.payment_key, amount: req.amount };
@@ -235,7 +236,7 @@ pub struct RefundRequest {
 pub async fn refund_order(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<OrderId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<axum::Json<Order>> {

@@ -16,6 +16,7 @@
 //! replies stay readable (and the thread open to new ones); the tombstone goes too once its last
 //! reply is deleted.
 
+use crate::types::{CommentId, CourseId};
 use std::collections::HashMap;
 
 use serde::Serialize;
@@ -31,10 +32,10 @@ use crate::error::{Error, Result};
 /// A comment or reply as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Comment {
-    pub id: i64,
-    pub course_id: i64,
+    pub id: CommentId,
+    pub course_id: CourseId,
     /// The thread's top-level comment; null for a top-level comment.
-    pub parent_id: Option<i64>,
+    pub parent_id: Option<CommentId>,
     /// Null once deleted.
     pub content: Option<String>,
     /// Null once deleted.
@@ -91,7 +92,7 @@ pub enum ThreadOrder {
 pub async fn list(
     db: &Db,
     caller: Option<&Caller>,
-    course_id: i64,
+    course_id: CourseId,
     order: ThreadOrder,
     page: i64,
     per_page: i64,
@@ -101,8 +102,8 @@ pub async fn list(
     let newest_first = order == ThreadOrder::NewestFirst;
     let (roots, total) =
         db::threads_of_course(db, course_id, newest_first, per_page, (page - 1) * per_page).await?;
-    let ids: Vec<i64> = roots.iter().map(|r| r.id).collect();
-    let mut replies: HashMap<i64, Vec<Comment>> = HashMap::new();
+    let ids: Vec<CommentId> = roots.iter().map(|r| r.id).collect();
+    let mut replies: HashMap<CommentId, Vec<Comment>> = HashMap::new();
     for reply in db::first_replies(db, &ids, inline_replies).await? {
         if let Some(root) = reply.parent_id {
             replies.entry(root).or_default().push(reply.into());
@@ -126,7 +127,7 @@ pub async fn list(
 pub async fn replies(
     db: &Db,
     caller: Option<&Caller>,
-    id: i64,
+    id: CommentId,
     page: i64,
     per_page: i64,
 ) -> Result<(Vec<Comment>, i64)> {
@@ -144,9 +145,9 @@ pub async fn replies(
 pub async fn create(
     db: &Db,
     caller: &Caller,
-    course_id: i64,
+    course_id: CourseId,
     content: &str,
-    parent_id: Option<i64>,
+    parent_id: Option<CommentId>,
 ) -> Result<Comment> {
     open_course(db, caller, course_id).await?;
     let content = text("content", content, 1, MAX_CONTENT_CHARS)?;
@@ -177,7 +178,7 @@ pub async fn create(
 /// Delete a comment: its author or an admin (404 for others, and for one already deleted).
 /// Removing it, or keeping it as a tombstone, and removing a tombstone left without replies
 /// are one change.
-pub async fn delete(db: &Db, caller: &Caller, id: i64) -> Result<()> {
+pub async fn delete(db: &Db, caller: &Caller, id: CommentId) -> Result<()> {
     let gone = || Error::not_found("comment");
     let seen = db::comment(db.pool(), id).await?.ok_or_else(gone)?;
     let mut tx = db.pool().begin().await?;

@@ -1,5 +1,6 @@
 //! SQL for reviews and comments.
 
+use crate::types::{CommentId, CourseId, ReviewId, UserId};
 use std::collections::HashMap;
 
 use sqlx::{Any, AnyConnection, Executor, FromRow};
@@ -9,9 +10,9 @@ use crate::db::Db;
 /// A review with its author's name.
 #[derive(Debug, Clone, FromRow)]
 pub struct ReviewRow {
-    pub id: i64,
-    pub course_id: i64,
-    pub user_id: i64,
+    pub id: ReviewId,
+    pub course_id: CourseId,
+    pub user_id: UserId,
     pub user_name: String,
     pub rating: i64,
     pub content: String,
@@ -26,7 +27,7 @@ const REVIEW_SELECT: &str =
 /// One page of a course's reviews, newest first, and how many there are.
 pub async fn reviews_of_course(
     db: &Db,
-    course_id: i64,
+    course_id: CourseId,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<ReviewRow>, i64), sqlx::Error> {
@@ -45,7 +46,7 @@ pub async fn reviews_of_course(
     Ok((rows, total))
 }
 
-pub async fn review(db: &Db, id: i64) -> Result<Option<ReviewRow>, sqlx::Error> {
+pub async fn review(db: &Db, id: ReviewId) -> Result<Option<ReviewRow>, sqlx::Error> {
     sqlx::query_as(&format!("{REVIEW_SELECT} WHERE r.id = $1"))
         .bind(id)
         .fetch_optional(db.pool())
@@ -57,13 +58,13 @@ pub async fn review(db: &Db, id: i64) -> Result<Option<ReviewRow>, sqlx::Error> 
 /// a second review by the same user for the same course is a unique violation.
 pub async fn insert_review(
     db: &Db,
-    course_id: i64,
-    user_id: i64,
+    course_id: CourseId,
+    user_id: UserId,
     rating: i64,
     content: &str,
     now: i64,
-) -> Result<Option<i64>, sqlx::Error> {
-    let row: Option<(i64,)> = sqlx::query_as(
+) -> Result<Option<ReviewId>, sqlx::Error> {
+    let row: Option<(ReviewId,)> = sqlx::query_as(
         "INSERT INTO reviews (course_id, user_id, rating, content, created_at, updated_at) \
          SELECT $1, $2, $3, $4, $5, $5 WHERE EXISTS \
            (SELECT 1 FROM enrollments WHERE course_id = $1 AND user_id = $2 AND revoked_at IS NULL) \
@@ -84,7 +85,7 @@ pub async fn insert_review(
 /// nothing was changed (no such review, or its author's enrollment was refunded).
 pub async fn update_review(
     db: &Db,
-    id: i64,
+    id: ReviewId,
     rating: Option<i64>,
     content: Option<&str>,
     now: i64,
@@ -103,7 +104,7 @@ pub async fn update_review(
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn delete_review(db: &Db, id: i64) -> Result<(), sqlx::Error> {
+pub async fn delete_review(db: &Db, id: ReviewId) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM reviews WHERE id = $1").bind(id).execute(db.pool()).await?;
     Ok(())
 }
@@ -112,10 +113,10 @@ pub async fn delete_review(db: &Db, id: i64) -> Result<(), sqlx::Error> {
 /// `deleted_at` set and empty `content`.
 #[derive(Debug, Clone, FromRow)]
 pub struct CommentRow {
-    pub id: i64,
-    pub course_id: i64,
-    pub parent_id: Option<i64>,
-    pub user_id: i64,
+    pub id: CommentId,
+    pub course_id: CourseId,
+    pub parent_id: Option<CommentId>,
+    pub user_id: UserId,
     pub user_name: String,
     pub content: String,
     pub created_at: i64,
@@ -130,7 +131,7 @@ const COMMENT_SELECT: &str =
 /// One page of a course's top-level comments and how many there are.
 pub async fn threads_of_course(
     db: &Db,
-    course_id: i64,
+    course_id: CourseId,
     newest_first: bool,
     limit: i64,
     offset: i64,
@@ -158,7 +159,7 @@ pub async fn threads_of_course(
 /// part is its own `LIMIT` over the `(parent_id, created_at)` index.
 pub async fn first_replies(
     db: &Db,
-    parent_ids: &[i64],
+    parent_ids: &[CommentId],
     per_thread: i64,
 ) -> Result<Vec<CommentRow>, sqlx::Error> {
     if parent_ids.is_empty() || per_thread <= 0 {
@@ -182,7 +183,10 @@ pub async fn first_replies(
 }
 
 /// How many replies each of the comments `parent_ids` has (absent: none).
-pub async fn reply_counts(db: &Db, parent_ids: &[i64]) -> Result<HashMap<i64, i64>, sqlx::Error> {
+pub async fn reply_counts(
+    db: &Db,
+    parent_ids: &[CommentId],
+) -> Result<HashMap<CommentId, i64>, sqlx::Error> {
     if parent_ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -191,7 +195,7 @@ pub async fn reply_counts(db: &Db, parent_ids: &[i64]) -> Result<HashMap<i64, i6
         "SELECT parent_id, COUNT(*) FROM comments WHERE parent_id IN ({}) GROUP BY parent_id",
         placeholders.join(", ")
     );
-    let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
+    let mut query = sqlx::query_as::<_, (CommentId, i64)>(&sql);
     for id in parent_ids {
         query = query.bind(*id);
     }
@@ -201,7 +205,7 @@ pub async fn reply_counts(db: &Db, parent_ids: &[i64]) -> Result<HashMap<i64, i6
 /// One page of the replies to comment `parent_id`, oldest first, and how many there are.
 pub async fn replies_page(
     db: &Db,
-    parent_id: i64,
+    parent_id: CommentId,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<CommentRow>, i64), sqlx::Error> {
@@ -222,7 +226,7 @@ pub async fn replies_page(
 
 pub async fn comment<'e>(
     exec: impl Executor<'e, Database = Any>,
-    id: i64,
+    id: CommentId,
 ) -> Result<Option<CommentRow>, sqlx::Error> {
     sqlx::query_as(&format!("{COMMENT_SELECT} WHERE m.id = $1")).bind(id).fetch_optional(exec).await
 }
@@ -231,7 +235,7 @@ pub async fn comment<'e>(
 /// (see `catalog::db::lock_course` for why first); false when it is gone. A thread's changes
 /// (a reply added, a comment deleted or tombstoned) lock the thread's top-level comment, so
 /// they run one at a time per thread.
-pub async fn lock_comment(conn: &mut AnyConnection, id: i64) -> Result<bool, sqlx::Error> {
+pub async fn lock_comment(conn: &mut AnyConnection, id: CommentId) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("UPDATE comments SET updated_at = updated_at WHERE id = $1")
         .bind(id)
         .execute(conn)
@@ -241,13 +245,13 @@ pub async fn lock_comment(conn: &mut AnyConnection, id: i64) -> Result<bool, sql
 
 pub async fn insert_comment(
     conn: &mut AnyConnection,
-    course_id: i64,
-    user_id: i64,
-    parent_id: Option<i64>,
+    course_id: CourseId,
+    user_id: UserId,
+    parent_id: Option<CommentId>,
     content: &str,
     now: i64,
-) -> Result<i64, sqlx::Error> {
-    let (id,): (i64,) = sqlx::query_as(
+) -> Result<CommentId, sqlx::Error> {
+    let (id,): (CommentId,) = sqlx::query_as(
         "INSERT INTO comments (course_id, user_id, parent_id, content, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
     )
@@ -265,7 +269,7 @@ pub async fn insert_comment(
 /// tombstone already). True when it was deleted.
 pub async fn delete_comment_without_replies(
     conn: &mut AnyConnection,
-    id: i64,
+    id: CommentId,
     only_tombstone: bool,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
@@ -282,7 +286,7 @@ pub async fn delete_comment_without_replies(
 /// Turn comment `id` into a tombstone: its text is erased, its place in the thread kept.
 pub async fn tombstone_comment(
     conn: &mut AnyConnection,
-    id: i64,
+    id: CommentId,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE comments SET content = '', deleted_at = $2, updated_at = $2 WHERE id = $1")

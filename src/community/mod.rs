@@ -15,6 +15,7 @@ pub mod db;
 pub mod reviews;
 pub mod routes;
 
+use crate::types::{CourseId, UserId};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -26,7 +27,7 @@ use crate::error::{Error, Result};
 /// Who wrote a review or comment.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Author {
-    pub id: i64,
+    pub id: UserId,
     pub name: String,
 }
 
@@ -34,9 +35,9 @@ pub struct Author {
 pub const MAX_CONTENT_CHARS: usize = 5000;
 
 /// The course `course_id` if `caller` may write a review or comment on it: it must be published.
-async fn open_course(db: &Db, caller: &Caller, course_id: i64) -> Result<CourseRow> {
+async fn open_course(db: &Db, caller: &Caller, course_id: CourseId) -> Result<CourseRow> {
     let course = crate::catalog::visible_course(db, Some(caller), course_id).await?;
-    if course.status != "published" {
+    if course.status != crate::catalog::CourseStatus::Published {
         return Err(Error::conflict(
             "course_not_published",
             "reviews and comments open when the course is published",

@@ -3,6 +3,7 @@
 //! refund ends the right to change it; the enrollment is checked in the writing statement). They feed the
 //! course page's `rating_avg` and `rating_count` and the `rating` sort of the catalog.
 
+use crate::types::{CourseId, ReviewId};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -16,8 +17,8 @@ use crate::error::{Error, Result};
 /// A review as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Review {
-    pub id: i64,
-    pub course_id: i64,
+    pub id: ReviewId,
+    pub course_id: CourseId,
     /// 1 to 5.
     pub rating: i64,
     pub content: String,
@@ -56,7 +57,7 @@ fn content(c: &str) -> Result<String> {
 pub async fn list(
     db: &Db,
     caller: Option<&Caller>,
-    course_id: i64,
+    course_id: CourseId,
     page: i64,
     per_page: i64,
 ) -> Result<(Vec<Review>, i64)> {
@@ -71,7 +72,7 @@ pub async fn list(
 pub async fn create(
     db: &Db,
     caller: &Caller,
-    course_id: i64,
+    course_id: CourseId,
     stars: i64,
     text: Option<&str>,
 ) -> Result<Review> {
@@ -99,12 +100,12 @@ fn not_enrolled() -> Error {
     Error::denied("not_enrolled", "only students enrolled in the course may review it")
 }
 
-async fn find(db: &Db, id: i64) -> Result<Review> {
+async fn find(db: &Db, id: ReviewId) -> Result<Review> {
     Ok(db::review(db, id).await?.ok_or(Error::not_found("review"))?.into())
 }
 
 /// The review `id` if `caller` wrote it (or, with `admin_too`, is an admin); 404 otherwise.
-async fn own_review(db: &Db, caller: &Caller, id: i64, admin_too: bool) -> Result<ReviewRow> {
+async fn own_review(db: &Db, caller: &Caller, id: ReviewId, admin_too: bool) -> Result<ReviewRow> {
     db::review(db, id)
         .await?
         .filter(|r| r.user_id == caller.user_id || (admin_too && caller.is_admin()))
@@ -117,7 +118,7 @@ async fn own_review(db: &Db, caller: &Caller, id: i64, admin_too: bool) -> Resul
 pub async fn update(
     db: &Db,
     caller: &Caller,
-    id: i64,
+    id: ReviewId,
     stars: Option<i64>,
     text: Option<&str>,
 ) -> Result<Review> {
@@ -136,7 +137,7 @@ pub async fn update(
 }
 
 /// Delete a review: its author or an admin.
-pub async fn delete(db: &Db, caller: &Caller, id: i64) -> Result<()> {
+pub async fn delete(db: &Db, caller: &Caller, id: ReviewId) -> Result<()> {
     own_review(db, caller, id, true).await?;
     db::delete_review(db, id).await?;
     Ok(())

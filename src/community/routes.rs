@@ -1,5 +1,6 @@
 //! HTTP handlers for the reviews and comments.
 
+use crate::types::{CommentId, CourseId, ReviewId};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch};
@@ -39,7 +40,7 @@ pub struct CommunityApi;
 pub async fn list_reviews(
     State(st): State<AppState>,
     caller: Option<Auth>,
-    Path(course_id): Path<i64>,
+    Path(course_id): Path<CourseId>,
     Query(p): Query<PageParams>,
 ) -> ApiResult<axum::Json<Paged<Review>>> {
     let (page, per_page) = p.resolve()?;
@@ -70,7 +71,7 @@ pub struct CreateReview {
 pub async fn create_review(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(course_id): Path<i64>,
+    Path(course_id): Path<CourseId>,
     Json(req): Json<CreateReview>,
 ) -> ApiResult<(StatusCode, axum::Json<Review>)> {
     st.quotas.post(caller.user_id)?;
@@ -98,7 +99,7 @@ pub struct UpdateReview {
 pub async fn update_review(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<ReviewId>,
     Json(req): Json<UpdateReview>,
 ) -> ApiResult<axum::Json<Review>> {
     st.quotas.post(caller.user_id)?;
@@ -113,7 +114,7 @@ pub async fn update_review(
 pub async fn delete_review(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<ReviewId>,
 ) -> ApiResult<StatusCode> {
     super::reviews::delete(&st.db, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -141,7 +142,7 @@ pub struct CommentListParams {
 pub async fn list_comments(
     State(st): State<AppState>,
     caller: Option<Auth>,
-    Path(course_id): Path<i64>,
+    Path(course_id): Path<CourseId>,
     Query(q): Query<CommentListParams>,
 ) -> ApiResult<axum::Json<Paged<CommentThread>>> {
     let (page, per_page) = PageParams { page: q.page, per_page: q.per_page }.resolve()?;
@@ -172,7 +173,7 @@ pub async fn list_comments(
 pub async fn list_replies(
     State(st): State<AppState>,
     caller: Option<Auth>,
-    Path(id): Path<i64>,
+    Path(id): Path<CommentId>,
     Query(p): Query<PageParams>,
 ) -> ApiResult<axum::Json<Paged<Comment>>> {
     let (page, per_page) = p.resolve()?;
@@ -188,7 +189,7 @@ pub struct CreateComment {
     pub content: String,
     /// Reply to this comment of the same course. A reply to a reply joins the same thread: the
     /// answer's `parent_id` is then the thread's top-level comment.
-    pub parent_id: Option<i64>,
+    pub parent_id: Option<CommentId>,
 }
 
 /// Comment on a published course, or reply to a comment on it (any signed-in user), within
@@ -202,7 +203,7 @@ pub struct CreateComment {
 pub async fn create_comment(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(course_id): Path<i64>,
+    Path(course_id): Path<CourseId>,
     Json(req): Json<CreateComment>,
 ) -> ApiResult<(StatusCode, axum::Json<Comment>)> {
     st.quotas.post(caller.user_id)?;
@@ -218,7 +219,7 @@ pub async fn create_comment(
 pub async fn delete_comment(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<CommentId>,
 ) -> ApiResult<StatusCode> {
     super::comments::delete(&st.db, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -55,7 +55,12 @@ pub(super) fn env_value(key: &str, v: &str) -> Result<figment::value::Value, Con
         ConfigError::Invalid(format!("LECTERN_{} = {v:?} is not valid", key.to_ascii_uppercase()))
     };
     if NUMBERS.contains(&key) {
-        v.trim().parse::<u64>().map(Value::from).map_err(|_| bad())
+        v.trim().parse::<u64>().map(Value::from).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "LECTERN_{} = {v:?} is not a whole number of at least 0 ({e})",
+                key.to_ascii_uppercase()
+            ))
+        })
     } else if FLOATS.contains(&key) {
         v.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::from).ok_or_else(bad)
     } else if BOOLS.contains(&key) {

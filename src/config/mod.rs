@@ -12,6 +12,8 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::commerce::payments::ProviderName;
+
 mod env;
 mod values;
 pub use values::*;
@@ -96,7 +98,7 @@ pub struct Config {
     /// playlists and key token-gated). Off: segments are token-gated instead.
     pub hls_encryption: bool,
     /// Payment provider: `dev` (approves any key except `fail_…`) or `toss` (Toss Payments).
-    pub payment_provider: String,
+    pub payment_provider: ProviderName,
     /// Toss Payments secret key (`test_sk_…` / `live_sk_…`).
     pub toss_secret_key: Secret,
     /// Base URL of the Toss Payments API (tests point it at a local fake).
@@ -202,7 +204,7 @@ impl Default for Config {
             s3_path_style: false,
             workers: None,
             public_url: None,
-            payment_provider: "dev".into(),
+            payment_provider: ProviderName::Dev,
             toss_secret_key: Secret::default(),
             toss_api_base: "https://api.tosspayments.com".into(),
             payment_timeout_secs: 10,
@@ -302,6 +304,13 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_services()?;
+        self.validate_media()?;
+        self.validate_limits()
+    }
+
+    /// The store, the database and the payment provider.
+    fn validate_services(&self) -> Result<(), ConfigError> {
         if self.storage == StorageKind::S3 && self.s3_bucket.as_deref().unwrap_or("").is_empty() {
             return Err(ConfigError::Invalid("LECTERN_STORAGE=s3 needs LECTERN_S3_BUCKET".into()));
         }
@@ -312,26 +321,23 @@ impl Config {
                 "LECTERN_DATABASE_URL must start with sqlite: or postgres://".into(),
             ));
         }
-        if !["dev", "toss"].contains(&self.payment_provider.as_str()) {
-            return Err(ConfigError::Invalid("payment_provider must be dev or toss".into()));
-        }
-        if self.env == Environment::Production && self.payment_provider == "dev" {
+        if self.env == Environment::Production && self.payment_provider == ProviderName::Dev {
             return Err(ConfigError::Invalid(
                 "LECTERN_ENV=production refuses the dev payment provider, which approves every order without taking money; \
                  set LECTERN_PAYMENT_PROVIDER=toss and LECTERN_TOSS_SECRET_KEY"
                     .into(),
             ));
         }
-        if self.payment_provider == "toss" && self.toss_secret_key.is_empty() {
+        if self.payment_provider == ProviderName::Toss && self.toss_secret_key.is_empty() {
             return Err(ConfigError::Invalid(
                 "payment_provider = toss needs LECTERN_TOSS_SECRET_KEY".into(),
             ));
         }
-        if !(0.0..=1.0).contains(&self.refund_max_watched_fraction) {
-            return Err(ConfigError::Invalid(
-                "refund_max_watched_fraction must be between 0 and 1".into(),
-            ));
-        }
+        Ok(())
+    }
+
+    /// The transcoding settings.
+    fn validate_media(&self) -> Result<(), ConfigError> {
         if !(1.0..=30.0).contains(&self.segment_seconds) {
             return Err(ConfigError::Invalid("segment_seconds must be between 1 and 30".into()));
         }
@@ -352,6 +358,16 @@ impl Config {
                 "x264_preset must be one of {}",
                 PRESETS.join(", ")
             )));
+        }
+        Ok(())
+    }
+
+    /// Refund policy, job and webhook schedules, budgets, intervals and lifetimes.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        if !(0.0..=1.0).contains(&self.refund_max_watched_fraction) {
+            return Err(ConfigError::Invalid(
+                "refund_max_watched_fraction must be between 0 and 1".into(),
+            ));
         }
         if self.job_lease_secs < 3 || self.job_max_attempts == 0 {
             return Err(ConfigError::Invalid(

@@ -61,8 +61,10 @@ impl FromStr for TrustedProxies {
             .map(|part| {
                 part.parse::<ipnet::IpNet>()
                     .or_else(|_| part.parse::<IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| {
-                        format!("trusted_proxies: {part:?} is not an IP address or CIDR network")
+                    .map_err(|e| {
+                        format!(
+                            "trusted_proxies: {part:?} is not an IP address or CIDR network ({e})"
+                        )
                     })
             })
             .collect::<Result<_, _>>()

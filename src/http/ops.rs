@@ -43,7 +43,7 @@ pub struct Ready {
     /// `development` or `production` (`LECTERN_ENV`).
     pub environment: crate::config::Environment,
     /// The payment provider orders are paid through: `dev` takes no money.
-    pub payment_provider: &'static str,
+    pub payment_provider: crate::commerce::payments::ProviderName,
 }
 
 /// The database and the object store both answer; says which payment provider is in use.

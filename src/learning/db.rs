@@ -1,5 +1,6 @@
 //! Enrollment and watch-progress SQL. Times are Unix seconds, as everywhere.
 
+use crate::types::{CourseId, LectureId, UserId};
 use sqlx::{AnyConnection, Row};
 
 use super::progress::LectureProgress;
@@ -12,8 +13,8 @@ use crate::db::{now, Db};
 /// rather than caught, so it never aborts that transaction.
 pub async fn enroll<'e, E>(
     exec: E,
-    user_id: i64,
-    course_id: i64,
+    user_id: UserId,
+    course_id: CourseId,
     source: &str,
 ) -> Result<(), sqlx::Error>
 where
@@ -33,7 +34,11 @@ where
 
 /// End `user_id`'s enrollment in `course_id` (refunds); watching stops being allowed at once.
 /// `exec` is a pool or a transaction, as for [`enroll`].
-pub async fn revoke<'e, E>(exec: E, user_id: i64, course_id: i64) -> Result<bool, sqlx::Error>
+pub async fn revoke<'e, E>(
+    exec: E,
+    user_id: UserId,
+    course_id: CourseId,
+) -> Result<bool, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -47,7 +52,11 @@ where
 }
 
 /// Is `user_id` actively enrolled in `course_id`?
-pub async fn is_enrolled(db: &Db, user_id: i64, course_id: i64) -> Result<bool, sqlx::Error> {
+pub async fn is_enrolled(
+    db: &Db,
+    user_id: UserId,
+    course_id: CourseId,
+) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query_as::<_, (i64,)>(
         "SELECT id FROM enrollments WHERE user_id = $1 AND course_id = $2 AND revoked_at IS NULL",
     )
@@ -59,7 +68,10 @@ pub async fn is_enrolled(db: &Db, user_id: i64, course_id: i64) -> Result<bool, 
 }
 
 /// Active enrollments in course `id`, counted now (not the trigger-kept figure on the course).
-pub async fn active_enrollments(conn: &mut AnyConnection, id: i64) -> Result<i64, sqlx::Error> {
+pub async fn active_enrollments(
+    conn: &mut AnyConnection,
+    id: CourseId,
+) -> Result<i64, sqlx::Error> {
     let (n,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM enrollments WHERE course_id = $1 AND revoked_at IS NULL",
     )
@@ -73,7 +85,7 @@ pub async fn active_enrollments(conn: &mut AnyConnection, id: i64) -> Result<i64
 /// the enrollment time; and how many there are.
 pub async fn enrolled_courses(
     db: &Db,
-    user_id: i64,
+    user_id: UserId,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<(CourseRow, i64)>, i64), sqlx::Error> {
@@ -105,9 +117,9 @@ pub async fn enrolled_courses(
 
 /// One progress report, as [`record_progress`] merges it.
 pub struct Report {
-    pub user_id: i64,
-    pub lecture_id: i64,
-    pub course_id: i64,
+    pub user_id: UserId,
+    pub lecture_id: LectureId,
+    pub course_id: CourseId,
     pub position: f64,
     /// The client says the lecture is done, or the position is past `threshold`.
     pub completed: bool,
@@ -157,8 +169,8 @@ pub async fn record_progress(db: &Db, r: &Report) -> Result<LectureProgress, sql
 /// `user_id`'s progress rows in `course_id`, in curriculum order.
 pub async fn lecture_progress(
     db: &Db,
-    user_id: i64,
-    course_id: i64,
+    user_id: UserId,
+    course_id: CourseId,
 ) -> Result<Vec<LectureProgress>, sqlx::Error> {
     sqlx::query_as(
         "SELECT p.lecture_id, p.position_seconds, p.furthest_seconds, p.completed FROM lecture_progress p \
@@ -171,7 +183,7 @@ pub async fn lecture_progress(
 }
 
 /// How many lectures `course_id` has.
-pub async fn lecture_count(db: &Db, course_id: i64) -> Result<i64, sqlx::Error> {
+pub async fn lecture_count(db: &Db, course_id: CourseId) -> Result<i64, sqlx::Error> {
     let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM lectures WHERE course_id = $1")
         .bind(course_id)
         .fetch_one(db.pool())
@@ -182,9 +194,9 @@ pub async fn lecture_count(db: &Db, course_id: i64) -> Result<i64, sqlx::Error> 
 /// The lecture of `course_id` that `user_id` reported on last, and when (Unix seconds).
 pub async fn last_report(
     db: &Db,
-    user_id: i64,
-    course_id: i64,
-) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    user_id: UserId,
+    course_id: CourseId,
+) -> Result<Option<(LectureId, i64)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT lecture_id, updated_at FROM lecture_progress WHERE user_id = $1 AND course_id = $2 \
          ORDER BY report_seq DESC, lecture_id DESC LIMIT 1",
@@ -199,8 +211,8 @@ pub async fn last_report(
 /// lecture's length), and the course's measured duration (0 when none).
 pub async fn watched_and_total(
     db: &Db,
-    user_id: i64,
-    course_id: i64,
+    user_id: UserId,
+    course_id: CourseId,
 ) -> Result<(f64, f64), sqlx::Error> {
     let (watched, total): (f64, Option<f64>) = sqlx::query_as(
         "SELECT CAST(COALESCE(SUM(CASE WHEN p.furthest_seconds < l.duration_seconds THEN p.furthest_seconds ELSE l.duration_seconds END), 0) AS DOUBLE PRECISION), \
@@ -217,7 +229,7 @@ pub async fn watched_and_total(
 
 /// Engagement with a course across all its students: seconds watched (furthest points, capped
 /// per lecture) and how many of the actively enrolled students completed every lecture.
-pub async fn course_engagement(db: &Db, course_id: i64) -> Result<(f64, i64), sqlx::Error> {
+pub async fn course_engagement(db: &Db, course_id: CourseId) -> Result<(f64, i64), sqlx::Error> {
     let (watched,): (f64,) = sqlx::query_as(
         "SELECT CAST(COALESCE(SUM(CASE WHEN l.duration_seconds IS NOT NULL AND p.furthest_seconds > l.duration_seconds \
                  THEN l.duration_seconds ELSE p.furthest_seconds END), 0) AS DOUBLE PRECISION) \

@@ -49,7 +49,7 @@ pub async fn may_watch(
             return Ok(Entitlement::Owner);
         }
     }
-    if lecture.is_preview != 0 && course.status == "published" {
+    if lecture.is_preview != 0 && course.status == crate::catalog::CourseStatus::Published {
         return Ok(Entitlement::Preview);
     }
     match caller {

@@ -5,6 +5,7 @@
 //! grows, and completion, once reached, stays. A lecture counts as completed when the client
 //! says so or when the furthest point passes 90 % of its duration.
 
+use crate::types::{CourseId, LectureId, UserId};
 use serde::Serialize;
 use sqlx::FromRow;
 use utoipa::ToSchema;
@@ -17,7 +18,7 @@ const COMPLETE_AT: f64 = 0.9;
 /// One lecture's progress.
 #[derive(Debug, Clone, Serialize, ToSchema, FromRow)]
 pub struct LectureProgress {
-    pub lecture_id: i64,
+    pub lecture_id: LectureId,
     pub position_seconds: f64,
     pub furthest_seconds: f64,
     #[serde(serialize_with = "as_bool")]
@@ -32,7 +33,7 @@ fn as_bool<S: serde::Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
 /// A course's progress for one person.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CourseProgress {
-    pub course_id: i64,
+    pub course_id: CourseId,
     pub lectures: Vec<LectureProgress>,
     pub completed_lectures: i64,
     pub total_lectures: i64,
@@ -41,7 +42,7 @@ pub struct CourseProgress {
     /// Watched share of the course's duration, 0..1 (what the refund policy looks at).
     pub watched_fraction: f64,
     /// The lecture to resume: the one reported last.
-    pub last_lecture_id: Option<i64>,
+    pub last_lecture_id: Option<LectureId>,
     pub updated_at: Option<String>,
 }
 
@@ -49,9 +50,9 @@ pub struct CourseProgress {
 /// (None before its video is ready).
 pub async fn record(
     db: &Db,
-    user_id: i64,
-    lecture_id: i64,
-    course_id: i64,
+    user_id: UserId,
+    lecture_id: LectureId,
+    course_id: CourseId,
     position: f64,
     completed: bool,
     duration: Option<f64>,
@@ -73,8 +74,8 @@ pub async fn record(
 /// `user_id`'s progress through `course_id`.
 pub async fn course_progress(
     db: &Db,
-    user_id: i64,
-    course_id: i64,
+    user_id: UserId,
+    course_id: CourseId,
 ) -> Result<CourseProgress, sqlx::Error> {
     let lectures = super::db::lecture_progress(db, user_id, course_id).await?;
     let total = super::db::lecture_count(db, course_id).await?;
@@ -96,7 +97,11 @@ pub async fn course_progress(
 
 /// The share of `course_id`'s measured duration that `user_id` has watched (furthest point per
 /// lecture, capped at the lecture's length), 0..1; 0 for a course without measured duration.
-pub async fn watched_fraction(db: &Db, user_id: i64, course_id: i64) -> Result<f64, sqlx::Error> {
+pub async fn watched_fraction(
+    db: &Db,
+    user_id: UserId,
+    course_id: CourseId,
+) -> Result<f64, sqlx::Error> {
     let (watched, total) = super::db::watched_and_total(db, user_id, course_id).await?;
     Ok(if total > 0.0 { (watched / total).clamp(0.0, 1.0) } else { 0.0 })
 }

@@ -1,5 +1,6 @@
 //! HTTP handlers for watch progress and "my courses".
 
+use crate::types::{CourseId, LectureId};
 use axum::extract::State;
 use axum::routing::{get, put};
 use axum::Router;
@@ -44,7 +45,7 @@ pub struct ProgressReport {
 pub async fn put_progress(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(lecture_id): Path<i64>,
+    Path(lecture_id): Path<LectureId>,
     Json(report): Json<ProgressReport>,
 ) -> ApiResult<axum::Json<LectureProgress>> {
     let (lecture, course) =
@@ -79,7 +80,7 @@ pub async fn put_progress(
 pub async fn get_progress(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(course_id): Path<i64>,
+    Path(course_id): Path<CourseId>,
 ) -> ApiResult<axum::Json<CourseProgress>> {
     let course = crate::catalog::visible_course(&st.db, Some(&caller), course_id).await?;
     let enrolled = crate::learning::is_enrolled(&st.db, caller.user_id, course_id).await?;
@@ -99,7 +100,7 @@ pub struct MyCourse {
     pub completed_lectures: i64,
     pub total_lectures: i64,
     /// The lecture to resume.
-    pub last_lecture_id: Option<i64>,
+    pub last_lecture_id: Option<LectureId>,
 }
 
 /// The caller's enrolled courses, most recently enrolled first, with progress.

@@ -3,17 +3,19 @@
 //! Functions that take an `exec` run on a pool or inside the caller's transaction, so writes
 //! that touch several rows can be made one transaction by the caller.
 
+use crate::types::{CourseId, LectureId, SectionId, UploadId, UserId, VideoId};
 use sqlx::{Any, Executor, FromRow};
 
+use super::VideoStatus;
 use crate::db::Db;
 
 /// A video as stored.
 #[derive(Debug, Clone, FromRow)]
 pub struct VideoRow {
-    pub id: i64,
-    pub lecture_id: i64,
-    pub uploader_id: i64,
-    pub status: String,
+    pub id: VideoId,
+    pub lecture_id: LectureId,
+    pub uploader_id: UserId,
+    pub status: VideoStatus,
     pub progress: f64,
     pub original_filename: String,
     pub source_size: Option<i64>,
@@ -54,7 +56,7 @@ const VIDEO_COLUMNS: &str =
     "id, lecture_id, uploader_id, status, progress, original_filename, source_size, \
      output_prefix, duration_seconds, renditions, hls_key, error, created_at, ready_at";
 
-pub async fn video(db: &Db, id: i64) -> Result<Option<VideoRow>, sqlx::Error> {
+pub async fn video(db: &Db, id: VideoId) -> Result<Option<VideoRow>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {VIDEO_COLUMNS} FROM videos WHERE id = $1"))
         .bind(id)
         .fetch_optional(db.pool())
@@ -64,11 +66,11 @@ pub async fn video(db: &Db, id: i64) -> Result<Option<VideoRow>, sqlx::Error> {
 /// A new video, `uploading`.
 pub async fn insert_video<'e, E>(
     exec: E,
-    lecture_id: i64,
-    uploader_id: i64,
+    lecture_id: LectureId,
+    uploader_id: UserId,
     filename: &str,
     now: i64,
-) -> Result<i64, sqlx::Error>
+) -> Result<VideoId, sqlx::Error>
 where
     E: Executor<'e, Database = Any>,
 {
@@ -78,16 +80,16 @@ where
 /// A new video, `uploading`, holding `receiving_bytes` against its uploader's in-progress limit.
 pub async fn insert_receiving_video<'e, E>(
     exec: E,
-    lecture_id: i64,
-    uploader_id: i64,
+    lecture_id: LectureId,
+    uploader_id: UserId,
     filename: &str,
     receiving_bytes: i64,
     now: i64,
-) -> Result<i64, sqlx::Error>
+) -> Result<VideoId, sqlx::Error>
 where
     E: Executor<'e, Database = Any>,
 {
-    let (id,): (i64,) = sqlx::query_as(
+    let (id,): (VideoId,) = sqlx::query_as(
         "INSERT INTO videos (lecture_id, uploader_id, status, original_filename, receiving_bytes, created_at, updated_at) \
          VALUES ($1, $2, 'uploading', $3, $4, $5, $5) RETURNING id",
     )
@@ -104,7 +106,7 @@ where
 /// A streamed PUT in progress says it is alive and how many bytes it holds.
 pub async fn touch_receiving(
     db: &Db,
-    id: i64,
+    id: VideoId,
     receiving_bytes: i64,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -121,7 +123,7 @@ pub async fn touch_receiving(
 /// (someone else completed or removed it): the caller rolls back.
 pub async fn source_stored<'e, E>(
     exec: E,
-    id: i64,
+    id: VideoId,
     size: i64,
     now: i64,
 ) -> Result<bool, sqlx::Error>
@@ -141,8 +143,8 @@ where
 
 /// Streamed PUTs that stopped without a trace: `uploading`, no tus upload, untouched since
 /// `before`.
-pub async fn abandoned_put_videos(db: &Db, before: i64) -> Result<Vec<i64>, sqlx::Error> {
-    let rows: Vec<(i64,)> = sqlx::query_as(
+pub async fn abandoned_put_videos(db: &Db, before: i64) -> Result<Vec<VideoId>, sqlx::Error> {
+    let rows: Vec<(VideoId,)> = sqlx::query_as(
         "SELECT v.id FROM videos v WHERE v.status = 'uploading' AND v.updated_at < $1 \
          AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.video_id = v.id) ORDER BY v.id LIMIT 100",
     )
@@ -152,7 +154,7 @@ pub async fn abandoned_put_videos(db: &Db, before: i64) -> Result<Vec<i64>, sqlx
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
-pub async fn delete_video(db: &Db, id: i64) -> Result<(), sqlx::Error> {
+pub async fn delete_video(db: &Db, id: VideoId) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM videos WHERE id = $1").bind(id).execute(db.pool()).await?;
     Ok(())
 }
@@ -160,7 +162,7 @@ pub async fn delete_video(db: &Db, id: i64) -> Result<(), sqlx::Error> {
 /// Move progress forward only: concurrent or late reports never make it go back.
 pub async fn advance_progress(
     db: &Db,
-    id: i64,
+    id: VideoId,
     progress: f64,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -175,7 +177,7 @@ pub async fn advance_progress(
 
 pub async fn set_status(
     db: &Db,
-    id: i64,
+    id: VideoId,
     status: &str,
     error: Option<&str>,
     now: i64,
@@ -192,7 +194,7 @@ pub async fn set_status(
 
 pub async fn set_source_size<'e, E>(
     exec: E,
-    id: i64,
+    id: VideoId,
     size: i64,
     now: i64,
 ) -> Result<(), sqlx::Error>
@@ -208,16 +210,22 @@ where
     Ok(())
 }
 
-pub async fn video_ids_of_lecture(db: &Db, lecture_id: i64) -> Result<Vec<i64>, sqlx::Error> {
-    let rows: Vec<(i64,)> = sqlx::query_as("SELECT id FROM videos WHERE lecture_id = $1")
+pub async fn video_ids_of_lecture(
+    db: &Db,
+    lecture_id: LectureId,
+) -> Result<Vec<VideoId>, sqlx::Error> {
+    let rows: Vec<(VideoId,)> = sqlx::query_as("SELECT id FROM videos WHERE lecture_id = $1")
         .bind(lecture_id)
         .fetch_all(db.pool())
         .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
-pub async fn video_ids_of_section(db: &Db, section_id: i64) -> Result<Vec<i64>, sqlx::Error> {
-    let rows: Vec<(i64,)> = sqlx::query_as(
+pub async fn video_ids_of_section(
+    db: &Db,
+    section_id: SectionId,
+) -> Result<Vec<VideoId>, sqlx::Error> {
+    let rows: Vec<(VideoId,)> = sqlx::query_as(
         "SELECT v.id FROM videos v JOIN lectures l ON l.id = v.lecture_id WHERE l.section_id = $1",
     )
     .bind(section_id)
@@ -226,8 +234,11 @@ pub async fn video_ids_of_section(db: &Db, section_id: i64) -> Result<Vec<i64>, 
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
-pub async fn video_ids_of_course(db: &Db, course_id: i64) -> Result<Vec<i64>, sqlx::Error> {
-    let rows: Vec<(i64,)> = sqlx::query_as(
+pub async fn video_ids_of_course(
+    db: &Db,
+    course_id: CourseId,
+) -> Result<Vec<VideoId>, sqlx::Error> {
+    let rows: Vec<(VideoId,)> = sqlx::query_as(
         "SELECT v.id FROM videos v JOIN lectures l ON l.id = v.lecture_id WHERE l.course_id = $1",
     )
     .bind(course_id)
@@ -239,9 +250,9 @@ pub async fn video_ids_of_course(db: &Db, course_id: i64) -> Result<Vec<i64>, sq
 /// A tus upload as stored.
 #[derive(Debug, Clone, FromRow)]
 pub struct UploadRow {
-    pub id: String,
-    pub video_id: i64,
-    pub user_id: i64,
+    pub id: UploadId,
+    pub video_id: VideoId,
+    pub user_id: UserId,
     pub length: Option<i64>,
     pub upload_offset: i64,
     pub metadata: String,
@@ -257,7 +268,7 @@ const UPLOAD_COLUMNS: &str =
     "id, video_id, user_id, length, upload_offset, metadata, multipart_id, parts, tail_key, \
      tail_size, expires_at, completed_at";
 
-pub async fn upload(db: &Db, id: &str) -> Result<Option<UploadRow>, sqlx::Error> {
+pub async fn upload(db: &Db, id: &UploadId) -> Result<Option<UploadRow>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1"))
         .bind(id)
         .fetch_optional(db.pool())
@@ -266,9 +277,9 @@ pub async fn upload(db: &Db, id: &str) -> Result<Option<UploadRow>, sqlx::Error>
 
 /// A new tus upload's row.
 pub struct NewUpload<'a> {
-    pub id: &'a str,
-    pub video_id: i64,
-    pub user_id: i64,
+    pub id: &'a UploadId,
+    pub video_id: VideoId,
+    pub user_id: UserId,
     /// `None` while the client defers the length.
     pub length: Option<i64>,
     /// The `Upload-Metadata` header as sent.
@@ -300,7 +311,7 @@ where
 /// another request holds it.
 pub async fn lock_upload(
     db: &Db,
-    id: &str,
+    id: &UploadId,
     token: &str,
     now: i64,
     until: i64,
@@ -318,7 +329,7 @@ pub async fn lock_upload(
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn unlock_upload(db: &Db, id: &str, token: &str) -> Result<(), sqlx::Error> {
+pub async fn unlock_upload(db: &Db, id: &UploadId, token: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE uploads SET lock_token = NULL, locked_until = NULL WHERE id = $1 AND lock_token = $2")
         .bind(id)
         .bind(token)
@@ -369,7 +380,7 @@ pub async fn save_upload_state(
 /// and it was not complete yet. False otherwise: the caller rolls back.
 pub async fn mark_upload_complete<'e, E>(
     exec: E,
-    id: &str,
+    id: &UploadId,
     token: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error>
@@ -389,7 +400,11 @@ where
 }
 
 /// Remove an upload's row and, with `video`, its video's, in one transaction.
-pub async fn forget_upload(db: &Db, id: &str, video: Option<i64>) -> Result<(), sqlx::Error> {
+pub async fn forget_upload(
+    db: &Db,
+    id: &UploadId,
+    video: Option<VideoId>,
+) -> Result<(), sqlx::Error> {
     let mut tx = db.pool().begin().await?;
     sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&mut *tx).await?;
     if let Some(v) = video {
@@ -412,8 +427,8 @@ pub async fn received_uploads(db: &Db, now: i64) -> Result<Vec<UploadRow>, sqlx:
 
 /// Videos of completed uploads that are still `uploading` with no job: what an older version
 /// left when it died between marking an upload complete and enqueueing its transcode.
-pub async fn completed_uploads_without_job(db: &Db) -> Result<Vec<i64>, sqlx::Error> {
-    let rows: Vec<(i64,)> = sqlx::query_as(
+pub async fn completed_uploads_without_job(db: &Db) -> Result<Vec<VideoId>, sqlx::Error> {
+    let rows: Vec<(VideoId,)> = sqlx::query_as(
         "SELECT v.id FROM uploads u JOIN videos v ON v.id = u.video_id WHERE u.completed_at IS NOT NULL \
          AND v.status = 'uploading' AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.video_id = v.id) LIMIT 100",
     )
@@ -430,7 +445,7 @@ pub fn usage_day(now: i64) -> i64 {
 /// Add `bytes` to what `user_id` uploaded today.
 pub async fn charge_usage<'e, E>(
     exec: E,
-    user_id: i64,
+    user_id: UserId,
     bytes: i64,
     now: i64,
 ) -> Result<(), sqlx::Error>
@@ -450,7 +465,7 @@ where
 }
 
 /// Bytes `user_id` uploaded today.
-pub async fn usage_today(db: &Db, user_id: i64, now: i64) -> Result<i64, sqlx::Error> {
+pub async fn usage_today(db: &Db, user_id: UserId, now: i64) -> Result<i64, sqlx::Error> {
     let row: Option<(i64,)> =
         sqlx::query_as("SELECT bytes FROM upload_usage WHERE user_id = $1 AND day = $2")
             .bind(user_id)
@@ -465,8 +480,8 @@ pub async fn usage_today(db: &Db, user_id: i64, now: i64) -> Result<i64, sqlx::E
 /// its `receiving_bytes`). Expired tus uploads no longer count.
 pub async fn uploads_in_progress(
     db: &Db,
-    user_id: i64,
-    except: Option<i64>,
+    user_id: UserId,
+    except: Option<VideoId>,
     now: i64,
 ) -> Result<(i64, i64), sqlx::Error> {
     sqlx::query_as(
@@ -477,7 +492,7 @@ pub async fn uploads_in_progress(
          AND (u.id IS NULL OR (u.completed_at IS NULL AND u.expires_at >= $3))",
     )
     .bind(user_id)
-    .bind(except.unwrap_or(-1))
+    .bind(except.map_or(-1, VideoId::get))
     .bind(now)
     .fetch_one(db.pool())
     .await

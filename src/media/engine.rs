@@ -141,7 +141,9 @@ pub fn child_main() -> anyhow::Result<()> {
 
 fn hex16(s: &str) -> anyhow::Result<[u8; 16]> {
     let bytes = hex::decode(s)?;
-    bytes.try_into().map_err(|_| anyhow::anyhow!("a key or IV must be 16 bytes"))
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| anyhow::anyhow!("a key or IV must be 16 bytes, not {}", b.len()))
 }
 
 /// A running engine process.

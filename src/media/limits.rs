@@ -9,6 +9,7 @@
 
 use crate::db::Db;
 use crate::error::Error;
+use crate::types::{UserId, VideoId};
 
 use super::db;
 
@@ -98,7 +99,7 @@ impl Allowance {
 pub async fn begin(
     db: &Db,
     cfg: &super::UploadSettings,
-    user_id: i64,
+    user_id: UserId,
     declared: Option<u64>,
     now: i64,
 ) -> Result<Allowance, Error> {
@@ -118,8 +119,8 @@ pub async fn begin(
 pub async fn resume(
     db: &Db,
     cfg: &super::UploadSettings,
-    user_id: i64,
-    video_id: i64,
+    user_id: UserId,
+    video_id: VideoId,
     now: i64,
 ) -> Result<Allowance, Error> {
     let (_, held) = db::uploads_in_progress(db, user_id, Some(video_id), now).await?;
@@ -129,7 +130,7 @@ pub async fn resume(
 async fn allowance(
     db: &Db,
     cfg: &super::UploadSettings,
-    user_id: i64,
+    user_id: UserId,
     held_by_others: i64,
     now: i64,
 ) -> Result<Allowance, Error> {

@@ -21,6 +21,7 @@ pub mod supervisor;
 pub mod tus;
 pub mod worker;
 
+use crate::types::{LectureId, VideoId};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,13 +88,23 @@ pub struct RenditionInfo {
     pub bandwidth: u64,
 }
 
+crate::vocabulary! {
+    /// Where a video is in its life (see the module documentation).
+    pub enum VideoStatus: "video status" {
+        Uploading = "uploading",
+        Queued = "queued",
+        Processing = "processing",
+        Ready = "ready",
+        Failed = "failed",
+    }
+}
+
 /// A video as its owner sees it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Video {
-    pub id: i64,
-    pub lecture_id: i64,
-    /// `uploading`, `queued`, `processing`, `ready` or `failed`.
-    pub status: String,
+    pub id: VideoId,
+    pub lecture_id: LectureId,
+    pub status: VideoStatus,
     /// 0..1, moving forward only while processing; 1 when ready.
     pub progress: f64,
     /// Exact measured duration once ready.
@@ -128,7 +139,7 @@ impl From<VideoRow> for Video {
 }
 
 /// The video, for its lecture's owner or an admin (404 for anyone else).
-pub async fn get_video(db: &Db, caller: &Caller, id: i64) -> Result<Video> {
+pub async fn get_video(db: &Db, caller: &Caller, id: VideoId) -> Result<Video> {
     let video = db::video(db, id).await?.ok_or(Error::not_found("video"))?;
     // Someone who may not edit the lecture learns nothing of its video; any other failure (the
     // database's) stays what it is.
@@ -141,7 +152,7 @@ pub async fn get_video(db: &Db, caller: &Caller, id: i64) -> Result<Video> {
 
 /// Remove the stored objects and the rows of videos that are gone or replaced, in the
 /// background (the request that caused it does not wait).
-pub fn forget_video_objects(db: &Db, storage: &Storage, videos: Vec<i64>) {
+pub fn forget_video_objects(db: &Db, storage: &Storage, videos: Vec<VideoId>) {
     if videos.is_empty() {
         return;
     }
@@ -150,13 +161,13 @@ pub fn forget_video_objects(db: &Db, storage: &Storage, videos: Vec<i64>) {
 }
 
 /// Delete the objects and rows of `videos`.
-pub async fn remove_videos(db: &Db, storage: &Storage, videos: &[i64]) {
+pub async fn remove_videos(db: &Db, storage: &Storage, videos: &[VideoId]) {
     for &id in videos {
         if let Err(e) = storage.delete_prefix(&keys::video(id)).await {
-            tracing::warn!(video = id, error = %e, "could not delete a video's objects; they stay behind");
+            tracing::warn!(video = %id, error = %e, "could not delete a video's objects; they stay behind");
         }
         if let Err(e) = db::delete_video(db, id).await {
-            tracing::warn!(video = id, error = %e, "could not delete a video row");
+            tracing::warn!(video = %id, error = %e, "could not delete a video row");
         }
     }
 }
@@ -271,13 +282,13 @@ fn abandoned_put_secs(cfg: &UploadSettings) -> i64 {
 /// its objects.
 struct PutGuard {
     st: Uploads,
-    video_id: i64,
+    video_id: VideoId,
     ticker: tokio::task::JoinHandle<()>,
     armed: bool,
 }
 
 impl PutGuard {
-    fn new(st: &Uploads, video_id: i64, declared: u64, seen: Arc<AtomicU64>) -> PutGuard {
+    fn new(st: &Uploads, video_id: VideoId, declared: u64, seen: Arc<AtomicU64>) -> PutGuard {
         let db = st.db.clone();
         let ticker = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(PUT_TOUCH_SECS));
@@ -286,7 +297,7 @@ impl PutGuard {
                 every.tick().await;
                 let held = declared.max(seen.load(Ordering::SeqCst)) as i64;
                 if let Err(e) = db::touch_receiving(&db, video_id, held, now()).await {
-                    tracing::warn!(video = video_id, error = %e, "could not mark a streamed upload alive");
+                    tracing::warn!(video = %video_id, error = %e, "could not mark a streamed upload alive");
                 }
             }
         });
@@ -310,12 +321,38 @@ impl Drop for PutGuard {
     fn drop(&mut self) {
         self.ticker.abort();
         if self.armed {
-            tracing::info!(video = self.video_id, "streamed upload cancelled; removing its video");
+            tracing::info!(video = %self.video_id, "streamed upload cancelled; removing its video");
             // Without a runtime (the process is ending) housekeeping removes it later.
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 let (db, storage, id) =
                     (self.st.db.clone(), self.st.storage.clone(), self.video_id);
                 rt.spawn(async move { remove_videos(&db, &storage, &[id]).await });
+            }
+        }
+    }
+}
+
+/// Why the body of a streamed upload stopped before it was stored.
+enum Stopped {
+    /// It passed the limit that bound it (`None`: the largest upload).
+    OverLimit(Option<limits::Limit>),
+    /// It sent nothing for the idle timeout.
+    Idle,
+    /// The store failed, or the connection broke (an I/O error from the body).
+    Store(crate::storage::StorageError),
+}
+
+impl Stopped {
+    fn error(self, cfg: &UploadSettings) -> Error {
+        match self {
+            Stopped::OverLimit(Some(limit)) => limit.error(cfg, now()),
+            Stopped::OverLimit(None) => UploadError::TooLarge(cfg.max_upload_bytes).into(),
+            Stopped::Idle => UploadError::Idle(cfg.upload_idle_timeout_secs).into(),
+            Stopped::Store(crate::storage::StorageError::Io(io)) => {
+                UploadError::Interrupted(io.to_string()).into()
+            }
+            Stopped::Store(other) => {
+                UploadError::Internal(anyhow::Error::new(other).context("storing an upload")).into()
             }
         }
     }
@@ -327,7 +364,7 @@ impl Drop for PutGuard {
 pub async fn upload_streamed(
     st: &Uploads,
     caller: &Caller,
-    lecture_id: i64,
+    lecture_id: LectureId,
     filename: &str,
     declared_len: Option<u64>,
     body: ByteStream,
@@ -379,25 +416,14 @@ pub async fn upload_streamed(
         Ok(meta) => meta,
         Err(e) => {
             guard.remove().await;
-            if over.load(Ordering::SeqCst) {
-                return Err(match binding {
-                    Some(limit) => limit.error(cfg, now()),
-                    None => UploadError::TooLarge(cfg.max_upload_bytes).into(),
-                });
-            }
-            return Err(if stalled.load(Ordering::SeqCst) {
-                UploadError::Idle(cfg.upload_idle_timeout_secs)
+            let why = if over.load(Ordering::SeqCst) {
+                Stopped::OverLimit(binding)
+            } else if stalled.load(Ordering::SeqCst) {
+                Stopped::Idle
             } else {
-                match e {
-                    crate::storage::StorageError::Io(io) => {
-                        UploadError::Interrupted(io.to_string())
-                    }
-                    other => UploadError::Internal(
-                        anyhow::Error::new(other).context("storing an upload"),
-                    ),
-                }
-            }
-            .into());
+                Stopped::Store(e)
+            };
+            return Err(why.error(cfg));
         }
     };
     let t = now();
@@ -414,8 +440,8 @@ pub async fn upload_streamed(
     tx.commit().await?;
     guard.keep();
     tracing::info!(
-        video = video_id,
-        lecture = lecture_id,
+        video = %video_id,
+        lecture = %lecture_id,
         bytes = meta.size,
         "video uploaded; transcode queued"
     );

@@ -23,16 +23,18 @@
 //! leased exactly while it runs, only a running attempt has a deadline, attempts stay within
 //! `1..=max_attempts`, finished jobs have a finishing time.
 
+use crate::types::{CourseId, JobId, LectureId, VideoId};
 use sqlx::FromRow;
 
+use super::VideoStatus;
 use crate::db::{now, Backend, Db};
 use crate::webhooks::EventType;
 
 /// A claimed job.
 #[derive(Debug, Clone, FromRow)]
 pub struct Job {
-    pub id: i64,
-    pub video_id: i64,
+    pub id: JobId,
+    pub video_id: VideoId,
     pub attempts: i64,
     pub max_attempts: i64,
 }
@@ -40,13 +42,17 @@ pub struct Job {
 /// Put a transcode job for `video_id` on the queue and mark the video `queued`. `db` is a pool
 /// or a connection, or the caller's transaction (the two writes then run in a savepoint of it,
 /// so they commit or roll back with the caller's own).
-pub async fn enqueue<'a, A>(db: A, video_id: i64, max_attempts: i64) -> Result<i64, sqlx::Error>
+pub async fn enqueue<'a, A>(
+    db: A,
+    video_id: VideoId,
+    max_attempts: i64,
+) -> Result<JobId, sqlx::Error>
 where
     A: sqlx::Acquire<'a, Database = sqlx::Any>,
 {
     let t = now();
     let mut tx = db.begin().await?;
-    let (id,): (i64,) = sqlx::query_as(
+    let (id,): (JobId,) = sqlx::query_as(
         "INSERT INTO jobs (video_id, status, max_attempts, run_after, created_at, updated_at) \
          VALUES ($1, 'queued', $2, $3, $3, $3) RETURNING id",
     )
@@ -107,7 +113,7 @@ pub async fn claim(
 /// `worker` no longer holds it (it expired and was taken over).
 pub async fn heartbeat(
     db: &Db,
-    job: i64,
+    job: JobId,
     worker: &str,
     lease_secs: i64,
 ) -> Result<bool, sqlx::Error> {
@@ -129,7 +135,7 @@ pub async fn heartbeat(
 /// False when `worker` no longer holds the job.
 pub async fn set_deadline(
     db: &Db,
-    job: i64,
+    job: JobId,
     worker: &str,
     deadline: i64,
 ) -> Result<bool, sqlx::Error> {
@@ -191,7 +197,7 @@ pub async fn publish(
     .execute(&mut *tx)
     .await?;
     // The lecture plays the newest ready video; an older upload finishing late does not win.
-    let lecture: Option<(i64, i64, Option<i64>)> = sqlx::query_as(
+    let lecture: Option<(LectureId, CourseId, Option<VideoId>)> = sqlx::query_as(
         "SELECT l.id, l.course_id, l.video_id FROM lectures l JOIN videos v ON v.lecture_id = l.id WHERE v.id = $1",
     )
     .bind(job.video_id)
@@ -231,13 +237,13 @@ pub async fn publish(
 async fn video_event(
     conn: &mut sqlx::AnyConnection,
     kind: EventType,
-    video_id: i64,
+    video_id: VideoId,
 ) -> Result<(), sqlx::Error> {
     #[derive(FromRow)]
     struct Row {
-        lecture_id: i64,
-        course_id: i64,
-        status: String,
+        lecture_id: LectureId,
+        course_id: CourseId,
+        status: VideoStatus,
         duration_seconds: Option<f64>,
         error: Option<String>,
     }
@@ -262,7 +268,7 @@ async fn video_event(
 #[derive(Debug, PartialEq, Eq)]
 pub enum PublishOutcome {
     /// Published; `replaced` is a video whose outputs are no longer needed.
-    Published { replaced: Option<i64> },
+    Published { replaced: Option<VideoId> },
     /// Another worker holds the job now; nothing was changed.
     LeaseLost,
 }
@@ -315,8 +321,11 @@ pub async fn fail(
         .await?
     };
     if done.rows_affected() == 1 {
-        let (status, error) =
-            if final_failure { ("failed", Some(failure.public)) } else { ("queued", None) };
+        let (status, error) = if final_failure {
+            (VideoStatus::Failed, Some(failure.public))
+        } else {
+            (VideoStatus::Queued, None)
+        };
         let marked = sqlx::query("UPDATE videos SET status = $2, error = $3, updated_at = $4 WHERE id = $1 AND status <> 'ready'")
             .bind(job.video_id)
             .bind(status)
@@ -365,7 +374,7 @@ pub async fn release(db: &Db, job: &Job, worker: &str) -> Result<(), sqlx::Error
 /// Fail jobs whose workers vanished on their last attempt (lease expired, no attempts left).
 pub async fn reap_abandoned(db: &Db) -> Result<u64, sqlx::Error> {
     let t = now();
-    let abandoned: Vec<(i64, i64)> = sqlx::query_as(
+    let abandoned: Vec<(JobId, VideoId)> = sqlx::query_as(
         "SELECT id, video_id FROM jobs WHERE status = 'running' AND lease_expires_at < $1 AND attempts >= max_attempts",
     )
     .bind(t)

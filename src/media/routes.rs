@@ -1,5 +1,7 @@
 //! HTTP handlers for video uploads (streamed `PUT` and tus) and video status.
 
+use super::VideoStatus;
+use crate::types::{LectureId, UploadId, VideoId};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -38,9 +40,9 @@ pub fn router() -> Router<AppState> {
 /// The answer to an accepted upload.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UploadAccepted {
-    pub video_id: i64,
+    pub video_id: VideoId,
     /// `queued` once the source is stored.
-    pub status: String,
+    pub status: VideoStatus,
 }
 
 fn body_stream(body: Body) -> ByteStream {
@@ -61,7 +63,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub async fn put_video(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(lecture_id): Path<i64>,
+    Path(lecture_id): Path<LectureId>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, axum::Json<UploadAccepted>)> {
@@ -91,7 +93,7 @@ pub async fn put_video(
 pub async fn get_video(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<VideoId>,
 ) -> ApiResult<axum::Json<Video>> {
     Ok(axum::Json(super::get_video(&st.db, &caller, id).await?))
 }
@@ -208,7 +210,7 @@ fn patched_headers(resp: &mut Response, p: &tus::Patched) {
     h.insert("upload-offset", HeaderValue::from(p.offset));
     h.insert("upload-expires", HeaderValue::from_str(&http_date(p.expires_at)).expect("date"));
     if let Some(v) = p.completed_video {
-        h.insert("lectern-video-id", HeaderValue::from(v));
+        h.insert("lectern-video-id", HeaderValue::from(v.get()));
     }
 }
 
@@ -218,7 +220,7 @@ fn patched_headers(resp: &mut Response, p: &tus::Patched) {
 pub async fn tus_head(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<UploadId>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(r) = version_refused(&headers) {
@@ -238,7 +240,7 @@ pub async fn tus_head(
                 HeaderValue::from_str(&http_date(info.expires_at)).expect("date"),
             );
             if let Some(v) = info.video_id {
-                h.insert("lectern-video-id", HeaderValue::from(v));
+                h.insert("lectern-video-id", HeaderValue::from(v.get()));
             }
             resp
         }
@@ -262,7 +264,7 @@ pub async fn tus_head(
 pub async fn tus_patch(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<UploadId>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -299,7 +301,7 @@ pub async fn tus_patch(
 pub async fn tus_post_override(
     st: State<AppState>,
     auth: Auth,
-    id: Path<String>,
+    id: Path<UploadId>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -316,7 +318,7 @@ pub async fn tus_post_override(
 pub async fn tus_delete(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<UploadId>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(r) = version_refused(&headers) {

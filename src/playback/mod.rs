@@ -14,6 +14,7 @@ pub mod range;
 pub mod routes;
 pub mod tokens;
 
+use crate::types::{LectureId, VideoId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -41,7 +42,7 @@ pub struct Playback {
     pub keys: PlaybackKeys,
     /// Published playlists, segments and tracks in memory.
     pub objects: cache::ObjectCache,
-    cache: Mutex<HashMap<i64, Arc<ReadyVideo>>>,
+    cache: Mutex<HashMap<VideoId, Arc<ReadyVideo>>>,
 }
 
 const CACHE_LIMIT: usize = 100_000;
@@ -55,14 +56,14 @@ impl Playback {
     pub async fn ready_video(
         &self,
         db: &Db,
-        id: i64,
+        id: VideoId,
     ) -> Result<Option<Arc<ReadyVideo>>, sqlx::Error> {
         if let Some(v) = self.cache.lock().expect("cache lock").get(&id) {
             return Ok(Some(v.clone()));
         }
         let Some(row) = crate::media::db::video(db, id).await? else { return Ok(None) };
         let (Some(prefix), key) = (row.output_prefix, row.hls_key) else { return Ok(None) };
-        if row.status != "ready" {
+        if row.status != crate::media::VideoStatus::Ready {
             return Ok(None);
         }
         let Ok(prefix) = ObjectKey::new(prefix) else { return Ok(None) };
@@ -80,7 +81,7 @@ impl Playback {
 /// A playback session.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PlaybackSession {
-    pub video_id: i64,
+    pub video_id: VideoId,
     /// The master playlist, token in its query.
     pub url: String,
     pub token: String,
@@ -96,7 +97,7 @@ pub async fn start_session(
     db: &Db,
     pb: &Playback,
     caller: Option<&Caller>,
-    lecture_id: i64,
+    lecture_id: LectureId,
     base_url: &str,
 ) -> Result<PlaybackSession> {
     let (lecture, course) = crate::catalog::visible_lecture(db, caller, lecture_id).await?;

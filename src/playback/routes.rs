@@ -1,5 +1,6 @@
 //! The playback session endpoint and the segment/range server under `/hls/`.
 
+use crate::types::{LectureId, VideoId};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -37,7 +38,7 @@ pub fn router() -> Router<AppState> {
 pub async fn start_playback(
     State(st): State<AppState>,
     caller: Option<Auth>,
-    Path(lecture_id): Path<i64>,
+    Path(lecture_id): Path<LectureId>,
     headers: HeaderMap,
 ) -> ApiResult<axum::Json<PlaybackSession>> {
     let base = base_url(&st.cfg, &headers);
@@ -152,7 +153,8 @@ async fn serve(
     {
         return Err(Error::malformed("invalid_path", "the path is not valid"));
     }
-    let video_id: i64 = video.parse().ok().filter(|v| *v > 0).ok_or(Error::not_found("video"))?;
+    let video_id: VideoId =
+        video.parse().ok().filter(|v: &VideoId| v.get() > 0).ok_or(Error::not_found("video"))?;
     let object = classify(rest).ok_or(Error::not_found("object"))?;
     let head = req.method() == Method::HEAD;
     let headers = req.headers();
@@ -176,7 +178,30 @@ async fn serve(
         HlsObject::Segment { .. } => "segment",
         HlsObject::Asset(_) => "asset",
     };
-    let resp = match object {
+    let resp = respond(st, &ready, object, token, headers, head).await?;
+    if !head {
+        let sent = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        metrics::counter!("lectern_hls_bytes_total", "kind" => kind).increment(sent);
+    }
+    Ok(resp)
+}
+
+/// The answer for `object` of the `ready` video, to a caller whose token (if it needed one)
+/// was verified.
+async fn respond(
+    st: &AppState,
+    ready: &ReadyVideo,
+    object: HlsObject<'_>,
+    token: Option<&str>,
+    headers: &HeaderMap,
+    head: bool,
+) -> ApiResult<Response> {
+    let encrypted = ready.key.is_some();
+    match object {
         HlsObject::Key => {
             let key = ready.key.ok_or(Error::not_found("key"))?;
             let meta = ObjectMeta {
@@ -195,13 +220,13 @@ async fn serve(
         }
         HlsObject::Master => {
             let token = token.expect("verified");
-            rewritten(st, &ready, "master.m3u8", token, encrypted, headers, head).await
+            rewritten(st, ready, "master.m3u8", token, encrypted, headers, head).await
         }
         HlsObject::Media { rendition } => {
             let token = token.expect("verified");
             rewritten(
                 st,
-                &ready,
+                ready,
                 &format!("{rendition}/index.m3u8"),
                 token,
                 encrypted,
@@ -212,7 +237,7 @@ async fn serve(
         }
         HlsObject::Asset(name) if name.ends_with(".vtt") => {
             let token = token.expect("verified");
-            let (raw, meta) = read_small(st, &ready, name).await?;
+            let (raw, meta) = read_small(st, ready, name).await?;
             let text = String::from_utf8_lossy(&raw)
                 .replace("sprite.jpg#", &format!("sprite.jpg?token={token}#"));
             let body = Bytes::from(text);
@@ -220,22 +245,13 @@ async fn serve(
             Ok(respond_bytes(headers, head, body, &meta, content_type(name), NO_STORE))
         }
         HlsObject::Asset(name) => {
-            stream_object(st, &ready, name, headers, head, PRIVATE_CACHE).await
+            stream_object(st, ready, name, headers, head, PRIVATE_CACHE).await
         }
         HlsObject::Segment { rendition, name } => {
             let cache = if encrypted { IMMUTABLE } else { PRIVATE_CACHE };
-            stream_object(st, &ready, &format!("{rendition}/{name}"), headers, head, cache).await
+            stream_object(st, ready, &format!("{rendition}/{name}"), headers, head, cache).await
         }
-    }?;
-    if !head {
-        let sent = resp
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse().ok())
-            .unwrap_or(0);
-        metrics::counter!("lectern_hls_bytes_total", "kind" => kind).increment(sent);
     }
-    Ok(resp)
 }
 
 fn digest_etag(b: &[u8]) -> String {

@@ -6,6 +6,7 @@
 //! then drop the old key. The algorithm is pinned to HS256 — `alg: none` and every other
 //! algorithm are refused — and `typ` must be `playback`, so no access token can stand in for one.
 
+use crate::types::VideoId;
 use std::collections::HashMap;
 
 use jsonwebtoken::{
@@ -21,7 +22,7 @@ pub struct PlaybackClaims {
     /// User id, or `anonymous` for a free preview watched signed out.
     pub sub: String,
     /// The video this token opens, and no other.
-    pub vid: i64,
+    pub vid: VideoId,
     /// Always `playback`.
     pub typ: String,
     pub iat: i64,
@@ -87,7 +88,7 @@ impl PlaybackKeys {
     }
 
     /// A token for `sub` to play `video_id` until `now + ttl`.
-    pub fn issue(&self, sub: &str, video_id: i64, now: i64) -> (String, i64) {
+    pub fn issue(&self, sub: &str, video_id: VideoId, now: i64) -> (String, i64) {
         let exp = now + self.ttl_secs;
         let claims =
             PlaybackClaims { sub: sub.to_string(), vid: video_id, typ: TYP.into(), iat: now, exp };
@@ -100,7 +101,7 @@ impl PlaybackKeys {
     pub fn verify(
         &self,
         token: Option<&str>,
-        video_id: i64,
+        video_id: VideoId,
     ) -> Result<PlaybackClaims, PlaybackTokenError> {
         let token = token.filter(|t| !t.is_empty()).ok_or(PlaybackTokenError::Missing)?;
         let header = decode_header(token).map_err(|_| PlaybackTokenError::Invalid)?;
@@ -137,27 +138,36 @@ mod tests {
     #[test]
     fn rotation_keeps_old_tokens_valid_while_the_old_key_is_listed() {
         let old = PlaybackKeys::parse(&format!("old:{A}"), 60).unwrap();
-        let (token, _) = old.issue("7", 3, chrono::Utc::now().timestamp());
+        let (token, _) = old.issue("7", VideoId::new(3), chrono::Utc::now().timestamp());
         let rotated = PlaybackKeys::parse(&format!("new:{B},old:{A}"), 60).unwrap();
-        assert_eq!(rotated.verify(Some(&token), 3).unwrap().sub, "7");
-        let (fresh, _) = rotated.issue("7", 3, chrono::Utc::now().timestamp());
+        assert_eq!(rotated.verify(Some(&token), VideoId::new(3)).unwrap().sub, "7");
+        let (fresh, _) = rotated.issue("7", VideoId::new(3), chrono::Utc::now().timestamp());
         assert!(
-            fresh.len() > 20 && old.verify(Some(&fresh), 3).is_err(),
+            fresh.len() > 20 && old.verify(Some(&fresh), VideoId::new(3)).is_err(),
             "old servers cannot read new-key tokens"
         );
         let dropped = PlaybackKeys::parse(&format!("new:{B}"), 60).unwrap();
-        assert_eq!(dropped.verify(Some(&token), 3).unwrap_err(), PlaybackTokenError::Invalid);
+        assert_eq!(
+            dropped.verify(Some(&token), VideoId::new(3)).unwrap_err(),
+            PlaybackTokenError::Invalid
+        );
     }
 
     #[test]
     fn tokens_open_one_video_until_they_expire() {
         let keys = PlaybackKeys::parse(&format!("k:{A}"), 60).unwrap();
         let now = chrono::Utc::now().timestamp();
-        let (token, _) = keys.issue("1", 5, now);
-        assert_eq!(keys.verify(Some(&token), 6).unwrap_err(), PlaybackTokenError::WrongVideo);
-        let (stale, _) = keys.issue("1", 5, now - 3600);
-        assert_eq!(keys.verify(Some(&stale), 5).unwrap_err(), PlaybackTokenError::Expired);
-        assert_eq!(keys.verify(None, 5).unwrap_err(), PlaybackTokenError::Missing);
+        let (token, _) = keys.issue("1", VideoId::new(5), now);
+        assert_eq!(
+            keys.verify(Some(&token), VideoId::new(6)).unwrap_err(),
+            PlaybackTokenError::WrongVideo
+        );
+        let (stale, _) = keys.issue("1", VideoId::new(5), now - 3600);
+        assert_eq!(
+            keys.verify(Some(&stale), VideoId::new(5)).unwrap_err(),
+            PlaybackTokenError::Expired
+        );
+        assert_eq!(keys.verify(None, VideoId::new(5)).unwrap_err(), PlaybackTokenError::Missing);
         assert!(PlaybackKeys::parse("short:abc", 60).is_err());
         assert!(PlaybackKeys::parse("", 60).is_err());
     }

@@ -352,10 +352,10 @@ impl ObjectStore for FsStore {
         tmp.run(move |path| {
             let mut out = std::fs::File::create(path)?;
             for (n, part) in &part_files {
-                let mut f = std::fs::File::open(part).map_err(|_| {
+                let mut f = std::fs::File::open(part).map_err(|e| {
                     std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        format!("multipart upload {id} has no part {n}"),
+                        e.kind(),
+                        format!("multipart upload {id}: part {n} cannot be opened: {e}"),
                     )
                 })?;
                 std::io::copy(&mut f, &mut out)?;

@@ -91,24 +91,25 @@ fn is_valid_key(key: &str) -> bool {
 /// The object keys Lectern uses, made in one place.
 pub mod keys {
     use super::ObjectKey;
+    use crate::types::{JobId, UploadId, VideoId};
 
     fn key(s: String) -> ObjectKey {
         ObjectKey::new(s).expect("keys built from ids are valid")
     }
 
     /// Everything stored for a video.
-    pub fn video(video_id: i64) -> ObjectKey {
+    pub fn video(video_id: VideoId) -> ObjectKey {
         key(format!("videos/{video_id}"))
     }
 
     /// The uploaded original.
-    pub fn source(video_id: i64) -> ObjectKey {
+    pub fn source(video_id: VideoId) -> ObjectKey {
         key(format!("videos/{video_id}/source"))
     }
 
     /// Where one transcode attempt writes its HLS output; it becomes the published prefix
     /// only when the attempt completes.
-    pub fn hls_output(video_id: i64, job_id: i64, attempt: i64) -> ObjectKey {
+    pub fn hls_output(video_id: VideoId, job_id: JobId, attempt: i64) -> ObjectKey {
         key(format!("videos/{video_id}/hls-{job_id}-{attempt}"))
     }
 
@@ -118,13 +119,13 @@ pub mod keys {
     }
 
     /// Scratch objects of a tus upload in progress.
-    pub fn upload(upload_id: &str) -> ObjectKey {
+    pub fn upload(upload_id: &UploadId) -> ObjectKey {
         key(format!("uploads/{upload_id}"))
     }
 
     /// Bytes of a tus upload received past its last full multipart part. Each write gets a
     /// new `nonce`, so a stale writer can never overwrite the tail the upload row points at.
-    pub fn upload_tail(upload_id: &str, nonce: &str) -> ObjectKey {
+    pub fn upload_tail(upload_id: &UploadId, nonce: &str) -> ObjectKey {
         key(format!("uploads/{upload_id}/tail-{nonce}"))
     }
 }

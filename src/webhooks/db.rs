@@ -1,16 +1,18 @@
 //! SQL for webhook endpoints, events and delivery attempts.
 
+use crate::types::{CourseId, DeliveryId, EndpointId, UserId};
 use sqlx::FromRow;
 
+use super::{DeliveryStatus, EventType, Scope};
 use crate::db::Db;
 
 /// An endpoint as stored.
 #[derive(Debug, Clone, FromRow)]
 pub struct EndpointRow {
-    pub id: i64,
-    pub owner_id: i64,
+    pub id: EndpointId,
+    pub owner_id: UserId,
     /// `all` or `own`.
-    pub scope: String,
+    pub scope: Scope,
     pub url: String,
     /// Space-separated, with a space at each end.
     pub events: String,
@@ -28,16 +30,20 @@ const ENDPOINT_SELECT: &str =
 
 /// A new endpoint.
 pub struct NewEndpoint<'a> {
-    pub owner_id: i64,
-    pub scope: &'a str,
+    pub owner_id: UserId,
+    pub scope: Scope,
     pub url: &'a str,
     pub events: &'a str,
     pub description: &'a str,
     pub secret: &'a str,
 }
 
-pub async fn insert_endpoint(db: &Db, e: &NewEndpoint<'_>, now: i64) -> Result<i64, sqlx::Error> {
-    let (id,): (i64,) = sqlx::query_as(
+pub async fn insert_endpoint(
+    db: &Db,
+    e: &NewEndpoint<'_>,
+    now: i64,
+) -> Result<EndpointId, sqlx::Error> {
+    let (id,): (EndpointId,) = sqlx::query_as(
         "INSERT INTO webhook_endpoints (owner_id, scope, url, events, description, secret, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
     )
@@ -53,7 +59,7 @@ pub async fn insert_endpoint(db: &Db, e: &NewEndpoint<'_>, now: i64) -> Result<i
     Ok(id)
 }
 
-pub async fn endpoint(db: &Db, id: i64) -> Result<Option<EndpointRow>, sqlx::Error> {
+pub async fn endpoint(db: &Db, id: EndpointId) -> Result<Option<EndpointRow>, sqlx::Error> {
     sqlx::query_as(&format!("{ENDPOINT_SELECT} WHERE id = $1"))
         .bind(id)
         .fetch_optional(db.pool())
@@ -61,8 +67,8 @@ pub async fn endpoint(db: &Db, id: i64) -> Result<Option<EndpointRow>, sqlx::Err
 }
 
 /// Endpoints of `owner` (every endpoint when `None`), oldest first.
-pub async fn endpoints(db: &Db, owner: Option<i64>) -> Result<Vec<EndpointRow>, sqlx::Error> {
-    let (filtered, owner) = (i64::from(owner.is_some()), owner.unwrap_or(0));
+pub async fn endpoints(db: &Db, owner: Option<UserId>) -> Result<Vec<EndpointRow>, sqlx::Error> {
+    let (filtered, owner) = (i64::from(owner.is_some()), owner.map_or(0, UserId::get));
     sqlx::query_as(&format!("{ENDPOINT_SELECT} WHERE ($1 = 0 OR owner_id = $2) ORDER BY id"))
         .bind(filtered)
         .bind(owner)
@@ -87,7 +93,7 @@ pub async fn update_endpoint(db: &Db, e: &EndpointRow, now: i64) -> Result<(), s
     Ok(())
 }
 
-pub async fn delete_endpoint(db: &Db, id: i64) -> Result<(), sqlx::Error> {
+pub async fn delete_endpoint(db: &Db, id: EndpointId) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1").bind(id).execute(db.pool()).await?;
     Ok(())
 }
@@ -99,13 +105,13 @@ pub async fn delete_endpoint(db: &Db, id: i64) -> Result<(), sqlx::Error> {
 pub async fn record_event(
     conn: &mut sqlx::AnyConnection,
     id: &str,
-    kind: &str,
-    course_ids: &[i64],
+    kind: EventType,
+    course_ids: &[CourseId],
     body: &str,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
     let pattern = format!("% {kind} %");
-    let subscribed: Vec<(i64, String, i64)> = sqlx::query_as(
+    let subscribed: Vec<(EndpointId, Scope, UserId)> = sqlx::query_as(
         "SELECT id, scope, owner_id FROM webhook_endpoints WHERE enabled = 1 AND events LIKE $1",
     )
     .bind(&pattern)
@@ -116,16 +122,16 @@ pub async fn record_event(
     }
     let mut owners = Vec::new();
     for course_id in course_ids {
-        let owner: Option<(i64,)> =
+        let owner: Option<(UserId,)> =
             sqlx::query_as("SELECT instructor_id FROM courses WHERE id = $1")
                 .bind(course_id)
                 .fetch_optional(&mut *conn)
                 .await?;
         owners.extend(owner.map(|o| o.0));
     }
-    let targets: Vec<(i64,)> = subscribed
+    let targets: Vec<(EndpointId,)> = subscribed
         .into_iter()
-        .filter(|(_, scope, owner)| scope == "all" || owners.contains(owner))
+        .filter(|(_, scope, owner)| *scope == Scope::All || owners.contains(owner))
         .map(|(id, _, _)| (id,))
         .collect();
     if targets.is_empty() {
@@ -147,16 +153,16 @@ pub async fn record_event(
 
 async fn insert_attempt<'e, E>(
     exec: E,
-    endpoint_id: i64,
+    endpoint_id: EndpointId,
     event_id: &str,
     attempt: i64,
     due_at: i64,
     now: i64,
-) -> Result<i64, sqlx::Error>
+) -> Result<DeliveryId, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let (id,): (i64,) = sqlx::query_as(
+    let (id,): (DeliveryId,) = sqlx::query_as(
         "INSERT INTO webhook_deliveries (endpoint_id, event_id, attempt, status, due_at, created_at) \
          VALUES ($1, $2, $3, 'pending', $4, $5) RETURNING id",
     )
@@ -173,8 +179,8 @@ where
 /// A delivery attempt with what it needs to be made.
 #[derive(Debug, Clone, FromRow)]
 pub struct AttemptRow {
-    pub id: i64,
-    pub endpoint_id: i64,
+    pub id: DeliveryId,
+    pub endpoint_id: EndpointId,
     pub event_id: String,
     pub attempt: i64,
     pub url: String,
@@ -191,7 +197,7 @@ pub async fn claim_due(
     lease_until: i64,
     limit: i64,
 ) -> Result<Vec<AttemptRow>, sqlx::Error> {
-    let candidates: Vec<(i64,)> = sqlx::query_as(
+    let candidates: Vec<(DeliveryId,)> = sqlx::query_as(
         "SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE e.enabled = 1 \
          AND ((d.status = 'pending' AND d.due_at <= $1) OR (d.status = 'delivering' AND d.lease_expires_at < $1)) \
          ORDER BY d.due_at, d.id LIMIT $2",
@@ -254,7 +260,7 @@ pub async fn finish_attempt(
     )
     .bind(a.id)
     .bind(owner)
-    .bind(if f.succeeded { "succeeded" } else { "failed" })
+    .bind(if f.succeeded { DeliveryStatus::Succeeded } else { DeliveryStatus::Failed })
     .bind(f.response_status)
     .bind(f.error)
     .bind(now)
@@ -289,11 +295,11 @@ pub async fn finish_attempt(
 /// A line of an endpoint's delivery log.
 #[derive(Debug, Clone, FromRow)]
 pub struct DeliveryRow {
-    pub id: i64,
+    pub id: DeliveryId,
     pub event_id: String,
-    pub kind: String,
+    pub kind: EventType,
     pub attempt: i64,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub response_status: Option<i64>,
     pub error: Option<String>,
     pub due_at: i64,
@@ -303,7 +309,7 @@ pub struct DeliveryRow {
 /// The newest `limit` attempts of an endpoint, newest first.
 pub async fn deliveries(
     db: &Db,
-    endpoint_id: i64,
+    endpoint_id: EndpointId,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, sqlx::Error> {
     sqlx::query_as(
@@ -320,10 +326,10 @@ pub async fn deliveries(
 /// new series. `None` when there is no such delivery of that endpoint.
 pub async fn resend(
     db: &Db,
-    endpoint_id: i64,
-    delivery_id: i64,
+    endpoint_id: EndpointId,
+    delivery_id: DeliveryId,
     now: i64,
-) -> Result<Option<i64>, sqlx::Error> {
+) -> Result<Option<DeliveryId>, sqlx::Error> {
     let event: Option<(String,)> = sqlx::query_as(
         "SELECT event_id FROM webhook_deliveries WHERE id = $1 AND endpoint_id = $2",
     )

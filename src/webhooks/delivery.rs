@@ -189,7 +189,7 @@ async fn deliver(db: &Db, settings: &Settings, node: &str, a: AttemptRow) {
     };
     metrics::counter!("lectern_webhook_deliveries_total", "outcome" => outcome).increment(1);
     if let Some(e) = &error {
-        tracing::info!(delivery = a.id, endpoint = a.endpoint_id, attempt = a.attempt, error = %e, outcome, "webhook delivery failed");
+        tracing::info!(delivery = %a.id, endpoint = %a.endpoint_id, attempt = a.attempt, error = %e, outcome, "webhook delivery failed");
     }
     let finished = Finished {
         succeeded,
@@ -201,11 +201,11 @@ async fn deliver(db: &Db, settings: &Settings, node: &str, a: AttemptRow) {
     match db::finish_attempt(db, &a, node, &finished, now()).await {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
-            delivery = a.id,
+            delivery = %a.id,
             "a webhook attempt outlived its lease; another node took it over"
         ),
         Err(e) => {
-            tracing::warn!(delivery = a.id, error = %e, "recording a webhook attempt failed; it will be made again")
+            tracing::warn!(delivery = %a.id, error = %e, "recording a webhook attempt failed; it will be made again")
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod db;
 pub mod delivery;
 pub mod routes;
 
+use crate::types::{CourseId, DeliveryId, EndpointId, UnknownWord};
 use base64::Engine;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -40,46 +41,41 @@ use crate::config::Config;
 use crate::db::{now, rfc3339, Db};
 use crate::error::{Error, Result};
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    VideoPlayable,
-    VideoReady,
-    VideoFailed,
-    CoursePublished,
-    OrderPaid,
-    OrderRefunded,
-    EnrollmentCreated,
-    EnrollmentRevoked,
+crate::vocabulary! {
+    /// What happened.
+    pub enum EventType: "event type" {
+        VideoPlayable = "video.playable",
+        VideoReady = "video.ready",
+        VideoFailed = "video.failed",
+        CoursePublished = "course.published",
+        OrderPaid = "order.paid",
+        OrderRefunded = "order.refunded",
+        EnrollmentCreated = "enrollment.created",
+        EnrollmentRevoked = "enrollment.revoked",
+    }
 }
 
-impl EventType {
-    pub const ALL: [EventType; 8] = [
-        EventType::VideoPlayable,
-        EventType::VideoReady,
-        EventType::VideoFailed,
-        EventType::CoursePublished,
-        EventType::OrderPaid,
-        EventType::OrderRefunded,
-        EventType::EnrollmentCreated,
-        EventType::EnrollmentRevoked,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::VideoPlayable => "video.playable",
-            EventType::VideoReady => "video.ready",
-            EventType::VideoFailed => "video.failed",
-            EventType::CoursePublished => "course.published",
-            EventType::OrderPaid => "order.paid",
-            EventType::OrderRefunded => "order.refunded",
-            EventType::EnrollmentCreated => "enrollment.created",
-            EventType::EnrollmentRevoked => "enrollment.revoked",
-        }
+crate::vocabulary! {
+    /// Which events an endpoint gets.
+    pub enum Scope: "webhook scope" {
+        /// An admin's: every event.
+        All = "all",
+        /// An instructor's: the events of their own courses.
+        Own = "own",
     }
+}
 
-    pub fn parse(s: &str) -> Option<EventType> {
-        EventType::ALL.into_iter().find(|t| t.as_str() == s)
+crate::vocabulary! {
+    /// Where a delivery attempt stands.
+    pub enum DeliveryStatus: "delivery status" {
+        /// Waiting for its time.
+        Pending = "pending",
+        /// Being made by a node (which holds its lease).
+        Delivering = "delivering",
+        /// The receiver answered 2xx.
+        Succeeded = "succeeded",
+        /// It did not; a retry is a new attempt.
+        Failed = "failed",
     }
 }
 
@@ -88,20 +84,20 @@ impl EventType {
 pub async fn emit(
     conn: &mut sqlx::AnyConnection,
     kind: EventType,
-    course_ids: &[i64],
+    course_ids: &[CourseId],
     data: Value,
 ) -> Result<(), sqlx::Error> {
     let t = now();
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     let body = json!({"type": kind.as_str(), "timestamp": rfc3339(t), "data": data}).to_string();
-    db::record_event(conn, &id, kind.as_str(), course_ids, &body, t).await?;
+    db::record_event(conn, &id, kind, course_ids, &body, t).await?;
     Ok(())
 }
 
 /// An endpoint as its owner sees it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Endpoint {
-    pub id: i64,
+    pub id: EndpointId,
     pub url: String,
     /// Event types delivered to it.
     pub events: Vec<String>,
@@ -110,8 +106,7 @@ pub struct Endpoint {
     pub enabled: bool,
     /// Failed attempts since the last success.
     pub failures_in_a_row: i64,
-    /// `all` (an admin's: every event) or `own` (an instructor's: their courses' events).
-    pub scope: String,
+    pub scope: Scope,
     pub created_at: String,
 }
 
@@ -153,13 +148,8 @@ fn events_field(events: &[String]) -> Result<String> {
     }
     let mut kinds = Vec::new();
     for e in events {
-        let kind = EventType::parse(e).ok_or_else(|| {
-            let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-            Error::invalid(
-                "unknown_event",
-                format!("unknown event type {e:?}; known: {}", known.join(", ")),
-            )
-        })?;
+        let kind: EventType =
+            e.parse().map_err(|u: UnknownWord| Error::invalid("unknown_event", u.to_string()))?;
         if !kinds.contains(&kind.as_str()) {
             kinds.push(kind.as_str());
         }
@@ -194,8 +184,8 @@ pub async fn create(
     input: EndpointInput,
 ) -> Result<CreatedEndpoint> {
     let scope = match caller.role {
-        Role::Admin => "all",
-        Role::Instructor => "own",
+        Role::Admin => Scope::All,
+        Role::Instructor => Scope::Own,
         Role::Student => {
             return Err(Error::denied(
                 "not_instructor",
@@ -224,7 +214,7 @@ pub async fn create(
 }
 
 /// The endpoint if `caller` owns it or is an admin; 404 otherwise.
-pub async fn visible(db: &Db, caller: &Caller, id: i64) -> Result<db::EndpointRow> {
+pub async fn visible(db: &Db, caller: &Caller, id: EndpointId) -> Result<db::EndpointRow> {
     match db::endpoint(db, id).await? {
         Some(e) if e.owner_id == caller.user_id || caller.is_admin() => Ok(e),
         _ => Err(Error::not_found("webhook")),
@@ -245,7 +235,7 @@ pub async fn update(
     db: &Db,
     cfg: &Config,
     caller: &Caller,
-    id: i64,
+    id: EndpointId,
     input: EndpointInput,
 ) -> Result<Endpoint> {
     let mut row = visible(db, caller, id).await?;
@@ -268,7 +258,7 @@ pub async fn update(
     Ok(view(db::endpoint(db, id).await?.ok_or(Error::not_found("webhook"))?))
 }
 
-pub async fn delete(db: &Db, caller: &Caller, id: i64) -> Result<()> {
+pub async fn delete(db: &Db, caller: &Caller, id: EndpointId) -> Result<()> {
     visible(db, caller, id).await?;
     db::delete_endpoint(db, id).await?;
     Ok(())
@@ -277,15 +267,14 @@ pub async fn delete(db: &Db, caller: &Caller, id: i64) -> Result<()> {
 /// A line of the delivery log.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Delivery {
-    pub id: i64,
+    pub id: DeliveryId,
     /// The `webhook-id` of the event: the same on every attempt.
     pub event_id: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventType,
     /// 1 for the first attempt; retries count up (a re-send starts again at 1).
     pub attempt: i64,
-    /// `pending`, `delivering`, `succeeded` or `failed`.
-    pub status: String,
+    pub status: DeliveryStatus,
     /// The receiver's HTTP status, when it answered.
     pub response_status: Option<i64>,
     pub error: Option<String>,
@@ -295,13 +284,13 @@ pub struct Delivery {
 }
 
 /// The newest 100 attempts of an endpoint.
-pub async fn deliveries(db: &Db, caller: &Caller, id: i64) -> Result<Vec<Delivery>> {
+pub async fn deliveries(db: &Db, caller: &Caller, id: EndpointId) -> Result<Vec<Delivery>> {
     visible(db, caller, id).await?;
     Ok(db::deliveries(db, id, 100)
         .await?
         .into_iter()
         .map(|d| Delivery {
-            next_attempt_at: (d.status == "pending").then(|| rfc3339(d.due_at)),
+            next_attempt_at: (d.status == DeliveryStatus::Pending).then(|| rfc3339(d.due_at)),
             id: d.id,
             event_id: d.event_id,
             kind: d.kind,
@@ -315,7 +304,12 @@ pub async fn deliveries(db: &Db, caller: &Caller, id: i64) -> Result<Vec<Deliver
 }
 
 /// Send a delivery's event again, now.
-pub async fn resend(db: &Db, caller: &Caller, id: i64, delivery_id: i64) -> Result<()> {
+pub async fn resend(
+    db: &Db,
+    caller: &Caller,
+    id: EndpointId,
+    delivery_id: DeliveryId,
+) -> Result<()> {
     visible(db, caller, id).await?;
     db::resend(db, id, delivery_id, now()).await?.ok_or(Error::not_found("delivery"))?;
     Ok(())

@@ -1,5 +1,6 @@
 //! HTTP handlers for webhook endpoints and their delivery logs.
 
+use crate::types::{DeliveryId, EndpointId};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
@@ -102,7 +103,7 @@ pub struct UpdateWebhook {
 pub async fn update_webhook(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<EndpointId>,
     Json(req): Json<UpdateWebhook>,
 ) -> ApiResult<axum::Json<Endpoint>> {
     let input = EndpointInput {
@@ -119,7 +120,7 @@ pub async fn update_webhook(
 pub async fn delete_webhook(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<EndpointId>,
 ) -> ApiResult<StatusCode> {
     super::delete(&st.db, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -136,7 +137,7 @@ pub struct Deliveries {
 pub async fn list_deliveries(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<i64>,
+    Path(id): Path<EndpointId>,
 ) -> ApiResult<axum::Json<Deliveries>> {
     Ok(axum::Json(Deliveries { items: super::deliveries(&st.db, &caller, id).await? }))
 }
@@ -148,7 +149,7 @@ pub async fn list_deliveries(
 pub async fn resend_delivery(
     State(st): State<AppState>,
     Auth(caller): Auth,
-    Path((id, delivery)): Path<(i64, i64)>,
+    Path((id, delivery)): Path<(EndpointId, DeliveryId)>,
 ) -> ApiResult<StatusCode> {
     super::resend(&st.db, &caller, id, delivery).await?;
     Ok(StatusCode::ACCEPTED)

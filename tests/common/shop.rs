@@ -6,6 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::TestServer;
+use lectern::types::{CourseId, LectureId, UserId};
 
 /// A published course of `teacher` at `price` `currency`: `(course_id, lecture_id)`.
 pub async fn published(
@@ -169,9 +170,9 @@ pub async fn watch(
 ) {
     lectern::learning::progress::record(
         &srv.app_state.db,
-        user,
-        lecture_id,
-        course_id,
+        UserId::new(user),
+        LectureId::new(lecture_id),
+        CourseId::new(course_id),
         position,
         false,
         Some(duration),

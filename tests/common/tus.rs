@@ -120,7 +120,7 @@ pub async fn stored_source_sha(srv: &TestServer, video_id: i64) -> String {
     let mut body = srv
         .app_state
         .storage
-        .get(&lectern::storage::keys::source(video_id), None)
+        .get(&lectern::storage::keys::source(lectern::types::VideoId::new(video_id)), None)
         .await
         .unwrap()
         .body;

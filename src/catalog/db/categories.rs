@@ -3,12 +3,13 @@
 use sqlx::{Any, AnyConnection, Executor, FromRow};
 
 use crate::db::Db;
+use crate::types::CategoryId;
 
 /// A category as stored.
 #[derive(Debug, Clone, FromRow)]
 pub struct CategoryRow {
-    pub id: i64,
-    pub parent_id: Option<i64>,
+    pub id: CategoryId,
+    pub parent_id: Option<CategoryId>,
     pub name: String,
     pub name_en: String,
     pub slug: String,
@@ -24,7 +25,7 @@ pub async fn categories(db: &Db) -> Result<Vec<CategoryRow>, sqlx::Error> {
 
 pub async fn category<'e>(
     exec: impl Executor<'e, Database = Any>,
-    id: i64,
+    id: CategoryId,
 ) -> Result<Option<CategoryRow>, sqlx::Error> {
     sqlx::query_as(&format!("{CATEGORY_SELECT} WHERE id = $1")).bind(id).fetch_optional(exec).await
 }
@@ -32,7 +33,7 @@ pub async fn category<'e>(
 /// The children of category `id`, in position order.
 pub async fn child_categories<'e>(
     exec: impl Executor<'e, Database = Any>,
-    id: i64,
+    id: CategoryId,
 ) -> Result<Vec<CategoryRow>, sqlx::Error> {
     sqlx::query_as(&format!("{CATEGORY_SELECT} WHERE parent_id = $1 ORDER BY position, id"))
         .bind(id)
@@ -43,11 +44,11 @@ pub async fn child_categories<'e>(
 /// The position after the last sibling under `parent_id` (top level when `None`).
 pub async fn next_category_position(
     conn: &mut AnyConnection,
-    parent_id: Option<i64>,
+    parent_id: Option<CategoryId>,
 ) -> Result<i64, sqlx::Error> {
     let (n,): (i64,) =
         sqlx::query_as("SELECT CAST(COALESCE(MAX(position), 0) + 1 AS BIGINT) FROM categories WHERE COALESCE(parent_id, 0) = $1")
-            .bind(parent_id.unwrap_or(0))
+            .bind(parent_id.map_or(0, CategoryId::get))
             .fetch_one(conn)
             .await?;
     Ok(n)
@@ -57,8 +58,8 @@ pub async fn next_category_position(
 pub async fn insert_category(
     conn: &mut AnyConnection,
     c: &CategoryRow,
-) -> Result<i64, sqlx::Error> {
-    let (id,): (i64,) = sqlx::query_as(
+) -> Result<CategoryId, sqlx::Error> {
+    let (id,): (CategoryId,) = sqlx::query_as(
         "INSERT INTO categories (parent_id, name, name_en, slug, position) VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
     .bind(c.parent_id)
@@ -77,13 +78,13 @@ pub struct CategoryChanges {
     pub name: Option<String>,
     pub name_en: Option<String>,
     pub slug: Option<String>,
-    pub parent_id: Option<Option<i64>>,
+    pub parent_id: Option<Option<CategoryId>>,
     pub position: Option<i64>,
 }
 
 pub async fn update_category(
     conn: &mut AnyConnection,
-    id: i64,
+    id: CategoryId,
     ch: &CategoryChanges,
 ) -> Result<(), sqlx::Error> {
     let (set_parent, parent) = match ch.parent_id {
@@ -107,7 +108,7 @@ pub async fn update_category(
 }
 
 /// Delete a category; its courses' `category_id` becomes null.
-pub async fn delete_category(conn: &mut AnyConnection, id: i64) -> Result<(), sqlx::Error> {
+pub async fn delete_category(conn: &mut AnyConnection, id: CategoryId) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM categories WHERE id = $1").bind(id).execute(conn).await?;
     Ok(())
 }
@@ -117,7 +118,10 @@ pub async fn delete_category(conn: &mut AnyConnection, id: i64) -> Result<(), sq
 /// of them does not exist. Changes that depend on the tree's shape (a parent must be
 /// top-level, a category with children cannot become a child) lock every category they
 /// look at, so two of them cannot each pass their check and together make three levels.
-pub async fn lock_categories(conn: &mut AnyConnection, ids: &[i64]) -> Result<bool, sqlx::Error> {
+pub async fn lock_categories(
+    conn: &mut AnyConnection,
+    ids: &[CategoryId],
+) -> Result<bool, sqlx::Error> {
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
@@ -133,7 +137,7 @@ pub async fn lock_categories(conn: &mut AnyConnection, ids: &[i64]) -> Result<bo
     Ok(true)
 }
 
-pub async fn category_exists(db: &Db, id: i64) -> Result<bool, sqlx::Error> {
+pub async fn category_exists(db: &Db, id: CategoryId) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query_as::<_, (i64,)>("SELECT id FROM categories WHERE id = $1")
         .bind(id)
         .fetch_optional(db.pool())
@@ -142,8 +146,8 @@ pub async fn category_exists(db: &Db, id: i64) -> Result<bool, sqlx::Error> {
 }
 
 /// The first subcategory (a category with a parent), if any.
-pub async fn first_subcategory(db: &Db) -> Result<Option<i64>, sqlx::Error> {
-    let row: Option<(i64,)> =
+pub async fn first_subcategory(db: &Db) -> Result<Option<CategoryId>, sqlx::Error> {
+    let row: Option<(CategoryId,)> =
         sqlx::query_as("SELECT id FROM categories WHERE parent_id IS NOT NULL ORDER BY id LIMIT 1")
             .fetch_optional(db.pool())
             .await?;

@@ -3,16 +3,18 @@
 use sqlx::{Any, AnyConnection, Executor, FromRow};
 
 use crate::db::Db;
+use crate::media::VideoStatus;
+use crate::types::{CourseId, LectureId, SectionId, VideoId};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct SectionRow {
-    pub id: i64,
-    pub course_id: i64,
+    pub id: SectionId,
+    pub course_id: CourseId,
     pub title: String,
     pub position: i64,
 }
 
-pub async fn sections_of(db: &Db, course_id: i64) -> Result<Vec<SectionRow>, sqlx::Error> {
+pub async fn sections_of(db: &Db, course_id: CourseId) -> Result<Vec<SectionRow>, sqlx::Error> {
     sqlx::query_as("SELECT id, course_id, title, position FROM sections WHERE course_id = $1 ORDER BY position, id")
         .bind(course_id)
         .fetch_all(db.pool())
@@ -21,7 +23,7 @@ pub async fn sections_of(db: &Db, course_id: i64) -> Result<Vec<SectionRow>, sql
 
 pub async fn section<'e>(
     exec: impl Executor<'e, Database = Any>,
-    id: i64,
+    id: SectionId,
 ) -> Result<Option<SectionRow>, sqlx::Error> {
     sqlx::query_as("SELECT id, course_id, title, position FROM sections WHERE id = $1")
         .bind(id)
@@ -32,24 +34,27 @@ pub async fn section<'e>(
 /// A lecture with the state of its newest video.
 #[derive(Debug, Clone, FromRow)]
 pub struct LectureRow {
-    pub id: i64,
-    pub section_id: i64,
-    pub course_id: i64,
+    pub id: LectureId,
+    pub section_id: SectionId,
+    pub course_id: CourseId,
     pub title: String,
     pub description: String,
     pub position: i64,
     pub is_preview: i64,
-    pub video_id: Option<i64>,
+    pub video_id: Option<VideoId>,
     pub duration_seconds: Option<f64>,
-    pub newest_video_id: Option<i64>,
-    pub newest_video_status: Option<String>,
+    pub newest_video_id: Option<VideoId>,
+    pub newest_video_status: Option<VideoStatus>,
 }
 
 const LECTURE_SELECT: &str = "SELECT l.id, l.section_id, l.course_id, l.title, l.description, l.position, l.is_preview, \
      l.video_id, l.duration_seconds, v.id AS newest_video_id, v.status AS newest_video_status FROM lectures l \
      LEFT JOIN videos v ON v.id = (SELECT MAX(v2.id) FROM videos v2 WHERE v2.lecture_id = l.id)";
 
-pub async fn lectures_of_course(db: &Db, course_id: i64) -> Result<Vec<LectureRow>, sqlx::Error> {
+pub async fn lectures_of_course(
+    db: &Db,
+    course_id: CourseId,
+) -> Result<Vec<LectureRow>, sqlx::Error> {
     sqlx::query_as(&format!("{LECTURE_SELECT} WHERE l.course_id = $1 ORDER BY l.position, l.id"))
         .bind(course_id)
         .fetch_all(db.pool())
@@ -58,12 +63,13 @@ pub async fn lectures_of_course(db: &Db, course_id: i64) -> Result<Vec<LectureRo
 
 pub async fn lecture<'e>(
     exec: impl Executor<'e, Database = Any>,
-    id: i64,
+    id: LectureId,
 ) -> Result<Option<LectureRow>, sqlx::Error> {
     sqlx::query_as(&format!("{LECTURE_SELECT} WHERE l.id = $1")).bind(id).fetch_optional(exec).await
 }
 
-/// An ordered child table: sections within a course, lectures within a section.
+/// An ordered child table: sections within a course, lectures within a section. Its helpers
+/// take either kind's ids as plain keys.
 ///
 /// Positions under one parent are 1..n, unique (migration 0011). They are changed only inside
 /// a transaction that holds the course's lock ([`lock_course`]), and always in two phases: the
@@ -96,14 +102,14 @@ impl Ordered {
 pub async fn child_count(
     conn: &mut AnyConnection,
     kind: Ordered,
-    parent: i64,
+    parent: impl Into<i64>,
 ) -> Result<i64, sqlx::Error> {
     let (n,): (i64,) = sqlx::query_as(&format!(
         "SELECT COUNT(*) FROM {} WHERE {} = $1",
         kind.table(),
         kind.parent()
     ))
-    .bind(parent)
+    .bind(parent.into())
     .fetch_one(conn)
     .await?;
     Ok(n)
@@ -139,20 +145,20 @@ async fn shift(
 pub async fn open_gap(
     conn: &mut AnyConnection,
     kind: Ordered,
-    parent: i64,
+    parent: impl Into<i64>,
     position: i64,
 ) -> Result<(), sqlx::Error> {
-    shift(conn, kind, parent, ">=", position, 1).await
+    shift(conn, kind, parent.into(), ">=", position, 1).await
 }
 
 /// Close the hole left at `position` under `parent`.
 pub async fn close_gap(
     conn: &mut AnyConnection,
     kind: Ordered,
-    parent: i64,
+    parent: impl Into<i64>,
     position: i64,
 ) -> Result<(), sqlx::Error> {
-    shift(conn, kind, parent, ">", position, -1).await
+    shift(conn, kind, parent.into(), ">", position, -1).await
 }
 
 /// Put row `id` at (`parent`, `position`). To move a row: `place` it at position 0 of its
@@ -160,8 +166,8 @@ pub async fn close_gap(
 pub async fn place(
     conn: &mut AnyConnection,
     kind: Ordered,
-    id: i64,
-    parent: i64,
+    id: impl Into<i64>,
+    parent: impl Into<i64>,
     position: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
@@ -169,8 +175,8 @@ pub async fn place(
         t = kind.table(),
         p = kind.parent()
     ))
-    .bind(id)
-    .bind(parent)
+    .bind(id.into())
+    .bind(parent.into())
     .bind(position)
     .execute(conn)
     .await?;
@@ -179,12 +185,12 @@ pub async fn place(
 
 pub async fn insert_section(
     conn: &mut AnyConnection,
-    course_id: i64,
+    course_id: CourseId,
     title: &str,
     position: i64,
     now: i64,
-) -> Result<i64, sqlx::Error> {
-    let (id,): (i64,) =
+) -> Result<SectionId, sqlx::Error> {
+    let (id,): (SectionId,) =
         sqlx::query_as("INSERT INTO sections (course_id, title, position, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
             .bind(course_id)
             .bind(title)
@@ -197,7 +203,7 @@ pub async fn insert_section(
 
 pub async fn rename_section(
     conn: &mut AnyConnection,
-    id: i64,
+    id: SectionId,
     title: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE sections SET title = $2 WHERE id = $1")
@@ -211,18 +217,18 @@ pub async fn rename_section(
 pub async fn delete_row(
     conn: &mut AnyConnection,
     kind: Ordered,
-    id: i64,
+    id: impl Into<i64>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(&format!("DELETE FROM {} WHERE id = $1", kind.table()))
-        .bind(id)
+        .bind(id.into())
         .execute(conn)
         .await?;
     Ok(())
 }
 
 pub struct NewLecture<'a> {
-    pub section_id: i64,
-    pub course_id: i64,
+    pub section_id: SectionId,
+    pub course_id: CourseId,
     pub title: &'a str,
     pub description: &'a str,
     pub position: i64,
@@ -233,8 +239,8 @@ pub async fn insert_lecture(
     conn: &mut AnyConnection,
     l: &NewLecture<'_>,
     now: i64,
-) -> Result<i64, sqlx::Error> {
-    let (id,): (i64,) = sqlx::query_as(
+) -> Result<LectureId, sqlx::Error> {
+    let (id,): (LectureId,) = sqlx::query_as(
         "INSERT INTO lectures (section_id, course_id, title, description, position, is_preview, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
     )
@@ -252,7 +258,7 @@ pub async fn insert_lecture(
 
 pub async fn update_lecture_text(
     conn: &mut AnyConnection,
-    id: i64,
+    id: LectureId,
     title: Option<&str>,
     description: Option<&str>,
     is_preview: Option<bool>,
@@ -275,7 +281,7 @@ pub async fn update_lecture_text(
 /// Recompute a course's total duration from its lectures' measured durations.
 pub async fn refresh_course_duration<'e>(
     exec: impl Executor<'e, Database = Any>,
-    course_id: i64,
+    course_id: CourseId,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE courses SET duration_seconds = \

@@ -4,7 +4,9 @@
 use sqlx::{AnyConnection, FromRow};
 
 use super::search::{SearchQuery, SearchSql};
+use super::{CourseStatus, Level};
 use crate::db::Db;
+use crate::types::{CategoryId, CourseId, Currency, Money, UserId};
 
 mod categories;
 pub use categories::*;
@@ -14,16 +16,17 @@ pub use curriculum::*;
 /// A course as stored.
 #[derive(Debug, Clone, FromRow)]
 pub struct CourseRow {
-    pub id: i64,
-    pub instructor_id: i64,
+    pub id: CourseId,
+    pub instructor_id: UserId,
     pub instructor_name: String,
-    pub category_id: Option<i64>,
+    pub category_id: Option<CategoryId>,
     pub title: String,
     pub description: String,
+    /// In minor units of `currency`; see [`CourseRow::price`].
     pub price: i64,
-    pub currency: String,
-    pub level: String,
-    pub status: String,
+    pub currency: Currency,
+    pub level: Level,
+    pub status: CourseStatus,
     pub duration_seconds: f64,
     pub created_at: i64,
     pub published_at: Option<i64>,
@@ -32,6 +35,13 @@ pub struct CourseRow {
     /// Number of reviews and their average rating (0 without reviews), kept by triggers.
     pub rating_count: i64,
     pub rating_avg: f64,
+}
+
+impl CourseRow {
+    /// What the course costs.
+    pub fn price(&self) -> Money {
+        Money::new(self.price, self.currency)
+    }
 }
 
 /// The columns of a [`CourseRow`], over `courses c` joined with `users u`.
@@ -50,7 +60,7 @@ pub(crate) const COURSE_FROM: &str = "courses c JOIN users u ON u.id = c.instruc
 pub(crate) const COURSE_SELECT: &str =
     concat!("SELECT ", course_columns!(), " FROM courses c JOIN users u ON u.id = c.instructor_id");
 
-pub async fn course(db: &Db, id: i64) -> Result<Option<CourseRow>, sqlx::Error> {
+pub async fn course(db: &Db, id: CourseId) -> Result<Option<CourseRow>, sqlx::Error> {
     sqlx::query_as(&format!("{COURSE_SELECT} WHERE c.id = $1"))
         .bind(id)
         .fetch_optional(db.pool())
@@ -59,17 +69,16 @@ pub async fn course(db: &Db, id: i64) -> Result<Option<CourseRow>, sqlx::Error> 
 
 /// Fields of a new course.
 pub struct NewCourse<'a> {
-    pub instructor_id: i64,
-    pub category_id: Option<i64>,
+    pub instructor_id: UserId,
+    pub category_id: Option<CategoryId>,
     pub title: &'a str,
     pub description: &'a str,
-    pub price: i64,
-    pub currency: &'a str,
-    pub level: &'a str,
+    pub price: Money,
+    pub level: Level,
 }
 
-pub async fn insert_course(db: &Db, c: &NewCourse<'_>, now: i64) -> Result<i64, sqlx::Error> {
-    let (id,): (i64,) = sqlx::query_as(
+pub async fn insert_course(db: &Db, c: &NewCourse<'_>, now: i64) -> Result<CourseId, sqlx::Error> {
+    let (id,): (CourseId,) = sqlx::query_as(
         "INSERT INTO courses (instructor_id, category_id, title, description, price, currency, level, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
     )
@@ -77,8 +86,8 @@ pub async fn insert_course(db: &Db, c: &NewCourse<'_>, now: i64) -> Result<i64, 
     .bind(c.category_id)
     .bind(c.title)
     .bind(c.description)
-    .bind(c.price)
-    .bind(c.currency)
+    .bind(c.price.amount)
+    .bind(c.price.currency)
     .bind(c.level)
     .bind(now)
     .fetch_one(db.pool())
@@ -92,14 +101,14 @@ pub struct CourseChanges {
     pub title: Option<String>,
     pub description: Option<String>,
     pub price: Option<i64>,
-    pub currency: Option<String>,
-    pub level: Option<String>,
-    pub category_id: Option<Option<i64>>,
+    pub currency: Option<Currency>,
+    pub level: Option<Level>,
+    pub category_id: Option<Option<CategoryId>>,
 }
 
 pub async fn update_course(
     db: &Db,
-    id: i64,
+    id: CourseId,
     ch: &CourseChanges,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -116,8 +125,8 @@ pub async fn update_course(
     .bind(ch.title.as_deref())
     .bind(ch.description.as_deref())
     .bind(ch.price)
-    .bind(ch.currency.as_deref())
-    .bind(ch.level.as_deref())
+    .bind(ch.currency)
+    .bind(ch.level)
     .bind(set_cat)
     .bind(cat)
     .bind(now)
@@ -126,7 +135,7 @@ pub async fn update_course(
     Ok(())
 }
 
-pub async fn delete_course(conn: &mut AnyConnection, id: i64) -> Result<(), sqlx::Error> {
+pub async fn delete_course(conn: &mut AnyConnection, id: CourseId) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM courses WHERE id = $1").bind(id).execute(conn).await?;
     Ok(())
 }
@@ -138,7 +147,7 @@ pub async fn delete_course(conn: &mut AnyConnection, id: i64) -> Result<(), sqlx
 /// per course: on PostgreSQL it is a row lock; on SQLite, a write as the first statement
 /// makes the transaction the writer before it reads anything (a read first would leave it
 /// with a snapshot it could not upgrade when another writer got in between).
-pub async fn lock_course(conn: &mut AnyConnection, id: i64) -> Result<bool, sqlx::Error> {
+pub async fn lock_course(conn: &mut AnyConnection, id: CourseId) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("UPDATE courses SET updated_at = updated_at WHERE id = $1")
         .bind(id)
         .execute(conn)
@@ -149,13 +158,14 @@ pub async fn lock_course(conn: &mut AnyConnection, id: i64) -> Result<bool, sqlx
 /// Publish course `id` when it has a lecture; false when it has none.
 pub async fn publish_if_not_empty(
     conn: &mut AnyConnection,
-    id: i64,
+    id: CourseId,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let before: Option<(String,)> = sqlx::query_as("SELECT status FROM courses WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let before: Option<(CourseStatus,)> =
+        sqlx::query_as("SELECT status FROM courses WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
     let done = sqlx::query(
         "UPDATE courses SET status = 'published', published_at = COALESCE(published_at, $2), updated_at = $2 \
          WHERE id = $1 AND EXISTS (SELECT 1 FROM lectures WHERE course_id = $1)",
@@ -166,7 +176,7 @@ pub async fn publish_if_not_empty(
     .await?;
     let published = done.rows_affected() == 1;
     // A draft that became published: `course.published`, recorded in the caller's transaction.
-    if published && before.is_some_and(|(s,)| s == "draft") {
+    if published && before.is_some_and(|(s,)| s == CourseStatus::Draft) {
         let c: CourseRow = sqlx::query_as(&format!("{COURSE_SELECT} WHERE c.id = $1"))
             .bind(id)
             .fetch_one(&mut *conn)
@@ -219,7 +229,7 @@ impl CourseSort {
 /// Which published courses to list.
 pub struct CourseFilter<'a> {
     /// A category; a top-level one includes its children.
-    pub category: Option<i64>,
+    pub category: Option<CategoryId>,
     pub search: Option<&'a SearchQuery>,
     pub sort: CourseSort,
 }
@@ -260,7 +270,7 @@ pub async fn list_published(
         CourseSort::Relevance => &relevance,
     };
     // Placeholders: $1, $2 (category), the search filter's, the relevance order's, then the page.
-    let (has_cat, cat) = (f.category.is_some() as i64, f.category.unwrap_or(0));
+    let (has_cat, cat) = (f.category.is_some() as i64, f.category.map_or(0, CategoryId::get));
     let order_args = if f.sort == CourseSort::Relevance { order_args } else { Vec::new() };
     let page_at = 3 + filter_args.len() + order_args.len();
     let sql = format!(

@@ -1,50 +1,32 @@
 //! Payment-intent SQL: what was sent to the provider and is not settled yet.
 
+use crate::types::{OrderId, UserId};
 use sqlx::FromRow;
 
+use crate::commerce::payments::ProviderName;
 use crate::db::Db;
 
-/// What a payment intent is about to do to its order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IntentKind {
-    /// A pending order's payment was sent for approval.
-    Confirming,
-    /// A paid order's payment was sent for cancellation.
-    Refunding,
-}
-
-impl IntentKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IntentKind::Confirming => "confirming",
-            IntentKind::Refunding => "refunding",
-        }
-    }
-
-    /// The kind of a stored intent; an unknown word is an error, never a guess.
-    pub fn parse(s: &str) -> Result<IntentKind, sqlx::Error> {
-        match s {
-            "confirming" => Ok(IntentKind::Confirming),
-            "refunding" => Ok(IntentKind::Refunding),
-            other => {
-                Err(sqlx::Error::Decode(format!("unknown payment intent kind {other:?}").into()))
-            }
-        }
+crate::vocabulary! {
+    /// What a payment intent is about to do to its order.
+    pub enum IntentKind: "payment intent kind" {
+        /// A pending order's payment was sent for approval.
+        Confirming = "confirming",
+        /// A paid order's payment was sent for cancellation.
+        Refunding = "refunding",
     }
 }
 
 /// A confirmation or refund sent to the provider whose outcome is not recorded yet.
 #[derive(Debug, Clone, FromRow)]
 pub struct IntentRow {
-    pub order_id: i64,
-    pub user_id: i64,
-    /// `confirming` or `refunding`; see [`IntentKind`].
-    pub kind: String,
-    pub provider: String,
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub kind: IntentKind,
+    pub provider: ProviderName,
     pub payment_key: String,
     pub amount: i64,
     pub reason: Option<String>,
-    pub requested_by: Option<i64>,
+    pub requested_by: Option<UserId>,
     pub started_at: i64,
     /// Lookups that found no clear answer so far.
     pub checks: i64,
@@ -58,14 +40,14 @@ const INTENT_SELECT: &str =
 
 /// A new payment intent.
 pub struct NewIntent<'a> {
-    pub order_id: i64,
-    pub user_id: i64,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     pub kind: IntentKind,
-    pub provider: &'a str,
+    pub provider: ProviderName,
     pub payment_key: &'a str,
     pub amount: i64,
     pub reason: Option<&'a str>,
-    pub requested_by: Option<i64>,
+    pub requested_by: Option<UserId>,
     /// When the reconciler may first look at it, should its request never finish.
     pub next_check_at: i64,
 }
@@ -79,7 +61,7 @@ pub async fn insert_intent(db: &Db, i: &NewIntent<'_>, now: i64) -> Result<(), s
     )
     .bind(i.order_id)
     .bind(i.user_id)
-    .bind(i.kind.as_str())
+    .bind(i.kind)
     .bind(i.provider)
     .bind(i.payment_key)
     .bind(i.amount)
@@ -93,7 +75,7 @@ pub async fn insert_intent(db: &Db, i: &NewIntent<'_>, now: i64) -> Result<(), s
 }
 
 /// The intent in flight for an order, if any.
-pub async fn intent(db: &Db, order_id: i64) -> Result<Option<IntentRow>, sqlx::Error> {
+pub async fn intent(db: &Db, order_id: OrderId) -> Result<Option<IntentRow>, sqlx::Error> {
     sqlx::query_as(&format!("{INTENT_SELECT} WHERE order_id = $1"))
         .bind(order_id)
         .fetch_optional(db.pool())
@@ -101,7 +83,7 @@ pub async fn intent(db: &Db, order_id: i64) -> Result<Option<IntentRow>, sqlx::E
 }
 
 /// The intents in flight for `user_id`'s orders.
-pub async fn intents_of_user(db: &Db, user_id: i64) -> Result<Vec<IntentRow>, sqlx::Error> {
+pub async fn intents_of_user(db: &Db, user_id: UserId) -> Result<Vec<IntentRow>, sqlx::Error> {
     sqlx::query_as(&format!("{INTENT_SELECT} WHERE user_id = $1"))
         .bind(user_id)
         .fetch_all(db.pool())
@@ -128,7 +110,7 @@ pub async fn open_intents(db: &Db) -> Result<i64, sqlx::Error> {
 
 /// Forget an intent whose outcome left the order as it was (declined, never reached the
 /// provider, or given back).
-pub async fn drop_intent(db: &Db, order_id: i64) -> Result<(), sqlx::Error> {
+pub async fn drop_intent(db: &Db, order_id: OrderId) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM payment_intents WHERE order_id = $1")
         .bind(order_id)
         .execute(db.pool())
@@ -139,7 +121,7 @@ pub async fn drop_intent(db: &Db, order_id: i64) -> Result<(), sqlx::Error> {
 /// Note a look that found no clear answer, and when to look again.
 pub async fn intent_unsettled(
     db: &Db,
-    order_id: i64,
+    order_id: OrderId,
     error: &str,
     next_check_at: i64,
 ) -> Result<(), sqlx::Error> {

@@ -1,8 +1,10 @@
 //! SQL for carts, orders and their items, the payment ledger and the per-buyer payment lock;
 //! payment intents and the dashboard's sales figures in their own files.
 
+use crate::types::{CourseId, Currency, Money, OrderId, UserId};
 use sqlx::FromRow;
 
+use super::payments::ProviderName;
 use crate::db::Db;
 use crate::webhooks::{self, EventType};
 
@@ -14,15 +16,15 @@ pub use sales::*;
 /// A cart line with the course's current title and price.
 #[derive(Debug, Clone, FromRow)]
 pub struct CartRow {
-    pub course_id: i64,
+    pub course_id: CourseId,
     pub title: String,
     pub price: i64,
-    pub currency: String,
+    pub currency: Currency,
     pub added_at: i64,
 }
 
 /// The caller's cart, oldest line first.
-pub async fn cart(db: &Db, user_id: i64) -> Result<Vec<CartRow>, sqlx::Error> {
+pub async fn cart(db: &Db, user_id: UserId) -> Result<Vec<CartRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT k.course_id, c.title, c.price, c.currency, k.added_at FROM cart_items k \
          JOIN courses c ON c.id = k.course_id WHERE k.user_id = $1 ORDER BY k.added_at, k.course_id",
@@ -35,8 +37,8 @@ pub async fn cart(db: &Db, user_id: i64) -> Result<Vec<CartRow>, sqlx::Error> {
 /// Add a line; a course already in the cart is a unique violation.
 pub async fn add_to_cart(
     db: &Db,
-    user_id: i64,
-    course_id: i64,
+    user_id: UserId,
+    course_id: CourseId,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO cart_items (user_id, course_id, added_at) VALUES ($1, $2, $3)")
@@ -49,7 +51,11 @@ pub async fn add_to_cart(
 }
 
 /// Remove a line; false when it was not there.
-pub async fn remove_from_cart(db: &Db, user_id: i64, course_id: i64) -> Result<bool, sqlx::Error> {
+pub async fn remove_from_cart(
+    db: &Db,
+    user_id: UserId,
+    course_id: CourseId,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND course_id = $2")
         .bind(user_id)
         .bind(course_id)
@@ -58,19 +64,30 @@ pub async fn remove_from_cart(db: &Db, user_id: i64, course_id: i64) -> Result<b
     Ok(done.rows_affected() > 0)
 }
 
+crate::vocabulary! {
+    /// Where an order is in its life.
+    pub enum OrderStatus: "order status" {
+        /// Placed, not paid yet; may be confirmed (again, after a declined payment).
+        Pending = "pending",
+        /// Paid; the buyer is enrolled.
+        Paid = "paid",
+        /// Paid and refunded; the enrollments are revoked.
+        Refunded = "refunded",
+    }
+}
+
 /// An order as stored.
 #[derive(Debug, Clone, FromRow)]
 pub struct OrderRow {
-    pub id: i64,
-    pub user_id: i64,
-    /// `pending`, `paid` or `refunded`.
-    pub status: String,
+    pub id: OrderId,
+    pub user_id: UserId,
+    pub status: OrderStatus,
     pub amount: i64,
-    pub currency: String,
+    pub currency: Currency,
     pub payment_order_id: String,
     pub request_hash: String,
     /// The provider that charged it; null for free orders and until paid.
-    pub provider: Option<String>,
+    pub provider: Option<ProviderName>,
     pub payment_key: Option<String>,
     pub created_at: i64,
     pub paid_at: Option<i64>,
@@ -84,42 +101,48 @@ const ORDER_SELECT: &str =
 /// A line of an order: what was bought, at the title and price of that moment.
 #[derive(Debug, Clone, FromRow)]
 pub struct OrderItemRow {
-    pub order_id: i64,
-    pub course_id: i64,
+    pub order_id: OrderId,
+    pub course_id: CourseId,
     pub title: String,
     pub price: i64,
 }
 
 /// A new order and its lines.
 pub struct NewOrder<'a> {
-    pub user_id: i64,
-    pub amount: i64,
-    pub currency: &'a str,
+    pub user_id: UserId,
+    /// The sum of the lines' prices.
+    pub total: Money,
     pub payment_order_id: &'a str,
     pub idempotency_key: Option<&'a str>,
     pub request_hash: &'a str,
-    /// `(course_id, title, price)` snapshots.
-    pub items: &'a [(i64, String, i64)],
+    pub items: &'a [OrderLine],
+}
+
+/// A course as an order holds it: its title and price when ordered (in the order's currency).
+pub struct OrderLine {
+    pub course_id: CourseId,
+    pub title: String,
+    pub price: i64,
 }
 
 /// Insert an order with its lines in one transaction. A reused idempotency key is a unique
 /// violation.
-pub async fn insert_order(db: &Db, o: &NewOrder<'_>, now: i64) -> Result<i64, sqlx::Error> {
+pub async fn insert_order(db: &Db, o: &NewOrder<'_>, now: i64) -> Result<OrderId, sqlx::Error> {
     let mut tx = db.pool().begin().await?;
-    let (id,): (i64,) = sqlx::query_as(
+    let (id,): (OrderId,) = sqlx::query_as(
         "INSERT INTO orders (user_id, status, amount, currency, payment_order_id, idempotency_key, request_hash, created_at) \
          VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(o.user_id)
-    .bind(o.amount)
-    .bind(o.currency)
+    .bind(o.total.amount)
+    .bind(o.total.currency)
     .bind(o.payment_order_id)
     .bind(o.idempotency_key)
     .bind(o.request_hash)
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
-    for (course_id, title, price) in o.items {
+    for OrderLine { course_id, title, price } in o.items {
         sqlx::query(
             "INSERT INTO order_items (order_id, course_id, title, price) VALUES ($1, $2, $3, $4)",
         )
@@ -134,7 +157,7 @@ pub async fn insert_order(db: &Db, o: &NewOrder<'_>, now: i64) -> Result<i64, sq
     Ok(id)
 }
 
-pub async fn order(db: &Db, id: i64) -> Result<Option<OrderRow>, sqlx::Error> {
+pub async fn order(db: &Db, id: OrderId) -> Result<Option<OrderRow>, sqlx::Error> {
     sqlx::query_as(&format!("{ORDER_SELECT} WHERE id = $1"))
         .bind(id)
         .fetch_optional(db.pool())
@@ -144,7 +167,7 @@ pub async fn order(db: &Db, id: i64) -> Result<Option<OrderRow>, sqlx::Error> {
 /// The order `user_id` created with `Idempotency-Key: key`, if any.
 pub async fn order_by_idempotency_key(
     db: &Db,
-    user_id: i64,
+    user_id: UserId,
     key: &str,
 ) -> Result<Option<OrderRow>, sqlx::Error> {
     sqlx::query_as(&format!("{ORDER_SELECT} WHERE user_id = $1 AND idempotency_key = $2"))
@@ -154,7 +177,7 @@ pub async fn order_by_idempotency_key(
         .await
 }
 
-pub async fn items_of(db: &Db, order_id: i64) -> Result<Vec<OrderItemRow>, sqlx::Error> {
+pub async fn items_of(db: &Db, order_id: OrderId) -> Result<Vec<OrderItemRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT order_id, course_id, title, price FROM order_items WHERE order_id = $1 ORDER BY id",
     )
@@ -166,7 +189,7 @@ pub async fn items_of(db: &Db, order_id: i64) -> Result<Vec<OrderItemRow>, sqlx:
 /// One page of `user_id`'s orders, newest first, with their lines; and how many there are.
 pub async fn orders_of_user(
     db: &Db,
-    user_id: i64,
+    user_id: UserId,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<OrderRow>, Vec<OrderItemRow>, i64), sqlx::Error> {
@@ -204,7 +227,7 @@ pub async fn orders_of_user(
 /// an unexpired one. One statement, so two takers cannot both win on either backend.
 pub async fn try_lock(
     db: &Db,
-    user_id: i64,
+    user_id: UserId,
     holder: &str,
     now: i64,
     expires_at: i64,
@@ -226,7 +249,7 @@ pub async fn try_lock(
 /// Push `holder`'s lease on `user_id`'s lock out to `expires_at`, if it still holds it.
 pub async fn renew_lock(
     db: &Db,
-    user_id: i64,
+    user_id: UserId,
     holder: &str,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
@@ -240,7 +263,7 @@ pub async fn renew_lock(
 }
 
 /// Release the lock if `holder` still has it.
-pub async fn unlock(db: &Db, user_id: i64, holder: &str) -> Result<(), sqlx::Error> {
+pub async fn unlock(db: &Db, user_id: UserId, holder: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM payment_locks WHERE user_id = $1 AND holder = $2")
         .bind(user_id)
         .bind(holder)
@@ -249,10 +272,18 @@ pub async fn unlock(db: &Db, user_id: i64, holder: &str) -> Result<(), sqlx::Err
     Ok(())
 }
 
+crate::vocabulary! {
+    /// Which way money moved, in the payments ledger.
+    pub enum PaymentKind: "payment kind" {
+        Charge = "charge",
+        Refund = "refund",
+    }
+}
+
 /// Money that moved through a provider, for the ledger.
 #[derive(Debug, Clone, Copy)]
 pub struct Movement<'a> {
-    pub provider: &'a str,
+    pub provider: ProviderName,
     pub payment_key: &'a str,
 }
 
@@ -281,7 +312,7 @@ pub async fn mark_paid(
     }
     let course_ids = course_ids_of(&mut tx, order.id).await?;
     if let Some(c) = charge {
-        record_movement(&mut tx, order, "charge", c, now).await?;
+        record_movement(&mut tx, order, PaymentKind::Charge, c, now).await?;
     }
     sqlx::query("DELETE FROM payment_intents WHERE order_id = $1")
         .bind(order.id)
@@ -311,7 +342,7 @@ pub async fn mark_refunded(
     db: &Db,
     order: &OrderRow,
     refund: Option<Movement<'_>>,
-    refunded_by: Option<i64>,
+    refunded_by: Option<UserId>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = db.pool().begin().await?;
@@ -327,7 +358,7 @@ pub async fn mark_refunded(
     }
     let course_ids = course_ids_of(&mut tx, order.id).await?;
     if let Some(r) = refund {
-        record_movement(&mut tx, order, "refund", r, now).await?;
+        record_movement(&mut tx, order, PaymentKind::Refund, r, now).await?;
     }
     sqlx::query("DELETE FROM payment_intents WHERE order_id = $1")
         .bind(order.id)
@@ -349,9 +380,9 @@ pub async fn mark_refunded(
 /// The courses an order bought, read inside the transaction that acts on them.
 async fn course_ids_of(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    order_id: i64,
-) -> Result<Vec<i64>, sqlx::Error> {
-    let rows: Vec<(i64,)> =
+    order_id: OrderId,
+) -> Result<Vec<CourseId>, sqlx::Error> {
+    let rows: Vec<(CourseId,)> =
         sqlx::query_as("SELECT course_id FROM order_items WHERE order_id = $1 ORDER BY id")
             .bind(order_id)
             .fetch_all(&mut **tx)
@@ -362,8 +393,8 @@ async fn course_ids_of(
 /// The `data` of an `order.paid` / `order.refunded` event: the order as its buyer sees it.
 fn order_event(
     order: &OrderRow,
-    course_ids: &[i64],
-    provider: Option<&str>,
+    course_ids: &[CourseId],
+    provider: Option<ProviderName>,
     at: i64,
     status: &str,
 ) -> serde_json::Value {
@@ -389,7 +420,7 @@ fn order_event(
 async fn record_movement(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     order: &OrderRow,
-    kind: &str,
+    kind: PaymentKind,
     m: Movement<'_>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -401,7 +432,7 @@ async fn record_movement(
     .bind(m.provider)
     .bind(m.payment_key)
     .bind(order.amount)
-    .bind(&order.currency)
+    .bind(order.currency)
     .bind(now)
     .execute(&mut **tx)
     .await?;

@@ -1,13 +1,15 @@
 //! The dashboard's sales figures, per course.
 
+use crate::types::{CourseId, Currency, UserId};
 use sqlx::FromRow;
 
+use crate::catalog::CourseStatus;
 use crate::db::Db;
 
 /// Whose sales a dashboard covers: one instructor's courses, or every course (admins).
 #[derive(Debug, Clone, Copy)]
 pub enum SalesScope {
-    Instructor(i64),
+    Instructor(UserId),
     Everything,
 }
 
@@ -15,7 +17,7 @@ impl SalesScope {
     /// `(filter on?, instructor id)` for the `($1 = 0 OR c.instructor_id = $2)` filter.
     fn binds(self) -> (i64, i64) {
         match self {
-            SalesScope::Instructor(id) => (1, id),
+            SalesScope::Instructor(id) => (1, id.get()),
             SalesScope::Everything => (0, 0),
         }
     }
@@ -24,10 +26,10 @@ impl SalesScope {
 /// One course's sales between two instants (`[from, to)`, Unix seconds).
 #[derive(Debug, Clone, FromRow)]
 pub struct CourseSalesRow {
-    pub course_id: i64,
+    pub course_id: CourseId,
     pub title: String,
-    pub status: String,
-    pub currency: String,
+    pub status: CourseStatus,
+    pub currency: Currency,
     /// Prices of the course in orders paid in the range (in the course's currency).
     pub gross_revenue: i64,
     /// Prices of the course in orders refunded in the range (in the course's currency).
@@ -70,7 +72,7 @@ pub async fn course_sales(
 /// Sales of the scope's courses in one currency between two instants.
 #[derive(Debug, Clone, FromRow)]
 pub struct CurrencySalesRow {
-    pub currency: String,
+    pub currency: Currency,
     pub gross_revenue: i64,
     pub refunded_amount: i64,
     /// Distinct orders (an order with two of the courses counts once).

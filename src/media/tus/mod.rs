@@ -17,6 +17,7 @@
 //! PATCH finishes it. Scratch objects (tails) are removed with their upload, and [`sweep_scratch`]
 //! removes those a killed request left behind.
 
+use crate::types::{LectureId, UploadId, VideoId};
 use std::time::Instant;
 
 use base64::Engine;
@@ -60,12 +61,12 @@ pub enum TusError {
 
 /// The state of an upload as HEAD reports it.
 pub struct UploadInfo {
-    pub id: String,
+    pub id: UploadId,
     pub offset: i64,
     pub length: Option<i64>,
     pub expires_at: i64,
     /// Set once the last byte has arrived.
-    pub video_id: Option<i64>,
+    pub video_id: Option<VideoId>,
 }
 
 /// Parse `Upload-Metadata`: comma-separated `key base64value` pairs (value optional).
@@ -87,8 +88,8 @@ pub fn parse_metadata(header: &str) -> Result<Vec<(String, String)>, Error> {
                 Some(v) => {
                     let raw = base64::engine::general_purpose::STANDARD
                         .decode(v.trim())
-                        .map_err(|_| bad())?;
-                    String::from_utf8(raw).map_err(|_| bad())?
+                        .map_err(|e| undecodable(&key, &e))?;
+                    String::from_utf8(raw).map_err(|e| undecodable(&key, &e))?
                 }
                 None => String::new(),
             };
@@ -97,12 +98,21 @@ pub fn parse_metadata(header: &str) -> Result<Vec<(String, String)>, Error> {
         .collect()
 }
 
+/// 400 for a metadata value that is not base64 of UTF-8 text.
+fn undecodable(key: &str, cause: &dyn std::fmt::Display) -> Error {
+    Error::malformed(
+        "invalid_metadata",
+        format!("Upload-Metadata value of {key:?} is not base64 of UTF-8 text ({cause})"),
+    )
+}
+
 fn meta<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 /// Ids are 32 lower-case hex digits; anything else cannot exist.
-fn valid_id(id: &str) -> bool {
+fn valid_id(id: &UploadId) -> bool {
+    let id = id.as_str();
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
@@ -112,15 +122,17 @@ pub async fn create(
     caller: &Caller,
     length: Option<i64>,
     metadata: &str,
-) -> Result<(String, i64)> {
+) -> Result<(UploadId, VideoId)> {
     let pairs = parse_metadata(metadata)?;
-    let lecture_id: i64 = meta(&pairs, "lecture_id")
+    let lecture_id: LectureId = meta(&pairs, "lecture_id")
         .ok_or_else(|| {
             Error::malformed("missing_lecture_id", "Upload-Metadata must carry lecture_id")
         })?
         .trim()
         .parse()
-        .map_err(|_| Error::malformed("invalid_lecture_id", "lecture_id must be an integer"))?;
+        .map_err(|e| {
+            Error::malformed("invalid_lecture_id", format!("lecture_id must be an integer ({e})"))
+        })?;
     if let Some(len) = length {
         if len <= 0 {
             return Err(Error::malformed("empty_upload", "Upload-Length must be positive"));
@@ -134,7 +146,7 @@ pub async fn create(
     limits::begin(&st.db, &st.cfg, caller.user_id, length.map(|l| l as u64), t).await?;
     let filename: String =
         meta(&pairs, "filename").or(meta(&pairs, "name")).unwrap_or("").chars().take(255).collect();
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = UploadId::new(uuid::Uuid::new_v4().simple().to_string());
     let mut tx = st.db.pool().begin().await?;
     let video_id = db::insert_video(&mut *tx, lecture_id, caller.user_id, &filename, t).await?;
     let upload = db::NewUpload {
@@ -148,12 +160,12 @@ pub async fn create(
     };
     db::insert_upload(&mut *tx, &upload).await?;
     tx.commit().await?;
-    tracing::info!(upload = %id, video = video_id, lecture = lecture_id, ?length, "tus upload created");
+    tracing::info!(upload = %id, video = %video_id, lecture = %lecture_id, ?length, "tus upload created");
     Ok((id, video_id))
 }
 
 /// The upload, if `caller` made it and it has not expired.
-async fn owned(st: &Uploads, caller: &Caller, id: &str) -> Result<UploadRow, TusError> {
+async fn owned(st: &Uploads, caller: &Caller, id: &UploadId) -> Result<UploadRow, TusError> {
     if !valid_id(id) {
         return Err(Error::not_found("upload").into());
     }
@@ -168,7 +180,7 @@ async fn owned(st: &Uploads, caller: &Caller, id: &str) -> Result<UploadRow, Tus
 }
 
 /// `HEAD /uploads/{id}`.
-pub async fn info(st: &Uploads, caller: &Caller, id: &str) -> Result<UploadInfo, TusError> {
+pub async fn info(st: &Uploads, caller: &Caller, id: &UploadId) -> Result<UploadInfo, TusError> {
     let u = owned(st, caller, id).await?;
     Ok(UploadInfo {
         id: u.id,
@@ -180,7 +192,7 @@ pub async fn info(st: &Uploads, caller: &Caller, id: &str) -> Result<UploadInfo,
 }
 
 /// `DELETE /uploads/{id}`: drop what was received. A finished upload's video stays.
-pub async fn terminate(st: &Uploads, caller: &Caller, id: &str) -> Result<(), TusError> {
+pub async fn terminate(st: &Uploads, caller: &Caller, id: &UploadId) -> Result<(), TusError> {
     let u = match owned(st, caller, id).await {
         Ok(u) => u,
         // An expired upload can still be terminated.
@@ -199,7 +211,7 @@ async fn drop_upload(st: &Uploads, u: &UploadRow, with_video: bool) -> Result<()
     discard(st, u).await;
     if with_video {
         if let Err(e) = st.storage.delete_prefix(&keys::video(u.video_id)).await {
-            tracing::warn!(video = u.video_id, error = %e, "could not delete a video's objects; they stay behind");
+            tracing::warn!(video = %u.video_id, error = %e, "could not delete a video's objects; they stay behind");
         }
     }
     db::forget_upload(&st.db, &u.id, with_video.then_some(u.video_id)).await
@@ -215,7 +227,7 @@ async fn discard(st: &Uploads, u: &UploadRow) {
     remove_scratch(st, &u.id).await;
 }
 
-async fn remove_scratch(st: &Uploads, id: &str) {
+async fn remove_scratch(st: &Uploads, id: &UploadId) {
     if let Err(e) = st.storage.delete_prefix(&keys::upload(id)).await {
         tracing::warn!(upload = %id, error = %e, "removing an upload's scratch objects failed");
     }
@@ -226,7 +238,7 @@ pub async fn expire(st: &Uploads) -> anyhow::Result<usize> {
     let expired = db::expired_uploads(&st.db, now()).await?;
     for u in &expired {
         drop_upload(st, u, true).await?;
-        tracing::info!(upload = %u.id, video = u.video_id, "expired tus upload removed");
+        tracing::info!(upload = %u.id, video = %u.video_id, "expired tus upload removed");
     }
     Ok(expired.len())
 }
@@ -247,7 +259,7 @@ pub async fn repair(st: &Uploads) -> anyhow::Result<usize> {
             match db::upload(&st.db, &u.id).await? {
                 Some(u) if u.completed_at.is_none() && u.length == Some(u.upload_offset) => {
                     complete(st, &u, &token).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
-                    tracing::info!(upload = %u.id, video = u.video_id, "interrupted tus upload completed");
+                    tracing::info!(upload = %u.id, video = %u.video_id, "interrupted tus upload completed");
                     Ok::<_, anyhow::Error>(1)
                 }
                 _ => Ok(0),
@@ -261,7 +273,7 @@ pub async fn repair(st: &Uploads) -> anyhow::Result<usize> {
         let size = match st.storage.head(&keys::source(video_id)).await {
             Ok(meta) => meta.size as i64,
             Err(e) => {
-                tracing::warn!(video = video_id, error = %e, "a completed upload's source cannot be read; left as it is");
+                tracing::warn!(video = %video_id, error = %e, "a completed upload's source cannot be read; left as it is");
                 continue;
             }
         };
@@ -272,7 +284,7 @@ pub async fn repair(st: &Uploads) -> anyhow::Result<usize> {
         }
         queue::enqueue(&mut *tx, video_id, st.cfg.job_max_attempts as i64).await?;
         tx.commit().await?;
-        tracing::info!(video = video_id, "completed upload had no transcode job; queued one");
+        tracing::info!(video = %video_id, "completed upload had no transcode job; queued one");
         repaired += 1;
     }
     Ok(repaired)
@@ -283,12 +295,12 @@ pub async fn repair(st: &Uploads) -> anyhow::Result<usize> {
 /// how many prefixes were removed.
 pub async fn sweep_scratch(st: &Uploads) -> anyhow::Result<usize> {
     let root = keys::uploads();
-    let mut ids: Vec<String> = st
+    let mut ids: Vec<UploadId> = st
         .storage
         .list(&root)
         .await?
         .into_iter()
-        .filter_map(|o| o.key.as_str().split('/').nth(1).map(str::to_string))
+        .filter_map(|o| o.key.as_str().split('/').nth(1).map(UploadId::new))
         .collect();
     ids.dedup();
     let mut removed = 0;
@@ -311,7 +323,7 @@ pub struct Patched {
     pub offset: i64,
     pub expires_at: i64,
     /// The video id once this request delivered the last byte.
-    pub completed_video: Option<i64>,
+    pub completed_video: Option<VideoId>,
 }
 
 /// Check a PATCH against the upload's state: its offset and any new length. Applies a newly
@@ -356,7 +368,7 @@ fn check_patch(
 pub async fn append(
     st: &Uploads,
     caller: &Caller,
-    id: &str,
+    id: &UploadId,
     offset: i64,
     new_length: Option<i64>,
     body: ByteStream,
@@ -413,7 +425,7 @@ pub async fn append(
 /// objects. Safe to run again after a crash at any point: a multipart upload that is already
 /// assembled (completing it again fails, with whatever error the store gives for an unknown
 /// upload) is recognised by the source object being there, whole. Returns the video id.
-async fn complete(st: &Uploads, u: &UploadRow, token: &str) -> Result<i64, TusError> {
+async fn complete(st: &Uploads, u: &UploadRow, token: &str) -> Result<VideoId, TusError> {
     let source = keys::source(u.video_id);
     let mut assembling = None;
     if let Some(mp) = &u.multipart_id {

@@ -274,7 +274,7 @@ impl Writer<'_> {
         self.save().await?;
         self.drop_tail(old_tail).await;
         let video_id = complete(self.st, &self.u, self.token).await?;
-        tracing::info!(upload = %self.u.id, video = video_id, bytes = self.u.upload_offset, "tus upload complete; transcode queued");
+        tracing::info!(upload = %self.u.id, video = %video_id, bytes = self.u.upload_offset, "tus upload complete; transcode queued");
         Ok(Patched {
             offset: self.u.upload_offset,
             expires_at: self.u.expires_at,

@@ -15,7 +15,7 @@ pub(super) struct Lease {
 }
 
 impl Lease {
-    pub(super) fn keep(ctx: &WorkerCtx, job: i64, worker: &str) -> Lease {
+    pub(super) fn keep(ctx: &WorkerCtx, job: crate::types::JobId, worker: &str) -> Lease {
         let (tx, lost) = watch::channel(false);
         let (db, worker, lease_secs) =
             (ctx.db.clone(), worker.to_string(), ctx.settings.job_lease_secs as i64);
@@ -29,7 +29,7 @@ impl Lease {
                         let _ = tx.send(true);
                         return;
                     }
-                    Err(e) => tracing::warn!(job, error = %e, "heartbeat failed"),
+                    Err(e) => tracing::warn!(%job, error = %e, "heartbeat failed"),
                 }
             }
         });

@@ -307,8 +307,8 @@ impl Attempt<'_> {
 async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::Receiver<bool>) {
     tracing::info!(
         worker,
-        job = job.id,
-        video = job.video_id,
+        job = %job.id,
+        video = %job.video_id,
         attempt = job.attempts,
         "transcode started"
     );
@@ -336,8 +336,8 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
                 .record(summary.duration_seconds / elapsed.max(0.001));
             tracing::info!(
                 worker,
-                job = job.id,
-                video = job.video_id,
+                job = %job.id,
+                video = %job.video_id,
                 duration = summary.duration_seconds,
                 secs = elapsed,
                 "transcode published"
@@ -355,13 +355,13 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
                 Ok(true) => {
                     metrics::counter!("lectern_transcodes_total", "result" => "failed")
                         .increment(1);
-                    tracing::warn!(worker, job = job.id, video = job.video_id, %reason, "transcode failed for good")
+                    tracing::warn!(worker, job = %job.id, video = %job.video_id, %reason, "transcode failed for good")
                 }
                 Ok(false) => {
-                    tracing::warn!(worker, job = job.id, video = job.video_id, %reason, "transcode failed; will retry")
+                    tracing::warn!(worker, job = %job.id, video = %job.video_id, %reason, "transcode failed; will retry")
                 }
                 Err(e) => {
-                    tracing::error!(worker, job = job.id, error = %e, "recording a failure failed")
+                    tracing::error!(worker, job = %job.id, error = %e, "recording a failure failed")
                 }
             }
         }
@@ -369,16 +369,16 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
             let _ = ctx.storage.delete_prefix(&prefix).await;
             tracing::warn!(
                 worker,
-                job = job.id,
+                job = %job.id,
                 "lease lost to another worker, or past its deadline; outputs discarded"
             );
         }
         Outcome::ShutDown => {
             let _ = ctx.storage.delete_prefix(&prefix).await;
             if let Err(e) = queue::release(&ctx.db, &job, worker).await {
-                tracing::warn!(worker, job = job.id, error = %e, "releasing a job failed; its lease will expire");
+                tracing::warn!(worker, job = %job.id, error = %e, "releasing a job failed; its lease will expire");
             }
-            tracing::info!(worker, job = job.id, "job released at shutdown");
+            tracing::info!(worker, job = %job.id, "job released at shutdown");
         }
     }
     let _ = tokio::fs::remove_dir_all(&scratch).await;
@@ -576,7 +576,7 @@ async fn transcode(
             _ = a.lease.lost() => break Err(Outcome::LeaseLost),
             _ = shutdown.changed(), if shutdown_at.is_none() => {
                 if *shutdown.borrow() {
-                    tracing::info!(job = job.id, grace = ctx.settings.worker_grace_secs, "shutdown: finishing the job in hand");
+                    tracing::info!(job = %job.id, grace = ctx.settings.worker_grace_secs, "shutdown: finishing the job in hand");
                     shutdown_at = Some(Instant::now());
                 }
             }
