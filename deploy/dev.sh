@@ -110,7 +110,9 @@ case "$cmd" in
         ensure_test_clients
         ensure_postgres
         if cargo nextest --version >/dev/null 2>&1; then
-            exec cargo nextest run --workspace --no-fail-fast "$@"
+            cargo nextest run --workspace --no-fail-fast "$@"
+            # nextest does not run doc tests (among them the compile-fail checks of the id types).
+            if [ $# -eq 0 ]; then exec cargo test --workspace --doc; fi
         else
             exec cargo test --workspace --no-fail-fast "$@"
         fi

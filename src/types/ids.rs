@@ -1,4 +1,16 @@
-//! One type per kind of id, so a call that swaps a user id and a course id does not compile.
+//! One type per kind of id, so a call that swaps a user id and a course id does not compile:
+//!
+//! ```compile_fail
+//! use lectern::types::{CourseId, UserId};
+//! fn enroll(_user: UserId, _course: CourseId) {}
+//! enroll(CourseId::new(7), UserId::new(3));
+//! ```
+//!
+//! ```
+//! use lectern::types::{CourseId, UserId};
+//! fn enroll(_user: UserId, _course: CourseId) {}
+//! enroll(UserId::new(3), CourseId::new(7));
+//! ```
 //!
 //! Integer ids are the database's `BIGINT` keys; they are sent as JSON numbers, bound and read
 //! as `i64` on both backends, and parsed from path segments. Text ids (tus uploads) are random
