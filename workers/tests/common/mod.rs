@@ -141,7 +141,17 @@ pub fn check_package(
     assert_eq!(names, expected);
     assert!(summary.output_bytes > 0);
 
-    // Master playlist.
+    check_master(out, expected, with_audio);
+    let playlists: Vec<MediaPlaylist> =
+        expected.iter().map(|rung| check_media(out, rung, expected_duration, with_audio)).collect();
+    check_alignment(&playlists);
+    check_thumbnails(out, summary, expected[0]);
+    playlists
+}
+
+/// The master playlist: one variant per rung, highest first, with RESOLUTION, CODECS (avc1,
+/// and mp4a when there is audio) and bandwidths.
+fn check_master(out: &Path, expected: &[(&str, u32, u32)], with_audio: bool) {
     let master = read_master(out);
     assert_eq!(master.variants.len(), expected.len());
     let mut last_bw = u64::MAX;
@@ -164,51 +174,58 @@ pub fn check_package(
         assert!(v.bandwidth <= last_bw, "variants must be ordered highest first");
         last_bw = v.bandwidth;
     }
+}
 
-    // Media playlists and segments.
-    let mut playlists = Vec::new();
-    for (name, w, h) in expected {
-        let dir = out.join(name);
-        let pl = read_media(&dir.join("index.m3u8"));
-        assert_eq!(pl.version, Some(3));
-        assert!(pl.end_list);
-        assert_eq!(pl.playlist_type, Some(m3u8_rs::MediaPlaylistType::Vod));
-        assert!(!pl.segments.is_empty());
-        let mut total = 0.0;
-        for (i, seg) in pl.segments.iter().enumerate() {
-            assert_eq!(seg.uri, format!("seg_{i:05}.ts"));
-            assert!(dir.join(&seg.uri).is_file());
-            assert!(
-                seg.duration as f64 <= pl.target_duration as f64 + 1e-3,
-                "segment {} lasts {} > target {}",
-                seg.uri,
-                seg.duration,
-                pl.target_duration
-            );
-            total += seg.duration as f64;
-        }
+/// One rung's media playlist and segments: a VOD playlist whose segments exist, fit the target
+/// duration, add up to the duration, and (unencrypted) decode on their own at the rung's size.
+fn check_media(
+    out: &Path,
+    &(name, w, h): &(&str, u32, u32),
+    expected_duration: f64,
+    with_audio: bool,
+) -> MediaPlaylist {
+    let dir = out.join(name);
+    let pl = read_media(&dir.join("index.m3u8"));
+    assert_eq!(pl.version, Some(3));
+    assert!(pl.end_list);
+    assert_eq!(pl.playlist_type, Some(m3u8_rs::MediaPlaylistType::Vod));
+    assert!(!pl.segments.is_empty());
+    let mut total = 0.0;
+    for (i, seg) in pl.segments.iter().enumerate() {
+        assert_eq!(seg.uri, format!("seg_{i:05}.ts"));
+        assert!(dir.join(&seg.uri).is_file());
         assert!(
-            (total - expected_duration).abs() <= 0.1,
-            "{name}: playlist total {total} vs {expected_duration}"
+            seg.duration as f64 <= pl.target_duration as f64 + 1e-3,
+            "segment {} lasts {} > target {}",
+            seg.uri,
+            seg.duration,
+            pl.target_duration
         );
-        if pl.segments[0].key.is_none() {
-            decodes_cleanly(&dir.join("index.m3u8"), &[]);
-            let probe = ffprobe(&dir.join("index.m3u8"), &[]);
-            let v = stream(&probe, "video").expect("video stream");
-            assert_eq!(
-                (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()),
-                (*w as u64, *h as u64)
-            );
-            assert_eq!(stream(&probe, "audio").is_some(), with_audio);
-            // Every segment must decode on its own (independent segments).
-            for seg in &pl.segments {
-                decodes_cleanly(&dir.join(&seg.uri), &[]);
-            }
-        }
-        playlists.push(pl);
+        total += seg.duration as f64;
     }
+    assert!(
+        (total - expected_duration).abs() <= 0.1,
+        "{name}: playlist total {total} vs {expected_duration}"
+    );
+    if pl.segments[0].key.is_none() {
+        decodes_cleanly(&dir.join("index.m3u8"), &[]);
+        let probe = ffprobe(&dir.join("index.m3u8"), &[]);
+        let v = stream(&probe, "video").expect("video stream");
+        assert_eq!(
+            (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()),
+            (w as u64, h as u64)
+        );
+        assert_eq!(stream(&probe, "audio").is_some(), with_audio);
+        // Every segment must decode on its own (independent segments).
+        for seg in &pl.segments {
+            decodes_cleanly(&dir.join(&seg.uri), &[]);
+        }
+    }
+    pl
+}
 
-    // Alignment: same segment count and durations everywhere.
+/// Alignment: the same segment count and durations in every rung.
+fn check_alignment(playlists: &[MediaPlaylist]) {
     for pl in &playlists[1..] {
         assert_eq!(pl.segments.len(), playlists[0].segments.len(), "segment counts differ");
         for (a, b) in pl.segments.iter().zip(&playlists[0].segments) {
@@ -220,13 +237,15 @@ pub fn check_package(
             );
         }
     }
+}
 
-    // Thumbnails.
+/// The poster at the top rung's size, the sprite and its WebVTT track covering the duration.
+fn check_thumbnails(out: &Path, summary: &TranscodeSummary, top: (&str, u32, u32)) {
     let poster = ffprobe(&out.join("poster.jpg"), &[]);
     let pv = stream(&poster, "video").unwrap();
     assert_eq!(
         (pv["width"].as_u64().unwrap(), pv["height"].as_u64().unwrap()),
-        (expected[0].1 as u64, expected[0].2 as u64)
+        (top.1 as u64, top.2 as u64)
     );
     let sprite = ffprobe(&out.join("sprite.jpg"), &[]);
     let sv = stream(&sprite, "video").unwrap();
@@ -239,7 +258,6 @@ pub fn check_package(
     let last_end = cues.last().unwrap().split("--> ").nth(1).unwrap();
     assert_eq!(last_end, vtt_time(summary.duration_seconds));
     assert!(vtt.contains("sprite.jpg#xywh=0,0,160,"));
-    playlists
 }
 
 fn vtt_time(t: f64) -> String {
