@@ -21,7 +21,7 @@ pub mod supervisor;
 pub mod tus;
 pub mod worker;
 
-use crate::types::{LectureId, VideoId};
+use crate::types::{LectureId, UserId, VideoId};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -426,18 +426,12 @@ pub async fn upload_streamed(
             return Err(why.error(cfg));
         }
     };
-    let t = now();
-    let mut tx = st.db.pool().begin().await?;
-    if !db::source_stored(&mut *tx, video_id, meta.size as i64, t).await? {
-        tx.rollback().await?;
+    if !record_source(st, caller.user_id, video_id, meta.size as i64).await? {
         guard.remove().await;
         return Err(Error::internal(anyhow::anyhow!(
             "video {video_id} stopped being an upload while it was stored"
         )));
     }
-    db::charge_usage(&mut *tx, caller.user_id, meta.size as i64, t).await?;
-    queue::enqueue(&mut *tx, video_id, cfg.job_max_attempts as i64).await?;
-    tx.commit().await?;
     guard.keep();
     tracing::info!(
         video = %video_id,
@@ -447,6 +441,21 @@ pub async fn upload_streamed(
     );
     let row = db::video(&st.db, video_id).await?.ok_or(Error::not_found("video"))?;
     Ok(row.into())
+}
+
+/// Record a stored source of `size` bytes, charge it to `uploader` and enqueue its transcode,
+/// in one transaction. False (and nothing done) when the video stopped being an upload.
+async fn record_source(st: &Uploads, uploader: UserId, video: VideoId, size: i64) -> Result<bool> {
+    let t = now();
+    let mut tx = st.db.pool().begin().await?;
+    if !db::source_stored(&mut *tx, video, size, t).await? {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    db::charge_usage(&mut *tx, uploader, size, t).await?;
+    queue::enqueue(&mut *tx, video, st.cfg.job_max_attempts as i64).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Remove the videos of streamed PUTs whose request died with its server (nothing touched them
