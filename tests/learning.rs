@@ -10,14 +10,7 @@ use serde_json::{json, Value};
 async fn setup(srv: &TestServer) -> (String, String, i64, i64, i64) {
     let teacher = srv.instructor("teacher@example.com").await;
     let (course_id, section_id, l1) = srv.course_with_lecture(&teacher, "Progress").await;
-    let (_, l2) = srv
-        .post(
-            &format!("/api/v1/sections/{section_id}/lectures"),
-            Some(&teacher),
-            json!({"title": "Two"}),
-        )
-        .await;
-    let l2 = l2["id"].as_i64().unwrap();
+    let l2 = srv.add_lecture(&teacher, section_id, json!({"title": "Two"})).await;
     srv.post(&format!("/api/v1/courses/{course_id}/publish"), Some(&teacher), json!({})).await;
     let db = srv.app_state.db.pool();
     for (id, d) in [(l1, 600.0), (l2, 300.0)] {

@@ -117,9 +117,7 @@ pub async fn place(db: &Db, caller: &Caller, req: PlaceOrder) -> Result<(Order, 
         }
     }
     let course_ids = match course_ids {
-        Some(ids) if ids.is_empty() => {
-            return Err(Error::invalid("no_courses", "course_ids must name at least one course"))
-        }
+        Some(ids) if ids.is_empty() => return Err(no_courses()),
         Some(ids) => ids,
         None => {
             let ids: Vec<CourseId> =
@@ -201,7 +199,13 @@ async fn order_lines(
         });
         lines.push(OrderLine { course_id: course.id, title: course.title, price: price.amount });
     }
-    Ok((lines, total.unwrap_or(Money::zero(Currency::KRW))))
+    // `place` refuses an empty list first; an empty one here must not invent a currency.
+    let total = total.ok_or_else(no_courses)?;
+    Ok((lines, total))
+}
+
+fn no_courses() -> Error {
+    Error::invalid("no_courses", "course_ids must name at least one course")
 }
 
 /// Answer an earlier request's order again, if the request was the same.

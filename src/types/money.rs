@@ -94,11 +94,6 @@ impl Money {
         Money { amount, currency }
     }
 
-    /// Nothing, in `currency`.
-    pub fn zero(currency: Currency) -> Money {
-        Money { amount: 0, currency }
-    }
-
     /// The sum, or `None` when the currencies differ or the amount overflows.
     pub fn checked_add(self, other: Money) -> Option<Money> {
         if self.currency != other.currency {

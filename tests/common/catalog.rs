@@ -2,7 +2,7 @@
 //! enrolled students.
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::TestServer;
 
@@ -22,33 +22,34 @@ impl TestServer {
 
     /// A draft course with one section and one lecture: `(course_id, section_id, lecture_id)`.
     pub async fn course_with_lecture(&self, token: &str, title: &str) -> (i64, i64, i64) {
-        let (status, course) = self
-            .post(
+        let course_id = self
+            .created(
                 "/api/v1/courses",
-                Some(token),
+                token,
                 json!({"title": title, "price": 55000, "currency": "KRW"}),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{course}");
-        let course_id = course["id"].as_i64().unwrap();
-        let (status, section) = self
-            .post(
+        let section_id = self
+            .created(
                 &format!("/api/v1/courses/{course_id}/sections"),
-                Some(token),
+                token,
                 json!({"title": "Basics"}),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{section}");
-        let section_id = section["id"].as_i64().unwrap();
-        let (status, lecture) = self
-            .post(
-                &format!("/api/v1/sections/{section_id}/lectures"),
-                Some(token),
-                json!({"title": "Intro"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{lecture}");
-        (course_id, section_id, lecture["id"].as_i64().unwrap())
+        let lecture = self.add_lecture(token, section_id, json!({"title": "Intro"})).await;
+        (course_id, section_id, lecture)
+    }
+
+    /// POST `body` to `path` as `token`, which must answer 201: the new thing's id.
+    pub async fn created(&self, path: &str, token: &str, body: Value) -> i64 {
+        let (status, made) = self.post(path, Some(token), body).await;
+        assert_eq!(status, StatusCode::CREATED, "POST {path}: {made}");
+        made["id"].as_i64().unwrap()
+    }
+
+    /// A new lecture (`body`: title, is_preview, …) in section `section_id`: its id.
+    pub async fn add_lecture(&self, token: &str, section_id: i64, body: Value) -> i64 {
+        self.created(&format!("/api/v1/sections/{section_id}/lectures"), token, body).await
     }
 
     /// A published course of `token`'s, with one section and one lecture: its id.
@@ -97,15 +98,8 @@ impl TestServer {
         let (course_id, section_id, first) = self.course_with_lecture(token, title).await;
         let mut lectures = vec![first];
         for i in 1..n {
-            let (status, lecture) = self
-                .post(
-                    &format!("/api/v1/sections/{section_id}/lectures"),
-                    Some(token),
-                    json!({"title": format!("L{i}")}),
-                )
-                .await;
-            assert_eq!(status, StatusCode::CREATED, "{lecture}");
-            lectures.push(lecture["id"].as_i64().unwrap());
+            lectures
+                .push(self.add_lecture(token, section_id, json!({"title": format!("L{i}")})).await);
         }
         (course_id, lectures)
     }

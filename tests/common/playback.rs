@@ -46,22 +46,9 @@ pub async fn fixture_with(
     .await;
     let teacher = srv.instructor("teacher@example.com").await;
     let (course_id, section_id, paid) = srv.course_with_lecture(&teacher, "Paid course").await;
-    let (_, p) = srv
-        .post(
-            &format!("/api/v1/sections/{section_id}/lectures"),
-            Some(&teacher),
-            json!({"title": "Free", "is_preview": true}),
-        )
-        .await;
-    let preview = p["id"].as_i64().unwrap();
-    let (_, e) = srv
-        .post(
-            &format!("/api/v1/sections/{section_id}/lectures"),
-            Some(&teacher),
-            json!({"title": "Soon"}),
-        )
-        .await;
-    let empty = e["id"].as_i64().unwrap();
+    let preview =
+        srv.add_lecture(&teacher, section_id, json!({"title": "Free", "is_preview": true})).await;
+    let empty = srv.add_lecture(&teacher, section_id, json!({"title": "Soon"})).await;
     let dir = tempfile::tempdir().unwrap();
     let video =
         srv.put_video(&teacher, paid, &clip(dir.path(), "paid.mp4", 640, 360, 6.0, true)).await;
