@@ -3,9 +3,12 @@
 
 Seeds 10,000 published courses (Korean and English titles, 3 lectures each), 50,000 reviews
 and 50,000 comments, starts `lectern serve`, and drives each endpoint with wrk at 64
-connections. Prints req/s and p50/p99 latency per backend and endpoint. Target: p99 < 20 ms.
+connections. Prints req/s and p50/p99 latency per backend and endpoint, with the public
+catalog cache on (the default, `LECTERN_CATALOG_CACHE_SECS=1`) and off (every request reaches
+the database), and the ratio to issue 10's seed figures. Targets: list >= 3,100, search >= 2,700,
+detail >= 7,000 req/s, p99 < 20 ms.
 
-    python3 benches/catalog_api.py [--seconds 10] [--connections 64] [--backends sqlite,postgres]
+    python3 benches/catalog_api.py [--seconds 10] [--connections 64] [--backends sqlite,postgres] [--cache on,off]
 
 Needs wrk, psql and a PostgreSQL at 127.0.0.1:5432 (trust auth) for the postgres run; builds
 Lectern in release mode unless LECTERN_BIN names a binary.
@@ -14,19 +17,22 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, lectern_binary, wait_http
 COURSES, USERS, REVIEWS_PER_USER, COMMENTS = 10_000, 50, 1_000, 50_000
 TOPICS = ["러스트로 만드는 동영상 서버", "Python 데이터 분석 입문", "React와 TypeScript 실전", "Kubernetes in Practice",
           "머신러닝 기초 수학", "Spring Boot 백엔드 개발", "iOS Swift 앱 만들기", "Data Engineering with Rust"]
+
+
+# Issue 10's measurements of the seed (req/s), and the targets.
+SEED = {"sqlite": {"list": 662, "search": 146, "detail": 7620}, "postgres": {"list": 603, "search": 37, "detail": 4559}}
+TARGET = {"list": 3100, "search": 2700, "detail": 7000}
 
 
 def seed_sql(dialect):
@@ -57,12 +63,6 @@ def seed_sql(dialect):
     ]
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def wrk(base, paths, work, connections, seconds):
@@ -88,11 +88,9 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--cache", default="on,off", help="run with the catalog cache on, off, or both")
     args = ap.parse_args()
-    lectern = os.environ.get("LECTERN_BIN")
-    if not lectern:
-        subprocess.run(["cargo", "build", "--release", "--bin", "lectern", "-q"], cwd=ROOT, check=True)
-        lectern = os.path.join(ROOT, "target", "release", "lectern")
+    lectern = lectern_binary()
 
     endpoints = {
         "list": [f"/api/v1/courses?page={p}&sort={s}" for p in range(1, 40) for s in ("newest", "popular", "rating", "price_asc")],
@@ -100,7 +98,7 @@ def main():
         "detail": [f"/api/v1/courses/{(i * 7919) % COURSES + 1}" for i in range(500)],
     }
     print(f"{COURSES} courses, {USERS * REVIEWS_PER_USER} reviews, {COMMENTS} comments; wrk {args.connections} connections, {args.seconds} s each")
-    print(f"{'backend':10} {'endpoint':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'backend':10} {'cache':5} {'endpoint':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x seed':>7} {'x target':>8}")
     for backend in args.backends.split(","):
         work = tempfile.mkdtemp(prefix="lectern-catalog-bench-")
         db_name = f"lectern_bench_{uuid.uuid4().hex[:12]}"
@@ -122,18 +120,19 @@ def main():
                 con.commit()
                 con.execute("ANALYZE")
                 con.close()
-            port = free_port()
-            server = subprocess.Popen([lectern, "serve", "--listen", f"127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL)
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(f"{base}/healthz")
-                    break
-                except Exception:
-                    time.sleep(0.1)
-            for name, paths in endpoints.items():
-                rps, p50, p99 = wrk(base, paths, work, args.connections, args.seconds)
-                print(f"{backend:10} {name:8} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f}")
+            for cache in args.cache.split(","):
+                port = free_port()
+                env["LECTERN_CATALOG_CACHE_SECS"] = "1" if cache == "on" else "0"
+                server = subprocess.Popen([lectern, "serve", "--listen", f"127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL)
+                base = f"http://127.0.0.1:{port}"
+                wait_http(f"{base}/healthz")
+                for name, paths in endpoints.items():
+                    rps, p50, p99 = wrk(base, paths, work, args.connections, args.seconds)
+                    seed, target = SEED[backend][name], TARGET[name]
+                    print(f"{backend:10} {cache:5} {name:8} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f} {rps / seed:>7.1f} {rps / target:>8.2f}")
+                server.terminate()
+                server.wait(timeout=30)
+                server = None
         finally:
             if server:
                 server.terminate()
@@ -141,7 +140,7 @@ def main():
             if backend == "postgres":
                 subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"])
             shutil.rmtree(work, ignore_errors=True)
-    print("(target: p99 < 20 ms)")
+    print("(targets: list >= 3100, search >= 2700, detail >= 7000 req/s, p99 < 20 ms)")
 
 
 if __name__ == "__main__":

@@ -17,50 +17,22 @@ Needs: ffmpeg, nginx (nginx-light), wrk; builds Lectern in release mode (or set 
 import argparse
 import base64
 import hashlib
-import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, http, lectern_binary, wait_http
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
-def http(method, url, body=None, token=None, headers=None):
-    data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
-    req = urllib.request.Request(url, data=data, method=method)
-    if isinstance(body, (dict, list)):
-        req.add_header("content-type", "application/json")
-    if token:
-        req.add_header("authorization", f"Bearer {token}")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    with urllib.request.urlopen(req) as r:
-        raw = r.read()
-        return json.loads(raw) if raw and r.headers.get("content-type", "").startswith("application/json") else raw
 
 
-def wait_http(url, seconds=60):
-    for _ in range(seconds * 10):
-        try:
-            urllib.request.urlopen(url)
-            return
-        except Exception:
-            time.sleep(0.1)
-    sys.exit(f"{url} did not come up")
 
 
 def wrk(urls_file, base, connections, seconds, threads, headers=""):
@@ -123,10 +95,7 @@ def main():
     ap.add_argument("--keepalive-only", action="store_true", help="only the one-connection latency check")
     args = ap.parse_args()
 
-    lectern = os.environ.get("LECTERN_BIN")  # an already-built binary, e.g. target/debug/lectern
-    if not lectern:
-        subprocess.run(["cargo", "build", "--release", "--bin", "lectern", "-q"], cwd=ROOT, check=True)
-        lectern = os.path.join(ROOT, "target", "release", "lectern")
+    lectern = lectern_binary()
     work = tempfile.mkdtemp(prefix="lectern-bench-")
     os.chmod(work, 0o755)  # nginx workers run as an unprivileged user
     data = os.path.join(work, "data")

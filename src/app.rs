@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Per-address and per-user quotas on sign-ups, password changes and posts.
     pub quotas: Arc<Quotas>,
+    /// Anonymous catalog reads, kept for `catalog_cache_secs`.
+    pub public_cache: Arc<crate::http::cache::PublicCache>,
 }
 
 /// A started Lectern: configuration, database and storage, ready to serve.
@@ -74,6 +76,7 @@ impl App {
             storage.clone(),
             crate::media::UploadSettings::from_config(&cfg),
         );
+        let public_cache = Arc::new(crate::http::cache::PublicCache::new(cfg.catalog_cache_secs));
         let state = AppState {
             cfg: Arc::new(cfg),
             db,
@@ -84,6 +87,7 @@ impl App {
             uploads,
             metrics: crate::http::ops::metrics_handle(),
             quotas,
+            public_cache,
         };
         Ok(App { state })
     }

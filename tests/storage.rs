@@ -192,6 +192,33 @@ async fn large_streamed_puts_go_up_in_parts(s: &dyn ObjectStore) {
     assert_eq!(read_all(s.get(&key("big/source"), None).await.unwrap().body).await, bytes);
 }
 
+async fn a_part_stored_again_replaces_it_and_a_broken_one_leaves_no_trace(s: &dyn ObjectStore) {
+    let k = key("mp/retried");
+    let (p1, p2_old, p2, p3) = (
+        data(MIN_PART_SIZE as usize, 11),
+        data(MIN_PART_SIZE as usize, 12),
+        data(MIN_PART_SIZE as usize + 3, 13),
+        data(777, 14),
+    );
+    let id = s.create_multipart(&k, "video/mp4").await.unwrap();
+    let c1 = s.upload_part(&k, &id, 1, chunked(&p1), p1.len() as u64).await.unwrap();
+    s.upload_part(&k, &id, 2, chunked(&p2_old), p2_old.len() as u64).await.unwrap();
+    // Part 2 again (a tus PATCH retried after its offset was not recorded): it replaces it.
+    let c2 = s.upload_part(&k, &id, 2, chunked(&p2), p2.len() as u64).await.unwrap();
+    // Part 3 breaks midway, then goes up whole.
+    let broken: Vec<std::io::Result<Bytes>> = vec![
+        Ok(Bytes::from(data(500, 15))),
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away")),
+    ];
+    let err = s.upload_part(&k, &id, 3, Box::pin(futures::stream::iter(broken)), 777).await;
+    assert!(err.is_err());
+    let c3 = s.upload_part(&k, &id, 3, chunked(&p3), p3.len() as u64).await.unwrap();
+    let meta = s.complete_multipart(&k, &id, &[c1, c2, c3]).await.unwrap();
+    let want = [p1, p2, p3].concat();
+    assert_eq!(meta.size, want.len() as u64);
+    assert!(read_all(s.get(&k, None).await.unwrap().body).await == want);
+}
+
 async fn a_failing_body_stores_nothing(s: &dyn ObjectStore) {
     let k = key("broken/upload");
     let chunks: Vec<std::io::Result<Bytes>> = vec![
@@ -214,7 +241,33 @@ on_both_stores!(
     aborted_multipart_leaves_nothing,
     large_streamed_puts_go_up_in_parts,
     a_failing_body_stores_nothing,
+    a_part_stored_again_replaces_it_and_a_broken_one_leaves_no_trace,
 );
+
+/// Parts that arrive in order are written once: completing renames the file they were
+/// appended to (same inode), instead of copying gigabytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_order_fs_parts_are_not_copied_at_completion() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path().join("objects")).await.unwrap();
+    let k = key("mp/in-order");
+    let id = store.create_multipart(&k, "video/mp4").await.unwrap();
+    let parts = [data(MIN_PART_SIZE as usize, 21), data(1234, 22)];
+    let mut done = Vec::new();
+    for (n, p) in parts.iter().enumerate() {
+        done.push(
+            store.upload_part(&k, &id, n as i32 + 1, chunked(p), p.len() as u64).await.unwrap(),
+        );
+    }
+    let data_file = store.root().join(".multipart").join(&id).join("data");
+    let inode = std::fs::metadata(&data_file).unwrap().ino();
+    store.complete_multipart(&k, &id, &done).await.unwrap();
+    let object = std::fs::metadata(store.root().join("mp/in-order")).unwrap();
+    assert_eq!(object.ino(), inode, "the object is the file its parts were appended to");
+    assert!(read_all(store.get(&k, None).await.unwrap().body).await == parts.concat());
+    assert!(!store.root().join(".multipart").join(&id).exists());
+}
 
 #[test]
 fn keys_cannot_escape_or_hide() {

@@ -27,6 +27,7 @@ pub(super) fn env_value(key: &str, v: &str) -> Result<figment::value::Value, Con
         "reconcile_interval_secs",
         "hls_cache_bytes",
         "hls_cache_max_object_bytes",
+        "catalog_cache_secs",
         "webhook_timeout_secs",
         "webhook_disable_after_failures",
         "webhook_poll_ms",

@@ -140,6 +140,10 @@ pub struct Config {
     pub hls_cache_bytes: u64,
     /// Largest object the HLS cache takes, in bytes; larger ones are streamed from the store.
     pub hls_cache_max_object_bytes: u64,
+    /// Seconds an anonymous catalog read (course list, search, course page, categories,
+    /// reviews, comments) is served from memory and may be kept by browsers and CDNs
+    /// (`Cache-Control: public, max-age`); 0 turns the cache off.
+    pub catalog_cache_secs: u64,
     // Webhooks (issue 12).
     /// Let webhook endpoints point at private, loopback and link-local addresses.
     pub webhook_allow_private: bool,
@@ -234,6 +238,7 @@ impl Default for Config {
             reconcile_interval_secs: 15,
             hls_cache_bytes: 256 * 1024 * 1024,
             hls_cache_max_object_bytes: 16 * 1024 * 1024,
+            catalog_cache_secs: 1,
             webhook_allow_private: false,
             webhook_timeout_secs: 10,
             webhook_retry_schedule: "5,300,1800,7200,18000,36000".into(),

@@ -3,6 +3,7 @@
 //! CORS, body limits, JSON 404/405, and graceful shutdown. [`client`] tells who is asking
 //! (through trusted proxies only); [`limits`] holds the per-address and per-user quotas.
 
+pub mod cache;
 pub mod client;
 pub mod error;
 pub mod extract;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { Error::not_found("route") })
         .method_not_allowed_fallback(|| async { error::method_not_allowed() })
         .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(state.clone(), cache::public_cache))
         .layer(middleware::from_fn_with_state(state.clone(), access_log));
 
     // CORS answers every OPTIONS request as a preflight; a plain OPTIONS (no

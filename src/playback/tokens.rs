@@ -8,6 +8,7 @@
 
 use crate::types::VideoId;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use jsonwebtoken::{
     decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -49,6 +50,8 @@ pub struct PlaybackKeys {
     verifying: HashMap<String, DecodingKey>,
     validation: Validation,
     ttl_secs: i64,
+    /// Tokens whose signature was checked, and their claims.
+    verified: Mutex<HashMap<Box<str>, Arc<PlaybackClaims>>>,
 }
 
 /// Why a key list could not be read.
@@ -80,6 +83,7 @@ impl PlaybackKeys {
                 .collect(),
             validation,
             ttl_secs: ttl_secs as i64,
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -98,12 +102,45 @@ impl PlaybackKeys {
     }
 
     /// Check the token opens `video_id`.
+    ///
+    /// Every playlist, key and segment request of a session carries the same token, so a
+    /// token whose signature was checked once is remembered with its claims until it
+    /// expires: a repeat costs a map lookup, not an HMAC and a JSON parse. Expiry and the
+    /// video are checked on every use.
     pub fn verify(
         &self,
         token: Option<&str>,
         video_id: VideoId,
-    ) -> Result<PlaybackClaims, PlaybackTokenError> {
+    ) -> Result<Arc<PlaybackClaims>, PlaybackTokenError> {
         let token = token.filter(|t| !t.is_empty()).ok_or(PlaybackTokenError::Missing)?;
+        let known = self.verified.lock().expect("verified lock").get(token).cloned();
+        let claims = match known {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.check_signature(token)?);
+                let mut verified = self.verified.lock().expect("verified lock");
+                if verified.len() >= VERIFIED_LIMIT {
+                    let now = chrono::Utc::now().timestamp();
+                    verified.retain(|_, c| c.exp >= now);
+                    if verified.len() >= VERIFIED_LIMIT {
+                        verified.clear();
+                    }
+                }
+                verified.insert(token.into(), claims.clone());
+                claims
+            }
+        };
+        if claims.exp < chrono::Utc::now().timestamp() {
+            return Err(PlaybackTokenError::Expired);
+        }
+        if claims.vid != video_id {
+            return Err(PlaybackTokenError::WrongVideo);
+        }
+        Ok(claims)
+    }
+
+    /// The claims of `token` if one of our keys signed it, HS256, as a playback token.
+    fn check_signature(&self, token: &str) -> Result<PlaybackClaims, PlaybackTokenError> {
         let header = decode_header(token).map_err(|_| PlaybackTokenError::Invalid)?;
         if header.alg != Algorithm::HS256 {
             return Err(PlaybackTokenError::Invalid);
@@ -121,12 +158,12 @@ impl PlaybackKeys {
         if data.claims.typ != TYP {
             return Err(PlaybackTokenError::Invalid);
         }
-        if data.claims.vid != video_id {
-            return Err(PlaybackTokenError::WrongVideo);
-        }
         Ok(data.claims)
     }
 }
+
+/// Most verified tokens remembered (about 400 bytes each).
+const VERIFIED_LIMIT: usize = 100_000;
 
 #[cfg(test)]
 mod tests {
@@ -149,6 +186,35 @@ mod tests {
         let dropped = PlaybackKeys::parse(&format!("new:{B}"), 60).unwrap();
         assert_eq!(
             dropped.verify(Some(&token), VideoId::new(3)).unwrap_err(),
+            PlaybackTokenError::Invalid
+        );
+    }
+
+    #[test]
+    fn a_remembered_token_still_opens_one_video_and_still_expires() {
+        let keys = PlaybackKeys::parse(&format!("k:{A}"), 1).unwrap();
+        let (token, exp) = keys.issue("1", VideoId::new(5), chrono::Utc::now().timestamp());
+        for _ in 0..2 {
+            assert_eq!(keys.verify(Some(&token), VideoId::new(5)).unwrap().sub, "1");
+            assert_eq!(
+                keys.verify(Some(&token), VideoId::new(6)).unwrap_err(),
+                PlaybackTokenError::WrongVideo
+            );
+        }
+        assert_eq!(keys.verified.lock().unwrap().len(), 1, "verified once, remembered");
+        while chrono::Utc::now().timestamp() <= exp {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(
+            keys.verify(Some(&token), VideoId::new(5)).unwrap_err(),
+            PlaybackTokenError::Expired
+        );
+        // A forged token that shares nothing but a prefix is not taken for the remembered one.
+        let i = token.len() - 10;
+        let flipped = if token.as_bytes()[i] == b'A' { "B" } else { "A" };
+        let forged = format!("{}{flipped}{}", &token[..i], &token[i + 1..]);
+        assert_eq!(
+            keys.verify(Some(&forged), VideoId::new(5)).unwrap_err(),
             PlaybackTokenError::Invalid
         );
     }

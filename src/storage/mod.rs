@@ -33,6 +33,42 @@ pub fn stream_from_bytes(b: impl Into<Bytes>) -> ByteStream {
     Box::pin(futures::stream::once(async move { Ok(b) }))
 }
 
+/// Keep reading `body` in a task of its own, up to about `bytes` ahead of the consumer, so
+/// a client goes on sending while what it sent before is written (an upload's part synced to
+/// disk, or sent to S3). The task stops when the consumer drops the stream.
+pub fn read_ahead(mut body: ByteStream, bytes: usize) -> ByteStream {
+    use futures::StreamExt;
+    use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+    // Permits are KiB of chunks read and not yet taken.
+    let kib = (bytes / 1024).max(1);
+    let room = Arc::new(Semaphore::new(kib));
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<(std::io::Result<Bytes>, OwnedSemaphorePermit)>(4096);
+    tokio::spawn(async move {
+        loop {
+            let item = tokio::select! {
+                _ = tx.closed() => return,
+                item = body.next() => item,
+            };
+            let Some(item) = item else { return };
+            let cost = item.as_ref().map_or(0, |b| b.len().div_ceil(1024)).min(kib);
+            let permit = tokio::select! {
+                _ = tx.closed() => return,
+                p = room.clone().acquire_many_owned(cost as u32) => p.expect("never closed"),
+            };
+            let failed = item.is_err();
+            if tx.send((item, permit)).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        // Taking a chunk gives its room back.
+        let (item, _room) = rx.recv().await?;
+        Some((item, rx))
+    }))
+}
+
 /// A validated object key: `/`-separated segments of `[A-Za-z0-9._-]`, none empty and none
 /// starting with a dot (so no `.` or `..`, and no clash with a backend's own hidden files), at
 /// most 1024 bytes.

@@ -30,6 +30,9 @@ use crate::config::Config;
 
 /// Size of the parts `put` sends when a body outgrows one request.
 const PUT_PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts of one `put` uploaded at the same time: enough to fill a network link, while at
+/// most `PARTS_IN_FLIGHT + 1` parts are held in memory.
+const PARTS_IN_FLIGHT: usize = 4;
 
 /// A bucket on an S3-compatible service.
 #[derive(Clone, Debug)]
@@ -170,6 +173,17 @@ async fn fill(
     Ok((carry.split_to(limit).freeze(), false))
 }
 
+/// The next part upload of `tasks` to finish.
+async fn joined(
+    tasks: &mut tokio::task::JoinSet<Result<CompletedPart, StorageError>>,
+) -> Result<CompletedPart, StorageError> {
+    match tasks.join_next().await {
+        Some(Ok(part)) => part,
+        Some(Err(e)) => Err(StorageError::Backend(anyhow::anyhow!("a part upload failed: {e}"))),
+        None => Err(StorageError::Backend(anyhow::anyhow!("no part upload in flight"))),
+    }
+}
+
 /// The multipart upload of a `put` in progress: if the `put` future is dropped before it
 /// finishes (its request was cancelled), the upload is aborted in the background rather than
 /// left holding its parts in the bucket.
@@ -222,26 +236,34 @@ impl ObjectStore for S3Store {
             upload_id: Some(upload_id.clone()),
         };
         let result = async {
+            // Parts go up PARTS_IN_FLIGHT at a time while the next one is read, each in a
+            // task of its own (dropped, the set aborts them; the guard aborts the upload).
+            let mut tasks = tokio::task::JoinSet::new();
             let mut parts = Vec::new();
-            let mut chunk = first;
-            let mut last = false;
+            let (mut chunk, mut last, mut number) = (first, false, 0);
             loop {
-                let n = parts.len() as i32 + 1;
-                let len = chunk.len() as u64;
-                parts.push(
-                    self.upload_part(key, &upload_id, n, super::stream_from_bytes(chunk), len)
-                        .await?,
-                );
+                number += 1;
+                let (store, key, id) = (self.clone(), key.clone(), upload_id.clone());
+                tasks.spawn(async move {
+                    let len = chunk.len() as u64;
+                    store.upload_part(&key, &id, number, super::stream_from_bytes(chunk), len).await
+                });
                 if last {
                     break;
+                }
+                while tasks.len() >= PARTS_IN_FLIGHT {
+                    parts.push(joined(&mut tasks).await?);
                 }
                 let (next, done) = fill(&mut body, &mut carry, PUT_PART_SIZE).await?;
                 if next.is_empty() {
                     break;
                 }
-                chunk = next;
-                last = done;
+                (chunk, last) = (next, done);
             }
+            while !tasks.is_empty() {
+                parts.push(joined(&mut tasks).await?);
+            }
+            parts.sort_by_key(|p: &CompletedPart| p.part_number);
             self.complete_multipart(key, &upload_id, &parts).await
         }
         .await;

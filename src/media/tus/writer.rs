@@ -15,7 +15,7 @@ use super::super::{sniff, UploadError};
 use super::*;
 use crate::db::now;
 use crate::error::{Error, Result};
-use crate::storage::{keys, stream_from_bytes, ByteStream, CompletedPart, ObjectKey};
+use crate::storage::{keys, read_ahead, stream_from_bytes, ByteStream, CompletedPart, ObjectKey};
 
 /// One PATCH's writing state.
 pub(super) struct Writer<'a> {
@@ -92,11 +92,13 @@ impl Writer<'_> {
 
     pub(super) async fn run(mut self, body: ByteStream) -> Result<Patched, TusError> {
         let stalled = Arc::new(AtomicBool::new(false));
-        let mut body = crate::media::idle_limited(
+        let body = crate::media::idle_limited(
             body,
             Duration::from_secs(self.st.cfg.upload_idle_timeout_secs),
             stalled,
         );
+        // The client goes on sending while a part is stored.
+        let mut body = read_ahead(body, PART_SIZE);
         let source = keys::source(self.u.video_id);
         // Start from the tail left by earlier requests.
         let mut buf = BytesMut::with_capacity(PART_SIZE);

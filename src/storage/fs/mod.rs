@@ -2,8 +2,11 @@
 //!
 //! Writes go to a temporary file in `<root>/.tmp` and are renamed into place, so readers see
 //! either the old object or the whole new one. Keys are validated [`ObjectKey`]s (no `..`, no
-//! empty or absolute segments), and are joined below the root only here. Multipart parts live in
-//! `<root>/.multipart/<upload id>/` until completion concatenates them.
+//! empty or absolute segments), and are joined below the root only here. Multipart uploads live
+//! in `<root>/.multipart/<upload id>/` until they complete (see [`multipart`]).
+//!
+//! Content hashes (the etags) are 128-bit XXH3: a validator, not a signature, and at memory
+//! speed, so hashing never limits an upload.
 //!
 //! Hashing and writing a body, and concatenating parts, run on the blocking pool, never on
 //! the async runtime's threads: the async side only hands over chunks, a batch at a time. A
@@ -19,9 +22,11 @@ use std::time::UNIX_EPOCH;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 use tokio::fs;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use xxhash_rust::xxh3::Xxh3;
+
+mod multipart;
 
 use super::{
     stream_from_reader, ByteStream, CompletedPart, GetObject, ListedObject, ObjectKey, ObjectMeta,
@@ -32,6 +37,8 @@ use super::{
 #[derive(Debug)]
 pub struct FsStore {
     root: PathBuf,
+    /// Parts of one multipart upload are stored one at a time (striped by upload id).
+    part_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 const TMP_DIR: &str = ".tmp";
@@ -44,7 +51,8 @@ impl FsStore {
         fs::create_dir_all(root.join(TMP_DIR)).await?;
         fs::create_dir_all(root.join(MULTIPART_DIR)).await?;
         let root = fs::canonicalize(&root).await?;
-        Ok(FsStore { root })
+        let part_locks = (0..32).map(|_| tokio::sync::Mutex::new(())).collect();
+        Ok(FsStore { root, part_locks })
     }
 
     pub fn root(&self) -> &Path {
@@ -71,58 +79,82 @@ impl FsStore {
 
     /// Write `body` to a fresh temp file on the blocking pool, hashing it as it goes; returns
     /// the file (removed when dropped unless published), its size and content hash.
-    async fn write_temp(
-        &self,
-        mut body: ByteStream,
-    ) -> Result<(TempFile, u64, String), StorageError> {
+    async fn write_temp(&self, body: ByteStream) -> Result<(TempFile, u64, String), StorageError> {
         let tmp = TempFile::new(self.tmp_path());
-        let mut state: Option<(Option<std::fs::File>, Sha256, u64)> =
-            Some((None, Sha256::new(), 0));
-        let mut batch: Vec<Bytes> = Vec::new();
-        let mut batched = 0;
-        loop {
-            let next = body.next().await;
-            let end = match next {
-                Some(Ok(chunk)) => {
-                    batched += chunk.len();
-                    batch.push(chunk);
-                    false
-                }
-                // Dropping `tmp` removes what was written.
-                Some(Err(e)) => return Err(e.into()),
-                None => true,
-            };
-            if !end && batched < WRITE_BATCH {
-                continue;
+        let (size, etag) = write_body(&tmp, body, None).await?;
+        Ok((tmp, size, etag))
+    }
+}
+
+/// Write `body` into `file` on the blocking pool, a batch at a time, hashing it as it goes,
+/// and sync it: a new file when `at` is `None`, else from byte `at` of the file (created if
+/// need be, cut there first). Returns the bytes written and their content hash.
+async fn write_body(
+    file: &TempFile,
+    mut body: ByteStream,
+    at: Option<u64>,
+) -> Result<(u64, String), StorageError> {
+    let mut state: Option<(Option<std::fs::File>, Box<Xxh3>, u64)> =
+        Some((None, Box::new(Xxh3::new()), 0));
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batched = 0;
+    loop {
+        let end = match body.next().await {
+            Some(Ok(chunk)) => {
+                batched += chunk.len();
+                batch.push(chunk);
+                false
             }
-            let chunks = std::mem::take(&mut batch);
-            batched = 0;
-            let (file, mut hasher, mut size) =
-                state.take().expect("state is put back after each batch");
-            state = Some(
-                tmp.run(move |path| {
-                    let mut file = match file {
-                        Some(f) => f,
-                        None => std::fs::File::create(path)?,
-                    };
-                    for c in &chunks {
-                        hasher.update(c);
-                        size += c.len() as u64;
-                        file.write_all(c)?;
-                    }
-                    if end {
-                        file.sync_data()?;
-                    }
-                    Ok((Some(file), hasher, size))
-                })
-                .await?,
-            );
-            if end {
-                break;
-            }
+            // Dropping a temporary `file` removes what was written.
+            Some(Err(e)) => return Err(e.into()),
+            None => true,
+        };
+        if !end && batched < WRITE_BATCH {
+            continue;
         }
-        let (_, hasher, size) = state.expect("state after the last batch");
-        Ok((tmp, size, hex::encode(&hasher.finalize()[..16])))
+        let chunks = std::mem::take(&mut batch);
+        batched = 0;
+        let (open, mut hasher, mut size) =
+            state.take().expect("state is put back after each batch");
+        state = Some(
+            file.run(move |path| {
+                let mut file = match open {
+                    Some(f) => f,
+                    None => open_at(path, at)?,
+                };
+                for c in &chunks {
+                    hasher.update(c);
+                    size += c.len() as u64;
+                    file.write_all(c)?;
+                }
+                if end {
+                    file.sync_data()?;
+                }
+                Ok((Some(file), hasher, size))
+            })
+            .await?,
+        );
+        if end {
+            break;
+        }
+    }
+    let (_, hasher, size) = state.expect("state after the last batch");
+    Ok((size, hex::encode(hasher.digest128().to_be_bytes())))
+}
+
+/// `path` opened for writing: a new, empty file, or (`at` given) positioned at byte `at`
+/// with everything from there on cut off.
+fn open_at(path: &Path, at: Option<u64>) -> std::io::Result<std::fs::File> {
+    use std::io::Seek;
+    match at {
+        None => std::fs::File::create(path),
+        Some(at) => {
+            let mut f =
+                std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+            f.set_len(at)?;
+            f.seek(SeekFrom::Start(at))?;
+            Ok(f)
+        }
     }
 }
 
@@ -141,6 +173,11 @@ struct TempFile {
 impl TempFile {
     fn new(path: PathBuf) -> TempFile {
         TempFile { path, cancelled: Arc::new(AtomicBool::new(false)), published: false }
+    }
+
+    /// A file that is not temporary (a multipart upload's data): never removed by us.
+    fn kept(path: PathBuf) -> TempFile {
+        TempFile { path, cancelled: Arc::new(AtomicBool::new(false)), published: true }
     }
 
     /// Run `step` on the file's path on the blocking pool.
@@ -317,19 +354,7 @@ impl ObjectStore for FsStore {
         body: ByteStream,
         len: u64,
     ) -> Result<CompletedPart, StorageError> {
-        let dir = self.upload_dir(upload_id)?;
-        if !fs::try_exists(&dir).await? {
-            return Err(StorageError::NoSuchUpload(upload_id.to_string()));
-        }
-        let (tmp, size, etag) = self.write_temp(body).await?;
-        if size != len {
-            return Err(StorageError::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("part {part_number}: expected {len} bytes, got {size}"),
-            )));
-        }
-        tmp.publish(dir.join(format!("{part_number:05}")), None).await?;
-        Ok(CompletedPart { part_number, etag })
+        self.store_part(upload_id, part_number, body, len).await
     }
 
     async fn complete_multipart(
@@ -338,47 +363,7 @@ impl ObjectStore for FsStore {
         upload_id: &str,
         parts: &[CompletedPart],
     ) -> Result<ObjectMeta, StorageError> {
-        let dir = self.upload_dir(upload_id)?;
-        if !fs::try_exists(&dir).await? {
-            return Err(StorageError::NoSuchUpload(upload_id.to_string()));
-        }
-        let tmp = TempFile::new(self.tmp_path());
-        let part_files: Vec<(i32, PathBuf)> = parts
-            .iter()
-            .map(|p| (p.part_number, dir.join(format!("{:05}", p.part_number))))
-            .collect();
-        let id = upload_id.to_string();
-        // Concatenating gigabytes is the kernel's work (copy_file_range), on the blocking pool.
-        tmp.run(move |path| {
-            let mut out = std::fs::File::create(path)?;
-            for (n, part) in &part_files {
-                let mut f = std::fs::File::open(part).map_err(|e| {
-                    std::io::Error::new(
-                        e.kind(),
-                        format!("multipart upload {id}: part {n} cannot be opened: {e}"),
-                    )
-                })?;
-                std::io::copy(&mut f, &mut out)?;
-            }
-            out.sync_data()
-        })
-        .await
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                StorageError::NoSuchUpload(format!("{upload_id}: {e}"))
-            } else {
-                StorageError::Io(e)
-            }
-        })?;
-        let mut hasher = Sha256::new();
-        for part in parts {
-            hasher.update(part.etag.as_bytes());
-        }
-        let etag = format!("{}-{}", hex::encode(&hasher.finalize()[..16]), parts.len());
-        tmp.publish(self.path_of(key), Some(etag)).await?;
-        let meta = self.head(key).await?;
-        fs::remove_dir_all(&dir).await?;
-        Ok(meta)
+        self.assemble(key, upload_id, parts).await
     }
 
     async fn abort_multipart(&self, _key: &ObjectKey, upload_id: &str) -> Result<(), StorageError> {
