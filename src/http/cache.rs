@@ -11,14 +11,16 @@
 //! new generation, and answers of an older generation are never served. So a writer reading
 //! its own change through this node sees it at once; changes made on other nodes, by the
 //! transcoding workers or by the payment reconciler show within `catalog_cache_secs` (the same
-//! bound a CDN honouring `max-age` gives).
+//! bound a CDN honouring `max-age` gives, plus the time to compute one answer: an answer past
+//! its lifetime is still served while one request computes its successor in the background,
+//! so no visitor waits on a slow query that a cache could have spared).
 //!
 //! A generation is taken *before* an answer is computed, so an answer computed while a write
 //! ran is stored under the old generation and never served after it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -40,11 +42,16 @@ struct Answer {
     generation: u64,
     etag: HeaderValue,
     body: Bytes,
+    made: Instant,
+    /// A request is computing this answer's successor.
+    refreshing: AtomicBool,
 }
 
 /// The cache, one per process; off when its lifetime is zero.
 pub struct PublicCache {
     answers: Option<moka::future::Cache<String, Arc<Answer>>>,
+    /// How long an answer is fresh; past that it is served while it is computed again.
+    lifetime: Duration,
     max_age: HeaderValue,
     generation: AtomicU64,
 }
@@ -58,11 +65,14 @@ impl PublicCache {
                 .weigher(|key: &String, a: &Arc<Answer>| {
                     u32::try_from(key.len() + a.body.len() + 96).unwrap_or(u32::MAX)
                 })
-                .time_to_live(Duration::from_secs(secs))
+                // Kept past its lifetime so that it can be served while its successor is
+                // computed; an answer nobody asked for in ten lifetimes is dropped.
+                .time_to_live(Duration::from_secs(secs * 10))
                 .build()
         });
         let max_age = HeaderValue::try_from(format!("public, max-age={secs}")).expect("ascii");
-        PublicCache { answers, max_age, generation: AtomicU64::new(0) }
+        let lifetime = Duration::from_secs(secs);
+        PublicCache { answers, lifetime, max_age, generation: AtomicU64::new(0) }
     }
 
     /// Something may have changed: no answer computed before now is served again.
@@ -77,7 +87,7 @@ impl PublicCache {
 
 /// The middleware: serve, fill or invalidate the cache (see the module documentation).
 pub async fn public_cache(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let cache = &st.public_cache;
+    let cache = st.public_cache.clone();
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         let resp = next.run(req).await;
         cache.invalidate();
@@ -89,38 +99,80 @@ pub async fn public_cache(State(st): State<AppState>, req: Request, next: Next) 
     let key = req.uri().to_string();
     let generation = cache.current();
     if let Some(hit) = answers.get(&key).await.filter(|a| a.generation == generation) {
+        // Past its lifetime: still served, while one request computes its successor.
+        if hit.made.elapsed() >= cache.lifetime && !hit.refreshing.swap(true, Ordering::AcqRel) {
+            let again = replay(&req);
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let _ = cache.fill(key, generation, next, again).await;
+            });
+        }
         return answer(&hit, &cache.max_age, audience, req.headers());
     }
     let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
-    let resp = next.run(req).await;
-    if resp.status() != StatusCode::OK {
-        return resp;
-    }
-    let small = http_body::Body::size_hint(resp.body())
-        .exact()
-        .is_some_and(|n| n <= MAX_ANSWER_BYTES as u64);
-    if !small {
-        return resp;
-    }
-    let (parts, body) = resp.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_ANSWER_BYTES).await {
-        Ok(body) => body,
-        // A body that failed midway: the client hears of it as it would have without us.
-        Err(e) => return crate::error::Error::internal(e).into_response(),
+    let (fresh, headers) = match cache.fill(key, generation, next, req).await {
+        Ok(filled) => filled,
+        Err(uncached) => return uncached,
     };
-    let fresh = Arc::new(Answer { generation, etag: etag(&body), body });
-    answers.insert(key, fresh.clone()).await;
-    let mut headers = HeaderMap::new();
+    let mut request = HeaderMap::new();
     if let Some(v) = if_none_match {
-        headers.insert(header::IF_NONE_MATCH, v);
+        request.insert(header::IF_NONE_MATCH, v);
     }
-    let mut out = answer(&fresh, &cache.max_age, audience, &headers);
-    for (name, value) in parts.headers.iter() {
+    let mut out = answer(&fresh, &cache.max_age, audience, &request);
+    for (name, value) in headers.iter() {
         if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
             out.headers_mut().entry(name).or_insert_with(|| value.clone());
         }
     }
     out
+}
+
+/// The same GET again, without a body, for a refresh in the background.
+fn replay(req: &Request) -> Request {
+    let mut again = Request::new(Body::empty());
+    *again.method_mut() = req.method().clone();
+    *again.uri_mut() = req.uri().clone();
+    *again.headers_mut() = req.headers().clone();
+    *again.extensions_mut() = req.extensions().clone();
+    again
+}
+
+impl PublicCache {
+    /// Compute the answer to `req` and keep it under `key` as of `generation`: the answer
+    /// and the handler's headers, or the handler's response itself when it is not one to
+    /// keep (not a 200, or too large).
+    async fn fill(
+        &self,
+        key: String,
+        generation: u64,
+        next: Next,
+        req: Request,
+    ) -> Result<(Arc<Answer>, HeaderMap), Response> {
+        let resp = next.run(req).await;
+        let small = http_body::Body::size_hint(resp.body())
+            .exact()
+            .is_some_and(|n| n <= MAX_ANSWER_BYTES as u64);
+        if resp.status() != StatusCode::OK || !small {
+            return Err(resp);
+        }
+        let (parts, body) = resp.into_parts();
+        let body = match axum::body::to_bytes(body, MAX_ANSWER_BYTES).await {
+            Ok(body) => body,
+            // A body that failed midway: the client hears of it as it would have without us.
+            Err(e) => return Err(crate::error::Error::internal(e).into_response()),
+        };
+        let fresh = Arc::new(Answer {
+            generation,
+            etag: etag(&body),
+            body,
+            made: Instant::now(),
+            refreshing: AtomicBool::new(false),
+        });
+        if let Some(answers) = &self.answers {
+            answers.insert(key, fresh.clone()).await;
+        }
+        Ok((fresh, parts.headers))
+    }
 }
 
 /// Who may be served an answer from the cache.
