@@ -102,9 +102,13 @@ pub async fn public_cache(State(st): State<AppState>, req: Request, next: Next) 
         // Past its lifetime: still served, while one request computes its successor.
         if hit.made.elapsed() >= cache.lifetime && !hit.refreshing.swap(true, Ordering::AcqRel) {
             let again = replay(&req);
-            let cache = cache.clone();
+            let (cache, stale) = (cache.clone(), hit.clone());
             tokio::spawn(async move {
-                let _ = cache.fill(key, generation, next, again).await;
+                // Failed (the database is away, say): the next request past the lifetime
+                // tries again, and until then, or ten lifetimes, the stale answer stands.
+                if cache.fill(key, generation, next, again).await.is_err() {
+                    stale.refreshing.store(false, Ordering::Release);
+                }
             });
         }
         return answer(&hit, &cache.max_age, audience, req.headers());
