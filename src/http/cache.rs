@@ -111,18 +111,14 @@ pub async fn public_cache(State(st): State<AppState>, req: Request, next: Next) 
                 }
             });
         }
-        return answer(&hit, &cache.max_age, audience, req.headers());
+        return answer(&hit, &cache.max_age, audience, req.headers().get(header::IF_NONE_MATCH));
     }
     let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
     let (fresh, headers) = match cache.fill(key, generation, next, req).await {
         Ok(filled) => filled,
         Err(uncached) => return uncached,
     };
-    let mut request = HeaderMap::new();
-    if let Some(v) = if_none_match {
-        request.insert(header::IF_NONE_MATCH, v);
-    }
-    let mut out = answer(&fresh, &cache.max_age, audience, &request);
+    let mut out = answer(&fresh, &cache.max_age, audience, if_none_match.as_ref());
     for (name, value) in headers.iter() {
         if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
             out.headers_mut().entry(name).or_insert_with(|| value.clone());
@@ -209,9 +205,13 @@ fn audience(req: &Request) -> Option<Audience> {
 }
 
 /// `a` as a response, or 304 when the client already holds it.
-fn answer(a: &Answer, max_age: &HeaderValue, audience: Audience, request: &HeaderMap) -> Response {
-    let fresh = request
-        .get(header::IF_NONE_MATCH)
+fn answer(
+    a: &Answer,
+    max_age: &HeaderValue,
+    audience: Audience,
+    if_none_match: Option<&HeaderValue>,
+) -> Response {
+    let fresh = if_none_match
         .and_then(|v| v.to_str().ok())
         .is_some_and(|tags| tags.split(',').any(|t| t.trim() == a.etag || t.trim() == "*"));
     let mut resp = if fresh {

@@ -120,7 +120,7 @@ impl PlaybackKeys {
                 let claims = Arc::new(self.check_signature(token)?);
                 let mut verified = self.verified.lock().expect("verified lock");
                 if verified.len() >= VERIFIED_LIMIT {
-                    let now = chrono::Utc::now().timestamp();
+                    let now = crate::db::now();
                     verified.retain(|_, c| c.exp >= now);
                     if verified.len() >= VERIFIED_LIMIT {
                         verified.clear();
@@ -130,7 +130,7 @@ impl PlaybackKeys {
                 claims
             }
         };
-        if claims.exp < chrono::Utc::now().timestamp() {
+        if claims.exp < crate::db::now() {
             return Err(PlaybackTokenError::Expired);
         }
         if claims.vid != video_id {

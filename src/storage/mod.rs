@@ -204,6 +204,18 @@ pub struct GetObject {
     pub body: ByteStream,
 }
 
+/// The bytes a `get` of an object of `size` bytes delivers: `range`, which must lie within it,
+/// or the whole object.
+pub(crate) fn within(range: Option<Range<u64>>, size: u64) -> Result<Range<u64>, StorageError> {
+    match range {
+        Some(r) if r.start > r.end || r.end > size => {
+            Err(StorageError::InvalidRange { start: r.start, end: r.end, size })
+        }
+        Some(r) => Ok(r),
+        None => Ok(0..size),
+    }
+}
+
 /// A part uploaded to a multipart upload, to be named again at completion.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CompletedPart {

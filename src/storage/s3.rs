@@ -281,17 +281,7 @@ impl ObjectStore for S3Store {
     ) -> Result<GetObject, StorageError> {
         let mut req = self.client.get_object().bucket(&self.bucket).key(key.as_str());
         let meta = self.head(key).await?;
-        let range = match range {
-            Some(r) if r.start > r.end || r.end > meta.size => {
-                return Err(StorageError::InvalidRange {
-                    start: r.start,
-                    end: r.end,
-                    size: meta.size,
-                })
-            }
-            Some(r) => r,
-            None => 0..meta.size,
-        };
+        let range = super::within(range, meta.size)?;
         if range.start == range.end {
             // S3 cannot express an empty range; an empty body needs no request.
             return Ok(GetObject { meta, range, body: super::stream_from_bytes(Bytes::new()) });

@@ -29,8 +29,8 @@ use xxhash_rust::xxh3::Xxh3;
 mod multipart;
 
 use super::{
-    stream_from_reader, ByteStream, CompletedPart, GetObject, ListedObject, ObjectKey, ObjectMeta,
-    ObjectStore, StorageError,
+    stream_from_reader, within, ByteStream, CompletedPart, GetObject, ListedObject, ObjectKey,
+    ObjectMeta, ObjectStore, StorageError,
 };
 
 /// Objects as files under `root`.
@@ -232,6 +232,15 @@ fn etag_path(object: &Path) -> PathBuf {
     object.with_file_name(format!(".etag.{name}"))
 }
 
+/// Remove the file at `path`; a file that is not there is already removed.
+async fn remove_if_there(path: &Path) -> Result<(), StorageError> {
+    match fs::remove_file(path).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn not_found_as(key: &ObjectKey) -> impl Fn(std::io::Error) -> StorageError + '_ {
     move |e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -263,17 +272,7 @@ impl ObjectStore for FsStore {
         let path = self.path_of(key);
         let mut file = fs::File::open(&path).await.map_err(not_found_as(key))?;
         let meta = meta_of(&path, &file).await.map_err(not_found_as(key))?;
-        let range = match range {
-            Some(r) if r.start > r.end || r.end > meta.size => {
-                return Err(StorageError::InvalidRange {
-                    start: r.start,
-                    end: r.end,
-                    size: meta.size,
-                })
-            }
-            Some(r) => r,
-            None => 0..meta.size,
-        };
+        let range = within(range, meta.size)?;
         file.seek(SeekFrom::Start(range.start)).await?;
         let body = stream_from_reader(file.take(range.end - range.start));
         Ok(GetObject { meta, range, body })
@@ -287,14 +286,8 @@ impl ObjectStore for FsStore {
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
         let path = self.path_of(key);
-        for p in [etag_path(&path), path] {
-            match fs::remove_file(&p).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        remove_if_there(&etag_path(&path)).await?;
+        remove_if_there(&path).await
     }
 
     async fn list(&self, prefix: &ObjectKey) -> Result<Vec<ListedObject>, StorageError> {

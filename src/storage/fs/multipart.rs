@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tokio::fs;
 
-use super::{write_body, FsStore, TempFile};
+use super::{remove_if_there, write_body, FsStore, TempFile};
 use crate::storage::{ByteStream, CompletedPart, ObjectKey, ObjectMeta, ObjectStore, StorageError};
 
 const DATA: &str = "data";
@@ -65,12 +65,15 @@ impl FsStore {
             Some(last) if last.number == number => Placement::Append { offset: last.offset },
             _ => Placement::Alone,
         };
+        // A part stored again is forgotten before it is overwritten: a failed retry leaves a
+        // gap, which the next append refuses to write over.
+        let before = appended.len();
         appended.retain(|a| a.number != number);
+        if appended.len() != before {
+            write_appended(&dir, &appended).await?;
+        }
         let etag = match placement {
             Placement::Append { offset } => {
-                // Forgotten before it is overwritten: a failed retry leaves a gap, which the
-                // next append refuses to write over.
-                write_appended(&dir, &appended).await?;
                 let data = TempFile::kept(dir.join(DATA));
                 let (size, hash) = write_body(&data, body, Some(offset)).await?;
                 check_len(number, len, size)?;
@@ -83,7 +86,6 @@ impl FsStore {
                 let (tmp, size, etag) = self.write_temp(body).await?;
                 check_len(number, len, size)?;
                 tmp.publish(dir.join(part_file(number)), None).await?;
-                write_appended(&dir, &appended).await?;
                 etag
             }
         };
@@ -254,12 +256,4 @@ async fn write_appended(dir: &Path, appended: &[Appended]) -> Result<(), Storage
     .await
     .map_err(std::io::Error::other)??;
     Ok(())
-}
-
-async fn remove_if_there(path: &Path) -> Result<(), StorageError> {
-    match fs::remove_file(path).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
