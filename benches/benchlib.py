@@ -55,3 +55,34 @@ def lectern_binary():
         subprocess.run(["cargo", "build", "--release", "--bin", "lectern", "-q"], cwd=ROOT, check=True)
         lectern = os.path.join(ROOT, "target", "release", "lectern")
     return lectern
+
+
+def login(api, email="bench@example.com", password="bench-password"):
+    """An access token for the instructor the scripts create with `lectern user create`."""
+    return http("POST", f"{api}/api/v1/auth/login", {"email": email, "password": password})["access_token"]
+
+
+def course_with_lectures(api, tok, count=1, price=0, preview=False):
+    """A course with one section of `count` lectures: the course and the lectures' ids."""
+    course = http("POST", f"{api}/api/v1/courses", {"title": "Bench", "price": price}, tok)
+    section = http("POST", f"{api}/api/v1/courses/{course['id']}/sections", {"title": "S"}, tok)
+    lectures = [http("POST", f"{api}/api/v1/sections/{section['id']}/lectures",
+                     {"title": f"L{i}", "is_preview": preview}, tok)["id"] for i in range(count)]
+    return course, lectures
+
+
+def transcoded_video(api, tok, lecture, work, seconds=60, wait=600):
+    """A `seconds`-long 720p test video uploaded to `lecture` and transcoded: its id."""
+    src = os.path.join(work, "src.mp4")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}",
+                    "-f", "lavfi", "-i", f"sine=duration={seconds}", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-c:a", "aac", "-shortest", src], check=True)
+    with open(src, "rb") as f:
+        video_id = http("PUT", f"{api}/api/v1/lectures/{lecture}/video", f.read(), tok)["video_id"]
+    for _ in range(wait * 2):
+        v = http("GET", f"{api}/api/v1/videos/{video_id}", token=tok)
+        if v["status"] in ("ready", "failed"):
+            break
+        time.sleep(0.5)
+    assert v["status"] == "ready", v
+    return video_id

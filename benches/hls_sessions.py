@@ -30,7 +30,7 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from benchlib import free_port, http, lectern_binary, wait_http
+from benchlib import course_with_lectures, free_port, http, lectern_binary, login, transcoded_video, wait_http
 
 
 
@@ -165,22 +165,9 @@ def main():
         for b in bases:
             wait_http(f"{b}/healthz")
         api = bases[0]
-        tok = http("POST", f"{api}/api/v1/auth/login", {"email": "bench@example.com", "password": "bench-password"})["access_token"]
-        course = http("POST", f"{api}/api/v1/courses", {"title": "Bench", "price": 10000}, tok)
-        section = http("POST", f"{api}/api/v1/courses/{course['id']}/sections", {"title": "S"}, tok)
-        lecture = http("POST", f"{api}/api/v1/sections/{section['id']}/lectures", {"title": "L", "is_preview": True}, tok)
-        src = os.path.join(work, "src.mp4")
-        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=60",
-                        "-f", "lavfi", "-i", "sine=duration=60", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
-                        "-shortest", src], check=True)
-        with open(src, "rb") as f:
-            video_id = http("PUT", f"{api}/api/v1/lectures/{lecture['id']}/video", f.read(), tok)["video_id"]
-        for _ in range(1200):
-            v = http("GET", f"{api}/api/v1/videos/{video_id}", token=tok)
-            if v["status"] in ("ready", "failed"):
-                break
-            time.sleep(0.5)
-        assert v["status"] == "ready", v
+        tok = login(api)
+        course, (lecture,) = course_with_lectures(api, tok, price=10000, preview=True)
+        transcoded_video(api, tok, lecture, work)
         http("POST", f"{api}/api/v1/courses/{course['id']}/publish", {}, tok)
         before = [cache_misses(b) for b in bases]
 
@@ -190,7 +177,7 @@ def main():
             asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32))
             until = time.monotonic() + args.seconds
             await asyncio.gather(*(
-                viewer("127.0.0.1", ports[i % 2], lecture["id"], stats, until, args.ramp * i / args.sessions)
+                viewer("127.0.0.1", ports[i % 2], lecture, stats, until, args.ramp * i / args.sessions)
                 for i in range(args.sessions)))
 
         asyncio.run(run())

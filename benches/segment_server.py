@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.request
 
-from benchlib import free_port, http, lectern_binary, wait_http
+from benchlib import course_with_lectures, free_port, http, lectern_binary, login, transcoded_video, wait_http
 
 
 
@@ -109,28 +109,22 @@ def main():
         procs.append(subprocess.Popen([lectern, "serve"], env=env, stdout=subprocess.DEVNULL))
         api = f"http://127.0.0.1:{port}"
         wait_http(f"{api}/healthz")
-        tok = http("POST", f"{api}/api/v1/auth/login", {"email": "bench@example.com", "password": "bench-password"})["access_token"]
-        course = http("POST", f"{api}/api/v1/courses", {"title": "Bench", "price": 0}, tok)
-        section = http("POST", f"{api}/api/v1/courses/{course['id']}/sections", {"title": "S"}, tok)
-        lecture = http("POST", f"{api}/api/v1/sections/{section['id']}/lectures", {"title": "L"}, tok)
-        src = os.path.join(work, "src.mp4")
-        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=60",
-                        "-f", "lavfi", "-i", "sine=duration=60", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
-                        "-shortest", src], check=True)
-        with open(src, "rb") as f:
-            video_id = http("PUT", f"{api}/api/v1/lectures/{lecture['id']}/video", f.read(), tok)["video_id"]
-        for _ in range(600):
-            v = http("GET", f"{api}/api/v1/videos/{video_id}", token=tok)
-            if v["status"] in ("ready", "failed"):
-                break
-            time.sleep(0.5)
-        assert v["status"] == "ready", v
-        session = http("POST", f"{api}/api/v1/lectures/{lecture['id']}/playback", {}, tok)
+        tok = login(api)
+        _, (lecture,) = course_with_lectures(api, tok)
+        video_id = transcoded_video(api, tok, lecture, work, wait=300)
+        session = http("POST", f"{api}/api/v1/lectures/{lecture}/playback", {}, tok)
         token = session["token"]
 
         # The same segment files for nginx: Lectern's stored output directory.
         videos = os.path.join(data, "objects", "videos", str(video_id))
         out_dir = os.path.join(videos, next(d for d in os.listdir(videos) if d.startswith("hls-")))
+        # Lectern keeps its data dir private (0700); nginx's workers need to read the same files.
+        for d in [data, os.path.join(data, "objects"), os.path.join(data, "objects", "videos"), videos]:
+            os.chmod(d, 0o755)
+        for r, dirs, files in os.walk(out_dir):
+            os.chmod(r, 0o755)
+            for name in files:
+                os.chmod(os.path.join(r, name), 0o644)
         segments = sorted(
             f"{r}/{s}" for r in os.listdir(out_dir) if os.path.isdir(os.path.join(out_dir, r))
             for s in os.listdir(os.path.join(out_dir, r)) if s.endswith(".ts") and not s.startswith(".")

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 
-from benchlib import ROOT, free_port, http, http_with_headers, lectern_binary, wait_http
+from benchlib import ROOT, course_with_lectures, free_port, http_with_headers, lectern_binary, login, wait_http
 MIB = 1024 * 1024
 
 
@@ -96,11 +96,8 @@ def main():
         server = subprocess.Popen([lectern, "serve"], env=env, stdout=subprocess.DEVNULL)
         api = f"http://127.0.0.1:{port}"
         wait_http(f"{api}/healthz")
-        tok = http("POST", f"{api}/api/v1/auth/login", {"email": "bench@example.com", "password": "bench-password"})["access_token"]
-        course = http("POST", f"{api}/api/v1/courses", {"title": "Bench", "price": 0}, tok)
-        section = http("POST", f"{api}/api/v1/courses/{course['id']}/sections", {"title": "S"}, tok)
-        lectures = [http("POST", f"{api}/api/v1/sections/{section['id']}/lectures", {"title": f"L{i}"}, tok)["id"]
-                    for i in range(2 * args.rounds)]
+        tok = login(api)
+        _, lectures = course_with_lectures(api, tok, count=2 * args.rounds)
         # Warm the page cache with the source, so the client reads it at memory speed.
         subprocess.run(["cat", src], stdout=subprocess.DEVNULL, check=True)
 
