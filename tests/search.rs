@@ -511,12 +511,103 @@ fn the_category_routes_are_documented() {
     assert_eq!(children["type"], "array", "{children}");
 }
 
+/// `total` of `GET /api/v1/courses{query}`, checked against the items of one big page.
+async fn total(srv: &TestServer, query: &str) -> i64 {
+    let sep = if query.is_empty() { "?" } else { "&" };
+    let (status, list) = srv.get(&format!("/api/v1/courses{query}{sep}per_page=100"), None).await;
+    assert_eq!(status, StatusCode::OK, "{query}: {list}");
+    let total = list["total"].as_i64().unwrap();
+    assert_eq!(total as usize, list["items"].as_array().unwrap().len(), "{query}: {list}");
+    total
+}
+
+/// List totals are kept by the database as courses are published, moved between categories
+/// (by hand or by a category's deletion) and deleted: never counted per page, never stale.
+async fn list_totals_follow_publishing_moves_and_deletions(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let admin = srv.admin().await;
+    let t = srv.instructor("teacher@example.com").await;
+    let category = |body: Value| {
+        let (srv, admin) = (&srv, &admin);
+        async move {
+            let (status, c) = srv.post("/api/v1/categories", Some(admin), body).await;
+            assert_eq!(status, StatusCode::CREATED, "{c}");
+            c["id"].as_i64().unwrap()
+        }
+    };
+    let top = category(json!({"name": "음악", "slug": "music"})).await;
+    let child = category(json!({"name": "피아노", "slug": "piano", "parent_id": top})).await;
+    let move_to = |course: i64, to: Value| {
+        let (srv, t) = (&srv, &t);
+        async move {
+            let path = format!("/api/v1/courses/{course}");
+            let (status, body) =
+                srv.call(Method::PATCH, &path, Some(t), Some(json!({"category_id": to}))).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    let counts = || async {
+        (
+            total(&srv, "").await,
+            total(&srv, &format!("?category={top}")).await,
+            total(&srv, &format!("?category={child}")).await,
+        )
+    };
+    let before = total(&srv, "").await;
+    let in_child = published(&srv, &t, "Piano one", "").await;
+    move_to(in_child, json!(child)).await;
+    let in_top = published(&srv, &t, "Music theory", "").await;
+    move_to(in_top, json!(top)).await;
+    let loose = published(&srv, &t, "Loose", "").await;
+    let (draft, _, _) = srv.course_with_lecture(&t, "Draft in top").await;
+    move_to(draft, json!(top)).await;
+    assert_eq!(counts().await, (before + 3, 2, 1), "a top category includes its children");
+
+    move_to(in_child, Value::Null).await;
+    move_to(loose, json!(child)).await;
+    assert_eq!(counts().await, (before + 3, 2, 1));
+    move_to(loose, json!(top)).await;
+    assert_eq!(counts().await, (before + 3, 2, 0));
+    move_to(loose, json!(child)).await;
+
+    // Deleting a category leaves its courses uncategorised.
+    let (status, body) =
+        srv.call(Method::DELETE, &format!("/api/v1/categories/{child}"), Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        (total(&srv, "").await, total(&srv, &format!("?category={top}")).await),
+        (before + 3, 1)
+    );
+
+    let (status, body) =
+        srv.call(Method::DELETE, &format!("/api/v1/courses/{in_top}"), Some(&t), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        (total(&srv, "").await, total(&srv, &format!("?category={top}")).await),
+        (before + 2, 0)
+    );
+
+    let (status, body) =
+        srv.post(&format!("/api/v1/courses/{draft}/publish"), Some(&t), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (total(&srv, "").await, total(&srv, &format!("?category={top}")).await),
+        (before + 3, 1)
+    );
+    // A page past the end still says how many there are, with and without a search.
+    let (_, past) = srv.get(&format!("/api/v1/courses?category={top}&page=9"), None).await;
+    assert_eq!((past["total"].as_i64(), past["items"].as_array().unwrap().len()), (Some(1), 0));
+    let (_, past) = srv.get(&format!("/api/v1/courses{}&page=9", q("Draft")), None).await;
+    assert_eq!((past["total"].as_i64(), past["items"].as_array().unwrap().len()), (Some(1), 0));
+}
+
 on_both_databases!(
     korean_and_english_queries_find_words_and_parts_of_words,
     two_character_korean_words_are_found_too,
     title_matches_rank_above_description_matches,
     drafts_are_never_found_and_edits_are,
     search_pages_and_combines_with_categories,
+    list_totals_follow_publishing_moves_and_deletions,
     categories_form_a_seeded_two_level_tree,
     only_admins_change_categories,
 );

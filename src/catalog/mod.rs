@@ -285,11 +285,14 @@ pub async fn create_course(db: &Db, caller: &Caller, input: CourseInput) -> Resu
 
 /// The course page as `caller` may see it.
 pub async fn course_detail(db: &Db, caller: Option<&Caller>, id: CourseId) -> Result<CourseDetail> {
-    let course = visible_course(db, caller, id).await?;
+    // Three reads at once: the curriculum of a course the caller may not see is dropped.
+    let (course, lectures, sections) = tokio::try_join!(
+        visible_course(db, caller, id),
+        async { Ok(db::lectures_of_course(db, id).await?) },
+        async { Ok::<_, Error>(db::sections_of(db, id).await?) },
+    )?;
     let privileged = caller.is_some_and(|c| can_edit(c, &course));
-    let lectures = db::lectures_of_course(db, id).await?;
-    let sections = db::sections_of(db, id)
-        .await?
+    let sections = sections
         .into_iter()
         .map(|s: SectionRow| {
             let mine: Vec<Lecture> = lectures

@@ -20,7 +20,9 @@
 //!
 //! Relevance, the default order of a search: courses whose *title* contains more of the terms
 //! come first; then SQLite's BM25 score (title weighted above description) or PostgreSQL's
-//! trigram word similarity (title, then description); then the newest.
+//! trigram word similarity (title, then description); then the newest. Word similarity is a
+//! pass over each text, so PostgreSQL computes it only for a bounded set of candidates: the
+//! matches with the most title hits, newest first (see `RANKED_CANDIDATES`).
 
 use crate::db::Backend;
 use crate::error::Error;
@@ -82,6 +84,10 @@ pub struct SearchSql {
     pub filter_args: Vec<String>,
     /// An `ORDER BY` list, best match first.
     pub relevance: String,
+    /// Where ranking by `relevance` costs a pass over every match's text (PostgreSQL's word
+    /// similarity): a cheap `ORDER BY` (title hits, then the newest) over the same
+    /// placeholders that picks the candidates `relevance` then re-ranks.
+    pub candidates: Option<String>,
     pub order_args: Vec<String>,
 }
 
@@ -132,17 +138,19 @@ impl SearchSql {
             })
             .collect();
         let mut relevance = format!("({}) DESC", title_hits.join(" + "));
+        let mut candidates = None;
         match backend {
             Backend::Sqlite if indexed => relevance.push_str(", bm25(courses_fts, 10.0, 1.0)"),
             Backend::Sqlite => {}
             Backend::Postgres => {
+                candidates = Some(format!("{relevance}, c.published_at DESC, c.id DESC"));
                 let p = placeholder();
                 relevance.push_str(&format!(", word_similarity({p}, c.title) DESC, word_similarity({p}, c.description) DESC"));
                 order_args.push(query.text.clone());
             }
         }
         relevance.push_str(", c.published_at DESC, c.id DESC");
-        SearchSql { from, condition, filter_args, relevance, order_args }
+        SearchSql { from, condition, filter_args, relevance, candidates, order_args }
     }
 }
 

@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, FromRow};
 
 use super::search::{SearchQuery, SearchSql};
 use super::{CourseStatus, Level};
-use crate::db::Db;
+use crate::db::{Backend, Db};
 use crate::types::{CategoryId, CourseId, Currency, Money, UserId};
 
 mod categories;
@@ -234,7 +234,26 @@ pub struct CourseFilter<'a> {
     pub sort: CourseSort,
 }
 
+/// How many of the best coarse matches a PostgreSQL relevance search re-ranks by trigram
+/// similarity (at least the requested page's end): word similarity costs a pass over each
+/// title and description, so it is computed for these candidates only, not for every match.
+const RANKED_CANDIDATES: i64 = 200;
+
+/// A page row and the number of matches in all (`COUNT(*) OVER ()`, from the same scan; -1
+/// where the backend counts separately).
+#[derive(FromRow)]
+struct Counted {
+    #[sqlx(flatten)]
+    course: CourseRow,
+    total: i64,
+}
+
 /// One page of published courses and how many match in all.
+///
+/// Without a search, a page's ids come from the sort's index alone (the offset is walked in
+/// the index, not over course rows), then only those rows are read; the total is the sum of
+/// the trigger-kept `published_counts` rows (migration 0015), not a `COUNT(*)`. With a search,
+/// one scan of the matches yields both the page and the total.
 pub async fn list_published(
     db: &Db,
     limit: i64,
@@ -242,7 +261,6 @@ pub async fn list_published(
     f: &CourseFilter<'_>,
 ) -> Result<(Vec<CourseRow>, i64), sqlx::Error> {
     const NEWEST: &str = "c.published_at DESC, c.id DESC";
-    let mut from = "courses c JOIN users u ON u.id = c.instructor_id".to_string();
     // Without a category the filter is left out entirely (not `$1 = 0 OR …`), so the planner
     // can walk the sort's index and stop at the page.
     let mut filter = if f.category.is_some() {
@@ -252,45 +270,115 @@ pub async fn list_published(
     } else {
         "c.status = 'published' AND $1 = 0 AND $2 = 0".to_string()
     };
-    let (mut filter_args, mut order_args, mut relevance) =
-        (Vec::new(), Vec::new(), NEWEST.to_string());
-    if let Some(q) = f.search {
-        let sql = SearchSql::build(db.backend(), q, 3);
-        from = sql.from;
-        filter.push_str(&sql.condition);
-        (filter_args, order_args, relevance) = (sql.filter_args, sql.order_args, sql.relevance);
-    }
     let order = match f.sort {
-        CourseSort::Newest => NEWEST,
+        CourseSort::Newest | CourseSort::Relevance => NEWEST,
         CourseSort::PriceAsc => "c.price ASC, c.id DESC",
         CourseSort::PriceDesc => "c.price DESC, c.id DESC",
         // Kept on the course row by triggers (migration 0007), so these sorts use an index.
         CourseSort::Popular => "c.enrollment_count DESC, c.id DESC",
         CourseSort::Rating => "c.rating_avg DESC, c.id DESC",
-        CourseSort::Relevance => &relevance,
     };
-    // Placeholders: $1, $2 (category), the search filter's, the relevance order's, then the page.
     let (has_cat, cat) = (f.category.is_some() as i64, f.category.map_or(0, CategoryId::get));
-    let order_args = if f.sort == CourseSort::Relevance { order_args } else { Vec::new() };
-    let page_at = 3 + filter_args.len() + order_args.len();
-    let sql = format!(
-        concat!("SELECT ", course_columns!(), " FROM {} WHERE {} ORDER BY {} LIMIT ${} OFFSET ${}"),
-        from,
-        filter,
-        order,
-        page_at,
-        page_at + 1
-    );
-    let mut rows = sqlx::query_as(&sql).bind(has_cat).bind(cat);
-    for arg in filter_args.iter().chain(&order_args) {
-        rows = rows.bind(arg.as_str());
+
+    let Some(q) = f.search else {
+        let page_ids = format!(
+            "SELECT c.id FROM courses c WHERE {filter} ORDER BY {order} LIMIT $3 OFFSET $4"
+        );
+        let ids = match db.backend() {
+            // An array keeps the planner on the primary key whatever LIMIT it guesses.
+            Backend::Postgres => format!("c.id = ANY(ARRAY({page_ids}))"),
+            Backend::Sqlite => format!("c.id IN ({page_ids})"),
+        };
+        let rows = sqlx::query_as(&format!("{COURSE_SELECT} WHERE {ids} ORDER BY {order}"))
+            .bind(has_cat)
+            .bind(cat)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(db.pool())
+            .await?;
+        let (total,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(courses), 0) AS BIGINT) FROM published_counts \
+             WHERE $1 = 0 OR category_id = $2 OR category_id IN \
+             (SELECT id FROM categories WHERE parent_id = $2)",
+        )
+        .bind(has_cat)
+        .bind(cat)
+        .fetch_one(db.pool())
+        .await?;
+        return Ok((rows, total));
+    };
+
+    let search = SearchSql::build(db.backend(), q, 3);
+    let from = search.from;
+    filter.push_str(&search.condition);
+    let relevant = f.sort == CourseSort::Relevance;
+    let order = if relevant { search.relevance.as_str() } else { order };
+    let order_args = if relevant { search.order_args } else { Vec::new() };
+    // Placeholders: $1, $2 (category), the search filter's, the relevance order's, then the page.
+    let mut at = 3 + search.filter_args.len() + order_args.len();
+    let mut next = || {
+        at += 1;
+        at - 1
+    };
+    let coarse = if relevant { search.candidates.as_deref() } else { None };
+    // SQLite cannot compute a window beside FTS5's bm25(): it counts the matches on its own.
+    let counted = match db.backend() {
+        Backend::Postgres => "COUNT(*) OVER ()",
+        Backend::Sqlite => "-1",
+    };
+    let sql = match coarse {
+        Some(coarse) => {
+            let (k, l, o) = (next(), next(), next());
+            format!(
+                concat!(
+                    "WITH m AS (SELECT c.id, COUNT(*) OVER () AS total FROM {from} WHERE {filter} ",
+                    "ORDER BY {coarse} LIMIT ${k}) ",
+                    "SELECT ", course_columns!(), ", m.total FROM m JOIN courses c ON c.id = m.id ",
+                    "JOIN users u ON u.id = c.instructor_id ORDER BY {order} LIMIT ${l} OFFSET ${o}"
+                ),
+                from = from,
+                filter = filter,
+                coarse = coarse,
+                order = order,
+                k = k,
+                l = l,
+                o = o
+            )
+        }
+        None => {
+            let (l, o) = (next(), next());
+            format!(
+                concat!(
+                    "SELECT ",
+                    course_columns!(),
+                    ", {} AS total FROM {} WHERE {} ",
+                    "ORDER BY {} LIMIT ${} OFFSET ${}"
+                ),
+                counted, from, filter, order, l, o
+            )
+        }
+    };
+    let mut page = sqlx::query_as::<_, Counted>(&sql).bind(has_cat).bind(cat);
+    for arg in search.filter_args.iter().chain(&order_args) {
+        page = page.bind(arg.as_str());
     }
-    let rows = rows.bind(limit).bind(offset).fetch_all(db.pool()).await?;
-    let count_sql = format!("SELECT COUNT(*) FROM {from} WHERE {filter}");
-    let mut count = sqlx::query_as(&count_sql).bind(has_cat).bind(cat);
-    for arg in &filter_args {
-        count = count.bind(arg.as_str());
+    if coarse.is_some() {
+        page = page.bind(RANKED_CANDIDATES.max(offset.saturating_add(limit)));
     }
-    let (total,): (i64,) = count.fetch_one(db.pool()).await?;
-    Ok((rows, total))
+    let page = page.bind(limit).bind(offset).fetch_all(db.pool()).await?;
+    let total = match page.first() {
+        Some(row) if row.total >= 0 => row.total,
+        None if offset == 0 => 0,
+        // Past the last page, or on SQLite: the matches are counted on their own.
+        _ => {
+            let count_sql = format!("SELECT COUNT(*) FROM {from} WHERE {filter}");
+            let mut count = sqlx::query_as(&count_sql).bind(has_cat).bind(cat);
+            for arg in &search.filter_args {
+                count = count.bind(arg.as_str());
+            }
+            let (total,): (i64,) = count.fetch_one(db.pool()).await?;
+            total
+        }
+    };
+    Ok((page.into_iter().map(|r| r.course).collect(), total))
 }
