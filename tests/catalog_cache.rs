@@ -108,6 +108,38 @@ async fn the_cache_can_be_turned_off(b: Backend) {
     assert_eq!(anonymous(&srv, &page, None).await.3["title"], "After");
 }
 
+/// Many visitors missing the same answer at once (a cold start, the reads after a write) cost
+/// one computation: the course table is locked so that every request is in flight together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_are_computed_once() {
+    let srv = TestServer::start(Backend::Postgres).await;
+    let teacher = srv.instructor("t@example.com").await;
+    srv.published_course(&teacher, "Single flight").await;
+    let mut lock = srv.app_state.db.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE courses IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    let before = srv.app_state.public_cache.computed();
+    let visitors: Vec<_> = (0..16)
+        .map(|_| {
+            let req = srv.http.get(srv.url("/api/v1/courses?q=flight"));
+            tokio::spawn(async move {
+                let resp = req.send().await.unwrap();
+                (resp.status(), resp.text().await.unwrap())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(srv.app_state.public_cache.computed() - before, 1, "one visitor computes");
+    lock.commit().await.unwrap();
+    let mut answers = Vec::new();
+    for v in visitors {
+        let (status, body) = v.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        answers.push(body);
+    }
+    assert!(answers.iter().all(|a| a == &answers[0] && a.contains("Single flight")), "{answers:?}");
+    assert_eq!(srv.app_state.public_cache.computed() - before, 1);
+}
+
 on_both_databases!(
     anonymous_catalog_reads_are_cached_and_revalidated,
     changes_behind_the_servers_back_show_within_the_lifetime,

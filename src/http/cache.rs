@@ -17,9 +17,15 @@
 //!
 //! A generation is taken *before* an answer is computed, so an answer computed while a write
 //! ran is stored under the old generation and never served after it.
+//!
+//! Misses fly once: when many visitors ask for the same answer that is not cached (a cold
+//! start, the first reads after a write), one request computes it and the others wait for it,
+//! so a burst costs one query, not one per visitor. If that answer turns out not to be one
+//! to keep (an error, a 404) or its request goes away, each waiter computes its own.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -54,6 +60,34 @@ pub struct PublicCache {
     lifetime: Duration,
     max_age: HeaderValue,
     generation: AtomicU64,
+    /// Answers being computed for a miss, by key, with the generation they are for.
+    flights: Mutex<HashMap<String, Flight>>,
+    /// How many answers were computed to be kept.
+    computed: AtomicU64,
+}
+
+/// One computation others may wait for: `Some(answer)` once kept, `Some(None)` when the
+/// answer was not one to keep; the sender dropped without a value means it was abandoned.
+#[derive(Clone)]
+struct Flight {
+    generation: u64,
+    done: tokio::sync::watch::Receiver<Option<Option<Arc<Answer>>>>,
+}
+
+/// Takes a flight off the board when its computation ends, however it ends.
+struct Landing<'a> {
+    flights: &'a Mutex<HashMap<String, Flight>>,
+    key: String,
+    done: tokio::sync::watch::Sender<Option<Option<Arc<Answer>>>>,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        let mut flights = self.flights.lock().expect("flights lock");
+        if flights.get(&self.key).is_some_and(|f| f.done.same_channel(&self.done.subscribe())) {
+            flights.remove(&self.key);
+        }
+    }
 }
 
 impl PublicCache {
@@ -72,7 +106,14 @@ impl PublicCache {
         });
         let max_age = HeaderValue::try_from(format!("public, max-age={secs}")).expect("ascii");
         let lifetime = Duration::from_secs(secs);
-        PublicCache { answers, lifetime, max_age, generation: AtomicU64::new(0) }
+        PublicCache {
+            answers,
+            lifetime,
+            max_age,
+            generation: AtomicU64::new(0),
+            flights: Mutex::new(HashMap::new()),
+            computed: AtomicU64::new(0),
+        }
     }
 
     /// Something may have changed: no answer computed before now is served again.
@@ -82,6 +123,11 @@ impl PublicCache {
 
     fn current(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// How many times a cacheable request was passed to its handler (misses and refreshes).
+    pub fn computed(&self) -> u64 {
+        self.computed.load(Ordering::Relaxed)
     }
 }
 
@@ -114,7 +160,29 @@ pub async fn public_cache(State(st): State<AppState>, req: Request, next: Next) 
         return answer(&hit, &cache.max_age, audience, req.headers().get(header::IF_NONE_MATCH));
     }
     let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
-    let (fresh, headers) = match cache.fill(key, generation, next, req).await {
+    // Someone is computing this answer already: wait for theirs, else compute it for others.
+    let flight = cache.flights.lock().expect("flights lock").get(&key).cloned();
+    let landing = match flight.filter(|f| f.generation == generation) {
+        Some(mut flight) => {
+            if let Ok(done) = flight.done.wait_for(Option::is_some).await {
+                if let Some(Some(fresh)) = done.clone() {
+                    return answer(&fresh, &cache.max_age, audience, if_none_match.as_ref());
+                }
+            }
+            None
+        }
+        None => {
+            let (done, receiver) = tokio::sync::watch::channel(None);
+            let flight = Flight { generation, done: receiver };
+            cache.flights.lock().expect("flights lock").insert(key.clone(), flight);
+            Some(Landing { flights: &cache.flights, key: key.clone(), done })
+        }
+    };
+    let filled = cache.fill(key, generation, next, req).await;
+    if let Some(landing) = landing {
+        landing.done.send_replace(Some(filled.as_ref().ok().map(|(a, _)| a.clone())));
+    }
+    let (fresh, headers) = match filled {
         Ok(filled) => filled,
         Err(uncached) => return uncached,
     };
@@ -148,6 +216,7 @@ impl PublicCache {
         next: Next,
         req: Request,
     ) -> Result<(Arc<Answer>, HeaderMap), Response> {
+        self.computed.fetch_add(1, Ordering::Relaxed);
         let resp = next.run(req).await;
         let small = http_body::Body::size_hint(resp.body())
             .exact()
