@@ -1,11 +1,12 @@
 //! Criterion micro-benchmarks of the pure code every segment request runs: the playback
-//! token check, the range/conditional decision and the per-viewer playlist rewrite.
+//! token check, the range/conditional decision and the per-viewer playlist rewrite (a full
+//! parse and write, and the template render the server uses).
 //!
 //!     cargo bench --bench hot_paths
 
 use axum::http::{HeaderMap, HeaderValue};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use lectern::playback::playlist::{rewrite, Rewrite};
+use lectern::playback::playlist::{rewrite, Rewrite, Template};
 use lectern::playback::range::{decide, Validators};
 use lectern::playback::tokens::PlaybackKeys;
 use lectern::types::VideoId;
@@ -51,6 +52,17 @@ fn playlist_rewrite(c: &mut Criterion) {
         c.bench_function(&name, |b| {
             b.iter(|| {
                 rewrite(black_box(media.as_bytes()), Rewrite { token, public_segments }).unwrap()
+            })
+        });
+        // What the server does per request: the stored playlist's template (made once per
+        // playlist) joined with the viewer's token, and the copy's validator.
+        let template = Template::new(media.as_bytes(), public_segments).unwrap();
+        let name =
+            format!("playlist render (template), 675 segments, public_segments={public_segments}");
+        c.bench_function(&name, |b| {
+            b.iter(|| {
+                let t = black_box(token);
+                (template.render(t), template.etag(t))
             })
         });
     }

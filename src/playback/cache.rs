@@ -9,11 +9,12 @@
 //! `hls_cache_max_object_bytes` are streamed from the store as before.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
+use super::playlist::Template;
 use crate::storage::{ObjectKey, ObjectMeta, Storage, StorageError};
 
 /// A stored object, whole, in memory.
@@ -21,6 +22,21 @@ use crate::storage::{ObjectKey, ObjectMeta, Storage, StorageError};
 pub struct CachedObject {
     pub meta: ObjectMeta,
     pub body: Bytes,
+    /// For a playlist: its rewriting templates (private and public segments), made on first use.
+    templates: [OnceLock<Option<Arc<Template>>>; 2],
+}
+
+impl CachedObject {
+    pub fn new(meta: ObjectMeta, body: Bytes) -> CachedObject {
+        CachedObject { meta, body, templates: Default::default() }
+    }
+
+    /// This playlist as a [`Template`] for rewriting; `None` when it is not a playlist.
+    pub fn template(&self, public_segments: bool) -> Option<Arc<Template>> {
+        self.templates[public_segments as usize]
+            .get_or_init(|| Template::new(&self.body, public_segments).map(Arc::new))
+            .clone()
+    }
 }
 
 /// Why an object did not come from the cache.
@@ -60,6 +76,8 @@ impl ObjectCache {
         let cache = (capacity > 0 && max_object > 0).then(|| {
             moka::future::Cache::builder()
                 .max_capacity(capacity)
+                // A playlist's template, made later, is about its size again: playlists are
+                // a sliver of what is cached, so it is not weighed.
                 .weigher(|key: &ObjectKey, v: &Arc<CachedObject>| {
                     u32::try_from(v.body.len() + key.as_str().len() + 128).unwrap_or(u32::MAX)
                 })
@@ -118,6 +136,6 @@ impl ObjectCache {
                 got.meta.size
             )));
         }
-        Ok(CachedObject { meta: got.meta, body: body.freeze() })
+        Ok(CachedObject::new(got.meta, body.freeze()))
     }
 }

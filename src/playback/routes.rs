@@ -10,11 +10,12 @@ use axum::Router;
 use bytes::Bytes;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
-use super::cache::CacheMiss;
+use super::cache::{CacheMiss, CachedObject};
 use super::range::{decide, http_date, Answer, Validators};
 use super::tokens::PlaybackTokenError;
-use super::{playlist, PlaybackSession, ReadyVideo};
+use super::{PlaybackSession, ReadyVideo};
 use crate::error::Error;
 use crate::http::error::{ApiResult, ErrorBody};
 
@@ -237,11 +238,15 @@ async fn respond(
         }
         HlsObject::Asset(name) if name.ends_with(".vtt") => {
             let token = token.expect("verified");
-            let (raw, meta) = read_small(st, ready, name).await?;
-            let text = String::from_utf8_lossy(&raw)
+            let stored = read_small(st, ready, name).await?;
+            let text = String::from_utf8_lossy(&stored.body)
                 .replace("sprite.jpg#", &format!("sprite.jpg?token={token}#"));
             let body = Bytes::from(text);
-            let meta = ObjectMeta { size: body.len() as u64, etag: digest_etag(&body), ..meta };
+            let meta = ObjectMeta {
+                size: body.len() as u64,
+                etag: digest_etag(&body),
+                ..stored.meta.clone()
+            };
             Ok(respond_bytes(headers, head, body, &meta, content_type(name), NO_STORE))
         }
         HlsObject::Asset(name) => {
@@ -266,11 +271,11 @@ fn storage_error(e: StorageError) -> Error {
 }
 
 /// Read a small stored object (a playlist, a track) whole: from the cache, or the store.
-async fn read_small(st: &AppState, v: &ReadyVideo, rel: &str) -> ApiResult<(Bytes, ObjectMeta)> {
+async fn read_small(st: &AppState, v: &ReadyVideo, rel: &str) -> ApiResult<Arc<CachedObject>> {
     use futures::StreamExt;
     let key = v.prefix.join(rel).map_err(|_| Error::not_found("object"))?;
     match st.playback.objects.get(&st.storage, &key).await {
-        Ok(hit) => return Ok((hit.body.clone(), hit.meta.clone())),
+        Ok(hit) => return Ok(hit),
         Err(CacheMiss::Uncacheable) => {}
         Err(other) => return Err(cache_error(other)),
     }
@@ -283,7 +288,7 @@ async fn read_small(st: &AppState, v: &ReadyVideo, rel: &str) -> ApiResult<(Byte
     while let Some(chunk) = body.next().await {
         out.extend_from_slice(&chunk.map_err(|e| Error::internal(anyhow::Error::new(e)))?);
     }
-    Ok((Bytes::from(out), got.meta))
+    Ok(Arc::new(CachedObject::new(got.meta, Bytes::from(out))))
 }
 
 fn cache_error(e: CacheMiss) -> Error {
@@ -302,14 +307,15 @@ async fn rewritten(
     headers: &HeaderMap,
     head: bool,
 ) -> ApiResult<Response> {
-    let (raw, meta) = read_small(st, v, rel).await?;
-    let body = playlist::rewrite(&raw, playlist::Rewrite { token, public_segments })
+    let stored = read_small(st, v, rel).await?;
+    let template = stored
+        .template(public_segments)
         .ok_or_else(|| Error::internal(anyhow::anyhow!("stored playlist {rel} does not parse")))?;
-    let body = Bytes::from(body);
+    let body = template.render(token);
     let meta = ObjectMeta {
         size: body.len() as u64,
-        etag: digest_etag(&body),
-        last_modified: meta.last_modified,
+        etag: template.etag(token),
+        last_modified: stored.meta.last_modified,
     };
     Ok(respond_bytes(headers, head, body, &meta, "application/vnd.apple.mpegurl", NO_STORE))
 }
