@@ -3,8 +3,9 @@
 
 Both serve the same segment files (a transcoded lecture) from local disk; every request carries
 a token the server checks (Lectern: a playback JWT; nginx: secure_link's MD5 + expiry). wrk
-drives each with the same connection count and URL list. Prints req/s, MB/s, p50/p99 latency and
-Lectern/nginx ratios. Targets: req/s ratio >= 1.0 with p99 no worse.
+drives each with the same connection count and URL list. Prints req/s, MB/s, p50/p99 latency,
+the server's CPU time (user + system, from /proc) per request and per byte, and Lectern/nginx
+ratios. Targets: req/s and bytes/s ratios >= 1.0, p99 and CPU ratios <= 1.0.
 
     python3 benches/segment_server.py [--connections 64] [--seconds 20] [--threads 2] [--keepalive-only]
 
@@ -29,13 +30,20 @@ import urllib.request
 from benchlib import course_with_lectures, free_port, http, lectern_binary, login, transcoded_video, wait_http
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of `pid` and its children (nginx's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in [pid] + [int(c) for c in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]:
+        try:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
-
-
-
-
-def wrk(urls_file, base, connections, seconds, threads, headers=""):
+def wrk(urls_file, base, connections, seconds, threads, headers="", pid=None):
     lua = os.path.join(os.path.dirname(urls_file), "paths.lua")
     with open(lua, "w") as f:
         f.write(
@@ -49,10 +57,12 @@ request = function()
 end
 """
         )
+    cpu = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", lua, base],
         capture_output=True, text=True, check=True,
     ).stdout
+    cpu = (cpu_seconds(pid) - cpu) if pid else 0.0
     def unit(v, u):
         return float(v) * {"us": 1e-3, "ms": 1, "s": 1000}[u]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -63,7 +73,11 @@ end
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         sys.exit(f"wrk saw {non2xx.group(1)} failed responses against {base}:\n{out}")
-    return {"rps": rps, "mbs": mbs, "p50": unit(*p50.groups()), "p99": unit(*p99.groups())}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    read = re.search(r"requests in [\d.]+\w+, ([\d.]+)(\w+) read", out)
+    nbytes = float(read.group(1)) * {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30}[read.group(2)]
+    return {"rps": rps, "mbs": mbs, "p50": unit(*p50.groups()), "p99": unit(*p99.groups()),
+            "cpu_us_req": cpu / requests * 1e6, "cpu_ns_byte": cpu / nbytes * 1e9}
 
 
 def keepalive(base, paths):
@@ -179,15 +193,16 @@ http {{
         for label, headers in (("whole segments", ""), ("4 KiB ranges", ', {Range = "bytes=0-4095"}')):
             print(f"{label}: {len(segments)} segments, {args.connections} connections, {args.seconds} s, wrk -t{args.threads}")
             results = {}
-            for name, base in (("lectern", api), ("nginx", nginx_base)):
+            for name, base, proc in (("lectern", api, procs[0]), ("nginx", nginx_base, procs[1])):
                 wrk(os.path.join(work, f"{name}.txt"), base, args.connections, 3, args.threads, headers)  # warm-up
-                results[name] = wrk(os.path.join(work, f"{name}.txt"), base, args.connections, args.seconds, args.threads, headers)
-            print(f"{'':8} {'req/s':>10} {'MB/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
+                results[name] = wrk(os.path.join(work, f"{name}.txt"), base, args.connections, args.seconds, args.threads, headers, proc.pid)
+            print(f"{'':8} {'req/s':>10} {'MB/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'CPU us/req':>11} {'CPU ns/B':>9}")
             for name, r in results.items():
-                print(f"{name:8} {r['rps']:>10.0f} {r['mbs']:>10.1f} {r['p50']:>9.2f} {r['p99']:>9.2f}")
+                print(f"{name:8} {r['rps']:>10.0f} {r['mbs']:>10.1f} {r['p50']:>9.2f} {r['p99']:>9.2f} {r['cpu_us_req']:>11.2f} {r['cpu_ns_byte']:>9.3f}")
             l, n = results["lectern"], results["nginx"]
-            print(f"{'ratio':8} {l['rps'] / n['rps']:>10.2f} {l['mbs'] / n['mbs']:>10.2f} {l['p50'] / n['p50']:>9.2f} {l['p99'] / n['p99']:>9.2f}")
-            print("(ratio = lectern / nginx; target: req/s >= 1.0, p99 <= 1.0)")
+            print(f"{'ratio':8} {l['rps'] / n['rps']:>10.2f} {l['mbs'] / n['mbs']:>10.2f} {l['p50'] / n['p50']:>9.2f} {l['p99'] / n['p99']:>9.2f} "
+                  f"{l['cpu_us_req'] / n['cpu_us_req']:>11.2f} {l['cpu_ns_byte'] / n['cpu_ns_byte']:>9.2f}")
+            print("(ratio = lectern / nginx; target: req/s and MB/s >= 1.0, p99 and CPU <= 1.0)")
     finally:
         for p in procs:
             p.terminate()
