@@ -107,6 +107,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keepalive-only", action="store_true", help="only the one-connection latency check")
+    ap.add_argument("--perf", metavar="PREFIX", help="record a perf profile of Lectern during each run (PREFIX-whole.data, PREFIX-ranged.data)")
     args = ap.parse_args()
 
     lectern = lectern_binary()
@@ -195,7 +196,15 @@ http {{
             results = {}
             for name, base, proc in (("lectern", api, procs[0]), ("nginx", nginx_base, procs[1])):
                 wrk(os.path.join(work, f"{name}.txt"), base, args.connections, 3, args.threads, headers)  # warm-up
+                perf = None
+                if args.perf and name == "lectern":
+                    out = f"{args.perf}-{'ranged' if headers else 'whole'}.data"
+                    perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-o", out,
+                                             "-p", str(proc.pid), "--", "sleep", str(args.seconds)],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 results[name] = wrk(os.path.join(work, f"{name}.txt"), base, args.connections, args.seconds, args.threads, headers, proc.pid)
+                if perf:
+                    perf.wait()
             print(f"{'':8} {'req/s':>10} {'MB/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'CPU us/req':>11} {'CPU ns/B':>9}")
             for name, r in results.items():
                 print(f"{name:8} {r['rps']:>10.0f} {r['mbs']:>10.1f} {r['p50']:>9.2f} {r['p99']:>9.2f} {r['cpu_us_req']:>11.2f} {r['cpu_ns_byte']:>9.3f}")

@@ -16,9 +16,20 @@ use crate::quotas::Quotas;
 use crate::storage::Storage;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-/// Everything a handler may need. Cheap to clone.
+/// Everything a handler may need: one shared [`State`], so a clone (every extractor and
+/// middleware takes one per request) is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<State>);
+
+impl std::ops::Deref for AppState {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct State {
     pub cfg: Arc<Config>,
     pub db: Db,
     pub storage: Storage,
@@ -77,7 +88,7 @@ impl App {
             crate::media::UploadSettings::from_config(&cfg),
         );
         let public_cache = Arc::new(crate::http::cache::PublicCache::new(cfg.catalog_cache_secs));
-        let state = AppState {
+        let state = AppState(Arc::new(State {
             cfg: Arc::new(cfg),
             db,
             storage,
@@ -88,7 +99,7 @@ impl App {
             metrics: crate::http::ops::metrics_handle(),
             quotas,
             public_cache,
-        };
+        }));
         Ok(App { state })
     }
 

@@ -170,7 +170,8 @@ pub fn redact_query(query: &str) -> String {
 }
 
 /// One span and one access-log line per request, plus request metrics. Resolves the client
-/// address once (through trusted proxies) for the handlers' [`client::ClientAddr`].
+/// address once (through trusted proxies) for the handlers' [`client::ClientAddr`]. With the
+/// access log filtered out (`LECTERN_LOG_FILTER=warn`), nothing is formatted for it.
 async fn access_log(
     axum::extract::State(st): axum::extract::State<AppState>,
     mut req: Request,
@@ -178,44 +179,51 @@ async fn access_log(
 ) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().map(redact_query).unwrap_or_default();
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("-")
-        .to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let peer = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let resolved =
         peer.map(|p| client::ClientAddr::resolve(p, req.headers(), &st.cfg.trusted_proxies));
     if let Some(c) = resolved {
         req.extensions_mut().insert(c);
     }
-    let client = resolved.map(|c| c.to_string()).unwrap_or_default();
-    let span = tracing::info_span!("request", id = %request_id, method = %method, path = %path);
-    let resp = next.run(req).instrument(span.clone()).await;
+    let logged = tracing::enabled!(target: "lectern::access", tracing::Level::INFO);
+    let path = if logged || route.is_none() { req.uri().path().to_string() } else { String::new() };
+    let resp = if logged {
+        let query = req.uri().query().map(redact_query).unwrap_or_default();
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .and_then(|id| id.header_value().to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        let span = tracing::info_span!("request", id = %request_id, method = %method, path = %path);
+        let resp = next.run(req).instrument(span.clone()).await;
+        let client = resolved.map(|c| c.to_string()).unwrap_or_default();
+        span.in_scope(|| {
+            tracing::info!(
+                target: "lectern::access",
+                status = resp.status().as_u16(),
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                query = %query,
+                client = %client,
+                bytes = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+                "{method} {path}"
+            )
+        });
+        resp
+    } else {
+        next.run(req).await
+    };
     let status = resp.status().as_u16();
-    let elapsed = started.elapsed();
-    span.in_scope(|| {
-        tracing::info!(
-            target: "lectern::access",
-            status,
-            ms = elapsed.as_secs_f64() * 1000.0,
-            query = %query,
-            client = %client,
-            bytes = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-"),
-            "{method} {path}"
-        )
-    });
-    let route =
-        route
-            .unwrap_or_else(|| if status == 404 { "unmatched".into() } else { path_family(&path) });
+    let route = match route {
+        Some(r) => r.as_str().to_string(),
+        None if status == 404 => "unmatched".into(),
+        None => path_family(&path),
+    };
     let labels = [("method", method.to_string()), ("route", route), ("status", status.to_string())];
     metrics::counter!("lectern_http_requests_total", &labels).increment(1);
     metrics::histogram!("lectern_http_request_duration_seconds", &labels[..2])
-        .record(elapsed.as_secs_f64());
+        .record(started.elapsed().as_secs_f64());
     resp
 }
 

@@ -101,19 +101,19 @@ fn etag_list_matches(list: &str, etag: &str) -> bool {
         .any(|t| t == "*" || t.trim_start_matches("W/").trim_matches('"') == etag)
 }
 
-/// Unix seconds of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+/// Unix seconds of an HTTP date: an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), or one
+/// of the two obsolete forms RFC 9110 says recipients accept.
 pub fn parse_http_date(s: &str) -> Option<i64> {
-    chrono::NaiveDateTime::parse_from_str(s.trim(), "%a, %d %b %Y %H:%M:%S GMT")
-        .ok()
-        .map(|d| d.and_utc().timestamp())
+    let at = httpdate::parse_http_date(s.trim()).ok()?;
+    Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
 }
 
 /// Unix seconds as an IMF-fixdate.
 pub fn http_date(ts: i64) -> String {
-    chrono::DateTime::from_timestamp(ts, 0)
-        .unwrap_or_default()
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string()
+    // httpdate formats into a fixed buffer (chrono's strftime parses its pattern every call,
+    // and every segment answer carries a Last-Modified).
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(ts.max(0) as u64);
+    httpdate::fmt_http_date(at)
 }
 
 #[cfg(test)]

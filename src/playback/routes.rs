@@ -83,13 +83,16 @@ fn plain(seg: &str, max: usize) -> bool {
 
 /// Map the path below `/hls/{video}/` to an object, refusing anything else.
 fn classify(rest: &str) -> Option<HlsObject<'_>> {
-    let parts: Vec<&str> = rest.split('/').collect();
-    match parts.as_slice() {
-        ["master.m3u8"] => Some(HlsObject::Master),
-        ["key"] => Some(HlsObject::Key),
-        [asset @ ("poster.jpg" | "sprite.jpg" | "thumbnails.vtt")] => Some(HlsObject::Asset(asset)),
-        [rendition, "index.m3u8"] if plain(rendition, 16) => Some(HlsObject::Media { rendition }),
-        [rendition, name] if plain(rendition, 16) => {
+    match rest.split_once('/') {
+        None if rest == "master.m3u8" => Some(HlsObject::Master),
+        None if rest == "key" => Some(HlsObject::Key),
+        None if matches!(rest, "poster.jpg" | "sprite.jpg" | "thumbnails.vtt") => {
+            Some(HlsObject::Asset(rest))
+        }
+        Some((rendition, "index.m3u8")) if plain(rendition, 16) => {
+            Some(HlsObject::Media { rendition })
+        }
+        Some((rendition, name)) if plain(rendition, 16) && !name.contains('/') => {
             let (stem, ext) = name.rsplit_once('.')?;
             (plain(stem, 64) && matches!(ext, "ts" | "m4s" | "mp4"))
                 .then_some(HlsObject::Segment { rendition, name })
@@ -145,11 +148,12 @@ async fn serve(
     req: Request,
 ) -> ApiResult<Response> {
     // Encoded separators or dots never name an object; refuse before anything else.
-    let raw = req.uri().path().to_ascii_lowercase();
-    if raw.contains("%2f")
-        || raw.contains("%5c")
-        || raw.contains("%2e")
-        || raw.contains('\\')
+    let encoded_separator = req.uri().path().as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!((w[1], w[2].to_ascii_lowercase()), (b'2', b'f' | b'e') | (b'5', b'c'))
+    });
+    if encoded_separator
+        || req.uri().path().contains('\\')
         || rest.split('/').any(|s| s == ".." || s == ".")
     {
         return Err(Error::malformed("invalid_path", "the path is not valid"));
@@ -320,10 +324,10 @@ async fn rewritten(
     Ok(respond_bytes(headers, head, body, &meta, "application/vnd.apple.mpegurl", NO_STORE))
 }
 
-fn base_headers(resp: &mut Response, meta: &ObjectMeta, ctype: &str, cache: &str) {
+fn base_headers(resp: &mut Response, meta: &ObjectMeta, ctype: &'static str, cache: &'static str) {
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ctype).expect("content type"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_str(cache).expect("cache control"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{}\"", meta.etag)).expect("etag"));
     h.insert(
@@ -336,8 +340,8 @@ fn base_headers(resp: &mut Response, meta: &ObjectMeta, ctype: &str, cache: &str
 fn shaped(
     answer: &Answer,
     meta: &ObjectMeta,
-    ctype: &str,
-    cache: &str,
+    ctype: &'static str,
+    cache: &'static str,
     head: bool,
     body: Option<Body>,
 ) -> Response {
@@ -377,8 +381,8 @@ fn respond_bytes(
     head: bool,
     body: Bytes,
     meta: &ObjectMeta,
-    ctype: &str,
-    cache: &str,
+    ctype: &'static str,
+    cache: &'static str,
 ) -> Response {
     let answer = decide(
         headers,
@@ -403,7 +407,7 @@ async fn stream_object(
     rel: &str,
     headers: &HeaderMap,
     head: bool,
-    cache: &str,
+    cache: &'static str,
 ) -> ApiResult<Response> {
     let key = v.prefix.join(rel).map_err(|_| Error::not_found("object"))?;
     match st.playback.objects.get(&st.storage, &key).await {
