@@ -199,7 +199,7 @@ http {{
                 perf = None
                 if args.perf and name == "lectern":
                     out = f"{args.perf}-{'ranged' if headers else 'whole'}.data"
-                    perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-o", out,
+                    perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "400", "--call-graph", "dwarf,16384", "-o", out,
                                              "-p", str(proc.pid), "--", "sleep", str(args.seconds)],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 results[name] = wrk(os.path.join(work, f"{name}.txt"), base, args.connections, args.seconds, args.threads, headers, proc.pid)

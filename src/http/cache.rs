@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -131,8 +131,9 @@ impl PublicCache {
     }
 }
 
-/// The middleware: serve, fill or invalidate the cache (see the module documentation).
-pub async fn public_cache(State(st): State<AppState>, req: Request, next: Next) -> Response {
+/// The middleware (run by the access log's): serve, fill or invalidate the cache (see the
+/// module documentation).
+pub async fn public_cache(st: &AppState, req: Request, next: Next) -> Response {
     let cache = st.public_cache.clone();
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         let resp = next.run(req).await;

@@ -51,7 +51,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { Error::not_found("route") })
         .method_not_allowed_fallback(|| async { error::method_not_allowed() })
         .with_state(state.clone())
-        .layer(middleware::from_fn_with_state(state.clone(), cache::public_cache))
         .layer(middleware::from_fn_with_state(state.clone(), access_log));
 
     // CORS answers every OPTIONS request as a preflight; a plain OPTIONS (no
@@ -169,7 +168,9 @@ pub fn redact_query(query: &str) -> String {
         .join("&")
 }
 
-/// One span and one access-log line per request, plus request metrics. Resolves the client
+/// One span and one access-log line per request, plus request metrics; then the public
+/// catalog cache ([`cache::public_cache`], called here rather than layered, as every layer of
+/// middleware costs each request a boxed clone of the routes below it). Resolves the client
 /// address once (through trusted proxies) for the handlers' [`client::ClientAddr`]. With the
 /// access log filtered out (`LECTERN_LOG_FILTER=warn`), nothing is formatted for it.
 async fn access_log(
@@ -197,7 +198,7 @@ async fn access_log(
             .unwrap_or("-")
             .to_string();
         let span = tracing::info_span!("request", id = %request_id, method = %method, path = %path);
-        let resp = next.run(req).instrument(span.clone()).await;
+        let resp = cache::public_cache(&st, req, next).instrument(span.clone()).await;
         let client = resolved.map(|c| c.to_string()).unwrap_or_default();
         span.in_scope(|| {
             tracing::info!(
@@ -212,7 +213,7 @@ async fn access_log(
         });
         resp
     } else {
-        next.run(req).await
+        cache::public_cache(&st, req, next).await
     };
     let status = resp.status().as_u16();
     let route = match route {
