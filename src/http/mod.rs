@@ -18,7 +18,6 @@ use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
-use tower::ServiceExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -44,29 +43,69 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::webhooks::routes::router())
         .layer(DefaultBodyLimit::max(state.cfg.max_json_body_bytes));
 
-    let app = Router::new()
+    Router::new()
         .merge(ops::router())
         .merge(api)
         .merge(openapi::router())
         .fallback(|| async { Error::not_found("route") })
         .method_not_allowed_fallback(|| async { error::method_not_allowed() })
         .with_state(state.clone())
-        .layer(middleware::from_fn_with_state(state.clone(), access_log));
-
-    // CORS answers every OPTIONS request as a preflight; a plain OPTIONS (no
-    // Access-Control-Request-Method, e.g. tus discovery) must reach its route instead.
-    let plain = app.clone();
-    let with_cors = app.layer(cors(&state.cfg));
-    let dispatch = tower::service_fn(move |req: Request| {
-        let preflight_or_normal = req.method() != Method::OPTIONS
-            || req.headers().contains_key("access-control-request-method");
-        let svc = if preflight_or_normal { with_cors.clone() } else { plain.clone() };
-        svc.oneshot(req)
-    });
-    Router::new()
-        .fallback_service(dispatch)
+        .layer(middleware::from_fn_with_state(state.clone(), access_log))
+        .layer(PreflightCors(cors(&state.cfg)))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+/// CORS for every request but a plain `OPTIONS` (no `Access-Control-Request-Method`, e.g. tus
+/// discovery), which must reach its route: `tower_http`'s CORS answers every `OPTIONS` as a
+/// preflight. A layer of each route, so choosing costs a branch, not a second router.
+#[derive(Clone)]
+struct PreflightCors(CorsLayer);
+
+impl<S: Clone> tower::Layer<S> for PreflightCors {
+    type Service = PreflightCorsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        PreflightCorsService { cors: self.0.layer(inner.clone()), plain: inner }
+    }
+}
+
+#[derive(Clone)]
+struct PreflightCorsService<S> {
+    cors: tower_http::cors::Cors<S>,
+    plain: S,
+}
+
+impl<S> tower::Service<Request> for PreflightCorsService<S>
+where
+    S: tower::Service<Request, Response = Response> + Clone,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = futures::future::Either<
+        <tower_http::cors::Cors<S> as tower::Service<Request>>::Future,
+        S::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Both wrap the same route; ready means ready for either path.
+        match self.cors.poll_ready(cx) {
+            std::task::Poll::Ready(Ok(())) => self.plain.poll_ready(cx),
+            other => other,
+        }
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let preflight_or_normal = req.method() != Method::OPTIONS
+            || req.headers().contains_key("access-control-request-method");
+        if preflight_or_normal {
+            futures::future::Either::Left(self.cors.call(req))
+        } else {
+            futures::future::Either::Right(self.plain.call(req))
+        }
+    }
 }
 
 fn cors(cfg: &Config) -> CorsLayer {
