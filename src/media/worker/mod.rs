@@ -329,6 +329,9 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
     };
     let elapsed = attempt.started.elapsed().as_secs_f64();
     drop(attempt);
+    // Before the outcome is recorded: whoever sees a job finished (or failed) finds its
+    // scratch space gone, never about to go.
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
     match outcome {
         Outcome::Done(summary) => {
             metrics::counter!("lectern_transcodes_total", "result" => "ready").increment(1);
@@ -381,7 +384,6 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
             tracing::info!(worker, job = %job.id, "job released at shutdown");
         }
     }
-    let _ = tokio::fs::remove_dir_all(&scratch).await;
 }
 
 /// Scale engine progress into the video's progress: fetching 0–5 %, transcoding 5–90 %,
