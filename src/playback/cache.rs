@@ -118,24 +118,34 @@ impl ObjectCache {
     }
 
     async fn load(&self, storage: &Storage, key: &ObjectKey) -> Result<CachedObject, CacheMiss> {
-        let got = storage.get(key, None).await?;
-        if got.meta.size > self.max_object {
-            return Err(CacheMiss::Uncacheable);
-        }
-        let mut body = BytesMut::with_capacity(got.meta.size as usize);
-        let mut stream = got.body;
-        while let Some(chunk) = stream.next().await {
-            body.extend_from_slice(
-                &chunk.map_err(|e| CacheMiss::Failed(format!("reading {key}: {e}")))?,
-            );
-        }
-        if body.len() as u64 != got.meta.size {
-            return Err(CacheMiss::Failed(format!(
-                "{key}: read {} bytes of {}",
-                body.len(),
-                got.meta.size
-            )));
-        }
-        Ok(CachedObject::new(got.meta, body.freeze()))
+        read_whole(storage, key, self.max_object).await
     }
+}
+
+/// The stored object `key`, read whole into memory: [`CacheMiss::Uncacheable`] when it is
+/// larger than `max` bytes, a failure when the store delivers fewer bytes than it announced.
+pub async fn read_whole(
+    storage: &Storage,
+    key: &ObjectKey,
+    max: u64,
+) -> Result<CachedObject, CacheMiss> {
+    let got = storage.get(key, None).await?;
+    if got.meta.size > max {
+        return Err(CacheMiss::Uncacheable);
+    }
+    let mut body = BytesMut::with_capacity(got.meta.size as usize);
+    let mut stream = got.body;
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(
+            &chunk.map_err(|e| CacheMiss::Failed(format!("reading {key}: {e}")))?,
+        );
+    }
+    if body.len() as u64 != got.meta.size {
+        return Err(CacheMiss::Failed(format!(
+            "{key}: read {} bytes of {}",
+            body.len(),
+            got.meta.size
+        )));
+    }
+    Ok(CachedObject::new(got.meta, body.freeze()))
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-use super::cache::{CacheMiss, CachedObject};
+use super::cache::{read_whole, CacheMiss, CachedObject};
 use super::range::{decide, http_date, Answer, Validators};
 use super::tokens::PlaybackTokenError;
 use super::{PlaybackSession, ReadyVideo};
@@ -276,23 +276,18 @@ fn storage_error(e: StorageError) -> Error {
 
 /// Read a small stored object (a playlist, a track) whole: from the cache, or the store.
 async fn read_small(st: &AppState, v: &ReadyVideo, rel: &str) -> ApiResult<Arc<CachedObject>> {
-    use futures::StreamExt;
+    const PLAUSIBLE: u64 = 4 * 1024 * 1024;
     let key = v.prefix.join(rel).map_err(|_| Error::not_found("object"))?;
-    match st.playback.objects.get(&st.storage, &key).await {
-        Ok(hit) => return Ok(hit),
-        Err(CacheMiss::Uncacheable) => {}
-        Err(other) => return Err(cache_error(other)),
-    }
-    let got = st.storage.get(&key, None).await.map_err(storage_error)?;
-    if got.meta.size > 4 * 1024 * 1024 {
-        return Err(Error::internal(anyhow::anyhow!("playlist {key} is implausibly large")));
-    }
-    let mut body = got.body;
-    let mut out = Vec::with_capacity(got.meta.size as usize);
-    while let Some(chunk) = body.next().await {
-        out.extend_from_slice(&chunk.map_err(|e| Error::internal(anyhow::Error::new(e)))?);
-    }
-    Ok(Arc::new(CachedObject::new(got.meta, Bytes::from(out))))
+    let read = match st.playback.objects.get(&st.storage, &key).await {
+        Err(CacheMiss::Uncacheable) => read_whole(&st.storage, &key, PLAUSIBLE).await.map(Arc::new),
+        cached => cached,
+    };
+    read.map_err(|e| match e {
+        CacheMiss::Uncacheable => {
+            Error::internal(anyhow::anyhow!("playlist {key} is implausibly large"))
+        }
+        other => cache_error(other),
+    })
 }
 
 fn cache_error(e: CacheMiss) -> Error {
