@@ -26,6 +26,20 @@ pub struct VideoRow {
     pub error: Option<String>,
     pub created_at: i64,
     pub ready_at: Option<i64>,
+    /// Seconds of every rendition published so far (the whole duration once ready).
+    pub ready_seconds: f64,
+}
+
+impl VideoRow {
+    /// Whether players can be given it: ready, or processing with output published (and
+    /// still while a retry waits, since that output stays up).
+    pub fn playable(&self) -> bool {
+        self.output_prefix.is_some()
+            && matches!(
+                self.status,
+                VideoStatus::Ready | VideoStatus::Processing | VideoStatus::Queued
+            )
+    }
 }
 
 /// How many videos there are, and how many of them are done (ready or failed).
@@ -54,7 +68,7 @@ pub async fn status_counts(db: &Db) -> Result<StatusCounts, sqlx::Error> {
 
 const VIDEO_COLUMNS: &str =
     "id, lecture_id, uploader_id, status, progress, original_filename, source_size, \
-     output_prefix, duration_seconds, renditions, hls_key, error, created_at, ready_at";
+     output_prefix, duration_seconds, renditions, hls_key, error, created_at, ready_at, ready_seconds";
 
 pub async fn video(db: &Db, id: VideoId) -> Result<Option<VideoRow>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {VIDEO_COLUMNS} FROM videos WHERE id = $1"))

@@ -11,7 +11,10 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
-use lectern_workers::{HlsEncryption, MediaError, ProbeInfo, TranscodeOptions, TranscodeSummary};
+use lectern_workers::{
+    HlsEncryption, MediaError, ProbeInfo, Segment, TranscodeEvent, TranscodeOptions,
+    TranscodeSummary, Variant,
+};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -41,10 +44,31 @@ pub struct EngineRequest {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EngineEvent {
-    Probed { info: ProbeInfo },
-    Progress { value: f64 },
-    Done { summary: TranscodeSummary },
-    Failed { kind: FailureKind, message: String },
+    Probed {
+        info: ProbeInfo,
+    },
+    /// The encoders are open: the ladder's variants (bandwidths estimated) and the target
+    /// duration every media playlist states.
+    Started {
+        variants: Vec<Variant>,
+        target_duration: u64,
+    },
+    Progress {
+        value: f64,
+    },
+    /// A finished segment of rendition `rendition` (an index into the variants), in
+    /// `out_dir/<name>/`.
+    Segment {
+        rendition: usize,
+        segment: Segment,
+    },
+    Done {
+        summary: TranscodeSummary,
+    },
+    Failed {
+        kind: FailureKind,
+        message: String,
+    },
 }
 
 /// Which [`MediaError`] an engine failed with.
@@ -129,8 +153,16 @@ pub fn child_main() -> anyhow::Result<()> {
         encryption,
         threads: 0,
     };
-    let result = lectern_workers::transcode(&req.input, out_dir, &opts, &mut |value| {
-        emit(&EngineEvent::Progress { value });
+    let result = lectern_workers::transcode_with(&req.input, out_dir, &opts, &mut |event| {
+        emit(&match event {
+            TranscodeEvent::Progress(value) => EngineEvent::Progress { value },
+            TranscodeEvent::Started { variants, target_duration } => {
+                EngineEvent::Started { variants: variants.to_vec(), target_duration }
+            }
+            TranscodeEvent::Segment { rendition, segment } => {
+                EngineEvent::Segment { rendition, segment: segment.clone() }
+            }
+        });
     });
     emit(&match result {
         Ok(summary) => EngineEvent::Done { summary },

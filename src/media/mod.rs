@@ -107,6 +107,11 @@ pub struct Video {
     pub status: VideoStatus,
     /// 0..1, moving forward only while processing; 1 when ready.
     pub progress: f64,
+    /// Whether it can be watched: true once the first segments of its ladder are published,
+    /// while it is still processing, and from then on (unless it fails for good).
+    pub playable: bool,
+    /// Seconds of it that are encoded and published (its whole duration when ready).
+    pub ready_seconds: f64,
     /// Exact measured duration once ready.
     pub duration_seconds: Option<f64>,
     pub renditions: Vec<RenditionInfo>,
@@ -127,6 +132,8 @@ impl From<VideoRow> for Video {
             lecture_id: v.lecture_id,
             status: v.status,
             progress: v.progress,
+            playable: v.playable(),
+            ready_seconds: v.ready_seconds,
             duration_seconds: v.duration_seconds,
             renditions,
             error: v.error,
@@ -500,8 +507,17 @@ pub async fn housekeeping(st: &Uploads) {
     if let Err(e) = remove_abandoned_puts(st).await {
         tracing::warn!(error = %e, "removing abandoned streamed uploads failed");
     }
-    if let Err(e) = queue::reap_abandoned(&st.db).await {
-        tracing::warn!(error = %e, "reaping abandoned jobs failed");
+    match queue::reap_abandoned(&st.db).await {
+        Ok(withdrawn) => {
+            for prefix in
+                withdrawn.iter().filter_map(|p| crate::storage::ObjectKey::new(p.clone()).ok())
+            {
+                if let Err(e) = st.storage.delete_prefix(&prefix).await {
+                    tracing::warn!(%prefix, error = %e, "could not delete a failed video's output");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reaping abandoned jobs failed"),
     }
     if let Ok((queued, running)) = queue::depth(&st.db).await {
         metrics::gauge!("lectern_jobs", "status" => "queued").set(queued as f64);

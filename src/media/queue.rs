@@ -184,9 +184,14 @@ pub async fn publish(
         tx.rollback().await?;
         return Ok(PublishOutcome::LeaseLost);
     }
+    let shown_before: (Option<String>,) =
+        sqlx::query_as("SELECT output_prefix FROM videos WHERE id = $1")
+            .bind(job.video_id)
+            .fetch_one(&mut *tx)
+            .await?;
     sqlx::query(
         "UPDATE videos SET status = 'ready', progress = 1, output_prefix = $2, duration_seconds = $3, renditions = $4, \
-         error = NULL, ready_at = $5, updated_at = $5, hls_key = $6 WHERE id = $1",
+         error = NULL, ready_at = $5, updated_at = $5, hls_key = $6, ready_seconds = $3 WHERE id = $1",
     )
     .bind(job.video_id)
     .bind(out.output_prefix)
@@ -196,40 +201,194 @@ pub async fn publish(
     .bind(out.hls_key)
     .execute(&mut *tx)
     .await?;
-    // The lecture plays the newest ready video; an older upload finishing late does not win.
+    point_lecture(&mut tx, job.video_id, out.duration_seconds).await?;
+    // Ready videos a newer ready one supersedes are no longer needed.
+    let replaced: Vec<(VideoId,)> = sqlx::query_as(
+        "SELECT v.id FROM videos v WHERE v.status = 'ready' AND v.lecture_id = (SELECT lecture_id FROM videos WHERE id = $1) \
+         AND v.id < (SELECT MAX(n.id) FROM videos n WHERE n.lecture_id = v.lecture_id AND n.status = 'ready')",
+    )
+    .bind(job.video_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    if shown_before.0.is_none() {
+        // Published whole without having been playable before (no segment reached the store
+        // ahead of the end).
+        video_event(&mut tx, EventType::VideoPlayable, job.video_id).await?;
+    }
+    video_event(&mut tx, EventType::VideoReady, job.video_id).await?;
+    tx.commit().await?;
+    Ok(PublishOutcome::Published { replaced: replaced.into_iter().map(|(id,)| id).collect() })
+}
+
+/// Point the lecture of `video_id` at it if it is the newest video the lecture could play
+/// ("newest wins": an older upload finishing late does not take over), with `duration` as the
+/// lecture's, and recompute the course's total. True when the lecture plays it now.
+async fn point_lecture(
+    conn: &mut sqlx::AnyConnection,
+    video_id: VideoId,
+    duration: f64,
+) -> Result<bool, sqlx::Error> {
     let lecture: Option<(LectureId, CourseId, Option<VideoId>)> = sqlx::query_as(
         "SELECT l.id, l.course_id, l.video_id FROM lectures l JOIN videos v ON v.lecture_id = l.id WHERE v.id = $1",
     )
-    .bind(job.video_id)
-    .fetch_optional(&mut *tx)
+    .bind(video_id)
+    .fetch_optional(&mut *conn)
     .await?;
-    let mut replaced = None;
-    if let Some((lecture_id, course_id, current)) = lecture {
-        if current.is_none_or(|c| c < job.video_id) {
-            sqlx::query("UPDATE lectures SET video_id = $2, duration_seconds = $3, updated_at = $4 WHERE id = $1")
-                .bind(lecture_id)
-                .bind(job.video_id)
-                .bind(out.duration_seconds)
-                .bind(t)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "UPDATE courses SET duration_seconds = (SELECT CAST(COALESCE(SUM(duration_seconds), 0) AS DOUBLE PRECISION) \
-                 FROM lectures WHERE course_id = $1) WHERE id = $1",
-            )
-            .bind(course_id)
-            .execute(&mut *tx)
-            .await?;
-            replaced = current;
-        } else {
-            replaced = Some(job.video_id);
-        }
+    let Some((lecture_id, course_id, current)) = lecture else { return Ok(false) };
+    if current.is_some_and(|c| c > video_id) {
+        return Ok(false);
     }
-    // No progressive publish yet: a video becomes playable when it is ready.
-    video_event(&mut tx, EventType::VideoPlayable, job.video_id).await?;
-    video_event(&mut tx, EventType::VideoReady, job.video_id).await?;
+    set_lecture_video(conn, lecture_id, course_id, Some((video_id, duration))).await?;
+    Ok(true)
+}
+
+/// Make `video` (and its duration) what `lecture_id` plays, or nothing, and recompute the
+/// course's total duration.
+async fn set_lecture_video(
+    conn: &mut sqlx::AnyConnection,
+    lecture_id: LectureId,
+    course_id: CourseId,
+    video: Option<(VideoId, f64)>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE lectures SET video_id = $2, duration_seconds = $3, updated_at = $4 WHERE id = $1",
+    )
+    .bind(lecture_id)
+    .bind(video.map(|v| v.0))
+    .bind(video.map(|v| v.1))
+    .bind(now())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE courses SET duration_seconds = (SELECT CAST(COALESCE(SUM(duration_seconds), 0) AS DOUBLE PRECISION) \
+         FROM lectures WHERE course_id = $1) WHERE id = $1",
+    )
+    .bind(course_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A video that failed for good plays nothing: its published output is withdrawn, and a
+/// lecture that had switched to it (when it turned playable) goes back to the newest other
+/// video it can play, or to none. Returns the prefix of the output withdrawn, for deletion.
+async fn withdraw_failed(
+    conn: &mut sqlx::AnyConnection,
+    video_id: VideoId,
+) -> Result<Option<String>, sqlx::Error> {
+    let (prefix,): (Option<String>,) =
+        sqlx::query_as("SELECT output_prefix FROM videos WHERE id = $1")
+            .bind(video_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    sqlx::query("UPDATE videos SET output_prefix = NULL, ready_seconds = 0 WHERE id = $1")
+        .bind(video_id)
+        .execute(&mut *conn)
+        .await?;
+    let lecture: Option<(LectureId, CourseId)> = sqlx::query_as(
+        "SELECT l.id, l.course_id FROM lectures l JOIN videos v ON v.lecture_id = l.id \
+         WHERE v.id = $1 AND l.video_id = v.id",
+    )
+    .bind(video_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((lecture_id, course_id)) = lecture {
+        let fallback: Option<(VideoId, f64)> = sqlx::query_as(
+            "SELECT id, CAST(COALESCE(duration_seconds, 0) AS DOUBLE PRECISION) FROM videos WHERE lecture_id = $1 \
+             AND id <> $2 AND output_prefix IS NOT NULL AND status <> 'failed' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(lecture_id)
+        .bind(video_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        set_lecture_video(conn, lecture_id, course_id, fallback).await?;
+    }
+    Ok(prefix)
+}
+
+/// What [`show_progress`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Shown {
+    /// The attempt's output is the video's visible one; `replaced` names the output of an
+    /// earlier attempt it took the place of (now unreferenced, to delete).
+    Visible { replaced: Option<String> },
+    /// An earlier attempt's output is further along; this one stays hidden until it has
+    /// caught up, so a viewer never sees the video shrink.
+    Hidden,
+    /// Another worker holds the job now; nothing was changed.
+    LeaseLost,
+}
+
+/// Publish the progress of a running attempt: its output under `prefix` holds the first
+/// `ready_seconds` of every rendition (the media playlists say so), encrypted with `hls_key`.
+///
+/// The first time any attempt does, the video turns playable: its lecture switches to it
+/// (newest wins, with `duration_estimate` as its duration until the exact one is known) and
+/// `video.playable` is emitted. A later attempt (after a takeover or a retry) takes over the
+/// visible output only once it has as much.
+pub async fn show_progress(
+    db: &Db,
+    job: &Job,
+    worker: &str,
+    prefix: &str,
+    ready_seconds: f64,
+    duration_estimate: f64,
+    hls_key: Option<&str>,
+) -> Result<Shown, sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
+    let (held,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM jobs WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+    )
+    .bind(job.id)
+    .bind(worker)
+    .fetch_one(&mut *tx)
+    .await?;
+    if held != 1 {
+        return Ok(Shown::LeaseLost);
+    }
+    let (shown, shown_seconds, status): (Option<String>, f64, VideoStatus) = sqlx::query_as(
+        "SELECT output_prefix, CAST(ready_seconds AS DOUBLE PRECISION), status FROM videos WHERE id = $1",
+    )
+    .bind(job.video_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let ours = shown.as_deref() == Some(prefix);
+    if matches!(status, VideoStatus::Ready | VideoStatus::Failed)
+        || (!ours && shown.is_some() && shown_seconds > ready_seconds)
+    {
+        return Ok(Shown::Hidden);
+    }
+    sqlx::query(
+        "UPDATE videos SET output_prefix = $2, ready_seconds = $3, hls_key = $4, updated_at = $5 WHERE id = $1",
+    )
+    .bind(job.video_id)
+    .bind(prefix)
+    .bind(ready_seconds)
+    .bind(hls_key)
+    .bind(now())
+    .execute(&mut *tx)
+    .await?;
+    if shown.is_none() {
+        point_lecture(&mut tx, job.video_id, duration_estimate).await?;
+        video_event(&mut tx, EventType::VideoPlayable, job.video_id).await?;
+    }
     tx.commit().await?;
-    Ok(PublishOutcome::Published { replaced })
+    Ok(Shown::Visible { replaced: shown.filter(|_| !ours) })
+}
+
+/// The AES-128 key (hex) of `video_id`'s segments: the one an earlier attempt chose, so that
+/// every attempt's segments play with the key a viewer already holds, or else `fresh`.
+pub async fn segment_key(db: &Db, video_id: VideoId, fresh: &str) -> Result<String, sqlx::Error> {
+    sqlx::query("UPDATE videos SET hls_key = $2 WHERE id = $1 AND hls_key IS NULL")
+        .bind(video_id)
+        .bind(fresh)
+        .execute(db.pool())
+        .await?;
+    let (key,): (Option<String>,) = sqlx::query_as("SELECT hls_key FROM videos WHERE id = $1")
+        .bind(video_id)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(key.unwrap_or_else(|| fresh.to_owned()))
 }
 
 /// Record a `video.*` webhook event about `video_id` in the transaction `conn` that changed it:
@@ -267,8 +426,8 @@ async fn video_event(
 /// The result of [`publish`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum PublishOutcome {
-    /// Published; `replaced` is a video whose outputs are no longer needed.
-    Published { replaced: Option<VideoId> },
+    /// Published; `replaced` are videos whose outputs are no longer needed.
+    Published { replaced: Vec<VideoId> },
     /// Another worker holds the job now; nothing was changed.
     LeaseLost,
 }
@@ -283,15 +442,24 @@ pub struct Failure<'a> {
     pub permanent: bool,
 }
 
+/// How [`fail`] recorded a failure.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FailRecorded {
+    /// The job (and its video) failed for good.
+    pub final_failure: bool,
+    /// The published output the video no longer shows (it failed for good), to delete.
+    pub withdrawn: Option<String>,
+}
+
 /// Record a failure. Permanent failures and those on the last attempt fail the job and its
-/// video; others go back on the queue after a backoff. Returns true when the job is now
-/// `failed`.
+/// video (withdrawing whatever it had published while it was processing); others go back on
+/// the queue after a backoff, leaving what is published of the video playable.
 pub async fn fail(
     db: &Db,
     job: &Job,
     worker: &str,
     failure: &Failure<'_>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<FailRecorded, sqlx::Error> {
     let permanent = failure.permanent;
     let t = now();
     let final_failure = permanent || job.attempts >= job.max_attempts;
@@ -320,6 +488,7 @@ pub async fn fail(
         .execute(&mut *tx)
         .await?
     };
+    let mut withdrawn = None;
     if done.rows_affected() == 1 {
         let (status, error) = if final_failure {
             (VideoStatus::Failed, Some(failure.public))
@@ -334,11 +503,12 @@ pub async fn fail(
             .execute(&mut *tx)
             .await?;
         if final_failure && marked.rows_affected() == 1 {
+            withdrawn = withdraw_failed(&mut tx, job.video_id).await?;
             video_event(&mut tx, EventType::VideoFailed, job.video_id).await?;
         }
     }
     tx.commit().await?;
-    Ok(final_failure && done.rows_affected() == 1)
+    Ok(FailRecorded { final_failure: final_failure && done.rows_affected() == 1, withdrawn })
 }
 
 /// Seconds to wait before retry number `attempts + 1`: 5 s, 20 s, 80 s, … capped at 10 min.
@@ -372,7 +542,9 @@ pub async fn release(db: &Db, job: &Job, worker: &str) -> Result<(), sqlx::Error
 }
 
 /// Fail jobs whose workers vanished on their last attempt (lease expired, no attempts left).
-pub async fn reap_abandoned(db: &Db) -> Result<u64, sqlx::Error> {
+/// Returns the prefixes of the outputs the failed videos no longer show, to delete.
+pub async fn reap_abandoned(db: &Db) -> Result<Vec<String>, sqlx::Error> {
+    let mut withdrawn = Vec::new();
     let t = now();
     let abandoned: Vec<(JobId, VideoId)> = sqlx::query_as(
         "SELECT id, video_id FROM jobs WHERE status = 'running' AND lease_expires_at < $1 AND attempts >= max_attempts",
@@ -400,12 +572,13 @@ pub async fn reap_abandoned(db: &Db) -> Result<u64, sqlx::Error> {
                 .execute(&mut *tx)
                 .await?;
             if marked.rows_affected() == 1 {
+                withdrawn.extend(withdraw_failed(&mut tx, *video_id).await?);
                 video_event(&mut tx, EventType::VideoFailed, *video_id).await?;
             }
         }
         tx.commit().await?;
     }
-    Ok(abandoned.len() as u64)
+    Ok(withdrawn)
 }
 
 /// Jobs waiting or running, for the queue-depth metric.

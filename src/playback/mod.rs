@@ -28,14 +28,23 @@ use crate::error::{Error, Result};
 use crate::learning::Entitlement;
 use crate::storage::ObjectKey;
 
-/// What the segment server needs to know about a ready video. Immutable once ready (a new
-/// upload is a new video), so it is cached for the life of the process.
+/// What the segment server needs to know about a playable video. Immutable once ready (a new
+/// upload is a new video), so a ready one is cached for the life of the process; one still
+/// being transcoded (`live`) is looked up again after [`LIVE_TTL`], since its visible output
+/// can move to another attempt's prefix and its playlists keep growing.
 #[derive(Debug, Clone)]
 pub struct ReadyVideo {
     pub prefix: ObjectKey,
     /// The AES-128 key, when the segments are encrypted.
     pub key: Option<[u8; 16]>,
+    /// Still being transcoded: its playlists grow (`EVENT`), so they are read from the store
+    /// on every request rather than kept in the origin shield.
+    pub live: bool,
+    looked_up: std::time::Instant,
 }
+
+/// How long the lookup of a video still being transcoded is reused.
+const LIVE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Playback keys, the ready-video cache and the origin shield of published objects.
 pub struct Playback {
@@ -52,23 +61,29 @@ impl Playback {
         Playback { keys, objects, cache: Mutex::new(HashMap::new()) }
     }
 
-    /// The ready video `id`, from the cache or (once) the database. `None` if it is not ready.
+    /// The playable video `id` (ready, or being transcoded with output published), from the
+    /// cache or the database. `None` if it is not playable.
     pub async fn ready_video(
         &self,
         db: &Db,
         id: VideoId,
     ) -> Result<Option<Arc<ReadyVideo>>, sqlx::Error> {
         if let Some(v) = self.cache.lock().expect("cache lock").get(&id) {
-            return Ok(Some(v.clone()));
+            if !v.live || v.looked_up.elapsed() < LIVE_TTL {
+                return Ok(Some(v.clone()));
+            }
         }
         let Some(row) = crate::media::db::video(db, id).await? else { return Ok(None) };
-        let (Some(prefix), key) = (row.output_prefix, row.hls_key) else { return Ok(None) };
-        if row.status != crate::media::VideoStatus::Ready {
+        if !row.playable() {
+            self.cache.lock().expect("cache lock").remove(&id);
             return Ok(None);
         }
+        let live = row.status != crate::media::VideoStatus::Ready;
+        let (Some(prefix), key) = (row.output_prefix, row.hls_key) else { return Ok(None) };
         let Ok(prefix) = ObjectKey::new(prefix) else { return Ok(None) };
         let key = key.and_then(|k| hex::decode(k).ok()).and_then(|k| <[u8; 16]>::try_from(k).ok());
-        let video = Arc::new(ReadyVideo { prefix, key });
+        let looked_up = std::time::Instant::now();
+        let video = Arc::new(ReadyVideo { prefix, key, live, looked_up });
         let mut cache = self.cache.lock().expect("cache lock");
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
@@ -116,11 +131,15 @@ pub async fn start_session(
         }
         _ => {}
     }
-    let video_id = lecture.video_id.ok_or_else(|| {
-        Error::conflict("video_not_ready", "this lecture's video is not ready yet")
-    })?;
+    let not_yet = || {
+        Error::conflict(
+            "video_not_ready",
+            "this lecture's video is not playable yet; try again shortly",
+        )
+    };
+    let video_id = lecture.video_id.ok_or_else(not_yet)?;
     if pb.ready_video(db, video_id).await?.is_none() {
-        return Err(Error::conflict("video_not_ready", "this lecture's video is not ready yet"));
+        return Err(not_yet());
     }
     let sub = caller.map_or_else(|| "anonymous".to_string(), |c| c.user_id.to_string());
     let (token, exp) = pb.keys.issue(&sub, video_id, now());

@@ -274,11 +274,17 @@ fn storage_error(e: StorageError) -> Error {
     }
 }
 
-/// Read a small stored object (a playlist, a track) whole: from the cache, or the store.
+/// Read a small stored object (a playlist, a track) whole: from the cache, or the store. The
+/// playlists of a video still being transcoded grow under the same key, so they always come
+/// from the store.
 async fn read_small(st: &AppState, v: &ReadyVideo, rel: &str) -> ApiResult<Arc<CachedObject>> {
     const PLAUSIBLE: u64 = 4 * 1024 * 1024;
     let key = v.prefix.join(rel).map_err(|_| Error::not_found("object"))?;
-    let read = match st.playback.objects.get(&st.storage, &key).await {
+    let cached = match v.live && rel.ends_with(".m3u8") {
+        true => Err(CacheMiss::Uncacheable),
+        false => st.playback.objects.get(&st.storage, &key).await,
+    };
+    let read = match cached {
         Err(CacheMiss::Uncacheable) => read_whole(&st.storage, &key, PLAUSIBLE).await.map(Arc::new),
         cached => cached,
     };

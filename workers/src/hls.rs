@@ -8,8 +8,10 @@ use std::ptr::NonNull;
 use ffmpeg_next::ffi;
 use m3u8_rs::{
     Key, KeyMethod, MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, Resolution,
-    VariantStream,
+    Start, VariantStream,
 };
+
+use serde::{Deserialize, Serialize};
 
 use crate::{HlsEncryption, MediaError};
 
@@ -18,11 +20,14 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// One finished segment of a rendition.
-#[derive(Clone, Debug)]
-pub(crate) struct Segment {
+/// One finished segment of a rendition: closed, encrypted when asked, never written again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// File name beside the rendition's playlist, e.g. `seg_00003.ts`.
     pub file_name: String,
+    /// Its `EXTINF` duration in seconds.
     pub duration: f64,
+    /// Its size as stored.
     pub bytes: u64,
 }
 
@@ -66,32 +71,47 @@ fn invalid_playlist(path: &Path, why: impl std::fmt::Display) -> MediaError {
     ))
 }
 
-/// Replace FFmpeg's media playlist in `dir` (`index.m3u8`) by a clean one, encrypting the
-/// segments first when asked. Returns the segment list.
-pub(crate) fn package_rendition(
-    dir: &Path,
-    encryption: Option<&HlsEncryption>,
-) -> Result<Packaged, MediaError> {
-    let path = dir.join("index.m3u8");
-    let raw = fs::read(&path)?;
-    let parsed = m3u8_rs::parse_media_playlist_res(&raw).map_err(|e| invalid_playlist(&path, e))?;
-    if parsed.segments.is_empty() {
-        return Err(invalid_playlist(&path, "no segments"));
-    }
-    let mut segments = Vec::with_capacity(parsed.segments.len());
-    for seg in &parsed.segments {
-        let file_name = segment_file_name(&seg.uri)
-            .ok_or_else(|| invalid_playlist(&path, "a segment without a URI"))?
-            .to_owned();
-        let seg_path = dir.join(&file_name);
-        if let Some(enc) = encryption {
-            encrypt_file_in_place(&seg_path, &enc.key, &enc.iv)?;
-        }
-        let bytes = fs::metadata(&seg_path)?.len();
-        segments.push(Segment { file_name, duration: seg.duration as f64, bytes });
-    }
+/// The segments FFmpeg's hls muxer lists in its playlist at `muxer_playlist` (finished ones
+/// only: it lists a segment once it has closed it), as file names and durations.
+pub(crate) fn muxer_segments(muxer_playlist: &Path) -> Result<Vec<(String, f64)>, MediaError> {
+    let raw = fs::read(muxer_playlist)?;
+    let parsed =
+        m3u8_rs::parse_media_playlist_res(&raw).map_err(|e| invalid_playlist(muxer_playlist, e))?;
+    parsed
+        .segments
+        .iter()
+        .map(|seg| {
+            let name = segment_file_name(&seg.uri)
+                .ok_or_else(|| invalid_playlist(muxer_playlist, "a segment without a URI"))?;
+            Ok((name.to_owned(), seg.duration as f64))
+        })
+        .collect()
+}
 
-    let target_duration = target_duration(&segments);
+/// Encrypt a finished segment in place when asked; its size as stored.
+pub(crate) fn seal_segment(
+    path: &Path,
+    encryption: Option<&HlsEncryption>,
+) -> Result<u64, MediaError> {
+    if let Some(enc) = encryption {
+        encrypt_file_in_place(path, &enc.key, &enc.iv)?;
+    }
+    Ok(fs::metadata(path)?.len())
+}
+
+/// A rendition's media playlist over `segments`, which start at media sequence 0.
+///
+/// While the transcode runs (`ended` false) it is an `EVENT` playlist without `EXT-X-ENDLIST`:
+/// players poll it and play from the start (`EXT-X-START:TIME-OFFSET=0`), and each version only
+/// appends to the one before. Once `ended`, it is the `VOD` playlist with `EXT-X-ENDLIST`.
+/// `target_duration` must be the same in every version (see [`target_duration`]). With
+/// `encryption`, the first segment carries the `EXT-X-KEY` (URI and IV, never the key).
+pub fn media_playlist(
+    segments: &[Segment],
+    target_duration: u64,
+    encryption: Option<&HlsEncryption>,
+    ended: bool,
+) -> Vec<u8> {
     let key = encryption.map(|enc| Key {
         method: KeyMethod::AES128,
         uri: Some(enc.key_uri.clone()),
@@ -113,15 +133,35 @@ pub(crate) fn package_rendition(
                 ..MediaSegment::default()
             })
             .collect(),
-        end_list: true,
-        playlist_type: Some(MediaPlaylistType::Vod),
+        end_list: ended,
+        playlist_type: Some(if ended { MediaPlaylistType::Vod } else { MediaPlaylistType::Event }),
         independent_segments: true,
+        start: Some(Start {
+            time_offset: 0.0,
+            precise: None,
+            other_attributes: Default::default(),
+        }),
         ..MediaPlaylist::default()
     };
     let mut out = Vec::new();
-    playlist.write_to(&mut out)?;
-    write_atomically(&path, &out)?;
-    Ok(Packaged { segments })
+    playlist.write_to(&mut out).expect("writing to memory");
+    out
+}
+
+/// Write the final `VOD` playlist of a rendition's `segments` to `dir/index.m3u8`.
+pub(crate) fn write_vod_playlist(
+    dir: &Path,
+    segments: &[Segment],
+    segment_seconds: f64,
+    encryption: Option<&HlsEncryption>,
+) -> Result<Packaged, MediaError> {
+    let path = dir.join("index.m3u8");
+    if segments.is_empty() {
+        return Err(invalid_playlist(&path, "no segments"));
+    }
+    let target = target_duration(segment_seconds, segments);
+    write_atomically(&path, &media_playlist(segments, target, encryption, true))?;
+    Ok(Packaged { segments: segments.to_vec() })
 }
 
 /// The file name a segment URI of FFmpeg's playlist names (the segments sit beside it).
@@ -129,26 +169,41 @@ fn segment_file_name(uri: &str) -> Option<&str> {
     uri.rsplit(['/', '\\']).next().filter(|n| !n.is_empty())
 }
 
-/// `EXT-X-TARGETDURATION`: the longest segment, rounded up to whole seconds (at least 1),
-/// ignoring float noise in the muxer's six-decimal EXTINF values.
-fn target_duration(segments: &[Segment]) -> u64 {
-    let max = segments.iter().map(|s| s.duration).fold(0.0, f64::max);
+/// `EXT-X-TARGETDURATION`: the segment length asked for, or the longest segment if one is
+/// longer, rounded up to whole seconds (at least 1), ignoring float noise in the muxer's
+/// six-decimal EXTINF values. A growing playlist states it before any segment exists (it may
+/// not change), so the asked-for length alone decides it there.
+pub fn target_duration(segment_seconds: f64, segments: &[Segment]) -> u64 {
+    let max = segments.iter().map(|s| s.duration).fold(segment_seconds, f64::max);
     ((max - 1e-3).ceil() as u64).max(1)
 }
 
-/// A variant for the master playlist.
-pub(crate) struct Variant {
+/// A variant of the master playlist.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    /// The media playlist, relative to the master (`720p/index.m3u8`).
     pub uri: String,
+    /// Peak bits per second: measured once the rendition is done, its cap before.
     pub bandwidth: u64,
+    /// Average bits per second (the same estimate before it is measured).
     pub average_bandwidth: u64,
+    /// RFC 6381 codecs, e.g. `avc1.64001f,mp4a.40.2`.
     pub codecs: String,
+    /// Picture width.
     pub width: u32,
+    /// Picture height.
     pub height: u32,
+    /// Frame rate.
     pub frame_rate: f64,
 }
 
 /// Write `out_dir/master.m3u8` (variants in the given order).
 pub(crate) fn write_master(out_dir: &Path, variants: &[Variant]) -> Result<(), MediaError> {
+    write_atomically(&out_dir.join("master.m3u8"), &master_playlist(variants))
+}
+
+/// The master playlist over `variants`, in their order.
+pub fn master_playlist(variants: &[Variant]) -> Vec<u8> {
     let master = MasterPlaylist {
         version: Some(3),
         independent_segments: true,
@@ -168,8 +223,8 @@ pub(crate) fn write_master(out_dir: &Path, variants: &[Variant]) -> Result<(), M
         ..MasterPlaylist::default()
     };
     let mut out = Vec::new();
-    master.write_to(&mut out)?;
-    write_atomically(&out_dir.join("master.m3u8"), &out)
+    master.write_to(&mut out).expect("writing to memory");
+    out
 }
 
 /// Write `data` to `path` via a temporary file and a rename.
@@ -351,11 +406,14 @@ mod tests {
                 .map(|&duration| Segment { file_name: "s.ts".into(), duration, bytes: 0 })
                 .collect::<Vec<_>>()
         };
-        assert_eq!(target_duration(&durations(&[4.0, 4.0, 1.2])), 4);
-        assert_eq!(target_duration(&durations(&[4.0005, 3.9])), 4);
-        assert_eq!(target_duration(&durations(&[4.2, 3.9])), 5);
-        assert_eq!(target_duration(&durations(&[0.4])), 1);
-        assert_eq!(target_duration(&[]), 1);
+        assert_eq!(target_duration(4.0, &durations(&[4.0, 4.0, 1.2])), 4);
+        assert_eq!(target_duration(4.0, &durations(&[4.0005, 3.9])), 4);
+        assert_eq!(target_duration(4.0, &durations(&[4.2, 3.9])), 5);
+        assert_eq!(target_duration(1.0, &durations(&[0.4])), 1);
+        assert_eq!(target_duration(0.5, &[]), 1);
+        // Before any segment exists the asked-for length decides alone.
+        assert_eq!(target_duration(6.0, &[]), 6);
+        assert_eq!(target_duration(2.5, &durations(&[1.0])), 3);
     }
 
     #[test]

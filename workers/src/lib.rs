@@ -108,10 +108,13 @@ mod transcode;
 
 use std::fmt;
 
+pub use hls::{master_playlist, media_playlist, target_duration, Segment, Variant};
 pub use ladder::{plan_ladder, Rendition};
 pub use probe::{probe, ProbeInfo};
 pub use sample::write_sample_clip;
-pub use transcode::{transcode, RenditionSummary, TranscodeSummary};
+pub use transcode::{
+    transcode, transcode_with, RenditionSummary, TranscodeEvent, TranscodeSummary,
+};
 
 /// Options for [`transcode`].
 #[derive(Clone, Debug, PartialEq)]

@@ -442,3 +442,83 @@ fn formats_changing_mid_stream() {
     let summary = run(&input, &out, &fast_opts()).expect("transcode");
     check_package(&out, &summary, &[("360p", 640, 360)], 4.0, true);
 }
+
+/// Segments are reported as they are finished, long before the end, each already sealed
+/// (encrypted) with the size it keeps; the reports add up to exactly the final playlists, and
+/// the growing playlists built from them are `EVENT` playlists each version of which only
+/// appends to the one before, ending in the `VOD` one.
+#[test]
+fn segments_are_reported_finished_while_the_transcode_runs() {
+    use lectern_workers::{media_playlist, transcode_with, Segment, TranscodeEvent};
+    let tmp = tempfile::tempdir().unwrap();
+    let input = make_clip(tmp.path(), "long.mp4", 640, 360, "30", 9.0, true);
+    let out = tmp.path().join("out");
+    let enc = HlsEncryption { key: [7; 16], iv: [9; 16], key_uri: "../key".into() };
+    let opts =
+        TranscodeOptions { segment_seconds: 1.0, encryption: Some(enc.clone()), ..fast_opts() };
+    let mut planned = None;
+    let mut reported: Vec<Vec<Segment>> = Vec::new();
+    let mut progress_at_first_segment = None;
+    let mut last_progress = 0.0;
+    let mut playlists: Vec<Vec<u8>> = Vec::new();
+    let summary = transcode_with(&input, &out, &opts, &mut |event| match event {
+        TranscodeEvent::Started { variants, target_duration } => {
+            assert!(planned.is_none(), "Started comes once");
+            assert_eq!(target_duration, 1);
+            reported = vec![Vec::new(); variants.len()];
+            planned = Some(variants.to_vec());
+        }
+        TranscodeEvent::Progress(p) => last_progress = p,
+        TranscodeEvent::Segment { rendition, segment } => {
+            let variants = planned.as_ref().expect("Started comes first");
+            let dir = out.join(variants[rendition].uri.split('/').next().unwrap());
+            // Already on disk, sealed: its size is final and a whole number of AES blocks.
+            let len = std::fs::metadata(dir.join(&segment.file_name)).unwrap().len();
+            assert_eq!(len, segment.bytes);
+            assert_eq!(len % 16, 0);
+            assert_eq!(segment.file_name, format!("seg_{:05}.ts", reported[rendition].len()));
+            progress_at_first_segment.get_or_insert(last_progress);
+            reported[rendition].push(segment.clone());
+            if rendition == 0 {
+                playlists.push(media_playlist(&reported[0], 1, Some(&enc), false));
+            }
+        }
+    })
+    .expect("transcode");
+    let variants = planned.expect("Started");
+    assert_eq!(variants.len(), summary.renditions.len());
+    // The first segment was out when a fraction of the input had been read.
+    assert!(progress_at_first_segment.unwrap() < 0.5, "{progress_at_first_segment:?}");
+    for (r, segments) in reported.iter().enumerate() {
+        let name = &summary.renditions[r].name;
+        assert_eq!(variants[r].uri, format!("{name}/index.m3u8"));
+        assert!(
+            variants[r].codecs.starts_with("avc1.") && variants[r].codecs.ends_with(",mp4a.40.2")
+        );
+        // What was reported is exactly what the final playlist lists, with the same sizes.
+        let vod = read_media(&out.join(name).join("index.m3u8"));
+        assert_eq!(vod.segments.len(), segments.len(), "{name}");
+        for (listed, seg) in vod.segments.iter().zip(segments) {
+            assert_eq!(listed.uri, seg.file_name);
+            assert!((f64::from(listed.duration) - seg.duration).abs() < 1e-3);
+        }
+        assert_eq!(summary.renditions[r].bytes, segments.iter().map(|s| s.bytes).sum::<u64>());
+        assert!(!out.join(name).join("muxer.m3u8").exists(), "the muxer's playlist is gone");
+    }
+    // Growing playlists: EVENT, start at 0, no end; each version extends the one before, and
+    // the final VOD playlist extends the last of them.
+    let vod = std::fs::read(out.join(&summary.renditions[0].name).join("index.m3u8")).unwrap();
+    assert!(playlists.len() >= 9, "{}", playlists.len());
+    for pair in playlists.windows(2) {
+        let (a, b) = (String::from_utf8_lossy(&pair[0]), String::from_utf8_lossy(&pair[1]));
+        assert!(
+            a.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && a.contains("#EXT-X-START:TIME-OFFSET=0")
+        );
+        assert!(!a.contains("#EXT-X-ENDLIST"));
+        assert!(b.starts_with(&*a), "a growing playlist only appends:\n{a}\n---\n{b}");
+    }
+    let (last, vod) =
+        (String::from_utf8_lossy(playlists.last().unwrap()), String::from_utf8_lossy(&vod));
+    assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD") && vod.ends_with("#EXT-X-ENDLIST\n"), "{vod}");
+    assert_eq!(vod.replace("VOD", "EVENT").trim_end_matches("#EXT-X-ENDLIST\n"), last);
+}

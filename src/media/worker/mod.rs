@@ -19,6 +19,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,8 @@ mod outputs;
 use outputs::{dir_size, publish_outputs};
 mod lease;
 use lease::Lease;
+mod progressive;
+use progressive::{Progressive, PublishError, Publisher, Step};
 
 /// The settings a worker process gets from its supervisor — its database, its storage and how
 /// to transcode — and nothing else: no token, playback or payment keys.
@@ -222,6 +225,9 @@ struct Attempt<'a> {
     /// Seconds of video, once probed; the time budget grows with it.
     video_seconds: Option<f64>,
     lease: Lease,
+    /// Whether this attempt's output is what the video shows (progressive publish): then a
+    /// failure or a lost lease leaves it up, for a later attempt to take over.
+    visible: Arc<AtomicBool>,
 }
 
 impl Attempt<'_> {
@@ -323,12 +329,21 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
         started: Instant::now(),
         video_seconds: None,
         lease: Lease::keep(ctx, job.id, worker),
+        visible: Arc::new(AtomicBool::new(false)),
     };
     let outcome = match run_attempt(&mut attempt, &prefix, shutdown).await {
         Ok(o) | Err(o) => o,
     };
     let elapsed = attempt.started.elapsed().as_secs_f64();
+    let visible = attempt.visible.load(Ordering::SeqCst);
     drop(attempt);
+    // What an attempt that did not finish leaves behind: nothing, unless its output is what
+    // the video shows — a retry or the worker that took over replaces that once it caught up.
+    let discard = || async {
+        if !visible {
+            let _ = ctx.storage.delete_prefix(&prefix).await;
+        }
+    };
     // Before the outcome is recorded: whoever sees a job finished (or failed) finds its
     // scratch space gone, never about to go.
     let _ = tokio::fs::remove_dir_all(&scratch).await;
@@ -347,7 +362,7 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
             );
         }
         Outcome::Failed(failed) => {
-            let _ = ctx.storage.delete_prefix(&prefix).await;
+            discard().await;
             let record = queue::Failure {
                 public: &failed.public,
                 internal: &failed.internal,
@@ -355,12 +370,17 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
             };
             let reason = &failed.internal;
             match queue::fail(&ctx.db, &job, worker, &record).await {
-                Ok(true) => {
+                Ok(recorded) if recorded.final_failure => {
+                    for old in
+                        recorded.withdrawn.iter().filter_map(|p| ObjectKey::new(p.clone()).ok())
+                    {
+                        let _ = ctx.storage.delete_prefix(&old).await;
+                    }
                     metrics::counter!("lectern_transcodes_total", "result" => "failed")
                         .increment(1);
                     tracing::warn!(worker, job = %job.id, video = %job.video_id, %reason, "transcode failed for good")
                 }
-                Ok(false) => {
+                Ok(_) => {
                     tracing::warn!(worker, job = %job.id, video = %job.video_id, %reason, "transcode failed; will retry")
                 }
                 Err(e) => {
@@ -369,7 +389,7 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
             }
         }
         Outcome::LeaseLost => {
-            let _ = ctx.storage.delete_prefix(&prefix).await;
+            discard().await;
             tracing::warn!(
                 worker,
                 job = %job.id,
@@ -377,7 +397,7 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
             );
         }
         Outcome::ShutDown => {
-            let _ = ctx.storage.delete_prefix(&prefix).await;
+            discard().await;
             if let Err(e) = queue::release(&ctx.db, &job, worker).await {
                 tracing::warn!(worker, job = %job.id, error = %e, "releasing a job failed; its lease will expire");
             }
@@ -386,8 +406,8 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
     }
 }
 
-/// Scale engine progress into the video's progress: fetching 0–5 %, transcoding 5–90 %,
-/// uploading 90–100 %.
+/// Scale engine progress into the video's progress: fetching 0–5 %, transcoding (and storing
+/// segments as they come) 5–90 %, storing the rest 90–100 %.
 fn overall(stage_start: f64, stage_span: f64, p: f64) -> f64 {
     stage_start + stage_span * p.clamp(0.0, 1.0)
 }
@@ -423,19 +443,30 @@ async fn run_attempt(
         return Err(Outcome::LeaseLost);
     }
 
-    // A fresh random key per video; the playlists point players at `/hls/{video}/key`.
-    let key = ctx.settings.hls_encryption.then(|| {
-        use rand::RngCore;
-        let (mut key, mut iv) = ([0u8; 16], [0u8; 16]);
-        rand::thread_rng().fill_bytes(&mut key);
-        rand::thread_rng().fill_bytes(&mut iv);
-        (hex::encode(key), hex::encode(iv), "../key".to_string())
-    });
-    let key_hex = key.as_ref().map(|(k, _, _)| k.clone());
-    let summary = transcode(a, key, shutdown).await?;
+    // A random key per video, the same for every attempt (a viewer of an earlier attempt's
+    // output keeps the key it holds); the playlists point players at `/hls/{video}/key`.
+    let key = match ctx.settings.hls_encryption {
+        true => {
+            use rand::RngCore;
+            let mut fresh = [0u8; 16];
+            rand::thread_rng().fill_bytes(&mut fresh);
+            let key = queue::segment_key(&ctx.db, job.video_id, &hex::encode(fresh))
+                .await
+                .map_err(|e| internal(e.into()))?;
+            Some(key)
+        }
+        false => None,
+    };
+    let done = transcode(a, prefix, key.as_deref(), info.duration_seconds, shutdown).await?;
     let (worker, scratch) = (a.worker, a.scratch.clone());
-    a.within(publish_outputs(ctx, worker, job, &scratch, prefix, &summary, key_hex.as_deref()))
-        .await
+    a.within(publish_outputs(ctx, worker, job, &scratch, prefix, &done, key.as_deref())).await
+}
+
+/// The IV of a video's segments, derived from its key, so that every attempt's playlists say
+/// the same.
+fn segment_iv(key_hex: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(format!("lectern hls iv {key_hex}"))[..16])
 }
 
 /// Copy the stored source into scratch space, refusing to hold more than the scratch budget.
@@ -533,16 +564,40 @@ async fn probe(a: &mut Attempt<'_>) -> Result<ProbeInfo, Outcome> {
     }
 }
 
-/// Transcode in an engine process of its own, reporting progress, watching the budgets, and
-/// finishing (or giving back) the job in hand at shutdown.
+/// Transcode in an engine process of its own, storing its segments as they come
+/// ([`progressive`]), reporting progress, watching the budgets, and finishing (or giving
+/// back) the job in hand at shutdown. Returns the summary and the output files stored.
 async fn transcode(
     a: &mut Attempt<'_>,
-    key: Option<(String, String, String)>,
+    prefix: &ObjectKey,
+    key_hex: Option<&str>,
+    duration_estimate: f64,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<TranscodeSummary, Outcome> {
+) -> Result<Transcoded, Outcome> {
     let (ctx, job) = (a.ctx, a.job);
+    let encryption = key_hex.map(|k| (k.to_owned(), segment_iv(k), "../key".to_owned()));
+    let out_dir = a.scratch.join("out");
+    // What the playlists say of the key: its URI and the IV.
+    let playlist_key = encryption.as_ref().map(|(k, iv, uri)| {
+        let bytes =
+            |h: &str| hex::decode(h).ok().and_then(|b| b.try_into().ok()).unwrap_or_default();
+        lectern_workers::HlsEncryption { key: bytes(k), iv: bytes(iv), key_uri: uri.clone() }
+    });
+    let (publisher, mut running) = Publisher::start(
+        ctx,
+        progressive::Setup {
+            job: job.clone(),
+            worker: a.worker.to_owned(),
+            prefix: prefix.clone(),
+            out_dir: out_dir.clone(),
+            encryption: playlist_key,
+            hls_key: key_hex.map(str::to_owned),
+            duration_estimate,
+            visible: a.visible.clone(),
+        },
+    );
     let mut engine =
-        Engine::start(&ctx.exe, &a.request(Some(a.scratch.join("out")), key), a.engine_limits())
+        Engine::start(&ctx.exe, &a.request(Some(out_dir), encryption), a.engine_limits())
             .await
             .context("starting an engine process")
             .map_err(|e| Outcome::Failed(Failed::internal(job, e)))?;
@@ -555,6 +610,12 @@ async fn transcode(
         tokio::select! {
             event = engine.next() => match event {
                 Some(EngineEvent::Progress { value }) => progress = value,
+                Some(EngineEvent::Started { variants, target_duration }) => {
+                    publisher.send(Step::Started { variants, target_duration });
+                }
+                Some(EngineEvent::Segment { rendition, segment }) => {
+                    publisher.send(Step::Segment { rendition, segment });
+                }
                 Some(EngineEvent::Done { summary }) => break Ok(summary),
                 Some(EngineEvent::Failed { kind, message }) => break Err(engine_failure(job, kind, message)),
                 Some(EngineEvent::Probed { .. }) => {}
@@ -576,6 +637,7 @@ async fn transcode(
             }
             _ = tokio::time::sleep_until(deadline) => break Err(Outcome::Failed(a.over_time())),
             _ = a.lease.lost() => break Err(Outcome::LeaseLost),
+            e = running.stopped() => break Err(publish_failed(job, e)),
             _ = shutdown.changed(), if shutdown_at.is_none() => {
                 if *shutdown.borrow() {
                     tracing::info!(job = %job.id, grace = ctx.settings.worker_grace_secs, "shutdown: finishing the job in hand");
@@ -585,5 +647,29 @@ async fn transcode(
         }
     };
     engine.kill().await;
-    result
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(outcome) => {
+            running.abort();
+            return Err(outcome);
+        }
+    };
+    let published: Progressive =
+        running.finish(publisher).await.map_err(|e| publish_failed(job, e))?;
+    Ok(Transcoded { summary, stored: published.stored })
+}
+
+/// A finished transcode: its summary, and the output files already stored while it ran.
+struct Transcoded {
+    summary: TranscodeSummary,
+    stored: std::collections::HashSet<String>,
+}
+
+fn publish_failed(job: &Job, e: PublishError) -> Outcome {
+    match e {
+        PublishError::LeaseLost => Outcome::LeaseLost,
+        PublishError::Failed(e) => {
+            Outcome::Failed(Failed::internal(job, e.context("storing finished segments")))
+        }
+    }
 }

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use lectern_workers::TranscodeSummary;
 
 use super::super::queue::{self, Job, PublishOutcome, Published};
 use super::super::{db as media_db, RenditionInfo};
@@ -44,9 +43,10 @@ pub(super) async fn publish_outputs(
     job: &Job,
     scratch: &Path,
     prefix: &ObjectKey,
-    summary: &TranscodeSummary,
+    done: &Transcoded,
     hls_key: Option<&str>,
 ) -> Result<Outcome, Outcome> {
+    let (summary, stored) = (&done.summary, &done.stored);
     let internal =
         |e: anyhow::Error| Outcome::Failed(Failed::internal(job, e.context("storing the outputs")));
     let out = scratch.join("out");
@@ -57,6 +57,9 @@ pub(super) async fn publish_outputs(
     .await
     .map_err(|e| internal(e.into()))?
     .map_err(|e| internal(e.into()))?;
+    // Segments stored while the transcode ran are not stored again.
+    let files: Vec<PathBuf> =
+        files.into_iter().filter(|f| f.to_str().is_none_or(|s| !stored.contains(s))).collect();
     let total = files.len().max(1) as f64;
     for (i, rel) in files.iter().enumerate() {
         let rel_str = rel.to_str().context("output file name is not UTF-8").map_err(internal)?;
@@ -106,9 +109,7 @@ pub(super) async fn publish_outputs(
                     }
                 }
             }
-            if let Some(old) = replaced {
-                crate::media::remove_videos(&ctx.db, &ctx.storage, &[old]).await;
-            }
+            crate::media::remove_videos(&ctx.db, &ctx.storage, &replaced).await;
             Ok(Outcome::Done(summary.clone()))
         }
     }

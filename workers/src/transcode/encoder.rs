@@ -13,8 +13,8 @@ use ffmpeg_next::{codec, color, ffi, Packet, Rational};
 use crate::audio::AudioChain;
 use crate::ffutil::{codecpar, ff_err, set_thread_count};
 use crate::graph::is_again;
-use crate::hls;
-use crate::{MediaError, Rendition, TranscodeOptions};
+use crate::hls::{self, Segment};
+use crate::{HlsEncryption, MediaError, Rendition, TranscodeOptions};
 
 /// x264's constant rate factor: the quality every rendition aims at (capped by its maxrate).
 const X264_CRF: &str = "21";
@@ -90,6 +90,12 @@ pub(super) struct Output {
     pub frames: u64,
     pub last_pts: Option<i64>,
     pub avc1: String,
+    /// The playlist FFmpeg's muxer keeps (`muxer.m3u8`): it lists each segment it finished.
+    muxer_playlist: PathBuf,
+    /// Size and modification time of `muxer_playlist` when it was last read.
+    muxer_seen: Option<(u64, Option<std::time::SystemTime>)>,
+    /// The finished segments, in order, sealed (encrypted when asked).
+    pub segments: Vec<Segment>,
 }
 
 impl Output {
@@ -125,9 +131,51 @@ impl Output {
             frames: 0,
             last_pts: None,
             avc1,
+            muxer_playlist: out_dir.join(&r.name).join(MUXER_PLAYLIST),
+            muxer_seen: None,
+            segments: Vec::new(),
         })
     }
+
+    /// Take on the segments the muxer finished since the last call: encrypt them when asked
+    /// and record them. Returns how many are new (the last ones of [`Output::segments`]).
+    ///
+    /// Cheap when nothing changed (one `stat`), so it can run after every packet.
+    pub fn collect_segments(
+        &mut self,
+        encryption: Option<&HlsEncryption>,
+    ) -> Result<usize, MediaError> {
+        let meta = match fs::metadata(&self.muxer_playlist) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let seen = Some((meta.len(), meta.modified().ok()));
+        if seen == self.muxer_seen {
+            return Ok(0);
+        }
+        self.muxer_seen = seen;
+        let before = self.segments.len();
+        for (file_name, duration) in
+            hls::muxer_segments(&self.muxer_playlist)?.into_iter().skip(before)
+        {
+            let bytes = hls::seal_segment(&self.dir.join(&file_name), encryption)?;
+            self.segments.push(Segment { file_name, duration, bytes });
+        }
+        Ok(self.segments.len() - before)
+    }
+
+    /// Remove the muxer's own playlist, once the clean one is written.
+    pub fn remove_muxer_playlist(dir: &Path) -> std::io::Result<()> {
+        match fs::remove_file(dir.join(MUXER_PLAYLIST)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
+
+/// The playlist file FFmpeg's hls muxer writes; Lectern's own `index.m3u8` replaces it.
+const MUXER_PLAYLIST: &str = "muxer.m3u8";
 
 /// An x264 encoder for `r`: constant quality capped by the rendition's maxrate, keyframes only
 /// where the pipeline forces them (every segment start).
@@ -224,7 +272,9 @@ pub(super) fn write_audio(
     Ok(())
 }
 
-/// An "hls" muxer writing `dir/index.m3u8` and `dir/seg_%05d.ts`.
+/// An "hls" muxer writing `dir/seg_%05d.ts` and its own playlist `dir/muxer.m3u8`, an `EVENT`
+/// playlist rewritten (atomically: `temp_file`) each time a segment is finished, which is how
+/// [`Output::collect_segments`] learns of them while the transcode runs.
 fn open_muxer(
     dir: &Path,
     segment_seconds: f64,
@@ -232,7 +282,7 @@ fn open_muxer(
     video_enc_tb: Rational,
     audio: Option<&AudioChain>,
 ) -> Result<(ffmpeg::format::context::Output, Rational, Option<Rational>), MediaError> {
-    let playlist = dir.join("index.m3u8");
+    let playlist = dir.join(MUXER_PLAYLIST);
     let c_playlist = CString::new(playlist.to_string_lossy().as_bytes())
         .map_err(|_| MediaError::Io(std::io::Error::other("output path contains a NUL byte")))?;
     let hls = CString::new("hls").expect("no NUL");
@@ -267,9 +317,9 @@ fn open_muxer(
     let pattern = format!("{}/seg_%05d.ts", dir.to_string_lossy().replace('%', "%%"));
     let mut opts = ffmpeg::Dictionary::new();
     opts.set("hls_time", &format!("{segment_seconds}"));
-    opts.set("hls_playlist_type", "vod");
+    opts.set("hls_playlist_type", "event");
     opts.set("hls_list_size", "0");
-    opts.set("hls_flags", "independent_segments");
+    opts.set("hls_flags", "independent_segments+temp_file");
     opts.set("hls_segment_type", "mpegts");
     opts.set("hls_segment_filename", &pattern);
     opts.set("start_number", "0");

@@ -14,6 +14,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::ffutil;
+use crate::hls::{self, Segment, Variant};
 use crate::probe;
 use crate::thumbs;
 use crate::{plan_ladder, MediaError, ProbeInfo, TranscodeOptions};
@@ -89,10 +90,49 @@ pub fn transcode(
     opts: &TranscodeOptions,
     progress: &mut dyn FnMut(f64),
 ) -> Result<TranscodeSummary, MediaError> {
+    transcode_with(input, out_dir, opts, &mut |event| {
+        if let TranscodeEvent::Progress(p) = event {
+            progress(p)
+        }
+    })
+}
+
+/// What [`transcode_with`] reports while it works, in this order: `Started` once, then
+/// `Progress` and `Segment` interleaved.
+#[derive(Debug)]
+pub enum TranscodeEvent<'a> {
+    /// Non-decreasing progress in `0..=1`, ending with exactly `1.0` on success.
+    Progress(f64),
+    /// The encoders are open.
+    Started {
+        /// The master playlist's entries, highest first, with bandwidths estimated from each
+        /// rung's cap until the end measures them.
+        variants: &'a [Variant],
+        /// What every version of every media playlist states as `EXT-X-TARGETDURATION`.
+        target_duration: u64,
+    },
+    /// A segment is finished: it sits in `out_dir/<name>/`, encrypted when asked, and will
+    /// not change again.
+    Segment {
+        /// Which rendition: an index into `variants`.
+        rendition: usize,
+        /// The segment.
+        segment: &'a Segment,
+    },
+}
+
+/// [`transcode`], reporting each segment as soon as it is finished, for publishing a video
+/// while it is still being transcoded (see [`crate::media_playlist`]).
+pub fn transcode_with(
+    input: &Path,
+    out_dir: &Path,
+    opts: &TranscodeOptions,
+    events: &mut dyn FnMut(TranscodeEvent<'_>),
+) -> Result<TranscodeSummary, MediaError> {
     ffutil::init();
     let started = Instant::now();
     check_options(opts)?;
-    let mut progress = Progress { f: progress, last: -1.0 };
+    let mut progress = Progress { f: events, last: -1.0 };
     progress.report(0.0);
 
     let mut ictx = probe::open_input(input)?;
@@ -101,10 +141,13 @@ pub fn transcode(
     fs::create_dir_all(out_dir)?;
 
     let mut pipeline = Pipeline::new(&ictx, &probed, &ladder, opts, out_dir)?;
+    let variants = pipeline.planned_variants();
+    let target_duration = hls::target_duration(opts.segment_seconds, &[]);
+    (progress.f)(TranscodeEvent::Started { variants: &variants, target_duration });
     pipeline.run(&mut ictx, &mut progress)?;
     let done = pipeline.finish()?;
 
-    let renditions = package::package(out_dir, &done, opts.encryption.as_ref())?;
+    let renditions = package::package(out_dir, &done, opts)?;
 
     // Thumbnails.
     let poster = done
@@ -164,13 +207,17 @@ fn dir_size(dir: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
-/// Forwards monotonic progress, throttled to 0.5 % steps.
+/// Forwards events: monotonic progress, throttled to 0.5 % steps, and finished segments.
 struct Progress<'a> {
-    f: &'a mut dyn FnMut(f64),
+    f: &'a mut dyn FnMut(TranscodeEvent<'_>),
     last: f64,
 }
 
 impl Progress<'_> {
+    fn segment(&mut self, rendition: usize, segment: &Segment) {
+        (self.f)(TranscodeEvent::Segment { rendition, segment });
+    }
+
     fn report(&mut self, p: f64) {
         if !p.is_finite() {
             return;
@@ -178,13 +225,13 @@ impl Progress<'_> {
         let p = p.clamp(0.0, 0.99);
         if p >= self.last + 0.005 || (self.last < 0.0 && p >= 0.0) {
             self.last = p;
-            (self.f)(p);
+            (self.f)(TranscodeEvent::Progress(p));
         }
     }
 
     fn finish(&mut self) {
         self.last = 1.0;
-        (self.f)(1.0);
+        (self.f)(TranscodeEvent::Progress(1.0));
     }
 }
 
@@ -239,7 +286,11 @@ mod tests {
     fn progress_is_monotonic_throttled_and_ends_at_one() {
         let mut seen = Vec::new();
         {
-            let mut f = |p| seen.push(p);
+            let mut f = |e: TranscodeEvent<'_>| {
+                if let TranscodeEvent::Progress(p) = e {
+                    seen.push(p)
+                }
+            };
             let mut progress = Progress { f: &mut f, last: -1.0 };
             for p in [0.0, 0.001, 0.004, 0.006, 0.5, 0.3, 0.502, f64::NAN, 2.0, 3.0] {
                 progress.report(p);

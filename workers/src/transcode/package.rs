@@ -5,22 +5,30 @@ use std::path::Path;
 
 use ffmpeg_next::Rational;
 
+use super::encoder::Output;
 use super::pipeline::{Finished, FinishedOutput};
 use super::RenditionSummary;
 use crate::hls::{self, Packaged, Variant};
-use crate::{HlsEncryption, MediaError};
+use crate::{MediaError, TranscodeOptions};
 
-/// Rewrite every rendition's media playlist (encrypting its segments when asked), then write
-/// `master.m3u8`. Returns the renditions' summaries, in the pipeline's (highest-first) order.
+/// Write every rendition's final (`VOD`) media playlist in place of the muxer's, then
+/// `master.m3u8` with the measured bandwidths. Returns the renditions' summaries, in the
+/// pipeline's (highest-first) order.
 pub(super) fn package(
     out_dir: &Path,
     done: &Finished,
-    encryption: Option<&HlsEncryption>,
+    opts: &TranscodeOptions,
 ) -> Result<Vec<RenditionSummary>, MediaError> {
     let mut renditions = Vec::with_capacity(done.outputs.len());
     let mut packaged_all: Vec<Packaged> = Vec::new();
     for out in &done.outputs {
-        let packaged = hls::package_rendition(&out.dir, encryption)?;
+        let packaged = hls::write_vod_playlist(
+            &out.dir,
+            &out.segments,
+            opts.segment_seconds,
+            opts.encryption.as_ref(),
+        )?;
+        Output::remove_muxer_playlist(&out.dir)?;
         renditions.push(summarize(out, &packaged, done.has_audio, done.fps));
         packaged_all.push(packaged);
     }
@@ -115,6 +123,7 @@ mod tests {
             },
             dir: PathBuf::from("/tmp/out/720p"),
             avc1: "avc1.64001f".into(),
+            segments: Vec::new(),
         }
     }
 

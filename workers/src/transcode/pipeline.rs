@@ -11,9 +11,10 @@ use ffmpeg_next::{codec, frame, picture, Packet, Rational, Rescale};
 use crate::audio::AudioChain;
 use crate::ffutil::{self, ff_err, set_thread_count};
 use crate::graph::{build_graph, is_again, Graph};
+use crate::hls::{Segment, Variant};
 use crate::probe::{self, Probed};
 use crate::thumbs::SpriteSheet;
-use crate::{MediaError, Rendition, TranscodeOptions};
+use crate::{HlsEncryption, MediaError, Rendition, TranscodeOptions};
 
 use super::encoder::{
     drain_video_encoder, find_x264, hls_wants_global_header, write_audio, EncoderSetup, Output,
@@ -30,6 +31,7 @@ pub(super) struct FinishedOutput {
     pub rendition: Rendition,
     pub dir: PathBuf,
     pub avc1: String,
+    pub segments: Vec<Segment>,
 }
 
 /// The pipeline's results, once everything is encoded and muxed.
@@ -78,6 +80,7 @@ pub(super) struct Pipeline<'a> {
     read_errors: u64,
     truncated: bool,
     progress_duration: f64,
+    encryption: Option<HlsEncryption>,
 }
 
 impl VideoIn {
@@ -181,7 +184,46 @@ impl<'a> Pipeline<'a> {
             read_errors: 0,
             truncated: false,
             progress_duration: known_duration,
+            encryption: opts.encryption.clone(),
         })
+    }
+
+    /// The master playlist's entries before anything is measured: each rung's cap (with some
+    /// room for bursts within the VBV buffer and for the container) plus the audio.
+    pub fn planned_variants(&self) -> Vec<Variant> {
+        // SAFETY: an opened encoder's context; `bit_rate` is a plain field (no getter exists).
+        let audio =
+            self.audio.as_ref().map(|a| unsafe { (*a.encoder.as_ptr()).bit_rate }.max(0) as u64);
+        self.outputs
+            .iter()
+            .map(|o| {
+                let r = &o.rendition;
+                let estimate = r.max_bitrate * 11 / 10 + audio.unwrap_or(0) * 11 / 10;
+                Variant {
+                    uri: format!("{}/index.m3u8", r.name),
+                    bandwidth: estimate,
+                    average_bandwidth: estimate,
+                    codecs: match audio {
+                        Some(_) => format!("{},mp4a.40.2", o.avc1),
+                        None => o.avc1.clone(),
+                    },
+                    width: r.width,
+                    height: r.height,
+                    frame_rate: f64::from(self.fps),
+                }
+            })
+            .collect()
+    }
+
+    /// Report the segments every muxer finished since the last call.
+    fn collect_segments(&mut self, progress: &mut Progress) -> Result<(), MediaError> {
+        for (i, out) in self.outputs.iter_mut().enumerate() {
+            let new = out.collect_segments(self.encryption.as_ref())?;
+            for segment in &out.segments[out.segments.len() - new..] {
+                progress.segment(i, segment);
+            }
+        }
+        Ok(())
     }
 
     /// Demux everything, decoding and encoding as we go, then flush the whole chain.
@@ -193,7 +235,8 @@ impl<'a> Pipeline<'a> {
         while let Some(packet) = self.next_packet(ictx)? {
             self.feed(&packet, progress)?;
         }
-        self.flush()
+        self.flush()?;
+        self.collect_segments(progress)
     }
 
     /// The next packet, or `None` where reading ends: at the end of the input, or where it
@@ -241,6 +284,7 @@ impl<'a> Pipeline<'a> {
                 self.video.decode_errors += 1;
             }
             self.drain_video_decoder()?;
+            self.collect_segments(progress)?;
             if self.progress_duration > 0.0 {
                 let t = self.video.end as f64 * f64::from(self.video.tb);
                 progress.report(t / self.progress_duration);
@@ -476,7 +520,12 @@ impl<'a> Pipeline<'a> {
             outputs: self
                 .outputs
                 .into_iter()
-                .map(|o| FinishedOutput { rendition: o.rendition, dir: o.dir, avc1: o.avc1 })
+                .map(|o| FinishedOutput {
+                    rendition: o.rendition,
+                    dir: o.dir,
+                    avc1: o.avc1,
+                    segments: o.segments,
+                })
                 .collect(),
             fps,
             duration: video_seconds.max(audio_seconds),
