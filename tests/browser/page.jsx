@@ -11,13 +11,25 @@ const src = params.get("src");
 const mode = params.get("mode");
 const target = Number(params.get("seconds") || "4");
 const events = [];
+// How playback went: where it started, how often it stalled once playing, and (hls.js) whether
+// the media playlist was still growing when it began and was seen to end.
+const playback = { startedAt: null, stalls: 0, liveAtStart: null, sawEndList: false };
 
 function report(result) {
-  if (!window.__result) window.__result = { ...result, events };
+  if (!window.__result) window.__result = { ...result, ...playback, events };
 }
 
 function watch(video) {
   const started = performance.now();
+  video.addEventListener("playing", () => {
+    if (playback.startedAt === null) playback.startedAt = video.currentTime;
+  });
+  video.addEventListener("waiting", () => {
+    if (playback.startedAt !== null) {
+      playback.stalls += 1;
+      events.push(`stall@${video.currentTime.toFixed(2)}`);
+    }
+  });
   video.addEventListener("timeupdate", () => {
     if (video.currentTime >= target) {
       report({ ok: true, currentTime: video.currentTime, width: video.videoWidth, height: video.videoHeight, ms: performance.now() - started });
@@ -37,6 +49,10 @@ if (mode === "hlsjs") {
   hls.on(Hls.Events.ERROR, (_e, data) => {
     events.push(`${data.type}:${data.details}${data.fatal ? ":fatal" : ""}`);
     if (data.fatal) report({ ok: false, error: `hls.js fatal ${data.type} ${data.details}` });
+  });
+  hls.on(Hls.Events.LEVEL_LOADED, (_e, data) => {
+    if (playback.liveAtStart === null) playback.liveAtStart = data.details.live;
+    if (!data.details.live) playback.sawEndList = true;
   });
   hls.on(Hls.Events.MANIFEST_PARSED, (_e, data) => {
     events.push(`levels:${data.levels.length}`);
