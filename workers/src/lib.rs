@@ -44,12 +44,17 @@
 //! source's audio format changes and an output stage (`aresample=async=1:first_pts=0`, fixed
 //! frame size) that keeps the encoder's input constant and in sync with the video timeline.
 //!
-//! Packaging uses libavformat's `hls` muxer (one per rendition) for segmenting; afterwards every
-//! media playlist is rewritten with `m3u8-rs` (clean, relative, VOD), segments are encrypted when
-//! asked (AES-128-CBC in-process with libavutil, so the key is never written to disk — FFmpeg
-//! 5.1's `hls_enc_key`/`hls_enc_iv` are used as raw bytes of the string rather than hex-decoded,
-//! and the muxer writes the key to a file named by `hls_enc_key_url`), and `master.m3u8` is
-//! written with measured bandwidths and the `avc1` codec string read from the encoder's actual SPS.
+//! Packaging uses libavformat's `hls` muxer (one per rendition) for segmenting. Its own playlist
+//! (`muxer.m3u8`, an `EVENT` playlist it rewrites atomically whenever it finishes a segment) is
+//! how the pipeline learns, while it runs, that a segment is done: that segment is encrypted
+//! when asked (AES-128-CBC in-process with libavutil, so the key is never written to disk —
+//! FFmpeg 5.1's `hls_enc_key`/`hls_enc_iv` are used as raw bytes of the string rather than
+//! hex-decoded, and the muxer writes the key to a file named by `hls_enc_key_url`) and reported
+//! ([`transcode_with`], [`TranscodeEvent::Segment`]), so a caller can publish the video while it
+//! is still being transcoded, with growing playlists from [`media_playlist`] and a master from
+//! [`master_playlist`] over the planned variants. At the end every rendition gets its clean
+//! `VOD` playlist (m3u8-rs, relative URIs) and `master.m3u8` is written with measured bandwidths
+//! and the `avc1` codec string read from the encoder's actual SPS.
 //!
 //! All the CPU work runs on the calling thread (plus the codecs' own worker threads), memory is
 //! bounded by codec/filter look-ahead rather than by the file's length, and nothing ever holds the
