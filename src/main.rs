@@ -62,6 +62,9 @@ enum Command {
         /// Segment length in seconds [default: the configured one, 4].
         #[arg(long)]
         segment_seconds: Option<f64>,
+        /// Encode every rung, even where the source could be copied as the top one.
+        #[arg(long)]
+        encode_all: bool,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
@@ -173,12 +176,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(_) => serve(cfg).await,
         Command::Engine => unreachable!("handled before the configuration is loaded"),
         Command::Worker(args) => worker_pool(cfg, args.concurrency).await,
-        Command::Transcode { input, out, preset, segment_seconds } => {
+        Command::Transcode { input, out, preset, segment_seconds, encode_all } => {
             let opts = lectern_workers::TranscodeOptions {
                 x264_preset: preset.unwrap_or(cfg.x264_preset),
                 segment_seconds: segment_seconds.unwrap_or(cfg.segment_seconds),
                 encryption: None,
                 threads: 0,
+                copy_top_rung: !encode_all,
             };
             let summary =
                 tokio::task::spawn_blocking(move || offline_transcode(&input, &out, &opts))
@@ -366,8 +370,9 @@ fn offline_transcode(
     for r in &s.renditions {
         writeln!(
             text,
-            "  {:>6}  {:>4}×{:<4}  {:>6.0} kb/s peak  {:>6.0} kb/s avg  {:>4} segments  {:>10} bytes",
-            r.name, r.width, r.height, r.bandwidth as f64 / 1000.0, r.average_bandwidth as f64 / 1000.0, r.segments, r.bytes
+            "  {:>6}  {:>4}×{:<4}  {:>6.0} kb/s peak  {:>6.0} kb/s avg  {:>4} segments  {:>10} bytes{}",
+            r.name, r.width, r.height, r.bandwidth as f64 / 1000.0, r.average_bandwidth as f64 / 1000.0, r.segments, r.bytes,
+            if r.copied { "  (the source's own video, copied)" } else { "" }
         )?;
     }
     Ok(text)

@@ -152,6 +152,7 @@ pub fn child_main() -> anyhow::Result<()> {
         segment_seconds: req.segment_seconds,
         encryption,
         threads: 0,
+        copy_top_rung: true,
     };
     let result = lectern_workers::transcode_with(&req.input, out_dir, &opts, &mut |event| {
         emit(&match event {

@@ -132,6 +132,10 @@ pub struct TranscodeOptions {
     pub encryption: Option<HlsEncryption>,
     /// Thread-count hint for the decoder and each encoder; 0 lets FFmpeg/x264 decide.
     pub threads: usize,
+    /// Copy a source that already is what the top rung would be (H.264 of its size, frame
+    /// rate and bitrate, keyframes at least every segment) into it instead of encoding it
+    /// again; default on.
+    pub copy_top_rung: bool,
 }
 
 impl Default for TranscodeOptions {
@@ -141,6 +145,7 @@ impl Default for TranscodeOptions {
             segment_seconds: 4.0,
             encryption: None,
             threads: 0,
+            copy_top_rung: true,
         }
     }
 }

@@ -522,3 +522,130 @@ fn segments_are_reported_finished_while_the_transcode_runs() {
     assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD") && vod.ends_with("#EXT-X-ENDLIST\n"), "{vod}");
     assert_eq!(vod.replace("VOD", "EVENT").trim_end_matches("#EXT-X-ENDLIST\n"), last);
 }
+
+/// A screen-recording-like source: H.264 High at `w`×`h`, 30 fps, `bitrate` kb/s capped,
+/// keyframes every `gop` frames, AAC-LC stereo.
+fn recording(dir: &Path, name: &str, w: u32, h: u32, bitrate: u32, gop: u32) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let (size, b, max, buf, g) = (
+        format!("testsrc2=size={w}x{h}:rate=30"),
+        format!("{bitrate}k"),
+        format!("{}k", bitrate * 4 / 3),
+        format!("{}k", bitrate * 8 / 3),
+        gop.to_string(),
+    );
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &size,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "8",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-profile:v",
+        "high",
+        "-pix_fmt",
+        "yuv420p",
+        "-b:v",
+        &b,
+        "-maxrate",
+        &max,
+        "-bufsize",
+        &buf,
+        "-g",
+        &g,
+        "-keyint_min",
+        &g,
+        "-sc_threshold",
+        "0",
+        "-c:a",
+        "aac",
+        "-ac",
+        "2",
+        "-b:a",
+        "128k",
+        path.to_str().unwrap(),
+    ]);
+    path
+}
+
+/// The decoded pictures of the first video stream, as one digest.
+fn picture_digest(input: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(input)
+        .args(["-map", "0:v:0", "-f", "md5", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A source that already is the top rung — H.264 at its size and frame rate, under its cap,
+/// keyframes every 2 s — is copied into it, picture for picture; the other rungs are encoded
+/// with their IDR frames at the source's keyframes, so the ladder stays aligned and valid.
+#[test]
+fn a_source_that_is_the_top_rung_is_copied_into_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = recording(tmp.path(), "screen.mp4", 1280, 720, 2200, 60);
+    let out = tmp.path().join("out");
+    let summary = run(&input, &out, &fast_opts()).expect("transcode");
+    let copied: Vec<bool> = summary.renditions.iter().map(|r| r.copied).collect();
+    assert_eq!(copied, [true, false, false], "{:?}", summary.renditions);
+    let playlists = check_package(
+        &out,
+        &summary,
+        &[("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360)],
+        8.0,
+        true,
+    );
+    assert_eq!(playlists[0].segments.len(), 2);
+    assert_eq!(picture_digest(&out.join("720p/index.m3u8")), picture_digest(&input));
+    // CODECS names the source's profile and level (High, 3.1).
+    assert!(summary.renditions[0].codecs.starts_with("avc1.6400"), "{:?}", summary.renditions[0]);
+    for name in ["720p", "480p", "360p"] {
+        for seg in ["seg_00000.ts", "seg_00001.ts"] {
+            assert_eq!(first_frame_of(&out.join(name).join(seg)).1, "I", "{name}/{seg}");
+        }
+    }
+    // Asked not to, it encodes every rung.
+    let opts = TranscodeOptions { copy_top_rung: false, ..fast_opts() };
+    let summary = run(&input, &tmp.path().join("all"), &opts).expect("transcode");
+    assert!(summary.renditions.iter().all(|r| !r.copied));
+}
+
+/// Sources unlike the top rung are encoded: keyframes further apart than a segment, a bitrate
+/// over the rung's cap or not above the next rung's, a size between rungs, a frame rate other
+/// than the output's.
+#[test]
+fn sources_unlike_the_top_rung_are_encoded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sources = [
+        recording(tmp.path(), "sparse-keys.mp4", 1280, 720, 2200, 240),
+        recording(tmp.path(), "too-rich.mp4", 1280, 720, 4000, 60),
+        recording(tmp.path(), "too-poor.mp4", 1280, 720, 1000, 60),
+        recording(tmp.path(), "between-rungs.mp4", 1280, 800, 2200, 60),
+    ];
+    for input in &sources {
+        let out = tmp.path().join("out");
+        let summary = run(input, &out, &fast_opts()).expect("transcode");
+        assert!(
+            summary.renditions.iter().all(|r| !r.copied),
+            "{}: {:?}",
+            input.display(),
+            summary.renditions
+        );
+    }
+    let vfr = make_clip(tmp.path(), "25fps.mp4", 1280, 720, "25", 4.0, true);
+    let summary = run(&vfr, &tmp.path().join("o25"), &fast_opts()).expect("transcode");
+    // A 25 fps source keeps 25 fps; with ultrafast's keyframes (every 250 frames) it does not
+    // qualify either.
+    assert!(summary.renditions.iter().all(|r| !r.copied));
+}

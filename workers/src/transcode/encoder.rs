@@ -25,8 +25,13 @@ pub(super) struct EncoderSetup<'a> {
     pub x264: ffmpeg::Codec,
     /// The constant output frame rate; the encoders' time base is its inverse.
     pub fps: Rational,
-    /// Frames per segment: x264's fixed keyframe interval.
+    /// x264's keyframe interval: frames per segment, where the pipeline forces keyframes at
+    /// segment starts; or, when the top rung is the copied source, more than the source's
+    /// longest keyframe distance, since the keyframes are forced at the source's.
     pub gop: u32,
+    /// Whether keyframes come only where the pipeline forces them at the source's (see
+    /// `passthrough`), rather than every `gop` frames.
+    pub source_keyframes: bool,
     /// Thread-count hint for each encoder (0: x264 decides).
     pub threads: i32,
     pub opts: &'a TranscodeOptions,
@@ -82,7 +87,9 @@ pub(super) fn hls_wants_global_header() -> Result<bool, MediaError> {
 pub(super) struct Output {
     pub rendition: Rendition,
     pub dir: PathBuf,
-    pub encoder: ffmpeg::encoder::Video,
+    /// The rendition's x264 encoder; `None` when the rendition is the source's own video,
+    /// copied packet by packet (see `passthrough`).
+    pub encoder: Option<ffmpeg::encoder::Video>,
     pub enc_tb: Rational,
     pub mux: ffmpeg::format::context::Output,
     pub video_tb: Rational,
@@ -109,17 +116,53 @@ impl Output {
     ) -> Result<Self, MediaError> {
         let enc_tb = setup.fps.invert();
         let encoder = open_x264(r, setup, enc_tb)?;
-        let avc1 = avc1_of(&encoder).unwrap_or_else(|| {
+        let avc1 = avc1_of(extradata(&encoder)).unwrap_or_else(|| {
             tracing::warn!(rendition = %r.name, "no SPS in x264's extradata; assuming High@4.0");
             "avc1.640028".to_owned()
         });
+        Self::with_muxer(r, setup, out_dir, audio, Ok(encoder), avc1, enc_tb)
+    }
+
+    /// Open rendition `r` as a copy of the source's video stream `source` (no encoder), with
+    /// its HLS muxer as in [`Output::open`].
+    pub fn open_copy(
+        r: &Rendition,
+        setup: &EncoderSetup,
+        out_dir: &Path,
+        audio: Option<&AudioChain>,
+        source: &Stream,
+    ) -> Result<Self, MediaError> {
+        let par = codecpar(source);
+        let avc1 = avc1_of(extradata_of(par)).unwrap_or_else(|| {
+            tracing::warn!(rendition = %r.name, "no SPS in the source's extradata; assuming High@4.0");
+            "avc1.640028".to_owned()
+        });
+        let tb = source.time_base();
+        Self::with_muxer(r, setup, out_dir, audio, Err(source), avc1, tb)
+    }
+
+    /// The output around its video: an opened encoder (`Ok`) or the source stream copied.
+    fn with_muxer(
+        r: &Rendition,
+        setup: &EncoderSetup,
+        out_dir: &Path,
+        audio: Option<&AudioChain>,
+        video: Result<ffmpeg::encoder::Video, &Stream>,
+        avc1: String,
+        enc_tb: Rational,
+    ) -> Result<Self, MediaError> {
         let dir = out_dir.join(&r.name);
         if dir.exists() {
             fs::remove_dir_all(&dir)?;
         }
         fs::create_dir_all(&dir)?;
+        let stream = match &video {
+            Ok(encoder) => VideoStream::Encoded(encoder, enc_tb),
+            Err(source) => VideoStream::Copied(source),
+        };
         let (mux, video_tb, audio_tb) =
-            open_muxer(&dir, setup.opts.segment_seconds, &encoder, enc_tb, audio)?;
+            open_muxer(&dir, setup.opts.segment_seconds, stream, audio)?;
+        let encoder = video.ok();
         Ok(Output {
             rendition: r.clone(),
             dir,
@@ -210,35 +253,53 @@ fn open_x264(
     enc.set_colorspace(setup.colors.space);
     enc.set_color_range(color::Range::MPEG);
     let gop = setup.gop;
+    let min_keyint = if setup.source_keyframes { 1 } else { gop };
     let mut dict = ffmpeg::Dictionary::new();
     dict.set("preset", &setup.opts.x264_preset);
     dict.set("crf", X264_CRF);
     dict.set("profile", "high");
     dict.set("forced-idr", "1");
-    dict.set("x264-params", &format!("keyint={gop}:min-keyint={gop}:scenecut=0"));
+    dict.set("x264-params", &format!("keyint={gop}:min-keyint={min_keyint}:scenecut=0"));
     enc.open_with(dict).map_err(|e| ff_err(&format!("opening x264 for {}", r.name), e))
 }
 
-/// The RFC 6381 `avc1.PPCCLL` string of an opened encoder, from the SPS in its extradata.
-fn avc1_of(encoder: &ffmpeg::encoder::Video) -> Option<String> {
-    // SAFETY: `encoder` is an opened codec context; its `extradata` is NULL or points at
-    // `extradata_size` bytes it owns and leaves alone while we hold `&encoder`, and the
-    // slice does not outlive this function.
-    let extradata = unsafe {
+/// The RFC 6381 `avc1.PPCCLL` string from the SPS in H.264 extradata.
+fn avc1_of(extradata: &[u8]) -> Option<String> {
+    hls::avc1_codecs(extradata)
+}
+
+/// The extradata of an opened encoder.
+fn extradata(encoder: &ffmpeg::encoder::Video) -> &[u8] {
+    // SAFETY: `encoder` is an opened codec context, borrowed for as long as the slice lives;
+    // its `extradata` is NULL or points at `extradata_size` bytes it owns and leaves alone.
+    unsafe {
         let c = encoder.as_ptr();
         if (*c).extradata.is_null() || (*c).extradata_size <= 0 {
             &[][..]
         } else {
             std::slice::from_raw_parts((*c).extradata, (*c).extradata_size as usize)
         }
-    };
-    hls::avc1_codecs(extradata)
+    }
+}
+
+/// The extradata of a stream's codec parameters.
+fn extradata_of(par: &ffi::AVCodecParameters) -> &[u8] {
+    // SAFETY: `par` belongs to a stream the caller borrows; its `extradata` is NULL or points
+    // at `extradata_size` bytes it owns.
+    unsafe {
+        if par.extradata.is_null() || par.extradata_size <= 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(par.extradata, par.extradata_size as usize)
+        }
+    }
 }
 
 pub(super) fn drain_video_encoder(out: &mut Output) -> Result<(), MediaError> {
+    let Some(encoder) = out.encoder.as_mut() else { return Ok(()) };
     let mut pkt = Packet::empty();
     loop {
-        match out.encoder.receive_packet(&mut pkt) {
+        match encoder.receive_packet(&mut pkt) {
             Ok(()) => {
                 pkt.set_stream(0);
                 if pkt.duration() <= 0 {
@@ -253,6 +314,27 @@ pub(super) fn drain_video_encoder(out: &mut Output) -> Result<(), MediaError> {
             Err(e) => return Err(ff_err("encoding video", e)),
         }
     }
+}
+
+/// Write a packet of the source's video stream (in its time base `tb`, already moved onto the
+/// output timeline) into a copied rendition's muxer.
+pub(super) fn write_copied(out: &mut Output, pkt: &Packet, tb: Rational) -> Result<(), MediaError> {
+    let mut copy = pkt.clone();
+    copy.set_stream(0);
+    copy.set_position(-1);
+    copy.rescale_ts(tb, out.video_tb);
+    copy.write_interleaved(&mut out.mux)
+        .map_err(|e| ff_err(&format!("writing {} segments", out.rendition.name), e))?;
+    out.frames += 1;
+    Ok(())
+}
+
+/// Where a muxer's video stream comes from.
+enum VideoStream<'a> {
+    /// An opened encoder, and its time base.
+    Encoded(&'a ffmpeg::encoder::Video, Rational),
+    /// The source's own stream, copied.
+    Copied(&'a Stream<'a>),
 }
 
 /// Encode once, mux everywhere: the same AAC packet goes into every rendition's muxer.
@@ -278,8 +360,7 @@ pub(super) fn write_audio(
 fn open_muxer(
     dir: &Path,
     segment_seconds: f64,
-    video: &ffmpeg::encoder::Video,
-    video_enc_tb: Rational,
+    video: VideoStream,
     audio: Option<&AudioChain>,
 ) -> Result<(ffmpeg::format::context::Output, Rational, Option<Rational>), MediaError> {
     let playlist = dir.join(MUXER_PLAYLIST);
@@ -303,10 +384,22 @@ fn open_muxer(
         // The hls muxer does its own I/O (AVFMT_NOFILE): `pb` stays NULL.
         ffmpeg::format::context::Output::wrap(ps)
     };
-    {
-        let mut st =
-            octx.add_stream_with(video).map_err(|e| ff_err("adding the video stream", e))?;
-        st.set_time_base(video_enc_tb);
+    match video {
+        VideoStream::Encoded(encoder, tb) => {
+            let mut st =
+                octx.add_stream_with(encoder).map_err(|e| ff_err("adding the video stream", e))?;
+            st.set_time_base(tb);
+        }
+        VideoStream::Copied(source) => {
+            let mut st = octx
+                .add_stream(ffmpeg::encoder::find(codec::Id::None))
+                .map_err(|e| ff_err("adding the video stream", e))?;
+            st.set_parameters(source.parameters());
+            st.set_time_base(source.time_base());
+            // SAFETY: the new stream's codecpar is allocated and owned by it; a copied stream
+            // must not carry the source container's codec tag (MP4's `avc1`) into MPEG-TS.
+            unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = 0 };
+        }
     }
     if let Some(a) = audio {
         let mut st =

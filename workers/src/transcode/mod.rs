@@ -4,6 +4,7 @@
 mod encoder;
 mod fanout;
 mod package;
+mod passthrough;
 mod pipeline;
 mod timeline;
 
@@ -42,6 +43,9 @@ pub struct RenditionSummary {
     pub segments: usize,
     /// Total bytes of the rendition's segments (as stored, i.e. encrypted when encryption is on).
     pub bytes: u64,
+    /// The source's own video, copied instead of encoded (the top-rung shortcut).
+    #[serde(default)]
+    pub copied: bool,
 }
 
 /// The result of a successful [`transcode`].
@@ -140,14 +144,23 @@ pub fn transcode_with(
     let ladder = plan_ladder(&probed.info);
     fs::create_dir_all(out_dir)?;
 
-    let mut pipeline = Pipeline::new(&ictx, &probed, &ladder, opts, out_dir)?;
+    let fps = timeline::output_frame_rate(probed.info.frame_rate);
+    let copy = match opts.copy_top_rung {
+        true => passthrough::plan(&ictx, &probed, &ladder, fps, opts.segment_seconds),
+        false => None,
+    };
+    // The segment length every playlist states as its target: the one asked for, or, where the
+    // source's keyframes decide the cuts, the longest segment they make.
+    let longest =
+        copy.map_or(opts.segment_seconds, |c| c.longest_segment.max(opts.segment_seconds));
+    let mut pipeline = Pipeline::new(&ictx, &probed, &ladder, opts, out_dir, copy)?;
     let variants = pipeline.planned_variants();
-    let target_duration = hls::target_duration(opts.segment_seconds, &[]);
+    let target_duration = hls::target_duration(longest, &[]);
     (progress.f)(TranscodeEvent::Started { variants: &variants, target_duration });
     pipeline.run(&mut ictx, &mut progress)?;
     let done = pipeline.finish()?;
 
-    let renditions = package::package(out_dir, &done, opts)?;
+    let renditions = package::package(out_dir, &done, opts, longest)?;
 
     // Thumbnails.
     let poster = done

@@ -18,6 +18,7 @@ pub(super) fn package(
     out_dir: &Path,
     done: &Finished,
     opts: &TranscodeOptions,
+    segment_seconds: f64,
 ) -> Result<Vec<RenditionSummary>, MediaError> {
     let mut renditions = Vec::with_capacity(done.outputs.len());
     let mut packaged_all: Vec<Packaged> = Vec::new();
@@ -25,7 +26,7 @@ pub(super) fn package(
         let packaged = hls::write_vod_playlist(
             &out.dir,
             &out.segments,
-            opts.segment_seconds,
+            segment_seconds,
             opts.encryption.as_ref(),
         )?;
         Output::remove_muxer_playlist(&out.dir)?;
@@ -59,6 +60,7 @@ fn summarize(
         frame_rate: f64::from(fps),
         segments: packaged.segments.len(),
         bytes: packaged.total_bytes(),
+        copied: out.copied,
     }
 }
 
@@ -124,6 +126,7 @@ mod tests {
             dir: PathBuf::from("/tmp/out/720p"),
             avc1: "avc1.64001f".into(),
             segments: Vec::new(),
+            copied: false,
         }
     }
 

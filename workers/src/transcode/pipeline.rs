@@ -17,10 +17,11 @@ use crate::thumbs::SpriteSheet;
 use crate::{HlsEncryption, MediaError, Rendition, TranscodeOptions};
 
 use super::encoder::{
-    drain_video_encoder, find_x264, hls_wants_global_header, write_audio, EncoderSetup, Output,
-    SourceColors,
+    drain_video_encoder, find_x264, hls_wants_global_header, write_audio, write_copied,
+    EncoderSetup, Output, SourceColors,
 };
 use super::fanout::{buffer_args, FanOut};
+use super::passthrough::Passthrough;
 use super::timeline::{
     gop_frames, missing_video, output_frame_rate, poster_frame, timeline_cap, Keyframes,
 };
@@ -32,6 +33,8 @@ pub(super) struct FinishedOutput {
     pub dir: PathBuf,
     pub avc1: String,
     pub segments: Vec<Segment>,
+    /// The source's video copied, not encoded.
+    pub copied: bool,
 }
 
 /// The pipeline's results, once everything is encoded and muxed.
@@ -81,6 +84,13 @@ pub(super) struct Pipeline<'a> {
     truncated: bool,
     progress_duration: f64,
     encryption: Option<HlsEncryption>,
+    /// The top rung is the source's video, copied (see `passthrough`): then the other rungs'
+    /// keyframes go where its muxer will cut, at these output frame numbers.
+    copied: bool,
+    source_keys: std::collections::BTreeSet<i64>,
+    /// How many cuts the copied rung's muxer will have made (see [`Pipeline::copy_packet`]).
+    cuts: u32,
+    segment_seconds: f64,
 }
 
 impl VideoIn {
@@ -128,6 +138,7 @@ impl<'a> Pipeline<'a> {
         ladder: &[Rendition],
         opts: &TranscodeOptions,
         out_dir: &Path,
+        passthrough: Option<Passthrough>,
     ) -> Result<Self, MediaError> {
         let info = &probed.info;
         let fps = output_frame_rate(info.frame_rate);
@@ -157,14 +168,22 @@ impl<'a> Pipeline<'a> {
             colors: SourceColors::of(&vst),
             x264: find_x264()?,
             fps,
-            gop: gop_frames(fps, opts.segment_seconds),
+            gop: match passthrough {
+                Some(p) => gop_frames(fps, p.longest_segment) + 1,
+                None => gop_frames(fps, opts.segment_seconds),
+            },
+            source_keyframes: passthrough.is_some(),
             threads,
             opts,
             global_header,
         };
         let outputs = ladder
             .iter()
-            .map(|r| Output::open(r, &setup, out_dir, audio.as_ref()))
+            .enumerate()
+            .map(|(i, r)| match passthrough {
+                Some(_) if i == 0 => Output::open_copy(r, &setup, out_dir, audio.as_ref(), &vst),
+                _ => Output::open(r, &setup, out_dir, audio.as_ref()),
+            })
             .collect::<Result<Vec<_>, _>>()?;
 
         let known_duration = info.duration_seconds;
@@ -185,6 +204,10 @@ impl<'a> Pipeline<'a> {
             truncated: false,
             progress_duration: known_duration,
             encryption: opts.encryption.clone(),
+            copied: passthrough.is_some(),
+            source_keys: Default::default(),
+            cuts: 0,
+            segment_seconds: opts.segment_seconds,
         })
     }
 
@@ -280,6 +303,9 @@ impl<'a> Pipeline<'a> {
     fn feed(&mut self, packet: &Packet, progress: &mut Progress) -> Result<(), MediaError> {
         let index = packet.stream();
         if index == self.video.index {
+            if self.copied {
+                self.copy_packet(packet)?;
+            }
             if self.video.decoder.send_packet(packet).is_err() {
                 self.video.decode_errors += 1;
             }
@@ -296,6 +322,29 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
+    /// Put a packet of the source's video into the copied top rung, on the output timeline,
+    /// and remember where its muxer will cut a segment: at the first keyframe at or past the
+    /// next multiple of the segment length (the hls muxer's rule). The encoded rungs get their
+    /// IDR frames exactly there, and nowhere else, so their muxers cut at the same instants.
+    fn copy_packet(&mut self, packet: &Packet) -> Result<(), MediaError> {
+        let v = &self.video;
+        let Some(pts) = packet.pts().map(|p| p - v.t0) else { return Ok(()) };
+        if pts < 0 || pts >= v.cap {
+            return Ok(());
+        }
+        let t = pts as f64 * f64::from(v.tb);
+        if packet.is_key()
+            && (self.cuts == 0 || t + 1e-6 >= self.segment_seconds * f64::from(self.cuts))
+        {
+            self.source_keys.insert((t * f64::from(self.fps)).round() as i64);
+            self.cuts += 1;
+        }
+        let mut moved = packet.clone();
+        moved.set_pts(Some(pts));
+        moved.set_dts(packet.dts().map(|d| d - v.t0));
+        write_copied(&mut self.outputs[0], &moved, v.tb)
+    }
+
     /// End of input: flush the decoder, then the graph, then the encoders, then the muxers.
     fn flush(&mut self) -> Result<(), MediaError> {
         let _ = self.video.decoder.send_eof();
@@ -309,8 +358,10 @@ impl<'a> Pipeline<'a> {
         self.check_truncation()?;
         self.close_video_graph(self.video.end)?;
         for out in &mut self.outputs {
-            out.encoder.send_eof().map_err(|e| ff_err("flushing x264", e))?;
-            drain_video_encoder(out)?;
+            if let Some(encoder) = out.encoder.as_mut() {
+                encoder.send_eof().map_err(|e| ff_err("flushing x264", e))?;
+                drain_video_encoder(out)?;
+            }
         }
         if let Some(audio) = self.audio.as_mut() {
             let (outputs, tb) = (&mut self.outputs, audio.enc_tb);
@@ -469,17 +520,30 @@ impl<'a> Pipeline<'a> {
                 }
                 out.last_pts = Some(n);
                 f.set_pts(Some(n));
-                f.set_kind(if self.keyframes.is_segment_start(n) {
-                    picture::Type::I
-                } else {
-                    picture::Type::None
-                });
+                let key = match self.copied {
+                    true => self.source_keys.contains(&n),
+                    false => self.keyframes.is_segment_start(n),
+                };
+                f.set_kind(if key { picture::Type::I } else { picture::Type::None });
                 if i == 0 && (self.poster.is_none() || n <= self.poster_frame) {
                     self.poster = Some(ffutil::frame_ref(&f)?);
                 }
-                out.encoder.send_frame(&f).map_err(|e| ff_err("encoding video", e))?;
+                let Some(encoder) = out.encoder.as_mut() else { continue };
+                encoder.send_frame(&f).map_err(|e| ff_err("encoding video", e))?;
                 out.frames += 1;
                 drain_video_encoder(out)?;
+            }
+        }
+        if self.copied {
+            // Keyframes every encoded rung has passed are not needed any more.
+            let passed = self
+                .outputs
+                .iter()
+                .filter(|o| o.encoder.is_some())
+                .filter_map(|o| o.last_pts)
+                .min();
+            if let Some(passed) = passed {
+                self.source_keys = self.source_keys.split_off(&passed);
             }
         }
         let thumbs = self.outputs.len();
@@ -492,7 +556,10 @@ impl<'a> Pipeline<'a> {
     /// The results, refusing a video of which no picture could be decoded.
     pub fn finish(self) -> Result<Finished, MediaError> {
         let fps = self.fps;
-        let frames = self.outputs.first().map_or(0, |o| o.frames);
+        // An encoded rung counts the frames of the output timeline (a copied one counts the
+        // source's packets).
+        let timeline = self.outputs.iter().find(|o| o.encoder.is_some()).or(self.outputs.first());
+        let frames = timeline.map_or(0, |o| o.frames);
         let video_seconds = frames as f64 / f64::from(fps);
         let audio_seconds = self.audio.as_ref().map_or(0.0, |a| a.samples as f64 / a.rate as f64);
         if frames == 0 {
@@ -521,6 +588,7 @@ impl<'a> Pipeline<'a> {
                 .outputs
                 .into_iter()
                 .map(|o| FinishedOutput {
+                    copied: o.encoder.is_none(),
                     rendition: o.rendition,
                     dir: o.dir,
                     avc1: o.avc1,
