@@ -183,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 encryption: None,
                 threads: 0,
                 copy_top_rung: !encode_all,
+                low_rung_first: None,
             };
             let summary =
                 tokio::task::spawn_blocking(move || offline_transcode(&input, &out, &opts))

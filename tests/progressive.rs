@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::ffmpeg;
 use common::{Backend, TestServer};
-use lectern::config::StorageKind;
+use lectern::config::{LowRungFirst, StorageKind};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -24,6 +24,9 @@ async fn server(b: Backend, s: StorageKind) -> TestServer {
         c.worker_poll_ms = 100;
         c.hls_encryption = true;
         c.job_lease_secs = 3;
+        // These tests watch the whole ladder grow; whether a loaded machine would make the
+        // lowest rung first is another test's.
+        c.low_rung_first = LowRungFirst::Never;
     })
     .await
 }
@@ -305,6 +308,45 @@ async fn a_video_that_fails_after_it_was_playable_gives_the_lecture_back(
     assert_eq!(session["video_id"].as_i64(), Some(first));
     let keys = stored_keys(&srv, second).await;
     assert!(keys.iter().all(|k| k.ends_with("/source")), "only the source is left: {keys:?}");
+}
+
+/// Made lowest rung first (as a ladder slower than real time is; the engine's tests show when
+/// it decides to): while it runs the master lists that rung alone, which plays from the start
+/// ahead of any viewer; the finished master lists the whole ladder.
+async fn a_slow_ladder_publishes_its_lowest_rung_first(b: Backend, s: StorageKind) {
+    let srv = TestServer::start_with(b, s, |c| {
+        c.segment_seconds = 2.0;
+        c.x264_preset = "medium".into();
+        c.worker_poll_ms = 100;
+        c.low_rung_first = LowRungFirst::Always;
+    })
+    .await;
+    let teacher = srv.instructor("teacher@example.com").await;
+    let (_, _, lecture) = srv.course_with_lecture(&teacher, "Slow course").await;
+    let dir = tempfile::tempdir().unwrap();
+    let video = srv.put_video(&teacher, lecture, &source(dir.path(), "long.mp4", 16)).await;
+    let mut worker = srv.spawn_worker();
+    let v = poll_video(&srv, &teacher, video, |v| v["playable"] == true).await;
+    assert_eq!(v["status"], "processing", "{v}");
+    let (_, session) =
+        srv.post(&format!("/api/v1/lectures/{lecture}/playback"), Some(&teacher), json!({})).await;
+    let base = srv.url(&format!("/hls/{video}"));
+    let live = text(&srv, session["url"].as_str().unwrap()).await;
+    let urls = media_urls(&base, &live);
+    assert_eq!(urls.len(), 1, "the lowest rung alone while it runs:\n{live}");
+    assert!(urls[0].contains("/360p/index.m3u8"), "{live}");
+    let done = srv.wait_video(&teacher, video, Duration::from_secs(240)).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    worker.kill().await.unwrap();
+    let master = text(&srv, session["url"].as_str().unwrap()).await;
+    assert_eq!(media_urls(&base, &master).len(), 3, "{master}");
+    let out = srv.fetch_outputs(video).await;
+    common::assert_decodes(&out.path().join("master.m3u8"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_ladder_publishes_its_lowest_rung_first_sqlite_fs() {
+    a_slow_ladder_publishes_its_lowest_rung_first(Backend::Sqlite, StorageKind::Fs).await;
 }
 
 on_both_setups!(

@@ -14,6 +14,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::commerce::payments::ProviderName;
 
+crate::vocabulary! {
+    /// When the transcoder makes the lowest rung first (see [`Config::low_rung_first`]).
+    pub enum LowRungFirst: "low-rung-first setting" {
+        /// When the whole ladder would fall behind a viewer (below 1.2× real time).
+        Auto = "auto",
+        Always = "always",
+        Never = "never",
+    }
+}
+
+impl LowRungFirst {
+    /// The engine's option: `None` lets it measure.
+    pub fn as_option(self) -> Option<bool> {
+        match self {
+            LowRungFirst::Auto => None,
+            LowRungFirst::Always => Some(true),
+            LowRungFirst::Never => Some(false),
+        }
+    }
+}
+
 mod env;
 mod values;
 pub use values::*;
@@ -81,6 +102,10 @@ pub struct Config {
     pub x264_preset: String,
     /// HLS segment length in seconds.
     pub segment_seconds: f64,
+    /// Whether the transcoder makes the lowest rung first, in a pass of its own, so that a
+    /// viewer who starts as soon as the video is playable never catches up with the encoder:
+    /// `auto` (when the whole ladder runs below 1.2× real time), `always` or `never`.
+    pub low_rung_first: LowRungFirst,
     /// How long a worker's claim on a job lasts without a heartbeat, in seconds.
     pub job_lease_secs: u64,
     /// Attempts per transcode job before it fails for good.
@@ -221,6 +246,7 @@ impl Default for Config {
             upload_expiry_secs: 24 * 3600,
             housekeeping_interval_secs: 30,
             x264_preset: "veryfast".into(),
+            low_rung_first: LowRungFirst::Auto,
             segment_seconds: 4.0,
             job_lease_secs: 20,
             job_max_attempts: 3,

@@ -34,6 +34,10 @@ pub struct EngineRequest {
     pub out_dir: Option<PathBuf>,
     pub x264_preset: String,
     pub segment_seconds: f64,
+    /// `Some(true)`: make the lowest rung first; `Some(false)`: never; `None`: when the whole
+    /// ladder is slower than real time.
+    #[serde(default)]
+    pub low_rung_first: Option<bool>,
     /// AES-128 key and IV (hex) and key URI, when segments are encrypted.
     pub encryption: Option<(String, String, String)>,
     pub log_format: LogFormat,
@@ -47,10 +51,13 @@ pub enum EngineEvent {
     Probed {
         info: ProbeInfo,
     },
-    /// The encoders are open: the ladder's variants (bandwidths estimated) and the target
-    /// duration every media playlist states.
+    /// The encoders are open: the ladder's variants (bandwidths estimated), those a master
+    /// published while transcoding lists (`live`), and the target duration every media
+    /// playlist states.
     Started {
         variants: Vec<Variant>,
+        #[serde(default)]
+        live: Vec<usize>,
         target_duration: u64,
     },
     Progress {
@@ -153,13 +160,16 @@ pub fn child_main() -> anyhow::Result<()> {
         encryption,
         threads: 0,
         copy_top_rung: true,
+        low_rung_first: req.low_rung_first,
     };
     let result = lectern_workers::transcode_with(&req.input, out_dir, &opts, &mut |event| {
         emit(&match event {
             TranscodeEvent::Progress(value) => EngineEvent::Progress { value },
-            TranscodeEvent::Started { variants, target_duration } => {
-                EngineEvent::Started { variants: variants.to_vec(), target_duration }
-            }
+            TranscodeEvent::Started { variants, live, target_duration } => EngineEvent::Started {
+                variants: variants.to_vec(),
+                live: live.to_vec(),
+                target_duration,
+            },
             TranscodeEvent::Segment { rendition, segment } => {
                 EngineEvent::Segment { rendition, segment: segment.clone() }
             }

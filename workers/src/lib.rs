@@ -136,6 +136,11 @@ pub struct TranscodeOptions {
     /// rate and bitrate, keyframes at least every segment) into it instead of encoding it
     /// again; default on.
     pub copy_top_rung: bool,
+    /// Make the lowest rung in a pass of its own first, publishable at several times real
+    /// time, and the other rungs in a second pass: `Some(true)` always, `Some(false)` never,
+    /// `None` (default) when the whole ladder runs slower than 1.2× real time over its first
+    /// segment (so a viewer who started at once would catch up with it).
+    pub low_rung_first: Option<bool>,
 }
 
 impl Default for TranscodeOptions {
@@ -146,6 +151,7 @@ impl Default for TranscodeOptions {
             encryption: None,
             threads: 0,
             copy_top_rung: true,
+            low_rung_first: None,
         }
     }
 }

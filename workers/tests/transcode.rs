@@ -462,8 +462,9 @@ fn segments_are_reported_finished_while_the_transcode_runs() {
     let mut last_progress = 0.0;
     let mut playlists: Vec<Vec<u8>> = Vec::new();
     let summary = transcode_with(&input, &out, &opts, &mut |event| match event {
-        TranscodeEvent::Started { variants, target_duration } => {
+        TranscodeEvent::Started { variants, live, target_duration } => {
             assert!(planned.is_none(), "Started comes once");
+            assert_eq!(live.len(), variants.len(), "a fast ladder is published whole");
             assert_eq!(target_duration, 1);
             reported = vec![Vec::new(); variants.len()];
             planned = Some(variants.to_vec());
@@ -648,4 +649,57 @@ fn sources_unlike_the_top_rung_are_encoded() {
     // A 25 fps source keeps 25 fps; with ultrafast's keyframes (every 250 frames) it does not
     // qualify either.
     assert!(summary.renditions.iter().all(|r| !r.copied));
+}
+
+/// Run `transcode_with`, returning the summary, the `live` variants and the order in which
+/// rungs reported segments.
+fn run_reporting(
+    input: &Path,
+    out: &Path,
+    opts: &TranscodeOptions,
+) -> (TranscodeSummary, Vec<usize>, Vec<usize>) {
+    use lectern_workers::{transcode_with, TranscodeEvent};
+    let (mut live_at_start, mut order) = (Vec::new(), Vec::new());
+    let summary = transcode_with(input, out, opts, &mut |event| match event {
+        TranscodeEvent::Started { live, .. } => live_at_start = live.to_vec(),
+        TranscodeEvent::Segment { rendition, .. } => order.push(rendition),
+        TranscodeEvent::Progress(_) => {}
+    })
+    .expect("transcode");
+    (summary, live_at_start, order)
+}
+
+/// Low rung first: the lowest rung is made whole in a pass of its own, published alone while
+/// the rest follow in a second pass; the package is the same valid, aligned ladder.
+#[test]
+fn the_lowest_rung_can_be_made_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = make_clip(tmp.path(), "clip.mp4", 1280, 720, "30", 9.0, true);
+    let out = tmp.path().join("out");
+    let opts = TranscodeOptions { low_rung_first: Some(true), ..fast_opts() };
+    let (summary, live, order) = run_reporting(&input, &out, &opts);
+    assert_eq!(live, [2], "the master lists the lowest rung alone while it runs");
+    let first_other = order.iter().position(|&r| r != 2).unwrap();
+    assert_eq!(first_other, 3, "all three 360p segments come first: {order:?}");
+    check_package(
+        &out,
+        &summary,
+        &[("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360)],
+        9.0,
+        true,
+    );
+}
+
+/// Left to decide, a ladder slower than real time (here x264's `veryslow`) makes its lowest
+/// rung first; a fast one is published whole.
+#[test]
+fn a_ladder_slower_than_real_time_makes_its_lowest_rung_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = make_clip(tmp.path(), "clip.mp4", 1280, 720, "30", 5.0, true);
+    let slow =
+        TranscodeOptions { x264_preset: "veryslow".into(), segment_seconds: 2.0, ..fast_opts() };
+    let (_, live, _) = run_reporting(&input, &tmp.path().join("slow"), &slow);
+    assert_eq!(live, [2]);
+    let (_, live, _) = run_reporting(&input, &tmp.path().join("fast"), &fast_opts());
+    assert_eq!(live, [0, 1, 2]);
 }

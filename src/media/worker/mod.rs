@@ -61,6 +61,7 @@ pub struct WorkerSettings {
     pub s3_path_style: bool,
     pub x264_preset: String,
     pub segment_seconds: f64,
+    pub low_rung_first: crate::config::LowRungFirst,
     pub hls_encryption: bool,
     pub job_lease_secs: u64,
     pub worker_poll_ms: u64,
@@ -87,6 +88,7 @@ impl From<&Config> for WorkerSettings {
             s3_path_style: c.s3_path_style,
             x264_preset: c.x264_preset.clone(),
             segment_seconds: c.segment_seconds,
+            low_rung_first: c.low_rung_first,
             hls_encryption: c.hls_encryption,
             job_lease_secs: c.job_lease_secs,
             worker_poll_ms: c.worker_poll_ms,
@@ -117,6 +119,7 @@ impl WorkerSettings {
             s3_path_style: self.s3_path_style,
             x264_preset: self.x264_preset.clone(),
             segment_seconds: self.segment_seconds,
+            low_rung_first: self.low_rung_first,
             hls_encryption: self.hls_encryption,
             job_lease_secs: self.job_lease_secs,
             worker_poll_ms: self.worker_poll_ms,
@@ -303,6 +306,7 @@ impl Attempt<'_> {
             out_dir,
             x264_preset: s.x264_preset.clone(),
             segment_seconds: s.segment_seconds,
+            low_rung_first: s.low_rung_first.as_option(),
             encryption,
             log_format: s.log_format,
             log_filter: s.log_filter.clone(),
@@ -610,8 +614,8 @@ async fn transcode(
         tokio::select! {
             event = engine.next() => match event {
                 Some(EngineEvent::Progress { value }) => progress = value,
-                Some(EngineEvent::Started { variants, target_duration }) => {
-                    publisher.send(Step::Started { variants, target_duration });
+                Some(EngineEvent::Started { variants, live, target_duration }) => {
+                    publisher.send(Step::Started { variants, live, target_duration });
                 }
                 Some(EngineEvent::Segment { rendition, segment }) => {
                     publisher.send(Step::Segment { rendition, segment });

@@ -4,8 +4,9 @@
 //! Under the attempt's prefix the store holds, while the job runs: every finished segment; per
 //! rendition an `EVENT` media playlist listing exactly the segments already stored (it is
 //! written after them, so a player never sees a segment it cannot fetch); and, once every
-//! rendition has its first segment, the master playlist with the ladder's estimated
-//! bandwidths. Each time every rendition has grown, the video's `ready_seconds` moves forward
+//! rendition it lists has its first segment, the master playlist with the ladder's estimated
+//! bandwidths — every rendition, or the lowest alone when the engine makes it first because
+//! the whole ladder would fall behind a viewer. Each time every rendition has grown, the video's `ready_seconds` moves forward
 //! ([`queue::show_progress`]); the first time, the video turns playable. At the end the
 //! engine's `VOD` playlists and measured master replace these ([`super::outputs`]).
 //!
@@ -29,7 +30,7 @@ use crate::storage::{content_type, stream_from_bytes, stream_from_reader, Object
 
 /// What the engine reported, for the publisher.
 pub(super) enum Step {
-    Started { variants: Vec<Variant>, target_duration: u64 },
+    Started { variants: Vec<Variant>, live: Vec<usize>, target_duration: u64 },
     Segment { rendition: usize, segment: Segment },
 }
 
@@ -55,6 +56,9 @@ pub(super) struct Progressive {
     hls_key: Option<String>,
     duration_estimate: f64,
     plan: Option<(Vec<Variant>, u64)>,
+    /// The renditions the master lists while the transcode runs (all, or the lowest alone
+    /// when it is made first, see [`lectern_workers::TranscodeOptions::low_rung_first`]).
+    live: Vec<usize>,
     /// Per rendition, the segments stored, in order.
     segments: Vec<Vec<Segment>>,
     master_stored: bool,
@@ -102,6 +106,7 @@ impl Publisher {
             hls_key: setup.hls_key,
             duration_estimate: setup.duration_estimate,
             plan: None,
+            live: Vec::new(),
             segments: Vec::new(),
             master_stored: false,
             shown_seconds: 0.0,
@@ -152,8 +157,12 @@ impl Running {
 impl Progressive {
     async fn apply(&mut self, step: Step) -> Result<(), PublishError> {
         match step {
-            Step::Started { variants, target_duration } => {
+            Step::Started { variants, live, target_duration } => {
                 self.segments = vec![Vec::new(); variants.len()];
+                self.live = live.into_iter().filter(|&r| r < variants.len()).collect();
+                if self.live.is_empty() {
+                    self.live = (0..variants.len()).collect();
+                }
                 self.plan = Some((variants, target_duration));
             }
             Step::Segment { rendition, segment } => {
@@ -163,11 +172,13 @@ impl Progressive {
                 self.segments[rendition].push(segment);
                 if self.master_stored {
                     self.store_playlist(rendition).await?;
-                } else if self.segments.iter().all(|s| !s.is_empty()) {
+                } else if self.live.iter().all(|&r| !self.segments[r].is_empty()) {
                     for r in 0..self.segments.len() {
                         self.store_playlist(r).await?;
                     }
                     self.store_master().await?;
+                } else {
+                    self.store_playlist(rendition).await?;
                 }
                 self.show().await?;
             }
@@ -221,16 +232,17 @@ impl Progressive {
 
     async fn store_master(&mut self) -> anyhow::Result<()> {
         let (variants, _) = self.plan.as_ref().context("no ladder")?;
-        self.store_bytes("master.m3u8", lectern_workers::master_playlist(variants)).await?;
+        let live: Vec<Variant> = self.live.iter().map(|&r| variants[r].clone()).collect();
+        self.store_bytes("master.m3u8", lectern_workers::master_playlist(&live)).await?;
         self.master_stored = true;
         Ok(())
     }
 
-    /// Seconds every rendition has stored.
+    /// Seconds every rendition the master lists has stored.
     fn ready_seconds(&self) -> f64 {
-        self.segments
+        self.live
             .iter()
-            .map(|s| s.iter().map(|seg| seg.duration).sum::<f64>())
+            .map(|&r| self.segments[r].iter().map(|seg| seg.duration).sum::<f64>())
             .fold(f64::INFINITY, f64::min)
     }
 

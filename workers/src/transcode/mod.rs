@@ -63,6 +63,13 @@ pub struct TranscodeSummary {
     pub output_bytes: u64,
 }
 
+/// Below this speed (× real time) over its first segment, the whole ladder would fall behind
+/// a viewer who starts watching as soon as it is playable: the lowest rung is made first.
+const LOW_RUNG_FIRST_BELOW: f64 = 1.2;
+
+/// The share of the progress the lowest rung's pass stands for, in low-rung-first mode.
+const LOW_RUNG_SHARE: f64 = 0.2;
+
 /// x264's presets, fastest first.
 const X264_PRESETS: [&str; 10] = [
     "ultrafast",
@@ -112,6 +119,10 @@ pub enum TranscodeEvent<'a> {
         /// The master playlist's entries, highest first, with bandwidths estimated from each
         /// rung's cap until the end measures them.
         variants: &'a [Variant],
+        /// The variants to list in a master playlist published while the transcode runs: all
+        /// of them, or — when the ladder is slower than real time and the lowest rung is made
+        /// first so that a viewer never catches up — that one alone.
+        live: &'a [usize],
         /// What every version of every media playlist states as `EXT-X-TARGETDURATION`.
         target_duration: u64,
     },
@@ -136,7 +147,7 @@ pub fn transcode_with(
     ffutil::init();
     let started = Instant::now();
     check_options(opts)?;
-    let mut progress = Progress { f: events, last: -1.0 };
+    let mut progress = Progress { f: events, last: -1.0, held: None, part: (0.0, 1.0) };
     progress.report(0.0);
 
     let mut ictx = probe::open_input(input)?;
@@ -153,13 +164,72 @@ pub fn transcode_with(
     // source's keyframes decide the cuts, the longest segment they make.
     let longest =
         copy.map_or(opts.segment_seconds, |c| c.longest_segment.max(opts.segment_seconds));
-    let mut pipeline = Pipeline::new(&ictx, &probed, &ladder, opts, out_dir, copy)?;
-    let variants = pipeline.planned_variants();
     let target_duration = hls::target_duration(longest, &[]);
-    (progress.f)(TranscodeEvent::Started { variants: &variants, target_duration });
-    pipeline.run(&mut ictx, &mut progress)?;
-    let done = pipeline.finish()?;
-
+    let lowest = ladder.len().saturating_sub(1);
+    let low_first = copy.is_none() && lowest > 0 && opts.low_rung_first == Some(true);
+    let mut done = None;
+    if !low_first {
+        let mut pipeline = Pipeline::new(&ictx, &probed, &ladder, opts, out_dir, copy, 0)?;
+        let variants = pipeline.planned_variants();
+        // Auto: encode the first segment of every rung, holding it back, and see whether the
+        // whole ladder keeps ahead of a viewer who starts now.
+        let measure = copy.is_none() && lowest > 0 && opts.low_rung_first.is_none();
+        let mut slow = false;
+        if measure {
+            progress.held = Some(Vec::new());
+            let clock = Instant::now();
+            let ended = pipeline.run_until(
+                &mut ictx,
+                &mut progress,
+                Pipeline::every_output_has_a_segment,
+            )?;
+            let speed = pipeline.encoded_seconds() / clock.elapsed().as_secs_f64().max(1e-3);
+            slow = !ended && speed < LOW_RUNG_FIRST_BELOW;
+            tracing::info!(
+                speed,
+                slow,
+                "the whole ladder's speed over its first segment (x real time)"
+            );
+        }
+        if slow {
+            progress.held = None;
+        } else {
+            let live: Vec<usize> = (0..variants.len()).collect();
+            (progress.f)(TranscodeEvent::Started {
+                variants: &variants,
+                live: &live,
+                target_duration,
+            });
+            progress.release();
+            pipeline.run(&mut ictx, &mut progress)?;
+            done = Some(pipeline.finish()?);
+        }
+    }
+    let done = match done {
+        Some(done) => done,
+        None => {
+            // Low rung first: the lowest rung alone (several times real time), published and
+            // played while the rest follow in a second pass over the input.
+            let mut ictx = probe::open_input(input)?;
+            let mut rest_ictx = probe::open_input(input)?;
+            let rest_probed = probe::analyze(&rest_ictx, input)?;
+            let (rest, low) = ladder.split_at(lowest);
+            let mut first = Pipeline::new(&ictx, &probed, low, opts, out_dir, None, lowest)?;
+            let mut second = Pipeline::new(&rest_ictx, &rest_probed, rest, opts, out_dir, None, 0)?;
+            let mut variants = second.planned_variants();
+            variants.extend(first.planned_variants());
+            (progress.f)(TranscodeEvent::Started {
+                variants: &variants,
+                live: &[lowest],
+                target_duration,
+            });
+            progress.part = (0.0, LOW_RUNG_SHARE);
+            first.run(&mut ictx, &mut progress)?;
+            progress.part = (LOW_RUNG_SHARE, 1.0 - LOW_RUNG_SHARE);
+            second.run(&mut rest_ictx, &mut progress)?;
+            second.finish()?.followed_by(first.finish()?)
+        }
+    };
     let renditions = package::package(out_dir, &done, opts, longest)?;
 
     // Thumbnails.
@@ -220,22 +290,37 @@ fn dir_size(dir: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
-/// Forwards events: monotonic progress, throttled to 0.5 % steps, and finished segments.
+/// Forwards events: monotonic progress, throttled to 0.5 % steps, and finished segments —
+/// or holds the segments back while [`transcode_with`] measures the ladder's speed.
 struct Progress<'a> {
     f: &'a mut dyn FnMut(TranscodeEvent<'_>),
     last: f64,
+    /// Segments held back (`Some`) until the ladder is known to stay ahead of a viewer.
+    held: Option<Vec<(usize, Segment)>>,
+    /// The share of the whole this part of the work covers: start and span.
+    part: (f64, f64),
 }
 
 impl Progress<'_> {
     fn segment(&mut self, rendition: usize, segment: &Segment) {
-        (self.f)(TranscodeEvent::Segment { rendition, segment });
+        match &mut self.held {
+            Some(held) => held.push((rendition, segment.clone())),
+            None => (self.f)(TranscodeEvent::Segment { rendition, segment }),
+        }
+    }
+
+    /// Pass on what was held back, and everything from now on.
+    fn release(&mut self) {
+        for (rendition, segment) in self.held.take().unwrap_or_default() {
+            (self.f)(TranscodeEvent::Segment { rendition, segment: &segment });
+        }
     }
 
     fn report(&mut self, p: f64) {
         if !p.is_finite() {
             return;
         }
-        let p = p.clamp(0.0, 0.99);
+        let p = (self.part.0 + self.part.1 * p).clamp(0.0, 0.99);
         if p >= self.last + 0.005 || (self.last < 0.0 && p >= 0.0) {
             self.last = p;
             (self.f)(TranscodeEvent::Progress(p));
@@ -304,7 +389,7 @@ mod tests {
                     seen.push(p)
                 }
             };
-            let mut progress = Progress { f: &mut f, last: -1.0 };
+            let mut progress = Progress { f: &mut f, last: -1.0, held: None, part: (0.0, 1.0) };
             for p in [0.0, 0.001, 0.004, 0.006, 0.5, 0.3, 0.502, f64::NAN, 2.0, 3.0] {
                 progress.report(p);
             }

@@ -37,6 +37,16 @@ pub(super) struct FinishedOutput {
     pub copied: bool,
 }
 
+impl Finished {
+    /// The results of a pass over the same input that made the rungs after these.
+    pub fn followed_by(mut self, lower: Finished) -> Finished {
+        self.outputs.extend(lower.outputs);
+        self.duration = self.duration.max(lower.duration);
+        self.has_audio |= lower.has_audio;
+        self
+    }
+}
+
 /// The pipeline's results, once everything is encoded and muxed.
 pub(super) struct Finished {
     pub outputs: Vec<FinishedOutput>,
@@ -91,6 +101,8 @@ pub(super) struct Pipeline<'a> {
     /// How many cuts the copied rung's muxer will have made (see [`Pipeline::copy_packet`]).
     cuts: u32,
     segment_seconds: f64,
+    /// The ladder index of this pipeline's first output (its rungs are reported under it).
+    first_rendition: usize,
 }
 
 impl VideoIn {
@@ -139,6 +151,7 @@ impl<'a> Pipeline<'a> {
         opts: &TranscodeOptions,
         out_dir: &Path,
         passthrough: Option<Passthrough>,
+        first_rendition: usize,
     ) -> Result<Self, MediaError> {
         let info = &probed.info;
         let fps = output_frame_rate(info.frame_rate);
@@ -208,6 +221,7 @@ impl<'a> Pipeline<'a> {
             source_keys: Default::default(),
             cuts: 0,
             segment_seconds: opts.segment_seconds,
+            first_rendition,
         })
     }
 
@@ -243,7 +257,7 @@ impl<'a> Pipeline<'a> {
         for (i, out) in self.outputs.iter_mut().enumerate() {
             let new = out.collect_segments(self.encryption.as_ref())?;
             for segment in &out.segments[out.segments.len() - new..] {
-                progress.segment(i, segment);
+                progress.segment(self.first_rendition + i, segment);
             }
         }
         Ok(())
@@ -255,11 +269,36 @@ impl<'a> Pipeline<'a> {
         ictx: &mut ffmpeg::format::context::Input,
         progress: &mut Progress,
     ) -> Result<(), MediaError> {
-        while let Some(packet) = self.next_packet(ictx)? {
-            self.feed(&packet, progress)?;
-        }
+        self.run_until(ictx, progress, |_| false)?;
         self.flush()?;
         self.collect_segments(progress)
+    }
+
+    /// Demux, decode and encode until `enough` says so or the input ends; true at its end.
+    pub fn run_until(
+        &mut self,
+        ictx: &mut ffmpeg::format::context::Input,
+        progress: &mut Progress,
+        enough: impl Fn(&Self) -> bool,
+    ) -> Result<bool, MediaError> {
+        while !enough(self) {
+            match self.next_packet(ictx)? {
+                Some(packet) => self.feed(&packet, progress)?,
+                None => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether every rung has finished its first segment.
+    pub fn every_output_has_a_segment(&self) -> bool {
+        self.outputs.iter().all(|o| !o.segments.is_empty())
+    }
+
+    /// Seconds of video every rung has encoded.
+    pub fn encoded_seconds(&self) -> f64 {
+        let frames = self.outputs.iter().map(|o| o.frames).min().unwrap_or(0);
+        frames as f64 / f64::from(self.fps)
     }
 
     /// The next packet, or `None` where reading ends: at the end of the input, or where it
