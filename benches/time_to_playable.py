@@ -91,6 +91,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--poll", type=float, default=0.25, help="how often the client polls the video's status")
+    ap.add_argument("--preset", help="LECTERN_X264_PRESET for the server (default: its own, veryfast)")
     args = ap.parse_args()
     lectern = lectern_binary()
     work = tempfile.mkdtemp(prefix="lectern-ttp-bench-", dir=os.environ.get("BENCH_DIR", ROOT))
@@ -105,6 +106,8 @@ def main():
         api = f"http://127.0.0.1:{port}"
         env = dict(os.environ, LECTERN_DATA_DIR=os.path.join(work, "data"), LECTERN_LISTEN=f"127.0.0.1:{port}",
                    RUST_LOG="warn")
+        if args.preset:
+            env["LECTERN_X264_PRESET"] = args.preset
         subprocess.run([lectern, "user", "create", "--email", "bench@example.com", "--password", "bench-password",
                         "--role", "instructor"], env=env, check=True, capture_output=True)
         server = subprocess.Popen([lectern, "serve"], env=env, stdout=subprocess.DEVNULL)
@@ -149,6 +152,8 @@ def main():
         startup = wall_b - (t_launch - t0) - page_ms
         v = http("GET", f"{api}/api/v1/videos/{video}", token=tok)
         encoded_at_b = v["ready_seconds"]
+        master_at_b = get_text(session["url"]) or ""
+        live_rungs = [line.split("/")[0] for line in master_at_b.splitlines() if "index.m3u8" in line]
 
         while True:
             v = http("GET", f"{api}/api/v1/videos/{video}", token=tok)
@@ -167,6 +172,7 @@ def main():
         print(f"  (b) hls.js currentTime > 2        {t_b:6.2f} s   (target <= 10 s; "
               f"session at {t_session:.2f} s, page {page_ms:.2f} s, browser start-up {startup:.2f} s extra; "
               f"{encoded_at_b:.0f} s encoded by then; stalls {result['stalls']}, live at start {result['liveAtStart']})")
+        print(f"  rungs listed while transcoding      {live_rungs}")
         print(f"  (c) ready (whole ladder)          {t_c:6.1f} s   ({v['duration_seconds'] / t_c:.2f}x real time)")
         print(f"  (d) CPU per minute of input       {cpu / minutes:6.1f} s   ({cpu:.0f} CPU s in all)")
     finally:
