@@ -157,43 +157,50 @@ async fn a_video_is_playable_while_it_is_transcoded(b: Backend, s: StorageKind) 
     common::assert_decodes(&out.path().join("master.m3u8"));
 }
 
-/// hls.js in headless Chromium starts a lecture while it is still being transcoded, plays it
-/// from its start without a stall, past what was encoded when it started, into the finished
-/// (VOD) playlist.
-async fn hls_js_plays_a_lecture_while_it_is_transcoded(b: Backend, s: StorageKind) {
+/// Players in headless Chromium — hls.js, Shaka Player and Video.js — each start a lecture while
+/// it is still being transcoded, play it from its start without a stall, past what was encoded
+/// when they started, into the finished (VOD) playlist.
+async fn players_play_a_lecture_while_it_is_transcoded(b: Backend, s: StorageKind) {
     let srv = server(b, s).await;
     let teacher = srv.instructor("teacher@example.com").await;
-    let (_, _, lecture) = srv.course_with_lecture(&teacher, "Live course").await;
     let dir = tempfile::tempdir().unwrap();
-    let video = srv.put_video(&teacher, lecture, &source(dir.path(), "long.mp4", 24)).await;
-    let mut worker = srv.spawn_worker();
-    let v = poll_video(&srv, &teacher, video, |v| v["playable"] == true).await;
-    let (_, session) =
-        srv.post(&format!("/api/v1/lectures/{lecture}/playback"), Some(&teacher), json!({})).await;
-    let (_, at_start) = srv.get(&format!("/api/v1/videos/{video}"), Some(&teacher)).await;
-    assert_eq!(at_start["status"], "processing", "{at_start}");
-    let encoded_at_start = at_start["ready_seconds"].as_f64().unwrap();
-    let target = 22.0;
-    assert!(encoded_at_start < target - 10.0, "{v}");
+    let src = source(dir.path(), "long.mp4", 24);
+    for mode in ["hlsjs", "shaka", "videojs"] {
+        let (_, _, lecture) = srv.course_with_lecture(&teacher, &format!("Live {mode}")).await;
+        let video = srv.put_video(&teacher, lecture, &src).await;
+        let mut worker = srv.spawn_worker();
+        poll_video(&srv, &teacher, video, |v| v["playable"] == true).await;
+        let (_, session) = srv
+            .post(&format!("/api/v1/lectures/{lecture}/playback"), Some(&teacher), json!({}))
+            .await;
+        let (_, at_start) = srv.get(&format!("/api/v1/videos/{video}"), Some(&teacher)).await;
+        assert_eq!(at_start["status"], "processing", "{mode}: {at_start}");
+        let encoded_at_start = at_start["ready_seconds"].as_f64().unwrap();
+        let target = 22.0;
+        assert!(encoded_at_start < target - 10.0, "{mode}: {at_start}");
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
-    let out = tokio::process::Command::new("node")
-        .args([script, "hlsjs", session["url"].as_str().unwrap(), &target.to_string()])
-        .output()
-        .await
-        .expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(result["ok"], true, "{result}");
-    assert!(result["currentTime"].as_f64().unwrap() >= target, "{result}");
-    assert_eq!(result["liveAtStart"], true, "the playlist was still growing: {result}");
-    assert_eq!(result["sawEndList"], true, "it played on into the VOD playlist: {result}");
-    assert!(result["startedAt"].as_f64().unwrap() < 1.0, "from the start: {result}");
-    assert_eq!(result["stalls"], 0, "{result}");
-    let done = srv.wait_video(&teacher, video, Duration::from_secs(240)).await;
-    assert_eq!(done["status"], "ready");
-    worker.kill().await.unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
+        let out = tokio::process::Command::new("node")
+            .args([script, mode, session["url"].as_str().unwrap(), &target.to_string()])
+            .output()
+            .await
+            .expect("node");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{mode}: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+        let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(result["ok"], true, "{mode}: {result}");
+        assert!(result["currentTime"].as_f64().unwrap() >= target, "{mode}: {result}");
+        assert_eq!(result["liveAtStart"], true, "{mode}: the playlist was still growing: {result}");
+        assert_eq!(
+            result["sawEndList"], true,
+            "{mode}: it played on into the VOD playlist: {result}"
+        );
+        assert!(result["startedAt"].as_f64().unwrap() < 1.0, "{mode}: from the start: {result}");
+        assert_eq!(result["stalls"], 0, "{mode}: {result}");
+        let done = srv.wait_video(&teacher, video, Duration::from_secs(240)).await;
+        assert_eq!(done["status"], "ready");
+        worker.kill().await.unwrap();
+    }
 }
 
 /// The object keys stored under the video.
@@ -356,6 +363,6 @@ on_both_setups!(
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hls_js_plays_a_lecture_while_it_is_transcoded_sqlite_fs() {
-    hls_js_plays_a_lecture_while_it_is_transcoded(Backend::Sqlite, StorageKind::Fs).await;
+async fn players_play_a_lecture_while_it_is_transcoded_sqlite_fs() {
+    players_play_a_lecture_while_it_is_transcoded(Backend::Sqlite, StorageKind::Fs).await;
 }

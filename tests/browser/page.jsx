@@ -38,7 +38,50 @@ function watch(video) {
   video.addEventListener("error", () => report({ ok: false, error: `media error ${video.error && video.error.code}` }));
 }
 
-if (mode === "hlsjs") {
+function element() {
+  const video = document.createElement("video");
+  video.muted = true;
+  video.autoplay = true;
+  document.body.appendChild(video);
+  return video;
+}
+
+if (mode === "shaka") {
+  // Shaka Player with its own TS transmuxer, from the very start even of a growing playlist.
+  const shaka = (await import("shaka-player/dist/shaka-player.compiled.js")).default;
+  shaka.polyfill.installAll();
+  const video = element();
+  watch(video);
+  const player = new shaka.Player();
+  await player.attach(video);
+  player.addEventListener("error", (e) => report({ ok: false, error: `shaka error ${e.detail && e.detail.code}` }));
+  try {
+    await player.load(src, 0);
+    playback.liveAtStart = player.isLive();
+    video.addEventListener("timeupdate", () => {
+      if (!player.isLive()) playback.sawEndList = true;
+    });
+    video.play().catch((e) => events.push(`play:${e}`));
+  } catch (e) {
+    report({ ok: false, error: `shaka load failed ${e && e.code}` });
+  }
+} else if (mode === "videojs") {
+  // Video.js with its HTTP streaming engine (VHS) rather than the browser's own HLS.
+  const videojs = (await import("video.js")).default;
+  const video = element();
+  watch(video);
+  const player = videojs(video, { autoplay: true, muted: true, html5: { vhs: { overrideNative: true } } });
+  player.on("error", () => report({ ok: false, error: `video.js error ${player.error() && player.error().code}` }));
+  player.src({ src, type: "application/x-mpegURL" });
+  player.one("loadedmetadata", () => {
+    playback.liveAtStart = !Number.isFinite(player.duration());
+    player.currentTime(0);
+    player.play().catch((e) => events.push(`play:${e}`));
+  });
+  player.on("durationchange", () => {
+    if (Number.isFinite(player.duration())) playback.sawEndList = true;
+  });
+} else if (mode === "hlsjs") {
   const video = document.createElement("video");
   video.muted = true;
   video.autoplay = true;

@@ -2,7 +2,8 @@
 //
 //   node play.mjs MODE MASTER_URL [SECONDS]
 //
-// MODE is `hlsjs` or `reactplayer`. Serves the page from its own origin (so CORS is
+// MODE is `hlsjs`, `reactplayer`, `shaka` (Shaka Player) or `videojs` (Video.js with VHS).
+// Serves the page from its own origin (so CORS is
 // exercised), waits until playback passes SECONDS or fails, prints one JSON line.
 import http from "node:http";
 import { mkdtempSync } from "node:fs";
