@@ -3,8 +3,10 @@
 //!
 //! A video's life: `uploading` (bytes arriving) → `queued` (source stored, job enqueued) →
 //! `processing` (a worker holds the job) → `ready` (outputs published) or `failed` (with a
-//! reason). Each upload is a new video of its lecture; the lecture switches to it when it is
-//! ready, and the one it replaces is removed then.
+//! reason). A video turns *playable* while it is processing, as soon as the first segments of
+//! its ladder are published (progressive publish, see [`worker`]). Each upload is a new video
+//! of its lecture; the lecture switches to it when it is playable, and the one it replaces is
+//! removed once the new one is ready (or played again if the new one fails for good).
 //!
 //! Uploads are bounded per user ([`limits`]) and by an idle timeout on their bodies, and they
 //! are crash-safe: storing the source and enqueueing its transcode commit together, and
