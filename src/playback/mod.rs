@@ -30,7 +30,7 @@ use crate::storage::ObjectKey;
 
 /// What the segment server needs to know about a playable video. Immutable once ready (a new
 /// upload is a new video), so a ready one is cached for the life of the process; one still
-/// being transcoded (`live`) is looked up again after [`LIVE_TTL`], since its visible output
+/// being transcoded (`live`) is looked up again after `LIVE_TTL`, since its visible output
 /// can move to another attempt's prefix and its playlists keep growing.
 #[derive(Debug, Clone)]
 pub struct ReadyVideo {
