@@ -57,6 +57,20 @@ def lectern_binary():
     return lectern
 
 
+def create_instructor(lectern, env):
+    """The instructor the scripts log in as (see `login`), made with `lectern user create`."""
+    subprocess.run([lectern, "user", "create", "--email", "bench@example.com", "--password", "bench-password",
+                    "--role", "instructor"], env=env, check=True, capture_output=True)
+
+
+def serve_with_instructor(lectern, env, api):
+    """`lectern serve` on `env`'s settings, with the bench instructor, once it answers at `api`."""
+    create_instructor(lectern, env)
+    server = subprocess.Popen([lectern, "serve"], env=env, stdout=subprocess.DEVNULL)
+    wait_http(f"{api}/healthz")
+    return server
+
+
 def login(api, email="bench@example.com", password="bench-password"):
     """An access token for the instructor the scripts create with `lectern user create`."""
     return http("POST", f"{api}/api/v1/auth/login", {"email": email, "password": password})["access_token"]

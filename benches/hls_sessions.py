@@ -30,7 +30,7 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from benchlib import course_with_lectures, free_port, http, lectern_binary, login, transcoded_video, wait_http
+from benchlib import course_with_lectures, create_instructor, free_port, http, lectern_binary, login, transcoded_video, wait_http
 
 
 
@@ -158,8 +158,7 @@ def main():
                        LECTERN_WORKERS="1" if i == 0 else "0")
             if i == 0:
                 subprocess.run([lectern, "migrate"], env=env, check=True, capture_output=True)
-                subprocess.run([lectern, "user", "create", "--email", "bench@example.com", "--password", "bench-password",
-                                "--role", "instructor"], env=env, check=True, capture_output=True)
+                create_instructor(lectern, env)
             procs.append(subprocess.Popen([lectern, "serve"], env=env, stdout=subprocess.DEVNULL))
         bases = [f"http://127.0.0.1:{p}" for p in ports]
         for b in bases:

@@ -27,7 +27,7 @@ import tempfile
 import time
 import urllib.request
 
-from benchlib import course_with_lectures, free_port, http, lectern_binary, login, transcoded_video, wait_http
+from benchlib import course_with_lectures, free_port, http, lectern_binary, login, serve_with_instructor, transcoded_video
 
 
 def cpu_seconds(pid):
@@ -119,11 +119,8 @@ def main():
                LECTERN_HLS_ENCRYPTION="false", LECTERN_LOG_FILTER="warn", LECTERN_X264_PRESET="ultrafast")
     procs = []
     try:
-        subprocess.run([lectern, "user", "create", "--email", "bench@example.com", "--password", "bench-password",
-                        "--role", "instructor"], env=env, check=True, capture_output=True)
-        procs.append(subprocess.Popen([lectern, "serve"], env=env, stdout=subprocess.DEVNULL))
         api = f"http://127.0.0.1:{port}"
-        wait_http(f"{api}/healthz")
+        procs.append(serve_with_instructor(lectern, env, api))
         tok = login(api)
         _, (lecture,) = course_with_lectures(api, tok)
         video_id = transcoded_video(api, tok, lecture, work, wait=300)

@@ -32,7 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 
-from benchlib import ROOT, course_with_lectures, free_port, http, lectern_binary, login, wait_http
+from benchlib import ROOT, course_with_lectures, free_port, http, lectern_binary, login, serve_with_instructor
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -108,10 +108,7 @@ def main():
                    RUST_LOG="warn")
         if args.preset:
             env["LECTERN_X264_PRESET"] = args.preset
-        subprocess.run([lectern, "user", "create", "--email", "bench@example.com", "--password", "bench-password",
-                        "--role", "instructor"], env=env, check=True, capture_output=True)
-        server = subprocess.Popen([lectern, "serve"], env=env, stdout=subprocess.DEVNULL)
-        wait_http(f"{api}/healthz")
+        server = serve_with_instructor(lectern, env, api)
         tok = login(api)
         _, (lecture,) = course_with_lectures(api, tok)
         time.sleep(1)

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 
-from benchlib import ROOT, course_with_lectures, free_port, http_with_headers, lectern_binary, login, wait_http
+from benchlib import ROOT, course_with_lectures, free_port, http_with_headers, lectern_binary, login, serve_with_instructor
 MIB = 1024 * 1024
 
 
@@ -91,11 +91,8 @@ def main():
     try:
         src = os.path.join(work, "upload.bin")
         make_file(src, size)
-        subprocess.run([lectern, "user", "create", "--email", "bench@example.com", "--password", "bench-password",
-                        "--role", "instructor"], env=env, check=True, capture_output=True)
-        server = subprocess.Popen([lectern, "serve"], env=env, stdout=subprocess.DEVNULL)
         api = f"http://127.0.0.1:{port}"
-        wait_http(f"{api}/healthz")
+        server = serve_with_instructor(lectern, env, api)
         tok = login(api)
         _, lectures = course_with_lectures(api, tok, count=2 * args.rounds)
         # Warm the page cache with the source, so the client reads it at memory speed.

@@ -181,6 +181,16 @@ pub async fn remove_videos(db: &Db, storage: &Storage, videos: &[VideoId]) {
     }
 }
 
+/// Delete the published outputs under `prefixes` (a failed video's withdrawn output, an
+/// attempt's output another took the place of). One that cannot be deleted stays behind, logged.
+pub async fn remove_outputs(storage: &Storage, prefixes: impl IntoIterator<Item = String>) {
+    for prefix in prefixes.into_iter().filter_map(|p| crate::storage::ObjectKey::new(p).ok()) {
+        if let Err(e) = storage.delete_prefix(&prefix).await {
+            tracing::warn!(%prefix, error = %e, "could not delete an output; it stays behind");
+        }
+    }
+}
+
 /// Why an upload body was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -510,15 +520,7 @@ pub async fn housekeeping(st: &Uploads) {
         tracing::warn!(error = %e, "removing abandoned streamed uploads failed");
     }
     match queue::reap_abandoned(&st.db).await {
-        Ok(withdrawn) => {
-            for prefix in
-                withdrawn.iter().filter_map(|p| crate::storage::ObjectKey::new(p.clone()).ok())
-            {
-                if let Err(e) = st.storage.delete_prefix(&prefix).await {
-                    tracing::warn!(%prefix, error = %e, "could not delete a failed video's output");
-                }
-            }
-        }
+        Ok(withdrawn) => remove_outputs(&st.storage, withdrawn).await,
         Err(e) => tracing::warn!(error = %e, "reaping abandoned jobs failed"),
     }
     if let Ok((queued, running)) = queue::depth(&st.db).await {

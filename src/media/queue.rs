@@ -222,24 +222,24 @@ pub async fn publish(
 
 /// Point the lecture of `video_id` at it if it is the newest video the lecture could play
 /// ("newest wins": an older upload finishing late does not take over), with `duration` as the
-/// lecture's, and recompute the course's total. True when the lecture plays it now.
+/// lecture's, and recompute the course's total.
 async fn point_lecture(
     conn: &mut sqlx::AnyConnection,
     video_id: VideoId,
     duration: f64,
-) -> Result<bool, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     let lecture: Option<(LectureId, CourseId, Option<VideoId>)> = sqlx::query_as(
         "SELECT l.id, l.course_id, l.video_id FROM lectures l JOIN videos v ON v.lecture_id = l.id WHERE v.id = $1",
     )
     .bind(video_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((lecture_id, course_id, current)) = lecture else { return Ok(false) };
-    if current.is_some_and(|c| c > video_id) {
-        return Ok(false);
+    match lecture {
+        Some((lecture_id, course_id, current)) if current.is_none_or(|c| c <= video_id) => {
+            set_lecture_video(conn, lecture_id, course_id, Some((video_id, duration))).await
+        }
+        _ => Ok(()),
     }
-    set_lecture_video(conn, lecture_id, course_id, Some((video_id, duration))).await?;
-    Ok(true)
 }
 
 /// Make `video` (and its duration) what `lecture_id` plays, or nothing, and recompute the

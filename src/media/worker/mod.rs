@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use lectern_workers::{ProbeInfo, TranscodeSummary};
+use lectern_workers::{HlsEncryption, ProbeInfo, TranscodeSummary};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
@@ -375,11 +375,7 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
             let reason = &failed.internal;
             match queue::fail(&ctx.db, &job, worker, &record).await {
                 Ok(recorded) if recorded.final_failure => {
-                    for old in
-                        recorded.withdrawn.iter().filter_map(|p| ObjectKey::new(p.clone()).ok())
-                    {
-                        let _ = ctx.storage.delete_prefix(&old).await;
-                    }
+                    crate::media::remove_outputs(&ctx.storage, recorded.withdrawn).await;
                     metrics::counter!("lectern_transcodes_total", "result" => "failed")
                         .increment(1);
                     tracing::warn!(worker, job = %job.id, video = %job.video_id, %reason, "transcode failed for good")
@@ -449,7 +445,7 @@ async fn run_attempt(
 
     // A random key per video, the same for every attempt (a viewer of an earlier attempt's
     // output keeps the key it holds); the playlists point players at `/hls/{video}/key`.
-    let key = match ctx.settings.hls_encryption {
+    let encryption = match ctx.settings.hls_encryption {
         true => {
             use rand::RngCore;
             let mut fresh = [0u8; 16];
@@ -457,20 +453,27 @@ async fn run_attempt(
             let key = queue::segment_key(&ctx.db, job.video_id, &hex::encode(fresh))
                 .await
                 .map_err(|e| internal(e.into()))?;
-            Some(key)
+            let key: [u8; 16] = hex::decode(&key)
+                .ok()
+                .and_then(|k| k.try_into().ok())
+                .context("the video's stored segment key is not 16 bytes of hex")
+                .map_err(internal)?;
+            Some(HlsEncryption { key, iv: segment_iv(&key), key_uri: "../key".to_owned() })
         }
         false => None,
     };
-    let done = transcode(a, prefix, key.as_deref(), info.duration_seconds, shutdown).await?;
+    let done = transcode(a, prefix, encryption, info.duration_seconds, shutdown).await?;
     let (worker, scratch) = (a.worker, a.scratch.clone());
-    a.within(publish_outputs(ctx, worker, job, &scratch, prefix, &done, key.as_deref())).await
+    let key_hex = done.encryption.as_ref().map(|e| hex::encode(e.key));
+    a.within(publish_outputs(ctx, worker, job, &scratch, prefix, &done, key_hex.as_deref())).await
 }
 
 /// The IV of a video's segments, derived from its key, so that every attempt's playlists say
 /// the same.
-fn segment_iv(key_hex: &str) -> String {
+fn segment_iv(key: &[u8; 16]) -> [u8; 16] {
     use sha2::{Digest, Sha256};
-    hex::encode(&Sha256::digest(format!("lectern hls iv {key_hex}"))[..16])
+    let digest = Sha256::digest(format!("lectern hls iv {}", hex::encode(key)));
+    digest[..16].try_into().expect("a SHA-256 digest has 32 bytes")
 }
 
 /// Copy the stored source into scratch space, refusing to hold more than the scratch budget.
@@ -574,19 +577,12 @@ async fn probe(a: &mut Attempt<'_>) -> Result<ProbeInfo, Outcome> {
 async fn transcode(
     a: &mut Attempt<'_>,
     prefix: &ObjectKey,
-    key_hex: Option<&str>,
+    encryption: Option<HlsEncryption>,
     duration_estimate: f64,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Transcoded, Outcome> {
     let (ctx, job) = (a.ctx, a.job);
-    let encryption = key_hex.map(|k| (k.to_owned(), segment_iv(k), "../key".to_owned()));
     let out_dir = a.scratch.join("out");
-    // What the playlists say of the key: its URI and the IV.
-    let playlist_key = encryption.as_ref().map(|(k, iv, uri)| {
-        let bytes =
-            |h: &str| hex::decode(h).ok().and_then(|b| b.try_into().ok()).unwrap_or_default();
-        lectern_workers::HlsEncryption { key: bytes(k), iv: bytes(iv), key_uri: uri.clone() }
-    });
     let (publisher, mut running) = Publisher::start(
         ctx,
         progressive::Setup {
@@ -594,14 +590,15 @@ async fn transcode(
             worker: a.worker.to_owned(),
             prefix: prefix.clone(),
             out_dir: out_dir.clone(),
-            encryption: playlist_key,
-            hls_key: key_hex.map(str::to_owned),
+            encryption: encryption.clone(),
             duration_estimate,
             visible: a.visible.clone(),
         },
     );
+    let engine_key =
+        encryption.as_ref().map(|e| (hex::encode(e.key), hex::encode(e.iv), e.key_uri.clone()));
     let mut engine =
-        Engine::start(&ctx.exe, &a.request(Some(out_dir), encryption), a.engine_limits())
+        Engine::start(&ctx.exe, &a.request(Some(out_dir), engine_key), a.engine_limits())
             .await
             .context("starting an engine process")
             .map_err(|e| Outcome::Failed(Failed::internal(job, e)))?;
@@ -660,13 +657,15 @@ async fn transcode(
     };
     let published: Progressive =
         running.finish(publisher).await.map_err(|e| publish_failed(job, e))?;
-    Ok(Transcoded { summary, stored: published.stored })
+    Ok(Transcoded { summary, stored: published.stored, encryption })
 }
 
-/// A finished transcode: its summary, and the output files already stored while it ran.
+/// A finished transcode: its summary, the output files already stored while it ran, and how
+/// its segments are encrypted.
 struct Transcoded {
     summary: TranscodeSummary,
     stored: std::collections::HashSet<String>,
+    encryption: Option<HlsEncryption>,
 }
 
 fn publish_failed(job: &Job, e: PublishError) -> Outcome {

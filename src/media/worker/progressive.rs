@@ -51,9 +51,9 @@ pub(super) struct Progressive {
     worker: String,
     prefix: ObjectKey,
     out_dir: PathBuf,
-    /// The key URI and IV the playlists name (the key itself stays out of them).
+    /// The segments' key: the playlists name its URI and IV (the key itself stays out of
+    /// them), the database keeps it for the key endpoint.
     encryption: Option<HlsEncryption>,
-    hls_key: Option<String>,
     duration_estimate: f64,
     plan: Option<(Vec<Variant>, u64)>,
     /// The renditions the master lists while the transcode runs (all, or the lowest alone
@@ -77,7 +77,6 @@ pub(super) struct Setup {
     pub prefix: ObjectKey,
     pub out_dir: PathBuf,
     pub encryption: Option<HlsEncryption>,
-    pub hls_key: Option<String>,
     pub duration_estimate: f64,
     pub visible: Arc<AtomicBool>,
 }
@@ -103,7 +102,6 @@ impl Publisher {
             prefix: setup.prefix,
             out_dir: setup.out_dir,
             encryption: setup.encryption,
-            hls_key: setup.hls_key,
             duration_estimate: setup.duration_estimate,
             plan: None,
             live: Vec::new(),
@@ -255,6 +253,7 @@ impl Progressive {
         if ready <= self.shown_seconds {
             return Ok(());
         }
+        let hls_key = self.encryption.as_ref().map(|e| hex::encode(e.key));
         let shown = queue::show_progress(
             &self.ctx.db,
             &self.job,
@@ -262,7 +261,7 @@ impl Progressive {
             self.prefix.as_str(),
             ready,
             self.duration_estimate,
-            self.hls_key.as_deref(),
+            hls_key.as_deref(),
         )
         .await
         .context("recording the published progress")?;
@@ -274,11 +273,7 @@ impl Progressive {
                 if !self.visible.swap(true, Ordering::SeqCst) {
                     tracing::info!(job = %self.job.id, video = %self.job.video_id, ready, "video playable");
                 }
-                if let Some(old) = replaced.and_then(|p| ObjectKey::new(p).ok()) {
-                    if let Err(e) = self.ctx.storage.delete_prefix(&old).await {
-                        tracing::warn!(prefix = %old, error = %e, "could not delete a replaced attempt's output");
-                    }
-                }
+                crate::media::remove_outputs(&self.ctx.storage, replaced).await;
             }
         }
         Ok(())

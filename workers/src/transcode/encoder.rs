@@ -116,7 +116,7 @@ impl Output {
     ) -> Result<Self, MediaError> {
         let enc_tb = setup.fps.invert();
         let encoder = open_x264(r, setup, enc_tb)?;
-        let avc1 = avc1_of(extradata(&encoder)).unwrap_or_else(|| {
+        let avc1 = hls::avc1_codecs(extradata(&encoder)).unwrap_or_else(|| {
             tracing::warn!(rendition = %r.name, "no SPS in x264's extradata; assuming High@4.0");
             "avc1.640028".to_owned()
         });
@@ -133,7 +133,7 @@ impl Output {
         source: &Stream,
     ) -> Result<Self, MediaError> {
         let par = codecpar(source);
-        let avc1 = avc1_of(extradata_of(par)).unwrap_or_else(|| {
+        let avc1 = hls::avc1_codecs(extradata_of(par)).unwrap_or_else(|| {
             tracing::warn!(rendition = %r.name, "no SPS in the source's extradata; assuming High@4.0");
             "avc1.640028".to_owned()
         });
@@ -263,35 +263,32 @@ fn open_x264(
     enc.open_with(dict).map_err(|e| ff_err(&format!("opening x264 for {}", r.name), e))
 }
 
-/// The RFC 6381 `avc1.PPCCLL` string from the SPS in H.264 extradata.
-fn avc1_of(extradata: &[u8]) -> Option<String> {
-    hls::avc1_codecs(extradata)
-}
-
 /// The extradata of an opened encoder.
 fn extradata(encoder: &ffmpeg::encoder::Video) -> &[u8] {
     // SAFETY: `encoder` is an opened codec context, borrowed for as long as the slice lives;
-    // its `extradata` is NULL or points at `extradata_size` bytes it owns and leaves alone.
+    // it owns its extradata and leaves it alone while opened.
     unsafe {
         let c = encoder.as_ptr();
-        if (*c).extradata.is_null() || (*c).extradata_size <= 0 {
-            &[][..]
-        } else {
-            std::slice::from_raw_parts((*c).extradata, (*c).extradata_size as usize)
-        }
+        bytes_or_empty((*c).extradata, (*c).extradata_size)
     }
 }
 
 /// The extradata of a stream's codec parameters.
 fn extradata_of(par: &ffi::AVCodecParameters) -> &[u8] {
-    // SAFETY: `par` belongs to a stream the caller borrows; its `extradata` is NULL or points
-    // at `extradata_size` bytes it owns.
-    unsafe {
-        if par.extradata.is_null() || par.extradata_size <= 0 {
-            &[][..]
-        } else {
-            std::slice::from_raw_parts(par.extradata, par.extradata_size as usize)
-        }
+    // SAFETY: `par` belongs to a stream the caller borrows, and owns its extradata.
+    unsafe { bytes_or_empty(par.extradata, par.extradata_size) }
+}
+
+/// The `len` bytes at `data`, or none when it is NULL or `len` is not positive.
+///
+/// # Safety
+/// A non-NULL `data` must point at `len` readable bytes that live, unchanged, for `'a`.
+unsafe fn bytes_or_empty<'a>(data: *const u8, len: std::ffi::c_int) -> &'a [u8] {
+    if data.is_null() || len <= 0 {
+        &[]
+    } else {
+        // SAFETY: the caller's promise.
+        unsafe { std::slice::from_raw_parts(data, len as usize) }
     }
 }
 

@@ -94,13 +94,11 @@ pub(super) struct Pipeline<'a> {
     truncated: bool,
     progress_duration: f64,
     encryption: Option<HlsEncryption>,
-    /// The top rung is the source's video, copied (see `passthrough`): then the other rungs'
-    /// keyframes go where its muxer will cut, at these output frame numbers.
-    copied: bool,
+    /// Where the copied top rung's muxer will cut (see `passthrough`), as output frame
+    /// numbers: the other rungs' keyframes go there.
     source_keys: std::collections::BTreeSet<i64>,
     /// How many cuts the copied rung's muxer will have made (see [`Pipeline::copy_packet`]).
     cuts: u32,
-    segment_seconds: f64,
     /// The ladder index of this pipeline's first output (its rungs are reported under it).
     first_rendition: usize,
 }
@@ -217,10 +215,8 @@ impl<'a> Pipeline<'a> {
             truncated: false,
             progress_duration: known_duration,
             encryption: opts.encryption.clone(),
-            copied: passthrough.is_some(),
             source_keys: Default::default(),
             cuts: 0,
-            segment_seconds: opts.segment_seconds,
             first_rendition,
         })
     }
@@ -250,6 +246,11 @@ impl<'a> Pipeline<'a> {
                 }
             })
             .collect()
+    }
+
+    /// Whether the top rung is the source's video, copied (see `passthrough`).
+    fn copied(&self) -> bool {
+        self.outputs.first().is_some_and(|o| o.encoder.is_none())
     }
 
     /// Report the segments every muxer finished since the last call.
@@ -342,7 +343,7 @@ impl<'a> Pipeline<'a> {
     fn feed(&mut self, packet: &Packet, progress: &mut Progress) -> Result<(), MediaError> {
         let index = packet.stream();
         if index == self.video.index {
-            if self.copied {
+            if self.copied() {
                 self.copy_packet(packet)?;
             }
             if self.video.decoder.send_packet(packet).is_err() {
@@ -372,9 +373,8 @@ impl<'a> Pipeline<'a> {
             return Ok(());
         }
         let t = pts as f64 * f64::from(v.tb);
-        if packet.is_key()
-            && (self.cuts == 0 || t + 1e-6 >= self.segment_seconds * f64::from(self.cuts))
-        {
+        let next_cut = self.keyframes.segment_seconds * f64::from(self.cuts);
+        if packet.is_key() && (self.cuts == 0 || t + 1e-6 >= next_cut) {
             self.source_keys.insert((t * f64::from(self.fps)).round() as i64);
             self.cuts += 1;
         }
@@ -544,6 +544,7 @@ impl<'a> Pipeline<'a> {
 
     /// Pull everything the video graph has ready: encode renditions, collect thumbnails.
     fn drain_video_graph(&mut self) -> Result<(), MediaError> {
+        let copied = self.copied();
         let Some((graph, _)) = self.video.graph.as_mut() else { return Ok(()) };
         let mut f = frame::Video::empty();
         for (i, out) in self.outputs.iter_mut().enumerate() {
@@ -559,7 +560,7 @@ impl<'a> Pipeline<'a> {
                 }
                 out.last_pts = Some(n);
                 f.set_pts(Some(n));
-                let key = match self.copied {
+                let key = match copied {
                     true => self.source_keys.contains(&n),
                     false => self.keyframes.is_segment_start(n),
                 };
@@ -573,7 +574,7 @@ impl<'a> Pipeline<'a> {
                 drain_video_encoder(out)?;
             }
         }
-        if self.copied {
+        if copied {
             // Keyframes every encoded rung has passed are not needed any more.
             let passed = self
                 .outputs
