@@ -175,12 +175,13 @@ async fn a_video_is_playable_while_it_is_transcoded(b: Backend, s: StorageKind) 
 /// it is still being transcoded, play it from its start without a stall, past what was encoded
 /// when they started, into the finished (VOD) playlist. The ladder encodes with `veryfast`
 /// (about 3x real time here), so it stays ahead of the players even on a machine busy with
-/// other tests.
+/// other tests, and the players play on to near the end, so they reach the finished playlist
+/// however slow the machine is.
 async fn players_play_a_lecture_while_it_is_transcoded(b: Backend, s: StorageKind) {
     let srv = server_with_preset(b, s, "veryfast").await;
     let teacher = srv.instructor("teacher@example.com").await;
     let dir = tempfile::tempdir().unwrap();
-    let src = source(dir.path(), "long.mp4", 24);
+    let src = source(dir.path(), "long.mp4", 40);
     for mode in ["hlsjs", "shaka", "videojs"] {
         let (_, _, lecture) = srv.course_with_lecture(&teacher, &format!("Live {mode}")).await;
         let video = srv.put_video(&teacher, lecture, &src).await;
@@ -190,7 +191,7 @@ async fn players_play_a_lecture_while_it_is_transcoded(b: Backend, s: StorageKin
         let (_, at_start) = srv.get(&format!("/api/v1/videos/{video}"), Some(&teacher)).await;
         assert_eq!(at_start["status"], "processing", "{mode}: {at_start}");
         let encoded_at_start = at_start["ready_seconds"].as_f64().unwrap();
-        let target = 22.0;
+        let target = 38.0;
         assert!(encoded_at_start < target - 10.0, "{mode}: {at_start}");
 
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
