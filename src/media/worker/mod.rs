@@ -651,7 +651,7 @@ async fn transcode(
     let summary = match result {
         Ok(summary) => summary,
         Err(outcome) => {
-            running.abort();
+            running.stop(publisher).await;
             return Err(outcome);
         }
     };

@@ -90,6 +90,8 @@ pub(super) struct Publisher {
 /// [`Running::finish`].
 pub(super) struct Running {
     task: JoinHandle<Result<Progressive, PublishError>>,
+    /// Set to make the publisher take no further step (see [`Running::stop`]).
+    stop: Arc<AtomicBool>,
 }
 
 impl Publisher {
@@ -111,13 +113,18 @@ impl Publisher {
             visible: setup.visible,
             stored: HashSet::new(),
         };
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
         let task = tokio::spawn(async move {
             while let Some(step) = rx.recv().await {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
                 p.apply(step).await?;
             }
             Ok(p)
         });
-        (Publisher { tx }, Running { task })
+        (Publisher { tx }, Running { task, stop })
     }
 
     /// Hand over a step. One the publisher can no longer take is dropped: it stopped, which
@@ -137,9 +144,16 @@ impl Running {
         }
     }
 
-    /// Stop now, storing nothing more (the attempt ended early).
-    pub fn abort(self) {
-        self.task.abort();
+    /// The attempt ended early: let the step in hand finish, take no further one, and return
+    /// once the publisher has stopped, so nothing is stored after this (an aborted task could
+    /// still finish a store after the attempt's output was deleted).
+    pub async fn stop(self, publisher: Publisher) {
+        self.stop.store(true, Ordering::SeqCst);
+        drop(publisher);
+        // A publisher that already stopped was awaited by [`Running::stopped`].
+        if !self.task.is_finished() {
+            let _ = self.task.await;
+        }
     }
 
     /// Store whatever is still queued and hand back what was stored.
