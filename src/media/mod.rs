@@ -49,6 +49,9 @@ pub struct UploadSettings {
     pub upload_max_concurrent: u64,
     pub upload_max_bytes_in_progress: u64,
     pub upload_daily_quota_bytes: u64,
+    /// How long after an output is doomed housekeeping deletes it for good: two job leases,
+    /// by when an attempt that lost its job has stopped writing to it.
+    pub doomed_output_grace_secs: u64,
 }
 
 impl UploadSettings {
@@ -61,6 +64,7 @@ impl UploadSettings {
             upload_max_concurrent: cfg.upload_max_concurrent,
             upload_max_bytes_in_progress: cfg.upload_max_bytes_in_progress,
             upload_daily_quota_bytes: cfg.upload_daily_quota_bytes,
+            doomed_output_grace_secs: 2 * cfg.job_lease_secs,
         }
     }
 }
@@ -182,13 +186,31 @@ pub async fn remove_videos(db: &Db, storage: &Storage, videos: &[VideoId]) {
 }
 
 /// Delete the published outputs under `prefixes` (a failed video's withdrawn output, an
-/// attempt's output another took the place of). One that cannot be deleted stays behind, logged.
+/// attempt's output another took the place of) at once. They are doomed in the database too,
+/// so what this misses (a crash, a store error, a put still in flight) housekeeping deletes
+/// later ([`delete_doomed_outputs`]).
 pub async fn remove_outputs(storage: &Storage, prefixes: impl IntoIterator<Item = String>) {
     for prefix in prefixes.into_iter().filter_map(|p| crate::storage::ObjectKey::new(p).ok()) {
         if let Err(e) = storage.delete_prefix(&prefix).await {
             tracing::warn!(%prefix, error = %e, "could not delete an output; it stays behind");
         }
     }
+}
+
+/// Delete the outputs doomed long enough ago that nothing writes to them any more, and forget
+/// each once its deletion succeeded (one that fails is tried again next round).
+async fn delete_doomed_outputs(st: &Uploads) -> anyhow::Result<()> {
+    for prefix in queue::doomed_outputs(&st.db, st.cfg.doomed_output_grace_secs).await? {
+        let deleted = match crate::storage::ObjectKey::new(prefix.clone()) {
+            Ok(key) => st.storage.delete_prefix(&key).await.map(drop),
+            Err(_) => Ok(()), // not a key: there is nothing under it to delete
+        };
+        match deleted {
+            Ok(()) => queue::forget_doomed(&st.db, &prefix).await?,
+            Err(e) => tracing::warn!(%prefix, error = %e, "could not delete a doomed output"),
+        }
+    }
+    Ok(())
 }
 
 /// Why an upload body was refused.
@@ -522,6 +544,9 @@ pub async fn housekeeping(st: &Uploads) {
     match queue::reap_abandoned(&st.db).await {
         Ok(withdrawn) => remove_outputs(&st.storage, withdrawn).await,
         Err(e) => tracing::warn!(error = %e, "reaping abandoned jobs failed"),
+    }
+    if let Err(e) = delete_doomed_outputs(st).await {
+        tracing::warn!(error = %e, "deleting doomed outputs failed");
     }
     if let Ok((queued, running)) = queue::depth(&st.db).await {
         metrics::gauge!("lectern_jobs", "status" => "queued").set(queued as f64);

@@ -271,7 +271,8 @@ async fn set_lecture_video(
 
 /// A video that failed for good plays nothing: its published output is withdrawn, and a
 /// lecture that had switched to it (when it turned playable) goes back to the newest other
-/// video it can play, or to none. Returns the prefix of the output withdrawn, for deletion.
+/// video it can play, or to none. Returns the prefix of the output withdrawn, for deletion
+/// (also recorded as doomed, in the same transaction).
 async fn withdraw_failed(
     conn: &mut sqlx::AnyConnection,
     video_id: VideoId,
@@ -303,7 +304,45 @@ async fn withdraw_failed(
         .await?;
         set_lecture_video(conn, lecture_id, course_id, fallback).await?;
     }
+    if let Some(prefix) = &prefix {
+        doom_output(conn, prefix).await?;
+    }
     Ok(prefix)
+}
+
+/// Record that the output under `prefix` is referenced no more and is to be deleted, in the
+/// transaction that stops referencing it (see [`doomed_outputs`]).
+async fn doom_output(conn: &mut sqlx::AnyConnection, prefix: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO doomed_outputs (prefix, doomed_at) VALUES ($1, $2) \
+         ON CONFLICT (prefix) DO UPDATE SET doomed_at = excluded.doomed_at",
+    )
+    .bind(prefix)
+    .bind(now())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Outputs doomed at least `grace_secs` ago: no attempt can still be adding to them (an
+/// attempt that lost its job stops within a lease), so one more deletion leaves them empty.
+pub async fn doomed_outputs(db: &Db, grace_secs: u64) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT prefix FROM doomed_outputs WHERE doomed_at <= $1 ORDER BY doomed_at LIMIT 100",
+    )
+    .bind(now() - grace_secs as i64)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(|(p,)| p).collect())
+}
+
+/// Forget a doomed output whose objects are deleted.
+pub async fn forget_doomed(db: &Db, prefix: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM doomed_outputs WHERE prefix = $1")
+        .bind(prefix)
+        .execute(db.pool())
+        .await?;
+    Ok(())
 }
 
 /// What [`show_progress`] did.
@@ -372,8 +411,12 @@ pub async fn show_progress(
         point_lecture(&mut tx, job.video_id, duration_estimate).await?;
         video_event(&mut tx, EventType::VideoPlayable, job.video_id).await?;
     }
+    let replaced = shown.filter(|_| !ours);
+    if let Some(replaced) = &replaced {
+        doom_output(&mut tx, replaced).await?;
+    }
     tx.commit().await?;
-    Ok(Shown::Visible { replaced: shown.filter(|_| !ours) })
+    Ok(Shown::Visible { replaced })
 }
 
 /// The AES-128 key (hex) of `video_id`'s segments: the one an earlier attempt chose, so that
