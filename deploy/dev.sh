@@ -49,7 +49,8 @@ ensure_s3s_fs() {
     fi
 }
 
-# Real clients the tests drive: tuspy (the tus project's Python client), standardwebhooks, and from npm hls.js,
+# Real clients the tests drive: tuspy (the tus project's Python client), standardwebhooks,
+# schemathesis, and from npm hls.js,
 # react-player and tus-js-client with playwright-core driving Debian's Chromium.
 ensure_test_clients() {
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -59,16 +60,20 @@ ensure_test_clients() {
         log "installing the browser test clients (npm)"
         npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
     fi
-    if ! python3 -c 'import tusclient' 2>/dev/null; then
-        log "installing tuspy"
-        python3 -m pip install --quiet tuspy 2>/dev/null \
-            || python3 -m pip install --quiet --break-system-packages tuspy
-    fi
+    pip_ensure 'import tusclient' tuspy
     # The Standard Webhooks reference verifier, which checks Lectern's webhook signatures.
-    if ! python3 -c 'import standardwebhooks' 2>/dev/null; then
-        log "installing standardwebhooks"
-        python3 -m pip install --quiet standardwebhooks 2>/dev/null \
-            || python3 -m pip install --quiet --break-system-packages standardwebhooks
+    pip_ensure 'import standardwebhooks' standardwebhooks
+    # schemathesis, which checks the OpenAPI document against the server (tests/openapi.rs);
+    # pinned, so a new release's new checks arrive as a deliberate change.
+    pip_ensure 'import schemathesis, sys; sys.exit(schemathesis.__version__ != "4.32.5")' schemathesis==4.32.5
+}
+
+# Install the PyPI package `$2` unless the Python check `$1` passes.
+pip_ensure() {
+    if ! python3 -c "$1" 2>/dev/null; then
+        log "installing $2"
+        python3 -m pip install --quiet "$2" 2>/dev/null \
+            || python3 -m pip install --quiet --break-system-packages "$2"
     fi
 }
 

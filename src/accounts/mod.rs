@@ -12,6 +12,7 @@ pub mod ratelimit;
 pub mod routes;
 pub mod tokens;
 
+use crate::types::text::{self, TextRule};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -125,12 +126,25 @@ impl From<AccountError> for Error {
     }
 }
 
-/// Trim and lower-case an email, and check its shape.
+/// The JSON Schema of what [`normalize_email`] accepts.
+pub fn email_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let (s, c) = (text::SPACE_CLASS, text::CONTROL_CLASS);
+    let part = format!("[^{s}{c}\\t\\n\\r@]");
+    let edge = format!("[^{s}{c}\\t\\n\\r@.]");
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .max_length(Some(254))
+        .pattern(Some(format!("^[{s}]*{part}+@{edge}{part}*\\.{part}*{edge}[{s}]*$")))
+        .into()
+}
+
+/// Trim and lower-case an email, and check its shape: at most 254 characters as sent, no
+/// white space or control characters inside, `local@domain` with a dot inside the domain.
 pub fn normalize_email(raw: &str) -> Result<String, AccountError> {
-    let email = raw.trim().to_lowercase();
     let bad =
         || AccountError::Invalid("invalid_email", "email must look like name@example.com".into());
-    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    let email = text::trim(raw).to_lowercase();
+    if raw.chars().count() > 254 || email.chars().any(|c| text::is_space(c) || c.is_control()) {
         return Err(bad());
     }
     let (local, domain) = email.split_once('@').ok_or_else(bad)?;
@@ -156,23 +170,14 @@ fn check_password(pw: &str) -> Result<(), AccountError> {
     Ok(())
 }
 
-/// Check a text field: trimmed, within `min..=max` characters.
+/// Check a text field by its `rule` (see [`TextRule`]); the stored, trimmed text.
 pub fn check_text(
     code: &'static str,
     field: &str,
     value: &str,
-    min: usize,
-    max: usize,
+    rule: TextRule,
 ) -> Result<String, AccountError> {
-    let v = value.trim();
-    let n = v.chars().count();
-    if n < min || n > max || v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(AccountError::Invalid(
-            code,
-            format!("{field} must be {min} to {max} characters"),
-        ));
-    }
-    Ok(v.to_string())
+    rule.check(field, value).map_err(|why| AccountError::Invalid(code, why))
 }
 
 /// The account operations, with what they need.
@@ -223,7 +228,7 @@ impl Accounts {
     ) -> Result<User, AccountError> {
         let email = normalize_email(email)?;
         check_password(password)?;
-        let name = check_text("invalid_name", "name", name, 1, 100)?;
+        let name = check_text("invalid_name", "name", name, TextRule::NAME)?;
         let hash = password::hash(password.to_string()).await?;
         match db::insert_user(&self.db, &email, &name, &hash, role, now()).await {
             Ok(row) => Ok(row.into()),
@@ -358,17 +363,17 @@ impl Accounts {
         let name = changes
             .name
             .as_deref()
-            .map(|n| check_text("invalid_name", "name", n, 1, 100))
+            .map(|n| check_text("invalid_name", "name", n, TextRule::NAME))
             .transpose()?;
         let headline = changes
             .headline
             .as_deref()
-            .map(|h| check_text("invalid_headline", "headline", h, 0, 200))
+            .map(|h| check_text("invalid_headline", "headline", h, TextRule::HEADLINE))
             .transpose()?;
         let bio = changes
             .bio
             .as_deref()
-            .map(|b| check_text("invalid_bio", "bio", b, 0, 5000))
+            .map(|b| check_text("invalid_bio", "bio", b, TextRule::BIO))
             .transpose()?;
         let row = db::update_profile(
             &self.db,
@@ -422,8 +427,8 @@ impl Accounts {
         headline: &str,
         bio: &str,
     ) -> Result<User, AccountError> {
-        let headline = check_text("invalid_headline", "headline", headline, 0, 200)?;
-        let bio = check_text("invalid_bio", "bio", bio, 0, 5000)?;
+        let headline = check_text("invalid_headline", "headline", headline, TextRule::HEADLINE)?;
+        let bio = check_text("invalid_bio", "bio", bio, TextRule::BIO)?;
         let row = db::become_instructor(&self.db, user_id, &headline, &bio, now())
             .await?
             .ok_or(AccountError::NoSuchUser)?;

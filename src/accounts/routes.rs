@@ -29,8 +29,11 @@ pub fn router() -> Router<AppState> {
 /// Sign-up form. Any `role` sent is ignored: new accounts are students.
 #[derive(Deserialize, ToSchema)]
 pub struct SignupRequest {
+    #[schema(schema_with = crate::accounts::email_schema)]
     pub email: String,
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
+    #[schema(schema_with = crate::types::text::name)]
     pub name: String,
 }
 
@@ -106,8 +109,11 @@ pub async fn me(State(st): State<AppState>, Auth(caller): Auth) -> ApiResult<axu
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
+    #[schema(schema_with = crate::types::text::name_or_null)]
     pub name: Option<String>,
+    #[schema(schema_with = crate::types::text::headline_or_null)]
     pub headline: Option<String>,
+    #[schema(schema_with = crate::types::text::bio_or_null)]
     pub bio: Option<String>,
     /// Refused: roles are not self-assigned (see `POST /api/v1/me/instructor`).
     #[schema(ignore)]
@@ -136,6 +142,7 @@ pub async fn update_me(
 #[derive(Deserialize, ToSchema)]
 pub struct ChangePasswordRequest {
     pub old_password: String,
+    #[schema(min_length = 8, max_length = 256)]
     pub new_password: String,
 }
 
@@ -158,8 +165,10 @@ pub async fn change_password(
 #[derive(Deserialize, ToSchema)]
 pub struct BecomeInstructorRequest {
     #[serde(default)]
+    #[schema(schema_with = crate::types::text::headline)]
     pub headline: String,
     #[serde(default)]
+    #[schema(schema_with = crate::types::text::bio)]
     pub bio: String,
 }
 

@@ -6,6 +6,7 @@
 //! with children cannot become someone's child. Deleting a category that still has children is
 //! refused (409); deleting a leaf leaves its courses uncategorised.
 
+use crate::types::text::TextRule;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -137,8 +138,8 @@ pub struct CategoryInput {
 
 pub async fn create(db: &Db, caller: &Caller, input: CategoryInput) -> Result<Category> {
     require_admin(caller)?;
-    let name = text("name", &input.name, 1, 100)?;
-    let name_en = text("name_en", input.name_en.as_deref().unwrap_or(""), 0, 100)?;
+    let name = text("name", &input.name, TextRule::NAME)?;
+    let name_en = text("name_en", input.name_en.as_deref().unwrap_or(""), TextRule::OPTIONAL_NAME)?;
     let slug = slug(&input.slug)?;
     let position = input.position.map(position).transpose()?;
     let (parent_id, position, mut tx) = match input.parent_id {
@@ -188,8 +189,12 @@ pub async fn update(
 ) -> Result<Category> {
     require_admin(caller)?;
     let mut changes = CategoryChanges {
-        name: p.name.as_deref().map(|n| text("name", n, 1, 100)).transpose()?,
-        name_en: p.name_en.as_deref().map(|n| text("name_en", n, 0, 100)).transpose()?,
+        name: p.name.as_deref().map(|n| text("name", n, TextRule::NAME)).transpose()?,
+        name_en: p
+            .name_en
+            .as_deref()
+            .map(|n| text("name_en", n, TextRule::OPTIONAL_NAME))
+            .transpose()?,
         slug: p.slug.as_deref().map(slug).transpose()?,
         parent_id: None,
         position: p.position.map(position).transpose()?,

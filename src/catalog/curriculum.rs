@@ -1,6 +1,7 @@
 //! Curriculum editing: sections and lectures, their order and their text.
 
 use super::*;
+use crate::types::text::TextRule;
 
 /// A position given by a client, clamped into `1..=count+1` (append when absent).
 fn slot(requested: Option<i64>, count: i64) -> Result<i64> {
@@ -34,7 +35,7 @@ pub async fn create_section(
     position: Option<i64>,
 ) -> Result<Section> {
     editable_course(db, caller, course_id).await?;
-    let title = text("title", title, 1, 200)?;
+    let title = text("title", title, TextRule::TITLE)?;
     let mut tx = curriculum_tx(db, course_id, "course").await?;
     let pos = slot(position, db::child_count(&mut tx, Ordered::Section, course_id).await?)?;
     db::open_gap(&mut tx, Ordered::Section, course_id, pos).await?;
@@ -61,7 +62,7 @@ pub async fn update_section(
     position: Option<i64>,
 ) -> Result<Section> {
     let course_id = editable_section(db, caller, id).await?.course_id;
-    let title = title.map(|t| text("title", t, 1, 200)).transpose()?;
+    let title = title.map(|t| text("title", t, TextRule::TITLE)).transpose()?;
     let mut tx = curriculum_tx(db, course_id, "section").await?;
     let s = db::section(&mut *tx, id).await?.ok_or(Error::not_found("section"))?;
     if let Some(t) = title {
@@ -115,8 +116,9 @@ pub async fn create_lecture(
     input: LectureInput,
 ) -> Result<Lecture> {
     let course_id = editable_section(db, caller, section_id).await?.course_id;
-    let title = text("title", &input.title, 1, 200)?;
-    let description = text("description", input.description.as_deref().unwrap_or(""), 0, 20_000)?;
+    let title = text("title", &input.title, TextRule::TITLE)?;
+    let description =
+        text("description", input.description.as_deref().unwrap_or(""), TextRule::DESCRIPTION)?;
     let mut tx = curriculum_tx(db, course_id, "section").await?;
     db::section(&mut *tx, section_id).await?.ok_or(Error::not_found("section"))?;
     let pos = slot(input.position, db::child_count(&mut tx, Ordered::Lecture, section_id).await?)?;
@@ -153,9 +155,12 @@ pub async fn update_lecture(
     p: LecturePatch,
 ) -> Result<Lecture> {
     let (_, course) = editable_lecture(db, caller, id).await?;
-    let title = p.title.as_deref().map(|t| text("title", t, 1, 200)).transpose()?;
-    let description =
-        p.description.as_deref().map(|d| text("description", d, 0, 20_000)).transpose()?;
+    let title = p.title.as_deref().map(|t| text("title", t, TextRule::TITLE)).transpose()?;
+    let description = p
+        .description
+        .as_deref()
+        .map(|d| text("description", d, TextRule::DESCRIPTION))
+        .transpose()?;
     let mut tx = curriculum_tx(db, course.id, "lecture").await?;
     let lecture = db::lecture(&mut *tx, id).await?.ok_or(Error::not_found("lecture"))?;
     if p.position.is_some() || p.section_id.is_some_and(|s| s != lecture.section_id) {

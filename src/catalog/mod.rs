@@ -11,6 +11,7 @@ pub mod db;
 pub mod routes;
 pub mod search;
 
+use crate::types::text::TextRule;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -187,23 +188,9 @@ pub async fn editable_lecture(
     Ok((lecture, course))
 }
 
-/// Check a text field: trimmed, `min..=max` characters, no control characters but newlines and tabs.
-pub fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<String> {
-    let v = value.trim();
-    let n = v.chars().count();
-    if n < min || n > max {
-        return Err(Error::invalid(
-            "invalid_field",
-            format!("{field} must be {min} to {max} characters"),
-        ));
-    }
-    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
-        return Err(Error::invalid(
-            "invalid_field",
-            format!("{field} contains control characters"),
-        ));
-    }
-    Ok(v.to_string())
+/// Check a text field by its `rule` (see [`TextRule`]); the stored, trimmed text.
+pub fn text(field: &'static str, value: &str, rule: TextRule) -> Result<String> {
+    rule.check(field, value).map_err(|why| Error::invalid("invalid_field", why))
 }
 
 fn currency(c: &str) -> Result<Currency> {
@@ -266,8 +253,9 @@ pub async fn create_course(db: &Db, caller: &Caller, input: CourseInput) -> Resu
             "only instructors create courses; become one with POST /api/v1/me/instructor",
         ));
     }
-    let title = text("title", &input.title, 1, 200)?;
-    let description = text("description", input.description.as_deref().unwrap_or(""), 0, 20_000)?;
+    let title = text("title", &input.title, TextRule::TITLE)?;
+    let description =
+        text("description", input.description.as_deref().unwrap_or(""), TextRule::DESCRIPTION)?;
     let currency = input.currency.as_deref().map(currency).transpose()?.unwrap_or(Currency::KRW);
     let level = input.level.as_deref().map(level).transpose()?.unwrap_or(Level::All);
     let category_id = category(db, input.category_id).await?;
@@ -345,11 +333,11 @@ pub async fn update_course(
 ) -> Result<CourseDetail> {
     editable_course(db, caller, id).await?;
     let changes = CourseChanges {
-        title: p.title.as_deref().map(|t| text("title", t, 1, 200)).transpose()?,
+        title: p.title.as_deref().map(|t| text("title", t, TextRule::TITLE)).transpose()?,
         description: p
             .description
             .as_deref()
-            .map(|d| text("description", d, 0, 20_000))
+            .map(|d| text("description", d, TextRule::DESCRIPTION))
             .transpose()?,
         price: p.price.map(price).transpose()?,
         currency: p.currency.as_deref().map(currency).transpose()?,

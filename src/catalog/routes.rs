@@ -45,13 +45,19 @@ pub struct CategoriesApi;
 pub struct ListParams {
     /// Search text, Korean or English: every word must appear in the title or description, as
     /// a whole word or part of one (`rust` finds "Rustacean", `동영상` finds "동영상을").
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// Category id; a top-level category includes its children.
     pub category: Option<CategoryId>,
     /// `newest`, `popular`, `rating`, `price_asc`, `price_desc`, `relevance`. Default:
     /// `relevance` with `q` (title matches first), `newest` without.
+    #[param(value_type = Option<String>, pattern = "^(newest|popular|rating|price_asc|price_desc|relevance)$")]
     pub sort: Option<String>,
+    /// From 1.
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<i64>,
+    /// 1 to 100; default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<i64>,
 }
 
@@ -72,14 +78,19 @@ pub async fn list_courses(
 /// A new course.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateCourse {
+    #[schema(schema_with = crate::types::text::title)]
     pub title: String,
+    #[schema(schema_with = crate::types::text::description_or_null)]
     pub description: Option<String>,
     /// Minor units (KRW: won).
+    #[schema(minimum = 0, maximum = 1e12)]
     pub price: i64,
     /// ISO 4217; default KRW.
+    #[schema(schema_with = crate::types::money::currency_or_null)]
     pub currency: Option<String>,
     pub category_id: Option<CategoryId>,
     /// `all` (default), `beginner`, `intermediate`, `advanced`.
+    #[schema(value_type = Option<crate::catalog::Level>)]
     pub level: Option<String>,
 }
 
@@ -116,10 +127,15 @@ pub async fn get_course(
 /// Changes to a course; absent fields stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateCourse {
+    #[schema(schema_with = crate::types::text::title_or_null)]
     pub title: Option<String>,
+    #[schema(schema_with = crate::types::text::description_or_null)]
     pub description: Option<String>,
+    #[schema(minimum = 0, maximum = 1e12)]
     pub price: Option<i64>,
+    #[schema(schema_with = crate::types::money::currency_or_null)]
     pub currency: Option<String>,
+    #[schema(value_type = Option<crate::catalog::Level>)]
     pub level: Option<String>,
     /// A category id, or null to clear it.
     #[serde(default, deserialize_with = "double_option")]
@@ -180,8 +196,10 @@ pub async fn publish_course(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateSection {
+    #[schema(schema_with = crate::types::text::title)]
     pub title: String,
     /// 1-based; default: last.
+    #[schema(minimum = 1)]
     pub position: Option<i64>,
 }
 
@@ -199,8 +217,10 @@ pub async fn create_section(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateSection {
+    #[schema(schema_with = crate::types::text::title_or_null)]
     pub title: Option<String>,
     /// Move to this 1-based position.
+    #[schema(minimum = 1)]
     pub position: Option<i64>,
 }
 
@@ -231,11 +251,14 @@ pub async fn delete_section(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateLecture {
+    #[schema(schema_with = crate::types::text::title)]
     pub title: String,
+    #[schema(schema_with = crate::types::text::description_or_null)]
     pub description: Option<String>,
     /// Free preview: playable by anyone once the course is published.
     #[serde(default)]
     pub is_preview: bool,
+    #[schema(minimum = 1)]
     pub position: Option<i64>,
 }
 
@@ -261,9 +284,12 @@ pub async fn create_lecture(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateLecture {
+    #[schema(schema_with = crate::types::text::title_or_null)]
     pub title: Option<String>,
+    #[schema(schema_with = crate::types::text::description_or_null)]
     pub description: Option<String>,
     pub is_preview: Option<bool>,
+    #[schema(minimum = 1)]
     pub position: Option<i64>,
     /// Move to another section of the same course.
     pub section_id: Option<SectionId>,
@@ -309,14 +335,18 @@ pub async fn list_categories(State(st): State<AppState>) -> ApiResult<axum::Json
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateCategory {
     /// Korean name.
+    #[schema(schema_with = crate::types::text::name)]
     pub name: String,
     /// English name.
+    #[schema(schema_with = crate::types::text::optional_name_or_null)]
     pub name_en: Option<String>,
     /// Unique; lowercase ASCII letters, digits and hyphens.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     pub slug: String,
     /// A top-level category to put this one under.
     pub parent_id: Option<CategoryId>,
     /// Sort key among siblings; default: last.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub position: Option<i64>,
 }
 
@@ -342,13 +372,17 @@ pub async fn create_category(
 /// Changes to a category; absent fields stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateCategory {
+    #[schema(schema_with = crate::types::text::name_or_null)]
     pub name: Option<String>,
+    #[schema(schema_with = crate::types::text::optional_name_or_null)]
     pub name_en: Option<String>,
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     pub slug: Option<String>,
     /// A top-level category, or null to make this one top-level.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>)]
     pub parent_id: Option<Option<CategoryId>>,
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub position: Option<i64>,
 }
 

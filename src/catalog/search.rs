@@ -29,7 +29,7 @@ use crate::error::Error;
 
 /// Longest query accepted, in characters.
 const MAX_QUERY_CHARS: usize = 200;
-/// Most terms in one query.
+/// Most terms searched for in one query (further words are left out).
 const MAX_TERMS: usize = 10;
 /// Shortest term a trigram index can answer.
 const TRIGRAM: usize = 3;
@@ -42,17 +42,19 @@ pub struct SearchQuery {
 }
 
 impl SearchQuery {
-    /// Parse `?q=`: `None` when it is blank; 400 when it is too long or has too many terms.
+    /// Parse `?q=`: `None` when it is blank; 400 when it is too long. Only the first
+    /// [`MAX_TERMS`] distinct words are searched for.
     pub fn parse(q: &str) -> Result<Option<SearchQuery>, Error> {
-        let text = q.trim();
-        if text.chars().count() > MAX_QUERY_CHARS {
+        if q.chars().count() > MAX_QUERY_CHARS {
             return Err(Error::malformed(
                 "invalid_query",
                 format!("q is at most {MAX_QUERY_CHARS} characters"),
             ));
         }
         let mut terms: Vec<String> = Vec::new();
-        for word in text.split_whitespace() {
+        // Control characters separate words too: no stored text holds one (see `TextRule`).
+        for word in q.split(|c: char| c.is_whitespace() || c.is_control()).filter(|w| !w.is_empty())
+        {
             if !terms.iter().any(|t| t.to_lowercase() == word.to_lowercase()) {
                 terms.push(word.to_string());
             }
@@ -60,12 +62,8 @@ impl SearchQuery {
         if terms.is_empty() {
             return Ok(None);
         }
-        if terms.len() > MAX_TERMS {
-            return Err(Error::malformed(
-                "invalid_query",
-                format!("q has at most {MAX_TERMS} words"),
-            ));
-        }
+        // Words past the limit are left out of the search rather than refused.
+        terms.truncate(MAX_TERMS);
         Ok(Some(SearchQuery { text: terms.join(" "), terms }))
     }
 }

@@ -90,10 +90,27 @@ pub struct Dashboard {
     pub totals: DashboardTotals,
 }
 
+/// A day as RFC 3339 writes one (`full-date`: `YYYY-MM-DD`, zero-padded, a real date), as the
+/// OpenAPI `date` format says.
 fn day(field: &str, value: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|e| {
-        Error::malformed("invalid_date", format!("{field} must be a date such as 2025-03-01 ({e})"))
-    })
+    let bad = |why: String| {
+        Error::malformed(
+            "invalid_date",
+            format!("{field} must be a date such as 2025-03-01 ({why})"),
+        )
+    };
+    let shape = value.len() == 10
+        && value.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if !shape {
+        return Err(bad("YYYY-MM-DD".into()));
+    }
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|e| bad(e.to_string()))
 }
 
 /// Unix seconds at the start of `d` (UTC).

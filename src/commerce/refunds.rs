@@ -8,6 +8,7 @@
 //! request (see [`Payments::detached`]), and a refund whose answer is lost is finished by the
 //! reconciler.
 
+use crate::types::text::TextRule;
 use crate::types::{OrderId, UserId};
 use std::sync::Arc;
 
@@ -31,18 +32,15 @@ pub async fn refund(
 ) -> Result<Order> {
     let order = visible_order(db, caller, id).await?;
     refundable(&order)?;
-    let reason = match reason.map(str::trim) {
-        None | Some("") if caller.is_admin() => "Refunded by an administrator",
-        None | Some("") => "Refund requested by the buyer",
-        Some(r) if r.chars().count() > 200 || r.chars().any(char::is_control) => {
-            return Err(Error::invalid(
-                "invalid_reason",
-                "reason must be at most 200 characters without control characters",
-            ))
-        }
-        Some(r) => r,
-    }
-    .to_string();
+    let reason = reason
+        .map(|r| TextRule::REASON.check("reason", r))
+        .transpose()
+        .map_err(|why| Error::invalid("invalid_reason", why))?;
+    let reason = match reason.as_deref() {
+        None | Some("") if caller.is_admin() => "Refunded by an administrator".to_string(),
+        None | Some("") => "Refund requested by the buyer".to_string(),
+        Some(r) => r.to_string(),
+    };
     let items = db::items_of(db, id).await?;
     if !caller.is_admin() {
         within_policy(db, payments, &order, &items).await?;

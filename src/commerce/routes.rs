@@ -89,6 +89,7 @@ pub async fn remove_from_cart(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct PlaceOrderRequest {
     /// The courses to order; absent: the cart's.
+    #[schema(min_items = 1)]
     pub course_ids: Option<Vec<CourseId>>,
 }
 
@@ -99,7 +100,7 @@ static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-rep
 /// now. With `Idempotency-Key`, repeating the request answers the same order (with
 /// `Idempotent-Replayed: true`) instead of making another.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "commerce", request_body = PlaceOrderRequest, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; scoped to the caller")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 visible ASCII characters; scoped to the caller")),
     responses((status = 201, body = Order),
               (status = 403, body = ErrorBody, description = "`own_course`"),
               (status = 404, body = ErrorBody, description = "no such published course"),
@@ -222,6 +223,7 @@ pub async fn confirm_order(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RefundRequest {
     /// Up to 200 characters; passed to the payment provider.
+    #[schema(schema_with = crate::types::text::reason_or_null)]
     pub reason: Option<String>,
 }
 
@@ -250,8 +252,10 @@ pub async fn refund_order(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct DashboardParams {
     /// First day (`YYYY-MM-DD`, UTC) included; default: from the beginning.
+    #[param(format = Date)]
     pub from: Option<String>,
     /// Last day (`YYYY-MM-DD`, UTC) included; default: until now.
+    #[param(format = Date)]
     pub to: Option<String>,
 }
 

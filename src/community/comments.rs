@@ -16,6 +16,7 @@
 //! replies stay readable (and the thread open to new ones); the tombstone goes too once its last
 //! reply is deleted.
 
+use crate::types::text::TextRule;
 use crate::types::{CommentId, CourseId};
 use std::collections::HashMap;
 
@@ -23,7 +24,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::db::{self, CommentRow};
-use super::{open_course, Author, MAX_CONTENT_CHARS};
+use super::{open_course, Author};
 use crate::accounts::Caller;
 use crate::catalog::text;
 use crate::db::{now, rfc3339, Db};
@@ -150,7 +151,7 @@ pub async fn create(
     parent_id: Option<CommentId>,
 ) -> Result<Comment> {
     open_course(db, caller, course_id).await?;
-    let content = text("content", content, 1, MAX_CONTENT_CHARS)?;
+    let content = text("content", content, TextRule::COMMENT)?;
     let bad_parent =
         || Error::invalid("invalid_parent", "parent_id must name a comment on the same course");
     let root = match parent_id {

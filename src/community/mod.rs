@@ -31,9 +31,6 @@ pub struct Author {
     pub name: String,
 }
 
-/// Longest review or comment text, in characters.
-pub const MAX_CONTENT_CHARS: usize = 5000;
-
 /// The course `course_id` if `caller` may write a review or comment on it: it must be published.
 async fn open_course(db: &Db, caller: &Caller, course_id: CourseId) -> Result<CourseRow> {
     let course = crate::catalog::visible_course(db, Some(caller), course_id).await?;

@@ -3,12 +3,13 @@
 //! refund ends the right to change it; the enrollment is checked in the writing statement). They feed the
 //! course page's `rating_avg` and `rating_count` and the `rating` sort of the catalog.
 
+use crate::types::text::TextRule;
 use crate::types::{CourseId, ReviewId};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::db::{self, ReviewRow};
-use super::{open_course, Author, MAX_CONTENT_CHARS};
+use super::{open_course, Author};
 use crate::accounts::Caller;
 use crate::catalog::text;
 use crate::db::{is_unique_violation, now, rfc3339, Db};
@@ -50,7 +51,7 @@ fn rating(r: i64) -> Result<i64> {
 }
 
 fn content(c: &str) -> Result<String> {
-    text("content", c, 0, MAX_CONTENT_CHARS)
+    text("content", c, TextRule::REVIEW)
 }
 
 /// One page of a course's reviews, newest first, and their total.

@@ -54,8 +54,10 @@ pub async fn list_reviews(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateReview {
     /// A whole number from 1 to 5.
+    #[schema(minimum = 1, maximum = 5)]
     pub rating: i64,
     /// Up to 5,000 characters; may be empty.
+    #[schema(schema_with = crate::types::text::review_or_null)]
     pub content: Option<String>,
 }
 
@@ -84,7 +86,9 @@ pub async fn create_review(
 /// Changes to a review; absent fields stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateReview {
+    #[schema(minimum = 1, maximum = 5)]
     pub rating: Option<i64>,
+    #[schema(schema_with = crate::types::text::review_or_null)]
     pub content: Option<String>,
 }
 
@@ -124,11 +128,17 @@ pub async fn delete_review(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct CommentListParams {
     /// Order of the threads: `newest` (default) or `oldest`. Replies are always oldest first.
+    #[param(pattern = "^(newest|oldest)$")]
     pub sort: Option<String>,
+    /// From 1.
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<i64>,
+    /// 1 to 100; default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<i64>,
     /// Replies shown inside each thread, 0 to 100 (default 10); the rest are paged with
     /// `GET /api/v1/comments/{comment_id}/replies`.
+    #[param(minimum = 0, maximum = 100)]
     pub replies_per_thread: Option<i64>,
 }
 
@@ -186,6 +196,7 @@ pub async fn list_replies(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateComment {
     /// 1 to 5,000 characters.
+    #[schema(schema_with = crate::types::text::comment)]
     pub content: String,
     /// Reply to this comment of the same course. A reply to a reply joins the same thread: the
     /// answer's `parent_id` is then the thread's top-level comment.

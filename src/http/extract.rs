@@ -121,11 +121,38 @@ impl<'de> Deserializer<'de> for Strict {
         self.0.deserialize_enum(name, variants, visitor)
     }
 
+    integers_from_whole_floats! {
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit unit_struct
+        bool f32 f64 char str string bytes byte_buf unit unit_struct
         seq tuple tuple_struct map identifier ignored_any
     }
 }
+
+/// Integer fields take what JSON Schema calls an integer: `5.0` and `5e3` as well as `5` (a
+/// number whose fraction is zero). Whether it fits the field's type is the type's own check.
+macro_rules! integers_from_whole_floats {
+    ($($method:ident)+) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            match self.0 {
+                Value::Number(n) if n.is_f64() => match n.as_f64() {
+                    Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => {
+                        visitor.visit_i64(f as i64)
+                    }
+                    Some(f) if f.fract() == 0.0 && f >= 0.0 && f < u64::MAX as f64 => {
+                        visitor.visit_u64(f as u64)
+                    }
+                    _ => Value::Number(n).deserialize_any(visitor),
+                },
+                other => Strict(other).deserialize_any(visitor),
+            }
+        }
+    )+};
+}
+use integers_from_whole_floats;
 
 fn unexpected(v: &Value) -> de::Unexpected<'_> {
     match v {
@@ -226,7 +253,11 @@ impl From<axum::extract::rejection::PathRejection> for Error {
 /// `?page=&per_page=` of list endpoints: pages from 1, 20 per page by default, at most 100.
 #[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::IntoParams)]
 pub struct PageParams {
+    /// From 1.
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<i64>,
+    /// 1 to 100; default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<i64>,
 }
 
@@ -304,5 +335,17 @@ mod tests {
             serde_json::json!({"a": [1, {"b": null}]})
         );
         assert_eq!(strict::<Option<Option<i64>>>("null").unwrap(), None);
+    }
+
+    #[test]
+    fn integers_may_be_written_as_whole_floats() {
+        assert_eq!(strict::<i64>("5.0").unwrap(), 5);
+        assert_eq!(strict::<u32>("3e3").unwrap(), 3000);
+        assert_eq!(strict::<Option<i64>>("-2.0").unwrap(), Some(-2));
+        assert_eq!(strict::<u64>("1.8e19").unwrap(), 18_000_000_000_000_000_000);
+        assert!(strict::<i64>("5.5").is_err());
+        assert!(strict::<u8>("300.0").is_err());
+        assert!(strict::<i64>("1e300").is_err());
+        assert_eq!(strict::<f64>("5").unwrap(), 5.0);
     }
 }

@@ -248,11 +248,14 @@ impl From<UploadError> for Error {
     }
 }
 
-/// Read the first bytes of `body` for sniffing; returns them and the stream of the rest.
-pub async fn peek<S>(mut body: S) -> Result<(Bytes, S), UploadError>
+/// Read the first bytes of `body` for sniffing; returns them and the stream of the rest. The
+/// rest is fused: a body shorter than the sniffing window has ended already, and a stream
+/// asked again after its end may panic (`unfold` does).
+pub async fn peek<S>(body: S) -> Result<(Bytes, futures::stream::Fuse<S>), UploadError>
 where
     S: Stream<Item = std::io::Result<Bytes>> + Unpin,
 {
+    let mut body = body.fuse();
     let mut head = BytesMut::new();
     while head.len() < sniff::SNIFF_LEN {
         match body.next().await {

@@ -57,7 +57,8 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// lecture switches to it once it is transcoded.
 #[utoipa::path(put, path = "/api/v1/lectures/{lecture_id}/video", tag = "videos", params(("lecture_id" = i64, Path)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"), security(("bearer" = [])),
-    responses((status = 202, body = UploadAccepted), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+    responses((status = 202, body = UploadAccepted), (status = 400, body = ErrorBody, description = "an empty body (`empty_upload`)"),
+              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody, description = "not a video (`not_a_video`)"),
               (status = 404, body = ErrorBody), (status = 408, description = "the body stalled past the idle timeout", body = ErrorBody),
               (status = 429, description = "a per-user upload limit is reached", body = ErrorBody)))]
 pub async fn put_video(
@@ -297,7 +298,12 @@ pub async fn tus_patch(
 }
 
 /// `POST` with `X-HTTP-Method-Override: PATCH` or `DELETE`, for clients behind proxies that
-/// only pass GET and POST.
+/// only pass GET and POST: answered as that method would be (405 for any other).
+#[utoipa::path(post, path = "/api/v1/uploads/{upload_id}", tag = "videos",
+    params(("upload_id" = String, Path), ("X-HTTP-Method-Override" = String, Header, pattern = "^(PATCH|DELETE|patch|delete)$")),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"), security(("bearer" = [])),
+    responses((status = 204, description = "as `PATCH` or `DELETE`"), (status = 405, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 415, body = ErrorBody), (status = 423, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn tus_post_override(
     st: State<AppState>,
     auth: Auth,
@@ -308,7 +314,13 @@ pub async fn tus_post_override(
     match header_str(&headers, "x-http-method-override").map(str::to_ascii_uppercase).as_deref() {
         Some("PATCH") => tus_patch(st, auth, id, headers, body).await,
         Some("DELETE") => tus_delete(st, auth, id, headers).await,
-        _ => tus(crate::http::error::method_not_allowed()),
+        _ => {
+            let mut refused = tus(crate::http::error::method_not_allowed());
+            refused
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("HEAD, PATCH, DELETE"));
+            refused
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod ids;
 pub mod money;
+pub mod text;
 
 pub use ids::*;
 pub use money::{BadCurrency, Currency, Money};
@@ -42,8 +43,7 @@ macro_rules! vocabulary {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-            utoipa::ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         $vis enum $name {
             $( $(#[$vmeta])* #[serde(rename = $word)] $variant, )+
         }
@@ -77,6 +77,24 @@ macro_rules! vocabulary {
                         expected: $name::WORDS,
                     }),
                 }
+            }
+        }
+
+        // Written out rather than derived: the derive does not see the `rename`s through this
+        // macro's literal fragments and would document the variant names instead of the words.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some($name::WORDS.iter().copied()))
+                    .description(Some(concat!("A ", $what, ".")))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> ::std::borrow::Cow<'static, str> {
+                ::std::borrow::Cow::Borrowed(stringify!($name))
             }
         }
 

@@ -22,13 +22,24 @@ impl Currency {
 
     /// The code as written by a person: any letter case, spaces around (` krw` is `KRW`).
     pub fn lenient(code: &str) -> Result<Currency, BadCurrency> {
-        code.trim().to_ascii_uppercase().parse()
+        super::text::trim(code).to_ascii_uppercase().parse()
     }
 
     pub fn as_str(&self) -> &str {
         // Only ASCII letters get in (see `from_str`).
         std::str::from_utf8(&self.0).expect("currency codes are ASCII")
     }
+}
+
+/// The JSON Schema of what [`Currency::lenient`] accepts, for optional fields (null: the default).
+pub fn currency_or_null() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    let s = super::text::SPACE_CLASS;
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .pattern(Some(format!("^[{s}]*[A-Za-z]{{3}}[{s}]*$")))
+        .description(Some("ISO 4217 code (any case, surrounding white space ignored)"))
+        .into()
 }
 
 impl FromStr for Currency {
