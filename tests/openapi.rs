@@ -26,7 +26,10 @@ async fn token_for(srv: &TestServer, role: Role, email: &str) -> String {
 fn schemathesis(srv: &TestServer, auth: Option<&str>) -> (bool, String) {
     let api = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api");
     let examples = std::env::var("LECTERN_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "10".into());
+    // schemathesis keeps a crash cache (`.schemathesis/`) where it runs: not in the tree.
+    let scratch = tempfile::tempdir().unwrap();
     let mut cmd = Command::new("st");
+    cmd.current_dir(scratch.path());
     cmd.arg("--no-color")
         .arg("--config-file")
         .arg(api.join("schemathesis.toml"))

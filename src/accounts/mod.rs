@@ -129,8 +129,9 @@ impl From<AccountError> for Error {
 /// The JSON Schema of what [`normalize_email`] accepts.
 pub fn email_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     let (s, c) = (text::SPACE_CLASS, text::CONTROL_CLASS);
-    let part = format!("[^{s}{c}\\t\\n\\r@]");
-    let edge = format!("[^{s}{c}\\t\\n\\r@.]");
+    // Tab, line feed and carriage return are in the space class; the rest of `Cc` in `c`.
+    let part = format!("[^{s}{c}@]");
+    let edge = format!("[^{s}{c}@.]");
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
         .max_length(Some(254))
