@@ -128,6 +128,14 @@ async fn every_kind_of_source_becomes_a_playable_ladder(b: Backend, s: StorageKi
         assert!(l["duration_seconds"].as_f64().unwrap() > 1.9);
     }
     assert!((page["duration_seconds"].as_f64().unwrap() - total).abs() < 1e-6, "{page}");
+    // The server's /metrics counts what the worker processes did, read off the database.
+    let finished = srv.metric("lectern_transcodes_finished", r#"result="ready",reason="""#).await;
+    assert_eq!(finished, Some(cases.len() as f64));
+    assert_eq!(srv.metric("lectern_transcodes_recent", "").await, Some(cases.len() as f64));
+    let speed = srv.metric("lectern_transcode_speed_realtime", "").await.unwrap();
+    assert!(speed > 0.0 && speed.is_finite(), "speed {speed}");
+    let waiting = r#"kind="transcode",state="waiting""#;
+    assert_eq!(srv.metric("lectern_queue_jobs", waiting).await, Some(0.0));
     for w in &mut workers {
         w.kill().await.unwrap();
     }
@@ -157,6 +165,10 @@ async fn bad_sources_fail_with_a_reason_and_the_api_stays_up(b: Backend, s: Stor
     for (file, lecture) in [&random, &truncated, &audio_only].into_iter().zip(&lectures) {
         videos.push(srv.put_video(&t, *lecture, file).await);
     }
+    let waiting = r#"kind="transcode",state="waiting""#;
+    assert_eq!(srv.metric("lectern_queue_jobs", waiting).await, Some(3.0));
+    let oldest = srv.metric("lectern_queue_oldest_due_seconds", r#"kind="transcode""#).await;
+    assert!(oldest.is_some_and(|s| s >= 0.0), "{oldest:?}");
     let mut worker = srv.spawn_worker();
     for v in videos {
         let v = srv.wait_video(&t, v, WAIT).await;
@@ -164,6 +176,10 @@ async fn bad_sources_fail_with_a_reason_and_the_api_stays_up(b: Backend, s: Stor
         let reason = v["error"].as_str().unwrap();
         assert!(reason.len() > 10 && !reason.contains("panicked"), "unreadable reason: {reason}");
     }
+    // None of these is media a transcoder can use: so the server's figures say.
+    let invalid =
+        srv.metric("lectern_transcodes_finished", r#"result="failed",reason="invalid_media""#);
+    assert_eq!(invalid.await, Some(3.0));
     let (status, _) = srv.get("/readyz", None).await;
     assert_eq!(status, StatusCode::OK);
     worker.kill().await.unwrap();

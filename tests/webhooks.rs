@@ -328,6 +328,14 @@ async fn failed_deliveries_are_retried_with_backoff_across_a_restart(b: Backend)
     // The receiver fails: three attempts (the first and two retries), then `failed`.
     rx.status.store(500, Ordering::SeqCst);
     buy(&srv, &student, course).await;
+    // Between attempts the retry waits in the delivery queue, and /metrics says so.
+    rx.until(1).await;
+    let waiting = r#"kind="webhook",state="waiting""#;
+    let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+    while srv.metric("lectern_queue_jobs", waiting).await != Some(1.0) {
+        assert!(std::time::Instant::now() < deadline, "the retry is not in the queue's figures");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     rx.until(3).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let got = rx.got.lock().unwrap().clone();

@@ -91,7 +91,47 @@ pub async fn metrics_text(
             ));
         }
     }
+    record_queue_figures(&state).await;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()))
+}
+
+/// Set the gauges read off the database at scrape time: the job queues by kind and the
+/// transcodes' outcomes and speed. They are the cluster's, not this process's (every node
+/// reports the same: chart them with `max`), so transcodes made by worker processes and other
+/// machines count. A database that does not answer leaves the last values.
+async fn record_queue_figures(state: &AppState) {
+    use metrics::gauge;
+    match crate::media::queue::figures(&state.db).await {
+        Ok(f) => {
+            gauge!("lectern_queue_jobs", "kind" => "transcode", "state" => "waiting")
+                .set(f.queued as f64);
+            gauge!("lectern_queue_jobs", "kind" => "transcode", "state" => "running")
+                .set(f.running as f64);
+            gauge!("lectern_queue_oldest_due_seconds", "kind" => "transcode")
+                .set(f.oldest_due_secs as f64);
+            gauge!("lectern_transcodes_finished", "result" => "ready", "reason" => "")
+                .set(f.done as f64);
+            for (reason, n) in f.failed {
+                gauge!("lectern_transcodes_finished", "result" => "failed", "reason" => reason.as_str())
+                    .set(n as f64);
+            }
+            gauge!("lectern_transcodes_recent").set(f.recent_done as f64);
+            if let Some(speed) = f.recent_speed {
+                gauge!("lectern_transcode_speed_realtime").set(speed);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the transcode queue's figures failed"),
+    }
+    match crate::webhooks::db::queue_figures(&state.db, crate::db::now()).await {
+        Ok((waiting, delivering, oldest_due)) => {
+            gauge!("lectern_queue_jobs", "kind" => "webhook", "state" => "waiting")
+                .set(waiting as f64);
+            gauge!("lectern_queue_jobs", "kind" => "webhook", "state" => "running")
+                .set(delivering as f64);
+            gauge!("lectern_queue_oldest_due_seconds", "kind" => "webhook").set(oldest_due as f64);
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the webhook queue's figures failed"),
+    }
 }
 
 /// The process-wide metrics recorder, installed on first use.

@@ -551,8 +551,4 @@ pub async fn housekeeping(st: &Uploads) {
     if let Err(e) = delete_doomed_outputs(st).await {
         tracing::warn!(error = %e, "deleting doomed outputs failed");
     }
-    if let Ok((queued, running)) = queue::depth(&st.db).await {
-        metrics::gauge!("lectern_jobs", "status" => "queued").set(queued as f64);
-        metrics::gauge!("lectern_jobs", "status" => "running").set(running as f64);
-    }
 }

@@ -158,6 +158,8 @@ pub struct Published<'a> {
     pub renditions_json: &'a str,
     /// The AES-128 key (hex) the segments were encrypted with, if they were.
     pub hls_key: Option<&'a str>,
+    /// How long the attempt took, start to publish.
+    pub attempt_seconds: f64,
 }
 
 /// Atomically: mark the job done (if `worker` still holds it), the video ready with its
@@ -173,11 +175,12 @@ pub async fn publish(
     let mut tx = db.pool().begin().await?;
     let done = sqlx::query(
         "UPDATE jobs SET status = 'done', finished_at = $3, updated_at = $3, lease_owner = NULL, lease_expires_at = NULL, \
-         deadline_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+         deadline_at = NULL, failure_reason = NULL, attempt_seconds = $4 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
     )
     .bind(job.id)
     .bind(worker)
     .bind(t)
+    .bind(out.attempt_seconds)
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() != 1 {
@@ -475,6 +478,28 @@ pub enum PublishOutcome {
     LeaseLost,
 }
 
+crate::vocabulary! {
+    /// Why a transcode attempt failed, for operators' figures (`failure_reason` on the job).
+    pub enum FailureReason: "transcode failure reason" {
+        /// The source is not usable media.
+        InvalidMedia = "invalid_media",
+        /// FFmpeg refuses this work every time.
+        Unprocessable = "unprocessable",
+        /// The configured transcode options are unusable.
+        Misconfigured = "misconfigured",
+        /// Over the job's wall-clock or CPU-time budget.
+        OverTime = "over_time",
+        /// Over the job's scratch-space budget.
+        OverScratch = "over_scratch",
+        /// The transcoder crashed without a result.
+        Crashed = "crashed",
+        /// Anything else: storage, database, I/O, FFmpeg internals.
+        Internal = "internal",
+        /// The worker stopped responding on every attempt.
+        WorkerLost = "worker_lost",
+    }
+}
+
 /// Why an attempt failed: what the video's owner may read, and what operators need.
 pub struct Failure<'a> {
     /// Shown on the video (`error`): readable, and free of paths, endpoints and credentials.
@@ -483,6 +508,7 @@ pub struct Failure<'a> {
     pub internal: &'a str,
     /// Retrying cannot help (bad input, over budget): fail at once.
     pub permanent: bool,
+    pub reason: FailureReason,
 }
 
 /// How [`fail`] recorded a failure.
@@ -510,24 +536,26 @@ pub async fn fail(
     let done = if final_failure {
         sqlx::query(
             "UPDATE jobs SET status = 'failed', last_error = $3, finished_at = $4, updated_at = $4, lease_owner = NULL, \
-             lease_expires_at = NULL, deadline_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+             lease_expires_at = NULL, deadline_at = NULL, failure_reason = $5 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
         )
         .bind(job.id)
         .bind(worker)
         .bind(failure.internal)
         .bind(t)
+        .bind(failure.reason)
         .execute(&mut *tx)
         .await?
     } else {
         sqlx::query(
             "UPDATE jobs SET status = 'queued', last_error = $3, run_after = $4, updated_at = $5, lease_owner = NULL, \
-             lease_expires_at = NULL, deadline_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+             lease_expires_at = NULL, deadline_at = NULL, failure_reason = $6 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
         )
         .bind(job.id)
         .bind(worker)
         .bind(failure.internal)
         .bind(t + backoff_secs(job.attempts))
         .bind(t)
+        .bind(failure.reason)
         .execute(&mut *tx)
         .await?
     };
@@ -600,11 +628,12 @@ pub async fn reap_abandoned(db: &Db) -> Result<Vec<String>, sqlx::Error> {
         let mut tx = db.pool().begin().await?;
         let done = sqlx::query(
             "UPDATE jobs SET status = 'failed', last_error = $2, finished_at = $3, updated_at = $3, lease_owner = NULL, \
-             lease_expires_at = NULL, deadline_at = NULL WHERE id = $1 AND status = 'running' AND lease_expires_at < $3",
+             lease_expires_at = NULL, deadline_at = NULL, failure_reason = $4 WHERE id = $1 AND status = 'running' AND lease_expires_at < $3",
         )
         .bind(id)
         .bind(reason)
         .bind(t)
+        .bind(FailureReason::WorkerLost)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
@@ -624,12 +653,68 @@ pub async fn reap_abandoned(db: &Db) -> Result<Vec<String>, sqlx::Error> {
     Ok(withdrawn)
 }
 
-/// Jobs waiting or running, for the queue-depth metric.
-pub async fn depth(db: &Db) -> Result<(i64, i64), sqlx::Error> {
-    sqlx::query_as(
+/// The transcode queue as operators chart it (see [`figures`]).
+#[derive(Debug, Default, PartialEq)]
+pub struct Figures {
+    pub queued: i64,
+    pub running: i64,
+    /// Seconds the longest-due queued job has been due (0: none): since it was enqueued, or
+    /// since its retry time.
+    pub oldest_due_secs: i64,
+    /// Jobs done, and failed for good by reason, since the job table began.
+    pub done: i64,
+    pub failed: Vec<(FailureReason, i64)>,
+    /// Video seconds per second of transcoding over the jobs done in the last hour, and how
+    /// many those were.
+    pub recent_speed: Option<f64>,
+    pub recent_done: i64,
+}
+
+/// The queue's figures, read from the database: the same whichever process transcoded.
+pub async fn figures(db: &Db) -> Result<Figures, sqlx::Error> {
+    let t = now();
+    let (queued, running, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
         "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END), 0) AS BIGINT) FROM jobs",
+         CAST(COALESCE(SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         MIN(CASE WHEN status = 'queued' AND run_after <= $1 THEN run_after END) FROM jobs \
+         WHERE status IN ('queued', 'running')",
     )
+    .bind(t)
     .fetch_one(db.pool())
-    .await
+    .await?;
+    let ended: Vec<(String, Option<FailureReason>, i64)> = sqlx::query_as(
+        "SELECT status, failure_reason, CAST(COUNT(*) AS BIGINT) FROM jobs WHERE status IN ('done', 'failed') \
+         GROUP BY status, failure_reason",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let (video_secs, attempt_secs, recent_done): (Option<f64>, Option<f64>, i64) = sqlx::query_as(
+        "SELECT CAST(SUM(v.duration_seconds) AS DOUBLE PRECISION), CAST(SUM(j.attempt_seconds) AS DOUBLE PRECISION), \
+         CAST(COUNT(*) AS BIGINT) FROM jobs j JOIN videos v ON v.id = j.video_id \
+         WHERE j.status = 'done' AND j.finished_at >= $1 AND j.attempt_seconds > 0 AND v.duration_seconds IS NOT NULL",
+    )
+    .bind(t - 3600)
+    .fetch_one(db.pool())
+    .await?;
+    let mut figures = Figures {
+        queued,
+        running,
+        oldest_due_secs: oldest.map_or(0, |o| (t - o).max(0)),
+        recent_speed: video_secs.zip(attempt_secs).map(|(v, a)| v / a),
+        recent_done,
+        ..Figures::default()
+    };
+    for (status, reason, n) in ended {
+        if status == "done" {
+            figures.done += n;
+        } else {
+            // Jobs failed before reasons were recorded count as internal.
+            let reason = reason.unwrap_or(FailureReason::Internal);
+            match figures.failed.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, total)) => *total += n,
+                None => figures.failed.push((reason, n)),
+            }
+        }
+    }
+    Ok(figures)
 }

@@ -344,3 +344,19 @@ pub async fn resend(
         None => Ok(None),
     }
 }
+
+/// The delivery queue for operators: attempts waiting (pending, on enabled endpoints), being
+/// made, and how long the oldest due one has been due (0: none).
+pub async fn queue_figures(db: &Db, now: i64) -> Result<(i64, i64, i64), sqlx::Error> {
+    let (waiting, delivering, oldest_due): (i64, i64, Option<i64>) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN d.status = 'pending' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN d.status = 'delivering' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         MIN(CASE WHEN d.status = 'pending' AND d.due_at <= $1 THEN d.due_at END) \
+         FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+         WHERE e.enabled = 1 AND d.status IN ('pending', 'delivering')",
+    )
+    .bind(now)
+    .fetch_one(db.pool())
+    .await?;
+    Ok((waiting, delivering, oldest_due.map_or(0, |o| (now - o).max(0))))
+}

@@ -244,6 +244,15 @@ impl TestServer {
         self.call(Method::GET, path, token, None).await
     }
 
+    /// The value of the `/metrics` sample `name{labels}` (labels as written between the
+    /// braces, in the exporter's order), if it is there.
+    pub async fn metric(&self, name: &str, labels: &str) -> Option<f64> {
+        let text = self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let sample =
+            if labels.is_empty() { format!("{name} ") } else { format!("{name}{{{labels}}} ") };
+        text.lines().find_map(|l| l.strip_prefix(&sample)).map(|v| v.trim().parse().unwrap())
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, path, token, Some(body)).await
     }

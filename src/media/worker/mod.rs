@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use super::child::Limits;
 use super::db as media_db;
 use super::engine::{Engine, EngineEvent, EngineRequest, FailureKind};
-use super::queue::{self, Job};
+use super::queue::{self, FailureReason, Job};
 use crate::config::{Config, LogFormat, Secret, StorageKind};
 use crate::db::{now, Db};
 use crate::storage::{keys, ObjectKey, Storage};
@@ -188,6 +188,7 @@ struct Failed {
     /// Everything known, for the log and the job's `last_error`.
     internal: String,
     permanent: bool,
+    reason: FailureReason,
 }
 
 impl Failed {
@@ -200,12 +201,13 @@ impl Failed {
             ),
             internal: format!("{e:#}"),
             permanent: false,
+            reason: FailureReason::Internal,
         }
     }
 
     /// A job over one of its budgets: permanent, since it would be again.
-    fn over_budget(public: String) -> Failed {
-        Failed { internal: public.clone(), public, permanent: true }
+    fn over_budget(public: String, reason: FailureReason) -> Failed {
+        Failed { internal: public.clone(), public, permanent: true, reason }
     }
 }
 
@@ -258,14 +260,14 @@ impl Attempt<'_> {
                  the file may be damaged"
             ),
             None => format!("processing took longer than the {allowed} allowed and was stopped"),
-        })
+        }, FailureReason::OverTime)
     }
 
     fn over_scratch(&self) -> Failed {
         let mib = self.ctx.settings.job_scratch_budget_bytes as f64 / (1024.0 * 1024.0);
         Failed::over_budget(format!(
             "processing needed more than the {mib:.0} MiB of working space allowed for one video and was stopped"
-        ))
+        ), FailureReason::OverScratch)
     }
 
     /// Run `step` until it is done, the job's deadline passes, or the lease is lost.
@@ -353,9 +355,6 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
     let _ = tokio::fs::remove_dir_all(&scratch).await;
     match outcome {
         Outcome::Done(summary) => {
-            metrics::counter!("lectern_transcodes_total", "result" => "ready").increment(1);
-            metrics::histogram!("lectern_transcode_speed_realtime")
-                .record(summary.duration_seconds / elapsed.max(0.001));
             tracing::info!(
                 worker,
                 job = %job.id,
@@ -371,13 +370,12 @@ async fn process(ctx: &WorkerCtx, worker: &str, job: Job, shutdown: &mut watch::
                 public: &failed.public,
                 internal: &failed.internal,
                 permanent: failed.permanent,
+                reason: failed.reason,
             };
             let reason = &failed.internal;
             match queue::fail(&ctx.db, &job, worker, &record).await {
                 Ok(recorded) if recorded.final_failure => {
                     crate::media::remove_outputs(&ctx.storage, recorded.withdrawn).await;
-                    metrics::counter!("lectern_transcodes_total", "result" => "failed")
-                        .increment(1);
                     tracing::warn!(worker, job = %job.id, video = %job.video_id, %reason, "transcode failed for good")
                 }
                 Ok(_) => {
@@ -518,12 +516,18 @@ async fn fetch_source(
 /// What a failed engine step means for the job.
 fn engine_failure(job: &Job, kind: FailureKind, message: String) -> Outcome {
     Outcome::Failed(if kind.is_public() {
-        Failed { internal: message.clone(), public: message, permanent: true }
+        let reason = if kind == FailureKind::Invalid {
+            FailureReason::InvalidMedia
+        } else {
+            FailureReason::Unprocessable
+        };
+        Failed { internal: message.clone(), public: message, permanent: true, reason }
     } else if kind == FailureKind::InvalidOptions {
         Failed {
             public: "the transcoder is misconfigured; the operators have been told".into(),
             internal: message,
             permanent: true,
+            reason: FailureReason::Misconfigured,
         }
     } else {
         Failed::internal(job, anyhow::anyhow!(message))
@@ -536,12 +540,14 @@ fn engine_ended(a: &Attempt<'_>, status: std::io::Result<std::process::ExitStatu
     match status.as_ref().ok().and_then(|s| s.signal()) {
         Some(libc::SIGXCPU) => Outcome::Failed(Failed::over_budget(
             "processing used more CPU time than allowed for this video and was stopped; the file may be damaged".into(),
+            FailureReason::OverTime,
         )),
         Some(libc::SIGXFSZ) => Outcome::Failed(a.over_scratch()),
         _ => Outcome::Failed(Failed {
             public: "the transcoder crashed on this file".into(),
             internal: format!("the engine process ended without a result ({status:?})"),
             permanent: false,
+            reason: FailureReason::Crashed,
         }),
     }
 }
@@ -657,7 +663,7 @@ async fn transcode(
     };
     let published: Progressive =
         running.finish(publisher).await.map_err(|e| publish_failed(job, e))?;
-    Ok(Transcoded { summary, stored: published.stored, encryption })
+    Ok(Transcoded { summary, stored: published.stored, encryption, attempt_started: a.started })
 }
 
 /// A finished transcode: its summary, the output files already stored while it ran, and how
@@ -666,6 +672,8 @@ struct Transcoded {
     summary: TranscodeSummary,
     stored: std::collections::HashSet<String>,
     encryption: Option<HlsEncryption>,
+    /// When the attempt began, for its speed.
+    attempt_started: Instant,
 }
 
 fn publish_failed(job: &Job, e: PublishError) -> Outcome {

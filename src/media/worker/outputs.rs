@@ -94,6 +94,7 @@ pub(super) async fn publish_outputs(
         duration_seconds: summary.duration_seconds,
         renditions_json: &renditions_json,
         hls_key,
+        attempt_seconds: done.attempt_started.elapsed().as_secs_f64(),
     };
     match queue::publish(&ctx.db, job, worker, &published).await.map_err(|e| internal(e.into()))? {
         PublishOutcome::LeaseLost => Err(Outcome::LeaseLost),
