@@ -332,6 +332,47 @@ async fn ended_uploads_are_gone(srv: &TestServer, t: &str, lecture: i64) {
     }
 }
 
+/// `POST` with `X-HTTP-Method-Override` stands for `PATCH` (and `DELETE`); without it, or with
+/// another method, it is a 400 that names the header, and the upload is untouched.
+async fn post_overrides_the_method(srv: &TestServer, t: &str, lecture: i64) {
+    let url = create(srv, t, lecture, 2000).await;
+    let post = |method: Option<&'static str>| {
+        let mut req = srv
+            .http
+            .post(&url)
+            .bearer_auth(t)
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", "0")
+            .header("content-type", "application/offset+octet-stream")
+            .body(fake_mp4(1000));
+        if let Some(m) = method {
+            req = req.header("x-http-method-override", m);
+        }
+        req.send()
+    };
+    for refused in [None, Some("GET")] {
+        let resp = post(refused).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{refused:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "method_override", "{body}");
+        assert_eq!(head(srv, &url, t).await.headers()["upload-offset"], "0");
+    }
+    let resp = post(Some("patch")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(resp.headers()["upload-offset"], "1000");
+    let resp = srv
+        .http
+        .post(&url)
+        .bearer_auth(t)
+        .header("tus-resumable", "1.0.0")
+        .header("x-http-method-override", "DELETE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(head(srv, &url, t).await.status(), StatusCode::NOT_FOUND);
+}
+
 async fn the_protocol_is_followed_and_bad_requests_are_refused(b: Backend, s: StorageKind) {
     let (srv, t, lecture) = setup(b, s).await;
     options_describe_the_server(&srv).await;
@@ -339,6 +380,7 @@ async fn the_protocol_is_followed_and_bad_requests_are_refused(b: Backend, s: St
     bad_creations_are_refused(&srv, &t, &stranger, lecture).await;
     a_deferred_length_arrives_with_the_last_patch(&srv, &t, &stranger, lecture).await;
     ended_uploads_are_gone(&srv, &t, lecture).await;
+    post_overrides_the_method(&srv, &t, lecture).await;
 }
 
 /// Send a request head and `sent` bytes of a body declared `declared` bytes long, then go

@@ -298,11 +298,12 @@ pub async fn tus_patch(
 }
 
 /// `POST` with `X-HTTP-Method-Override: PATCH` or `DELETE`, for clients behind proxies that
-/// only pass GET and POST: answered as that method would be (405 for any other).
+/// only pass GET and POST: answered as that method would be (400 without the header or with
+/// another method).
 #[utoipa::path(post, path = "/api/v1/uploads/{upload_id}", tag = "videos",
     params(("upload_id" = String, Path), ("X-HTTP-Method-Override" = String, Header, pattern = "^(PATCH|DELETE|patch|delete)$")),
     request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"), security(("bearer" = [])),
-    responses((status = 204, description = "as `PATCH` or `DELETE`"), (status = 405, body = ErrorBody), (status = 409, body = ErrorBody),
+    responses((status = 204, description = "as `PATCH` or `DELETE`"), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 415, body = ErrorBody), (status = 423, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn tus_post_override(
     st: State<AppState>,
@@ -314,13 +315,12 @@ pub async fn tus_post_override(
     match header_str(&headers, "x-http-method-override").map(str::to_ascii_uppercase).as_deref() {
         Some("PATCH") => tus_patch(st, auth, id, headers, body).await,
         Some("DELETE") => tus_delete(st, auth, id, headers).await,
-        _ => {
-            let mut refused = tus(crate::http::error::method_not_allowed());
-            refused
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("HEAD, PATCH, DELETE"));
-            refused
-        }
+        // The header is what makes this POST mean something: without it (or with another
+        // method) the request is malformed, not a method this path lacks.
+        _ => tus(Error::malformed(
+            "method_override",
+            "POST on an upload takes X-HTTP-Method-Override: PATCH or DELETE",
+        )),
     }
 }
 
