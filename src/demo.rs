@@ -113,6 +113,7 @@ impl Seeder<'_> {
             price: c.price,
             currency: Some("KRW".into()),
             category_id: self.category,
+            language: Some("ko".into()),
             level: Some("beginner".into()),
         };
         let course_id = crate::catalog::create_course(db, &self.caller, input).await?.course.id;

@@ -97,6 +97,8 @@ pub struct CourseSummary {
     pub duration_seconds: f64,
     pub created_at: String,
     pub published_at: Option<String>,
+    /// BCP 47 tag of the language it is taught in (default `ko`).
+    pub language: String,
 }
 
 impl From<CourseRow> for CourseSummary {
@@ -114,6 +116,7 @@ impl From<CourseRow> for CourseSummary {
             duration_seconds: c.duration_seconds,
             created_at: rfc3339(c.created_at),
             published_at: c.published_at.map(rfc3339),
+            language: c.language,
         }
     }
 }
@@ -193,6 +196,10 @@ pub fn text(field: &'static str, value: &str, rule: TextRule) -> Result<String> 
     rule.check(field, value).map_err(|why| Error::invalid("invalid_field", why))
 }
 
+fn language(tag: &str) -> Result<String> {
+    crate::types::lang::canonical(tag).map_err(|e| Error::invalid("invalid_language", e))
+}
+
 fn currency(c: &str) -> Result<Currency> {
     Currency::lenient(c).map_err(|e| Error::invalid("invalid_currency", e.to_string()))
 }
@@ -244,6 +251,7 @@ pub struct CourseInput {
     pub currency: Option<String>,
     pub category_id: Option<CategoryId>,
     pub level: Option<String>,
+    pub language: Option<String>,
 }
 
 pub async fn create_course(db: &Db, caller: &Caller, input: CourseInput) -> Result<CourseDetail> {
@@ -259,6 +267,7 @@ pub async fn create_course(db: &Db, caller: &Caller, input: CourseInput) -> Resu
     let currency = input.currency.as_deref().map(currency).transpose()?.unwrap_or(Currency::KRW);
     let level = input.level.as_deref().map(level).transpose()?.unwrap_or(Level::All);
     let category_id = category(db, input.category_id).await?;
+    let language = input.language.as_deref().map(language).transpose()?;
     let new = NewCourse {
         instructor_id: caller.user_id,
         category_id,
@@ -266,6 +275,7 @@ pub async fn create_course(db: &Db, caller: &Caller, input: CourseInput) -> Resu
         description: &description,
         price: Money::new(price(input.price)?, currency),
         level,
+        language: language.as_deref().unwrap_or("ko"),
     };
     let id = db::insert_course(db, &new, now()).await?;
     course_detail(db, Some(caller), id).await
@@ -323,6 +333,7 @@ pub struct CoursePatch {
     pub currency: Option<String>,
     pub level: Option<String>,
     pub category_id: Option<Option<CategoryId>>,
+    pub language: Option<String>,
 }
 
 pub async fn update_course(
@@ -346,6 +357,7 @@ pub async fn update_course(
             Some(c) => Some(category(db, c).await?),
             None => None,
         },
+        language: p.language.as_deref().map(language).transpose()?,
     };
     db::update_course(db, id, &changes, now()).await?;
     course_detail(db, Some(caller), id).await

@@ -92,6 +92,10 @@ pub struct CreateCourse {
     /// `all` (default), `beginner`, `intermediate`, `advanced`.
     #[schema(value_type = Option<crate::catalog::Level>)]
     pub level: Option<String>,
+    /// BCP 47 tag of the language it is taught in (`ko`, `en`, `pt-BR`; default `ko`): captions
+    /// in it are the default track, and detected chapters are named in it.
+    #[schema(min_length = 2, max_length = 35, pattern = "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+    pub language: Option<String>,
 }
 
 /// Create a draft course (instructors and admins).
@@ -109,6 +113,7 @@ pub async fn create_course(
         currency: req.currency,
         category_id: req.category_id,
         level: req.level,
+        language: req.language,
     };
     Ok((StatusCode::CREATED, axum::Json(super::create_course(&st.db, &caller, input).await?)))
 }
@@ -141,6 +146,10 @@ pub struct UpdateCourse {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>)]
     pub category_id: Option<Option<CategoryId>>,
+    /// BCP 47 tag of the language it is taught in (`ko`, `en`, `pt-BR`; default `ko`): captions
+    /// in it are the default track, and detected chapters are named in it.
+    #[schema(min_length = 2, max_length = 35, pattern = "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+    pub language: Option<String>,
 }
 
 /// Distinguish an absent field (`None`) from an explicit null (`Some(None)`).
@@ -166,6 +175,7 @@ pub async fn update_course(
         currency: req.currency,
         level: req.level,
         category_id: req.category_id,
+        language: req.language,
     };
     Ok(axum::Json(super::update_course(&st.db, &caller, id, patch).await?))
 }

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::accounts::routes::router())
         .merge(crate::catalog::routes::router())
         .merge(crate::media::routes::router())
+        .merge(crate::media::captions::routes::router())
         .merge(crate::playback::routes::router())
         .merge(crate::learning::routes::router())
         .merge(crate::commerce::routes::router())

@@ -59,4 +59,26 @@ pub async fn may_watch(
     }
 }
 
+/// [`may_watch`], with its refusals as the errors callers get: `wanted` says what they asked
+/// for ("watch this lecture"), for the messages.
+pub async fn require_watch(
+    db: &Db,
+    caller: Option<&Caller>,
+    course: &CourseRow,
+    lecture: &LectureRow,
+    wanted: &str,
+) -> crate::error::Result<Entitlement> {
+    use crate::error::Error;
+    match may_watch(db, caller, course, lecture).await? {
+        Entitlement::SignInRequired => Err(Error::unauthenticated(
+            "sign_in_required",
+            format!("sign in and enroll to {wanted}"),
+        )),
+        Entitlement::NotEntitled => {
+            Err(Error::denied("not_enrolled", format!("enroll in this course to {wanted}")))
+        }
+        allowed => Ok(allowed),
+    }
+}
+
 pub use db::{enroll, enrolled_courses, is_enrolled, revoke};

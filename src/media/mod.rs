@@ -12,6 +12,7 @@
 //! are crash-safe: storing the source and enqueueing its transcode commit together, and
 //! [`housekeeping`] finishes or removes whatever a dead request or process left behind.
 
+pub mod captions;
 pub mod child;
 pub mod db;
 pub mod engine;

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod playlist;
 pub mod range;
 pub mod routes;
+pub mod subtitles;
 pub mod tokens;
 
 use crate::types::{LectureId, VideoId};
@@ -25,7 +26,6 @@ use self::tokens::PlaybackKeys;
 use crate::accounts::Caller;
 use crate::db::{now, rfc3339, Db};
 use crate::error::{Error, Result};
-use crate::learning::Entitlement;
 use crate::storage::ObjectKey;
 
 /// What the segment server needs to know about a playable video. Immutable once ready (a new
@@ -52,13 +52,26 @@ pub struct Playback {
     /// Published playlists, segments and tracks in memory.
     pub objects: cache::ObjectCache,
     cache: Mutex<HashMap<VideoId, Arc<ReadyVideo>>>,
+    /// Ready videos' captions and segment timing, each reread after [`subtitles::TTL`].
+    pub(crate) captions: Mutex<HashMap<VideoId, Arc<subtitles::CaptionSet>>>,
 }
 
 const CACHE_LIMIT: usize = 100_000;
 
 impl Playback {
     pub fn new(keys: PlaybackKeys, objects: cache::ObjectCache) -> Self {
-        Playback { keys, objects, cache: Mutex::new(HashMap::new()) }
+        Playback {
+            keys,
+            objects,
+            cache: Mutex::new(HashMap::new()),
+            captions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Drop what this node read of videos' captions, after a change here (other nodes see it
+    /// within [`subtitles::TTL`]).
+    pub fn forget_captions(&self) {
+        self.captions.lock().expect("captions lock").clear();
     }
 
     /// The playable video `id` (ready, or being transcoded with output published), from the
@@ -116,21 +129,7 @@ pub async fn start_session(
     base_url: &str,
 ) -> Result<PlaybackSession> {
     let (lecture, course) = crate::catalog::visible_lecture(db, caller, lecture_id).await?;
-    match crate::learning::may_watch(db, caller, &course, &lecture).await? {
-        Entitlement::SignInRequired => {
-            return Err(Error::unauthenticated(
-                "sign_in_required",
-                "sign in and enroll to watch this lecture",
-            ))
-        }
-        Entitlement::NotEntitled => {
-            return Err(Error::denied(
-                "not_enrolled",
-                "enroll in this course to watch this lecture",
-            ))
-        }
-        _ => {}
-    }
+    crate::learning::require_watch(db, caller, &course, &lecture, "watch this lecture").await?;
     let not_yet = || {
         Error::conflict(
             "video_not_ready",

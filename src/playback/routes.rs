@@ -8,12 +8,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 use super::cache::{read_whole, CacheMiss, CachedObject};
 use super::range::{decide, http_date, Answer, Validators};
+use super::subtitles::{self, CaptionSet};
 use super::tokens::PlaybackTokenError;
 use super::{PlaybackSession, ReadyVideo};
 use crate::error::Error;
@@ -73,6 +75,15 @@ enum HlsObject<'a> {
     Key,
     /// Poster, sprite, thumbnail track.
     Asset(&'a str),
+    /// A caption language's media playlist (`subs/{lang}/index.m3u8`).
+    Subtitles {
+        lang: &'a str,
+    },
+    /// One of its WebVTT segments (`subs/{lang}/seg_NNNNN.vtt`).
+    SubtitleSegment {
+        lang: &'a str,
+        index: usize,
+    },
 }
 
 fn plain(seg: &str, max: usize) -> bool {
@@ -83,6 +94,20 @@ fn plain(seg: &str, max: usize) -> bool {
 
 /// Map the path below `/hls/{video}/` to an object, refusing anything else.
 fn classify(rest: &str) -> Option<HlsObject<'_>> {
+    if let Some(sub) = rest.strip_prefix("subs/") {
+        let (lang, name) = sub.split_once('/')?;
+        if !plain(lang, 35) || name.contains('/') {
+            return None;
+        }
+        if name == "index.m3u8" {
+            return Some(HlsObject::Subtitles { lang });
+        }
+        let digits = name.strip_prefix("seg_")?.strip_suffix(".vtt")?;
+        if digits.len() != 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        return Some(HlsObject::SubtitleSegment { lang, index: digits.parse().ok()? });
+    }
     match rest.split_once('/') {
         None if rest == "master.m3u8" => Some(HlsObject::Master),
         None if rest == "key" => Some(HlsObject::Key),
@@ -179,11 +204,12 @@ async fn serve(
 
     let kind = match object {
         HlsObject::Key => "key",
-        HlsObject::Master | HlsObject::Media { .. } => "playlist",
+        HlsObject::Master | HlsObject::Media { .. } | HlsObject::Subtitles { .. } => "playlist",
+        HlsObject::SubtitleSegment { .. } => "subtitles",
         HlsObject::Segment { .. } => "segment",
         HlsObject::Asset(_) => "asset",
     };
-    let resp = respond(st, &ready, object, token, headers, head).await?;
+    let resp = respond(st, video_id, &ready, object, token, headers, head).await?;
     if !head {
         let sent = resp
             .headers()
@@ -199,6 +225,7 @@ async fn serve(
 /// was verified.
 async fn respond(
     st: &AppState,
+    video_id: VideoId,
     ready: &ReadyVideo,
     object: HlsObject<'_>,
     token: Option<&str>,
@@ -225,7 +252,29 @@ async fn respond(
         }
         HlsObject::Master => {
             let token = token.expect("verified");
-            rewritten(st, ready, "master.m3u8", token, encrypted, headers, head).await
+            let master = rewritten(st, ready, "master.m3u8", token, encrypted, headers, head);
+            match caption_set(st, video_id, ready).await? {
+                Some(set) if !set.tracks.is_empty() => {
+                    with_captions(st, ready, &set, token, encrypted, headers, head).await
+                }
+                _ => master.await,
+            }
+        }
+        HlsObject::Subtitles { lang } => {
+            let token = token.expect("verified");
+            let set =
+                caption_set(st, video_id, ready).await?.ok_or(Error::not_found("captions"))?;
+            set.track(lang).ok_or(Error::not_found("captions"))?;
+            let body = Bytes::from(subtitles::subtitle_playlist(&set, token));
+            Ok(generated(headers, head, body, &set, "application/vnd.apple.mpegurl"))
+        }
+        HlsObject::SubtitleSegment { lang, index } => {
+            let set =
+                caption_set(st, video_id, ready).await?.ok_or(Error::not_found("captions"))?;
+            let track = set.track(lang).ok_or(Error::not_found("captions"))?;
+            let text = subtitles::subtitle_segment(&set, &track.cues, index)
+                .ok_or(Error::not_found("object"))?;
+            Ok(generated(headers, head, Bytes::from(text), &set, "text/vtt"))
         }
         HlsObject::Media { rendition } => {
             let token = token.expect("verified");
@@ -261,6 +310,119 @@ async fn respond(
             stream_object(st, ready, &format!("{rendition}/{name}"), headers, head, cache).await
         }
     }
+}
+
+/// A playlist or track made on request from `set`: validated by its bytes, never cached.
+fn generated(
+    headers: &HeaderMap,
+    head: bool,
+    body: Bytes,
+    set: &CaptionSet,
+    ctype: &'static str,
+) -> Response {
+    let meta = ObjectMeta {
+        size: body.len() as u64,
+        etag: digest_etag(&body),
+        last_modified: set.tracks.iter().map(|t| t.updated_at).max().unwrap_or(0),
+    };
+    respond_bytes(headers, head, body, &meta, ctype, NO_STORE)
+}
+
+/// The master playlist for `token` with the subtitle group of `set` added.
+async fn with_captions(
+    st: &AppState,
+    v: &ReadyVideo,
+    set: &CaptionSet,
+    token: &str,
+    public_segments: bool,
+    headers: &HeaderMap,
+    head: bool,
+) -> ApiResult<Response> {
+    let stored = read_small(st, v, "master.m3u8").await?;
+    let template = stored
+        .template(public_segments)
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("stored master playlist does not parse")))?;
+    let master = template.render(token);
+    let body = subtitles::master_with_subtitles(&String::from_utf8_lossy(&master), set, token);
+    let meta = ObjectMeta {
+        size: body.len() as u64,
+        etag: digest_etag(format!("{}{}", template.etag(token), set.version()).as_bytes()),
+        last_modified: stored
+            .meta
+            .last_modified
+            .max(set.tracks.iter().map(|t| t.updated_at).max().unwrap_or(0)),
+    };
+    Ok(respond_bytes(
+        headers,
+        head,
+        Bytes::from(body),
+        &meta,
+        "application/vnd.apple.mpegurl",
+        NO_STORE,
+    ))
+}
+
+/// The captions of ready video `id` with its segment timing, from this node's cache (reread
+/// after [`subtitles::TTL`]) or the database and the store. `None` while it is still being
+/// transcoded: its segments are not all known yet.
+async fn caption_set(
+    st: &AppState,
+    id: VideoId,
+    v: &ReadyVideo,
+) -> ApiResult<Option<Arc<CaptionSet>>> {
+    if v.live {
+        return Ok(None);
+    }
+    let previous = st.playback.captions.lock().expect("captions lock").get(&id).cloned();
+    if let Some(set) = previous.as_ref().filter(|s| s.looked_up.elapsed() < subtitles::TTL) {
+        return Ok(Some(set.clone()));
+    }
+    let tracks = crate::media::captions::of_video(&st.db, id).await?;
+    // Segment timing never changes for a ready video: keep what was read before.
+    let (segments, mpegts) = match previous {
+        Some(p) if !p.segments.is_empty() => (p.segments.clone(), p.mpegts),
+        _ if tracks.is_empty() => (Vec::new(), 0),
+        _ => segment_timing(st, v).await?,
+    };
+    let set =
+        Arc::new(CaptionSet { tracks, segments, mpegts, looked_up: std::time::Instant::now() });
+    let mut cache = st.playback.captions.lock().expect("captions lock");
+    if cache.len() >= 10_000 {
+        cache.clear();
+    }
+    cache.insert(id, set.clone());
+    Ok(Some(set))
+}
+
+/// Segment durations of `v`'s first rendition and the MPEG-TS time of its first frame.
+async fn segment_timing(st: &AppState, v: &ReadyVideo) -> ApiResult<(Vec<f64>, u64)> {
+    let broken =
+        |what: &str| Error::internal(anyhow::anyhow!("{what} of {} does not parse", v.prefix));
+    let master = read_small(st, v, "master.m3u8").await?;
+    let variant =
+        subtitles::first_variant(&master.body).ok_or_else(|| broken("the master playlist"))?;
+    let media = read_small(st, v, &variant).await?;
+    let (segments, first, iv) =
+        subtitles::segment_timing(&media.body).ok_or_else(|| broken("the media playlist"))?;
+    let dir = variant.rsplit_once('/').map_or("", |(d, _)| d);
+    let key =
+        v.prefix.join(&format!("{dir}/{first}")).map_err(|_| broken("the first segment's name"))?;
+    let got = st.storage.get(&key, None).await.map_err(storage_error)?;
+    let mut opening = Vec::new();
+    let mut body = got.body;
+    while opening.len() < 64 * 1024 {
+        match body.next().await {
+            Some(chunk) => opening.extend_from_slice(
+                &chunk.map_err(|e| Error::internal(anyhow::anyhow!("reading {key}: {e}")))?,
+            ),
+            None => break,
+        }
+    }
+    let mpegts = subtitles::mpegts_of(v, &opening, iv).unwrap_or_else(|| {
+        tracing::warn!(%key, "no timestamp in the first segment; captions map to 0");
+        0
+    });
+    Ok((segments, mpegts))
 }
 
 fn digest_etag(b: &[u8]) -> String {

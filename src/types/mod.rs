@@ -7,6 +7,7 @@
 //! the dev payment provider.
 
 pub mod ids;
+pub mod lang;
 pub mod money;
 pub mod text;
 

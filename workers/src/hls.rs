@@ -287,18 +287,33 @@ pub(crate) fn avc1_codecs(extradata: &[u8]) -> Option<String> {
     None
 }
 
-/// libavutil's AES context, keyed for encryption; freed on drop.
+/// Decrypt the start of an AES-128-CBC encrypted segment in place: `data` is its first whole
+/// 16-byte blocks (padding, at the very end, is not removed). Readers of a segment's first
+/// packets (the subtitle timestamp map) need no more than that.
+pub fn decrypt_prefix(key: &[u8; 16], iv: &[u8; 16], data: &mut [u8]) -> Result<(), MediaError> {
+    let whole = data.len() / 16 * 16;
+    let mut aes = Aes::keyed(key, true)?;
+    let mut chain = *iv;
+    aes.crypt_cbc(&mut data[..whole], &mut chain, true);
+    Ok(())
+}
+
+/// libavutil's AES context, keyed for encryption or decryption; freed on drop.
 struct Aes(NonNull<ffi::AVAES>);
 
 impl Aes {
     fn encrypting(key: &[u8; 16]) -> Result<Self, MediaError> {
+        Self::keyed(key, false)
+    }
+
+    fn keyed(key: &[u8; 16], decrypt: bool) -> Result<Self, MediaError> {
         // SAFETY: av_aes_alloc has no preconditions; it returns NULL or a new context.
         let ctx = NonNull::new(unsafe { ffi::av_aes_alloc() })
             .ok_or_else(|| MediaError::Ffmpeg("allocating an AES context failed".into()))?;
         let aes = Aes(ctx);
         // SAFETY: `aes.0` is a live context from av_aes_alloc, and `key` holds exactly the 128
         // bits the call is told to read.
-        if unsafe { ffi::av_aes_init(aes.0.as_ptr(), key.as_ptr(), 128, 0) } < 0 {
+        if unsafe { ffi::av_aes_init(aes.0.as_ptr(), key.as_ptr(), 128, i32::from(decrypt)) } < 0 {
             return Err(MediaError::Ffmpeg("initialising AES-128 failed".into()));
         }
         Ok(aes)
@@ -307,13 +322,20 @@ impl Aes {
     /// Encrypt `data`, a whole number of 16-byte blocks, in place in CBC mode; `chain` is the
     /// IV going in and the last ciphertext block coming out.
     fn encrypt_cbc(&mut self, data: &mut [u8], chain: &mut [u8; 16]) {
+        self.crypt_cbc(data, chain, false)
+    }
+
+    /// Encrypt or decrypt (as the context was keyed) `data`, whole 16-byte blocks, in place.
+    fn crypt_cbc(&mut self, data: &mut [u8], chain: &mut [u8; 16], decrypt: bool) {
         assert!(data.len() % 16 == 0, "AES works on whole 16-byte blocks");
         let blocks = (data.len() / 16) as i32;
         let p = data.as_mut_ptr();
-        // SAFETY: the context was keyed for encryption in `encrypting`; `p` is valid for
+        // SAFETY: the context was keyed for this direction in `keyed`; `p` is valid for
         // `blocks` whole blocks, and the same buffer as source and destination is fine (each
         // block is read before it is written); `chain` is the 16-byte IV, updated in place.
-        unsafe { ffi::av_aes_crypt(self.0.as_ptr(), p, p, blocks, chain.as_mut_ptr(), 0) };
+        unsafe {
+            ffi::av_aes_crypt(self.0.as_ptr(), p, p, blocks, chain.as_mut_ptr(), i32::from(decrypt))
+        };
     }
 }
 
@@ -470,5 +492,9 @@ mod tests {
                 0x19, 0x7d
             ]
         );
+        let mut back = out.clone();
+        decrypt_prefix(&key, &iv, &mut back[..20]).unwrap();
+        assert_eq!(&back[..16], &plain, "the first block decrypts; a partial block is left");
+        assert_eq!(&back[16..], &out[16..]);
     }
 }

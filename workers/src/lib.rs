@@ -113,7 +113,7 @@ mod transcode;
 
 use std::fmt;
 
-pub use hls::{master_playlist, media_playlist, target_duration, Segment, Variant};
+pub use hls::{decrypt_prefix, master_playlist, media_playlist, target_duration, Segment, Variant};
 pub use ladder::{plan_ladder, Rendition};
 pub use probe::{probe, ProbeInfo};
 pub use sample::write_sample_clip;

@@ -35,6 +35,8 @@ pub struct CourseRow {
     /// Number of reviews and their average rating (0 without reviews), kept by triggers.
     pub rating_count: i64,
     pub rating_avg: f64,
+    /// BCP 47 tag of what the course is taught in (captions in it are the default).
+    pub language: String,
 }
 
 impl CourseRow {
@@ -49,7 +51,7 @@ macro_rules! course_columns {
     () => {
         "c.id, c.instructor_id, u.name AS instructor_name, c.category_id, c.title, c.description, c.price, \
          c.currency, c.level, c.status, c.duration_seconds, c.created_at, c.published_at, c.enrollment_count, \
-         c.rating_count, c.rating_avg"
+         c.rating_count, c.rating_avg, c.language"
     };
 }
 
@@ -75,12 +77,13 @@ pub struct NewCourse<'a> {
     pub description: &'a str,
     pub price: Money,
     pub level: Level,
+    pub language: &'a str,
 }
 
 pub async fn insert_course(db: &Db, c: &NewCourse<'_>, now: i64) -> Result<CourseId, sqlx::Error> {
     let (id,): (CourseId,) = sqlx::query_as(
-        "INSERT INTO courses (instructor_id, category_id, title, description, price, currency, level, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
+        "INSERT INTO courses (instructor_id, category_id, title, description, price, currency, level, created_at, updated_at, language) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING id",
     )
     .bind(c.instructor_id)
     .bind(c.category_id)
@@ -90,6 +93,7 @@ pub async fn insert_course(db: &Db, c: &NewCourse<'_>, now: i64) -> Result<Cours
     .bind(c.price.currency)
     .bind(c.level)
     .bind(now)
+    .bind(c.language)
     .fetch_one(db.pool())
     .await?;
     Ok(id)
@@ -104,6 +108,7 @@ pub struct CourseChanges {
     pub currency: Option<Currency>,
     pub level: Option<Level>,
     pub category_id: Option<Option<CategoryId>>,
+    pub language: Option<String>,
 }
 
 pub async fn update_course(
@@ -119,7 +124,7 @@ pub async fn update_course(
     sqlx::query(
         "UPDATE courses SET title = COALESCE($2, title), description = COALESCE($3, description), \
          price = COALESCE($4, price), currency = COALESCE($5, currency), level = COALESCE($6, level), \
-         category_id = CASE WHEN $7 = 1 THEN $8 ELSE category_id END, updated_at = $9 WHERE id = $1",
+         category_id = CASE WHEN $7 = 1 THEN $8 ELSE category_id END, updated_at = $9, language = COALESCE($10, language) WHERE id = $1",
     )
     .bind(id)
     .bind(ch.title.as_deref())
@@ -130,6 +135,7 @@ pub async fn update_course(
     .bind(set_cat)
     .bind(cat)
     .bind(now)
+    .bind(ch.language.as_deref())
     .execute(db.pool())
     .await?;
     Ok(())
