@@ -51,12 +51,16 @@ fn playlist_rewrite(c: &mut Criterion) {
         let name = format!("playlist rewrite, 675 segments, public_segments={public_segments}");
         c.bench_function(&name, |b| {
             b.iter(|| {
-                rewrite(black_box(media.as_bytes()), Rewrite { token, public_segments }).unwrap()
+                rewrite(
+                    black_box(media.as_bytes()),
+                    Rewrite { token, public_segments, key_refresh_secs: 0 },
+                )
+                .unwrap()
             })
         });
         // What the server does per request: the stored playlist's template (made once per
         // playlist) joined with the viewer's token, and the copy's validator.
-        let template = Template::new(media.as_bytes(), public_segments).unwrap();
+        let template = Template::new(media.as_bytes(), public_segments, 0).unwrap();
         let name =
             format!("playlist render (template), 675 segments, public_segments={public_segments}");
         c.bench_function(&name, |b| {

@@ -79,7 +79,12 @@ impl App {
             cfg.hls_cache_bytes,
             cfg.hls_cache_max_object_bytes,
         );
-        let playback = Arc::new(crate::playback::Playback::new(keys, objects));
+        let limits = crate::playback::sessions::StreamLimits {
+            max_concurrent: cfg.max_concurrent_streams,
+            idle_secs: cfg.stream_idle_secs as i64,
+            key_refresh_secs: cfg.key_refresh_secs,
+        };
+        let playback = Arc::new(crate::playback::Playback::new(keys, objects, limits));
         let payments = Arc::new(crate::commerce::Payments::from_config(&cfg));
         let quotas = Arc::new(Quotas::new(&cfg));
         let uploads = crate::media::Uploads::new(

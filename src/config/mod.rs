@@ -119,6 +119,14 @@ pub struct Config {
     pub playback_keys: Secret,
     /// Lifetime of a playback token, in seconds.
     pub playback_token_ttl_secs: u64,
+    /// Playback sessions a student account may have active at once (instructors and admins
+    /// have no limit); 0: no limit.
+    pub max_concurrent_streams: u64,
+    /// A session is active while its playlists or key were fetched within this many seconds.
+    pub stream_idle_secs: u64,
+    /// Seconds of video after which a player fetches the key again: media playlists repeat the
+    /// key line under a new URI, so a playing session keeps showing it is alive (0: never).
+    pub key_refresh_secs: u64,
     /// Encrypt HLS segments with a per-video AES-128 key (CDN-safe: segments cacheable publicly,
     /// playlists and key token-gated). Off: segments are token-gated instead.
     pub hls_encryption: bool,
@@ -241,6 +249,9 @@ impl Default for Config {
             refund_max_watched_fraction: 1.0 / 3.0,
             playback_keys: Secret::default(),
             playback_token_ttl_secs: 2 * 3600,
+            max_concurrent_streams: 3,
+            stream_idle_secs: 120,
+            key_refresh_secs: 30,
             hls_encryption: true,
             max_upload_bytes: 20 * 1024 * 1024 * 1024,
             upload_expiry_secs: 24 * 3600,

@@ -207,19 +207,32 @@ pub async fn last_report(
     .await
 }
 
-/// Seconds of `course_id` that `user_id` has watched (furthest point per lecture, capped at the
-/// lecture's length), and the course's measured duration (0 when none).
+/// How far each user got into each lecture of the course bound as `course` (a placeholder,
+/// `$1`, `$2`): the larger of what their player reported (`lecture_progress`) and what the
+/// server saw it fetch (`playback_sessions`), per `(user_id, lecture_id)`, as `seconds`.
+fn watched(course: &str) -> String {
+    format!(
+        "SELECT user_id, lecture_id, MAX(seconds) AS seconds FROM ( \
+         SELECT user_id, lecture_id, furthest_seconds AS seconds FROM lecture_progress WHERE course_id = {course} \
+         UNION ALL SELECT user_id, lecture_id, served_seconds AS seconds FROM playback_sessions \
+         WHERE course_id = {course} AND user_id IS NOT NULL) seen GROUP BY user_id, lecture_id"
+    )
+}
+
+/// Seconds of `course_id` that `user_id` has watched (furthest point per lecture, reported or
+/// served, capped at the lecture's length), and the course's measured duration (0 when none).
 pub async fn watched_and_total(
     db: &Db,
     user_id: UserId,
     course_id: CourseId,
 ) -> Result<(f64, f64), sqlx::Error> {
-    let (watched, total): (f64, Option<f64>) = sqlx::query_as(
-        "SELECT CAST(COALESCE(SUM(CASE WHEN p.furthest_seconds < l.duration_seconds THEN p.furthest_seconds ELSE l.duration_seconds END), 0) AS DOUBLE PRECISION), \
+    let (watched, total): (f64, Option<f64>) = sqlx::query_as(&format!(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN w.seconds < l.duration_seconds THEN w.seconds ELSE l.duration_seconds END), 0) AS DOUBLE PRECISION), \
                 CAST((SELECT duration_seconds FROM courses WHERE id = $2) AS DOUBLE PRECISION) \
-         FROM lecture_progress p JOIN lectures l ON l.id = p.lecture_id \
-         WHERE p.user_id = $1 AND p.course_id = $2 AND l.duration_seconds IS NOT NULL",
-    )
+         FROM ({}) w JOIN lectures l ON l.id = w.lecture_id \
+         WHERE w.user_id = $1 AND l.duration_seconds IS NOT NULL",
+        watched("$2")
+    ))
     .bind(user_id)
     .bind(course_id)
     .fetch_one(db.pool())
@@ -230,11 +243,15 @@ pub async fn watched_and_total(
 /// Engagement with a course across all its students: seconds watched (furthest points, capped
 /// per lecture) and how many of the actively enrolled students completed every lecture.
 pub async fn course_engagement(db: &Db, course_id: CourseId) -> Result<(f64, i64), sqlx::Error> {
-    let (watched,): (f64,) = sqlx::query_as(
-        "SELECT CAST(COALESCE(SUM(CASE WHEN l.duration_seconds IS NOT NULL AND p.furthest_seconds > l.duration_seconds \
-                 THEN l.duration_seconds ELSE p.furthest_seconds END), 0) AS DOUBLE PRECISION) \
-         FROM lecture_progress p JOIN lectures l ON l.id = p.lecture_id WHERE p.course_id = $1",
-    )
+    // Students' watching only: the instructor's own playback is not watch time.
+    let (watched,): (f64,) = sqlx::query_as(&format!(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN l.duration_seconds IS NOT NULL AND w.seconds > l.duration_seconds \
+                 THEN l.duration_seconds ELSE w.seconds END), 0) AS DOUBLE PRECISION) \
+         FROM ({}) w JOIN lectures l ON l.id = w.lecture_id \
+         WHERE w.user_id IN (SELECT user_id FROM enrollments WHERE course_id = $1) \
+             OR w.user_id IN (SELECT user_id FROM lecture_progress WHERE course_id = $1)",
+        watched("$1")
+    ))
     .bind(course_id)
     .fetch_one(db.pool())
     .await?;

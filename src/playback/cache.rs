@@ -32,9 +32,12 @@ impl CachedObject {
     }
 
     /// This playlist as a [`Template`] for rewriting; `None` when it is not a playlist.
-    pub fn template(&self, public_segments: bool) -> Option<Arc<Template>> {
+    /// `key_refresh_secs` is the process's setting: it is made once with it.
+    pub fn template(&self, public_segments: bool, key_refresh_secs: u64) -> Option<Arc<Template>> {
         self.templates[public_segments as usize]
-            .get_or_init(|| Template::new(&self.body, public_segments).map(Arc::new))
+            .get_or_init(|| {
+                Template::new(&self.body, public_segments, key_refresh_secs).map(Arc::new)
+            })
             .clone()
     }
 }

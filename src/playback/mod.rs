@@ -12,6 +12,7 @@ pub mod cache;
 pub mod playlist;
 pub mod range;
 pub mod routes;
+pub mod sessions;
 pub mod subtitles;
 pub mod tokens;
 
@@ -54,17 +55,25 @@ pub struct Playback {
     cache: Mutex<HashMap<VideoId, Arc<ReadyVideo>>>,
     /// Ready videos' captions and segment timing, each reread after [`subtitles::TTL`].
     pub(crate) captions: Mutex<HashMap<VideoId, Arc<subtitles::CaptionSet>>>,
+    pub limits: sessions::StreamLimits,
+    pub(crate) beats: sessions::Beats,
 }
 
 const CACHE_LIMIT: usize = 100_000;
 
 impl Playback {
-    pub fn new(keys: PlaybackKeys, objects: cache::ObjectCache) -> Self {
+    pub fn new(
+        keys: PlaybackKeys,
+        objects: cache::ObjectCache,
+        limits: sessions::StreamLimits,
+    ) -> Self {
         Playback {
             keys,
             objects,
             cache: Mutex::new(HashMap::new()),
             captions: Mutex::new(HashMap::new()),
+            limits,
+            beats: sessions::Beats::default(),
         }
     }
 
@@ -118,6 +127,8 @@ pub struct PlaybackSession {
     pub poster_url: String,
     /// The WebVTT track of scrubbing thumbnails.
     pub thumbnails_url: String,
+    /// This playback session (its token names it; `lectern watermark identify` prints it).
+    pub session_id: String,
 }
 
 /// Open a playback session for `lecture_id`: entitlement, then a token for its video.
@@ -140,8 +151,10 @@ pub async fn start_session(
     if pb.ready_video(db, video_id).await?.is_none() {
         return Err(not_yet());
     }
+    let t = now();
+    let sid = sessions::open(db, &pb.limits, caller, course.id, lecture_id, video_id, t).await?;
     let sub = caller.map_or_else(|| "anonymous".to_string(), |c| c.user_id.to_string());
-    let (token, exp) = pb.keys.issue(&sub, video_id, now());
+    let (token, exp) = pb.keys.issue_for_session(&sub, video_id, t, Some(&sid));
     let base = format!("{base_url}/hls/{video_id}");
     Ok(PlaybackSession {
         video_id,
@@ -150,5 +163,6 @@ pub async fn start_session(
         thumbnails_url: format!("{base}/thumbnails.vtt?token={token}"),
         token,
         expires_at: rfc3339(exp),
+        session_id: sid,
     })
 }

@@ -18,6 +18,9 @@ pub struct Rewrite<'a> {
     /// Segments are publicly cacheable (encrypted), so their URIs stay token-free and a CDN
     /// caches one copy for everybody.
     pub public_segments: bool,
+    /// Seconds of video after which the key line is repeated under a new URI (`part=N`), so
+    /// players fetch the key again (0: never).
+    pub key_refresh_secs: u64,
 }
 
 fn with_token(uri: &str, token: &str) -> String {
@@ -45,7 +48,27 @@ pub fn rewrite(raw: &[u8], rw: Rewrite<'_>) -> Option<Vec<u8>> {
             }
         }
         Playlist::MediaPlaylist(media) => {
+            let (mut current, mut since, mut part): (Option<m3u8_rs::Key>, f64, u32) =
+                (None, 0.0, 0);
             for seg in &mut media.segments {
+                if let Some(k) = seg.key.as_ref() {
+                    current = Some(k.clone());
+                    since = 0.0;
+                } else if let Some(k) = current.as_ref().filter(|k| {
+                    rw.key_refresh_secs > 0
+                        && since >= rw.key_refresh_secs as f64
+                        && k.method != m3u8_rs::KeyMethod::None
+                }) {
+                    part += 1;
+                    let mut again = k.clone();
+                    again.uri = again.uri.map(|u| {
+                        let sep = if u.contains('?') { '&' } else { '?' };
+                        format!("{u}{sep}part={part}")
+                    });
+                    seg.key = Some(again);
+                    since = 0.0;
+                }
+                since += f64::from(seg.duration);
                 if let Some(uri) = seg.key.as_mut().and_then(|k| k.uri.as_mut()) {
                     *uri = with_token(uri, rw.token);
                 }
@@ -79,11 +102,11 @@ pub struct Template {
 impl Template {
     /// `raw` prepared for rewriting as `public_segments` says; `None` when it is not a
     /// playlist (or, impossibly for a stored one, holds the mark).
-    pub fn new(raw: &[u8], public_segments: bool) -> Option<Template> {
+    pub fn new(raw: &[u8], public_segments: bool, key_refresh_secs: u64) -> Option<Template> {
         if raw.windows(MARK.len()).any(|w| w == MARK.as_bytes()) {
             return None;
         }
-        let marked = rewrite(raw, Rewrite { token: MARK, public_segments })?;
+        let marked = rewrite(raw, Rewrite { token: MARK, public_segments, key_refresh_secs })?;
         let marked = String::from_utf8(marked).ok()?;
         let mut text = String::with_capacity(marked.len());
         let mut cuts = Vec::new();
@@ -137,21 +160,24 @@ mod tests {
     fn a_template_renders_what_a_rewrite_writes() {
         for raw in [MASTER, MEDIA] {
             for public_segments in [true, false] {
-                let t = Template::new(raw.as_bytes(), public_segments).unwrap();
+                let t = Template::new(raw.as_bytes(), public_segments, 0).unwrap();
                 for token in ["T", "eyJhbGciOiJIUzI1NiJ9.eyJ2IjoxfQ.c2lnbmF0dXJl"] {
-                    let direct = rewrite(raw.as_bytes(), Rewrite { token, public_segments });
+                    let direct = rewrite(
+                        raw.as_bytes(),
+                        Rewrite { token, public_segments, key_refresh_secs: 0 },
+                    );
                     assert_eq!(t.render(token).as_ref(), direct.unwrap().as_slice());
                 }
                 assert_ne!(t.etag("a"), t.etag("b"));
             }
         }
         assert_ne!(
-            Template::new(MEDIA.as_bytes(), true).unwrap().etag("T"),
-            Template::new(MEDIA.as_bytes(), false).unwrap().etag("T")
+            Template::new(MEDIA.as_bytes(), true, 0).unwrap().etag("T"),
+            Template::new(MEDIA.as_bytes(), false, 0).unwrap().etag("T")
         );
-        assert!(Template::new(b"not a playlist", true).is_none());
+        assert!(Template::new(b"not a playlist", true, 0).is_none());
         let sneaky = format!("{MEDIA}#{MARK}\n");
-        assert!(Template::new(sneaky.as_bytes(), true).is_none());
+        assert!(Template::new(sneaky.as_bytes(), true, 0).is_none());
     }
 
     const MASTER: &str = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\n360p/index.m3u8\n";
@@ -161,12 +187,20 @@ mod tests {
     #[test]
     fn every_child_uri_carries_the_token() {
         let m = String::from_utf8(
-            rewrite(MASTER.as_bytes(), Rewrite { token: "T", public_segments: true }).unwrap(),
+            rewrite(
+                MASTER.as_bytes(),
+                Rewrite { token: "T", public_segments: true, key_refresh_secs: 0 },
+            )
+            .unwrap(),
         )
         .unwrap();
         assert!(m.contains("360p/index.m3u8?token=T"), "{m}");
         let private = String::from_utf8(
-            rewrite(MEDIA.as_bytes(), Rewrite { token: "T", public_segments: false }).unwrap(),
+            rewrite(
+                MEDIA.as_bytes(),
+                Rewrite { token: "T", public_segments: false, key_refresh_secs: 0 },
+            )
+            .unwrap(),
         )
         .unwrap();
         assert!(
@@ -176,13 +210,39 @@ mod tests {
         assert!(private.contains("URI=\"../key?token=T\""), "{private}");
         assert!(private.contains("#EXT-X-ENDLIST"));
         let public = String::from_utf8(
-            rewrite(MEDIA.as_bytes(), Rewrite { token: "T", public_segments: true }).unwrap(),
+            rewrite(
+                MEDIA.as_bytes(),
+                Rewrite { token: "T", public_segments: true, key_refresh_secs: 0 },
+            )
+            .unwrap(),
         )
         .unwrap();
         assert!(
             public.contains("\nseg_00000.ts\n") && public.contains("URI=\"../key?token=T\""),
             "{public}"
         );
-        assert!(rewrite(b"not a playlist", Rewrite { token: "T", public_segments: true }).is_none());
+        assert!(rewrite(
+            b"not a playlist",
+            Rewrite { token: "T", public_segments: true, key_refresh_secs: 0 }
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn the_key_line_is_repeated_under_a_new_uri() {
+        let rw = Rewrite { token: "T", public_segments: true, key_refresh_secs: 4 };
+        let out = String::from_utf8(rewrite(MEDIA.as_bytes(), rw).unwrap()).unwrap();
+        let parsed = m3u8_rs::parse_media_playlist_res(out.as_bytes()).unwrap();
+        let uris: Vec<_> =
+            parsed.segments.iter().map(|s| s.key.as_ref().and_then(|k| k.uri.clone())).collect();
+        assert_eq!(
+            uris,
+            [Some("../key?token=T".into()), Some("../key?part=1&token=T".into())],
+            "{out}"
+        );
+        let iv = |i: usize| parsed.segments[i].key.as_ref().unwrap().iv.clone();
+        assert_eq!(iv(0), iv(1), "the same key and IV, fetched again");
+        let once = rewrite(MEDIA.as_bytes(), Rewrite { key_refresh_secs: 0, ..rw }).unwrap();
+        assert_eq!(String::from_utf8(once).unwrap().matches("#EXT-X-KEY").count(), 1);
     }
 }

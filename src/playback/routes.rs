@@ -59,6 +59,8 @@ pub async fn start_playback(
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
     pub token: Option<String>,
+    /// Which repetition of the key line a key URI is (`part=N`, see `LECTERN_KEY_REFRESH_SECS`).
+    pub part: Option<u32>,
 }
 
 /// What a request under `/hls/{video}/` asks for.
@@ -159,7 +161,7 @@ pub async fn serve_hls(
     Query(q): Query<TokenQuery>,
     req: Request,
 ) -> Response {
-    match serve(&st, &video, &rest, q.token.as_deref(), req).await {
+    match serve(&st, &video, &rest, &q, req).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
@@ -169,9 +171,10 @@ async fn serve(
     st: &AppState,
     video: &str,
     rest: &str,
-    token: Option<&str>,
+    q: &TokenQuery,
     req: Request,
 ) -> ApiResult<Response> {
+    let token = q.token.as_deref();
     // Encoded separators or dots never name an object; refuse before anything else.
     let encoded_separator = req.uri().path().as_bytes().windows(3).any(|w| {
         w[0] == b'%'
@@ -193,7 +196,20 @@ async fn serve(
     // video is even looked up.
     let needs_token = !matches!(object, HlsObject::Segment { .. });
     if needs_token {
-        st.playback.keys.verify(token, video_id).map_err(token_error)?;
+        let claims = st.playback.keys.verify(token, video_id).map_err(token_error)?;
+        if let Some(sid) = claims.sid.as_deref() {
+            let t = crate::db::now();
+            match object {
+                HlsObject::Key => {
+                    let part = q.part.unwrap_or(0);
+                    super::sessions::key_fetched(&st.db, &st.playback.limits, sid, part, t).await?
+                }
+                HlsObject::Master | HlsObject::Media { .. } | HlsObject::Subtitles { .. } => {
+                    st.playback.beats.playlist_fetched(&st.db, sid, t).await?
+                }
+                _ => {}
+            }
+        }
     }
     let ready =
         st.playback.ready_video(&st.db, video_id).await?.ok_or(Error::not_found("video"))?;
@@ -340,7 +356,7 @@ async fn with_captions(
 ) -> ApiResult<Response> {
     let stored = read_small(st, v, "master.m3u8").await?;
     let template = stored
-        .template(public_segments)
+        .template(public_segments, st.playback.limits.key_refresh_secs)
         .ok_or_else(|| Error::internal(anyhow::anyhow!("stored master playlist does not parse")))?;
     let master = template.render(token);
     let body = subtitles::master_with_subtitles(&String::from_utf8_lossy(&master), set, token);
@@ -476,7 +492,7 @@ async fn rewritten(
 ) -> ApiResult<Response> {
     let stored = read_small(st, v, rel).await?;
     let template = stored
-        .template(public_segments)
+        .template(public_segments, st.playback.limits.key_refresh_secs)
         .ok_or_else(|| Error::internal(anyhow::anyhow!("stored playlist {rel} does not parse")))?;
     let body = template.render(token);
     let meta = ObjectMeta {

@@ -28,6 +28,9 @@ pub struct PlaybackClaims {
     pub typ: String,
     pub iat: i64,
     pub exp: i64,
+    /// The playback session (absent in tokens issued before sessions were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// Why a playback token was refused.
@@ -93,9 +96,26 @@ impl PlaybackKeys {
 
     /// A token for `sub` to play `video_id` until `now + ttl`.
     pub fn issue(&self, sub: &str, video_id: VideoId, now: i64) -> (String, i64) {
+        self.issue_for_session(sub, video_id, now, None)
+    }
+
+    /// [`PlaybackKeys::issue`] naming playback session `sid`.
+    pub fn issue_for_session(
+        &self,
+        sub: &str,
+        video_id: VideoId,
+        now: i64,
+        sid: Option<&str>,
+    ) -> (String, i64) {
         let exp = now + self.ttl_secs;
-        let claims =
-            PlaybackClaims { sub: sub.to_string(), vid: video_id, typ: TYP.into(), iat: now, exp };
+        let claims = PlaybackClaims {
+            sub: sub.to_string(),
+            vid: video_id,
+            typ: TYP.into(),
+            iat: now,
+            exp,
+            sid: sid.map(str::to_string),
+        };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.signing_kid.clone());
         (encode(&header, &claims, &self.signing).expect("HS256 encoding cannot fail"), exp)
