@@ -13,9 +13,11 @@
 #    cache mounts make the next run cheap.
 #
 # Environment: BASE; EXTRA_CA_CERTS, a PEM file of CAs the build's HTTPS downloads must trust
-# (a TLS-intercepting proxy's; the runtime image does not keep it); CARGO_BUILD_JOBS (default:
+# (a TLS-intercepting proxy's; default: those in /usr/local/share/ca-certificates; the runtime
+# image does not keep them); CARGO_BUILD_JOBS (default:
 # one per CPU); NICE (default 19: the build yields to everything else on the machine);
-# DEBIAN_MIRROR (default http://deb.debian.org/debian).
+# DEBIAN_MIRROR (default http://deb.debian.org/debian); PODMAN_RUNTIME, the OCI runtime
+# (default: podman's own, or runc where that cannot start a container: deploy/podman-env.sh).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -53,13 +55,16 @@ EOF
         --change 'CMD ["/bin/bash"]' - "$LOCAL_BASE" >/dev/null
 }
 
+. deploy/podman-env.sh
+
 # build TAG CONTAINERFILE [podman build args…], from the repository root.
 build() {
     local tag="$1" file="$2"
     shift 2
     local args=(--format docker --build-arg "BASE=$BASE" -f "$file" -t "$tag")
-    if [ -n "${EXTRA_CA_CERTS:-}" ]; then
+    if [ -n "$EXTRA_CA_CERTS" ]; then
         args+=(--secret "id=extra-ca,src=$EXTRA_CA_CERTS")
+        args+=(--build-arg "EXTRA_CA_DIGEST=$(sha256sum <"$EXTRA_CA_CERTS" | cut -d' ' -f1)")
     fi
     if [ -n "${CARGO_BUILD_JOBS:-}" ]; then
         args+=(--build-arg "CARGO_BUILD_JOBS=$CARGO_BUILD_JOBS")
@@ -78,6 +83,19 @@ fi
 if [ -z "${BASE:-}" ]; then
     make_base
     BASE="$LOCAL_BASE"
+fi
+podman_ready "$BASE"
+
+# Without EXTRA_CA_CERTS, the CAs this machine added to Debian's (/usr/local/share/ca-certificates,
+# where a proxy's CA goes) are trusted by the build too: what works here works in the build.
+if [ -z "${EXTRA_CA_CERTS:-}" ]; then
+    EXTRA_CA_CERTS=""
+    local_cas=(/usr/local/share/ca-certificates/*.crt)
+    if [ -e "${local_cas[0]}" ]; then
+        EXTRA_CA_CERTS="$(mktemp /tmp/lectern-extra-ca.XXXXXX.pem)"
+        cat "${local_cas[@]}" >"$EXTRA_CA_CERTS"
+        log "the build trusts this machine's added CAs: ${local_cas[*]}"
+    fi
 fi
 
 for image in "${images[@]}"; do
