@@ -268,13 +268,9 @@ async fn respond(
         }
         HlsObject::Master => {
             let token = token.expect("verified");
-            let master = rewritten(st, ready, "master.m3u8", token, encrypted, headers, head);
-            match caption_set(st, video_id, ready).await? {
-                Some(set) if !set.tracks.is_empty() => {
-                    with_captions(st, ready, &set, token, encrypted, headers, head).await
-                }
-                _ => master.await,
-            }
+            let captions = caption_set(st, video_id, ready).await?;
+            let captions = captions.as_deref();
+            rewritten(st, ready, "master.m3u8", token, encrypted, captions, headers, head).await
         }
         HlsObject::Subtitles { lang } => {
             let token = token.expect("verified");
@@ -300,6 +296,7 @@ async fn respond(
                 &format!("{rendition}/index.m3u8"),
                 token,
                 encrypted,
+                None,
                 headers,
                 head,
             )
@@ -342,40 +339,6 @@ fn generated(
         last_modified: set.tracks.iter().map(|t| t.updated_at).max().unwrap_or(0),
     };
     respond_bytes(headers, head, body, &meta, ctype, NO_STORE)
-}
-
-/// The master playlist for `token` with the subtitle group of `set` added.
-async fn with_captions(
-    st: &AppState,
-    v: &ReadyVideo,
-    set: &CaptionSet,
-    token: &str,
-    public_segments: bool,
-    headers: &HeaderMap,
-    head: bool,
-) -> ApiResult<Response> {
-    let stored = read_small(st, v, "master.m3u8").await?;
-    let template = stored
-        .template(public_segments, st.playback.limits.key_refresh_secs)
-        .ok_or_else(|| Error::internal(anyhow::anyhow!("stored master playlist does not parse")))?;
-    let master = template.render(token);
-    let body = subtitles::master_with_subtitles(&String::from_utf8_lossy(&master), set, token);
-    let meta = ObjectMeta {
-        size: body.len() as u64,
-        etag: digest_etag(format!("{}{}", template.etag(token), set.version()).as_bytes()),
-        last_modified: stored
-            .meta
-            .last_modified
-            .max(set.tracks.iter().map(|t| t.updated_at).max().unwrap_or(0)),
-    };
-    Ok(respond_bytes(
-        headers,
-        head,
-        Bytes::from(body),
-        &meta,
-        "application/vnd.apple.mpegurl",
-        NO_STORE,
-    ))
 }
 
 /// The captions of ready video `id` with its segment timing, from this node's cache (reread
@@ -481,12 +444,16 @@ fn cache_error(e: CacheMiss) -> Error {
     }
 }
 
+/// The stored playlist `rel` rewritten for `token`; with `captions` (a master playlist's), its
+/// subtitle group added.
+#[allow(clippy::too_many_arguments)]
 async fn rewritten(
     st: &AppState,
     v: &ReadyVideo,
     rel: &str,
     token: &str,
     public_segments: bool,
+    captions: Option<&CaptionSet>,
     headers: &HeaderMap,
     head: bool,
 ) -> ApiResult<Response> {
@@ -495,11 +462,20 @@ async fn rewritten(
         .template(public_segments, st.playback.limits.key_refresh_secs)
         .ok_or_else(|| Error::internal(anyhow::anyhow!("stored playlist {rel} does not parse")))?;
     let body = template.render(token);
-    let meta = ObjectMeta {
-        size: body.len() as u64,
-        etag: template.etag(token),
-        last_modified: stored.meta.last_modified,
+    let (body, etag, last_modified) = match captions.filter(|c| !c.tracks.is_empty()) {
+        None => (body, template.etag(token), stored.meta.last_modified),
+        Some(set) => {
+            let text =
+                subtitles::master_with_subtitles(&String::from_utf8_lossy(&body), set, token);
+            let changed = set.tracks.iter().map(|t| t.updated_at).max().unwrap_or(0);
+            (
+                Bytes::from(text),
+                digest_etag(format!("{}{}", template.etag(token), set.version()).as_bytes()),
+                stored.meta.last_modified.max(changed),
+            )
+        }
     };
+    let meta = ObjectMeta { size: body.len() as u64, etag, last_modified };
     Ok(respond_bytes(headers, head, body, &meta, "application/vnd.apple.mpegurl", NO_STORE))
 }
 
