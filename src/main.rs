@@ -65,6 +65,9 @@ enum Command {
         /// Encode every rung, even where the source could be copied as the top one.
         #[arg(long)]
         encode_all: bool,
+        /// Also encode every rung's forensic-watermark twin (variant B, `<name>-b/`).
+        #[arg(long)]
+        watermark: bool,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
@@ -83,9 +86,26 @@ enum Command {
         #[arg(long)]
         course: lectern::types::CourseId,
     },
+    /// The per-viewer forensic watermark.
+    #[command(subcommand)]
+    Watermark(WatermarkCommand),
     /// Internal: run one step of the transcoding engine for a worker (request on stdin).
     #[command(hide = true)]
     Engine,
+}
+
+#[derive(Subcommand)]
+enum WatermarkCommand {
+    /// Name the playback session (and so the user) a captured copy of a watermarked video
+    /// came from: prints `MATCH session=… user=… confidence=…` (exit 0) or `NO MATCH` (exit 1);
+    /// exit 2 when the file is not video or the video has no watermark.
+    Identify {
+        /// The video's id (`video_id` of the lecture).
+        #[arg(long)]
+        video: lectern::types::VideoId,
+        /// The captured copy (any container and codec FFmpeg reads).
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -176,7 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(_) => serve(cfg).await,
         Command::Engine => unreachable!("handled before the configuration is loaded"),
         Command::Worker(args) => worker_pool(cfg, args.concurrency).await,
-        Command::Transcode { input, out, preset, segment_seconds, encode_all } => {
+        Command::Transcode { input, out, preset, segment_seconds, encode_all, watermark } => {
             let opts = lectern_workers::TranscodeOptions {
                 x264_preset: preset.unwrap_or(cfg.x264_preset),
                 segment_seconds: segment_seconds.unwrap_or(cfg.segment_seconds),
@@ -184,6 +204,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 threads: 0,
                 copy_top_rung: !encode_all,
                 low_rung_first: None,
+                watermark: watermark.then(rand::random::<[u8; 16]>),
             };
             let summary =
                 tokio::task::spawn_blocking(move || offline_transcode(&input, &out, &opts))
@@ -198,6 +219,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo => demo(cfg).await,
         Command::Enroll { user, course } => enroll(cfg, &user, course).await,
+        Command::Watermark(WatermarkCommand::Identify { video, file }) => {
+            std::process::exit(identify(cfg, video, &file).await)
+        }
         Command::User(UserCommand::Create { email, password, role, name }) => {
             create_user(cfg, &email, password, role, name).await
         }
@@ -265,6 +289,38 @@ async fn enroll(cfg: Config, user: &str, course: lectern::types::CourseId) -> an
     lectern::learning::enroll(db.pool(), user.id, course, "admin").await?;
     println!("enrolled {} in course {course}", user.email);
     Ok(())
+}
+
+/// `lectern watermark identify`: its exit code (0 a match, 1 none, 2 an error).
+async fn identify(cfg: Config, video: lectern::types::VideoId, file: &std::path::Path) -> i32 {
+    use lectern::playback::identify::{identify, Evidence, Verdict};
+    let run = async {
+        let app = App::start(cfg).await?;
+        identify(&app.state.db, &app.state.storage, video, file).await
+    };
+    let explain = |e: &Evidence| {
+        eprintln!(
+            "copy starts at {:.1} s; {} of {} segments covered read clearly; best session agrees on {}; {} sessions issued",
+            e.offset_seconds, e.segments_read, e.segments_covered, e.agreeing, e.sessions
+        )
+    };
+    match run.await {
+        Ok(Verdict::Match { session, user, confidence, evidence }) => {
+            let user = user.map_or_else(|| "anonymous".to_string(), |u| u.to_string());
+            println!("MATCH session={session} user={user} confidence={confidence:.6}");
+            explain(&evidence);
+            0
+        }
+        Ok(Verdict::NoMatch { evidence }) => {
+            println!("NO MATCH");
+            explain(&evidence);
+            1
+        }
+        Err(e) => {
+            eprintln!("lectern: {e:#}");
+            2
+        }
+    }
 }
 
 /// `lectern user create`; a password of `-` is read from standard input.

@@ -262,7 +262,7 @@ impl Accounts {
         let sid = new_session_id();
         let t = now();
         // The session and its first refresh token exist together or not at all.
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         db::create_session(&mut *tx, &sid, user.id, t).await?;
         let pair = self.issue_pair(&mut tx, &user, &sid, t).await?;
         tx.commit().await?;
@@ -298,7 +298,7 @@ impl Accounts {
         }
         // Spending the old token and storing the next one are one change: a failure between
         // them must not leave the session without a usable token.
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         if row.spent_at.is_some() || !db::spend_refresh_token(&mut *tx, row.id, t).await? {
             drop(tx);
             tracing::warn!(session = %row.session_id, user = %row.user_id, "spent refresh token reused; revoking its session");
@@ -407,7 +407,7 @@ impl Accounts {
         let hash = password::hash(new.to_string()).await?;
         let t = now();
         // The new password and the end of the other sessions take effect together.
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         db::set_password_hash(&mut *tx, caller.user_id, &hash, t).await?;
         db::revoke_other_sessions(
             &mut *tx,

@@ -145,7 +145,7 @@ pub async fn create(db: &Db, caller: &Caller, input: CategoryInput) -> Result<Ca
     let (parent_id, position, mut tx) = match input.parent_id {
         // Under a parent: lock it first (it must stay top-level while the child goes in).
         Some(p) => {
-            let mut tx = db.pool().begin().await?;
+            let mut tx = db.begin().await?;
             if !db::lock_categories(&mut tx, &[p]).await? {
                 return Err(Error::invalid("invalid_parent", format!("there is no category {p}")));
             }
@@ -162,7 +162,7 @@ pub async fn create(db: &Db, caller: &Caller, input: CategoryInput) -> Result<Ca
                 Some(pos) => pos,
                 None => db::next_category_position(&mut *db.pool().acquire().await?, None).await?,
             };
-            (None, position, db.pool().begin().await?)
+            (None, position, db.begin().await?)
         }
     };
     let row = CategoryRow { id: CategoryId::new(0), parent_id, name, name_en, slug, position };
@@ -206,7 +206,7 @@ pub async fn update(
         Some(Some(parent)) => Some(parent),
         _ => None,
     };
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let locked: Vec<CategoryId> = std::iter::once(id).chain(new_parent).collect();
     if !db::lock_categories(&mut tx, &locked).await? {
         return Err(match db::category(&mut *tx, id).await? {
@@ -239,7 +239,7 @@ pub async fn update(
 /// meanwhile locks it too, so the check and the delete see the same children.
 pub async fn delete(db: &Db, caller: &Caller, id: CategoryId) -> Result<()> {
     require_admin(caller)?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     if !db::lock_categories(&mut tx, &[id]).await? {
         return Err(Error::not_found("category"));
     }

@@ -20,7 +20,7 @@ async fn curriculum_tx(
     course_id: CourseId,
     what: &'static str,
 ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     if !db::lock_course(&mut tx, course_id).await? {
         return Err(Error::not_found(what));
     }

@@ -52,6 +52,8 @@ pub struct Lecture {
     /// The newest video's id; shown to the course owner and admins only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub video_id: Option<VideoId>,
+    /// How many chapters it has (see `GET /api/v1/lectures/{id}/chapters`); 0 without a video.
+    pub chapter_count: i64,
 }
 
 impl Lecture {
@@ -67,6 +69,7 @@ impl Lecture {
             duration_seconds: r.duration_seconds,
             video_status: r.newest_video_status,
             video_id: if privileged { r.newest_video_id } else { None },
+            chapter_count: r.chapter_count,
         }
     }
 }
@@ -99,6 +102,8 @@ pub struct CourseSummary {
     pub published_at: Option<String>,
     /// BCP 47 tag of the language it is taught in (default `ko`).
     pub language: String,
+    /// Its videos carry a per-viewer forensic watermark (those transcoded since it was set).
+    pub forensic_watermark: bool,
 }
 
 impl From<CourseRow> for CourseSummary {
@@ -117,6 +122,7 @@ impl From<CourseRow> for CourseSummary {
             created_at: rfc3339(c.created_at),
             published_at: c.published_at.map(rfc3339),
             language: c.language,
+            forensic_watermark: c.forensic_watermark != 0,
         }
     }
 }
@@ -334,6 +340,7 @@ pub struct CoursePatch {
     pub level: Option<String>,
     pub category_id: Option<Option<CategoryId>>,
     pub language: Option<String>,
+    pub forensic_watermark: Option<bool>,
 }
 
 pub async fn update_course(
@@ -358,6 +365,7 @@ pub async fn update_course(
             None => None,
         },
         language: p.language.as_deref().map(language).transpose()?,
+        forensic_watermark: p.forensic_watermark,
     };
     db::update_course(db, id, &changes, now()).await?;
     course_detail(db, Some(caller), id).await
@@ -367,7 +375,7 @@ pub async fn update_course(
 /// course's lock, so a lecture deleted meanwhile cannot leave an empty course published.
 pub async fn publish_course(db: &Db, caller: &Caller, id: CourseId) -> Result<CourseDetail> {
     editable_course(db, caller, id).await?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     if !db::lock_course(&mut tx, id).await? {
         return Err(Error::not_found("course"));
     }
@@ -387,7 +395,7 @@ pub async fn publish_course(db: &Db, caller: &Caller, id: CourseId) -> Result<Co
 pub async fn delete_course(db: &Db, caller: &Caller, id: CourseId) -> Result<Vec<VideoId>> {
     editable_course(db, caller, id).await?;
     let videos = crate::media::db::video_ids_of_course(db, id).await?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     if !db::lock_course(&mut tx, id).await? {
         return Err(Error::not_found("course"));
     }

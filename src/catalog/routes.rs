@@ -150,6 +150,9 @@ pub struct UpdateCourse {
     /// in it are the default track, and detected chapters are named in it.
     #[schema(min_length = 2, max_length = 35, pattern = "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
     pub language: Option<String>,
+    /// Mark every viewer's stream with a forensic watermark `lectern watermark identify` reads
+    /// back from a leaked copy; applies to videos transcoded after it is set.
+    pub forensic_watermark: Option<bool>,
 }
 
 /// Distinguish an absent field (`None`) from an explicit null (`Some(None)`).
@@ -176,6 +179,7 @@ pub async fn update_course(
         level: req.level,
         category_id: req.category_id,
         language: req.language,
+        forensic_watermark: req.forensic_watermark,
     };
     Ok(axum::Json(super::update_course(&st.db, &caller, id, patch).await?))
 }

@@ -164,7 +164,7 @@ pub async fn create(
             Some(parent.parent_id.unwrap_or(parent.id))
         }
     };
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     if let Some(root) = root {
         // The thread may have been deleted since it was read.
         if !db::lock_comment(&mut tx, root).await? {
@@ -182,7 +182,7 @@ pub async fn create(
 pub async fn delete(db: &Db, caller: &Caller, id: CommentId) -> Result<()> {
     let gone = || Error::not_found("comment");
     let seen = db::comment(db.pool(), id).await?.ok_or_else(gone)?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     if !db::lock_comment(&mut tx, seen.parent_id.unwrap_or(id)).await? {
         return Err(gone());
     }

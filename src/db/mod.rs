@@ -79,6 +79,17 @@ impl Db {
         &self.pool
     }
 
+    /// Begin a transaction that may write. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`, waiting up to the busy timeout for it): a deferred transaction that reads
+    /// first and writes later fails outright (`SQLITE_BUSY_SNAPSHOT`, no waiting helps) when
+    /// another connection committed a write in between. On PostgreSQL a plain `BEGIN`.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -180,4 +191,45 @@ pub fn rfc3339(ts: i64) -> String {
     chrono::DateTime::from_timestamp(ts, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transaction that reads, then writes, while another connection commits a write in
+    /// between (two progressive-publish steps and a playback heartbeat, say): both must land.
+    #[tokio::test]
+    async fn a_read_then_write_transaction_survives_a_concurrent_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Secret::new(format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()));
+        let db = Db::connect(&url, 4).await.unwrap();
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t (id, n) VALUES (1, 0), (2, 0)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+
+        let mut tx = db.begin().await.unwrap();
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT n FROM t WHERE id = 1").fetch_one(&mut *tx).await.unwrap();
+        let other = tokio::spawn({
+            let db = db.clone();
+            async move { sqlx::query("UPDATE t SET n = n + 1 WHERE id = 2").execute(db.pool()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sqlx::query("UPDATE t SET n = $1 WHERE id = 1")
+            .bind(n + 1)
+            .execute(&mut *tx)
+            .await
+            .expect("the write after the read");
+        tx.commit().await.unwrap();
+        other.await.unwrap().expect("the other connection's write");
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT n FROM t ORDER BY id").fetch_all(db.pool()).await.unwrap();
+        assert_eq!(rows, vec![(1,), (1,)]);
+    }
 }

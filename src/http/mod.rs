@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::catalog::routes::router())
         .merge(crate::media::routes::router())
         .merge(crate::media::captions::routes::router())
+        .merge(crate::media::chapters::routes::router())
         .merge(crate::playback::routes::router())
         .merge(crate::learning::routes::router())
         .merge(crate::commerce::routes::router())

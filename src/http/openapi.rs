@@ -65,6 +65,7 @@ pub fn document() -> Value {
     doc.merge(crate::webhooks::routes::WebhooksApi::openapi());
     doc.merge(crate::community::routes::CommunityApi::openapi());
     doc.merge(crate::media::captions::routes::CaptionsApi::openapi());
+    doc.merge(crate::media::chapters::routes::ChaptersApi::openapi());
     let mut doc = serde_json::to_value(doc).expect("the document serializes");
     declare_tus_headers(&mut doc);
     add_shared_answers(&mut doc);

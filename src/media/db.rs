@@ -28,6 +28,10 @@ pub struct VideoRow {
     pub ready_at: Option<i64>,
     /// Seconds of every rendition published so far (the whole duration once ready).
     pub ready_seconds: f64,
+    /// Its renditions have forensic-watermark twins (`<name>-b/`), 0/1.
+    pub watermarked: i64,
+    /// The secret its segment names derive from, when it is (being) watermarked (hex).
+    pub watermark_secret: Option<String>,
 }
 
 impl VideoRow {
@@ -68,7 +72,7 @@ pub async fn status_counts(db: &Db) -> Result<StatusCounts, sqlx::Error> {
 
 const VIDEO_COLUMNS: &str =
     "id, lecture_id, uploader_id, status, progress, original_filename, source_size, \
-     output_prefix, duration_seconds, renditions, hls_key, error, created_at, ready_at, ready_seconds";
+     output_prefix, duration_seconds, renditions, hls_key, error, created_at, ready_at, ready_seconds, watermarked, watermark_secret";
 
 pub async fn video(db: &Db, id: VideoId) -> Result<Option<VideoRow>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {VIDEO_COLUMNS} FROM videos WHERE id = $1"))
@@ -362,7 +366,7 @@ pub async fn save_upload_state(
     new_bytes: i64,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let done = sqlx::query(
         "UPDATE uploads SET upload_offset = $2, multipart_id = $3, parts = $4, tail_key = $5, tail_size = $6, \
          length = $7, expires_at = $8, completed_at = $9 WHERE id = $1 AND lock_token = $10",
@@ -419,7 +423,7 @@ pub async fn forget_upload(
     id: &UploadId,
     video: Option<VideoId>,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&mut *tx).await?;
     if let Some(v) = video {
         sqlx::query("DELETE FROM videos WHERE id = $1").bind(v).execute(&mut *tx).await?;
@@ -449,6 +453,18 @@ pub async fn completed_uploads_without_job(db: &Db) -> Result<Vec<VideoId>, sqlx
     .fetch_all(db.pool())
     .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Whether the course of `video`'s lecture wants its videos watermarked per viewer.
+pub async fn wants_watermark(db: &Db, video: VideoId) -> Result<bool, sqlx::Error> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT c.forensic_watermark FROM videos v JOIN lectures l ON l.id = v.lecture_id \
+         JOIN courses c ON c.id = l.course_id WHERE v.id = $1",
+    )
+    .bind(video)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.is_some_and(|r| r.0 != 0))
 }
 
 /// The UTC day `now` falls in, as `upload_usage` counts them.

@@ -38,6 +38,10 @@ pub struct EngineRequest {
     /// ladder is slower than real time.
     #[serde(default)]
     pub low_rung_first: Option<bool>,
+    /// Encode every rung's forensic-watermark twin too, segment names derived from this
+    /// secret (hex).
+    #[serde(default)]
+    pub watermark: Option<String>,
     /// AES-128 key and IV (hex) and key URI, when segments are encrypted.
     pub encryption: Option<(String, String, String)>,
     pub log_format: LogFormat,
@@ -161,6 +165,7 @@ pub fn child_main() -> anyhow::Result<()> {
         threads: 0,
         copy_top_rung: true,
         low_rung_first: req.low_rung_first,
+        watermark: req.watermark.as_deref().map(hex16).transpose()?,
     };
     let result = lectern_workers::transcode_with(&req.input, out_dir, &opts, &mut |event| {
         emit(&match event {

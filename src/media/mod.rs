@@ -13,6 +13,7 @@
 //! [`housekeeping`] finishes or removes whatever a dead request or process left behind.
 
 pub mod captions;
+pub mod chapters;
 pub mod child;
 pub mod db;
 pub mod engine;
@@ -492,7 +493,7 @@ pub async fn upload_streamed(
 /// in one transaction. False (and nothing done) when the video stopped being an upload.
 async fn record_source(st: &Uploads, uploader: UserId, video: VideoId, size: i64) -> Result<bool> {
     let t = now();
-    let mut tx = st.db.pool().begin().await?;
+    let mut tx = st.db.begin().await?;
     if !db::source_stored(&mut *tx, video, size, t).await? {
         tx.rollback().await?;
         return Ok(false);

@@ -90,7 +90,7 @@ pub async fn claim(
          ((status = 'queued' AND run_after <= $3) OR (status = 'running' AND lease_expires_at < $3)) \
          ORDER BY run_after, id LIMIT 1 {lock}) RETURNING id, video_id, attempts, max_attempts"
     );
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let job: Option<Job> = sqlx::query_as(&sql)
         .bind(worker)
         .bind(t + lease_secs.min(budget_secs))
@@ -160,6 +160,10 @@ pub struct Published<'a> {
     pub hls_key: Option<&'a str>,
     /// How long the attempt took, start to publish.
     pub attempt_seconds: f64,
+    /// Where the picture changes at once (chapter starts, seconds; the first at 0).
+    pub chapters: &'a [f64],
+    /// Every rendition has its forensic-watermark twin (`<name>-b/`).
+    pub watermarked: bool,
 }
 
 /// Atomically: mark the job done (if `worker` still holds it), the video ready with its
@@ -172,7 +176,7 @@ pub async fn publish(
     out: &Published<'_>,
 ) -> Result<PublishOutcome, sqlx::Error> {
     let t = now();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let done = sqlx::query(
         "UPDATE jobs SET status = 'done', finished_at = $3, updated_at = $3, lease_owner = NULL, lease_expires_at = NULL, \
          deadline_at = NULL, failure_reason = NULL, attempt_seconds = $4 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
@@ -194,7 +198,7 @@ pub async fn publish(
             .await?;
     sqlx::query(
         "UPDATE videos SET status = 'ready', progress = 1, output_prefix = $2, duration_seconds = $3, renditions = $4, \
-         error = NULL, ready_at = $5, updated_at = $5, hls_key = $6, ready_seconds = $3 WHERE id = $1",
+         error = NULL, ready_at = $5, updated_at = $5, hls_key = $6, ready_seconds = $3, watermarked = $7 WHERE id = $1",
     )
     .bind(job.video_id)
     .bind(out.output_prefix)
@@ -202,9 +206,11 @@ pub async fn publish(
     .bind(out.renditions_json)
     .bind(t)
     .bind(out.hls_key)
+    .bind(i64::from(out.watermarked))
     .execute(&mut *tx)
     .await?;
     point_lecture(&mut tx, job.video_id, out.duration_seconds).await?;
+    store_chapters(&mut tx, job.video_id, out.chapters, out.duration_seconds).await?;
     // Ready videos a newer ready one supersedes are no longer needed.
     let replaced: Vec<(VideoId,)> = sqlx::query_as(
         "SELECT v.id FROM videos v WHERE v.status = 'ready' AND v.lecture_id = (SELECT lecture_id FROM videos WHERE id = $1) \
@@ -221,6 +227,42 @@ pub async fn publish(
     video_event(&mut tx, EventType::VideoReady, job.video_id).await?;
     tx.commit().await?;
     Ok(PublishOutcome::Published { replaced: replaced.into_iter().map(|(id,)| id).collect() })
+}
+
+/// Keep the chapter starts found in `video_id` (0 first, whatever was found) and drop the
+/// owner's chapters of its lecture that now start past its end (if it plays that video).
+async fn store_chapters(
+    conn: &mut sqlx::AnyConnection,
+    video_id: VideoId,
+    starts: &[f64],
+    duration: f64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM video_chapters WHERE video_id = $1")
+        .bind(video_id)
+        .execute(&mut *conn)
+        .await?;
+    let mut ms: Vec<i64> = std::iter::once(0)
+        .chain(starts.iter().map(|s| (s * 1000.0).round() as i64))
+        .filter(|&m| m == 0 || (m > 0 && (m as f64) < duration * 1000.0))
+        .collect();
+    ms.sort_unstable();
+    ms.dedup();
+    for m in ms {
+        sqlx::query("INSERT INTO video_chapters (video_id, start_ms) VALUES ($1, $2)")
+            .bind(video_id)
+            .bind(m)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query(
+        "DELETE FROM lecture_chapters WHERE start_ms > 0 AND start_ms >= $2 \
+         AND lecture_id = (SELECT id FROM lectures WHERE video_id = $1)",
+    )
+    .bind(video_id)
+    .bind((duration * 1000.0).floor() as i64)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Point the lecture of `video_id` at it if it is the newest video the lecture could play
@@ -377,7 +419,7 @@ pub async fn show_progress(
     duration_estimate: f64,
     hls_key: Option<&str>,
 ) -> Result<Shown, sqlx::Error> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let (held,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM jobs WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
     )
@@ -435,6 +477,28 @@ pub async fn segment_key(db: &Db, video_id: VideoId, fresh: &str) -> Result<Stri
         .fetch_one(db.pool())
         .await?;
     Ok(key.unwrap_or_else(|| fresh.to_owned()))
+}
+
+/// The watermark naming secret (hex) of `video_id`: the one an earlier attempt chose, so that
+/// a segment stored by an earlier attempt keeps its name, or else `fresh`.
+pub async fn watermark_secret(
+    db: &Db,
+    video_id: VideoId,
+    fresh: &str,
+) -> Result<String, sqlx::Error> {
+    sqlx::query(
+        "UPDATE videos SET watermark_secret = $2 WHERE id = $1 AND watermark_secret IS NULL",
+    )
+    .bind(video_id)
+    .bind(fresh)
+    .execute(db.pool())
+    .await?;
+    let (secret,): (Option<String>,) =
+        sqlx::query_as("SELECT watermark_secret FROM videos WHERE id = $1")
+            .bind(video_id)
+            .fetch_one(db.pool())
+            .await?;
+    Ok(secret.unwrap_or_else(|| fresh.to_owned()))
 }
 
 /// Record a `video.*` webhook event about `video_id` in the transaction `conn` that changed it:
@@ -532,7 +596,7 @@ pub async fn fail(
     let permanent = failure.permanent;
     let t = now();
     let final_failure = permanent || job.attempts >= job.max_attempts;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let done = if final_failure {
         sqlx::query(
             "UPDATE jobs SET status = 'failed', last_error = $3, finished_at = $4, updated_at = $4, lease_owner = NULL, \
@@ -591,7 +655,7 @@ pub fn backoff_secs(attempts: i64) -> i64 {
 /// video change together.
 pub async fn release(db: &Db, job: &Job, worker: &str) -> Result<(), sqlx::Error> {
     let t = now();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let done = sqlx::query(
         "UPDATE jobs SET status = 'queued', attempts = attempts - 1, run_after = $3, updated_at = $3, lease_owner = NULL, \
          lease_expires_at = NULL, deadline_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
@@ -625,7 +689,7 @@ pub async fn reap_abandoned(db: &Db) -> Result<Vec<String>, sqlx::Error> {
     .await?;
     let reason = "the transcoding worker stopped responding on every attempt";
     for (id, video_id) in &abandoned {
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin().await?;
         let done = sqlx::query(
             "UPDATE jobs SET status = 'failed', last_error = $2, finished_at = $3, updated_at = $3, lease_owner = NULL, \
              lease_expires_at = NULL, deadline_at = NULL, failure_reason = $4 WHERE id = $1 AND status = 'running' AND lease_expires_at < $3",

@@ -9,12 +9,14 @@
 //! token-gated and `private, no-store`. Unencrypted videos gate their segments by token too.
 
 pub mod cache;
+pub mod identify;
 pub mod playlist;
 pub mod range;
 pub mod routes;
 pub mod sessions;
 pub mod subtitles;
 pub mod tokens;
+pub mod watermark;
 
 use crate::types::{LectureId, VideoId};
 use std::collections::HashMap;
@@ -41,6 +43,9 @@ pub struct ReadyVideo {
     /// Still being transcoded: its playlists grow (`EVENT`), so they are read from the store
     /// on every request rather than kept in the origin shield.
     pub live: bool,
+    /// Every rendition has a marked twin: once ready, each session's media playlists pick
+    /// variant A or B per segment (see [`watermark`]); segment names derive from this secret.
+    pub watermark: Option<[u8; 16]>,
     looked_up: std::time::Instant,
 }
 
@@ -105,7 +110,15 @@ impl Playback {
         let Ok(prefix) = ObjectKey::new(prefix) else { return Ok(None) };
         let key = key.and_then(|k| hex::decode(k).ok()).and_then(|k| <[u8; 16]>::try_from(k).ok());
         let looked_up = std::time::Instant::now();
-        let video = Arc::new(ReadyVideo { prefix, key, live, looked_up });
+        let watermark = match row.watermarked {
+            0 => None,
+            _ => row
+                .watermark_secret
+                .as_deref()
+                .and_then(|s| hex::decode(s).ok())
+                .and_then(|s| <[u8; 16]>::try_from(s).ok()),
+        };
+        let video = Arc::new(ReadyVideo { prefix, key, live, watermark, looked_up });
         let mut cache = self.cache.lock().expect("cache lock");
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
@@ -127,6 +140,8 @@ pub struct PlaybackSession {
     pub poster_url: String,
     /// The WebVTT track of scrubbing thumbnails.
     pub thumbnails_url: String,
+    /// The WebVTT chapters track (`<track kind="chapters">`).
+    pub chapters_url: String,
     /// This playback session (its token names it; `lectern watermark identify` prints it).
     pub session_id: String,
 }
@@ -161,6 +176,7 @@ pub async fn start_session(
         url: format!("{base}/master.m3u8?token={token}"),
         poster_url: format!("{base}/poster.jpg?token={token}"),
         thumbnails_url: format!("{base}/thumbnails.vtt?token={token}"),
+        chapters_url: format!("{base}/chapters.vtt?token={token}"),
         token,
         expires_at: rfc3339(exp),
         session_id: sid,

@@ -17,6 +17,7 @@ use super::cache::{read_whole, CacheMiss, CachedObject};
 use super::range::{decide, http_date, Answer, Validators};
 use super::subtitles::{self, CaptionSet};
 use super::tokens::PlaybackTokenError;
+use super::watermark::{self, MARKED_SUFFIX};
 use super::{PlaybackSession, ReadyVideo};
 use crate::error::Error;
 use crate::http::error::{ApiResult, ErrorBody};
@@ -77,6 +78,8 @@ enum HlsObject<'a> {
     Key,
     /// Poster, sprite, thumbnail track.
     Asset(&'a str),
+    /// The WebVTT chapters track (`chapters.vtt`).
+    Chapters,
     /// A caption language's media playlist (`subs/{lang}/index.m3u8`).
     Subtitles {
         lang: &'a str,
@@ -113,6 +116,7 @@ fn classify(rest: &str) -> Option<HlsObject<'_>> {
     match rest.split_once('/') {
         None if rest == "master.m3u8" => Some(HlsObject::Master),
         None if rest == "key" => Some(HlsObject::Key),
+        None if rest == "chapters.vtt" => Some(HlsObject::Chapters),
         None if matches!(rest, "poster.jpg" | "sprite.jpg" | "thumbnails.vtt") => {
             Some(HlsObject::Asset(rest))
         }
@@ -143,8 +147,8 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const PRIVATE_CACHE: &str = "private, max-age=3600";
 
 /// `GET`/`HEAD /hls/{video}/…`: the segment/range server. `path` is `master.m3u8`,
-/// `{rendition}/index.m3u8`, `{rendition}/seg_NNNNN.ts`, `key`, `poster.jpg`, `sprite.jpg` or
-/// `thumbnails.vtt`. Playlists come back rewritten so every child URI carries the token; every
+/// `{rendition}/index.m3u8`, `{rendition}/seg_NNNNN.ts`, `key`, `poster.jpg`, `sprite.jpg`,
+/// `thumbnails.vtt`, `chapters.vtt` or a caption language's `subs/{lang}/…`. Playlists come back rewritten so every child URI carries the token; every
 /// object supports `Range` (206/416), `If-Range`, `ETag`/`If-None-Match` and
 /// `Last-Modified`/`If-Modified-Since` (304), and `HEAD`. Segments of encrypted videos need no
 /// token and are `public, immutable`; everything else needs `?token=` (401 missing/invalid or
@@ -195,8 +199,10 @@ async fn serve(
     // Public encrypted segments need no token; everything else does, checked before the
     // video is even looked up.
     let needs_token = !matches!(object, HlsObject::Segment { .. });
+    let mut session = None;
     if needs_token {
         let claims = st.playback.keys.verify(token, video_id).map_err(token_error)?;
+        session = claims.sid.clone();
         if let Some(sid) = claims.sid.as_deref() {
             let t = crate::db::now();
             match object {
@@ -221,11 +227,12 @@ async fn serve(
     let kind = match object {
         HlsObject::Key => "key",
         HlsObject::Master | HlsObject::Media { .. } | HlsObject::Subtitles { .. } => "playlist",
-        HlsObject::SubtitleSegment { .. } => "subtitles",
+        HlsObject::SubtitleSegment { .. } | HlsObject::Chapters => "subtitles",
         HlsObject::Segment { .. } => "segment",
         HlsObject::Asset(_) => "asset",
     };
-    let resp = respond(st, video_id, &ready, object, token, headers, head).await?;
+    let resp =
+        respond(st, video_id, &ready, object, token, session.as_deref(), headers, head).await?;
     if !head {
         let sent = resp
             .headers()
@@ -238,13 +245,15 @@ async fn serve(
 }
 
 /// The answer for `object` of the `ready` video, to a caller whose token (if it needed one)
-/// was verified.
+/// was verified, naming playback `session`.
+#[allow(clippy::too_many_arguments)]
 async fn respond(
     st: &AppState,
     video_id: VideoId,
     ready: &ReadyVideo,
     object: HlsObject<'_>,
     token: Option<&str>,
+    session: Option<&str>,
     headers: &HeaderMap,
     head: bool,
 ) -> ApiResult<Response> {
@@ -269,8 +278,8 @@ async fn respond(
         HlsObject::Master => {
             let token = token.expect("verified");
             let captions = caption_set(st, video_id, ready).await?;
-            let captions = captions.as_deref();
-            rewritten(st, ready, "master.m3u8", token, encrypted, captions, headers, head).await
+            let extra = Extra::Master(captions.as_deref());
+            rewritten(st, ready, "master.m3u8", token, encrypted, extra, headers, head).await
         }
         HlsObject::Subtitles { lang } => {
             let token = token.expect("verified");
@@ -278,7 +287,7 @@ async fn respond(
                 caption_set(st, video_id, ready).await?.ok_or(Error::not_found("captions"))?;
             set.track(lang).ok_or(Error::not_found("captions"))?;
             let body = Bytes::from(subtitles::subtitle_playlist(&set, token));
-            Ok(generated(headers, head, body, &set, "application/vnd.apple.mpegurl"))
+            Ok(generated(headers, head, body, set.last_modified(), "application/vnd.apple.mpegurl"))
         }
         HlsObject::SubtitleSegment { lang, index } => {
             let set =
@@ -286,21 +295,27 @@ async fn respond(
             let track = set.track(lang).ok_or(Error::not_found("captions"))?;
             let text = subtitles::subtitle_segment(&set, &track.cues, index)
                 .ok_or(Error::not_found("object"))?;
-            Ok(generated(headers, head, Bytes::from(text), &set, "text/vtt"))
+            Ok(generated(headers, head, Bytes::from(text), set.last_modified(), "text/vtt"))
+        }
+        HlsObject::Media { rendition }
+            if ready.watermark.is_some() && rendition.ends_with(MARKED_SUFFIX) =>
+        {
+            // The marked twins are only ever served segment by segment, as a session's code says.
+            Err(Error::not_found("object"))
         }
         HlsObject::Media { rendition } => {
             let token = token.expect("verified");
-            rewritten(
-                st,
-                ready,
-                &format!("{rendition}/index.m3u8"),
-                token,
-                encrypted,
-                None,
-                headers,
-                head,
-            )
-            .await
+            let variants = match (ready.watermark.as_ref().filter(|_| !ready.live), session) {
+                (Some(names), Some(sid)) => Variants::Chosen { rendition, session: sid, names },
+                _ => Variants::Plain,
+            };
+            let rel = format!("{rendition}/index.m3u8");
+            rewritten(st, ready, &rel, token, encrypted, Extra::Media(variants), headers, head)
+                .await
+        }
+        HlsObject::Chapters => {
+            let body = Bytes::from(crate::media::chapters::vtt_of_video(&st.db, video_id).await?);
+            Ok(generated(headers, head, body, 0, "text/vtt"))
         }
         HlsObject::Asset(name) if name.ends_with(".vtt") => {
             let token = token.expect("verified");
@@ -325,19 +340,29 @@ async fn respond(
     }
 }
 
+/// What a rewritten playlist gets beyond the token.
+enum Extra<'a> {
+    /// A master playlist: the lecture's caption tracks, if any.
+    Master(Option<&'a CaptionSet>),
+    /// A media playlist: which variant each segment comes from.
+    Media(Variants<'a>),
+}
+
+/// The segments of a media playlist: as stored, or chosen per segment by a session's code.
+enum Variants<'a> {
+    Plain,
+    Chosen { rendition: &'a str, session: &'a str, names: &'a [u8; 16] },
+}
+
 /// A playlist or track made on request from `set`: validated by its bytes, never cached.
 fn generated(
     headers: &HeaderMap,
     head: bool,
     body: Bytes,
-    set: &CaptionSet,
+    last_modified: i64,
     ctype: &'static str,
 ) -> Response {
-    let meta = ObjectMeta {
-        size: body.len() as u64,
-        etag: digest_etag(&body),
-        last_modified: set.tracks.iter().map(|t| t.updated_at).max().unwrap_or(0),
-    };
+    let meta = ObjectMeta { size: body.len() as u64, etag: digest_etag(&body), last_modified };
     respond_bytes(headers, head, body, &meta, ctype, NO_STORE)
 }
 
@@ -453,7 +478,7 @@ async fn rewritten(
     rel: &str,
     token: &str,
     public_segments: bool,
-    captions: Option<&CaptionSet>,
+    extra: Extra<'_>,
     headers: &HeaderMap,
     head: bool,
 ) -> ApiResult<Response> {
@@ -462,9 +487,24 @@ async fn rewritten(
         .template(public_segments, st.playback.limits.key_refresh_secs)
         .ok_or_else(|| Error::internal(anyhow::anyhow!("stored playlist {rel} does not parse")))?;
     let body = template.render(token);
-    let (body, etag, last_modified) = match captions.filter(|c| !c.tracks.is_empty()) {
-        None => (body, template.etag(token), stored.meta.last_modified),
-        Some(set) => {
+    let (body, etag, last_modified) = match extra {
+        Extra::Master(None) | Extra::Media(Variants::Plain) => {
+            (body, template.etag(token), stored.meta.last_modified)
+        }
+        Extra::Master(Some(set)) if set.tracks.is_empty() => {
+            (body, template.etag(token), stored.meta.last_modified)
+        }
+        Extra::Media(Variants::Chosen { rendition, session, names }) => {
+            let text = watermark::choose_variants(
+                &String::from_utf8_lossy(&body),
+                rendition,
+                session,
+                names,
+            );
+            let etag = digest_etag(format!("{}{session}", template.etag(token)).as_bytes());
+            (Bytes::from(text), etag, stored.meta.last_modified)
+        }
+        Extra::Master(Some(set)) => {
             let text =
                 subtitles::master_with_subtitles(&String::from_utf8_lossy(&body), set, token);
             let changed = set.tracks.iter().map(|t| t.updated_at).max().unwrap_or(0);

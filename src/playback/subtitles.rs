@@ -42,6 +42,11 @@ impl CaptionSet {
         }
         v
     }
+
+    /// When any of its tracks last changed (Unix seconds).
+    pub fn last_modified(&self) -> i64 {
+        self.tracks.iter().map(|t| t.updated_at).max().unwrap_or(0)
+    }
 }
 
 fn quoted(s: &str) -> String {

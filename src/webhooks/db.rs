@@ -253,7 +253,7 @@ pub async fn finish_attempt(
     f: &Finished<'_>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let done = sqlx::query(
         "UPDATE webhook_deliveries SET status = $3, response_status = $4, error = $5, finished_at = $6, lease_expires_at = NULL \
          WHERE id = $1 AND lease_owner = $2 AND status = 'delivering'",

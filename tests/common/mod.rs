@@ -205,6 +205,27 @@ impl TestServer {
         tmp + self._s3.as_ref().map_or(0, |s| s.pending_multipart_uploads())
     }
 
+    /// The environment a `lectern` command needs to work on this server's database and store.
+    pub fn cli_env(&self) -> Vec<(&'static str, String)> {
+        let c = &self.cfg;
+        let mut env = vec![
+            ("LECTERN_DATA_DIR", c.data_dir.display().to_string()),
+            ("LECTERN_DATABASE_URL", c.effective_database_url().expose().to_string()),
+        ];
+        if c.storage == StorageKind::S3 {
+            env.extend([
+                ("LECTERN_STORAGE", "s3".to_string()),
+                ("LECTERN_S3_ENDPOINT", c.s3_endpoint.clone().unwrap_or_default()),
+                ("LECTERN_S3_BUCKET", c.s3_bucket.clone().unwrap_or_default()),
+                ("LECTERN_S3_ACCESS_KEY", c.s3_access_key.clone().unwrap_or_default()),
+                ("LECTERN_S3_SECRET_KEY", c.s3_secret_key.expose().to_string()),
+                ("LECTERN_S3_PATH_STYLE", c.s3_path_style.to_string()),
+                ("LECTERN_S3_REGION", c.s3_region.clone()),
+            ]);
+        }
+        env
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

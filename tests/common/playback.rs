@@ -35,6 +35,19 @@ pub async fn fixture_with(
     encrypted: bool,
     cache_bytes: u64,
 ) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let paid = clip(dir.path(), "paid.mp4", 640, 360, 6.0, true);
+    fixture_of(b, s, encrypted, cache_bytes, &paid).await
+}
+
+/// [`fixture_with`] whose paid lecture plays the video file `paid`.
+pub async fn fixture_of(
+    b: Backend,
+    s: StorageKind,
+    encrypted: bool,
+    cache_bytes: u64,
+    paid_video: &std::path::Path,
+) -> Fixture {
     let srv = TestServer::start_with(b, s, move |c| {
         c.hls_cache_bytes = cache_bytes;
         c.segment_seconds = 2.0;
@@ -50,8 +63,7 @@ pub async fn fixture_with(
         srv.add_lecture(&teacher, section_id, json!({"title": "Free", "is_preview": true})).await;
     let empty = srv.add_lecture(&teacher, section_id, json!({"title": "Soon"})).await;
     let dir = tempfile::tempdir().unwrap();
-    let video =
-        srv.put_video(&teacher, paid, &clip(dir.path(), "paid.mp4", 640, 360, 6.0, true)).await;
+    let video = srv.put_video(&teacher, paid, paid_video).await;
     let preview_video =
         srv.put_video(&teacher, preview, &clip(dir.path(), "free.mp4", 320, 240, 2.0, true)).await;
     let mut worker = srv.spawn_worker();

@@ -205,6 +205,18 @@ pub(crate) fn frame_ref(src: &ffmpeg::frame::Video) -> Result<ffmpeg::frame::Vid
     Ok(dst)
 }
 
+/// Make `f`'s pixels its own (copying them if another reference shares them), so they can be
+/// changed in place.
+pub(crate) fn make_writable(f: &mut ffmpeg::frame::Video) -> Result<(), MediaError> {
+    // SAFETY: `f` is a valid frame we hold mutably; av_frame_make_writable only replaces its
+    // buffers with unshared copies (or leaves them) and reports failure by its return value.
+    let r = unsafe { ffi::av_frame_make_writable(f.as_mut_ptr()) };
+    if r < 0 {
+        return Err(ff_err("copying a frame", ffmpeg::Error::from(r)));
+    }
+    Ok(())
+}
+
 /// The codec parameters of `stream`, for the fields ffmpeg-next has no accessor for.
 pub(crate) fn codecpar<'a>(
     stream: &'a ffmpeg::format::stream::Stream,

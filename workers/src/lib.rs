@@ -19,6 +19,9 @@
 //!   out_dir/thumbnails.vtt         WebVTT cues "sprite.jpg#xywh=…" for scrubbing previews
 //!   ```
 //!
+//!   and reports where the picture changes at once (slides), as chapter starts
+//!   ([`TranscodeSummary::chapters`]).
+//!
 //! # Design: decode once, fan out
 //!
 //! The source is demuxed and decoded exactly once. Decoded video goes through a single
@@ -28,7 +31,8 @@
 //! buffer → [yadif] → [transpose/hflip,vflip for rotated phone video] → fps=<cfr> → split=N+1
 //!            ├─ scale=W₁:H₁ → buffersink → libx264 → hls muxer (rendition 1)   ← poster frame
 //!            ├─ …
-//!            └─ select(every k s) → scale=160:h → buffersink → sprite compositor
+//!            ├─ select(every k s) → scale=160:h → buffersink → sprite compositor
+//!            └─ fps=4 → scale=64:36 → gray → buffersink → scene changes (chapters)
 //! ```
 //!
 //! The `fps` filter turns variable-frame-rate sources (screen recorders, phones) into a constant
@@ -90,6 +94,8 @@
 //! * `graph` — a thin libavfilter graph wrapper (one buffer source, N sinks).
 //! * `hls` — playlists rewritten with m3u8-rs, AES-128 segment encryption, the master playlist.
 //! * `thumbs` — the poster JPEG, the sprite sheet and its WebVTT index.
+//! * `scenes` — chapter boundaries: where the picture changes at once (a new slide).
+//! * `watermark` — the forensic mark of variant B renditions, and reading a copy against both.
 //! * `sample` — synthetic lecture clips for demos and smoke tests.
 //! * `ffutil` — FFmpeg initialisation, log routing into `tracing`, error mapping, small helpers.
 //!
@@ -108,8 +114,10 @@ mod hls;
 mod ladder;
 mod probe;
 mod sample;
+mod scenes;
 mod thumbs;
 mod transcode;
+pub mod watermark;
 
 use std::fmt;
 
@@ -117,6 +125,7 @@ pub use hls::{decrypt_prefix, master_playlist, media_playlist, target_duration, 
 pub use ladder::{plan_ladder, Rendition};
 pub use probe::{probe, ProbeInfo};
 pub use sample::write_sample_clip;
+pub use scenes::MIN_CHAPTER_SECONDS;
 pub use transcode::{
     transcode, transcode_with, RenditionSummary, TranscodeEvent, TranscodeSummary,
 };
@@ -141,6 +150,11 @@ pub struct TranscodeOptions {
     /// `None` (default) when the whole ladder runs slower than 1.2× real time over its first
     /// segment (so a viewer who started at once would catch up with it).
     pub low_rung_first: Option<bool>,
+    /// Encode every rung twice, the second time with the forensic mark (variant B, in
+    /// `<name>-b/`, see [`watermark`]), naming every segment of both variants after this
+    /// secret ([`watermark::segment_name`]) so a viewer cannot guess the variant they were
+    /// not given; the top rung is then never copied. Default `None`: no watermark.
+    pub watermark: Option<[u8; 16]>,
 }
 
 impl Default for TranscodeOptions {
@@ -152,6 +166,7 @@ impl Default for TranscodeOptions {
             threads: 0,
             copy_top_rung: true,
             low_rung_first: None,
+            watermark: None,
         }
     }
 }

@@ -45,10 +45,14 @@ pub struct LectureRow {
     pub duration_seconds: Option<f64>,
     pub newest_video_id: Option<VideoId>,
     pub newest_video_status: Option<VideoStatus>,
+    /// The owner's chapters if any, else those found in the video it plays.
+    pub chapter_count: i64,
 }
 
 const LECTURE_SELECT: &str = "SELECT l.id, l.section_id, l.course_id, l.title, l.description, l.position, l.is_preview, \
-     l.video_id, l.duration_seconds, v.id AS newest_video_id, v.status AS newest_video_status FROM lectures l \
+     l.video_id, l.duration_seconds, v.id AS newest_video_id, v.status AS newest_video_status, \
+     CAST(COALESCE(NULLIF((SELECT COUNT(*) FROM lecture_chapters lc WHERE lc.lecture_id = l.id), 0), \
+     (SELECT COUNT(*) FROM video_chapters vc WHERE vc.video_id = l.video_id)) AS BIGINT) AS chapter_count FROM lectures l \
      LEFT JOIN videos v ON v.id = (SELECT MAX(v2.id) FROM videos v2 WHERE v2.lecture_id = l.id)";
 
 pub async fn lectures_of_course(

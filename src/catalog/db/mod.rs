@@ -37,6 +37,8 @@ pub struct CourseRow {
     pub rating_avg: f64,
     /// BCP 47 tag of what the course is taught in (captions in it are the default).
     pub language: String,
+    /// Its videos transcoded from now on carry the per-viewer forensic watermark (0/1).
+    pub forensic_watermark: i64,
 }
 
 impl CourseRow {
@@ -51,7 +53,7 @@ macro_rules! course_columns {
     () => {
         "c.id, c.instructor_id, u.name AS instructor_name, c.category_id, c.title, c.description, c.price, \
          c.currency, c.level, c.status, c.duration_seconds, c.created_at, c.published_at, c.enrollment_count, \
-         c.rating_count, c.rating_avg, c.language"
+         c.rating_count, c.rating_avg, c.language, c.forensic_watermark"
     };
 }
 
@@ -109,6 +111,7 @@ pub struct CourseChanges {
     pub level: Option<Level>,
     pub category_id: Option<Option<CategoryId>>,
     pub language: Option<String>,
+    pub forensic_watermark: Option<bool>,
 }
 
 pub async fn update_course(
@@ -124,7 +127,8 @@ pub async fn update_course(
     sqlx::query(
         "UPDATE courses SET title = COALESCE($2, title), description = COALESCE($3, description), \
          price = COALESCE($4, price), currency = COALESCE($5, currency), level = COALESCE($6, level), \
-         category_id = CASE WHEN $7 = 1 THEN $8 ELSE category_id END, updated_at = $9, language = COALESCE($10, language) WHERE id = $1",
+         category_id = CASE WHEN $7 = 1 THEN $8 ELSE category_id END, updated_at = $9, language = COALESCE($10, language), \
+         forensic_watermark = COALESCE($11, forensic_watermark) WHERE id = $1",
     )
     .bind(id)
     .bind(ch.title.as_deref())
@@ -136,6 +140,7 @@ pub async fn update_course(
     .bind(cat)
     .bind(now)
     .bind(ch.language.as_deref())
+    .bind(ch.forensic_watermark.map(i64::from))
     .execute(db.pool())
     .await?;
     Ok(())

@@ -128,7 +128,7 @@ pub struct OrderLine {
 /// Insert an order with its lines in one transaction. A reused idempotency key is a unique
 /// violation.
 pub async fn insert_order(db: &Db, o: &NewOrder<'_>, now: i64) -> Result<OrderId, sqlx::Error> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let (id,): (OrderId,) = sqlx::query_as(
         "INSERT INTO orders (user_id, status, amount, currency, payment_order_id, idempotency_key, request_hash, created_at) \
          VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -296,7 +296,7 @@ pub async fn mark_paid(
     charge: Option<Movement<'_>>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let done = sqlx::query(
         "UPDATE orders SET status = 'paid', paid_at = $2, provider = $3, payment_key = $4 WHERE id = $1 AND status = 'pending'",
     )
@@ -345,7 +345,7 @@ pub async fn mark_refunded(
     refunded_by: Option<UserId>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let done = sqlx::query("UPDATE orders SET status = 'refunded', refunded_at = $2, refunded_by = $3 WHERE id = $1 AND status = 'paid'")
         .bind(order.id)
         .bind(now)

@@ -90,7 +90,7 @@ pub async fn put(
     })?;
     let vtt = parse::to_vtt(&cues);
     let t = now();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let existed: Option<(i64,)> =
         sqlx::query_as("SELECT updated_at FROM captions WHERE lecture_id = $1 AND lang = $2")
             .bind(lecture_id)

@@ -147,7 +147,7 @@ pub async fn create(
     let filename: String =
         meta(&pairs, "filename").or(meta(&pairs, "name")).unwrap_or("").chars().take(255).collect();
     let id = UploadId::new(uuid::Uuid::new_v4().simple().to_string());
-    let mut tx = st.db.pool().begin().await?;
+    let mut tx = st.db.begin().await?;
     let video_id = db::insert_video(&mut *tx, lecture_id, caller.user_id, &filename, t).await?;
     let upload = db::NewUpload {
         id: &id,
@@ -277,7 +277,7 @@ pub async fn repair(st: &Uploads) -> anyhow::Result<usize> {
                 continue;
             }
         };
-        let mut tx = st.db.pool().begin().await?;
+        let mut tx = st.db.begin().await?;
         if !db::source_stored(&mut *tx, video_id, size, now()).await? {
             tx.rollback().await?;
             continue;
@@ -449,7 +449,7 @@ async fn complete(st: &Uploads, u: &UploadRow, token: &str) -> Result<VideoId, T
         .into());
     }
     let t = now();
-    let mut tx = st.db.pool().begin().await.map_err(Error::from)?;
+    let mut tx = st.db.begin().await.map_err(Error::from)?;
     if !db::mark_upload_complete(&mut *tx, &u.id, token, t).await.map_err(Error::from)? {
         tx.rollback().await.map_err(Error::from)?;
         return Err(TusError::Locked);

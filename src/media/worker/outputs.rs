@@ -95,6 +95,8 @@ pub(super) async fn publish_outputs(
         renditions_json: &renditions_json,
         hls_key,
         attempt_seconds: done.attempt_started.elapsed().as_secs_f64(),
+        chapters: &summary.chapters,
+        watermarked: summary.watermarked,
     };
     match queue::publish(&ctx.db, job, worker, &published).await.map_err(|e| internal(e.into()))? {
         PublishOutcome::LeaseLost => Err(Outcome::LeaseLost),

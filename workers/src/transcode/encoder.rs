@@ -14,6 +14,7 @@ use crate::audio::AudioChain;
 use crate::ffutil::{codecpar, ff_err, set_thread_count};
 use crate::graph::is_again;
 use crate::hls::{self, Segment};
+use crate::watermark::segment_name;
 use crate::{HlsEncryption, MediaError, Rendition, TranscodeOptions};
 
 /// x264's constant rate factor: the quality every rendition aims at (capped by its maxrate).
@@ -103,6 +104,12 @@ pub(super) struct Output {
     muxer_seen: Option<(u64, Option<std::time::SystemTime>)>,
     /// The finished segments, in order, sealed (encrypted when asked).
     pub segments: Vec<Segment>,
+    /// The marked twin of another rendition (see `watermark`): its frames get the mark, and
+    /// it is neither reported segment by segment nor listed in the master playlist.
+    pub marked: bool,
+    /// A watermarked video's naming secret: finished segments are renamed after it
+    /// ([`crate::watermark::segment_name`]) before anyone sees them.
+    pub names: Option<[u8; 16]>,
 }
 
 impl Output {
@@ -177,6 +184,8 @@ impl Output {
             muxer_playlist: out_dir.join(&r.name).join(MUXER_PLAYLIST),
             muxer_seen: None,
             segments: Vec::new(),
+            marked: false,
+            names: None,
         })
     }
 
@@ -203,6 +212,14 @@ impl Output {
             hls::muxer_segments(&self.muxer_playlist)?.into_iter().skip(before)
         {
             let bytes = hls::seal_segment(&self.dir.join(&file_name), encryption)?;
+            let file_name = match &self.names {
+                Some(secret) => {
+                    let named = segment_name(secret, &self.rendition.name, self.segments.len());
+                    fs::rename(self.dir.join(&file_name), self.dir.join(&named))?;
+                    named
+                }
+                None => file_name,
+            };
             self.segments.push(Segment { file_name, duration, bytes });
         }
         Ok(self.segments.len() - before)

@@ -1,10 +1,14 @@
 //! The fan-out filter graph, described as text from plain facts:
 //!
 //! ```text
-//! buffer → [yadif] → [rotation] → fps → split → (scale → sink) × N, (select → scale → sink)
+//! buffer → [yadif] → [rotation] → fps → split → (scale → sink) × N,
+//!                                                (select → scale → sink)   thumbnails
+//!                                                (fps → scale → grey → sink) scene changes
 //! ```
 
 use ffmpeg_next::Rational;
+
+use crate::scenes::{SAMPLES_PER_SECOND, SAMPLE_H, SAMPLE_W};
 
 /// The `buffer` source's arguments for pictures of `size` in pixel format `pix_fmt` (its
 /// libavutil number), stamped in `tb`, with sample aspect ratio `sar`.
@@ -51,8 +55,8 @@ impl FanOut<'_> {
         let start = if self.first { ":start_time=0" } else { "" };
         chain.push(format!("fps=fps={}/{}{start}", self.fps.numerator(), self.fps.denominator()));
         let n = self.sizes.len();
-        let mut spec = format!("[in]{},split={}", chain.join(","), n + 1);
-        for i in 0..=n {
+        let mut spec = format!("[in]{},split={}", chain.join(","), n + 2);
+        for i in 0..=n + 1 {
             spec.push_str(&format!("[s{i}]"));
         }
         for (i, (w, h)) in self.sizes.iter().enumerate() {
@@ -65,13 +69,19 @@ impl FanOut<'_> {
             ";[s{n}]select='gte(t,(selected_n+{})*{:.6})',scale={}:{}:flags=bicubic:out_range=tv,setsar=1,format=yuv420p[thumbs]",
             self.thumbs_taken, self.thumb_interval, self.tile.0, self.tile.1
         ));
+        // Small grey pictures a few times a second, for chapter boundaries (see `scenes`).
+        spec.push_str(&format!(
+            ";[s{}]fps=fps={SAMPLES_PER_SECOND},scale={SAMPLE_W}:{SAMPLE_H}:flags=area,format=gray[scenes]",
+            n + 1
+        ));
         spec
     }
 
-    /// The sinks: one per rendition ("v0", "v1", …), then "thumbs".
+    /// The sinks: one per rendition ("v0", "v1", …), then "thumbs" and "scenes".
     pub fn sink_names(&self) -> Vec<String> {
         let mut sinks: Vec<String> = (0..self.sizes.len()).map(|i| format!("v{i}")).collect();
         sinks.push("thumbs".into());
+        sinks.push("scenes".into());
         sinks
     }
 }
@@ -110,17 +120,18 @@ mod tests {
     }
 
     #[test]
-    fn one_branch_per_rendition_and_one_for_thumbnails() {
+    fn one_branch_per_rendition_one_for_thumbnails_and_one_for_scenes() {
         let sizes = [(1280, 720), (640, 360)];
         let f = fan_out(&sizes);
         assert_eq!(
             f.spec(),
-            "[in]fps=fps=30000/1001:start_time=0,split=3[s0][s1][s2]\
+            "[in]fps=fps=30000/1001:start_time=0,split=4[s0][s1][s2][s3]\
              ;[s0]scale=1280:720:flags=bicubic:out_range=tv,setsar=1,format=yuv420p[v0]\
              ;[s1]scale=640:360:flags=bicubic:out_range=tv,setsar=1,format=yuv420p[v1]\
-             ;[s2]select='gte(t,(selected_n+0)*2.000000)',scale=160:90:flags=bicubic:out_range=tv,setsar=1,format=yuv420p[thumbs]"
+             ;[s2]select='gte(t,(selected_n+0)*2.000000)',scale=160:90:flags=bicubic:out_range=tv,setsar=1,format=yuv420p[thumbs]\
+             ;[s3]fps=fps=4,scale=64:36:flags=area,format=gray[scenes]"
         );
-        assert_eq!(f.sink_names(), vec!["v0", "v1", "thumbs"]);
+        assert_eq!(f.sink_names(), vec!["v0", "v1", "thumbs", "scenes"]);
     }
 
     #[test]
@@ -128,7 +139,7 @@ mod tests {
         let sizes = [(640, 360)];
         let f = FanOut { first: false, thumbs_taken: 7, thumb_interval: 2.5, ..fan_out(&sizes) };
         let spec = f.spec();
-        assert!(spec.starts_with("[in]fps=fps=30000/1001,split=2[s0][s1];"), "{spec}");
+        assert!(spec.starts_with("[in]fps=fps=30000/1001,split=3[s0][s1][s2];"), "{spec}");
         assert!(spec.contains("select='gte(t,(selected_n+7)*2.500000)'"), "{spec}");
     }
 
@@ -137,7 +148,7 @@ mod tests {
         let sizes = [(360, 640)];
         let f = FanOut { interlaced: true, rotation: 90.0, ..fan_out(&sizes) };
         assert!(f.spec().starts_with(
-            "[in]yadif=mode=send_frame:deint=interlaced,transpose=clock,fps=fps=30000/1001:start_time=0,split=2"
+            "[in]yadif=mode=send_frame:deint=interlaced,transpose=clock,fps=fps=30000/1001:start_time=0,split=3"
         ));
     }
 

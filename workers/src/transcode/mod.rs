@@ -61,6 +61,14 @@ pub struct TranscodeSummary {
     pub elapsed_seconds: f64,
     /// Total size of everything written into the output directory.
     pub output_bytes: u64,
+    /// Where chapters start, in seconds: 0, then every place the picture changes at once (a new
+    /// slide) at least [`MIN_CHAPTER_SECONDS`](crate::MIN_CHAPTER_SECONDS) after the one before
+    /// and before the end.
+    #[serde(default)]
+    pub chapters: Vec<f64>,
+    /// Every rendition has a marked twin (variant B) in `<name>-b/`.
+    #[serde(default)]
+    pub watermarked: bool,
 }
 
 /// Below this speed (× real time) over its first segment, the whole ladder would fall behind
@@ -156,7 +164,7 @@ pub fn transcode_with(
     fs::create_dir_all(out_dir)?;
 
     let fps = timeline::output_frame_rate(probed.info.frame_rate);
-    let copy = match opts.copy_top_rung {
+    let copy = match opts.copy_top_rung && opts.watermark.is_none() {
         true => passthrough::plan(&ictx, &probed, &ladder, fps, opts.segment_seconds),
         false => None,
     };
@@ -247,6 +255,8 @@ pub fn transcode_with(
         source: probed.info,
         elapsed_seconds: started.elapsed().as_secs_f64(),
         output_bytes,
+        chapters: done.scenes.chapters(done.duration),
+        watermarked: opts.watermark.is_some(),
     })
 }
 

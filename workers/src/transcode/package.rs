@@ -30,9 +30,12 @@ pub(super) fn package(
             opts.encryption.as_ref(),
         )?;
         Output::remove_muxer_playlist(&out.dir)?;
-        renditions.push(summarize(out, &packaged, done.has_audio, done.fps));
+        if !out.marked {
+            renditions.push(summarize(out, &packaged, done.has_audio, done.fps));
+        }
         packaged_all.push(packaged);
     }
+    // Marked twins (variant B) line up too: a playlist switches between them segment by segment.
     check_alignment(&done.outputs, &packaged_all);
     let variants: Vec<Variant> = renditions.iter().map(variant_of).collect();
     hls::write_master(out_dir, &variants)?;
@@ -127,6 +130,7 @@ mod tests {
             avc1: "avc1.64001f".into(),
             segments: Vec::new(),
             copied: false,
+            marked: false,
         }
     }
 

@@ -13,7 +13,9 @@ use crate::ffutil::{self, ff_err, set_thread_count};
 use crate::graph::{build_graph, is_again, Graph};
 use crate::hls::{Segment, Variant};
 use crate::probe::{self, Probed};
+use crate::scenes::SceneChanges;
 use crate::thumbs::SpriteSheet;
+use crate::watermark::{self, MARKED_SUFFIX};
 use crate::{HlsEncryption, MediaError, Rendition, TranscodeOptions};
 
 use super::encoder::{
@@ -35,6 +37,8 @@ pub(super) struct FinishedOutput {
     pub segments: Vec<Segment>,
     /// The source's video copied, not encoded.
     pub copied: bool,
+    /// A marked twin (variant B) of another rendition.
+    pub marked: bool,
 }
 
 impl Finished {
@@ -55,6 +59,7 @@ pub(super) struct Finished {
     pub has_audio: bool,
     pub poster: Option<frame::Video>,
     pub sprite: SpriteSheet,
+    pub scenes: SceneChanges,
 }
 
 /// Size and pixel format of decoded pictures (a change needs a new filter graph).
@@ -88,6 +93,7 @@ pub(super) struct Pipeline<'a> {
     audio: Option<AudioChain>,
     outputs: Vec<Output>,
     sprite: SpriteSheet,
+    scenes: SceneChanges,
     poster_frame: i64,
     poster: Option<frame::Video>,
     read_errors: u64,
@@ -188,7 +194,7 @@ impl<'a> Pipeline<'a> {
             opts,
             global_header,
         };
-        let outputs = ladder
+        let mut outputs = ladder
             .iter()
             .enumerate()
             .map(|(i, r)| match passthrough {
@@ -196,6 +202,19 @@ impl<'a> Pipeline<'a> {
                 _ => Output::open(r, &setup, out_dir, audio.as_ref()),
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(secret) = opts.watermark {
+            // Every rung again, marked (variant B), after all the unmarked ones; every segment
+            // of both named after the secret.
+            for r in ladder {
+                let marked = Rendition { name: format!("{}{MARKED_SUFFIX}", r.name), ..r.clone() };
+                let mut twin = Output::open(&marked, &setup, out_dir, audio.as_ref())?;
+                twin.marked = true;
+                outputs.push(twin);
+            }
+            for out in &mut outputs {
+                out.names = Some(secret);
+            }
+        }
 
         let known_duration = info.duration_seconds;
         Ok(Pipeline {
@@ -209,6 +228,7 @@ impl<'a> Pipeline<'a> {
             audio,
             outputs,
             sprite: SpriteSheet::new(known_duration, info.display_width, info.display_height),
+            scenes: SceneChanges::default(),
             poster_frame: poster_frame(known_duration, fps),
             poster: None,
             read_errors: 0,
@@ -229,6 +249,7 @@ impl<'a> Pipeline<'a> {
             self.audio.as_ref().map(|a| unsafe { (*a.encoder.as_ptr()).bit_rate }.max(0) as u64);
         self.outputs
             .iter()
+            .filter(|o| !o.marked)
             .map(|o| {
                 let r = &o.rendition;
                 let estimate = r.max_bitrate * 11 / 10 + audio.unwrap_or(0) * 11 / 10;
@@ -257,6 +278,11 @@ impl<'a> Pipeline<'a> {
     fn collect_segments(&mut self, progress: &mut Progress) -> Result<(), MediaError> {
         for (i, out) in self.outputs.iter_mut().enumerate() {
             let new = out.collect_segments(self.encryption.as_ref())?;
+            if out.marked {
+                // Stored with the rest at the end: a playlist names variant B only once the
+                // video is ready.
+                continue;
+            }
             for segment in &out.segments[out.segments.len() - new..] {
                 progress.segment(self.first_rendition + i, segment);
             }
@@ -569,6 +595,10 @@ impl<'a> Pipeline<'a> {
                     self.poster = Some(ffutil::frame_ref(&f)?);
                 }
                 let Some(encoder) = out.encoder.as_mut() else { continue };
+                if out.marked {
+                    ffutil::make_writable(&mut f)?;
+                    watermark::apply(&mut f);
+                }
                 encoder.send_frame(&f).map_err(|e| ff_err("encoding video", e))?;
                 out.frames += 1;
                 drain_video_encoder(out)?;
@@ -589,6 +619,12 @@ impl<'a> Pipeline<'a> {
         let thumbs = self.outputs.len();
         while graph.pull(thumbs, &mut f)? {
             self.sprite.push(&f);
+        }
+        let scenes_tb = graph.sink_time_base(thumbs + 1);
+        while graph.pull(thumbs + 1, &mut f)? {
+            if let Some(pts) = f.pts() {
+                self.scenes.push(pts as f64 * f64::from(scenes_tb), &f);
+            }
         }
         Ok(())
     }
@@ -629,6 +665,7 @@ impl<'a> Pipeline<'a> {
                 .into_iter()
                 .map(|o| FinishedOutput {
                     copied: o.encoder.is_none(),
+                    marked: o.marked,
                     rendition: o.rendition,
                     dir: o.dir,
                     avc1: o.avc1,
@@ -639,6 +676,7 @@ impl<'a> Pipeline<'a> {
             duration: video_seconds.max(audio_seconds),
             poster: self.poster,
             sprite: self.sprite,
+            scenes: self.scenes,
         })
     }
 }
