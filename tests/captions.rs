@@ -208,6 +208,25 @@ async fn captions_are_checked_listed_and_played(b: Backend, s: StorageKind) {
         .collect();
     assert_eq!(starts.len(), 3, "each cue once, however many segments it spans: {starts:?}");
 
+    // hls.js, Shaka Player and Video.js in Chromium list both tracks and show the Korean cues.
+    for mode in ["hlsjs", "shaka", "videojs"] {
+        let result = common::browser::play(&master_url, mode, 3.0, Some("ko")).await;
+        assert_eq!(result["ok"], true, "{mode}: {result}");
+        let cues = result["cues"].to_string();
+        assert!(
+            ["안녕하세요", "강의를 시작합니다", "끝"].iter().any(|c| cues.contains(c)),
+            "{mode}: no Korean cue showed: {result}"
+        );
+        if mode != "shaka" {
+            // Shaka shows its cues on one track of its own; the others add one per language.
+            let tracks = result["tracks"].to_string();
+            assert!(tracks.contains("\"ko\"") && tracks.contains("\"en\""), "{mode}: {result}");
+        } else {
+            let events = result["events"].to_string();
+            assert!(events.contains("ko/") && events.contains("en/"), "{mode}: {result}");
+        }
+    }
+
     // Removed (and the course's language changed) without a transcode: the next master shows it.
     let remove_ko = format!("/api/v1/lectures/{lecture}/captions/ko");
     for expected in [StatusCode::NO_CONTENT, StatusCode::NOT_FOUND] {

@@ -10,32 +10,13 @@ use common::playback::{fixture, get, open_paid_lecture, playback, Opened};
 use common::{Backend, TestServer};
 use lectern::config::StorageKind;
 use reqwest::StatusCode;
-use serde_json::Value;
-
-/// Play the lecture in headless Chromium with `mode` (`hlsjs` or `reactplayer`).
-async fn play_in_browser(url: &str, mode: &str) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
-    let out = tokio::process::Command::new("node")
-        .args([script, mode, url, "4"])
-        .output()
-        .await
-        .expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "play.mjs failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
-        .unwrap_or_else(|_| panic!("play.mjs said: {stdout}"))
-}
 
 async fn browsers_play_it_with_hls_js_and_react_player(b: Backend, s: StorageKind) {
     let f = fixture(b, s, true).await;
     let (_, session) = playback(&f, f.paid, Some(&f.enrolled)).await;
     let url = session["url"].as_str().unwrap();
     for mode in ["hlsjs", "reactplayer"] {
-        let result = play_in_browser(url, mode).await;
+        let result = common::browser::play(url, mode, 4.0, None).await;
         assert_eq!(result["ok"], true, "{mode}: {result}");
         assert!(result["currentTime"].as_f64().unwrap() >= 4.0, "{mode}: {result}");
         let events = result["events"].to_string();

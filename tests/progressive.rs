@@ -196,15 +196,8 @@ async fn players_play_a_lecture_while_it_is_transcoded(b: Backend, s: StorageKin
         let target = 38.0;
         assert!(encoded_at_start < target - 10.0, "{mode}: {at_start}");
 
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
-        let out = tokio::process::Command::new("node")
-            .args([script, mode, session["url"].as_str().unwrap(), &target.to_string()])
-            .output()
-            .await
-            .expect("node");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{mode}: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-        let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        let result =
+            common::browser::play(session["url"].as_str().unwrap(), mode, target, None).await;
         assert_eq!(result["ok"], true, "{mode}: {result}");
         assert!(result["currentTime"].as_f64().unwrap() >= target, "{mode}: {result}");
         assert_eq!(result["liveAtStart"], true, "{mode}: the playlist was still growing: {result}");

@@ -1,8 +1,10 @@
 // Drive headless Chromium (Debian's, through playwright-core) to play a Lectern stream.
 //
-//   node play.mjs MODE MASTER_URL [SECONDS]
+//   node play.mjs MODE MASTER_URL [SECONDS [CAPTIONS]]
 //
 // MODE is `hlsjs`, `reactplayer`, `shaka` (Shaka Player) or `videojs` (Video.js with VHS).
+// With CAPTIONS (a language), the player's text track in that language is turned on and the
+// run lasts until one of its cues has shown; the report lists the tracks and the cues seen.
 // Serves the page from its own origin (so CORS is
 // exercised), waits until playback passes SECONDS or fails, prints one JSON line.
 import http from "node:http";
@@ -13,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 import { chromium } from "playwright-core";
 
-const [mode, src, seconds = "4"] = process.argv.slice(2);
+const [mode, src, seconds = "4", captions = ""] = process.argv.slice(2);
 const here = dirname(fileURLToPath(import.meta.url));
 
 const bundle = await esbuild.build({
@@ -36,7 +38,7 @@ const server = http.createServer((req, res) => {
   }
 });
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const pageUrl = `http://127.0.0.1:${server.address().port}/?mode=${mode}&seconds=${seconds}&src=${encodeURIComponent(src)}`;
+const pageUrl = `http://127.0.0.1:${server.address().port}/?mode=${mode}&seconds=${seconds}&captions=${captions}&src=${encodeURIComponent(src)}`;
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -51,6 +53,8 @@ try {
   const console_ = [];
   page.on("console", (m) => console_.push(m.text()));
   page.on("pageerror", (e) => console_.push(`pageerror: ${e.message}`));
+  page.on("requestfailed", (r) => console_.push(`failed: ${r.url().split("?")[0]} ${r.failure() && r.failure().errorText}`));
+  if (process.env.PLAY_TRACE) page.on("request", (r) => console_.push(`request: ${r.url().split("?")[0]}`));
   await page.goto(pageUrl);
   try {
     await page.waitForFunction(() => window.__result, null, { timeout: 90_000 });

@@ -3,6 +3,7 @@
 //! an S3 bucket on a local `s3s-fs` server).
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod catalog;
 pub mod media;
 pub mod playback;
