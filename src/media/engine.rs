@@ -188,10 +188,7 @@ pub fn child_main() -> anyhow::Result<()> {
 }
 
 fn hex16(s: &str) -> anyhow::Result<[u8; 16]> {
-    let bytes = hex::decode(s)?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| anyhow::anyhow!("a key or IV must be 16 bytes, not {}", b.len()))
+    crate::media::hex16(s).ok_or_else(|| anyhow::anyhow!("a key or IV must be 32 hex digits"))
 }
 
 /// A running engine process.

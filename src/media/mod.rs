@@ -554,3 +554,8 @@ pub async fn housekeeping(st: &Uploads) {
         tracing::warn!(error = %e, "deleting doomed outputs failed");
     }
 }
+
+/// 16 bytes written as 32 hex digits (a video's segment key, its watermark secret), or `None`.
+pub fn hex16(hex: &str) -> Option<[u8; 16]> {
+    hex::decode(hex).ok()?.try_into().ok()
+}

@@ -464,41 +464,40 @@ pub async fn show_progress(
     Ok(Shown::Visible { replaced })
 }
 
-/// The AES-128 key (hex) of `video_id`'s segments: the one an earlier attempt chose, so that
-/// every attempt's segments play with the key a viewer already holds, or else `fresh`.
-pub async fn segment_key(db: &Db, video_id: VideoId, fresh: &str) -> Result<String, sqlx::Error> {
-    sqlx::query("UPDATE videos SET hls_key = $2 WHERE id = $1 AND hls_key IS NULL")
+/// A per-video secret a transcode attempt needs the same as every earlier attempt of the
+/// video chose it.
+#[derive(Debug, Clone, Copy)]
+pub enum VideoSecret {
+    /// The AES-128 key of its segments: a viewer of an earlier attempt's output keeps the key
+    /// it holds.
+    SegmentKey,
+    /// What its watermarked segments are named after: a segment stored by an earlier attempt
+    /// keeps its name.
+    WatermarkNames,
+}
+
+/// `video_id`'s `secret` (hex): the one an earlier attempt chose, or else `fresh`.
+pub async fn video_secret(
+    db: &Db,
+    video_id: VideoId,
+    secret: VideoSecret,
+    fresh: &str,
+) -> Result<String, sqlx::Error> {
+    let column = match secret {
+        VideoSecret::SegmentKey => "hls_key",
+        VideoSecret::WatermarkNames => "watermark_secret",
+    };
+    sqlx::query(&format!("UPDATE videos SET {column} = $2 WHERE id = $1 AND {column} IS NULL"))
         .bind(video_id)
         .bind(fresh)
         .execute(db.pool())
         .await?;
-    let (key,): (Option<String>,) = sqlx::query_as("SELECT hls_key FROM videos WHERE id = $1")
-        .bind(video_id)
-        .fetch_one(db.pool())
-        .await?;
-    Ok(key.unwrap_or_else(|| fresh.to_owned()))
-}
-
-/// The watermark naming secret (hex) of `video_id`: the one an earlier attempt chose, so that
-/// a segment stored by an earlier attempt keeps its name, or else `fresh`.
-pub async fn watermark_secret(
-    db: &Db,
-    video_id: VideoId,
-    fresh: &str,
-) -> Result<String, sqlx::Error> {
-    sqlx::query(
-        "UPDATE videos SET watermark_secret = $2 WHERE id = $1 AND watermark_secret IS NULL",
-    )
-    .bind(video_id)
-    .bind(fresh)
-    .execute(db.pool())
-    .await?;
-    let (secret,): (Option<String>,) =
-        sqlx::query_as("SELECT watermark_secret FROM videos WHERE id = $1")
+    let (stored,): (Option<String>,) =
+        sqlx::query_as(&format!("SELECT {column} FROM videos WHERE id = $1"))
             .bind(video_id)
             .fetch_one(db.pool())
             .await?;
-    Ok(secret.unwrap_or_else(|| fresh.to_owned()))
+    Ok(stored.unwrap_or_else(|| fresh.to_owned()))
 }
 
 /// Record a `video.*` webhook event about `video_id` in the transaction `conn` that changed it:

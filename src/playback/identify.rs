@@ -75,11 +75,7 @@ pub async fn identify(
     let prefix = ObjectKey::new(row.output_prefix.context("the video has no output")?)?;
     let renditions: Vec<RenditionInfo> =
         serde_json::from_str(row.renditions.as_deref().unwrap_or("[]"))?;
-    let key = row
-        .hls_key
-        .as_deref()
-        .and_then(|k| hex::decode(k).ok())
-        .and_then(|k| <[u8; 16]>::try_from(k).ok());
+    let key = row.hls_key.as_deref().and_then(crate::media::hex16);
 
     let path = file.to_path_buf();
     let copy = tokio::task::spawn_blocking(move || marks::small_frames(&path))

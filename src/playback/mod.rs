@@ -108,15 +108,11 @@ impl Playback {
         let live = row.status != crate::media::VideoStatus::Ready;
         let (Some(prefix), key) = (row.output_prefix, row.hls_key) else { return Ok(None) };
         let Ok(prefix) = ObjectKey::new(prefix) else { return Ok(None) };
-        let key = key.and_then(|k| hex::decode(k).ok()).and_then(|k| <[u8; 16]>::try_from(k).ok());
+        let key = key.as_deref().and_then(crate::media::hex16);
         let looked_up = std::time::Instant::now();
         let watermark = match row.watermarked {
             0 => None,
-            _ => row
-                .watermark_secret
-                .as_deref()
-                .and_then(|s| hex::decode(s).ok())
-                .and_then(|s| <[u8; 16]>::try_from(s).ok()),
+            _ => row.watermark_secret.as_deref().and_then(crate::media::hex16),
         };
         let video = Arc::new(ReadyVideo { prefix, key, live, watermark, looked_up });
         let mut cache = self.cache.lock().expect("cache lock");

@@ -148,8 +148,8 @@ const PRIVATE_CACHE: &str = "private, max-age=3600";
 
 /// `GET`/`HEAD /hls/{video}/…`: the segment/range server. `path` is `master.m3u8`,
 /// `{rendition}/index.m3u8`, `{rendition}/seg_NNNNN.ts`, `key`, `poster.jpg`, `sprite.jpg`,
-/// `thumbnails.vtt`, `chapters.vtt` or a caption language's `subs/{lang}/…`. Playlists come back rewritten so every child URI carries the token; every
-/// object supports `Range` (206/416), `If-Range`, `ETag`/`If-None-Match` and
+/// `thumbnails.vtt`, `chapters.vtt` or a caption language's `subs/{lang}/…`. Playlists come
+/// back rewritten so every child URI carries the token; every object supports `Range` (206/416), `If-Range`, `ETag`/`If-None-Match` and
 /// `Last-Modified`/`If-Modified-Since` (304), and `HEAD`. Segments of encrypted videos need no
 /// token and are `public, immutable`; everything else needs `?token=` (401 missing/invalid or
 /// expired, 403 for another video).
@@ -278,7 +278,7 @@ async fn respond(
         HlsObject::Master => {
             let token = token.expect("verified");
             let captions = caption_set(st, video_id, ready).await?;
-            let extra = Extra::Master(captions.as_deref());
+            let extra = Extra::Master(captions.as_deref().filter(|c| !c.tracks.is_empty()));
             rewritten(st, ready, "master.m3u8", token, encrypted, extra, headers, head).await
         }
         HlsObject::Subtitles { lang } => {
@@ -342,7 +342,7 @@ async fn respond(
 
 /// What a rewritten playlist gets beyond the token.
 enum Extra<'a> {
-    /// A master playlist: the lecture's caption tracks, if any.
+    /// A master playlist: the lecture's caption tracks, if it has any.
     Master(Option<&'a CaptionSet>),
     /// A media playlist: which variant each segment comes from.
     Media(Variants<'a>),
@@ -491,9 +491,6 @@ async fn rewritten(
         Extra::Master(None) | Extra::Media(Variants::Plain) => {
             (body, template.etag(token), stored.meta.last_modified)
         }
-        Extra::Master(Some(set)) if set.tracks.is_empty() => {
-            (body, template.etag(token), stored.meta.last_modified)
-        }
         Extra::Media(Variants::Chosen { rendition, session, names }) => {
             let text = watermark::choose_variants(
                 &String::from_utf8_lossy(&body),
@@ -507,11 +504,10 @@ async fn rewritten(
         Extra::Master(Some(set)) => {
             let text =
                 subtitles::master_with_subtitles(&String::from_utf8_lossy(&body), set, token);
-            let changed = set.tracks.iter().map(|t| t.updated_at).max().unwrap_or(0);
             (
                 Bytes::from(text),
                 digest_etag(format!("{}{}", template.etag(token), set.version()).as_bytes()),
-                stored.meta.last_modified.max(changed),
+                stored.meta.last_modified.max(set.last_modified()),
             )
         }
     };

@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use super::child::Limits;
 use super::db as media_db;
 use super::engine::{Engine, EngineEvent, EngineRequest, FailureKind};
-use super::queue::{self, FailureReason, Job};
+use super::queue::{self, FailureReason, Job, VideoSecret};
 use crate::config::{Config, LogFormat, Secret, StorageKind};
 use crate::db::{now, Db};
 use crate::storage::{keys, ObjectKey, Storage};
@@ -450,40 +450,36 @@ async fn run_attempt(
     // output keeps the key it holds); the playlists point players at `/hls/{video}/key`.
     let encryption = match ctx.settings.hls_encryption {
         true => {
-            use rand::RngCore;
-            let mut fresh = [0u8; 16];
-            rand::thread_rng().fill_bytes(&mut fresh);
-            let key = queue::segment_key(&ctx.db, job.video_id, &hex::encode(fresh))
-                .await
-                .map_err(|e| internal(e.into()))?;
-            let key: [u8; 16] = hex::decode(&key)
-                .ok()
-                .and_then(|k| k.try_into().ok())
-                .context("the video's stored segment key is not 16 bytes of hex")
-                .map_err(internal)?;
+            let key = video_secret(ctx, job, VideoSecret::SegmentKey).await?;
             Some(HlsEncryption { key, iv: segment_iv(&key), key_uri: "../key".to_owned() })
         }
         false => None,
     };
     if media_db::wants_watermark(&ctx.db, job.video_id).await.map_err(|e| internal(e.into()))? {
-        use rand::RngCore;
-        let mut fresh = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut fresh);
-        let secret = queue::watermark_secret(&ctx.db, job.video_id, &hex::encode(fresh))
-            .await
-            .map_err(|e| internal(e.into()))?;
-        a.watermark = Some(
-            hex::decode(&secret)
-                .ok()
-                .and_then(|k| k.try_into().ok())
-                .context("the video's stored watermark secret is not 16 bytes of hex")
-                .map_err(internal)?,
-        );
+        a.watermark = Some(video_secret(ctx, job, VideoSecret::WatermarkNames).await?);
     }
     let done = transcode(a, prefix, encryption, info.duration_seconds, shutdown).await?;
     let (worker, scratch) = (a.worker, a.scratch.clone());
     let key_hex = done.encryption.as_ref().map(|e| hex::encode(e.key));
     a.within(publish_outputs(ctx, worker, job, &scratch, prefix, &done, key_hex.as_deref())).await
+}
+
+/// The video's 16-byte `secret`: the one an earlier attempt chose, or a new random one.
+async fn video_secret(
+    ctx: &WorkerCtx,
+    job: &Job,
+    secret: VideoSecret,
+) -> Result<[u8; 16], Outcome> {
+    use rand::RngCore;
+    let internal = |e: anyhow::Error| Outcome::Failed(Failed::internal(job, e));
+    let mut fresh = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut fresh);
+    let stored = queue::video_secret(&ctx.db, job.video_id, secret, &hex::encode(fresh))
+        .await
+        .map_err(|e| internal(e.into()))?;
+    crate::media::hex16(&stored)
+        .with_context(|| format!("the video's stored {secret:?} is not 16 bytes of hex"))
+        .map_err(internal)
 }
 
 /// The IV of a video's segments, derived from its key, so that every attempt's playlists say
